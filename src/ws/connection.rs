@@ -1,0 +1,351 @@
+//! The protocol state machine of one open WebSocket, sans IO.
+//!
+//! Bytes in, events and bytes out. The caller owns the receive buffer; we
+//! parse frames in it, unmask payloads in place and hand out slices of it,
+//! so a message that arrived in one read is never copied. Only fragmented
+//! messages are assembled, in a buffer of our own.
+//!
+//! The buffer contract: when `read` answers [`Read::Incomplete`], the bytes
+//! at the front of the buffer belong to an unfinished frame whose payload we
+//! may already have unmasked and validated in place (so that invalid UTF-8
+//! fails fast, and so the work is spread over the reads). The caller must
+//! pass those bytes back, unchanged and still at the front, with more data
+//! appended. Moving them to another buffer is fine.
+
+use super::close::{code, ProtocolError};
+use super::frame::{self, parse_close, parse_header, CloseBody, Header, OpCode};
+use super::mask::apply_mask;
+use super::utf8::{self, Utf8Validator};
+use bytes::Bytes;
+
+/// Which end of the connection we are: it decides who masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// Default largest message (sum of its fragments' payloads).
+pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Text,
+    Binary,
+}
+
+/// A complete data message. For `Text`, `payload` is valid UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub kind: MessageKind,
+    pub payload: &'a [u8],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Message(Message<'a>),
+    /// `pong` is the answer to send (None once we are closing).
+    Ping {
+        payload: &'a [u8],
+        pong: Option<Bytes>,
+    },
+    Pong(&'a [u8]),
+    /// The peer's close arrived. `reply` is our answering close frame, or
+    /// None when this was the answer to ours: either way the close
+    /// handshake is complete and the transport may be closed once `reply`
+    /// is sent.
+    Close {
+        body: CloseBody<'a>,
+        reply: Option<Bytes>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read<'a> {
+    /// The first `consumed` bytes of the buffer were one frame; it produced
+    /// `event`, or nothing (a non-final fragment, or data after closing).
+    Frame {
+        consumed: usize,
+        event: Option<Event<'a>>,
+    },
+    /// The buffer holds only part of the next frame. `frame_len` is the
+    /// whole frame's size once its header is known, so the caller can make
+    /// room for it in one step.
+    Incomplete { frame_len: Option<usize> },
+}
+
+/// The connection failed (§7.1.7). Send `close` if any, then close the
+/// transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub error: ProtocolError,
+    pub close: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Open,
+    /// We sent a close and wait for the peer's.
+    CloseSent,
+    /// Both closes were exchanged, or the connection failed.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    state: State,
+    max_message: usize,
+    /// Set while a fragmented message is open.
+    fragmented: Option<MessageKind>,
+    assembled: Vec<u8>,
+    /// The assembled message was handed out; clear it on the next read.
+    assembled_delivered: bool,
+    utf8: Utf8Validator,
+    /// Payload bytes of the frame at the buffer's front that are already
+    /// unmasked and validated (see the buffer contract above).
+    partial_done: usize,
+}
+
+impl Connection {
+    pub fn new(role: Role, max_message: usize) -> Self {
+        Self {
+            role,
+            state: State::Open,
+            max_message,
+            fragmented: None,
+            assembled: Vec::new(),
+            assembled_delivered: false,
+            utf8: Utf8Validator::new(),
+            partial_done: 0,
+        }
+    }
+
+    pub fn server() -> Self {
+        Self::new(Role::Server, DEFAULT_MAX_MESSAGE)
+    }
+
+    pub fn client() -> Self {
+        Self::new(Role::Client, DEFAULT_MAX_MESSAGE)
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Frame `payload` for sending from this end (masked when we are the
+    /// client). The server's hot path builds shared frames with
+    /// [`frame::server_frame`] instead.
+    pub fn encode(&self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        match self.role {
+            Role::Server => frame::server_frame(opcode, payload),
+            Role::Client => frame::client_frame(opcode, payload, fastrand::u32(..).to_ne_bytes()),
+        }
+    }
+
+    /// Start the close handshake. None if it was already started.
+    pub fn close(&mut self, status: u16, reason: &str) -> Option<Bytes> {
+        if self.state != State::Open {
+            return None;
+        }
+        self.state = State::CloseSent;
+        Some(self.encode(OpCode::Close, &frame::close_payload(status, reason)))
+    }
+
+    fn fail(&mut self, error: ProtocolError) -> Failure {
+        let close = self.close(error.code, error.reason);
+        self.state = State::Closed;
+        Failure { error, close }
+    }
+
+    /// Decode the next frame from the front of `buf`.
+    pub fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> Result<Read<'a>, Failure> {
+        if self.assembled_delivered {
+            self.assembled.clear();
+            self.assembled_delivered = false;
+        }
+        if self.state == State::Closed {
+            // Nothing after the close handshake means anything.
+            return Ok(Read::Frame {
+                consumed: buf.len(),
+                event: None,
+            });
+        }
+        let header = match parse_header(buf) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(Read::Incomplete { frame_len: None }),
+            Err(e) => return Err(self.fail(e)),
+        };
+        match self.check(&header) {
+            Ok(()) => {}
+            Err(e) => return Err(self.fail(e)),
+        }
+        // check() bounded payload_len by max_message (or 125), so it fits.
+        let payload_len = header.payload_len as usize;
+        let frame_len = header.len + payload_len;
+        let avail = (buf.len() - header.len).min(payload_len);
+        let (_, rest) = buf.split_at_mut(header.len);
+        let payload = &mut rest[..avail];
+
+        if header.opcode.is_control() {
+            // At most 125 bytes: wait for all of it, then handle it whole.
+            if avail < payload_len {
+                return Ok(Read::Incomplete {
+                    frame_len: Some(frame_len),
+                });
+            }
+            if let Some(m) = header.mask {
+                apply_mask(payload, m, 0);
+            }
+            let payload: &'a [u8] = payload;
+            return self.control(header.opcode, payload, frame_len);
+        }
+
+        let kind = match header.opcode {
+            OpCode::Text => MessageKind::Text,
+            OpCode::Binary => MessageKind::Binary,
+            _ => self.fragmented.unwrap_or(MessageKind::Binary),
+        };
+        let whole_message = header.fin && header.opcode != OpCode::Continuation;
+        let complete = avail == payload_len;
+        let new = &mut payload[self.partial_done..];
+        if let Some(m) = header.mask {
+            apply_mask(new, m, self.partial_done);
+        }
+        if kind == MessageKind::Text {
+            let ok = if whole_message && complete && self.partial_done == 0 {
+                // Fast path: the message is all here, validate it at once.
+                utf8::validate(new)
+            } else {
+                self.utf8
+                    .feed(new)
+                    .and_then(|()| if complete && header.fin { self.utf8.finish() } else { Ok(()) })
+            };
+            if ok.is_err() {
+                self.utf8.reset();
+                return Err(self.fail(ProtocolError {
+                    code: code::INVALID_PAYLOAD,
+                    reason: "invalid UTF-8 in text message",
+                }));
+            }
+        }
+        if !complete {
+            self.partial_done = avail;
+            return Ok(Read::Incomplete {
+                frame_len: Some(frame_len),
+            });
+        }
+        self.partial_done = 0;
+        let payload: &'a [u8] = payload;
+
+        if self.state != State::Open {
+            // We already sent a close: the peer's data is of no use, but
+            // it is still checked above so a violation is still reported.
+            if header.fin {
+                self.fragmented = None;
+                self.assembled.clear();
+            } else if header.opcode != OpCode::Continuation {
+                self.fragmented = Some(kind);
+            }
+            return Ok(Read::Frame {
+                consumed: frame_len,
+                event: None,
+            });
+        }
+        if whole_message {
+            return Ok(Read::Frame {
+                consumed: frame_len,
+                event: Some(Event::Message(Message { kind, payload })),
+            });
+        }
+        self.assembled.extend_from_slice(payload);
+        if !header.fin {
+            self.fragmented = Some(kind);
+            return Ok(Read::Frame {
+                consumed: frame_len,
+                event: None,
+            });
+        }
+        self.fragmented = None;
+        self.assembled_delivered = true;
+        Ok(Read::Frame {
+            consumed: frame_len,
+            event: Some(Event::Message(Message {
+                kind,
+                payload: &self.assembled,
+            })),
+        })
+    }
+
+    /// The rules that depend on our state and role, not on the header alone.
+    fn check(&self, h: &Header) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::protocol("client frame not masked")),
+            (Role::Client, true) => return Err(ProtocolError::protocol("server frame masked")),
+            _ => {}
+        }
+        match (h.opcode, self.fragmented.is_some()) {
+            (OpCode::Continuation, false) => {
+                return Err(ProtocolError::protocol("continuation without a message to continue"))
+            }
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(ProtocolError::protocol("new message inside a fragmented message"))
+            }
+            _ => {}
+        }
+        if !h.opcode.is_control() {
+            let so_far = if h.opcode == OpCode::Continuation {
+                self.assembled.len() as u64
+            } else {
+                0
+            };
+            if so_far.saturating_add(h.payload_len) > self.max_message as u64 {
+                return Err(ProtocolError {
+                    code: code::MESSAGE_TOO_BIG,
+                    reason: "message too big",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn control<'a>(
+        &mut self,
+        opcode: OpCode,
+        payload: &'a [u8],
+        consumed: usize,
+    ) -> Result<Read<'a>, Failure> {
+        let event = match opcode {
+            OpCode::Ping => Event::Ping {
+                payload,
+                pong: (self.state == State::Open).then(|| self.encode(OpCode::Pong, payload)),
+            },
+            OpCode::Pong => Event::Pong(payload),
+            _ => {
+                let body = match parse_close(payload) {
+                    Ok(b) => b,
+                    Err(e) => return Err(self.fail(e)),
+                };
+                let reply = match self.state {
+                    // Echo the peer's code (§5.5.1); an empty close gets an
+                    // empty close back.
+                    State::Open => Some(match body.code {
+                        Some(c) => self.encode(OpCode::Close, &c.to_be_bytes()),
+                        None => self.encode(OpCode::Close, &[]),
+                    }),
+                    _ => None,
+                };
+                self.state = State::Closed;
+                Event::Close { body, reply }
+            }
+        };
+        Ok(Read::Frame {
+            consumed,
+            event: Some(event),
+        })
+    }
+}

@@ -1,0 +1,265 @@
+use super::*;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn request(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+fn echo_on() -> Config {
+    Config {
+        echo: true,
+        ..Config::default()
+    }
+}
+
+fn status(o: &Outcome) -> u16 {
+    match o {
+        Outcome::Reject { status, response } => {
+            let text = std::str::from_utf8(response).unwrap();
+            assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+            assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+            *status
+        }
+        Outcome::Upgrade { .. } => 101,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn upgrade(o: Outcome) -> (usize, Upgrade) {
+    match o {
+        Outcome::Upgrade { consumed, upgrade } => (consumed, upgrade),
+        other => panic!("expected upgrade, got {other:?}"),
+    }
+}
+
+#[test]
+fn rfc_sample_accept_key() {
+    // RFC 6455 §1.3.
+    assert_eq!(accept_key(KEY.as_bytes()), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+#[test]
+fn valid_upgrade() {
+    let req = request("/ws", "");
+    let (consumed, up) = upgrade(accept(&req, &Config::default()));
+    assert_eq!(consumed, req.len());
+    assert_eq!(up.route, Route::PubSub);
+    assert!(!up.subprotocol);
+    let text = std::str::from_utf8(&up.response).unwrap();
+    assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    assert!(!text.contains("Sec-WebSocket-Protocol"));
+    assert!(text.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn every_prefix_is_partial() {
+    let req = request("/ws", "");
+    for n in 0..req.len() {
+        assert_eq!(accept(&req[..n], &Config::default()), Outcome::Partial, "{n}");
+    }
+}
+
+#[test]
+fn header_names_and_tokens_are_case_insensitive_lists() {
+    let req = b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, UPGRADE\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+    upgrade(accept(req, &Config::default()));
+}
+
+#[test]
+fn connection_header_may_repeat() {
+    let req = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    upgrade(accept(req, &Config::default()));
+}
+
+#[test]
+fn subprotocol_selected_when_offered() {
+    let req = request("/ws", "Sec-WebSocket-Protocol: chat, ringfan.v1\r\n");
+    let (_, up) = upgrade(accept(&req, &Config::default()));
+    assert!(up.subprotocol);
+    let text = std::str::from_utf8(&up.response).unwrap();
+    assert!(text.contains("\r\nSec-WebSocket-Protocol: ringfan.v1\r\n"));
+    // Offered only something else: no header, handshake still succeeds.
+    let req = request("/ws", "Sec-WebSocket-Protocol: chat\r\n");
+    let (_, up) = upgrade(accept(&req, &Config::default()));
+    assert!(!up.subprotocol);
+}
+
+#[test]
+fn frames_behind_the_head_are_not_consumed() {
+    let mut req = request("/ws", "");
+    let head = req.len();
+    req.extend_from_slice(&[0x81, 0x80, 1, 2, 3, 4]);
+    let (consumed, _) = upgrade(accept(&req, &Config::default()));
+    assert_eq!(consumed, head);
+}
+
+#[test]
+fn routes() {
+    let (_, up) = upgrade(accept(&request("/echo", ""), &echo_on()));
+    assert_eq!(up.route, Route::Echo);
+    // /echo disabled by config is 404.
+    assert_eq!(status(&accept(&request("/echo", ""), &Config::default())), 404);
+    assert_eq!(status(&accept(&request("/nope", ""), &echo_on())), 404);
+    assert_eq!(status(&accept(&request("/", ""), &echo_on())), 404);
+    // Query strings do not change the route.
+    let (_, up) = upgrade(accept(&request("/ws?x=1", ""), &echo_on()));
+    assert_eq!(up.route, Route::PubSub);
+}
+
+#[test]
+fn plain_http_endpoints() {
+    let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(
+        accept(req, &Config::default()),
+        Outcome::Http {
+            consumed: req.len(),
+            route: HttpRoute::Healthz
+        }
+    );
+    let req = b"GET /metrics HTTP/1.0\r\n\r\n";
+    assert_eq!(
+        accept(req, &Config::default()),
+        Outcome::Http {
+            consumed: req.len(),
+            route: HttpRoute::Metrics
+        }
+    );
+    let req = b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(status(&accept(req, &Config::default())), 405);
+}
+
+#[test]
+fn method_must_be_get() {
+    let req = String::from_utf8(request("/ws", "")).unwrap().replacen("GET", "POST", 1);
+    let o = accept(req.as_bytes(), &Config::default());
+    assert_eq!(status(&o), 405);
+}
+
+#[test]
+fn http_1_0_is_refused() {
+    let req = String::from_utf8(request("/ws", ""))
+        .unwrap()
+        .replacen("HTTP/1.1", "HTTP/1.0", 1);
+    assert_eq!(status(&accept(req.as_bytes(), &Config::default())), 400);
+}
+
+fn without(header: &str) -> Vec<u8> {
+    String::from_utf8(request("/ws", ""))
+        .unwrap()
+        .split("\r\n")
+        .filter(|l| !l.starts_with(header))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        .into_bytes()
+}
+
+#[test]
+fn missing_host_is_400() {
+    assert_eq!(status(&accept(&without("Host:"), &Config::default())), 400);
+}
+
+#[test]
+fn missing_upgrade_is_426() {
+    let o = accept(&without("Upgrade:"), &Config::default());
+    assert_eq!(status(&o), 426);
+    let req = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(status(&accept(req, &Config::default())), 426);
+}
+
+#[test]
+fn connection_without_upgrade_is_400() {
+    assert_eq!(status(&accept(&without("Connection:"), &Config::default())), 400);
+    let req = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    assert_eq!(status(&accept(req, &Config::default())), 400);
+}
+
+#[test]
+fn other_versions_get_426_naming_13() {
+    for v in ["8", "12", "14", "", "13, 8"] {
+        let req = String::from_utf8(request("/ws", ""))
+            .unwrap()
+            .replacen("Sec-WebSocket-Version: 13", &format!("Sec-WebSocket-Version: {v}"), 1);
+        let o = accept(req.as_bytes(), &Config::default());
+        assert_eq!(status(&o), 426, "version {v:?}");
+        let Outcome::Reject { response, .. } = o else { unreachable!() };
+        let text = std::str::from_utf8(&response).unwrap();
+        assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{text}");
+    }
+    let o = accept(&without("Sec-WebSocket-Version:"), &Config::default());
+    assert_eq!(status(&o), 426);
+}
+
+#[test]
+fn key_must_decode_to_16_bytes() {
+    for k in ["", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZXg=", "!!!!!!!!!!!!!!!!!!!!!!=="] {
+        let req = String::from_utf8(request("/ws", ""))
+            .unwrap()
+            .replacen(KEY, k, 1);
+        assert_eq!(status(&accept(req.as_bytes(), &Config::default())), 400, "key {k:?}");
+    }
+    assert_eq!(status(&accept(&without("Sec-WebSocket-Key:"), &Config::default())), 400);
+    // Two keys are ambiguous.
+    let req = request("/ws", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n");
+    assert_eq!(status(&accept(&req, &Config::default())), 400);
+}
+
+#[test]
+fn origin_allow_list() {
+    let cfg = Config {
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
+        echo: false,
+    };
+    let ok = request("/ws", "Origin: https://app.example.com\r\n");
+    upgrade(accept(&ok, &cfg));
+    let ok_case = request("/ws", "Origin: HTTPS://APP.EXAMPLE.COM\r\n");
+    upgrade(accept(&ok_case, &cfg));
+    let bad = request("/ws", "Origin: https://evil.example.com\r\n");
+    assert_eq!(status(&accept(&bad, &cfg)), 403);
+    // No Origin: a non-browser client, not refused for that.
+    upgrade(accept(&request("/ws", ""), &cfg));
+    // No allow-list: any origin.
+    upgrade(accept(&bad, &Config::default()));
+}
+
+#[test]
+fn head_over_8k_is_431() {
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(MAX_HEAD));
+    let req = request("/ws", &filler);
+    assert_eq!(status(&accept(&req, &Config::default())), 431);
+    // Incomplete but already past the limit: no point waiting for more.
+    assert_eq!(status(&accept(&req[..MAX_HEAD + 1], &Config::default())), 431);
+    // Just under the limit is fine.
+    let base = request("/ws", "").len();
+    let pad = MAX_HEAD - base - "X-Filler: \r\n".len();
+    let req = request("/ws", &format!("X-Filler: {}\r\n", "a".repeat(pad)));
+    assert_eq!(req.len(), MAX_HEAD);
+    upgrade(accept(&req, &Config::default()));
+}
+
+#[test]
+fn too_many_headers_is_431() {
+    let many: String = (0..60).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_eq!(status(&accept(&request("/ws", &many), &Config::default())), 431);
+}
+
+#[test]
+fn garbage_is_400() {
+    for g in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], b"GET\x00/ HTTP/1.1\r\n\r\n", b"HELLO\r\n\r\n"] {
+        assert_eq!(status(&accept(g, &Config::default())), 400, "{g:?}");
+    }
+}
+
+#[test]
+fn token_from_query_or_bearer() {
+    let (_, up) = upgrade(accept(&request("/ws?a=b&token=s3cr3t", ""), &Config::default()));
+    assert_eq!(up.token.as_deref(), Some("s3cr3t"));
+    let (_, up) = upgrade(accept(&request("/ws", "Authorization: Bearer abc.def\r\n"), &Config::default()));
+    assert_eq!(up.token.as_deref(), Some("abc.def"));
+    let (_, up) = upgrade(accept(&request("/ws", "Authorization: Basic abc\r\n"), &Config::default()));
+    assert_eq!(up.token, None);
+}
