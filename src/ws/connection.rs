@@ -349,3 +349,7 @@ impl Connection {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
