@@ -2,5 +2,8 @@
 //!
 //! Layers, bottom up (see `docs/architecture.md`):
 //! - [`ws`]: the sans-IO WebSocket protocol core.
+//! - [`runtime`]: the io_uring thread-per-core server that drives it.
 
+pub mod runtime;
+pub mod server;
 pub mod ws;

@@ -1,1 +1,112 @@
-fn main(){}
+//! `ringfan`: the broker binary.
+
+use clap::Parser;
+use ringfan::runtime::{Config, Server};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// ringfan: a WebSocket pub/sub fan-out broker on io_uring.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address and port to listen on (all shards share it via SO_REUSEPORT).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Number of shards (threads, each with its own io_uring). Default: one
+    /// per available core.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Do not pin shard threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Largest message accepted on /ws, in bytes; larger ones close with 1009.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_message: usize,
+    /// Largest message accepted on /echo, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_message_echo: usize,
+    /// Disable the /echo endpoint (conformance testing only).
+    #[arg(long)]
+    no_echo: bool,
+    /// Allowed Origin (repeatable). Without any, every origin is allowed;
+    /// requests without Origin (non-browser clients) are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Seconds a client has to complete the HTTP upgrade.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds of silence after which the server pings a client.
+    #[arg(long, default_value_t = 30)]
+    idle_ping: u64,
+    /// Seconds a client has to answer a ping before it is closed.
+    #[arg(long, default_value_t = 10)]
+    pong_timeout: u64,
+    /// Seconds a closing connection has to finish its close handshake.
+    #[arg(long, default_value_t = 5)]
+    close_timeout: u64,
+    /// Seconds, on SIGTERM/SIGINT, to flush queues and close with 1001.
+    #[arg(long, default_value_t = 5)]
+    drain_timeout: u64,
+    /// Most connections per shard (the direct descriptor table; capped by
+    /// the hard RLIMIT_NOFILE).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_connections_per_shard: u32,
+    /// Size of each receive buffer in the provided buffer ring, in bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    recv_buffer_size: usize,
+    /// Receive buffers offered per shard at start (grows on demand up to
+    /// --recv-buffers-max).
+    #[arg(long, default_value_t = 256)]
+    recv_buffers: u16,
+    /// Most receive buffers per shard.
+    #[arg(long, default_value_t = 4096)]
+    recv_buffers_max: u16,
+}
+
+fn main() {
+    let args = Args::parse();
+    let defaults = Config::default();
+    let config = Config {
+        listen: args.listen,
+        shards: args.shards.unwrap_or(defaults.shards).max(1),
+        pin: !args.no_pin,
+        handshake: ringfan::ws::handshake::Config {
+            allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
+            echo: !args.no_echo,
+        },
+        max_message: args.max_message,
+        max_message_echo: args.max_message_echo,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        idle_ping: Duration::from_secs(args.idle_ping),
+        pong_timeout: Duration::from_secs(args.pong_timeout),
+        close_timeout: Duration::from_secs(args.close_timeout),
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        max_connections_per_shard: args.max_connections_per_shard,
+        recv_buffer_size: args.recv_buffer_size,
+        recv_buffers: args.recv_buffers,
+        recv_buffers_max: args.recv_buffers_max,
+        ..defaults
+    };
+    let shards = config.shards;
+    let server = match Server::start(config, |_| ringfan::server::Node) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringfan: {e}");
+            std::process::exit(1);
+        }
+    };
+    let flag = server.drain_flag();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while draining exits at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    println!(
+        "ringfan: listening on {} ({shards} shards)",
+        server.local_addr()
+    );
+    server.join();
+}

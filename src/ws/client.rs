@@ -167,6 +167,9 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: other\r\n\r\n",
             accept_key(key_line.as_bytes())
         );
-        assert_eq!(hs.verify(resp.as_bytes()), Err(ClientError::UnexpectedProtocol));
+        assert_eq!(
+            hs.verify(resp.as_bytes()),
+            Err(ClientError::UnexpectedProtocol)
+        );
     }
 }

@@ -221,9 +221,13 @@ impl Connection {
                 // Fast path: the message is all here, validate it at once.
                 utf8::validate(new)
             } else {
-                self.utf8
-                    .feed(new)
-                    .and_then(|()| if complete && header.fin { self.utf8.finish() } else { Ok(()) })
+                self.utf8.feed(new).and_then(|()| {
+                    if complete && header.fin {
+                        self.utf8.finish()
+                    } else {
+                        Ok(())
+                    }
+                })
             };
             if ok.is_err() {
                 self.utf8.reset();
@@ -284,16 +288,22 @@ impl Connection {
     /// The rules that depend on our state and role, not on the header alone.
     fn check(&self, h: &Header) -> Result<(), ProtocolError> {
         match (self.role, h.mask.is_some()) {
-            (Role::Server, false) => return Err(ProtocolError::protocol("client frame not masked")),
+            (Role::Server, false) => {
+                return Err(ProtocolError::protocol("client frame not masked"))
+            }
             (Role::Client, true) => return Err(ProtocolError::protocol("server frame masked")),
             _ => {}
         }
         match (h.opcode, self.fragmented.is_some()) {
             (OpCode::Continuation, false) => {
-                return Err(ProtocolError::protocol("continuation without a message to continue"))
+                return Err(ProtocolError::protocol(
+                    "continuation without a message to continue",
+                ))
             }
             (OpCode::Text | OpCode::Binary, true) => {
-                return Err(ProtocolError::protocol("new message inside a fragmented message"))
+                return Err(ProtocolError::protocol(
+                    "new message inside a fragmented message",
+                ))
             }
             _ => {}
         }

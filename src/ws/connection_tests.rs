@@ -130,7 +130,11 @@ fn binary_and_empty_messages() {
     s.extend(c(true, 2, b""));
     assert_eq!(
         feed(&mut conn, &s),
-        vec![Ev::Binary(vec![0, 255, 7]), Ev::Text(vec![]), Ev::Binary(vec![])]
+        vec![
+            Ev::Binary(vec![0, 255, 7]),
+            Ev::Text(vec![]),
+            Ev::Binary(vec![])
+        ]
     );
 }
 
@@ -141,9 +145,15 @@ fn fragments_are_assembled() {
     s.extend(c(false, 0, b""));
     s.extend(c(false, 0, b"lo, "));
     s.extend(c(true, 0, b"world"));
-    assert_eq!(feed(&mut conn, &s), vec![Ev::Text(b"Hello, world".to_vec())]);
+    assert_eq!(
+        feed(&mut conn, &s),
+        vec![Ev::Text(b"Hello, world".to_vec())]
+    );
     // The connection is ready for the next message.
-    assert_eq!(feed(&mut conn, &c(true, 2, b"x")), vec![Ev::Binary(b"x".to_vec())]);
+    assert_eq!(
+        feed(&mut conn, &c(true, 2, b"x")),
+        vec![Ev::Binary(b"x".to_vec())]
+    );
 }
 
 #[test]
@@ -174,7 +184,10 @@ fn ping_with_125_bytes_is_answered() {
     let evs = feed(&mut conn, &c(true, 9, &payload));
     assert_eq!(
         evs,
-        vec![Ev::Ping(payload.clone(), Some(server_frame(OpCode::Pong, &payload).to_vec()))]
+        vec![Ev::Ping(
+            payload.clone(),
+            Some(server_frame(OpCode::Pong, &payload).to_vec())
+        )]
     );
 }
 
@@ -279,7 +292,10 @@ fn too_big_single_frame_is_1009_from_header_alone() {
     assert_close_sent(&feed(&mut conn, &hdr), 1009);
     // Exactly the limit is fine.
     let mut conn = Connection::new(Role::Server, 1000);
-    assert_eq!(feed(&mut conn, &c(true, 2, &[0; 1000])), vec![Ev::Binary(vec![0; 1000])]);
+    assert_eq!(
+        feed(&mut conn, &c(true, 2, &[0; 1000])),
+        vec![Ev::Binary(vec![0; 1000])]
+    );
 }
 
 #[test]
@@ -341,7 +357,10 @@ fn truncated_code_point_at_message_end_is_1007() {
 #[test]
 fn binary_is_not_utf8_checked() {
     let mut conn = Connection::server();
-    assert_eq!(feed(&mut conn, &c(true, 2, &[0xff, 0xc0])), vec![Ev::Binary(vec![0xff, 0xc0])]);
+    assert_eq!(
+        feed(&mut conn, &c(true, 2, &[0xff, 0xc0])),
+        vec![Ev::Binary(vec![0xff, 0xc0])]
+    );
 }
 
 #[test]
@@ -350,7 +369,11 @@ fn close_echoes_code_and_finishes() {
     let evs = feed(&mut conn, &c(true, 8, b"\x03\xe8bye"));
     assert_eq!(
         evs,
-        vec![Ev::Close(Some(1000), "bye".into(), Some(vec![0x88, 2, 0x03, 0xe8]))]
+        vec![Ev::Close(
+            Some(1000),
+            "bye".into(),
+            Some(vec![0x88, 2, 0x03, 0xe8])
+        )]
     );
     assert_eq!(conn.state(), State::Closed);
     // Anything after the close handshake is ignored.
@@ -374,7 +397,9 @@ fn close_with_one_byte_is_1002() {
 
 #[test]
 fn close_with_invalid_code_is_1002() {
-    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000] {
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000,
+    ] {
         let mut conn = Connection::server();
         let evs = feed(&mut conn, &c(true, 8, &code.to_be_bytes()));
         assert_close_sent(&evs, 1002);
@@ -383,7 +408,9 @@ fn close_with_invalid_code_is_1002() {
 
 #[test]
 fn close_with_valid_codes_is_echoed() {
-    for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999] {
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999,
+    ] {
         let mut conn = Connection::server();
         let evs = feed(&mut conn, &c(true, 8, &code.to_be_bytes()));
         let mut want = vec![0x88, 2];
@@ -411,7 +438,10 @@ fn server_initiated_close_handshake() {
     s.extend(c(true, 8, b"\x03\xe9"));
     assert_eq!(
         feed(&mut conn, &s),
-        vec![Ev::Ping(b"p".to_vec(), None), Ev::Close(Some(1001), String::new(), None)]
+        vec![
+            Ev::Ping(b"p".to_vec(), None),
+            Ev::Close(Some(1001), String::new(), None)
+        ]
     );
     assert_eq!(conn.state(), State::Closed);
 }
@@ -421,7 +451,10 @@ fn incomplete_reports_frame_length() {
     let mut conn = Connection::server();
     let frame = c(true, 2, &[7; 300]);
     let mut part = frame[..1].to_vec();
-    assert_eq!(conn.read(&mut part), Ok(Read::Incomplete { frame_len: None }));
+    assert_eq!(
+        conn.read(&mut part),
+        Ok(Read::Incomplete { frame_len: None })
+    );
     let mut part = frame[..10].to_vec();
     assert_eq!(
         conn.read(&mut part),
@@ -446,7 +479,11 @@ fn client_frames_decode_on_server() {
 
 #[derive(Debug, Clone)]
 enum Msg {
-    Data { text: bool, payload: Vec<u8>, frags: Vec<usize> },
+    Data {
+        text: bool,
+        payload: Vec<u8>,
+        frags: Vec<usize>,
+    },
     Ping(Vec<u8>),
     Pong(Vec<u8>),
 }
@@ -472,14 +509,24 @@ fn encode(msgs: &[Msg], masks: &mut impl FnMut() -> [u8; 4]) -> (Vec<u8>, Vec<Ev
     let mut held_controls: Vec<Vec<u8>> = Vec::new();
     for m in msgs {
         match m {
-            Msg::Data { text, payload, frags } => {
+            Msg::Data {
+                text,
+                payload,
+                frags,
+            } => {
                 let mut cuts: Vec<usize> = frags.iter().map(|&f| f.min(payload.len())).collect();
                 cuts.sort_unstable();
                 cuts.push(payload.len());
                 let mut start = 0;
                 let n = cuts.len();
                 for (i, &cut) in cuts.iter().enumerate() {
-                    let op = if i > 0 { 0 } else if *text { 1 } else { 2 };
+                    let op = if i > 0 {
+                        0
+                    } else if *text {
+                        1
+                    } else {
+                        2
+                    };
                     wire.extend(raw(i + 1 == n, 0, op, &payload[start..cut], Some(masks())));
                     // Control frames land between fragments.
                     if i + 1 < n {
@@ -497,7 +544,10 @@ fn encode(msgs: &[Msg], masks: &mut impl FnMut() -> [u8; 4]) -> (Vec<u8>, Vec<Ev
             }
             Msg::Ping(p) => {
                 wire.extend(raw(true, 0, 9, p, Some(masks())));
-                want.push(Ev::Ping(p.clone(), Some(server_frame(OpCode::Pong, p).to_vec())));
+                want.push(Ev::Ping(
+                    p.clone(),
+                    Some(server_frame(OpCode::Pong, p).to_vec()),
+                ));
             }
             Msg::Pong(p) => {
                 held_controls.push(raw(true, 0, 10, p, Some(masks())));

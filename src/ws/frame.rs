@@ -77,8 +77,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         // No extension is negotiated, so no reserved bit may be set.
         return Err(ProtocolError::protocol("reserved bits set"));
     }
-    let opcode =
-        OpCode::from_u8(b0 & 0x0f).ok_or(ProtocolError::protocol("unknown opcode"))?;
+    let opcode = OpCode::from_u8(b0 & 0x0f).ok_or(ProtocolError::protocol("unknown opcode"))?;
     let masked = b1 & 0x80 != 0;
     let len7 = b1 & 0x7f;
     let (payload_len, mut len) = match len7 {
@@ -105,7 +104,9 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
             return Err(ProtocolError::protocol("fragmented control frame"));
         }
         if payload_len > MAX_CONTROL_PAYLOAD as u64 {
-            return Err(ProtocolError::protocol("control frame payload over 125 bytes"));
+            return Err(ProtocolError::protocol(
+                "control frame payload over 125 bytes",
+            ));
         }
     }
     let mask = if masked {

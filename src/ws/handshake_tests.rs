@@ -60,7 +60,11 @@ fn valid_upgrade() {
 fn every_prefix_is_partial() {
     let req = request("/ws", "");
     for n in 0..req.len() {
-        assert_eq!(accept(&req[..n], &Config::default()), Outcome::Partial, "{n}");
+        assert_eq!(
+            accept(&req[..n], &Config::default()),
+            Outcome::Partial,
+            "{n}"
+        );
     }
 }
 
@@ -103,7 +107,10 @@ fn routes() {
     let (_, up) = upgrade(accept(&request("/echo", ""), &echo_on()));
     assert_eq!(up.route, Route::Echo);
     // /echo disabled by config is 404.
-    assert_eq!(status(&accept(&request("/echo", ""), &Config::default())), 404);
+    assert_eq!(
+        status(&accept(&request("/echo", ""), &Config::default())),
+        404
+    );
     assert_eq!(status(&accept(&request("/nope", ""), &echo_on())), 404);
     assert_eq!(status(&accept(&request("/", ""), &echo_on())), 404);
     // Query strings do not change the route.
@@ -135,7 +142,9 @@ fn plain_http_endpoints() {
 
 #[test]
 fn method_must_be_get() {
-    let req = String::from_utf8(request("/ws", "")).unwrap().replacen("GET", "POST", 1);
+    let req = String::from_utf8(request("/ws", ""))
+        .unwrap()
+        .replacen("GET", "POST", 1);
     let o = accept(req.as_bytes(), &Config::default());
     assert_eq!(status(&o), 405);
 }
@@ -173,7 +182,10 @@ fn missing_upgrade_is_426() {
 
 #[test]
 fn connection_without_upgrade_is_400() {
-    assert_eq!(status(&accept(&without("Connection:"), &Config::default())), 400);
+    assert_eq!(
+        status(&accept(&without("Connection:"), &Config::default())),
+        400
+    );
     let req = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     assert_eq!(status(&accept(req, &Config::default())), 400);
 }
@@ -181,12 +193,16 @@ fn connection_without_upgrade_is_400() {
 #[test]
 fn other_versions_get_426_naming_13() {
     for v in ["8", "12", "14", "", "13, 8"] {
-        let req = String::from_utf8(request("/ws", ""))
-            .unwrap()
-            .replacen("Sec-WebSocket-Version: 13", &format!("Sec-WebSocket-Version: {v}"), 1);
+        let req = String::from_utf8(request("/ws", "")).unwrap().replacen(
+            "Sec-WebSocket-Version: 13",
+            &format!("Sec-WebSocket-Version: {v}"),
+            1,
+        );
         let o = accept(req.as_bytes(), &Config::default());
         assert_eq!(status(&o), 426, "version {v:?}");
-        let Outcome::Reject { response, .. } = o else { unreachable!() };
+        let Outcome::Reject { response, .. } = o else {
+            unreachable!()
+        };
         let text = std::str::from_utf8(&response).unwrap();
         assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{text}");
     }
@@ -196,13 +212,26 @@ fn other_versions_get_426_naming_13() {
 
 #[test]
 fn key_must_decode_to_16_bytes() {
-    for k in ["", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZXg=", "!!!!!!!!!!!!!!!!!!!!!!=="] {
+    for k in [
+        "",
+        "abc",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "dGhlIHNhbXBsZSBub25jZXg=",
+        "!!!!!!!!!!!!!!!!!!!!!!==",
+    ] {
         let req = String::from_utf8(request("/ws", ""))
             .unwrap()
             .replacen(KEY, k, 1);
-        assert_eq!(status(&accept(req.as_bytes(), &Config::default())), 400, "key {k:?}");
+        assert_eq!(
+            status(&accept(req.as_bytes(), &Config::default())),
+            400,
+            "key {k:?}"
+        );
     }
-    assert_eq!(status(&accept(&without("Sec-WebSocket-Key:"), &Config::default())), 400);
+    assert_eq!(
+        status(&accept(&without("Sec-WebSocket-Key:"), &Config::default())),
+        400
+    );
     // Two keys are ambiguous.
     let req = request("/ws", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n");
     assert_eq!(status(&accept(&req, &Config::default())), 400);
@@ -232,7 +261,10 @@ fn head_over_8k_is_431() {
     let req = request("/ws", &filler);
     assert_eq!(status(&accept(&req, &Config::default())), 431);
     // Incomplete but already past the limit: no point waiting for more.
-    assert_eq!(status(&accept(&req[..MAX_HEAD + 1], &Config::default())), 431);
+    assert_eq!(
+        status(&accept(&req[..MAX_HEAD + 1], &Config::default())),
+        431
+    );
     // Just under the limit is fine.
     let base = request("/ws", "").len();
     let pad = MAX_HEAD - base - "X-Filler: \r\n".len();
@@ -244,22 +276,38 @@ fn head_over_8k_is_431() {
 #[test]
 fn too_many_headers_is_431() {
     let many: String = (0..60).map(|i| format!("X-H{i}: v\r\n")).collect();
-    assert_eq!(status(&accept(&request("/ws", &many), &Config::default())), 431);
+    assert_eq!(
+        status(&accept(&request("/ws", &many), &Config::default())),
+        431
+    );
 }
 
 #[test]
 fn garbage_is_400() {
-    for g in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], b"GET\x00/ HTTP/1.1\r\n\r\n", b"HELLO\r\n\r\n"] {
+    for g in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+        b"GET\x00/ HTTP/1.1\r\n\r\n",
+        b"HELLO\r\n\r\n",
+    ] {
         assert_eq!(status(&accept(g, &Config::default())), 400, "{g:?}");
     }
 }
 
 #[test]
 fn token_from_query_or_bearer() {
-    let (_, up) = upgrade(accept(&request("/ws?a=b&token=s3cr3t", ""), &Config::default()));
+    let (_, up) = upgrade(accept(
+        &request("/ws?a=b&token=s3cr3t", ""),
+        &Config::default(),
+    ));
     assert_eq!(up.token.as_deref(), Some("s3cr3t"));
-    let (_, up) = upgrade(accept(&request("/ws", "Authorization: Bearer abc.def\r\n"), &Config::default()));
+    let (_, up) = upgrade(accept(
+        &request("/ws", "Authorization: Bearer abc.def\r\n"),
+        &Config::default(),
+    ));
     assert_eq!(up.token.as_deref(), Some("abc.def"));
-    let (_, up) = upgrade(accept(&request("/ws", "Authorization: Basic abc\r\n"), &Config::default()));
+    let (_, up) = upgrade(accept(
+        &request("/ws", "Authorization: Basic abc\r\n"),
+        &Config::default(),
+    ));
     assert_eq!(up.token, None);
 }

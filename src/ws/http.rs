@@ -59,7 +59,13 @@ pub fn error(status: u16, headers: &[(&str, &str)], message: &str) -> Bytes {
     let mut body = String::with_capacity(message.len() + 1);
     body.push_str(message);
     body.push('\n');
-    response(status, headers, "text/plain; charset=utf-8", body.as_bytes(), true)
+    response(
+        status,
+        headers,
+        "text/plain; charset=utf-8",
+        body.as_bytes(),
+        true,
+    )
 }
 
 #[cfg(test)]

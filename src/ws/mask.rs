@@ -136,8 +136,8 @@ mod x86 {
             // short tail (and a short message, the common case for market
             // data) costs one vector op instead of a scalar loop.
             let k: __mmask64 = (1u64 << rest) - 1; // rest < 64
-            // SAFETY: lanes outside `k` are neither read nor written (and
-            // masked-off lanes never fault), so only buf[i..len] is touched.
+                                                   // SAFETY: lanes outside `k` are neither read nor written (and
+                                                   // masked-off lanes never fault), so only buf[i..len] is touched.
             unsafe {
                 let p = ptr.add(i) as *mut i8;
                 let v = _mm512_maskz_loadu_epi8(k, p);
@@ -257,7 +257,10 @@ mod tests {
                         assert_eq!(b, mask[(i + phase) % 4], "{name} al {al} phase {phase}");
                     }
                     assert!(buf[..al].iter().all(|&b| b == 0), "{name} wrote before");
-                    assert!(buf[al + 700..].iter().all(|&b| b == 0), "{name} wrote after");
+                    assert!(
+                        buf[al + 700..].iter().all(|&b| b == 0),
+                        "{name} wrote after"
+                    );
                 }
             }
         }

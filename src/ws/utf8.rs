@@ -146,7 +146,10 @@ mod tests {
     fn invalid_lead_and_overlong() {
         assert_eq!(split_validate(&[0xc0, 0x80], &[1]), Err(InvalidUtf8));
         assert_eq!(split_validate(&[0xff], &[]), Err(InvalidUtf8));
-        assert_eq!(split_validate(&[0xf4, 0x90, 0x80, 0x80], &[2]), Err(InvalidUtf8));
+        assert_eq!(
+            split_validate(&[0xf4, 0x90, 0x80, 0x80], &[2]),
+            Err(InvalidUtf8)
+        );
         assert_eq!(split_validate(&[0x80], &[0]), Err(InvalidUtf8));
     }
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Write a small seed corpus for the fuzz targets into fuzz/seeds/<target>/.
+
+Run from anywhere: python3 fuzz/gen_seeds.py. Deterministic; the files are
+small enough to keep in git. Pass the seed dir after the (ignored, growing)
+corpus dir: cargo +nightly fuzz run frames fuzz/corpus/frames fuzz/seeds/frames
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- handshake ---------------------------------------------------------------
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key
+
+
+def req(path="/ws", extra="", method="GET", version="1.1", key=KEY):
+    return (
+        f"{method} {path} HTTP/{version}\r\nHost: localhost:8080\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
+
+
+hs = {
+    "upgrade": req(),
+    "upgrade_then_frame": req() + b"\x81\x85abcd" + bytes(c ^ b"abcd"[i % 4] for i, c in enumerate(b"hello")),
+    "subprotocol": req(extra="Sec-WebSocket-Protocol: chat, ringfan.v1\r\n"),
+    "origin_ok": req(extra="Origin: https://example.com\r\n"),
+    "origin_bad": req(extra="Origin: https://evil.example\r\n"),
+    "echo": req(path="/echo"),
+    "token_query": req(path="/ws?a=1&token=abc"),
+    "bearer": req(extra="Authorization: Bearer xyz\r\n"),
+    "healthz": b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    "metrics_post": b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    "http10": req(version="1.0"),
+    "bad_key": req(key="short"),
+    "post_ws": req(method="POST"),
+    "partial": req()[:40],
+    "client_ok": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n\x81\x02hi",
+    "client_ok_proto": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n"
+    b"Sec-WebSocket-Protocol: ringfan.v1\r\n\r\n",
+    "client_403": b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+    # Over MAX_HEAD (8 KiB): unfinished, and finished (431 either way).
+    # Needs -max_len above their size (the docs use 9000).
+    "huge_partial": b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 8300,
+    "huge_complete": req(extra="X-Pad: " + "a" * 8300 + "\r\n"),
+}
+for name, data in hs.items():
+    write("handshake", name, data)
+
+# --- frames ------------------------------------------------------------------
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def frame(opcode, payload, fin=True, masked=True, rsv=0):
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    m = 0x80 if masked else 0
+    n = len(payload)
+    if n <= 125:
+        h = bytes([b0, m | n])
+    elif n <= 0xFFFF:
+        h = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        h = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if masked:
+        return h + MASK + bytes(c ^ MASK[i % 4] for i, c in enumerate(payload))
+    return h + payload
+
+
+def seed(stream, client=False, close_first=False, max_msg=1024, splits=()):
+    """The frames target's input: flags, max size, split points, stream."""
+    flags = (1 if client else 0) | (2 if close_first else 0)
+    head = bytes([flags]) + struct.pack("<H", max_msg - 64) + bytes([len(splits)])
+    return head + b"".join(struct.pack("<H", s) for s in splits) + stream
+
+
+def streams(masked):
+    f = lambda *a, **k: frame(*a, masked=masked, **k)  # noqa: E731
+    euro = "€".encode()  # 3 bytes, split across fragments below
+    return {
+        "text": f(1, b"hello"),
+        "binary_16bit": f(2, bytes(range(256)) * 2),
+        "fragmented_text": f(1, b"a" + euro[:1], fin=False)
+        + f(9, b"ping!")
+        + f(0, euro[1:], fin=False)
+        + f(0, b"z"),
+        "ping_pong_close": f(9, b"") + f(10, b"pong") + f(8, b"\x03\xe8bye") + f(1, b"late"),
+        "close_empty": f(8, b""),
+        "too_big": f(2, b"x" * 100) + f(2, b"y" * 2000),
+        "too_big_fragments": f(2, b"x" * 60, fin=False) + f(0, b"y" * 60),
+        "bad_utf8": f(1, b"ok\xed\xa0\x80"),
+        "bad_utf8_split": f(1, b"\xf0\x9f", fin=False) + f(0, b"\x28"),
+        "truncated_utf8": f(1, b"ab\xe2\x82"),
+        "len64": f(2, b"q" * 70000)[:14] + b"q" * 64,
+        "bad_close_code": f(8, b"\x03\xed"),
+        "close_bad_reason": f(8, b"\x03\xe8\xff"),
+        "rsv": f(1, b"x", rsv=4),
+        "continuation_first": f(0, b"x"),
+        "new_inside_fragmented": f(1, b"a", fin=False) + f(2, b"b"),
+        "long_ping": f(9, b"p" * 126),
+    }
+
+
+for name, s in streams(masked=True).items():
+    write("frames", f"server_{name}", seed(s, max_msg=1024, splits=(3, 1, 7)))
+    write("frames", f"server_closing_{name}", seed(s, close_first=True, max_msg=128))
+for name, s in streams(masked=False).items():
+    write("frames", f"client_{name}", seed(s, client=True, max_msg=64, splits=(1, 1, 1, 1, 2)))
+# The wrong side's masking.
+write("frames", "server_unmasked", seed(frame(1, b"hi", masked=False)))
+write("frames", "client_masked", seed(frame(1, b"hi"), client=True))

@@ -1,0 +1,282 @@
+//! One connection's state in a shard, and its outgoing queue.
+//!
+//! Kept small on purpose: an idle connection is this struct and nothing
+//! else (no receive buffer, no send buffer), which is what lets a shard
+//! hold hundreds of thousands of them.
+
+use crate::ws::handshake::Route;
+use crate::ws::Connection;
+use bytes::{Buf, Bytes};
+use std::collections::VecDeque;
+
+use super::timer::Secs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the HTTP request head.
+    Handshake,
+    /// WebSocket frames flow.
+    Open,
+    /// Our last bytes are queued; once they are sent, shut down.
+    Flushing,
+    /// Write side shut; waiting for the peer's EOF (or the linger
+    /// deadline) so that a close with unread input does not become a RST.
+    Lingering,
+    /// The transport is gone; waiting for in-flight operations to finish
+    /// before the slot can be closed and reused.
+    Dead,
+    /// The close of the slot is submitted; the entry goes when it completes.
+    Releasing,
+}
+
+/// Frames waiting to be sent. Control frames (pong, close) go ahead of
+/// queued data, never behind it.
+#[derive(Debug, Default)]
+pub struct SendQueue {
+    frames: VecDeque<Bytes>,
+    /// How many frames at the front are control frames.
+    control: u32,
+    bytes: usize,
+}
+
+impl SendQueue {
+    pub fn push(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Queue ahead of data, after earlier control frames.
+    pub fn push_control(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.frames.insert(self.control as usize, frame);
+        self.control += 1;
+    }
+
+    /// Queue a close frame that ends the connection now: data frames still
+    /// queued are dropped (nothing may follow a close), control frames
+    /// already queued still go first.
+    pub fn push_close_now(&mut self, frame: Bytes) {
+        let keep = self.control as usize;
+        for f in self.frames.drain(keep..) {
+            self.bytes -= f.len();
+        }
+        self.push_control(frame);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Bytes queued and not yet handed to the kernel.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn pop(&mut self) -> Option<Bytes> {
+        let f = self.frames.pop_front()?;
+        self.control = self.control.saturating_sub(1);
+        self.bytes -= f.len();
+        Some(f)
+    }
+
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The buffers of one `sendmsg` in flight. Boxed and pooled per shard: the
+/// kernel reads `hdr` and `iov` until the completion arrives, so their
+/// addresses must not move.
+pub struct SendOp {
+    pub hdr: libc::msghdr,
+    pub iov: Vec<libc::iovec>,
+    pub bufs: VecDeque<Bytes>,
+}
+
+// SAFETY: the raw pointers in `hdr`/`iov` point into `bufs` and `iov`,
+// owned by this same value; a SendOp is only used by the shard that owns it.
+unsafe impl Send for SendOp {}
+
+impl SendOp {
+    pub fn new() -> Box<Self> {
+        Box::new(Self {
+            // SAFETY: msghdr is plain old data; all-zero is a valid value.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: Vec::new(),
+            bufs: VecDeque::new(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.bufs.iter().map(|b| b.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
+    /// Point the header at the current buffers.
+    pub fn prepare(&mut self) {
+        self.iov.clear();
+        self.iov.extend(self.bufs.iter().map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }));
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = self.iov.len();
+    }
+
+    /// `n` bytes were sent: drop what went out, keep a partly sent frame.
+    /// Returns the number of whole frames completed.
+    pub fn advance(&mut self, mut n: usize) -> usize {
+        let mut done = 0;
+        while n > 0 {
+            let Some(front) = self.bufs.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.bufs.pop_front();
+                done += 1;
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+        done
+    }
+}
+
+pub struct Conn {
+    /// Direct descriptor index in the ring's file table.
+    pub slot: u32,
+    pub gen: u32,
+    pub phase: Phase,
+    pub route: Route,
+    pub ws: Connection,
+    /// Bytes of an unfinished request head or frame (see the buffer
+    /// contract in `ws::connection`). Empty, unallocated, when idle.
+    pub rx: Vec<u8>,
+    pub tx: SendQueue,
+    pub sending: Option<Box<SendOp>>,
+    pub recv_armed: bool,
+    /// Queued in the shard's list of connections to flush this turn.
+    pub dirty: bool,
+    /// Last second any byte arrived.
+    pub last_rx: Secs,
+    /// When a ping went out without an answer yet.
+    pub ping_sent: Option<Secs>,
+    /// When the phase's deadline started (handshake, close, linger).
+    pub since: Secs,
+    /// The earliest second this connection is scheduled in the wheel.
+    pub wheel_at: Secs,
+    /// The application was told of this connection (and must be told
+    /// when it closes).
+    pub opened: bool,
+    /// The application asked to close with this code and reason.
+    pub close_req: Option<(u16, &'static str)>,
+    /// A shutdown(SHUT_RDWR) was submitted to end in-flight operations.
+    pub shut: bool,
+    /// A shutdown is in flight. The slot must not be closed before it
+    /// completes: shutdown runs in an io-wq worker that resolves the
+    /// direct descriptor only when it runs, and by then a closed slot may
+    /// hold the next connection.
+    pub shutting: bool,
+}
+
+impl Conn {
+    pub fn new(slot: u32, gen: u32, now: Secs) -> Self {
+        Self {
+            slot,
+            gen,
+            phase: Phase::Handshake,
+            route: Route::PubSub,
+            ws: Connection::server(),
+            rx: Vec::new(),
+            tx: SendQueue::default(),
+            sending: None,
+            recv_armed: false,
+            dirty: false,
+            last_rx: now,
+            ping_sent: None,
+            since: now,
+            wheel_at: now,
+            opened: false,
+            close_req: None,
+            shut: false,
+            shutting: false,
+        }
+    }
+
+    /// Bytes queued or in flight.
+    pub fn backlog(&self) -> usize {
+        self.tx.bytes() + self.sending.as_ref().map_or(0, |s| s.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_frames_jump_data_but_keep_their_order() {
+        let mut q = SendQueue::default();
+        q.push(Bytes::from_static(b"d1"));
+        q.push(Bytes::from_static(b"d2"));
+        q.push_control(Bytes::from_static(b"c1"));
+        q.push_control(Bytes::from_static(b"c2"));
+        q.push(Bytes::from_static(b"d3"));
+        assert_eq!(q.bytes(), 10);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            ["c1", "c2", "d1", "d2", "d3"].map(|s| Bytes::from_static(s.as_bytes()))
+        );
+        assert_eq!(q.bytes(), 0);
+        // After the control frames drained, new control goes first again.
+        q.push(Bytes::from_static(b"d4"));
+        q.push_control(Bytes::from_static(b"c3"));
+        assert_eq!(q.pop().as_deref(), Some(&b"c3"[..]));
+    }
+
+    #[test]
+    fn close_now_drops_data_keeps_control() {
+        let mut q = SendQueue::default();
+        q.push(Bytes::from_static(b"data"));
+        q.push_control(Bytes::from_static(b"pong"));
+        q.push(Bytes::from_static(b"more"));
+        q.push_close_now(Bytes::from_static(b"close"));
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            ["pong", "close"].map(|s| Bytes::from_static(s.as_bytes()))
+        );
+        assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn idle_connection_is_small() {
+        // What every idle connection costs in user space, before the
+        // application's own state. Guard it: it is multiplied by 10^5.
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= 256, "Conn grew to {size} bytes");
+    }
+
+    #[test]
+    fn short_writes_resume_mid_frame() {
+        let mut op = SendOp::new();
+        op.bufs.extend([
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"h"),
+        ]);
+        op.prepare();
+        assert_eq!(op.hdr.msg_iovlen, 3);
+        assert_eq!(op.advance(5), 1);
+        assert_eq!(op.bufs.front().map(|b| &b[..]), Some(&b"fg"[..]));
+        op.prepare();
+        assert_eq!(op.iov[0].iov_len, 2);
+        assert_eq!(op.advance(3), 2);
+        assert!(op.is_empty());
+    }
+}

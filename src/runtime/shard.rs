@@ -1,0 +1,1004 @@
+//! One shard: a thread, a ring, a listener, and the connections it accepted.
+//!
+//! Each loop turn: reap completions, act on them (this is where bytes are
+//! decoded and the application runs), read cross-shard mail, then flush:
+//! every connection touched this turn gets at most one send, one re-armed
+//! receive, or one step of its teardown. One `io_uring_enter` submits all
+//! of it and waits for the next completion.
+
+use super::bufring::BufRing;
+use super::conn::{Conn, Phase, SendOp};
+use super::mailbox::Mailbox;
+use super::stats::ShardStats;
+use super::timer::{self, Secs, Wheel};
+use super::token::{self, Op};
+use super::{uring, App, Config, ConnId, StartError};
+use crate::ws::close::code;
+use crate::ws::handshake::{self, Outcome, Route};
+use crate::ws::{Connection, Event, Read, Role, State};
+use bytes::Bytes;
+use io_uring::types::{Fd, Fixed, TimeoutFlags, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+use slab::Slab;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames per sendmsg (IOV_MAX is 1024).
+const MAX_IOV: usize = 512;
+/// Send buffers kept for reuse.
+const SENDOP_POOL: usize = 1024;
+/// How often the shard wakes to run timers and notice a shutdown.
+const TICK: Duration = Duration::from_millis(200);
+const BGID: u16 = 0;
+/// From the kernel's uapi; the io-uring crate keeps its copy private.
+const IORING_ENTER_GETEVENTS: u32 = 1;
+
+/// Connection state the application may touch through [`Io`].
+pub struct Core {
+    me: usize,
+    conns: Slab<Conn>,
+    /// Connections with something for the flush step.
+    dirty: Vec<u32>,
+    now: Secs,
+    stats: Arc<[ShardStats]>,
+    draining: bool,
+}
+
+impl Core {
+    fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.key as usize)
+            .filter(|c| c.gen == id.gen)
+    }
+
+    fn mark(&mut self, key: u32) {
+        if let Some(c) = self.conns.get_mut(key as usize) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    fn my_stats(&self) -> &ShardStats {
+        &self.stats[self.me]
+    }
+}
+
+/// The application's handle on its shard during a callback.
+pub struct Io<'a, M> {
+    core: &'a mut Core,
+    mail: &'a mut Mailbox<M>,
+}
+
+impl<M> Io<'_, M> {
+    /// Queue a frame (built once, shared by reference count) on a
+    /// connection. False if the connection is no longer open.
+    pub fn send(&mut self, id: ConnId, frame: Bytes) -> bool {
+        let Some(c) = self.core.conn(id) else {
+            return false;
+        };
+        if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req.is_some() {
+            return false;
+        }
+        c.tx.push(frame);
+        self.core.mark(id.key);
+        true
+    }
+
+    /// Close with a WebSocket close frame now; queued data is dropped.
+    pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) {
+        if let Some(c) = self.core.conn(id) {
+            if c.close_req.is_none() {
+                c.close_req = Some((status, reason));
+                self.core.mark(id.key);
+            }
+        }
+    }
+
+    /// Bytes queued for the connection and not yet acknowledged by the
+    /// kernel's send.
+    pub fn backlog(&self, id: ConnId) -> Option<usize> {
+        self.core
+            .conns
+            .get(id.key as usize)
+            .filter(|c| c.gen == id.gen)
+            .map(Conn::backlog)
+    }
+
+    pub fn post(&mut self, to: usize, mail: M) {
+        self.mail.post(to, mail);
+    }
+
+    pub fn shard(&self) -> usize {
+        self.core.me
+    }
+
+    pub fn shards(&self) -> usize {
+        self.mail.shards()
+    }
+
+    /// Every shard's counters.
+    pub fn stats(&self) -> &[ShardStats] {
+        &self.core.stats
+    }
+
+    /// The server is shutting down (health checks should fail).
+    pub fn draining(&self) -> bool {
+        self.core.draining
+    }
+}
+
+pub struct Shard<M> {
+    ring: IoUring,
+    bufs: BufRing,
+    listener: OwnedFd,
+    core: Core,
+    mail: Mailbox<M>,
+    config: Arc<Config>,
+    draining_flag: Arc<AtomicBool>,
+    drain_deadline: Option<Secs>,
+    accept_armed: bool,
+    accept_paused: bool,
+    tick: Box<Timespec>,
+    wheel: Wheel,
+    due: Vec<timer::Entry>,
+    cqes: Vec<(u64, i32, u32)>,
+    inbox: Vec<(usize, M)>,
+    // Boxed: a SendOp's address is handed to the kernel, and pooling the
+    // boxes keeps that allocation for the next send.
+    #[allow(clippy::vec_box)]
+    pool: Vec<Box<SendOp>>,
+    next_gen: u32,
+    start: Instant,
+}
+
+fn secs(d: Duration) -> Secs {
+    d.as_secs().min(u32::MAX as u64) as Secs
+}
+
+impl<M> Shard<M> {
+    pub fn new(
+        me: usize,
+        config: &Arc<Config>,
+        table: u32,
+        listener: OwnedFd,
+        mail: Mailbox<M>,
+        stats: Arc<[ShardStats]>,
+        draining: Arc<AtomicBool>,
+    ) -> Result<Self, StartError> {
+        let ring = uring::new(config.ring_entries)?;
+        ring.submitter().register_files_sparse(table).map_err(|e| {
+            StartError(format!(
+                "cannot register a direct descriptor table of {table}: {e}"
+            ))
+        })?;
+        let entries = config
+            .recv_buffers_max
+            .max(config.recv_buffers)
+            .next_power_of_two();
+        let bufs = BufRing::new(
+            &ring.submitter(),
+            BGID,
+            entries,
+            config.recv_buffers,
+            config.recv_buffer_size,
+        )
+        .map_err(|e| {
+            StartError(format!(
+                "cannot register a provided buffer ring (needs Linux 5.19+): {e}"
+            ))
+        })?;
+        mail.peers()[me]
+            .ring_fd
+            .store(ring.as_raw_fd(), Ordering::SeqCst);
+        let span = [
+            config.handshake_timeout,
+            config.idle_ping,
+            config.pong_timeout,
+            config.close_timeout,
+        ]
+        .into_iter()
+        .map(secs)
+        .max()
+        .unwrap_or(1)
+            + 2;
+        Ok(Self {
+            ring,
+            bufs,
+            listener,
+            core: Core {
+                me,
+                conns: Slab::new(),
+                dirty: Vec::new(),
+                now: 0,
+                stats,
+                draining: false,
+            },
+            mail,
+            config: config.clone(),
+            draining_flag: draining,
+            drain_deadline: None,
+            accept_armed: false,
+            accept_paused: false,
+            tick: Box::new(Timespec::from(TICK)),
+            wheel: Wheel::new(span),
+            due: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+            inbox: Vec::new(),
+            pool: Vec::new(),
+            next_gen: 0,
+            start: Instant::now(),
+        })
+    }
+
+    fn push(&mut self, e: squeue::Entry) {
+        loop {
+            // SAFETY: every entry's buffers (msghdr, iovecs, timespec) live
+            // in boxes owned by this shard until their completion arrives.
+            if unsafe { self.ring.submission().push(&e) }.is_ok() {
+                return;
+            }
+            // Full: hand what is queued to the kernel and try again.
+            if let Err(err) = self.ring.submit() {
+                if err.raw_os_error() != Some(libc::EBUSY) {
+                    tracing_error("submit", &err);
+                }
+            }
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        if self.accept_armed || self.accept_paused || self.core.draining {
+            return;
+        }
+        let e = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
+            .allocate_file_index(true)
+            .build()
+            .user_data(token::encode(Op::Accept, 0, 0));
+        self.push(e);
+        self.accept_armed = true;
+    }
+
+    fn arm_tick(&mut self) {
+        let e = opcode::Timeout::new(&*self.tick as *const Timespec)
+            .count(0)
+            .flags(TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(token::encode(Op::Tick, 0, 0));
+        self.push(e);
+    }
+}
+
+impl<M> Shard<M> {
+    pub fn run<A: App<Mail = M>>(&mut self, mut app: A) {
+        self.arm_tick();
+        self.arm_accept();
+        loop {
+            self.core.now = self.start.elapsed().as_secs() as Secs;
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.clear();
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+            for &(ud, res, flags) in &cqes {
+                self.complete(&mut app, ud, res, flags);
+            }
+            self.cqes = cqes;
+            self.read_mail(&mut app);
+            self.flush(&mut app);
+            if self.finished() {
+                break;
+            }
+            self.wait();
+        }
+        self.bufs.unregister(&self.ring.submitter());
+    }
+
+    fn io(&mut self) -> Io<'_, M> {
+        Io {
+            core: &mut self.core,
+            mail: &mut self.mail,
+        }
+    }
+
+    fn read_mail<A: App<Mail = M>>(&mut self, app: &mut A) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.mail.drain(|from, m| inbox.push((from, m)));
+        for (from, m) in inbox.drain(..) {
+            app.mail(&mut self.io(), from, m);
+        }
+        self.inbox = inbox;
+        self.mail.retry_backlog();
+    }
+
+    /// Submit this turn's work and sleep until a completion arrives, unless
+    /// there is already more to do.
+    fn wait(&mut self) {
+        let mut bells = Vec::new();
+        self.mail.bells(|to, fd| bells.push((to, fd)));
+        for (_, fd) in bells {
+            // The target's CQE wakes it; ours is suppressed on success.
+            let e = opcode::MsgRingData::new(Fd(fd), 0, token::encode(Op::Doorbell, 0, 0), None)
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(token::encode(Op::Doorbell, 0, 0));
+            self.push(e);
+        }
+        let busy = !self.core.dirty.is_empty() || self.mail.retry_backlog();
+        let sleep = !busy && self.mail.prepare_sleep();
+        let want = if sleep { 1 } else { 0 };
+        let r = if want == 0 {
+            // DEFER_TASKRUN runs completion work only when we ask for
+            // events: enter with GETEVENTS but do not block.
+            // SAFETY: no argument struct is passed.
+            unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+            }
+            .and_then(|_| self.ring.submit())
+        } else {
+            self.ring.submit_and_wait(1)
+        };
+        if sleep {
+            self.mail.woke();
+        }
+        if let Err(e) = r {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)
+            ) {
+                tracing_error("io_uring_enter", &e);
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self.drain_deadline {
+            None => false,
+            Some(deadline) => self.core.conns.is_empty() || self.core.now > deadline + 1,
+        }
+    }
+
+    fn complete<A: App<Mail = M>>(&mut self, app: &mut A, ud: u64, res: i32, flags: u32) {
+        let Some((op, key, gen)) = token::decode(ud) else {
+            return;
+        };
+        match op {
+            Op::Accept => self.on_accept(res, flags),
+            Op::Recv => self.on_recv(app, key, gen, res, flags),
+            Op::Send => self.on_send(key, gen, res),
+            Op::Shutdown => {
+                if let Some(c) = self
+                    .core
+                    .conns
+                    .get_mut(key as usize)
+                    .filter(|c| c.gen == gen)
+                {
+                    c.shutting = false;
+                    self.core.mark(key);
+                }
+            }
+            Op::Cancel => {}
+            Op::Close => self.on_close(key, gen),
+            Op::Tick => {
+                if !cqueue::more(flags) {
+                    self.arm_tick();
+                }
+                self.on_tick(app);
+            }
+            Op::Doorbell => {}
+        }
+    }
+
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_armed = false;
+        }
+        if res < 0 {
+            if res == -libc::ENFILE || res == -libc::EMFILE {
+                // The direct descriptor table is full: stop accepting
+                // (connections wait in the backlog) until a slot frees.
+                ShardStats::add(&self.core.my_stats().accept_table_full_total, 1);
+                self.accept_paused = true;
+            }
+            if !self.accept_armed {
+                self.arm_accept();
+            }
+            return;
+        }
+        let now = self.core.now;
+        self.next_gen = self.next_gen.wrapping_add(1) & token::GEN_MASK;
+        let mut conn = Conn::new(res as u32, self.next_gen, now);
+        conn.wheel_at = now + secs(self.config.handshake_timeout);
+        let key = self.core.conns.insert(conn) as u32;
+        self.wheel.schedule(
+            now + secs(self.config.handshake_timeout),
+            timer::Entry {
+                key,
+                gen: self.next_gen,
+            },
+        );
+        let s = self.core.my_stats();
+        ShardStats::add(&s.connections_accepted_total, 1);
+        ShardStats::add(&s.connections_open, 1);
+        self.arm_recv(key);
+        if !self.accept_armed {
+            self.arm_accept();
+        }
+    }
+
+    fn arm_recv(&mut self, key: u32) {
+        let Some(c) = self.core.conns.get_mut(key as usize) else {
+            return;
+        };
+        if c.recv_armed {
+            return;
+        }
+        c.recv_armed = true;
+        let e = opcode::RecvMulti::new(Fixed(c.slot), self.bufs.bgid())
+            .build()
+            .user_data(token::encode(Op::Recv, key, c.gen));
+        self.push(e);
+    }
+
+    fn on_recv<A: App<Mail = M>>(&mut self, app: &mut A, key: u32, gen: u32, res: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let Some(c) = self
+            .core
+            .conns
+            .get_mut(key as usize)
+            .filter(|c| c.gen == gen)
+        else {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            return;
+        };
+        if !cqueue::more(flags) {
+            c.recv_armed = false;
+        }
+        if res <= 0 {
+            if let Some(b) = bid {
+                self.bufs.recycle(b);
+            }
+            if res == -libc::ENOBUFS {
+                // Every buffer is in use: offer more (up to the cap) and
+                // re-arm in the flush step, after this turn returned some.
+                ShardStats::add(&self.core.stats[self.core.me].recv_enobufs_total, 1);
+                let n = self.bufs.offered().max(16);
+                self.bufs.grow(n);
+                self.core.mark(key);
+                return;
+            }
+            if res == -libc::ECANCELED && c.recv_armed {
+                return;
+            }
+            // EOF or a transport error: the peer is gone (if it vanished
+            // mid-frame, the partial frame simply dies with it).
+            self.kill(key);
+            return;
+        }
+        let Some(bid) = bid else {
+            self.kill(key);
+            return;
+        };
+        c.last_rx = self.core.now;
+        c.ping_sent = None;
+        ShardStats::add(
+            &self.core.stats[self.core.me].bytes_received_total,
+            res as u64,
+        );
+        let data = self.bufs.buf(bid, res as usize);
+        // Detach the buffered bytes and the protocol state so the
+        // application may use `Io` (which reaches every connection,
+        // including this one) while we hand it slices of them.
+        let mut rx = std::mem::take(&mut c.rx);
+        if rx.is_empty() {
+            // The common case: parse in place in the kernel's buffer; copy
+            // only an unfinished tail.
+            let used = process(app, &mut self.core, &mut self.mail, &self.config, key, data);
+            if used < data.len() {
+                rx.extend_from_slice(&data[used..]);
+            }
+        } else {
+            rx.extend_from_slice(data);
+            let used = process(
+                app,
+                &mut self.core,
+                &mut self.mail,
+                &self.config,
+                key,
+                &mut rx,
+            );
+            rx.drain(..used);
+        }
+        self.bufs.recycle(bid);
+        if let Some(c) = self.core.conns.get_mut(key as usize) {
+            if rx.is_empty() && rx.capacity() > 64 * 1024 {
+                // A large message passed; do not keep its buffer forever.
+                rx = Vec::new();
+            }
+            c.rx = rx;
+            if !c.recv_armed {
+                self.core.mark(key);
+            }
+        }
+    }
+
+    fn on_send(&mut self, key: u32, gen: u32, res: i32) {
+        let me = self.core.me;
+        let Some(c) = self
+            .core
+            .conns
+            .get_mut(key as usize)
+            .filter(|c| c.gen == gen)
+        else {
+            return;
+        };
+        let Some(mut op) = c.sending.take() else {
+            return;
+        };
+        if res < 0 {
+            self.pool_return(op);
+            self.kill(key);
+            return;
+        }
+        let frames = op.advance(res as usize);
+        let s = &self.core.stats[me];
+        ShardStats::add(&s.bytes_sent_total, res as u64);
+        ShardStats::add(&s.frames_sent_total, frames as u64);
+        if op.is_empty() || c.phase == Phase::Dead {
+            self.pool_return(op);
+            self.core.mark(key);
+        } else {
+            // A short write: send the rest at once, topped up with
+            // whatever was queued meanwhile.
+            self.submit_send(key, op);
+        }
+    }
+
+    fn pool_return(&mut self, mut op: Box<SendOp>) {
+        op.bufs.clear();
+        if self.pool.len() < SENDOP_POOL {
+            self.pool.push(op);
+        }
+    }
+
+    fn on_close(&mut self, key: u32, gen: u32) {
+        if self
+            .core
+            .conns
+            .get(key as usize)
+            .is_some_and(|c| c.gen == gen)
+        {
+            self.core.conns.remove(key as usize);
+            ShardStats::sub(&self.core.my_stats().connections_open, 1);
+            if self.accept_paused {
+                self.accept_paused = false;
+                self.arm_accept();
+            }
+        }
+    }
+
+    /// The transport is unusable: drop queues, end in-flight work, release.
+    fn kill(&mut self, key: u32) {
+        if let Some(c) = self.core.conns.get_mut(key as usize) {
+            if c.phase != Phase::Releasing {
+                c.phase = Phase::Dead;
+                c.tx.clear();
+                c.rx = Vec::new();
+            }
+        }
+        self.core.mark(key);
+    }
+
+    fn on_tick<A: App<Mail = M>>(&mut self, app: &mut A) {
+        let now = self.start.elapsed().as_secs() as Secs;
+        self.core.now = now;
+        if !self.core.draining && self.draining_flag.load(Ordering::Relaxed) {
+            self.begin_drain(app);
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(now, &mut due);
+        for e in due.drain(..) {
+            self.deadline(e.key, e.gen);
+        }
+        self.due = due;
+        if let Some(deadline) = self.drain_deadline {
+            if now >= deadline {
+                let keys: Vec<u32> = self.core.conns.iter().map(|(k, _)| k as u32).collect();
+                for k in keys {
+                    self.kill(k);
+                }
+            }
+        }
+    }
+
+    fn begin_drain<A: App<Mail = M>>(&mut self, _app: &mut A) {
+        self.core.draining = true;
+        self.drain_deadline = Some(self.core.now + secs(self.config.drain_timeout).max(1));
+        if self.accept_armed {
+            let e = opcode::AsyncCancel::new(token::encode(Op::Accept, 0, 0))
+                .build()
+                .user_data(token::encode(Op::Cancel, 0, 0));
+            self.push(e);
+        }
+        let now = self.core.now;
+        let keys: Vec<u32> = self.core.conns.iter().map(|(k, _)| k as u32).collect();
+        for key in keys {
+            let Some(c) = self.core.conns.get_mut(key as usize) else {
+                continue;
+            };
+            match c.phase {
+                Phase::Handshake => self.kill(key),
+                Phase::Open => {
+                    // After what is already queued: 1001, going away.
+                    if let Some(f) = c.ws.close(code::GOING_AWAY, "server shutting down") {
+                        c.tx.push(f);
+                    }
+                    c.since = now;
+                    self.core.mark(key);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A connection's wheel entry fired: enforce whatever deadline its
+    /// phase has, and schedule the next check.
+    fn deadline(&mut self, key: u32, gen: u32) {
+        let now = self.core.now;
+        let cfg = &self.config;
+        let Some(c) = self
+            .core
+            .conns
+            .get_mut(key as usize)
+            .filter(|c| c.gen == gen)
+        else {
+            return;
+        };
+        if now < c.wheel_at {
+            return; // superseded by an earlier or later entry
+        }
+        let close_t = secs(cfg.close_timeout).max(1);
+        let mut touched = false;
+        let next = match c.phase {
+            Phase::Handshake => {
+                let at = c.since + secs(cfg.handshake_timeout);
+                if now >= at {
+                    ShardStats::add(&self.core.stats[self.core.me].timeouts_total, 1);
+                    self.kill(key);
+                    return;
+                }
+                at
+            }
+            Phase::Open if c.ws.state() != State::Open => {
+                // Our close went out; the peer has close_timeout to answer.
+                let at = c.since + close_t;
+                if now >= at {
+                    ShardStats::add(&self.core.stats[self.core.me].timeouts_total, 1);
+                    c.phase = Phase::Flushing;
+                    c.tx.clear();
+                    touched = true;
+                    now + close_t
+                } else {
+                    at
+                }
+            }
+            Phase::Open => match c.ping_sent {
+                Some(sent) if now >= sent + secs(cfg.pong_timeout) => {
+                    ShardStats::add(&self.core.stats[self.core.me].timeouts_total, 1);
+                    if let Some(f) = c.ws.close(code::GOING_AWAY, "ping timeout") {
+                        c.tx.push_close_now(f);
+                    }
+                    c.phase = Phase::Flushing;
+                    c.since = now;
+                    touched = true;
+                    now + close_t
+                }
+                Some(sent) => sent + secs(cfg.pong_timeout),
+                None if now >= c.last_rx + secs(cfg.idle_ping) => {
+                    c.tx.push_control(c.ws.encode(crate::ws::OpCode::Ping, b""));
+                    c.ping_sent = Some(now);
+                    touched = true;
+                    now + secs(cfg.pong_timeout)
+                }
+                None => c.last_rx + secs(cfg.idle_ping),
+            },
+            Phase::Flushing | Phase::Lingering => {
+                if now >= c.since + close_t {
+                    // The peer neither reads nor closes: cut it off.
+                    self.kill(key);
+                    return;
+                }
+                c.since + close_t
+            }
+            Phase::Dead | Phase::Releasing => return,
+        };
+        let next = next.max(now + 1);
+        c.wheel_at = next;
+        self.wheel.schedule(next, timer::Entry { key, gen });
+        if touched {
+            self.core.mark(key);
+        }
+    }
+
+    /// Move a connection's timer earlier (phase changes with shorter
+    /// deadlines).
+    fn reschedule(&mut self, key: u32, at: Secs) {
+        if let Some(c) = self.core.conns.get_mut(key as usize) {
+            if at < c.wheel_at || c.wheel_at <= self.core.now {
+                c.wheel_at = at;
+                self.wheel.schedule(at, timer::Entry { key, gen: c.gen });
+            }
+        }
+    }
+
+    /// The flush step: for each connection touched this turn, tell the
+    /// application about closes, then submit at most one of each: send,
+    /// receive re-arm, shutdown, close.
+    fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
+        let mut i = 0;
+        // Handling one connection can dirty others (an app callback that
+        // sends), so walk the list as it grows.
+        while i < self.core.dirty.len() {
+            let key = self.core.dirty[i];
+            i += 1;
+            if let Some(c) = self.core.conns.get_mut(key as usize) {
+                c.dirty = false;
+            }
+            self.flush_one(app, key);
+        }
+        self.core.dirty.clear();
+    }
+
+    fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) {
+        let now = self.core.now;
+        let close_t = secs(self.config.close_timeout).max(1);
+        let Some(c) = self.core.conns.get_mut(key as usize) else {
+            return;
+        };
+        let id = ConnId { key, gen: c.gen };
+        if let Some((status, reason)) = c.close_req.take() {
+            if c.phase == Phase::Open {
+                if let Some(f) = c.ws.close(status, reason) {
+                    c.tx.push_close_now(f);
+                }
+                c.since = now;
+                c.phase = Phase::Flushing;
+            }
+        }
+        if c.phase == Phase::Open && c.ws.state() == State::Closed {
+            c.phase = Phase::Flushing;
+            c.since = now;
+        }
+        if c.opened && c.phase != Phase::Open {
+            c.opened = false;
+            app.closed(&mut self.io(), id);
+        }
+        let Some(c) = self.core.conns.get_mut(key as usize) else {
+            return;
+        };
+        match c.phase {
+            Phase::Handshake | Phase::Open | Phase::Flushing => {
+                if c.sending.is_none() && !c.tx.is_empty() {
+                    let op = self.pool.pop().unwrap_or_else(SendOp::new);
+                    self.submit_send(key, op);
+                } else if c.phase == Phase::Flushing && c.sending.is_none() && c.tx.is_empty() {
+                    // Everything is out: half-close, then wait for the
+                    // peer's EOF so unread input cannot turn our close
+                    // into a reset that destroys what we just sent.
+                    c.phase = Phase::Lingering;
+                    c.since = now;
+                    c.shutting = true;
+                    let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_WR)
+                        .build()
+                        .user_data(token::encode(Op::Shutdown, key, c.gen));
+                    self.push(e);
+                    self.reschedule(key, now + close_t);
+                }
+                if self
+                    .core
+                    .conns
+                    .get(key as usize)
+                    .is_some_and(|c| !c.recv_armed)
+                {
+                    self.arm_recv(key);
+                }
+            }
+            Phase::Lingering => {
+                if !c.recv_armed {
+                    // EOF came (or receive stopped): nothing left to wait for.
+                    c.phase = Phase::Dead;
+                    self.core.mark(key);
+                }
+            }
+            Phase::Dead => {
+                if c.recv_armed || c.sending.is_some() || c.shutting {
+                    if !c.shut && !c.shutting {
+                        c.shut = true;
+                        c.shutting = true;
+                        let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_RDWR)
+                            .build()
+                            .user_data(token::encode(Op::Shutdown, key, c.gen));
+                        self.push(e);
+                    }
+                } else {
+                    c.phase = Phase::Releasing;
+                    let e = opcode::Close::new(Fixed(c.slot))
+                        .build()
+                        .user_data(token::encode(Op::Close, key, c.gen));
+                    self.push(e);
+                }
+            }
+            Phase::Releasing => {}
+        }
+    }
+
+    /// Submit `op` (holding the unsent rest of a short write, or empty)
+    /// topped up from the queue: one sendmsg for everything queued.
+    fn submit_send(&mut self, key: u32, mut op: Box<SendOp>) {
+        let Some(c) = self.core.conns.get_mut(key as usize) else {
+            return;
+        };
+        while op.bufs.len() < MAX_IOV {
+            match c.tx.pop() {
+                Some(f) => op.bufs.push_back(f),
+                None => break,
+            }
+        }
+        op.prepare();
+        let hdr = &op.hdr as *const libc::msghdr;
+        let e = opcode::SendMsg::new(Fixed(c.slot), hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data(token::encode(Op::Send, key, c.gen));
+        c.sending = Some(op);
+        ShardStats::add(&self.core.stats[self.core.me].sends_total, 1);
+        self.push(e);
+    }
+}
+
+/// Bytes for connection `key` in `buf` (the kernel's buffer, or the
+/// connection's own when a frame straddled reads). Returns how many were
+/// used; the rest is an unfinished head or frame to keep.
+fn process<A: App>(
+    app: &mut A,
+    core: &mut Core,
+    mail: &mut Mailbox<A::Mail>,
+    config: &Config,
+    key: u32,
+    buf: &mut [u8],
+) -> usize {
+    let Some(c) = core.conns.get_mut(key as usize) else {
+        return buf.len();
+    };
+    let id = ConnId { key, gen: c.gen };
+    let mut used = 0;
+    if c.phase == Phase::Handshake {
+        match handshake::accept(buf, &config.handshake) {
+            Outcome::Partial => return 0,
+            Outcome::Reject { response, .. } => {
+                ShardStats::add(&core.stats[core.me].handshakes_rejected_total, 1);
+                respond(core, key, response);
+                return buf.len();
+            }
+            Outcome::Http { route, .. } => {
+                let response = app.http(&mut Io { core, mail }, route);
+                respond(core, key, response);
+                return buf.len();
+            }
+            Outcome::Upgrade { consumed, upgrade } => {
+                if let Err(response) = app.upgrade(&mut Io { core, mail }, id, &upgrade) {
+                    ShardStats::add(&core.stats[core.me].handshakes_rejected_total, 1);
+                    respond(core, key, response);
+                    return buf.len();
+                }
+                let Some(c) = core.conns.get_mut(key as usize) else {
+                    return buf.len();
+                };
+                let max = match upgrade.route {
+                    Route::Echo => config.max_message_echo,
+                    Route::PubSub => config.max_message,
+                };
+                c.ws = Connection::new(Role::Server, max);
+                c.route = upgrade.route;
+                c.phase = Phase::Open;
+                c.opened = true;
+                c.last_rx = core.now;
+                c.tx.push(upgrade.response);
+                ShardStats::add(&core.stats[core.me].websocket_upgrades_total, 1);
+                core.mark(key);
+                used = consumed;
+            }
+        }
+    }
+    let Some(c) = core.conns.get_mut(key as usize) else {
+        return buf.len();
+    };
+    if c.phase != Phase::Open {
+        // Closing: input is read only to notice EOF.
+        return buf.len();
+    }
+    let mut ws = std::mem::replace(&mut c.ws, Connection::new(Role::Server, 0));
+    used += frames(app, core, mail, id, &mut ws, &mut buf[used..]);
+    if let Some(c) = core.conns.get_mut(key as usize) {
+        c.ws = ws;
+    }
+    used
+}
+
+/// Queue an HTTP response and close after it.
+fn respond(core: &mut Core, key: u32, response: Bytes) {
+    if let Some(c) = core.conns.get_mut(key as usize) {
+        c.tx.push(response);
+        c.phase = Phase::Flushing;
+        c.since = core.now;
+        core.mark(key);
+    }
+}
+
+/// Decode frames from `buf` and act on them.
+fn frames<A: App>(
+    app: &mut A,
+    core: &mut Core,
+    mail: &mut Mailbox<A::Mail>,
+    id: ConnId,
+    ws: &mut Connection,
+    buf: &mut [u8],
+) -> usize {
+    let mut off = 0;
+    while off < buf.len() {
+        match ws.read(&mut buf[off..]) {
+            Ok(Read::Frame { consumed, event }) => {
+                off += consumed;
+                let Some(event) = event else { continue };
+                match event {
+                    Event::Message(m) => {
+                        ShardStats::add(&core.stats[core.me].messages_received_total, 1);
+                        if core.conn(id).is_some_and(|c| c.close_req.is_none()) {
+                            app.message(&mut Io { core, mail }, id, m);
+                        }
+                    }
+                    Event::Ping { pong: Some(p), .. } => {
+                        if let Some(c) = core.conn(id) {
+                            c.tx.push_control(p);
+                            core.mark(id.key);
+                        }
+                    }
+                    Event::Ping { pong: None, .. } | Event::Pong(_) => {}
+                    Event::Close { reply, .. } => {
+                        if let Some(c) = core.conn(id) {
+                            if let Some(r) = reply {
+                                c.tx.push_close_now(r);
+                            }
+                            core.mark(id.key);
+                        }
+                    }
+                }
+            }
+            Ok(Read::Incomplete { .. }) => break,
+            Err(failure) => {
+                ShardStats::add(&core.stats[core.me].protocol_errors_total, 1);
+                if let Some(c) = core.conn(id) {
+                    if let Some(f) = failure.close {
+                        c.tx.push_close_now(f);
+                    }
+                    core.mark(id.key);
+                }
+                return buf.len();
+            }
+        }
+    }
+    off
+}
+
+fn tracing_error(what: &str, e: &std::io::Error) {
+    eprintln!("ringfan: {what}: {e}");
+}
