@@ -94,6 +94,9 @@ pub struct Config {
     pub ring_entries: u32,
     pub listen_backlog: i32,
     pub mailbox_capacity: usize,
+    /// How often an idle shard wakes to run timers and notice a shutdown.
+    /// Cross-shard mail never waits for it (doorbells wake the shard).
+    pub tick: Duration,
 }
 
 impl Default for Config {
@@ -120,6 +123,7 @@ impl Default for Config {
             ring_entries: 4096,
             listen_backlog: 65535,
             mailbox_capacity: 65536,
+            tick: Duration::from_millis(200),
         }
     }
 }

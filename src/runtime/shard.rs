@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 const MAX_IOV: usize = 512;
 /// Send buffers kept for reuse.
 const SENDOP_POOL: usize = 1024;
-/// How often the shard wakes to run timers and notice a shutdown.
-const TICK: Duration = Duration::from_millis(200);
 const BGID: u16 = 0;
 /// From the kernel's uapi; the io-uring crate keeps its copy private.
 const IORING_ENTER_GETEVENTS: u32 = 1;
@@ -223,7 +221,7 @@ impl<M> Shard<M> {
             drain_deadline: None,
             accept_armed: false,
             accept_paused: false,
-            tick: Box::new(Timespec::from(TICK)),
+            tick: Box::new(Timespec::from(config.tick)),
             wheel: Wheel::new(span),
             due: Vec::new(),
             cqes: Vec::with_capacity(1024),
@@ -308,7 +306,8 @@ impl<M> Shard<M> {
 
     fn read_mail<A: App<Mail = M>>(&mut self, app: &mut A) {
         let mut inbox = std::mem::take(&mut self.inbox);
-        self.mail.drain(|from, m| inbox.push((from, m)));
+        let n = self.mail.drain(|from, m| inbox.push((from, m)));
+        ShardStats::add(&self.core.my_stats().mail_received_total, n as u64);
         for (from, m) in inbox.drain(..) {
             app.mail(&mut self.io(), from, m);
         }
@@ -321,6 +320,10 @@ impl<M> Shard<M> {
     fn wait(&mut self) {
         let mut bells = Vec::new();
         self.mail.bells(|to, fd| bells.push((to, fd)));
+        ShardStats::add(
+            &self.core.my_stats().doorbells_rung_total,
+            bells.len() as u64,
+        );
         for (_, fd) in bells {
             // The target's CQE wakes it; ours is suppressed on success.
             let e = opcode::MsgRingData::new(Fd(fd), 0, token::encode(Op::Doorbell, 0, 0), None)
@@ -392,7 +395,7 @@ impl<M> Shard<M> {
                 }
                 self.on_tick(app);
             }
-            Op::Doorbell => {}
+            Op::Doorbell => ShardStats::add(&self.core.my_stats().doorbells_received_total, 1),
         }
     }
 

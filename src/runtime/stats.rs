@@ -41,6 +41,9 @@ counters! {
     timeouts_total: "counter", "Connections closed by a handshake, pong or close deadline.";
     recv_enobufs_total: "counter", "Receives stopped because the buffer ring was empty.";
     accept_table_full_total: "counter", "Accepts paused because the direct descriptor table was full.";
+    mail_received_total: "counter", "Cross-shard messages received.";
+    doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
+    doorbells_received_total: "counter", "Wake-ups received from other shards.";
 }
 
 impl ShardStats {

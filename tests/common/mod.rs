@@ -1,0 +1,468 @@
+//! Start the real `ringfan` binary for a test and stop it afterwards.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Broker {
+    /// Start `ringfan --listen 127.0.0.1:0` with `args`; waits for its
+    /// "listening on" line.
+    pub fn start(args: &[&str]) -> Broker {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like `start`, letting the caller adjust the command (limits, env).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Broker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringfan"));
+        cmd.args(["--listen", "127.0.0.1:0", "--no-pin"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn ringfan");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut reader = BufReader::new(stdout);
+        while !line.contains("listening on") {
+            line.clear();
+            let n = reader.read_line(&mut line).expect("read ringfan stdout");
+            assert!(n > 0, "ringfan exited before listening");
+            assert!(Instant::now() < deadline, "ringfan did not start");
+        }
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.parse::<SocketAddr>().ok())
+            .expect("address in the listening line");
+        Broker { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Send SIGTERM (graceful drain).
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Wait for exit up to `timeout`; the exit status if it exited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// One metric's value from `/metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        let body = http_get(self.addr, "/metrics").1;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET; (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Async helpers for driving the server with hand-made bytes: raw HTTP
+/// requests, raw WebSocket frames, and `/metrics` without blocking the
+/// runtime. Every wait is bounded by [`wsraw::IO_TIMEOUT`].
+pub mod wsraw {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// The longest any single network wait may take in these tests.
+    pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A syntactically valid Sec-WebSocket-Key (16 bytes in base64).
+    pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    /// The Sec-WebSocket-Accept that goes with [`KEY`] (RFC 6455 §1.3).
+    pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzHxZRbK+xOo=";
+
+    pub const OP_CONT: u8 = 0x0;
+    pub const OP_TEXT: u8 = 0x1;
+    pub const OP_BINARY: u8 = 0x2;
+    pub const OP_CLOSE: u8 = 0x8;
+    pub const OP_PING: u8 = 0x9;
+    pub const OP_PONG: u8 = 0xA;
+
+    /// Run `fut`, failing the test if it takes longer than `secs`.
+    pub async fn bounded<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
+        match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+            Ok(v) => v,
+            Err(_) => panic!("timed out after {secs}s: {what}"),
+        }
+    }
+
+    /// A GET upgrade request for `path` with the standard headers and `extra`
+    /// header lines (each without CRLF).
+    pub fn upgrade_request(path: &str, extra: &[&str]) -> String {
+        let mut r = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
+        );
+        for h in extra {
+            r.push_str(h);
+            r.push_str("\r\n");
+        }
+        r.push_str("\r\n");
+        r
+    }
+
+    /// A client frame. `mask` None sends it unmasked (a protocol violation).
+    pub fn encode(
+        fin: bool,
+        rsv: u8,
+        opcode: u8,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+    ) -> Vec<u8> {
+        let mut f = Vec::with_capacity(payload.len() + 14);
+        f.push(((fin as u8) << 7) | ((rsv & 7) << 4) | (opcode & 0x0f));
+        let m = if mask.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n @ 0..=125 => f.push(m | n as u8),
+            n @ 126..=0xffff => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        match mask {
+            Some(k) => {
+                f.extend_from_slice(&k);
+                f.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => f.extend_from_slice(payload),
+        }
+        f
+    }
+
+    /// A final, masked client frame.
+    pub fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        encode(
+            true,
+            0,
+            opcode,
+            payload,
+            Some(fastrand::u32(..).to_ne_bytes()),
+        )
+    }
+
+    /// A close frame body: code and reason.
+    pub fn close_body(code: u16, reason: &str) -> Vec<u8> {
+        let mut b = code.to_be_bytes().to_vec();
+        b.extend_from_slice(reason.as_bytes());
+        b
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Frame {
+        pub fin: bool,
+        pub rsv: u8,
+        pub opcode: u8,
+        pub masked: bool,
+        pub payload: Vec<u8>,
+    }
+
+    impl Frame {
+        /// The status code of a close frame (None for an empty body).
+        pub fn close_code(&self) -> Option<u16> {
+            assert_eq!(self.opcode, OP_CLOSE, "not a close frame: {self:?}");
+            (self.payload.len() >= 2)
+                .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+        }
+    }
+
+    /// Parse one server frame from the front of `buf`: the frame and the
+    /// bytes it took, or None if incomplete.
+    pub fn parse(buf: &[u8]) -> Option<(Frame, usize)> {
+        if buf.len() < 2 {
+            return None;
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        let mut len = 2;
+        let plen = match b1 & 0x7f {
+            126 => {
+                let b = buf.get(2..4)?;
+                len = 4;
+                u16::from_be_bytes([b[0], b[1]]) as usize
+            }
+            127 => {
+                let b = buf.get(2..10)?;
+                len = 10;
+                u64::from_be_bytes(b.try_into().unwrap()) as usize
+            }
+            n => n as usize,
+        };
+        let masked = b1 & 0x80 != 0;
+        let mask = if masked {
+            let m = buf.get(len..len + 4)?;
+            len += 4;
+            Some([m[0], m[1], m[2], m[3]])
+        } else {
+            None
+        };
+        let mut payload = buf.get(len..len + plen)?.to_vec();
+        if let Some(k) = mask {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= k[i % 4];
+            }
+        }
+        let frame = Frame {
+            fin: b0 & 0x80 != 0,
+            rsv: (b0 >> 4) & 7,
+            opcode: b0 & 0x0f,
+            masked,
+            payload,
+        };
+        Some((frame, len + plen))
+    }
+
+    /// One raw TCP connection that speaks WebSocket frames by hand.
+    pub struct RawWs {
+        pub stream: TcpStream,
+        /// Bytes received and not yet parsed.
+        pub buf: Vec<u8>,
+    }
+
+    impl RawWs {
+        /// Connect and upgrade on `path`; panics unless the answer is 101
+        /// with the right accept key.
+        pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
+            let (head, ws) = Self::connect_with(addr, &upgrade_request(path, &[])).await;
+            assert!(head.starts_with("HTTP/1.1 101 "), "upgrade refused: {head}");
+            assert!(
+                head.to_ascii_lowercase().contains(&format!(
+                    "sec-websocket-accept: {}",
+                    ACCEPT.to_ascii_lowercase()
+                )),
+                "bad accept key: {head}"
+            );
+            ws
+        }
+
+        /// Send `request` and read the response head (up to the blank
+        /// line); returns the head and the connection.
+        pub async fn connect_with(addr: SocketAddr, request: &str) -> (String, RawWs) {
+            let mut stream = bounded(10, "connect", TcpStream::connect(addr))
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).ok();
+            bounded(10, "write request", stream.write_all(request.as_bytes()))
+                .await
+                .expect("write request");
+            let mut ws = RawWs {
+                stream,
+                buf: Vec::new(),
+            };
+            let end = loop {
+                if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let n = ws.fill().await;
+                assert!(
+                    n > 0,
+                    "EOF before the response head: {:?}",
+                    String::from_utf8_lossy(&ws.buf)
+                );
+            };
+            let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
+            ws.buf.drain(..end);
+            (head, ws)
+        }
+
+        /// Read more bytes into `buf`; 0 at EOF. Panics on timeout or error.
+        pub async fn fill(&mut self) -> usize {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = bounded(IO_TIMEOUT.as_secs(), "read", self.stream.read(&mut chunk))
+                .await
+                .expect("read from server");
+            self.buf.extend_from_slice(&chunk[..n]);
+            n
+        }
+
+        pub async fn send(&mut self, bytes: &[u8]) {
+            bounded(IO_TIMEOUT.as_secs(), "write", self.stream.write_all(bytes))
+                .await
+                .expect("write to server");
+        }
+
+        /// The next frame, or None at a clean EOF between frames.
+        pub async fn read_frame(&mut self) -> Option<Frame> {
+            loop {
+                if let Some((f, n)) = parse(&self.buf) {
+                    self.buf.drain(..n);
+                    return Some(f);
+                }
+                if self.fill().await == 0 {
+                    assert!(
+                        self.buf.is_empty(),
+                        "EOF inside a frame: {} bytes left",
+                        self.buf.len()
+                    );
+                    return None;
+                }
+            }
+        }
+
+        /// The next frame; panics at EOF.
+        pub async fn frame(&mut self) -> Frame {
+            self.read_frame().await.expect("a frame, got EOF")
+        }
+
+        /// The server sends nothing more and closes its side (EOF, not a
+        /// reset) within [`IO_TIMEOUT`].
+        pub async fn expect_eof(&mut self) {
+            if let Some(f) = self.read_frame().await {
+                panic!("expected EOF, got frame {f:?}");
+            }
+        }
+
+        /// Expect a close frame with `code` and then EOF.
+        pub async fn expect_close(&mut self, code: u16) {
+            let f = self.frame().await;
+            assert_eq!(f.opcode, OP_CLOSE, "expected close {code}, got {f:?}");
+            assert!(f.fin && !f.masked && f.rsv == 0, "bad close frame {f:?}");
+            assert_eq!(f.close_code(), Some(code), "close frame {f:?}");
+            self.expect_eof().await;
+        }
+    }
+
+    /// A raw HTTP response read to EOF.
+    #[derive(Debug)]
+    pub struct Reply {
+        pub status: u16,
+        /// Status line and headers, as received.
+        pub head: String,
+        pub body: Vec<u8>,
+    }
+
+    impl Reply {
+        /// A header's value (name case-insensitive), first occurrence.
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        }
+    }
+
+    /// Send `request` bytes on a fresh connection and read until the server
+    /// closes it; panics if it does not within [`IO_TIMEOUT`] or resets it.
+    pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> Reply {
+        let mut s = bounded(10, "connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
+        bounded(IO_TIMEOUT.as_secs(), "write request", s.write_all(request))
+            .await
+            .expect("write request");
+        let mut out = Vec::new();
+        bounded(
+            IO_TIMEOUT.as_secs(),
+            "server closing the connection after its response",
+            s.read_to_end(&mut out),
+        )
+        .await
+        .expect("read response to EOF");
+        let end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| i + 4)
+            .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&out)));
+        let head = String::from_utf8_lossy(&out[..end]).into_owned();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Reply {
+            status,
+            head,
+            body: out[end..].to_vec(),
+        }
+    }
+
+    /// One metric's value, read without blocking the runtime.
+    pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
+        let r = http_raw(addr, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
+        assert_eq!(r.status, 200, "{}", r.head);
+        let body = String::from_utf8_lossy(&r.body);
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Poll `name` until it equals `want`, for at most `within`.
+    pub async fn wait_metric(addr: SocketAddr, name: &str, want: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let v = metric(addr, name).await;
+            if v == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} is {v}, expected {want} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
