@@ -295,6 +295,14 @@ impl<M> Shard<M> {
             self.wait();
         }
         self.bufs.unregister(&self.ring.submitter());
+        // Sends still in flight (the drain deadline passed) may be read by
+        // the kernel until the ring's teardown cancels them: leak their
+        // buffers rather than free memory the kernel may still read.
+        for (_, c) in self.core.conns.iter_mut() {
+            if let Some(op) = c.sending.take() {
+                Box::leak(op);
+            }
+        }
     }
 
     fn io(&mut self) -> Io<'_, M> {

@@ -9,13 +9,22 @@ use super::StartError;
 /// this thread submits, and completion work runs when we ask for events,
 /// not as interrupts in the middle of our loop; COOP_TASKRUN avoids IPIs.
 pub fn new(entries: u32) -> Result<IoUring, StartError> {
-    IoUring::builder()
+    let ring = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .setup_coop_taskrun()
         .setup_cqsize(entries.saturating_mul(8))
         .build(entries)
-        .map_err(|e| StartError(explain(&e)))
+        .map_err(|e| StartError(explain(&e)))?;
+    if !ring.params().is_feature_nodrop() {
+        // Multishot operations can outrun any CQ size; without NODROP a
+        // full CQ would lose completions (and with them connections).
+        return Err(StartError(format!(
+            "io_uring on kernel {} lacks IORING_FEAT_NODROP; ringfan needs Linux 6.1 or newer",
+            kernel_release()
+        )));
+    }
+    Ok(ring)
 }
 
 fn kernel_release() -> String {

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every test ringfan has, from a fresh clone: `bash tests/run.sh`.
+# Installs what the tests need (a Python venv with websockets, pytest and
+# the kosoku Autobahn runner) by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "Rust unit, property and integration tests (real sockets, real binary)"
+cargo test --workspace
+
+step "Python environment (tests/requirements.txt)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+step "release build"
+cargo build --release --bin ringfan
+
+step "Python websockets client tests"
+RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q tests/python
+
+step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
+.venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn
