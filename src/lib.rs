@@ -4,6 +4,7 @@
 //! - [`ws`]: the sans-IO WebSocket protocol core.
 //! - [`runtime`]: the io_uring thread-per-core server that drives it.
 
+pub mod broker;
 pub mod runtime;
 pub mod server;
 pub mod ws;
