@@ -1,8 +1,11 @@
 //! `ringfan`: the broker binary.
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
 use ringfan::runtime::{Config, Server};
+use ringfan::server::Node;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[global_allocator]
@@ -64,6 +67,22 @@ struct Args {
     /// Most receive buffers per shard.
     #[arg(long, default_value_t = 4096)]
     recv_buffers_max: u16,
+    /// What happens to a subscriber whose outgoing queue is full.
+    #[arg(long, value_enum, default_value_t = Policy::Disconnect)]
+    slow_consumer: Policy,
+    /// Bytes a subscriber may have queued before --slow-consumer applies.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_queued_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Policy {
+    /// Close the connection with 1008 "slow consumer".
+    Disconnect,
+    /// Drop the newest messages for it (its seq shows the gap).
+    Drop,
+    /// Keep only the latest pending message per topic.
+    Conflate,
 }
 
 fn main() {
@@ -91,7 +110,24 @@ fn main() {
         ..defaults
     };
     let shards = config.shards;
-    let server = match Server::start(config, |_| ringfan::server::Node) {
+    if shards > 64 {
+        eprintln!("ringfan: --shards {shards}: at most 64 shards are supported");
+        std::process::exit(2);
+    }
+    let broker = BrokerConfig {
+        policy: match args.slow_consumer {
+            Policy::Disconnect => SlowPolicy::Disconnect,
+            Policy::Drop => SlowPolicy::Drop,
+            Policy::Conflate => SlowPolicy::Conflate,
+        },
+        max_queued: args.max_queued_bytes,
+        max_message: args.max_message,
+    };
+    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
+    let make = move |_| Node {
+        broker: Broker::new(broker.clone(), stats.clone()),
+    };
+    let server = match Server::start(config, make) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringfan: {e}");

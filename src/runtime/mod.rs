@@ -64,6 +64,10 @@ pub trait App: 'static {
 
     /// Mail from another shard.
     fn mail(&mut self, io: &mut Io<'_, Self::Mail>, from: usize, mail: Self::Mail);
+
+    /// Everything queued for the connection has been handed to the kernel
+    /// (the moment to send what was held back for a slow consumer).
+    fn writable(&mut self, _io: &mut Io<'_, Self::Mail>, _conn: ConnId) {}
 }
 
 #[derive(Debug, Clone)]

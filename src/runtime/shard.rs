@@ -123,6 +123,15 @@ impl<M> Io<'_, M> {
         &self.core.stats
     }
 
+    /// The endpoint the connection was upgraded on.
+    pub fn route(&self, id: ConnId) -> Option<Route> {
+        self.core
+            .conns
+            .get(id.key as usize)
+            .filter(|c| c.gen == id.gen && c.opened)
+            .map(|c| c.route)
+    }
+
     /// The server is shutting down (health checks should fail).
     pub fn draining(&self) -> bool {
         self.core.draining
@@ -383,7 +392,11 @@ impl<M> Shard<M> {
         match op {
             Op::Accept => self.on_accept(res, flags),
             Op::Recv => self.on_recv(app, key, gen, res, flags),
-            Op::Send => self.on_send(key, gen, res),
+            Op::Send => {
+                if self.on_send(key, gen, res) {
+                    app.writable(&mut self.io(), ConnId { key, gen });
+                }
+            }
             Op::Shutdown => {
                 if let Some(c) = self
                     .core
@@ -542,7 +555,9 @@ impl<M> Shard<M> {
         }
     }
 
-    fn on_send(&mut self, key: u32, gen: u32, res: i32) {
+    /// A send completed. True when the connection's queue is now empty
+    /// and it is still open (the application may want to send more).
+    fn on_send(&mut self, key: u32, gen: u32, res: i32) -> bool {
         let me = self.core.me;
         let Some(c) = self
             .core
@@ -550,27 +565,30 @@ impl<M> Shard<M> {
             .get_mut(key as usize)
             .filter(|c| c.gen == gen)
         else {
-            return;
+            return false;
         };
         let Some(mut op) = c.sending.take() else {
-            return;
+            return false;
         };
         if res < 0 {
             self.pool_return(op);
             self.kill(key);
-            return;
+            return false;
         }
         let frames = op.advance(res as usize);
         let s = &self.core.stats[me];
         ShardStats::add(&s.bytes_sent_total, res as u64);
         ShardStats::add(&s.frames_sent_total, frames as u64);
         if op.is_empty() || c.phase == Phase::Dead {
+            let drained = c.tx.is_empty() && c.phase == Phase::Open && c.opened;
             self.pool_return(op);
             self.core.mark(key);
+            drained
         } else {
             // A short write: send the rest at once, topped up with
             // whatever was queued meanwhile.
             self.submit_send(key, op);
+            false
         }
     }
 
@@ -986,8 +1004,11 @@ fn frames<A: App>(
                     Event::Ping { pong: None, .. } | Event::Pong(_) => {}
                     Event::Close { reply, .. } => {
                         if let Some(c) = core.conn(id) {
+                            // Answers already queued still go out first:
+                            // a client that sends and then closes gets its
+                            // replies.
                             if let Some(r) = reply {
-                                c.tx.push_close_now(r);
+                                c.tx.push(r);
                             }
                             core.mark(id.key);
                         }
@@ -998,8 +1019,9 @@ fn frames<A: App>(
             Err(failure) => {
                 ShardStats::add(&core.stats[core.me].protocol_errors_total, 1);
                 if let Some(c) = core.conn(id) {
+                    // After what was already answered; nothing follows it.
                     if let Some(f) = failure.close {
-                        c.tx.push_close_now(f);
+                        c.tx.push(f);
                     }
                     core.mark(id.key);
                 }

@@ -1,23 +1,28 @@
 //! Per-shard counters. Each shard writes only its own (relaxed stores, no
 //! contention); `/metrics` sums all shards on demand.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// Declare a per-shard counter struct whose `render` writes Prometheus text
+/// summed over shards.
 macro_rules! counters {
-    ($($name:ident: $kind:literal, $help:literal;)*) => {
+    ($ty:ident { $($name:ident: $kind:literal, $help:literal;)* }) => {
         /// One shard's counters, on their own cache lines.
         #[derive(Debug, Default)]
         #[repr(align(128))]
-        pub struct ShardStats {
-            $(pub $name: AtomicU64,)*
+        pub struct $ty {
+            $(pub $name: std::sync::atomic::AtomicU64,)*
         }
 
-        impl ShardStats {
+        impl $ty {
             /// Prometheus text for the sum over `shards`.
-            pub fn render(shards: &[ShardStats], out: &mut String) {
+            pub fn render(shards: &[$ty], out: &mut String) {
+                use std::fmt::Write as _;
                 $(
-                    let total: u64 = shards.iter().map(|s| s.$name.load(Relaxed)).sum();
+                    let total: u64 = shards
+                        .iter()
+                        .map(|s| s.$name.load(std::sync::atomic::Ordering::Relaxed))
+                        .sum();
                     let _ = writeln!(out, "# HELP ringfan_{} {}", stringify!($name), $help);
                     let _ = writeln!(out, "# TYPE ringfan_{} {}", stringify!($name), $kind);
                     let _ = writeln!(out, "ringfan_{} {}", stringify!($name), total);
@@ -27,7 +32,9 @@ macro_rules! counters {
     };
 }
 
-counters! {
+pub(crate) use counters;
+
+counters! { ShardStats {
     connections_open: "gauge", "Connections currently open (any phase).";
     connections_accepted_total: "counter", "Connections accepted.";
     websocket_upgrades_total: "counter", "Handshakes that upgraded to WebSocket.";
@@ -44,7 +51,7 @@ counters! {
     mail_received_total: "counter", "Cross-shard messages received.";
     doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
     doorbells_received_total: "counter", "Wake-ups received from other shards.";
-}
+}}
 
 impl ShardStats {
     #[inline]

@@ -1,0 +1,609 @@
+//! The broker on one shard: the `/ws` protocol over the runtime.
+//!
+//! A publish goes to the topic's owner shard (by hash), which numbers it,
+//! frames it once and sends that same `Bytes` to every shard with a
+//! matching subscriber; each shard queues it on its own subscribers. Mail
+//! between two shards is FIFO, which is what keeps per-topic order and makes
+//! snapshots exact (see `snapshot_reply`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+
+use super::owner::Owned;
+use super::topic::{check_pattern, check_topic, is_pattern, matches};
+use super::trie::Trie;
+use super::wire::{self, ErrCode, Request, TopicAt};
+use crate::runtime::stats::{counters, ShardStats};
+use crate::runtime::{ConnId, Io};
+use crate::ws::code;
+use rustc_hash::{FxHashMap, FxHasher};
+use std::hash::Hasher;
+
+/// What to do when a subscriber's outgoing queue is full (protocol.md,
+/// "Slow consumers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Close with 1008 "slow consumer".
+    Disconnect,
+    /// Drop the newest messages for it; its seq shows the gap.
+    Drop,
+    /// Keep only the latest pending message per topic.
+    Conflate,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub policy: SlowPolicy,
+    /// Bytes a subscriber may have queued before the policy applies.
+    pub max_queued: usize,
+    /// Largest `msg` payload we frame (subscribers' message limit).
+    pub max_message: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            policy: SlowPolicy::Disconnect,
+            max_queued: 1 << 20,
+            max_message: crate::ws::DEFAULT_MAX_MESSAGE,
+        }
+    }
+}
+
+counters! { BrokerStats {
+    publishes_total: "counter", "Messages published (numbered by their owner).";
+    frames_built_total: "counter", "msg frames built: one per publish, whatever the subscriber count.";
+    deliveries_total: "counter", "msg frames queued on subscribers.";
+    snapshots_total: "counter", "Snapshot messages sent.";
+    subscriptions: "gauge", "Active subscriptions (connection, pattern).";
+    dropped_total: "counter", "Messages dropped for slow consumers (policy drop).";
+    conflated_total: "counter", "Pending messages replaced by a newer one (policy conflate).";
+    slow_disconnects_total: "counter", "Slow consumers disconnected (policy disconnect).";
+    errors_total: "counter", "err replies sent.";
+}}
+
+/// Cross-shard messages.
+pub enum Mail {
+    /// To the owner: `buf` is the topic then the data.
+    Publish { buf: Bytes, topic_len: u8 },
+    /// From the owner: a framed message for this shard's subscribers.
+    Deliver { frame: Bytes, at: TopicAt },
+    /// A shard gained (or lost) its first (last) subscriber of a pattern.
+    Interest { pattern: Box<str>, add: bool },
+    SnapshotRequest {
+        conn: ConnId,
+        patterns: Vec<Box<str>>,
+    },
+    SnapshotReply {
+        conn: ConnId,
+        patterns: Vec<Box<str>>,
+        entries: Vec<(Bytes, TopicAt)>,
+    },
+}
+
+/// A subscription whose snapshot has not come back from every owner yet.
+#[derive(Debug)]
+struct Pending {
+    pattern: Box<str>,
+    /// Owners still to answer, as a bitmask of shards.
+    awaiting: u64,
+}
+
+#[derive(Debug, Default)]
+struct ConnState {
+    gen: u32,
+    subs: Vec<Box<str>>,
+    /// Last delivery stamp, so overlapping patterns deliver once.
+    stamp: u64,
+    pending: Vec<Pending>,
+    /// Acks held until the snapshots they cover are all sent.
+    acks: Vec<u64>,
+    /// Conflation: the latest held-back message per topic, in arrival order.
+    held: Vec<(Bytes, TopicAt)>,
+    dropped: u64,
+    conflated: u64,
+}
+
+impl ConnState {
+    /// Is `pattern` of this connection still waiting on `owner`?
+    fn pending_on(&self, pattern: &str, owner: usize) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.awaiting & (1 << owner) != 0 && &*p.pattern == pattern)
+    }
+
+    /// Does a subscription not waiting on `owner` (and not in `except`)
+    /// match `topic`?
+    fn live_match(&self, topic: &str, owner: usize, except: &[Box<str>]) -> bool {
+        self.subs
+            .iter()
+            .any(|p| matches(p, topic) && !self.pending_on(p, owner) && !except.contains(p))
+    }
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    stats: Arc<[BrokerStats]>,
+    owned: Owned,
+    /// Local subscriptions: pattern → connections.
+    subs: Trie<ConnId>,
+    /// Local connections per pattern, to tell owners when it changes 0↔1.
+    refs: FxHashMap<Box<str>, u32>,
+    /// By runtime slab key.
+    conns: Vec<Option<ConnState>>,
+    stamp: u64,
+    /// Reused per delivery: the matched connections.
+    targets: Vec<ConnId>,
+}
+
+/// The shard that owns `topic`.
+pub fn owner_of(topic: &str, shards: usize) -> usize {
+    let mut h = FxHasher::default();
+    h.write(topic.as_bytes());
+    (h.finish() % shards as u64) as usize
+}
+
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            i
+        })
+    })
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig, stats: Arc<[BrokerStats]>) -> Self {
+        Self {
+            config,
+            stats,
+            owned: Owned::default(),
+            subs: Trie::new(),
+            refs: FxHashMap::default(),
+            conns: Vec::new(),
+            stamp: 0,
+            targets: Vec::new(),
+        }
+    }
+
+    pub fn stats(&self) -> &[BrokerStats] {
+        &self.stats
+    }
+
+    /// A subscriber's slow-consumer counters: (dropped, conflated, held).
+    pub fn conn_counters(&mut self, conn: ConnId) -> Option<(u64, u64, usize)> {
+        self.state(conn)
+            .map(|s| (s.dropped, s.conflated, s.held.len()))
+    }
+
+    fn my_stats(&self, io: &Io<'_, Mail>) -> &BrokerStats {
+        &self.stats[io.shard()]
+    }
+
+    fn state(&mut self, conn: ConnId) -> Option<&mut ConnState> {
+        self.conns
+            .get_mut(conn.key as usize)
+            .and_then(|s| s.as_mut())
+            .filter(|s| s.gen == conn.gen)
+    }
+
+    /// A connection upgraded on `/ws`.
+    pub fn open(&mut self, conn: ConnId) {
+        let i = conn.key as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(ConnState {
+            gen: conn.gen,
+            ..ConnState::default()
+        });
+    }
+
+    pub fn closed(&mut self, io: &mut Io<'_, Mail>, conn: ConnId) {
+        let Some(st) = self.state(conn) else { return };
+        let subs = std::mem::take(&mut st.subs);
+        self.conns[conn.key as usize] = None;
+        for p in subs {
+            self.unsubscribe_one(io, conn, &p);
+        }
+    }
+
+    fn reply(
+        &self,
+        io: &mut Io<'_, Mail>,
+        conn: ConnId,
+        id: Option<u64>,
+        code: ErrCode,
+        msg: &str,
+    ) {
+        ShardStats::add(&self.my_stats(io).errors_total, 1);
+        io.send(conn, wire::err(id, code, msg));
+    }
+
+    /// A binary message on `/ws`.
+    pub fn binary(&mut self, io: &mut Io<'_, Mail>, conn: ConnId) {
+        self.reply(
+            io,
+            conn,
+            None,
+            ErrCode::BadOp,
+            "binary frames are not part of the protocol; send JSON text",
+        );
+    }
+
+    /// A text message on `/ws` (valid UTF-8, checked by the frame layer).
+    pub fn text(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, text: &str) {
+        match wire::parse(text) {
+            Err(r) => self.reply(io, conn, r.id, r.code, &r.message),
+            Ok(Request::Pub { topic, data, id }) => {
+                self.publish_request(io, conn, &topic, data, id)
+            }
+            Ok(Request::Sub {
+                topics,
+                id,
+                snapshot,
+            }) => self.subscribe(io, conn, &topics, id, snapshot),
+            Ok(Request::Unsub { topics, id }) => {
+                if let Some(bad) = topics.iter().find_map(|t| check_pattern(t).err()) {
+                    return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
+                }
+                for t in &topics {
+                    let removed = self.state(conn).and_then(|st| {
+                        let i = st.subs.iter().position(|p| **p == **t)?;
+                        Some(st.subs.swap_remove(i))
+                    });
+                    if let Some(p) = removed {
+                        self.unsubscribe_one(io, conn, &p);
+                    }
+                }
+                if let Some(id) = id {
+                    io.send(conn, wire::ack(id));
+                }
+            }
+        }
+    }
+
+    fn publish_request(
+        &mut self,
+        io: &mut Io<'_, Mail>,
+        conn: ConnId,
+        topic: &str,
+        data: &str,
+        id: Option<u64>,
+    ) {
+        if let Err(e) = check_topic(topic) {
+            return self.reply(io, conn, id, ErrCode::BadTopic, e.message());
+        }
+        // The msg envelope around the data must still fit subscribers.
+        if data.len() + topic.len() + 64 > self.config.max_message {
+            return self.reply(
+                io,
+                conn,
+                id,
+                ErrCode::TooLarge,
+                "message too large to deliver",
+            );
+        }
+        if let Some(id) = id {
+            io.send(conn, wire::ack(id));
+        }
+        let owner = owner_of(topic, io.shards());
+        if owner == io.shard() {
+            self.publish(io, topic, data.as_bytes());
+        } else {
+            let mut buf = BytesMut::with_capacity(topic.len() + data.len());
+            buf.put_slice(topic.as_bytes());
+            buf.put_slice(data.as_bytes());
+            io.post(
+                owner,
+                Mail::Publish {
+                    buf: buf.freeze(),
+                    topic_len: topic.len() as u8,
+                },
+            );
+        }
+    }
+
+    /// On the owner: number, frame once, fan out to interested shards.
+    fn publish(&mut self, io: &mut Io<'_, Mail>, topic: &str, data: &[u8]) {
+        let p = self.owned.publish(topic, data);
+        let s = self.my_stats(io);
+        ShardStats::add(&s.publishes_total, 1);
+        ShardStats::add(&s.frames_built_total, 1);
+        let me = io.shard();
+        for shard in bits(p.shards) {
+            if shard == me {
+                self.deliver(io, me, &p.frame, p.at);
+            } else {
+                io.post(
+                    shard,
+                    Mail::Deliver {
+                        frame: p.frame.clone(),
+                        at: p.at,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Queue a message from `owner` on every local subscriber, once each.
+    fn deliver(&mut self, io: &mut Io<'_, Mail>, owner: usize, frame: &Bytes, at: TopicAt) {
+        let topic = at.get(frame);
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let mut targets = std::mem::take(&mut self.targets);
+        self.subs.for_each_match(topic, |c| targets.push(c));
+        for c in targets.drain(..) {
+            let Some(st) = self.state(c) else { continue };
+            if st.stamp == stamp {
+                continue; // matched by another pattern already
+            }
+            st.stamp = stamp;
+            // While a snapshot is on its way from this owner, it carries
+            // this topic's state: live messages before it are older.
+            if !st.pending.is_empty() && !st.live_match(topic, owner, &[]) {
+                continue;
+            }
+            self.offer(io, c, frame, at);
+        }
+        self.targets = targets;
+    }
+
+    /// Queue `frame` on a subscriber, under the slow-consumer policy.
+    fn offer(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, frame: &Bytes, at: TopicAt) {
+        let backlog = io.backlog(conn).unwrap_or(0);
+        let policy = self.config.policy;
+        let max = self.config.max_queued;
+        let me = io.shard();
+        let Some(st) = self.state(conn) else { return };
+        if backlog + frame.len() <= max && st.held.is_empty() {
+            io.send(conn, frame.clone());
+            ShardStats::add(&self.stats[me].deliveries_total, 1);
+            return;
+        }
+        match policy {
+            SlowPolicy::Disconnect => {
+                io.close(conn, code::POLICY_VIOLATION, "slow consumer");
+                ShardStats::add(&self.stats[me].slow_disconnects_total, 1);
+            }
+            SlowPolicy::Drop => {
+                st.dropped += 1;
+                ShardStats::add(&self.stats[me].dropped_total, 1);
+            }
+            SlowPolicy::Conflate => {
+                let topic = at.get(frame);
+                match st.held.iter_mut().find(|(f, a)| a.get(f) == topic) {
+                    Some(slot) => {
+                        *slot = (frame.clone(), at);
+                        st.conflated += 1;
+                        ShardStats::add(&self.stats[me].conflated_total, 1);
+                    }
+                    None => st.held.push((frame.clone(), at)),
+                }
+            }
+        }
+    }
+
+    /// The runtime sent everything queued: release held-back messages.
+    pub fn writable(&mut self, io: &mut Io<'_, Mail>, conn: ConnId) {
+        let max = self.config.max_queued;
+        let me = io.shard();
+        let Some(st) = self.state(conn) else { return };
+        if st.held.is_empty() {
+            return;
+        }
+        let mut queued = 0;
+        let mut n = 0;
+        for (f, _) in &st.held {
+            if queued + f.len() > max && n > 0 {
+                break;
+            }
+            queued += f.len();
+            io.send(conn, f.clone());
+            n += 1;
+        }
+        st.held.drain(..n);
+        ShardStats::add(&self.stats[me].deliveries_total, n as u64);
+    }
+
+    fn subscribe(
+        &mut self,
+        io: &mut Io<'_, Mail>,
+        conn: ConnId,
+        topics: &[std::borrow::Cow<'_, str>],
+        id: Option<u64>,
+        snapshot: bool,
+    ) {
+        if let Some(bad) = topics.iter().find_map(|t| check_pattern(t).err()) {
+            return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
+        }
+        let me = io.shard();
+        let shards = io.shards();
+        let mut new: Vec<Box<str>> = Vec::new();
+        for t in topics {
+            let Some(st) = self.state(conn) else { return };
+            if st.subs.iter().any(|p| **p == **t) || new.iter().any(|p| **p == **t) {
+                continue; // already subscribed: no second delivery, no snapshot
+            }
+            let p: Box<str> = t.as_ref().into();
+            st.subs.push(p.clone());
+            new.push(p);
+        }
+        for p in &new {
+            self.subs.insert(p, conn);
+            ShardStats::add(&self.stats[me].subscriptions, 1);
+            let r = self.refs.entry(p.clone()).or_insert(0);
+            *r += 1;
+            if *r == 1 {
+                // Interest first: the owner must know of us before it
+                // answers the snapshot request behind it on the same ring.
+                for o in owners(p, shards) {
+                    if o == me {
+                        self.owned.interest(p, me as u16, true);
+                    } else {
+                        io.post(
+                            o,
+                            Mail::Interest {
+                                pattern: p.clone(),
+                                add: true,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        if !snapshot || new.is_empty() {
+            if let Some(id) = id {
+                io.send(conn, wire::ack(id));
+            }
+            return;
+        }
+        // Ask every owner that may hold matching topics.
+        let mut per_owner: Vec<Vec<Box<str>>> = vec![Vec::new(); shards];
+        let mut pending = Vec::with_capacity(new.len());
+        for p in &new {
+            let mut awaiting = 0u64;
+            for o in owners(p, shards) {
+                per_owner[o].push(p.clone());
+                awaiting |= 1 << o;
+            }
+            pending.push(Pending {
+                pattern: p.clone(),
+                awaiting,
+            });
+        }
+        if let Some(st) = self.state(conn) {
+            st.pending.extend(pending);
+            st.acks.extend(id);
+        }
+        for (o, patterns) in per_owner.into_iter().enumerate() {
+            if patterns.is_empty() {
+                continue;
+            }
+            if o == me {
+                let entries = self.owned.snapshot(&patterns);
+                self.snapshot_reply(io, me, conn, &patterns, entries);
+            } else {
+                io.post(o, Mail::SnapshotRequest { conn, patterns });
+            }
+        }
+    }
+
+    fn unsubscribe_one(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, pattern: &str) {
+        if !self.subs.remove(pattern, conn) {
+            return;
+        }
+        let me = io.shard();
+        ShardStats::sub(&self.stats[me].subscriptions, 1);
+        let gone = match self.refs.get_mut(pattern) {
+            Some(r) => {
+                *r -= 1;
+                *r == 0
+            }
+            None => false,
+        };
+        if gone {
+            self.refs.remove(pattern);
+            for o in owners(pattern, io.shards()) {
+                if o == me {
+                    self.owned.interest(pattern, me as u16, false);
+                } else {
+                    io.post(
+                        o,
+                        Mail::Interest {
+                            pattern: pattern.into(),
+                            add: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Snapshot entries from `owner` for `patterns` of `conn`. Everything
+    /// that owner published for these topics before answering came ahead
+    /// of this reply (FIFO) and was held back by `deliver`; everything after
+    /// comes behind it. So the snapshot's seq is followed by exactly the
+    /// next one: no gap, no duplicate.
+    fn snapshot_reply(
+        &mut self,
+        io: &mut Io<'_, Mail>,
+        owner: usize,
+        conn: ConnId,
+        patterns: &[Box<str>],
+        entries: Vec<(Bytes, TopicAt)>,
+    ) {
+        let me = io.shard();
+        let Some(st) = self.state(conn) else { return };
+        let mut sent = 0;
+        let mut send = Vec::new();
+        for (f, at) in entries {
+            // A topic another live subscription already streams needs no
+            // snapshot: the client has it.
+            if !st.live_match(at.get(&f), owner, patterns) {
+                send.push((f, at));
+            }
+        }
+        for p in st.pending.iter_mut() {
+            if patterns.contains(&p.pattern) {
+                p.awaiting &= !(1 << owner);
+            }
+        }
+        st.pending.retain(|p| p.awaiting != 0);
+        let acks = if st.pending.is_empty() {
+            std::mem::take(&mut st.acks)
+        } else {
+            Vec::new()
+        };
+        for (f, at) in send {
+            self.offer(io, conn, &f, at);
+            sent += 1;
+        }
+        ShardStats::add(&self.stats[me].snapshots_total, sent);
+        for id in acks {
+            io.send(conn, wire::ack(id));
+        }
+    }
+
+    pub fn mail(&mut self, io: &mut Io<'_, Mail>, from: usize, mail: Mail) {
+        match mail {
+            Mail::Publish { buf, topic_len } => {
+                let (t, data) = buf.split_at(topic_len as usize);
+                if let Ok(topic) = std::str::from_utf8(t) {
+                    self.publish(io, topic, data);
+                }
+            }
+            Mail::Deliver { frame, at } => self.deliver(io, from, &frame, at),
+            Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
+            Mail::SnapshotRequest { conn, patterns } => {
+                let entries = self.owned.snapshot(&patterns);
+                io.post(
+                    from,
+                    Mail::SnapshotReply {
+                        conn,
+                        patterns,
+                        entries,
+                    },
+                );
+            }
+            Mail::SnapshotReply {
+                conn,
+                patterns,
+                entries,
+            } => self.snapshot_reply(io, from, conn, &patterns, entries),
+        }
+    }
+}
+
+/// Shards that may own topics matching `pattern`: its owner for an exact
+/// topic, every shard for a wildcard.
+fn owners(pattern: &str, shards: usize) -> impl Iterator<Item = usize> {
+    let (lo, hi) = if is_pattern(pattern) {
+        (0, shards)
+    } else {
+        let o = owner_of(pattern, shards);
+        (o, o + 1)
+    };
+    lo..hi
+}
