@@ -1,0 +1,108 @@
+//! Broker hot paths: matching a topic against subscriptions, and framing a
+//! publish. `cargo bench --bench broker`; figures in docs/benchmarks.md.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ringfan::broker::owner::Owned;
+use ringfan::broker::topic::matches;
+use ringfan::broker::trie::Trie;
+use ringfan::broker::wire;
+use std::time::Duration;
+
+/// 100,000 subscriptions shaped like market data: exact symbols across
+/// venues, per-venue wildcards, per-symbol wildcards and a few firehoses.
+fn subscriptions() -> Vec<String> {
+    let venues = ["NASDAQ", "NYSE", "ARCA", "BATS", "IEX"];
+    let mut out = Vec::with_capacity(100_000);
+    let mut i = 0u32;
+    while out.len() < 100_000 {
+        let v = venues[(i % 5) as usize];
+        let sym = format!("S{:05}", i % 20_000);
+        out.push(match i % 10 {
+            0..=6 => format!("md.{v}.{sym}"),
+            7 => format!("md.*.{sym}"),
+            8 => format!("md.{v}.>"),
+            _ => format!("md.{v}.{sym}.*"),
+        });
+        i += 1;
+    }
+    out
+}
+
+fn topic_match(c: &mut Criterion) {
+    let subs = subscriptions();
+    let mut trie = Trie::new();
+    for (i, p) in subs.iter().enumerate() {
+        trie.insert(p, i as u32);
+    }
+    let mut g = c.benchmark_group("topic_match");
+    g.sample_size(30)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    g.throughput(Throughput::Elements(1));
+
+    let mut exact_only = Trie::new();
+    exact_only.insert("md.NASDAQ.AAPL", 1u32);
+    g.bench_function("exact_1_subscription", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            exact_only.for_each_match(black_box("md.NASDAQ.AAPL"), |_| n += 1);
+            n
+        })
+    });
+    for topic in ["md.NASDAQ.S00042", "md.ARCA.S12345.trade", "md.XETRA.none"] {
+        g.bench_with_input(
+            BenchmarkId::new("trie_100k_subscriptions", topic),
+            topic,
+            |b, t| {
+                b.iter(|| {
+                    let mut n = 0;
+                    trie.for_each_match(black_box(t), |_| n += 1);
+                    n
+                })
+            },
+        );
+    }
+    // What the trie saves: testing every subscription in turn.
+    g.sample_size(10);
+    g.bench_function("linear_scan_100k_subscriptions", |b| {
+        b.iter(|| {
+            subs.iter()
+                .filter(|p| matches(p, black_box("md.NASDAQ.S00042")))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+fn publish_framing(c: &mut Criterion) {
+    let data = br#"{"bid":189.2,"ask":189.3,"bsz":300,"asz":200,"ts":1763712000123456789,"x":"Q"}"#;
+    let mut g = c.benchmark_group("publish");
+    g.sample_size(30)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("frame_msg_100B", |b| {
+        b.iter(|| {
+            wire::msg(
+                black_box("md.NASDAQ.AAPL"),
+                black_box(42),
+                black_box(data),
+                false,
+            )
+        })
+    });
+    let mut owned = Owned::default();
+    owned.interest("md.*.AAPL", 0, true);
+    owned.interest("md.NASDAQ.>", 1, true);
+    g.bench_function("owner_publish_seq_lvc_interest", |b| {
+        b.iter(|| owned.publish(black_box("md.NASDAQ.AAPL"), black_box(data)))
+    });
+    g.bench_function("parse_pub_request", |b| {
+        let text = r#"{"op":"pub","topic":"md.NASDAQ.AAPL","data":{"bid":189.2,"ask":189.3,"bsz":300,"asz":200,"ts":1763712000123456789,"x":"Q"},"id":3}"#;
+        b.iter(|| wire::parse(black_box(text)).is_ok())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, topic_match, publish_framing);
+criterion_main!(benches);
