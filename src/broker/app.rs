@@ -70,15 +70,29 @@ pub enum Mail {
     Deliver { frame: Bytes, at: TopicAt },
     /// A shard gained (or lost) its first (last) subscriber of a pattern.
     Interest { pattern: Box<str>, add: bool },
-    SnapshotRequest {
+    /// Behind any `Interest` on the same ring: the owner answers once it
+    /// knows of the subscription (so an ack means later publishes reach
+    /// it), with the matching last messages when a snapshot was asked for.
+    SubRequest {
         conn: ConnId,
+        req: u32,
         patterns: Vec<Box<str>>,
+        snapshot: bool,
     },
-    SnapshotReply {
+    SubReply {
         conn: ConnId,
+        req: u32,
         patterns: Vec<Box<str>>,
         entries: Vec<(Bytes, TopicAt)>,
     },
+}
+
+/// A `sub` with an id, acknowledged once every owner involved answered.
+#[derive(Debug)]
+struct AckWait {
+    req: u32,
+    id: u64,
+    awaiting: u64,
 }
 
 /// A subscription whose snapshot has not come back from every owner yet.
@@ -96,8 +110,9 @@ struct ConnState {
     /// Last delivery stamp, so overlapping patterns deliver once.
     stamp: u64,
     pending: Vec<Pending>,
-    /// Acks held until the snapshots they cover are all sent.
-    acks: Vec<u64>,
+    /// Acks held until the owners answered (and snapshots were sent).
+    acks: Vec<AckWait>,
+    next_req: u32,
     /// Conflation: the latest held-back message per topic, in arrival order.
     held: Vec<(Bytes, TopicAt)>,
     dropped: u64,
@@ -437,7 +452,7 @@ impl Broker {
             *r += 1;
             if *r == 1 {
                 // Interest first: the owner must know of us before it
-                // answers the snapshot request behind it on the same ring.
+                // answers the sub request behind it on the same ring.
                 for o in owners(p, shards) {
                     if o == me {
                         self.owned.interest(p, me as u16, true);
@@ -453,7 +468,7 @@ impl Broker {
                 }
             }
         }
-        if !snapshot || new.is_empty() {
+        if new.is_empty() || (id.is_none() && !snapshot) {
             if let Some(id) = id {
                 io.send(conn, wire::ack(id));
             }
@@ -461,31 +476,54 @@ impl Broker {
         }
         // Ask every owner that may hold matching topics.
         let mut per_owner: Vec<Vec<Box<str>>> = vec![Vec::new(); shards];
-        let mut pending = Vec::with_capacity(new.len());
+        let mut pending = Vec::new();
+        let mut all = 0u64;
         for p in &new {
             let mut awaiting = 0u64;
             for o in owners(p, shards) {
                 per_owner[o].push(p.clone());
                 awaiting |= 1 << o;
             }
-            pending.push(Pending {
-                pattern: p.clone(),
-                awaiting,
-            });
+            all |= awaiting;
+            if snapshot {
+                pending.push(Pending {
+                    pattern: p.clone(),
+                    awaiting,
+                });
+            }
         }
-        if let Some(st) = self.state(conn) {
-            st.pending.extend(pending);
-            st.acks.extend(id);
+        let Some(st) = self.state(conn) else { return };
+        let req = st.next_req;
+        st.next_req = st.next_req.wrapping_add(1);
+        st.pending.extend(pending);
+        if let Some(id) = id {
+            st.acks.push(AckWait {
+                req,
+                id,
+                awaiting: all,
+            });
         }
         for (o, patterns) in per_owner.into_iter().enumerate() {
             if patterns.is_empty() {
                 continue;
             }
             if o == me {
-                let entries = self.owned.snapshot(&patterns);
-                self.snapshot_reply(io, me, conn, &patterns, entries);
+                let entries = if snapshot {
+                    self.owned.snapshot(&patterns)
+                } else {
+                    Vec::new()
+                };
+                self.sub_reply(io, me, conn, req, &patterns, entries);
             } else {
-                io.post(o, Mail::SnapshotRequest { conn, patterns });
+                io.post(
+                    o,
+                    Mail::SubRequest {
+                        conn,
+                        req,
+                        patterns,
+                        snapshot,
+                    },
+                );
             }
         }
     }
@@ -521,44 +559,55 @@ impl Broker {
         }
     }
 
-    /// Snapshot entries from `owner` for `patterns` of `conn`. Everything
-    /// that owner published for these topics before answering came ahead
-    /// of this reply (FIFO) and was held back by `deliver`; everything after
-    /// comes behind it. So the snapshot's seq is followed by exactly the
-    /// next one: no gap, no duplicate.
-    fn snapshot_reply(
+    /// `owner` answered request `req` of `conn` for `patterns`, with the
+    /// snapshot entries if asked. Everything that owner published for these
+    /// topics before answering came ahead of this reply (FIFO) and was held
+    /// back by `deliver`; everything after comes behind it. So a snapshot's
+    /// seq is followed by exactly the next one: no gap, no duplicate.
+    fn sub_reply(
         &mut self,
         io: &mut Io<'_, Mail>,
         owner: usize,
         conn: ConnId,
+        req: u32,
         patterns: &[Box<str>],
         entries: Vec<(Bytes, TopicAt)>,
     ) {
         let me = io.shard();
         let Some(st) = self.state(conn) else { return };
-        let mut sent = 0;
         let mut send = Vec::new();
         for (f, at) in entries {
-            // A topic another live subscription already streams needs no
-            // snapshot: the client has it.
-            if !st.live_match(at.get(&f), owner, patterns) {
+            let topic = at.get(&f);
+            // Still subscribed (not unsubscribed meanwhile), and not
+            // already streamed live by another subscription.
+            let wanted = st
+                .subs
+                .iter()
+                .any(|p| patterns.contains(p) && matches(p, topic));
+            if wanted && !st.live_match(topic, owner, patterns) {
                 send.push((f, at));
             }
         }
+        let bit = 1u64 << owner;
         for p in st.pending.iter_mut() {
             if patterns.contains(&p.pattern) {
-                p.awaiting &= !(1 << owner);
+                p.awaiting &= !bit;
             }
         }
         st.pending.retain(|p| p.awaiting != 0);
-        let acks = if st.pending.is_empty() {
-            std::mem::take(&mut st.acks)
-        } else {
-            Vec::new()
-        };
+        let mut acks = Vec::new();
+        st.acks.retain_mut(|a| {
+            if a.req == req {
+                a.awaiting &= !bit;
+            }
+            if a.awaiting == 0 {
+                acks.push(a.id);
+            }
+            a.awaiting != 0
+        });
+        let sent = send.len() as u64;
         for (f, at) in send {
             self.offer(io, conn, &f, at);
-            sent += 1;
         }
         ShardStats::add(&self.stats[me].snapshots_total, sent);
         for id in acks {
@@ -576,22 +625,33 @@ impl Broker {
             }
             Mail::Deliver { frame, at } => self.deliver(io, from, &frame, at),
             Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
-            Mail::SnapshotRequest { conn, patterns } => {
-                let entries = self.owned.snapshot(&patterns);
+            Mail::SubRequest {
+                conn,
+                req,
+                patterns,
+                snapshot,
+            } => {
+                let entries = if snapshot {
+                    self.owned.snapshot(&patterns)
+                } else {
+                    Vec::new()
+                };
                 io.post(
                     from,
-                    Mail::SnapshotReply {
+                    Mail::SubReply {
                         conn,
+                        req,
                         patterns,
                         entries,
                     },
                 );
             }
-            Mail::SnapshotReply {
+            Mail::SubReply {
                 conn,
+                req,
                 patterns,
                 entries,
-            } => self.snapshot_reply(io, from, conn, &patterns, entries),
+            } => self.sub_reply(io, from, conn, req, &patterns, entries),
         }
     }
 }
