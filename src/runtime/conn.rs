@@ -9,7 +9,7 @@ use crate::ws::Connection;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 
-use super::timer::Secs;
+use super::timer::Ticks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -163,13 +163,13 @@ pub struct Conn {
     /// Queued in the shard's list of connections to flush this turn.
     pub dirty: bool,
     /// Last second any byte arrived.
-    pub last_rx: Secs,
+    pub last_rx: Ticks,
     /// When a ping went out without an answer yet.
-    pub ping_sent: Option<Secs>,
+    pub ping_sent: Option<Ticks>,
     /// When the phase's deadline started (handshake, close, linger).
-    pub since: Secs,
+    pub since: Ticks,
     /// The earliest second this connection is scheduled in the wheel.
-    pub wheel_at: Secs,
+    pub wheel_at: Ticks,
     /// The application was told of this connection (and must be told
     /// when it closes).
     pub opened: bool,
@@ -185,7 +185,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(slot: u32, gen: u32, now: Secs) -> Self {
+    pub fn new(slot: u32, gen: u32, now: Ticks) -> Self {
         Self {
             slot,
             gen,

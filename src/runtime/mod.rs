@@ -127,7 +127,7 @@ impl Default for Config {
             ring_entries: 4096,
             listen_backlog: 65535,
             mailbox_capacity: 65536,
-            tick: Duration::from_millis(200),
+            tick: Duration::from_millis(100),
         }
     }
 }

@@ -10,11 +10,12 @@ use super::bufring::BufRing;
 use super::conn::{Conn, Phase, SendOp};
 use super::mailbox::Mailbox;
 use super::stats::ShardStats;
-use super::timer::{self, Secs, Wheel};
+use super::timer::{self, Ticks, Wheel};
 use super::token::{self, Op};
 use super::{uring, App, Config, ConnId, StartError};
 use crate::ws::close::code;
 use crate::ws::handshake::{self, Outcome, Route};
+use crate::ws::http;
 use crate::ws::{Connection, Event, Read, Role, State};
 use bytes::Bytes;
 use io_uring::types::{Fd, Fixed, TimeoutFlags, Timespec};
@@ -23,13 +24,15 @@ use slab::Slab;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Frames per sendmsg (IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
 /// Send buffers kept for reuse.
 const SENDOP_POOL: usize = 1024;
 const BGID: u16 = 0;
+/// After the drain deadline, how long killed connections get to release.
+const TICK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// From the kernel's uapi; the io-uring crate keeps its copy private.
 const IORING_ENTER_GETEVENTS: u32 = 1;
 
@@ -39,7 +42,7 @@ pub struct Core {
     conns: Slab<Conn>,
     /// Connections with something for the flush step.
     dirty: Vec<u32>,
-    now: Secs,
+    now: Ticks,
     stats: Arc<[ShardStats]>,
     draining: bool,
 }
@@ -146,7 +149,7 @@ pub struct Shard<M> {
     mail: Mailbox<M>,
     config: Arc<Config>,
     draining_flag: Arc<AtomicBool>,
-    drain_deadline: Option<Secs>,
+    drain_deadline: Option<Ticks>,
     accept_armed: bool,
     accept_paused: bool,
     tick: Box<Timespec>,
@@ -162,9 +165,7 @@ pub struct Shard<M> {
     start: Instant,
 }
 
-fn secs(d: Duration) -> Secs {
-    d.as_secs().min(u32::MAX as u64) as Secs
-}
+use timer::ticks;
 
 impl<M> Shard<M> {
     pub fn new(
@@ -208,7 +209,7 @@ impl<M> Shard<M> {
             config.close_timeout,
         ]
         .into_iter()
-        .map(secs)
+        .map(ticks)
         .max()
         .unwrap_or(1)
             + 2;
@@ -258,7 +259,9 @@ impl<M> Shard<M> {
     }
 
     fn arm_accept(&mut self) {
-        if self.accept_armed || self.accept_paused || self.core.draining {
+        // Accepting goes on while draining: health checks must get their
+        // 503, and upgrades are refused with it.
+        if self.accept_armed || self.accept_paused {
             return;
         }
         let e = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
@@ -284,7 +287,7 @@ impl<M> Shard<M> {
         self.arm_tick();
         self.arm_accept();
         loop {
-            self.core.now = self.start.elapsed().as_secs() as Secs;
+            self.core.now = timer::now(self.start.elapsed());
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.clear();
             cqes.extend(
@@ -378,10 +381,21 @@ impl<M> Shard<M> {
         }
     }
 
+    /// Draining ends when no shard has a connection left (a shard that
+    /// stopped early would reset connections the kernel hashed to its
+    /// listener, health checks included), or at the deadline.
     fn finished(&self) -> bool {
         match self.drain_deadline {
             None => false,
-            Some(deadline) => self.core.conns.is_empty() || self.core.now > deadline + 1,
+            Some(deadline) => {
+                let open: u64 = self
+                    .core
+                    .stats
+                    .iter()
+                    .map(|s| s.connections_open.load(Ordering::Relaxed))
+                    .sum();
+                open == 0 || self.core.now > deadline + ticks(TICK_GRACE)
+            }
         }
     }
 
@@ -408,7 +422,6 @@ impl<M> Shard<M> {
                     self.core.mark(key);
                 }
             }
-            Op::Cancel => {}
             Op::Close => self.on_close(key, gen),
             Op::Tick => {
                 if !cqueue::more(flags) {
@@ -439,10 +452,10 @@ impl<M> Shard<M> {
         let now = self.core.now;
         self.next_gen = self.next_gen.wrapping_add(1) & token::GEN_MASK;
         let mut conn = Conn::new(res as u32, self.next_gen, now);
-        conn.wheel_at = now + secs(self.config.handshake_timeout);
+        conn.wheel_at = now + ticks(self.config.handshake_timeout);
         let key = self.core.conns.insert(conn) as u32;
         self.wheel.schedule(
-            now + secs(self.config.handshake_timeout),
+            now + ticks(self.config.handshake_timeout),
             timer::Entry {
                 key,
                 gen: self.next_gen,
@@ -518,6 +531,7 @@ impl<M> Shard<M> {
             &self.core.stats[self.core.me].bytes_received_total,
             res as u64,
         );
+        let was_handshake = c.phase == Phase::Handshake;
         let data = self.bufs.buf(bid, res as usize);
         // Detach the buffered bytes and the protocol state so the
         // application may use `Io` (which reaches every connection,
@@ -543,6 +557,18 @@ impl<M> Shard<M> {
             rx.drain(..used);
         }
         self.bufs.recycle(bid);
+        if was_handshake
+            && self
+                .core
+                .conns
+                .get(key as usize)
+                .is_some_and(|c| c.phase == Phase::Open)
+        {
+            // Upgraded: from now on the idle-ping clock runs, not the
+            // handshake deadline.
+            let at = self.core.now + ticks(self.config.idle_ping);
+            self.reschedule(key, at);
+        }
         if let Some(c) = self.core.conns.get_mut(key as usize) {
             if rx.is_empty() && rx.capacity() > 64 * 1024 {
                 // A large message passed; do not keep its buffer forever.
@@ -628,7 +654,7 @@ impl<M> Shard<M> {
     }
 
     fn on_tick<A: App<Mail = M>>(&mut self, app: &mut A) {
-        let now = self.start.elapsed().as_secs() as Secs;
+        let now = timer::now(self.start.elapsed());
         self.core.now = now;
         if !self.core.draining && self.draining_flag.load(Ordering::Relaxed) {
             self.begin_drain(app);
@@ -651,31 +677,25 @@ impl<M> Shard<M> {
 
     fn begin_drain<A: App<Mail = M>>(&mut self, _app: &mut A) {
         self.core.draining = true;
-        self.drain_deadline = Some(self.core.now + secs(self.config.drain_timeout).max(1));
-        if self.accept_armed {
-            let e = opcode::AsyncCancel::new(token::encode(Op::Accept, 0, 0))
-                .build()
-                .user_data(token::encode(Op::Cancel, 0, 0));
-            self.push(e);
-        }
+        self.drain_deadline = Some(self.core.now + ticks(self.config.drain_timeout).max(1));
         let now = self.core.now;
-        let keys: Vec<u32> = self.core.conns.iter().map(|(k, _)| k as u32).collect();
-        for key in keys {
+        let open: Vec<u32> = self
+            .core
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .map(|(k, _)| k as u32)
+            .collect();
+        for key in open {
             let Some(c) = self.core.conns.get_mut(key as usize) else {
                 continue;
             };
-            match c.phase {
-                Phase::Handshake => self.kill(key),
-                Phase::Open => {
-                    // After what is already queued: 1001, going away.
-                    if let Some(f) = c.ws.close(code::GOING_AWAY, "server shutting down") {
-                        c.tx.push(f);
-                    }
-                    c.since = now;
-                    self.core.mark(key);
-                }
-                _ => {}
+            // After what is already queued: 1001, going away.
+            if let Some(f) = c.ws.close(code::GOING_AWAY, "server shutting down") {
+                c.tx.push(f);
             }
+            c.since = now;
+            self.core.mark(key);
         }
     }
 
@@ -695,11 +715,11 @@ impl<M> Shard<M> {
         if now < c.wheel_at {
             return; // superseded by an earlier or later entry
         }
-        let close_t = secs(cfg.close_timeout).max(1);
+        let close_t = ticks(cfg.close_timeout).max(1);
         let mut touched = false;
         let next = match c.phase {
             Phase::Handshake => {
-                let at = c.since + secs(cfg.handshake_timeout);
+                let at = c.since + ticks(cfg.handshake_timeout);
                 if now >= at {
                     ShardStats::add(&self.core.stats[self.core.me].timeouts_total, 1);
                     self.kill(key);
@@ -721,7 +741,7 @@ impl<M> Shard<M> {
                 }
             }
             Phase::Open => match c.ping_sent {
-                Some(sent) if now >= sent + secs(cfg.pong_timeout) => {
+                Some(sent) if now >= sent + ticks(cfg.pong_timeout) => {
                     ShardStats::add(&self.core.stats[self.core.me].timeouts_total, 1);
                     if let Some(f) = c.ws.close(code::GOING_AWAY, "ping timeout") {
                         c.tx.push_close_now(f);
@@ -731,14 +751,14 @@ impl<M> Shard<M> {
                     touched = true;
                     now + close_t
                 }
-                Some(sent) => sent + secs(cfg.pong_timeout),
-                None if now >= c.last_rx + secs(cfg.idle_ping) => {
+                Some(sent) => sent + ticks(cfg.pong_timeout),
+                None if now >= c.last_rx + ticks(cfg.idle_ping) => {
                     c.tx.push_control(c.ws.encode(crate::ws::OpCode::Ping, b""));
                     c.ping_sent = Some(now);
                     touched = true;
-                    now + secs(cfg.pong_timeout)
+                    now + ticks(cfg.pong_timeout)
                 }
-                None => c.last_rx + secs(cfg.idle_ping),
+                None => c.last_rx + ticks(cfg.idle_ping),
             },
             Phase::Flushing | Phase::Lingering => {
                 if now >= c.since + close_t {
@@ -760,7 +780,7 @@ impl<M> Shard<M> {
 
     /// Move a connection's timer earlier (phase changes with shorter
     /// deadlines).
-    fn reschedule(&mut self, key: u32, at: Secs) {
+    fn reschedule(&mut self, key: u32, at: Ticks) {
         if let Some(c) = self.core.conns.get_mut(key as usize) {
             if at < c.wheel_at || c.wheel_at <= self.core.now {
                 c.wheel_at = at;
@@ -789,7 +809,7 @@ impl<M> Shard<M> {
 
     fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) {
         let now = self.core.now;
-        let close_t = secs(self.config.close_timeout).max(1);
+        let close_t = ticks(self.config.close_timeout).max(1);
         let Some(c) = self.core.conns.get_mut(key as usize) else {
             return;
         };
@@ -921,6 +941,11 @@ fn process<A: App>(
             Outcome::Http { route, .. } => {
                 let response = app.http(&mut Io { core, mail }, route);
                 respond(core, key, response);
+                return buf.len();
+            }
+            Outcome::Upgrade { .. } if core.draining => {
+                ShardStats::add(&core.stats[core.me].handshakes_rejected_total, 1);
+                respond(core, key, http::error(503, &[], "server is shutting down"));
                 return buf.len();
             }
             Outcome::Upgrade { consumed, upgrade } => {

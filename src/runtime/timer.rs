@@ -1,10 +1,25 @@
 //! A coarse timing wheel for connection deadlines (handshake, idle ping,
-//! pong, close linger). Second resolution is plenty for these, and it makes
-//! each connection cost one 8-byte wheel entry, with no per-message work:
-//! activity only updates a timestamp, and the wheel re-checks lazily.
+//! pong, close linger). A 100 ms resolution is plenty for these, and it
+//! makes each connection cost one 8-byte wheel entry, with no per-message
+//! work: activity only updates a timestamp, and the wheel re-checks lazily.
 
-/// Whole seconds since the shard started.
-pub type Secs = u32;
+use std::time::Duration;
+
+/// Time in wheel ticks since the shard started.
+pub type Ticks = u32;
+
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// A duration in whole ticks, rounded up so that no deadline comes early.
+pub fn ticks(d: Duration) -> Ticks {
+    let t = d.as_nanos().div_ceil(TICK.as_nanos());
+    t.min(u32::MAX as u128 / 2) as Ticks
+}
+
+/// The tick that `elapsed` falls in.
+pub fn now(elapsed: Duration) -> Ticks {
+    (elapsed.as_nanos() / TICK.as_nanos()).min(u32::MAX as u128 / 2) as Ticks
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -14,12 +29,12 @@ pub struct Entry {
 
 pub struct Wheel {
     slots: Vec<Vec<Entry>>,
-    /// The next second not yet expired.
-    next: Secs,
+    /// The next tick not yet expired.
+    next: Ticks,
 }
 
 impl Wheel {
-    /// A wheel that schedules up to `span` seconds ahead; later deadlines
+    /// A wheel that schedules up to `span` ticks ahead; later deadlines
     /// land in the farthest slot and are simply re-checked then.
     pub fn new(span: u32) -> Self {
         let n = span.max(2).next_power_of_two() as usize;
@@ -33,15 +48,15 @@ impl Wheel {
         self.slots.len() as u32 - 1
     }
 
-    /// Wake `entry` at second `at` (or at the next expiry if `at` passed).
-    pub fn schedule(&mut self, at: Secs, entry: Entry) {
+    /// Wake `entry` at tick `at` (or at the next expiry if `at` passed).
+    pub fn schedule(&mut self, at: Ticks, entry: Entry) {
         let at = at.clamp(self.next, self.next + self.mask());
         let i = (at & self.mask()) as usize;
         self.slots[i].push(entry);
     }
 
     /// Move every entry due up to and including `now` into `due`.
-    pub fn expire(&mut self, now: Secs, due: &mut Vec<Entry>) {
+    pub fn expire(&mut self, now: Ticks, due: &mut Vec<Entry>) {
         while self.next <= now {
             let i = (self.next & self.mask()) as usize;
             due.append(&mut self.slots[i]);
@@ -59,7 +74,15 @@ mod tests {
     }
 
     #[test]
-    fn fires_at_the_second() {
+    fn durations_round_up() {
+        assert_eq!(ticks(Duration::from_secs(1)), 10);
+        assert_eq!(ticks(Duration::from_millis(1)), 1);
+        assert_eq!(ticks(Duration::ZERO), 0);
+        assert_eq!(now(Duration::from_millis(199)), 1);
+    }
+
+    #[test]
+    fn fires_at_the_tick() {
         let mut w = Wheel::new(64);
         w.schedule(3, e(1));
         w.schedule(5, e(2));

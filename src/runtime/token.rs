@@ -13,7 +13,6 @@ pub enum Op {
     Close = 5,
     Tick = 6,
     Doorbell = 7,
-    Cancel = 8,
 }
 
 impl Op {
@@ -26,7 +25,6 @@ impl Op {
             5 => Self::Close,
             6 => Self::Tick,
             7 => Self::Doorbell,
-            8 => Self::Cancel,
             _ => return None,
         })
     }
@@ -61,7 +59,6 @@ mod tests {
             Op::Close,
             Op::Tick,
             Op::Doorbell,
-            Op::Cancel,
         ] {
             for (key, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 77)] {
                 assert_eq!(decode(encode(op, key, gen)), Some((op, key, gen)));

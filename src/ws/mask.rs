@@ -105,6 +105,17 @@ mod x86 {
         let key = _mm512_set1_epi32(i32::from_ne_bytes(m));
         let len = buf.len();
         let ptr = buf.as_mut_ptr();
+        // len >= 64 with a partial last vector: load the last 64 bytes
+        // now, before any store, and write them back XORed at the end. The
+        // bytes it shares with the last full vector get the same value
+        // twice. A plain store instead of a masked one: a later load of
+        // these bytes (UTF-8 validation) can be forwarded from it.
+        let overlap_tail = if len >= 64 && !len.is_multiple_of(64) {
+            // SAFETY: len >= 64, so len - 64 .. len is inside `buf`.
+            Some(unsafe { _mm512_loadu_si512(ptr.add(len - 64) as *const __m512i) })
+        } else {
+            None
+        };
         let mut i = 0;
         while i + 256 <= len {
             // SAFETY: i + 256 <= len, so the four 64-byte unaligned
@@ -129,6 +140,14 @@ mod x86 {
                 _mm512_storeu_si512(p, _mm512_xor_si512(_mm512_loadu_si512(p), key));
             }
             i += 64;
+        }
+        if let Some(t) = overlap_tail {
+            let kt = _mm512_set1_epi32(i32::from_ne_bytes(super::rotate(m, len & 3)));
+            // SAFETY: as for the load above.
+            unsafe {
+                _mm512_storeu_si512(ptr.add(len - 64) as *mut __m512i, _mm512_xor_si512(t, kt))
+            };
+            return;
         }
         let rest = len - i;
         if rest > 0 {

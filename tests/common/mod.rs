@@ -128,7 +128,7 @@ pub mod wsraw {
     /// A syntactically valid Sec-WebSocket-Key (16 bytes in base64).
     pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     /// The Sec-WebSocket-Accept that goes with [`KEY`] (RFC 6455 §1.3).
-    pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzHxZRbK+xOo=";
+    pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
     pub const OP_CONT: u8 = 0x0;
     pub const OP_TEXT: u8 = 0x1;
@@ -464,5 +464,276 @@ pub mod wsraw {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// tokio-tungstenite clients speaking the `/ws` pub/sub protocol
+/// (protocol.md). Every wait is bounded by [`wsraw::IO_TIMEOUT`] unless a
+/// helper says otherwise.
+pub mod pubsub {
+    use super::wsraw::{bounded, IO_TIMEOUT};
+    use futures_util::{SinkExt, StreamExt};
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// A `msg` from the server.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Msg {
+        pub topic: String,
+        pub seq: u64,
+        pub snapshot: bool,
+        /// The `data` member's bytes exactly as they were on the wire.
+        pub data: String,
+        /// The whole message text.
+        pub text: String,
+    }
+
+    #[derive(Deserialize)]
+    struct MsgWire<'a> {
+        op: &'a str,
+        topic: String,
+        seq: u64,
+        #[serde(default)]
+        snapshot: bool,
+        #[serde(borrow)]
+        data: &'a RawValue,
+    }
+
+    /// Parse a server text as a `msg`; panics if it is anything else.
+    pub fn parse_msg(text: &str) -> Msg {
+        let w: MsgWire<'_> =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("not a msg ({e}): {text}"));
+        assert_eq!(w.op, "msg", "not a msg: {text}");
+        Msg {
+            topic: w.topic,
+            seq: w.seq,
+            snapshot: w.snapshot,
+            data: w.data.get().to_string(),
+            text: text.to_string(),
+        }
+    }
+
+    /// A `/ws` client.
+    pub struct Client {
+        pub ws: Ws,
+    }
+
+    impl Client {
+        /// Connect to `/ws` with tungstenite's default buffers.
+        pub async fn connect(addr: SocketAddr) -> Client {
+            Self::connect_with(addr, WebSocketConfig::default()).await
+        }
+
+        /// Connect with 4 KiB read and write buffers, for tests that hold
+        /// thousands of clients.
+        pub async fn connect_light(addr: SocketAddr) -> Client {
+            let cfg = WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
+            Self::connect_with(addr, cfg).await
+        }
+
+        pub async fn connect_with(addr: SocketAddr, cfg: WebSocketConfig) -> Client {
+            let url = format!("ws://{addr}/ws");
+            let (ws, resp) = bounded(
+                IO_TIMEOUT.as_secs(),
+                "ws connect",
+                tokio_tungstenite::connect_async_with_config(url, Some(cfg), true),
+            )
+            .await
+            .expect("ws connect");
+            assert_eq!(resp.status().as_u16(), 101);
+            Client { ws }
+        }
+
+        /// Send one text message (flushed).
+        pub async fn send(&mut self, text: impl Into<String>) {
+            let text: String = text.into();
+            bounded(
+                IO_TIMEOUT.as_secs(),
+                "ws send",
+                self.ws.send(Message::text(text)),
+            )
+            .await
+            .expect("ws send");
+        }
+
+        /// Queue one text message without flushing.
+        pub async fn feed(&mut self, text: impl Into<String>) {
+            let text: String = text.into();
+            bounded(
+                IO_TIMEOUT.as_secs(),
+                "ws feed",
+                self.ws.feed(Message::text(text)),
+            )
+            .await
+            .expect("ws feed");
+        }
+
+        pub async fn flush(&mut self) {
+            bounded(IO_TIMEOUT.as_secs(), "ws flush", self.ws.flush())
+                .await
+                .expect("ws flush");
+        }
+
+        /// Send a binary message.
+        pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+            bounded(
+                IO_TIMEOUT.as_secs(),
+                "ws send",
+                self.ws.send(Message::binary(bytes)),
+            )
+            .await
+            .expect("ws send");
+        }
+
+        /// The next data or close message (pings and pongs skipped), or
+        /// None at the end of the stream; panics on a transport error or
+        /// after `secs`.
+        pub async fn next_within(&mut self, secs: u64) -> Option<Message> {
+            bounded(secs, "next ws message", async {
+                loop {
+                    match self.ws.next().await {
+                        None => return None,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(m)) => return Some(m),
+                        Some(Err(e)) => panic!("ws read error: {e}"),
+                    }
+                }
+            })
+            .await
+        }
+
+        /// The next text message; panics on anything else.
+        pub async fn recv_text(&mut self) -> String {
+            match self.next_within(IO_TIMEOUT.as_secs()).await {
+                Some(Message::Text(t)) => t.as_str().to_string(),
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+
+        pub async fn recv_json(&mut self) -> serde_json::Value {
+            let t = self.recv_text().await;
+            serde_json::from_str(&t).unwrap_or_else(|e| panic!("server sent bad JSON ({e}): {t}"))
+        }
+
+        /// The next message, which must be a `msg`.
+        pub async fn recv_msg(&mut self) -> Msg {
+            let t = self.recv_text().await;
+            parse_msg(&t)
+        }
+
+        /// The next message is exactly `{"op":"ack","id":id}`.
+        pub async fn expect_ack(&mut self, id: u64) {
+            let t = self.recv_text().await;
+            assert_eq!(
+                t,
+                format!("{{\"op\":\"ack\",\"id\":{id}}}"),
+                "expected ack {id}"
+            );
+        }
+
+        /// The next message is an `err` with `code` and `id` (absent when
+        /// None); returns it.
+        pub async fn expect_err(&mut self, id: Option<u64>, code: &str) -> serde_json::Value {
+            let v = self.recv_json().await;
+            assert_eq!(v["op"], "err", "expected err {code}: {v}");
+            assert_eq!(v["code"], code, "{v}");
+            match id {
+                Some(id) => assert_eq!(v["id"], id, "{v}"),
+                None => assert!(v.get("id").is_none(), "err carries an id: {v}"),
+            }
+            assert!(v["message"].is_string(), "{v}");
+            v
+        }
+
+        /// Subscribe with an id and wait for its ack.
+        pub async fn sub(&mut self, topics: &[&str], id: u64) {
+            let req = serde_json::json!({"op":"sub","topics":topics,"id":id});
+            self.send(req.to_string()).await;
+            self.expect_ack(id).await;
+        }
+
+        /// A request that only acks (unsub of a pattern never subscribed):
+        /// its ack being the next message proves nothing came before it.
+        pub async fn sync(&mut self, id: u64) {
+            self.send(format!(
+                r#"{{"op":"unsub","topic":"sync.never.subscribed","id":{id}}}"#
+            ))
+            .await;
+            self.expect_ack(id).await;
+        }
+
+        /// Nothing arrives for `d`.
+        pub async fn expect_quiet(&mut self, d: Duration) {
+            if let Ok(m) = tokio::time::timeout(d, self.ws.next()).await {
+                panic!("expected nothing for {d:?}, got {m:?}");
+            }
+        }
+
+        /// Read until a close frame; its code (None for an empty close).
+        /// Messages before it are returned too.
+        pub async fn read_to_close(&mut self, secs: u64) -> (Vec<Message>, Option<u16>) {
+            let mut before = Vec::new();
+            loop {
+                match self.next_within(secs).await {
+                    Some(Message::Close(c)) => return (before, c.map(|c| u16::from(c.code))),
+                    Some(m) => before.push(m),
+                    None => panic!("stream ended without a close frame"),
+                }
+            }
+        }
+    }
+
+    /// `pub` request text.
+    pub fn pub_req(topic: &str, data: &str, id: Option<u64>) -> String {
+        match id {
+            Some(id) => format!(r#"{{"op":"pub","topic":"{topic}","data":{data},"id":{id}}}"#),
+            None => format!(r#"{{"op":"pub","topic":"{topic}","data":{data}}}"#),
+        }
+    }
+
+    /// Resident set size of a process, in KiB.
+    pub fn rss_kib(pid: u32) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Open `n` light clients with at most `in_flight` handshakes at once,
+    /// each subscribing to `topics` (and waiting for the ack).
+    pub async fn open_subscribers(
+        addr: SocketAddr,
+        n: usize,
+        in_flight: usize,
+        topics: &[&str],
+    ) -> Vec<Client> {
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let mut out = Vec::with_capacity(n);
+        let opens = futures_util::stream::iter(0..n).map(|i| {
+            let topics = topics.clone();
+            async move {
+                let mut c = Client::connect_light(addr).await;
+                let t: Vec<&str> = topics.iter().map(|s| s.as_str()).collect();
+                c.sub(&t, i as u64).await;
+                c
+            }
+        });
+        let mut opens = opens.buffer_unordered(in_flight);
+        while let Some(c) = opens.next().await {
+            out.push(c);
+        }
+        out
     }
 }

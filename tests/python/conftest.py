@@ -1,0 +1,150 @@
+"""Fixtures: the real ringfan binary on an ephemeral port.
+
+The binary is $RINGFAN_BIN, default target/debug/ringfan (relative to the
+repository root). Build it first: `cargo build`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+
+def ringfan_bin() -> Path:
+    path = Path(os.environ.get("RINGFAN_BIN", "target/debug/ringfan"))
+    if not path.is_absolute():
+        path = REPO / path
+    return path
+
+
+class Ringfan:
+    """One ringfan process: `--listen 127.0.0.1:0 --shards 2 --no-pin` plus
+    any extra flags, stopped with SIGTERM (then SIGKILL) on `stop()`."""
+
+    def __init__(self, *extra: str, log_dir: Path):
+        binary = ringfan_bin()
+        if not binary.exists():
+            pytest.fail(f"no ringfan binary at {binary} (cargo build, or set RINGFAN_BIN)")
+        self.args = [str(binary), "--listen", "127.0.0.1:0", "--shards", "2", "--no-pin", *extra]
+        self.log_path = log_dir / f"ringfan-{id(self):x}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log
+        )
+        self.port: int | None = None
+        self.terminated = False
+        ready = threading.Event()
+
+        def read_stdout() -> None:
+            assert self.proc.stdout is not None
+            for raw in self.proc.stdout:  # drain for the process's lifetime
+                m = LISTENING.search(raw.decode(errors="replace"))
+                if m and self.port is None:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        self._reader = threading.Thread(target=read_stdout, daemon=True)
+        self._reader.start()
+        ready.wait(20)
+        if self.port is None:
+            self.stop()
+            pytest.fail(f"ringfan did not start: {self.args} (status {self.proc.returncode}); "
+                        f"stderr: {self.log_path.read_text(errors='replace')[-2000:]}")
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def url(self, path: str = "/echo") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
+        """Plain HTTP GET (no proxy): status, headers, body."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+    def metric(self, name: str) -> int:
+        """A metric's value. Note that the /metrics request's own connection
+        is open while it is answered, so `ringfan_connections_open` counts it."""
+        status, _, body = self.get("/metrics")
+        assert status == 200, body
+        m = re.search(rf"^{re.escape(name)} (\d+)$", body.decode(), re.M)
+        assert m, f"{name} not in /metrics:\n{body.decode()}"
+        return int(m.group(1))
+
+    def wait_metric(self, name: str, want: int, timeout: float = 5) -> int:
+        """Poll until `name` equals `want`; return the last value seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.metric(name)
+            if value == want or time.monotonic() > deadline:
+                return value
+            time.sleep(0.02)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        """SIGTERM now (drain and exit), as part of a test."""
+        self.terminated = True
+        self.proc.send_signal(signal.SIGTERM)
+
+    def crashed(self) -> bool:
+        """Exited without being asked to."""
+        return not self.terminated and not self.alive()
+
+    def stop(self, grace: float = 10) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(2)
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """A ringfan shared by the tests that need no special flags."""
+    s = Ringfan(log_dir=tmp_path_factory.mktemp("ringfan"))
+    yield s
+    crashed = s.crashed()
+    status = s.stop()
+    assert not crashed, f"ringfan exited during the tests (status {status}); see {s.log_path}"
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Factory for a ringfan with extra flags, stopped after the test."""
+    started: list[Ringfan] = []
+
+    def start(*extra: str) -> Ringfan:
+        s = Ringfan(*extra, log_dir=tmp_path)
+        started.append(s)
+        return s
+
+    yield start
+    crashed = [s for s in started if s.crashed()]
+    for s in started:
+        s.stop()
+    assert not crashed, f"ringfan exited during the test: {[s.args for s in crashed]}"
