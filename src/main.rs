@@ -73,6 +73,17 @@ struct Args {
     /// Bytes a subscriber may have queued before --slow-consumer applies.
     #[arg(long, default_value_t = 1 << 20)]
     max_queued_bytes: usize,
+    /// Bytes any connection may have queued at all (echo replies, acks…);
+    /// past it the connection is closed with 1008.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_backlog_bytes: usize,
+    /// Most subscriptions per connection (more gets err too_large).
+    #[arg(long, default_value_t = 10_000)]
+    max_subscriptions: usize,
+    /// Bytes of last values kept for snapshots, per shard; past it the
+    /// oldest are forgotten (seq keeps counting).
+    #[arg(long, default_value_t = 256 << 20)]
+    max_snapshot_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,7 +101,7 @@ fn main() {
     let defaults = Config::default();
     let config = Config {
         listen: args.listen,
-        shards: args.shards.unwrap_or(defaults.shards).max(1),
+        shards: args.shards.unwrap_or(defaults.shards.min(64)).max(1),
         pin: !args.no_pin,
         handshake: ringfan::ws::handshake::Config {
             allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
@@ -107,6 +118,7 @@ fn main() {
         recv_buffer_size: args.recv_buffer_size,
         recv_buffers: args.recv_buffers,
         recv_buffers_max: args.recv_buffers_max,
+        max_backlog: args.max_backlog_bytes,
         ..defaults
     };
     let shards = config.shards;
@@ -122,6 +134,8 @@ fn main() {
         },
         max_queued: args.max_queued_bytes,
         max_message: args.max_message,
+        max_subscriptions: args.max_subscriptions,
+        max_lvc_bytes: args.max_snapshot_bytes,
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     let make = move |_| Node {

@@ -16,8 +16,12 @@ use super::wire::{self, ErrCode, Request, TopicAt};
 use crate::runtime::stats::{counters, ShardStats};
 use crate::runtime::{ConnId, Io};
 use crate::ws::code;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::hash::Hasher;
+
+/// Upper bound of a `msg` frame's bytes besides topic and data: the JSON
+/// envelope with `"snapshot":true` and a 20-digit seq, plus the header.
+const ENVELOPE: usize = 112;
 
 /// What to do when a subscriber's outgoing queue is full (protocol.md,
 /// "Slow consumers").
@@ -38,6 +42,11 @@ pub struct BrokerConfig {
     pub max_queued: usize,
     /// Largest `msg` payload we frame (subscribers' message limit).
     pub max_message: usize,
+    /// Most subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// Bytes of last values (snapshots) an owner shard keeps; past it the
+    /// oldest are forgotten (their topics keep counting seq).
+    pub max_lvc_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -46,6 +55,8 @@ impl Default for BrokerConfig {
             policy: SlowPolicy::Disconnect,
             max_queued: 1 << 20,
             max_message: crate::ws::DEFAULT_MAX_MESSAGE,
+            max_subscriptions: 10_000,
+            max_lvc_bytes: 256 << 20,
         }
     }
 }
@@ -98,6 +109,9 @@ struct AckWait {
 /// A subscription whose snapshot has not come back from every owner yet.
 #[derive(Debug)]
 struct Pending {
+    /// The request that asked; an unsubscribe cancels it, and a later
+    /// request for the same pattern is a different one.
+    req: u32,
     pattern: Box<str>,
     /// Owners still to answer, as a bitmask of shards.
     awaiting: u64,
@@ -106,7 +120,7 @@ struct Pending {
 #[derive(Debug, Default)]
 struct ConnState {
     gen: u32,
-    subs: Vec<Box<str>>,
+    subs: FxHashSet<Box<str>>,
     /// Last delivery stamp, so overlapping patterns deliver once.
     stamp: u64,
     pending: Vec<Pending>,
@@ -171,9 +185,9 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
 impl Broker {
     pub fn new(config: BrokerConfig, stats: Arc<[BrokerStats]>) -> Self {
         Self {
+            owned: Owned::new(config.max_lvc_bytes),
             config,
             stats,
-            owned: Owned::default(),
             subs: Trie::new(),
             refs: FxHashMap::default(),
             conns: Vec::new(),
@@ -265,8 +279,10 @@ impl Broker {
                 }
                 for t in &topics {
                     let removed = self.state(conn).and_then(|st| {
-                        let i = st.subs.iter().position(|p| **p == **t)?;
-                        Some(st.subs.swap_remove(i))
+                        let p = st.subs.take(t.as_ref())?;
+                        // A snapshot still on its way is no longer wanted.
+                        st.pending.retain(|x| x.pattern != p);
+                        Some(p)
                     });
                     if let Some(p) = removed {
                         self.unsubscribe_one(io, conn, &p);
@@ -291,7 +307,7 @@ impl Broker {
             return self.reply(io, conn, id, ErrCode::BadTopic, e.message());
         }
         // The msg envelope around the data must still fit subscribers.
-        if data.len() + topic.len() + 64 > self.config.max_message {
+        if data.len() + topic.len() + ENVELOPE > self.config.max_message {
             return self.reply(
                 io,
                 conn,
@@ -367,20 +383,28 @@ impl Broker {
 
     /// Queue `frame` on a subscriber, under the slow-consumer policy.
     fn offer(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, frame: &Bytes, at: TopicAt) {
-        let backlog = io.backlog(conn).unwrap_or(0);
         let policy = self.config.policy;
         let max = self.config.max_queued;
         let me = io.shard();
+        let mut backlog = io.backlog(conn).unwrap_or(0);
+        if backlog == 0 && self.state(conn).is_some_and(|s| !s.held.is_empty()) {
+            // Nothing in flight will call `writable`: release now.
+            self.writable(io, conn);
+            backlog = io.backlog(conn).unwrap_or(0);
+        }
         let Some(st) = self.state(conn) else { return };
-        if backlog + frame.len() <= max && st.held.is_empty() {
+        // An empty queue always takes the message, however large: the
+        // policy is for subscribers that fall behind, not for big messages.
+        if (backlog == 0 || backlog + frame.len() <= max) && st.held.is_empty() {
             io.send(conn, frame.clone());
             ShardStats::add(&self.stats[me].deliveries_total, 1);
             return;
         }
         match policy {
             SlowPolicy::Disconnect => {
-                io.close(conn, code::POLICY_VIOLATION, "slow consumer");
-                ShardStats::add(&self.stats[me].slow_disconnects_total, 1);
+                if io.close(conn, code::POLICY_VIOLATION, "slow consumer") {
+                    ShardStats::add(&self.stats[me].slow_disconnects_total, 1);
+                }
             }
             SlowPolicy::Drop => {
                 st.dropped += 1;
@@ -435,15 +459,24 @@ impl Broker {
         }
         let me = io.shard();
         let shards = io.shards();
+        let limit = self.config.max_subscriptions;
+        let Some(st) = self.state(conn) else { return };
+        let fresh = topics
+            .iter()
+            .filter(|t| !st.subs.contains(t.as_ref()))
+            .count();
+        if st.subs.len() + fresh > limit {
+            let msg = format!("too many subscriptions (limit {limit} per connection)");
+            return self.reply(io, conn, id, ErrCode::TooLarge, &msg);
+        }
         let mut new: Vec<Box<str>> = Vec::new();
         for t in topics {
-            let Some(st) = self.state(conn) else { return };
-            if st.subs.iter().any(|p| **p == **t) || new.iter().any(|p| **p == **t) {
-                continue; // already subscribed: no second delivery, no snapshot
+            // Already subscribed: no second delivery, no second snapshot.
+            if !st.subs.contains(t.as_ref()) {
+                let p: Box<str> = t.as_ref().into();
+                st.subs.insert(p.clone());
+                new.push(p);
             }
-            let p: Box<str> = t.as_ref().into();
-            st.subs.push(p.clone());
-            new.push(p);
         }
         for p in &new {
             self.subs.insert(p, conn);
@@ -486,16 +519,18 @@ impl Broker {
             }
             all |= awaiting;
             if snapshot {
-                pending.push(Pending {
-                    pattern: p.clone(),
-                    awaiting,
-                });
+                pending.push(p.clone());
             }
         }
         let Some(st) = self.state(conn) else { return };
         let req = st.next_req;
         st.next_req = st.next_req.wrapping_add(1);
-        st.pending.extend(pending);
+        st.pending
+            .extend(pending.into_iter().map(|pattern| Pending {
+                req,
+                awaiting: owners(&pattern, shards).fold(0, |m, o| m | 1 << o),
+                pattern,
+            }));
         if let Some(id) = id {
             st.acks.push(AckWait {
                 req,
@@ -575,22 +610,24 @@ impl Broker {
     ) {
         let me = io.shard();
         let Some(st) = self.state(conn) else { return };
+        let bit = 1u64 << owner;
+        // This request's snapshots still wanted (an unsubscribe cancels).
+        let wanted: Vec<&Box<str>> = st
+            .pending
+            .iter()
+            .filter(|p| p.req == req && p.awaiting & bit != 0)
+            .map(|p| &p.pattern)
+            .collect();
         let mut send = Vec::new();
         for (f, at) in entries {
             let topic = at.get(&f);
-            // Still subscribed (not unsubscribed meanwhile), and not
-            // already streamed live by another subscription.
-            let wanted = st
-                .subs
-                .iter()
-                .any(|p| patterns.contains(p) && matches(p, topic));
-            if wanted && !st.live_match(topic, owner, patterns) {
+            // Not already streamed live by another subscription.
+            if wanted.iter().any(|p| matches(p, topic)) && !st.live_match(topic, owner, patterns) {
                 send.push((f, at));
             }
         }
-        let bit = 1u64 << owner;
         for p in st.pending.iter_mut() {
-            if patterns.contains(&p.pattern) {
+            if p.req == req {
                 p.awaiting &= !bit;
             }
         }

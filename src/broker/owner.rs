@@ -17,11 +17,20 @@ struct TopicState {
     last: Option<(Bytes, u32)>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Owned {
     topics: FxHashMap<Box<str>, TopicState>,
     /// Patterns (exact or wildcard) → shards subscribed to them.
     interest: Trie<u16>,
+    /// Bytes held by last values, and the most allowed.
+    lvc_bytes: usize,
+    max_lvc_bytes: usize,
+}
+
+impl Default for Owned {
+    fn default() -> Self {
+        Self::new(usize::MAX)
+    }
 }
 
 /// A published message, framed.
@@ -33,6 +42,20 @@ pub struct Published {
 }
 
 impl Owned {
+    pub fn new(max_lvc_bytes: usize) -> Self {
+        Self {
+            topics: FxHashMap::default(),
+            interest: Trie::new(),
+            lvc_bytes: 0,
+            max_lvc_bytes,
+        }
+    }
+
+    /// Bytes of last values held.
+    pub fn lvc_bytes(&self) -> usize {
+        self.lvc_bytes
+    }
+
     pub fn interest(&mut self, pattern: &str, shard: u16, add: bool) {
         if add {
             self.interest.insert(pattern, shard);
@@ -50,10 +73,31 @@ impl Owned {
         };
         st.seq += 1;
         let (frame, at) = wire::msg(topic, st.seq, data, false);
+        let old = st.last.as_ref().map_or(0, |(f, _)| f.len());
         st.last = Some((frame.clone(), (frame.len() - data.len() - 1) as u32));
+        self.lvc_bytes = self.lvc_bytes + frame.len() - old;
+        if self.lvc_bytes > self.max_lvc_bytes {
+            self.evict(topic);
+        }
         let mut shards = 0u64;
         self.interest.for_each_match(topic, |s| shards |= 1 << s);
         Published { frame, at, shards }
+    }
+
+    /// Forget last values (not seq counters) until a tenth below the cap,
+    /// keeping `keep`'s. Done in bulk so the scan is rare.
+    fn evict(&mut self, keep: &str) {
+        let target = self.max_lvc_bytes - self.max_lvc_bytes / 10;
+        for (t, st) in self.topics.iter_mut() {
+            if self.lvc_bytes <= target {
+                break;
+            }
+            if &**t != keep {
+                if let Some((f, _)) = st.last.take() {
+                    self.lvc_bytes -= f.len();
+                }
+            }
+        }
     }
 
     /// The last message of every owned topic matching any of `patterns`,
@@ -116,6 +160,21 @@ mod tests {
         assert_eq!(o.publish("a.c", b"1").shards, 0b0011);
         o.interest(">", 0, false);
         assert_eq!(o.publish("x", b"1").shards, 0);
+    }
+
+    #[test]
+    fn last_values_stay_under_the_cap() {
+        let mut o = Owned::new(10_000);
+        for i in 0..1000 {
+            o.publish(&format!("t{i}"), &[b'1'; 100]);
+            assert!(o.lvc_bytes() <= 10_000, "{} after {i}", o.lvc_bytes());
+        }
+        // The newest is always kept; seq keeps counting for forgotten ones.
+        assert_eq!(o.snapshot(&["t999".into()]).len(), 1);
+        o.publish("t0", b"2");
+        let p = o.publish("t0", b"3");
+        let h = crate::ws::frame::parse_header(&p.frame).unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&p.frame[h.len..]).contains("\"seq\":3,"));
     }
 
     #[test]

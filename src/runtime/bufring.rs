@@ -79,9 +79,10 @@ impl BufRing {
         }
         let ring = Mapping::new(entries as usize * std::mem::size_of::<BufRingEntry>())?;
         let bufs = Mapping::new(entries as usize * buf_size)?;
-        // SAFETY: `ring` is page-aligned, zeroed (fresh anonymous mapping),
-        // sized for `entries` entries and outlives the registration: we
-        // unregister in Drop before the mapping is unmapped.
+        // SAFETY: `ring` is page-aligned, zeroed (fresh anonymous mapping)
+        // and sized for `entries` entries. It outlives the registration:
+        // the shard calls `unregister` before dropping us, and the ring
+        // itself (whose teardown ends the registration) is dropped with it.
         unsafe {
             submitter.register_buf_ring_with_flags(ring.ptr.as_ptr() as u64, entries, bgid, 0)?;
         }

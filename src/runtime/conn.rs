@@ -177,6 +177,8 @@ pub struct Conn {
     pub close_req: Option<(u16, &'static str)>,
     /// A shutdown(SHUT_RDWR) was submitted to end in-flight operations.
     pub shut: bool,
+    /// The peer sent EOF: never re-arm the receive.
+    pub eof: bool,
     /// A shutdown is in flight. The slot must not be closed before it
     /// completes: shutdown runs in an io-wq worker that resolves the
     /// direct descriptor only when it runs, and by then a closed slot may
@@ -204,6 +206,7 @@ impl Conn {
             opened: false,
             close_req: None,
             shut: false,
+            eof: false,
             shutting: false,
         }
     }

@@ -98,6 +98,10 @@ pub struct Config {
     pub ring_entries: u32,
     pub listen_backlog: i32,
     pub mailbox_capacity: usize,
+    /// Most bytes one connection may have queued for sending; past it the
+    /// connection is closed with 1008. The broker's slow-consumer policy
+    /// acts much earlier; this bounds everything else (echo, acks, errors).
+    pub max_backlog: usize,
     /// How often an idle shard wakes to run timers and notice a shutdown.
     /// Cross-shard mail never waits for it (doorbells wake the shard).
     pub tick: Duration,
@@ -127,6 +131,7 @@ impl Default for Config {
             ring_entries: 4096,
             listen_backlog: 65535,
             mailbox_capacity: 65536,
+            max_backlog: 64 << 20,
             tick: Duration::from_millis(100),
         }
     }

@@ -31,6 +31,8 @@ const MAX_IOV: usize = 512;
 /// Send buffers kept for reuse.
 const SENDOP_POOL: usize = 1024;
 const BGID: u16 = 0;
+/// How long a shard with backlogged mail sleeps before retrying.
+const BACKLOG_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 /// After the drain deadline, how long killed connections get to release.
 const TICK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// From the kernel's uapi; the io-uring crate keeps its copy private.
@@ -45,6 +47,8 @@ pub struct Core {
     now: Ticks,
     stats: Arc<[ShardStats]>,
     draining: bool,
+    /// Most bytes one connection may have queued (see `Config`).
+    max_backlog: usize,
 }
 
 impl Core {
@@ -78,10 +82,18 @@ impl<M> Io<'_, M> {
     /// Queue a frame (built once, shared by reference count) on a
     /// connection. False if the connection is no longer open.
     pub fn send(&mut self, id: ConnId, frame: Bytes) -> bool {
+        let cap = self.core.max_backlog;
         let Some(c) = self.core.conn(id) else {
             return false;
         };
         if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req.is_some() {
+            return false;
+        }
+        if c.backlog() + frame.len() > cap {
+            // A peer that sends but never reads must not grow our memory
+            // without bound (echo replies, acks, errors...).
+            c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
+            self.core.mark(id.key);
             return false;
         }
         c.tx.push(frame);
@@ -90,12 +102,15 @@ impl<M> Io<'_, M> {
     }
 
     /// Close with a WebSocket close frame now; queued data is dropped.
-    pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) {
-        if let Some(c) = self.core.conn(id) {
-            if c.close_req.is_none() {
+    /// True if this call asked for it (false: gone, or already closing).
+    pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) -> bool {
+        match self.core.conn(id) {
+            Some(c) if c.close_req.is_none() && c.phase == Phase::Open => {
                 c.close_req = Some((status, reason));
                 self.core.mark(id.key);
+                true
             }
+            _ => false,
         }
     }
 
@@ -212,7 +227,10 @@ impl<M> Shard<M> {
         .map(ticks)
         .max()
         .unwrap_or(1)
-            + 2;
+            // Room for every deadline from a wheel lagging the clock, so no
+            // entry is ever clamped into an early slot.
+            * 2
+            + 64;
         Ok(Self {
             ring,
             bufs,
@@ -224,6 +242,7 @@ impl<M> Shard<M> {
                 now: 0,
                 stats,
                 draining: false,
+                max_backlog: config.max_backlog,
             },
             mail,
             config: config.clone(),
@@ -338,6 +357,9 @@ impl<M> Shard<M> {
     /// Submit this turn's work and sleep until a completion arrives, unless
     /// there is already more to do.
     fn wait(&mut self) {
+        // Backlogged mail first, so that what it moves into rings is rung
+        // for below (a sleeping target would otherwise miss it).
+        let backlog = self.mail.retry_backlog();
         let mut bells = Vec::new();
         self.mail.bells(|to, fd| bells.push((to, fd)));
         ShardStats::add(
@@ -352,10 +374,8 @@ impl<M> Shard<M> {
                 .user_data(token::encode(Op::Doorbell, 0, 0));
             self.push(e);
         }
-        let busy = !self.core.dirty.is_empty() || self.mail.retry_backlog();
-        let sleep = !busy && self.mail.prepare_sleep();
-        let want = if sleep { 1 } else { 0 };
-        let r = if want == 0 {
+        let sleep = self.core.dirty.is_empty() && self.mail.prepare_sleep();
+        let r = if !sleep {
             // DEFER_TASKRUN runs completion work only when we ask for
             // events: enter with GETEVENTS but do not block.
             // SAFETY: no argument struct is passed.
@@ -365,6 +385,12 @@ impl<M> Shard<M> {
                     .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
             }
             .and_then(|_| self.ring.submit())
+        } else if backlog {
+            // Mail waits for room in a full ring: sleep, but only briefly,
+            // rather than spin on a slow (or exited) shard.
+            let ts = Timespec::from(BACKLOG_RETRY);
+            let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+            self.ring.submitter().submit_with_args(1, &args)
         } else {
             self.ring.submit_and_wait(1)
         };
@@ -516,8 +542,20 @@ impl<M> Shard<M> {
             if res == -libc::ECANCELED && c.recv_armed {
                 return;
             }
-            // EOF or a transport error: the peer is gone (if it vanished
-            // mid-frame, the partial frame simply dies with it).
+            if res == 0 && c.phase != Phase::Dead && c.phase != Phase::Releasing {
+                // EOF: the peer is done sending, maybe not done reading
+                // (a half-close after its last request). Answer what is
+                // queued, then close. A frame it left unfinished dies here.
+                c.eof = true;
+                c.rx = Vec::new();
+                if matches!(c.phase, Phase::Handshake | Phase::Open) {
+                    c.phase = Phase::Flushing;
+                    c.since = self.core.now;
+                }
+                self.core.mark(key);
+                return;
+            }
+            // A transport error: the peer is gone.
             self.kill(key);
             return;
         }
@@ -658,6 +696,11 @@ impl<M> Shard<M> {
         self.core.now = now;
         if !self.core.draining && self.draining_flag.load(Ordering::Relaxed) {
             self.begin_drain(app);
+        }
+        if self.accept_paused && !self.accept_armed {
+            // ENFILE/EMFILE may be system-wide, not ours: try again.
+            self.accept_paused = false;
+            self.arm_accept();
         }
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
@@ -834,6 +877,15 @@ impl<M> Shard<M> {
         let Some(c) = self.core.conns.get_mut(key as usize) else {
             return;
         };
+        if c.phase == Phase::Flushing && c.wheel_at > c.since + close_t {
+            // Bound the flush by the close timeout, not by whatever the
+            // connection's timer was set to before.
+            let at = c.since + close_t;
+            self.reschedule(key, at);
+        }
+        let Some(c) = self.core.conns.get_mut(key as usize) else {
+            return;
+        };
         match c.phase {
             Phase::Handshake | Phase::Open | Phase::Flushing => {
                 if c.sending.is_none() && !c.tx.is_empty() {
@@ -856,16 +908,20 @@ impl<M> Shard<M> {
                     .core
                     .conns
                     .get(key as usize)
-                    .is_some_and(|c| !c.recv_armed)
+                    .is_some_and(|c| !c.recv_armed && !c.eof)
                 {
                     self.arm_recv(key);
                 }
             }
             Phase::Lingering => {
-                if !c.recv_armed {
-                    // EOF came (or receive stopped): nothing left to wait for.
+                if c.eof {
+                    // The peer's EOF came: nothing left to wait for.
                     c.phase = Phase::Dead;
                     self.core.mark(key);
+                } else if !c.recv_armed {
+                    // Receive stopped (ENOBUFS, or no MORE) with input
+                    // still coming: keep reading it until EOF.
+                    self.arm_recv(key);
                 }
             }
             Phase::Dead => {
@@ -1021,8 +1077,13 @@ fn frames<A: App>(
                         }
                     }
                     Event::Ping { pong: Some(p), .. } => {
+                        let cap = core.max_backlog;
                         if let Some(c) = core.conn(id) {
-                            c.tx.push_control(p);
+                            if c.backlog() + p.len() > cap {
+                                c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
+                            } else {
+                                c.tx.push_control(p);
+                            }
                             core.mark(id.key);
                         }
                     }

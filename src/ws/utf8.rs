@@ -117,7 +117,7 @@ const SHORT_MESSAGE: usize = 256;
 #[inline]
 fn first_non_ascii(data: &[u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512bw") {
+    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
         // SAFETY: AVX-512F/BW were just detected.
         return unsafe { first_non_ascii_avx512(data) };
     }
