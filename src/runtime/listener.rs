@@ -11,6 +11,9 @@ fn socket(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Restarting while old connections sit in TIME_WAIT must not fail.
     s.set_reuse_address(true)?;
+    // No Nagle: a small frame must leave now, not wait for the ACK of the
+    // previous one (~40 ms with delayed ACKs). Accepted sockets inherit it.
+    s.set_nodelay(true)?;
     if reuseport {
         s.set_reuse_port(true)?;
     }
@@ -65,6 +68,15 @@ mod tests {
         assert_ne!(addr.port(), 0);
         // All three accept connections on that port.
         let _c = std::net::TcpStream::connect(addr).unwrap();
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let (fds, addr) = bind("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let _c = std::net::TcpStream::connect(addr).unwrap();
+        let l = std::net::TcpListener::from(fds.into_iter().next().unwrap());
+        let (accepted, _) = l.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]
