@@ -335,12 +335,16 @@ def main() -> int:
 
     if status not in (0, None) and not killed:
         print(f"autobahn: note: server exit status after SIGTERM: {status}")
+    # A closing line in the plain "N passed, N failed" form that CI reads.
+    n_failed = len(failed)
     if problems:
         print(f"autobahn: FAILED ({len(problems)} problems):")
         for p in problems:
             print(f"  - {p}")
+        print(f"autobahn: {len(results) - n_failed} passed, {max(n_failed, 1)} failed")
         return 1
     print("autobahn: passed")
+    print(f"autobahn: {len(results)} passed, 0 failed")
     return 0
 
 
