@@ -486,19 +486,7 @@ impl Broker {
             if *r == 1 {
                 // Interest first: the owner must know of us before it
                 // answers the sub request behind it on the same ring.
-                for o in owners(p, shards) {
-                    if o == me {
-                        self.owned.interest(p, me as u16, true);
-                    } else {
-                        io.post(
-                            o,
-                            Mail::Interest {
-                                pattern: p.clone(),
-                                add: true,
-                            },
-                        );
-                    }
-                }
+                self.announce(io, p, true);
             }
         }
         if new.is_empty() || (id.is_none() && !snapshot) {
@@ -563,6 +551,25 @@ impl Broker {
         }
     }
 
+    /// Tell the owners that may hold topics matching `pattern` that this
+    /// shard gained its first (or lost its last) subscriber of it.
+    fn announce(&mut self, io: &mut Io<'_, Mail>, pattern: &str, add: bool) {
+        let me = io.shard();
+        for o in owners(pattern, io.shards()) {
+            if o == me {
+                self.owned.interest(pattern, me as u16, add);
+            } else {
+                io.post(
+                    o,
+                    Mail::Interest {
+                        pattern: pattern.into(),
+                        add,
+                    },
+                );
+            }
+        }
+    }
+
     fn unsubscribe_one(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, pattern: &str) {
         if !self.subs.remove(pattern, conn) {
             return;
@@ -578,19 +585,7 @@ impl Broker {
         };
         if gone {
             self.refs.remove(pattern);
-            for o in owners(pattern, io.shards()) {
-                if o == me {
-                    self.owned.interest(pattern, me as u16, false);
-                } else {
-                    io.post(
-                        o,
-                        Mail::Interest {
-                            pattern: pattern.into(),
-                            add: false,
-                        },
-                    );
-                }
-            }
+            self.announce(io, pattern, false);
         }
     }
 

@@ -79,6 +79,14 @@ impl SendQueue {
         Some(f)
     }
 
+    /// Free the queue's buffer when it is empty (idle connections hold
+    /// none).
+    pub fn release(&mut self) {
+        if self.frames.is_empty() {
+            self.frames = VecDeque::new();
+        }
+    }
+
     pub fn clear(&mut self) {
         *self = Self::default();
     }

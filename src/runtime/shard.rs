@@ -178,6 +178,7 @@ pub struct Shard<M> {
     pool: Vec<Box<SendOp>>,
     next_gen: u32,
     start: Instant,
+    grew_this_turn: bool,
 }
 
 use timer::ticks;
@@ -237,7 +238,9 @@ impl<M> Shard<M> {
             listener,
             core: Core {
                 me,
-                conns: Slab::new(),
+                // Reserved up front (address space, touched as used):
+                // doubling a slab leaves the outgrown blocks resident.
+                conns: Slab::with_capacity(table as usize),
                 dirty: Vec::new(),
                 now: 0,
                 stats,
@@ -258,6 +261,7 @@ impl<M> Shard<M> {
             pool: Vec::new(),
             next_gen: 0,
             start: Instant::now(),
+            grew_this_turn: false,
         })
     }
 
@@ -307,6 +311,7 @@ impl<M> Shard<M> {
         self.arm_accept();
         loop {
             self.core.now = timer::now(self.start.elapsed());
+            self.grew_this_turn = false;
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.clear();
             cqes.extend(
@@ -534,8 +539,13 @@ impl<M> Shard<M> {
                 // Every buffer is in use: offer more (up to the cap) and
                 // re-arm in the flush step, after this turn returned some.
                 ShardStats::add(&self.core.stats[self.core.me].recv_enobufs_total, 1);
-                let n = self.bufs.offered().max(16);
-                self.bufs.grow(n);
+                // At most once a turn: a burst of ENOBUFS in one batch is
+                // one shortage, not many (the pool never shrinks).
+                if !self.grew_this_turn {
+                    self.grew_this_turn = true;
+                    let n = self.bufs.offered().max(16);
+                    self.bufs.grow(n);
+                }
                 self.core.mark(key);
                 return;
             }
@@ -645,6 +655,10 @@ impl<M> Shard<M> {
         ShardStats::add(&s.frames_sent_total, frames as u64);
         if op.is_empty() || c.phase == Phase::Dead {
             let drained = c.tx.is_empty() && c.phase == Phase::Open && c.opened;
+            if c.tx.is_empty() {
+                // Idle again: hold no send buffer at all.
+                c.tx.release();
+            }
             self.pool_return(op);
             self.core.mark(key);
             drained
