@@ -14,7 +14,7 @@ use super::topic::{check_pattern, check_topic, is_pattern, matches};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
 use crate::runtime::stats::{counters, ShardStats};
-use crate::runtime::{ConnId, Io};
+use crate::runtime::{ConnId, Io, Offered};
 use crate::ws::code;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::hash::Hasher;
@@ -386,19 +386,24 @@ impl Broker {
         let policy = self.config.policy;
         let max = self.config.max_queued;
         let me = io.shard();
-        let mut backlog = io.backlog(conn).unwrap_or(0);
-        if backlog == 0 && self.state(conn).is_some_and(|s| !s.held.is_empty()) {
-            // Nothing in flight will call `writable`: release now.
+        if self.state(conn).is_some_and(|s| !s.held.is_empty()) && io.backlog(conn) == Some(0) {
+            // Held-back messages and nothing in flight to call `writable`:
+            // release them now.
             self.writable(io, conn);
-            backlog = io.backlog(conn).unwrap_or(0);
         }
         let Some(st) = self.state(conn) else { return };
-        // An empty queue always takes the message, however large: the
-        // policy is for subscribers that fall behind, not for big messages.
-        if (backlog == 0 || backlog + frame.len() <= max) && st.held.is_empty() {
-            io.send(conn, frame.clone());
-            ShardStats::add(&self.stats[me].deliveries_total, 1);
-            return;
+        // Nothing held back: queue it unless the backlog is over the limit
+        // (an empty queue always takes it, however large: the policy is
+        // for subscribers that fall behind, not for big messages).
+        if st.held.is_empty() {
+            match io.offer(conn, frame, max) {
+                Offered::Sent => {
+                    ShardStats::add(&self.stats[me].deliveries_total, 1);
+                    return;
+                }
+                Offered::Gone => return,
+                Offered::Full => {}
+            }
         }
         match policy {
             SlowPolicy::Disconnect => {

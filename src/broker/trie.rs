@@ -212,14 +212,17 @@ impl<V: Copy + Eq> Trie<V> {
         }
     }
 
-    /// Every (pattern, value) in the trie, for snapshots of state.
-    pub fn patterns(&self) -> Vec<(String, V)> {
+    /// Every (pattern, value) in the trie (the property test compares it
+    /// with what was inserted).
+    #[cfg(test)]
+    fn patterns(&self) -> Vec<(String, V)> {
         let mut out = Vec::new();
         let mut path = Vec::new();
         self.collect(self.root, &mut path, &mut out);
         out
     }
 
+    #[cfg(test)]
     fn collect(&self, node: usize, path: &mut Vec<String>, out: &mut Vec<(String, V)>) {
         let n = &self.nodes[node];
         for &v in &n.exact {

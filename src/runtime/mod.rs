@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use shard::Io;
+pub use shard::{Io, Offered};
 pub use stats::ShardStats;
 
 /// A connection within its shard. Stale ids (the connection closed, its

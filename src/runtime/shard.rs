@@ -72,6 +72,16 @@ impl Core {
     }
 }
 
+/// What [`Io::offer`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Sent,
+    /// Not queued: the backlog is over the limit.
+    Full,
+    /// Not queued: the connection is gone or closing.
+    Gone,
+}
+
 /// The application's handle on its shard during a callback.
 pub struct Io<'a, M> {
     core: &'a mut Core,
@@ -82,23 +92,35 @@ impl<M> Io<'_, M> {
     /// Queue a frame (built once, shared by reference count) on a
     /// connection. False if the connection is no longer open.
     pub fn send(&mut self, id: ConnId, frame: Bytes) -> bool {
+        self.offer(id, &frame, usize::MAX) == Offered::Sent
+    }
+
+    /// Queue `frame` only if the connection's backlog is empty or stays
+    /// within `limit` bytes with it: one lookup for the check and the push,
+    /// and the frame is cloned only when it is queued. For fan-out under a
+    /// slow-consumer policy.
+    pub fn offer(&mut self, id: ConnId, frame: &Bytes, limit: usize) -> Offered {
         let cap = self.core.max_backlog;
         let Some(c) = self.core.conn(id) else {
-            return false;
+            return Offered::Gone;
         };
         if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req.is_some() {
-            return false;
+            return Offered::Gone;
         }
-        if c.backlog() + frame.len() > cap {
+        let backlog = c.backlog();
+        if backlog + frame.len() > cap {
             // A peer that sends but never reads must not grow our memory
             // without bound (echo replies, acks, errors...).
             c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
             self.core.mark(id.key);
-            return false;
+            return Offered::Gone;
         }
-        c.tx.push(frame);
+        if backlog != 0 && backlog + frame.len() > limit {
+            return Offered::Full;
+        }
+        c.tx.push(frame.clone());
         self.core.mark(id.key);
-        true
+        Offered::Sent
     }
 
     /// Close with a WebSocket close frame now; queued data is dropped.
