@@ -100,7 +100,7 @@ fn main() {
     let args = Args::parse();
     let defaults = Config::default();
     let config = Config {
-        listen: args.listen,
+        listen: Some(args.listen),
         shards: args.shards.unwrap_or(defaults.shards.min(64)).max(1),
         pin: !args.no_pin,
         handshake: ringfan::ws::handshake::Config {
@@ -156,7 +156,7 @@ fn main() {
     }
     println!(
         "ringfan: listening on {} ({shards} shards)",
-        server.local_addr()
+        server.local_addr().unwrap_or(args.listen)
     );
     server.join();
 }

@@ -67,7 +67,7 @@ async fn messages_cross_shards_and_wake_sleeping_shards() {
     let per_shard: Arc<Vec<AtomicUsize>> = Arc::new((0..2).map(|_| AtomicUsize::new(0)).collect());
     let ps = per_shard.clone();
     let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
         shards: 2,
         pin: false,
         tick: Duration::from_secs(60),
@@ -78,7 +78,7 @@ async fn messages_cross_shards_and_wake_sleeping_shards() {
         per_shard: ps.clone(),
     })
     .expect("server starts");
-    let url = format!("ws://{}/echo", server.local_addr());
+    let url = format!("ws://{}/echo", server.local_addr().expect("listening"));
 
     // Connect until both shards hold connections (SO_REUSEPORT hashes
     // each connection to a shard).

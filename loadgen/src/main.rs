@@ -1,10 +1,277 @@
-//! `ringfan-loadgen`: the bundled load generator. Its scenarios (fanout,
-//! feed, echo, conns) arrive with the load generator issue; until then the
-//! binary says so instead of pretending to measure anything.
+//! `ringfan-loadgen`: drive a ringfan (or any broker speaking its
+//! protocol) with many connections, and report what arrived and how fast,
+//! honestly. See `ringfan-loadgen <scenario> --help`.
+
+use clap::{Args, Parser, Subcommand};
+use loadgen::plan::{self, Plan, Publishing, Scenario};
+use loadgen::{cli, feed, report, run};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringfan-loadgen",
+    version,
+    about = "Load generator for ringfan: an io_uring WebSocket client on ringfan's own runtime",
+    long_about = "Load generator for ringfan: an io_uring WebSocket client built on ringfan's own \
+runtime. Latency is measured from each message's intended send time (an open-loop schedule, so a \
+stalled broker cannot hide the messages it delayed) to its receipt; every delivery is checked \
+against the topic's seq (lost, duplicated, out of order)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// S subscribers over T topics, P publishers at a combined rate R.
+    Fanout(Fanout),
+    /// A market-data feed: symbols as md.<venue>.<symbol>, Zipf update rates, a burst.
+    Feed(Feed),
+    /// C connections to /echo; round-trip latency.
+    Echo(Echo),
+    /// Open N connections (handshake + one subscription each), hold them, broadcast once.
+    Conns(Conns),
+}
+
+#[derive(Args, Debug, serde::Serialize)]
+struct Fanout {
+    /// Subscriber connections (each subscribes to one topic).
+    #[arg(long, default_value_t = 1000)]
+    subscribers: u64,
+    /// Topics, named <prefix>.0 … <prefix>.T-1.
+    #[arg(long, default_value_t = 1)]
+    topics: usize,
+    /// Popularity of topics among subscribers: Zipf exponent (0 = uniform).
+    #[arg(long, default_value_t = 0.0)]
+    zipf: f64,
+    /// Publisher connections; publishes pick topics uniformly.
+    #[arg(long, default_value_t = 1)]
+    publishers: u64,
+    /// Publishes per second, all publishers together. 0 = as fast as the
+    /// broker acknowledges, with --window publishes in flight per publisher.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Unacknowledged publishes per publisher when --rate is 0.
+    #[arg(long, default_value_t = 64)]
+    window: u32,
+    /// Bytes of `data` per message (a JSON object carrying the send time).
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Topic name prefix.
+    #[arg(long, default_value = "lg")]
+    prefix: String,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
+#[derive(Args, Debug, serde::Serialize)]
+struct Feed {
+    /// Symbols (topics md.<venue>.<symbol>).
+    #[arg(long, default_value_t = 1000)]
+    symbols: usize,
+    /// Venues the symbols are spread over (NASDAQ, NYSE, ARCA, BATS, IEX).
+    #[arg(long, default_value_t = 1)]
+    venues: usize,
+    /// Updates per second over all symbols, before the burst.
+    #[arg(long, default_value_t = 100_000.0)]
+    rate: f64,
+    /// Zipf exponent of update rates over symbol rank (AAPL trades more than ZZZZ).
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
+    /// Feed handler connections; each owns a share of the symbols.
+    #[arg(long, default_value_t = 4)]
+    publishers: u64,
+    /// Subscriber connections, each on one symbol, chosen by the same popularity.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: u64,
+    /// Rate multiplier during the burst ("market open"); 1 = no burst.
+    #[arg(long, default_value_t = 5.0)]
+    burst: f64,
+    /// When the burst starts, seconds after publishing starts.
+    #[arg(long, default_value = "3s", value_parser = cli::duration)]
+    #[serde(serialize_with = "cli::ser_duration")]
+    burst_at: Duration,
+    /// How long the burst lasts.
+    #[arg(long, default_value = "2s", value_parser = cli::duration)]
+    #[serde(serialize_with = "cli::ser_duration")]
+    burst_len: Duration,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
+#[derive(Args, Debug, serde::Serialize)]
+struct Echo {
+    /// Connections to /echo (the URL's path is replaced).
+    #[arg(long, default_value_t = 100)]
+    connections: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Messages per second over all connections; 0 = closed loop with
+    /// --window messages in flight per connection.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Messages in flight per connection when --rate is 0.
+    #[arg(long, default_value_t = 1)]
+    window: u32,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
+#[derive(Args, Debug, serde::Serialize)]
+struct Conns {
+    /// Connections to open, each subscribed to the broadcast topic.
+    #[arg(long, default_value_t = 10_000)]
+    connections: u64,
+    /// How long to hold them all open before the broadcast.
+    #[arg(long, default_value = "5s", value_parser = cli::duration)]
+    #[serde(serialize_with = "cli::ser_duration")]
+    hold: Duration,
+    /// The topic every connection subscribes to.
+    #[arg(long, default_value = "lg.broadcast")]
+    topic: String,
+    /// Bytes of the broadcast's data.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    #[command(flatten)]
+    common: cli::Common,
+}
 
 fn main() {
-    eprintln!(
-        "ringfan-loadgen: no scenarios yet; the load generator is being built (see README.md)"
-    );
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let params = match &cli.scenario {
+        Cmd::Fanout(a) => serde_json::to_value(a),
+        Cmd::Feed(a) => serde_json::to_value(a),
+        Cmd::Echo(a) => serde_json::to_value(a),
+        Cmd::Conns(a) => serde_json::to_value(a),
+    }
+    .unwrap_or_default();
+    let (plan, common) = match build(cli.scenario) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ringfan-loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = cli::pin(&common.cpus) {
+        eprintln!("ringfan-loadgen: {e}");
+        std::process::exit(2);
+    }
+    let opts = run::Options {
+        progress: !common.quiet,
+        server_pid: common.server_pid,
+        params,
+        target: common.url.clone(),
+    };
+    let report = match run::run(plan, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringfan-loadgen: {e}");
+            std::process::exit(1);
+        }
+    };
+    print!("{}", report::human_table(&report));
+    if let Some(path) = &common.json {
+        if let Err(e) = report::write_json(&report, path) {
+            eprintln!("ringfan-loadgen: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    if let Some(path) = &common.plot {
+        if let Err(e) = report::write_svg(&report, path) {
+            eprintln!("ringfan-loadgen: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+    }
+    if common.strict && !report.problems.is_empty() {
+        std::process::exit(3);
+    }
+}
+
+fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
+    Ok(match cmd {
+        Cmd::Fanout(a) => {
+            let topics: Vec<String> = (0..a.topics.max(1))
+                .map(|i| format!("{}.{i}", a.prefix))
+                .collect();
+            let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
+            let p = cli::plan(
+                &a.common,
+                Scenario::Fanout,
+                topics,
+                spread,
+                a.publishers,
+                0,
+                a.rate,
+                a.window,
+                a.payload,
+                Publishing::Uniform,
+            )?;
+            (p, a.common)
+        }
+        Cmd::Feed(a) => {
+            let topics = feed::topics(a.symbols.max(1), a.venues.max(1));
+            let z = loadgen::zipf::Zipf::new(topics.len(), a.zipf)?;
+            let weights: Vec<f64> = (0..topics.len()).map(|i| z.weight(i)).collect();
+            let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
+            let mut p = cli::plan(
+                &a.common,
+                Scenario::Feed,
+                topics,
+                spread,
+                a.publishers.max(1),
+                0,
+                a.rate,
+                1,
+                0,
+                Publishing::Owned(weights),
+            )?;
+            if a.rate <= 0.0 {
+                return Err("feed needs --rate > 0 (updates per second)".into());
+            }
+            if a.burst > 1.0 {
+                p.burst = Some((a.burst, a.burst_at.as_secs_f64(), a.burst_len.as_secs_f64()));
+            }
+            (p, a.common)
+        }
+        Cmd::Echo(a) => {
+            let p = cli::plan(
+                &a.common,
+                Scenario::Echo,
+                Vec::new(),
+                Vec::new(),
+                0,
+                a.connections,
+                a.rate,
+                a.window,
+                a.payload,
+                Publishing::Uniform,
+            )?;
+            (p, a.common)
+        }
+        Cmd::Conns(a) => {
+            let mut p = cli::plan(
+                &a.common,
+                Scenario::Conns,
+                vec![a.topic.clone()],
+                vec![a.connections],
+                1,
+                0,
+                0.0,
+                1,
+                a.payload,
+                Publishing::Once,
+            )?;
+            p.hold = a.hold;
+            p.warmup = Duration::ZERO;
+            p.duration = Duration::ZERO;
+            if a.common.grace_given().is_none() {
+                p.grace = Duration::from_secs(60);
+            }
+            // Holding idle connections needs no fine-grained schedule.
+            p.tick = Duration::from_millis(5);
+            (p, a.common)
+        }
+    })
 }

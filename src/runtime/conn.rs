@@ -13,7 +13,10 @@ use super::timer::Ticks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Reading the HTTP request head.
+    /// Outbound: the socket is set up and a connect is in flight (or, with
+    /// no slot yet, about to be submitted).
+    Connecting,
+    /// Reading the HTTP request head (or, outbound, the response head).
     Handshake,
     /// WebSocket frames flow.
     Open,
@@ -192,7 +195,21 @@ pub struct Conn {
     /// direct descriptor only when it runs, and by then a closed slot may
     /// hold the next connection.
     pub shutting: bool,
+    /// Outbound (we are the WebSocket client).
+    pub client: bool,
+    /// Outbound and not yet open: the application still has to hear
+    /// `connected` or `connect_failed`.
+    pub dialing: bool,
+    /// A connect is in flight (an operation the slot must outlive).
+    pub connecting: bool,
+    /// The close code the peer sent, or the one we failed the connection
+    /// with; 0 for none (the TCP connection just ended).
+    pub close_code: u16,
 }
+
+/// A slot number for a connection that has none yet (outbound, before its
+/// socket exists).
+pub const NO_SLOT: u32 = u32::MAX;
 
 impl Conn {
     pub fn new(slot: u32, gen: u32, now: Ticks) -> Self {
@@ -216,6 +233,10 @@ impl Conn {
             shut: false,
             eof: false,
             shutting: false,
+            client: false,
+            dialing: false,
+            connecting: false,
+            close_code: 0,
         }
     }
 

@@ -26,6 +26,25 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use shard::{Io, Offered};
+
+/// An outbound WebSocket connection to open ([`Io::connect`]): the
+/// runtime's client mode, used by the load generator (and later by
+/// clustering). It goes into the ring's direct descriptor table like an
+/// accepted one, so a client holds more connections than its fd limit too.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub to: SocketAddr,
+    /// Source address to bind (port chosen by the kernel at connect time):
+    /// spreading connections over 127.0.0.x multiplies the ~28k ephemeral
+    /// ports one source address gets.
+    pub from: Option<std::net::IpAddr>,
+    /// Request target, e.g. `/ws` or `/ws?token=...`.
+    pub path: String,
+    /// Subprotocols to offer.
+    pub protocols: Vec<String>,
+    /// Largest message accepted from the server.
+    pub max_message: usize,
+}
 pub use stats::ShardStats;
 
 /// A connection within its shard. Stale ids (the connection closed, its
@@ -68,11 +87,25 @@ pub trait App: 'static {
     /// Everything queued for the connection has been handed to the kernel
     /// (the moment to send what was held back for a slow consumer).
     fn writable(&mut self, _io: &mut Io<'_, Self::Mail>, _conn: ConnId) {}
+
+    /// An outbound connection ([`Io::connect`]) completed its handshake and
+    /// is open. [`App::closed`] follows when it stops being open.
+    fn connected(&mut self, _io: &mut Io<'_, Self::Mail>, _conn: ConnId) {}
+
+    /// An outbound connection failed before it opened (socket, connect,
+    /// refused handshake, timeout). Called once; the id is dead after it.
+    fn connect_failed(&mut self, _io: &mut Io<'_, Self::Mail>, _conn: ConnId, _why: &str) {}
+
+    /// Called on every tick of the shard's timer ([`Config::tick`]), for
+    /// applications that schedule their own work (a load generator's
+    /// send schedule).
+    fn tick(&mut self, _io: &mut Io<'_, Self::Mail>) {}
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Where to accept connections; `None` for a client-only runtime.
+    pub listen: Option<SocketAddr>,
     pub shards: usize,
     /// Pin shard i to core i (mod the cores available).
     pub pin: bool,
@@ -110,7 +143,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin: true,
             handshake: handshake::Config {
@@ -151,7 +184,7 @@ impl std::error::Error for StartError {}
 
 /// A running server: its shards' threads.
 pub struct Server {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<[ShardStats]>,
@@ -167,8 +200,14 @@ impl Server {
     {
         let shards = config.shards.max(1);
         let table = raise_fd_limit().min(config.max_connections_per_shard as u64) as u32;
-        let (listeners, addr) = listener::bind(config.listen, shards, config.listen_backlog)
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let (listeners, addr) = match config.listen {
+            Some(listen) => {
+                let (fds, addr) = listener::bind(listen, shards, config.listen_backlog)
+                    .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
+                (fds.into_iter().map(Some).collect(), Some(addr))
+            }
+            None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
+        };
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -255,7 +294,8 @@ impl Server {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The bound address (None for a client-only runtime).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 

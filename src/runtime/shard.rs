@@ -7,19 +7,21 @@
 //! of it and waits for the next completion.
 
 use super::bufring::BufRing;
-use super::conn::{Conn, Phase, SendOp};
+use super::conn::{Conn, Phase, SendOp, NO_SLOT};
 use super::mailbox::Mailbox;
 use super::stats::ShardStats;
 use super::timer::{self, Ticks, Wheel};
 use super::token::{self, Op};
-use super::{uring, App, Config, ConnId, StartError};
+use super::{uring, App, Config, ConnId, Dial, StartError};
+use crate::ws::client::ClientHandshake;
 use crate::ws::close::code;
 use crate::ws::handshake::{self, Outcome, Route};
 use crate::ws::http;
-use crate::ws::{Connection, Event, Read, Role, State};
+use crate::ws::{Connection, Event, OpCode, Read, Role, State};
 use bytes::Bytes;
 use io_uring::types::{Fd, Fixed, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
+use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +51,23 @@ pub struct Core {
     draining: bool,
     /// Most bytes one connection may have queued (see `Config`).
     max_backlog: usize,
+    /// Outbound connections waiting for their socket (made in the flush
+    /// step, where the ring is at hand).
+    dials: Vec<u32>,
+    /// The last generation handed out.
+    gen: u32,
+    /// Outbound connections until they open: where to, and the handshake
+    /// to verify the answer with.
+    outbound: FxHashMap<u32, Box<Outbound>>,
+}
+
+/// An outbound connection's state until it opens. Boxed: the kernel may
+/// read `addr` until the connect completes.
+struct Outbound {
+    dial: Dial,
+    addr: socket2::SockAddr,
+    handshake: Option<ClientHandshake>,
+    error: Option<String>,
 }
 
 impl Core {
@@ -69,6 +88,11 @@ impl Core {
 
     fn my_stats(&self) -> &ShardStats {
         &self.stats[self.me]
+    }
+
+    fn next_gen(&mut self) -> u32 {
+        self.gen = self.gen.wrapping_add(1) & token::GEN_MASK;
+        self.gen
     }
 }
 
@@ -121,6 +145,55 @@ impl<M> Io<'_, M> {
         c.tx.push(frame.clone());
         self.core.mark(id.key);
         Offered::Sent
+    }
+
+    /// Open an outbound WebSocket connection. The application hears
+    /// [`App::connected`] once the handshake succeeds, or
+    /// [`App::connect_failed`]; until then the id accepts no sends.
+    pub fn connect(&mut self, dial: Dial) -> ConnId {
+        let core = &mut *self.core;
+        let mut conn = Conn::new(NO_SLOT, 0, core.now);
+        conn.client = true;
+        conn.dialing = true;
+        conn.phase = Phase::Connecting;
+        conn.ws = Connection::new(Role::Client, 0);
+        let key = core.conns.insert(conn) as u32;
+        ShardStats::add(&core.stats[core.me].connections_open, 1);
+        let gen = core.next_gen();
+        if let Some(c) = core.conns.get_mut(key as usize) {
+            c.gen = gen;
+        }
+        core.outbound.insert(
+            key,
+            Box::new(Outbound {
+                addr: dial.to.into(),
+                dial,
+                handshake: None,
+                error: None,
+            }),
+        );
+        core.dials.push(key);
+        ConnId { key, gen }
+    }
+
+    /// Queue one text message, framed for this connection's role (masked
+    /// when we are the client). False if the connection is not open.
+    pub fn send_text(&mut self, id: ConnId, payload: &[u8]) -> bool {
+        let frame = match self.core.conn(id) {
+            Some(c) if c.phase == Phase::Open => c.ws.encode(OpCode::Text, payload),
+            _ => return false,
+        };
+        self.send(id, frame)
+    }
+
+    /// The close code the peer sent (or we failed the connection with),
+    /// for [`App::closed`]; None if the connection just ended.
+    pub fn close_code(&self, id: ConnId) -> Option<u16> {
+        self.core
+            .conns
+            .get(id.key as usize)
+            .filter(|c| c.gen == id.gen && c.close_code != 0)
+            .map(|c| c.close_code)
     }
 
     /// Close with a WebSocket close frame now; queued data is dropped.
@@ -181,8 +254,13 @@ impl<M> Io<'_, M> {
 pub struct Shard<M> {
     ring: IoUring,
     bufs: BufRing,
-    listener: OwnedFd,
+    listener: Option<OwnedFd>,
     core: Core,
+    /// Direct descriptor slots never used yet (outbound connections pick
+    /// their own slots; accepted ones get the kernel's).
+    next_slot: u32,
+    free_slots: Vec<u32>,
+    table: u32,
     mail: Mailbox<M>,
     config: Arc<Config>,
     draining_flag: Arc<AtomicBool>,
@@ -198,7 +276,6 @@ pub struct Shard<M> {
     // boxes keeps that allocation for the next send.
     #[allow(clippy::vec_box)]
     pool: Vec<Box<SendOp>>,
-    next_gen: u32,
     start: Instant,
     grew_this_turn: bool,
 }
@@ -210,7 +287,7 @@ impl<M> Shard<M> {
         me: usize,
         config: &Arc<Config>,
         table: u32,
-        listener: OwnedFd,
+        listener: Option<OwnedFd>,
         mail: Mailbox<M>,
         stats: Arc<[ShardStats]>,
         draining: Arc<AtomicBool>,
@@ -258,6 +335,9 @@ impl<M> Shard<M> {
             ring,
             bufs,
             listener,
+            next_slot: 0,
+            free_slots: Vec::new(),
+            table,
             core: Core {
                 me,
                 // Reserved up front (address space, touched as used):
@@ -268,6 +348,9 @@ impl<M> Shard<M> {
                 stats,
                 draining: false,
                 max_backlog: config.max_backlog,
+                dials: Vec::new(),
+                gen: 0,
+                outbound: FxHashMap::default(),
             },
             mail,
             config: config.clone(),
@@ -281,7 +364,6 @@ impl<M> Shard<M> {
             cqes: Vec::with_capacity(1024),
             inbox: Vec::new(),
             pool: Vec::new(),
-            next_gen: 0,
             start: Instant::now(),
             grew_this_turn: false,
         })
@@ -309,7 +391,10 @@ impl<M> Shard<M> {
         if self.accept_armed || self.accept_paused {
             return;
         }
-        let e = opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd()))
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let e = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
             .allocate_file_index(true)
             .build()
             .user_data(token::encode(Op::Accept, 0, 0));
@@ -483,6 +568,7 @@ impl<M> Shard<M> {
                 self.on_tick(app);
             }
             Op::Doorbell => ShardStats::add(&self.core.my_stats().doorbells_received_total, 1),
+            Op::Connect => self.on_connect(key, gen, res),
         }
     }
 
@@ -503,16 +589,13 @@ impl<M> Shard<M> {
             return;
         }
         let now = self.core.now;
-        self.next_gen = self.next_gen.wrapping_add(1) & token::GEN_MASK;
-        let mut conn = Conn::new(res as u32, self.next_gen, now);
+        let gen = self.core.next_gen();
+        let mut conn = Conn::new(res as u32, gen, now);
         conn.wheel_at = now + ticks(self.config.handshake_timeout);
         let key = self.core.conns.insert(conn) as u32;
         self.wheel.schedule(
             now + ticks(self.config.handshake_timeout),
-            timer::Entry {
-                key,
-                gen: self.next_gen,
-            },
+            timer::Entry { key, gen },
         );
         let s = self.core.my_stats();
         ShardStats::add(&s.connections_accepted_total, 1);
@@ -521,6 +604,113 @@ impl<M> Shard<M> {
         if !self.accept_armed {
             self.arm_accept();
         }
+    }
+
+    /// Give each outbound connection asked for since the last flush its
+    /// socket, its slot and its connect.
+    fn start_dials(&mut self) {
+        while let Some(key) = self.core.dials.pop() {
+            if let Err(why) = self.start_dial(key) {
+                if let Some(o) = self.core.outbound.get_mut(&key) {
+                    o.error.get_or_insert(why);
+                }
+                self.kill(key);
+            }
+        }
+    }
+
+    fn start_dial(&mut self, key: u32) -> Result<(), String> {
+        let now = self.core.now;
+        let Some(out) = self.core.outbound.get(&key) else {
+            return Err("internal: no dial".into());
+        };
+        // Deadline first: whatever fails below still ends in a release.
+        let at = now + ticks(self.config.handshake_timeout);
+        if let Some(c) = self.core.conns.get_mut(key as usize) {
+            c.wheel_at = at;
+            c.since = now;
+            self.wheel.schedule(at, timer::Entry { key, gen: c.gen });
+        }
+        if self.listener.is_some() {
+            // Accepts take kernel-allocated slots from the same table; a
+            // shard that does both would need IORING_REGISTER_FILE_ALLOC_RANGE.
+            return Err("outbound connections need a runtime without a listener".into());
+        }
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None if self.next_slot < self.table => {
+                self.next_slot += 1;
+                self.next_slot - 1
+            }
+            None => return Err("direct descriptor table full".into()),
+        };
+        let fd = match dial_socket(&out.dial) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.free_slots.push(slot);
+                return Err(format!("socket for {}: {e}", out.dial.to));
+            }
+        };
+        if let Err(e) = self
+            .ring
+            .submitter()
+            .register_files_update(slot, &[fd.as_raw_fd()])
+        {
+            self.free_slots.push(slot);
+            return Err(format!("cannot register the socket: {e}"));
+        }
+        // The table holds its own reference: the fd itself goes now, so
+        // connections never count against RLIMIT_NOFILE.
+        drop(fd);
+        let (addr, len) = (out.addr.as_ptr(), out.addr.len());
+        let Some(c) = self.core.conns.get_mut(key as usize) else {
+            return Err("internal: no connection".into());
+        };
+        c.slot = slot;
+        c.connecting = true;
+        // SAFETY (of the pointer): `addr` lives in the boxed Outbound, which
+        // stays in `core.outbound` until the connection opens or is
+        // released, both after this connect completes.
+        let e = opcode::Connect::new(Fixed(slot), addr, len)
+            .build()
+            .user_data(token::encode(Op::Connect, key, c.gen));
+        self.push(e);
+        Ok(())
+    }
+
+    fn on_connect(&mut self, key: u32, gen: u32, res: i32) {
+        let now = self.core.now;
+        let Some(c) = self
+            .core
+            .conns
+            .get_mut(key as usize)
+            .filter(|c| c.gen == gen)
+        else {
+            return;
+        };
+        c.connecting = false;
+        let out = self.core.outbound.get_mut(&key);
+        if res < 0 || c.phase != Phase::Connecting {
+            if let Some(o) = out {
+                let e = std::io::Error::from_raw_os_error(-res);
+                o.error
+                    .get_or_insert_with(|| format!("connect to {}: {e}", o.dial.to));
+            }
+            self.kill(key);
+            return;
+        }
+        let Some(o) = out else {
+            self.kill(key);
+            return;
+        };
+        let host = o.dial.to.to_string();
+        let protocols: Vec<&str> = o.dial.protocols.iter().map(String::as_str).collect();
+        let (handshake, request) = ClientHandshake::new(&host, &o.dial.path, &protocols);
+        o.handshake = Some(handshake);
+        c.phase = Phase::Handshake;
+        c.since = now;
+        c.tx.push(Bytes::from(request));
+        self.core.mark(key);
     }
 
     fn arm_recv(&mut self, key: u32) {
@@ -706,7 +896,18 @@ impl<M> Shard<M> {
             .get(key as usize)
             .is_some_and(|c| c.gen == gen)
         {
-            self.core.conns.remove(key as usize);
+            self.release(key);
+        }
+    }
+
+    /// The slot is closed (or never had a socket): forget the connection.
+    fn release(&mut self, key: u32) {
+        if self.core.conns.contains(key as usize) {
+            let c = self.core.conns.remove(key as usize);
+            if c.client && c.slot != NO_SLOT {
+                self.free_slots.push(c.slot);
+            }
+            self.core.outbound.remove(&key);
             ShardStats::sub(&self.core.my_stats().connections_open, 1);
             if self.accept_paused {
                 self.accept_paused = false;
@@ -744,6 +945,7 @@ impl<M> Shard<M> {
             self.deadline(e.key, e.gen);
         }
         self.due = due;
+        app.tick(&mut self.io());
         if let Some(deadline) = self.drain_deadline {
             if now >= deadline {
                 let keys: Vec<u32> = self.core.conns.iter().map(|(k, _)| k as u32).collect();
@@ -797,10 +999,13 @@ impl<M> Shard<M> {
         let close_t = ticks(cfg.close_timeout).max(1);
         let mut touched = false;
         let next = match c.phase {
-            Phase::Handshake => {
+            Phase::Connecting | Phase::Handshake => {
                 let at = c.since + ticks(cfg.handshake_timeout);
                 if now >= at {
                     ShardStats::add(&self.core.stats[self.core.me].timeouts_total, 1);
+                    if let Some(o) = self.core.outbound.get_mut(&key) {
+                        o.error.get_or_insert_with(|| "handshake timed out".into());
+                    }
                     self.kill(key);
                     return;
                 }
@@ -872,6 +1077,7 @@ impl<M> Shard<M> {
     /// application about closes, then submit at most one of each: send,
     /// receive re-arm, shutdown, close.
     fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
+        self.start_dials();
         let mut i = 0;
         // Handling one connection can dirty others (an app callback that
         // sends), so walk the list as it grows.
@@ -884,6 +1090,11 @@ impl<M> Shard<M> {
             self.flush_one(app, key);
         }
         self.core.dirty.clear();
+        if !self.core.dials.is_empty() {
+            // Asked for during the flush (an app callback reconnecting).
+            self.start_dials();
+            self.flush(app);
+        }
     }
 
     fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) {
@@ -909,6 +1120,15 @@ impl<M> Shard<M> {
         if c.opened && c.phase != Phase::Open {
             c.opened = false;
             app.closed(&mut self.io(), id);
+        } else if c.dialing && !matches!(c.phase, Phase::Connecting | Phase::Handshake) {
+            c.dialing = false;
+            let why = self
+                .core
+                .outbound
+                .remove(&key)
+                .and_then(|o| o.error)
+                .unwrap_or_else(|| "connection closed during the handshake".into());
+            app.connect_failed(&mut self.io(), id, &why);
         }
         let Some(c) = self.core.conns.get_mut(key as usize) else {
             return;
@@ -923,6 +1143,7 @@ impl<M> Shard<M> {
             return;
         };
         match c.phase {
+            Phase::Connecting => {}
             Phase::Handshake | Phase::Open | Phase::Flushing => {
                 if c.sending.is_none() && !c.tx.is_empty() {
                     let op = self.pool.pop().unwrap_or_else(SendOp::new);
@@ -960,8 +1181,9 @@ impl<M> Shard<M> {
                     self.arm_recv(key);
                 }
             }
+            Phase::Dead if c.slot == NO_SLOT => self.release(key),
             Phase::Dead => {
-                if c.recv_armed || c.sending.is_some() || c.shutting {
+                if c.recv_armed || c.sending.is_some() || c.shutting || c.connecting {
                     if !c.shut && !c.shutting {
                         c.shut = true;
                         c.shutting = true;
@@ -1022,7 +1244,38 @@ fn process<A: App>(
     };
     let id = ConnId { key, gen: c.gen };
     let mut used = 0;
-    if c.phase == Phase::Handshake {
+    if c.phase == Phase::Handshake && c.client {
+        let verdict = core.outbound.get(&key).and_then(|o| {
+            o.handshake
+                .as_ref()
+                .map(|h| (h.verify(buf), o.dial.max_message))
+        });
+        match verdict {
+            Some((Ok(None), _)) => return 0,
+            Some((Ok(Some(accepted)), max)) => {
+                core.outbound.remove(&key);
+                c.ws = Connection::new(Role::Client, max);
+                c.phase = Phase::Open;
+                c.opened = true;
+                c.dialing = false;
+                c.last_rx = core.now;
+                ShardStats::add(&core.stats[core.me].websocket_upgrades_total, 1);
+                core.mark(key);
+                app.connected(&mut Io { core, mail }, id);
+                used = accepted.consumed;
+            }
+            Some((Err(e), _)) => {
+                if let Some(o) = core.outbound.get_mut(&key) {
+                    o.error = Some(format!("handshake: {e}"));
+                }
+                c.phase = Phase::Dead;
+                c.tx.clear();
+                core.mark(key);
+                return buf.len();
+            }
+            None => return buf.len(),
+        }
+    } else if c.phase == Phase::Handshake {
         match handshake::accept(buf, &config.handshake) {
             Outcome::Partial => return 0,
             Outcome::Reject { response, .. } => {
@@ -1124,8 +1377,9 @@ fn frames<A: App>(
                         }
                     }
                     Event::Ping { pong: None, .. } | Event::Pong(_) => {}
-                    Event::Close { reply, .. } => {
+                    Event::Close { reply, body } => {
                         if let Some(c) = core.conn(id) {
+                            c.close_code = body.code.unwrap_or(1005);
                             // Answers already queued still go out first:
                             // a client that sends and then closes gets its
                             // replies.
@@ -1141,6 +1395,7 @@ fn frames<A: App>(
             Err(failure) => {
                 ShardStats::add(&core.stats[core.me].protocol_errors_total, 1);
                 if let Some(c) = core.conn(id) {
+                    c.close_code = failure.error.code;
                     // After what was already answered; nothing follows it.
                     if let Some(f) = failure.close {
                         c.tx.push(f);
@@ -1156,4 +1411,34 @@ fn frames<A: App>(
 
 fn tracing_error(what: &str, e: &std::io::Error) {
     eprintln!("ringfan: {what}: {e}");
+}
+
+/// A socket for an outbound connection, bound to its source address.
+fn dial_socket(dial: &Dial) -> std::io::Result<OwnedFd> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(
+        Domain::for_address(dial.to),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    s.set_nodelay(true)?;
+    if let Some(ip) = dial.from {
+        // Pick the port at connect time, by the whole 4-tuple, instead of
+        // reserving one per bind: without this a source address runs out
+        // of ports at ~28k binds whatever the destinations.
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and a pointer to a local c_int of the
+        // length passed.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        s.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    }
+    Ok(s.into())
 }

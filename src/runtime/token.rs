@@ -13,6 +13,7 @@ pub enum Op {
     Close = 5,
     Tick = 6,
     Doorbell = 7,
+    Connect = 8,
 }
 
 impl Op {
@@ -25,6 +26,7 @@ impl Op {
             5 => Self::Close,
             6 => Self::Tick,
             7 => Self::Doorbell,
+            8 => Self::Connect,
             _ => return None,
         })
     }
@@ -59,6 +61,7 @@ mod tests {
             Op::Close,
             Op::Tick,
             Op::Doorbell,
+            Op::Connect,
         ] {
             for (key, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 77)] {
                 assert_eq!(decode(encode(op, key, gen)), Some((op, key, gen)));

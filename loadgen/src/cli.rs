@@ -1,0 +1,280 @@
+//! Flags every scenario shares, and turning them into a [`Plan`].
+
+use crate::plan::{self, Plan, Publishing, Scenario};
+use clap::Args;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct Common {
+    /// The broker: ws://HOST:PORT/PATH.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub url: String,
+    /// Client shards (threads, each with its own io_uring). Each ring holds
+    /// at most RLIMIT_NOFILE connections, so more connections than that
+    /// need more shards; they are added automatically, with a note.
+    #[arg(long, default_value_t = 1)]
+    pub shards: usize,
+    /// CPUs to run on, e.g. `1` or `2-5,8`; shards are pinned over them.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Source addresses 127.0.0.1 … 127.0.0.K to spread connections over
+    /// (each gives ~28k ephemeral ports). 0 = enough for the connection
+    /// count when the target is loopback, none otherwise.
+    #[arg(long, default_value_t = 0)]
+    pub sources: usize,
+    /// Measured time, after the warm-up (e.g. 10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub duration: Duration,
+    /// Publishing before measuring starts (counted, not timed).
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub warmup: Duration,
+    /// After publishing stops, how long to wait for deliveries in flight
+    /// before the missing ones count as lost [default: 5s; conns: 60s].
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub grace: Option<Duration>,
+    /// Handshakes in flight per shard while connecting.
+    #[arg(long, default_value_t = 256)]
+    pub connect_window: usize,
+    /// Give up on a connection whose connect + handshake takes longer.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    /// How often each shard checks its send schedule. Latency counts from
+    /// the intended time, so a coarse tick shows up in the figures (and in
+    /// the send lag), never hides.
+    #[arg(long, default_value = "100us", value_parser = duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub tick: Duration,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// The broker's PID: report its resident memory per connection and its
+    /// CPU time per delivery (from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write every figure and the run's parameters as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write latency percentiles and throughput over time as SVG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No live progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Exit with status 3 when the run found problems (loss, errors…).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl Common {
+    pub fn grace_given(&self) -> Option<Duration> {
+        self.grace
+    }
+}
+
+/// Durations read back as they were given (`2.5s`), not as serde's
+/// `{secs, nanos}`.
+pub fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}s", d.as_secs_f64()))
+}
+
+pub fn ser_opt_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// `10`, `10s`, `250ms`, `100us`, `2m`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "s" => v,
+        "ms" => v / 1e3,
+        "us" | "µs" => v / 1e6,
+        "m" => v * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, ms, us, m)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// ws://HOST:PORT/PATH into an address and a path.
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| {
+        format!("--url must start with ws:// (got {url:?}; wss is not supported yet)")
+    })?;
+    let (hostport, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{hostport} resolves to nothing"))?;
+    Ok((addr, path.to_string()))
+}
+
+/// The soft RLIMIT_NOFILE after raising it to the hard one (what each
+/// ring's direct descriptor table may hold).
+fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a pointer to a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_max
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    c: &Common,
+    scenario: Scenario,
+    topics: Vec<String>,
+    subs_per_topic: Vec<u64>,
+    publishers: u64,
+    echoers: u64,
+    rate: f64,
+    window: u32,
+    payload: usize,
+    publishing: Publishing,
+) -> Result<Plan, String> {
+    let (target, path) = parse_url(&c.url)?;
+    if !(rate >= 0.0 && rate.is_finite()) {
+        return Err("--rate must be >= 0".into());
+    }
+    let subscribers: u64 = subs_per_topic.iter().sum();
+    let total = subscribers + publishers + echoers;
+    // Each shard's ring can hold RLIMIT_NOFILE connections (the kernel caps
+    // a direct descriptor table there), less some headroom.
+    let per_ring = fd_limit().saturating_sub(256).max(1);
+    let mut shards = c.shards.max(1);
+    let needed = total.div_ceil(per_ring) as usize;
+    if needed > shards {
+        eprintln!(
+            "ringfan-loadgen: {total} connections need at least {needed} shards at RLIMIT_NOFILE {}; using {needed}",
+            per_ring + 256
+        );
+        shards = needed;
+    }
+    let sources = if c.sources > 0 {
+        plan::loopback_sources(c.sources)
+    } else if target.ip().is_loopback() && matches!(target.ip(), IpAddr::V4(_)) {
+        // ~28k ephemeral ports per source address; stay well inside it.
+        plan::loopback_sources(total.div_ceil(20_000).max(1) as usize)
+    } else {
+        Vec::new()
+    };
+    let mut p = Plan {
+        scenario,
+        target,
+        path,
+        topics,
+        subs_per_topic,
+        subscribers,
+        publishers,
+        echoers,
+        rate,
+        window: window.max(1),
+        payload,
+        publishing,
+        burst: None,
+        warmup: c.warmup,
+        duration: c.duration,
+        grace: c.grace.unwrap_or(Duration::from_secs(5)),
+        hold: Duration::ZERO,
+        sources,
+        shards,
+        connect_window: c.connect_window.max(1),
+        connect_timeout: c.connect_timeout,
+        tick: c.tick.max(Duration::from_micros(10)),
+        snapshot: c.snapshot,
+        prefix: Vec::new(),
+    };
+    p.seal();
+    Ok(p)
+}
+
+/// Restrict this process (and the shards it starts, which pin themselves
+/// over the allowed CPUs) to `spec`, e.g. `1` or `0-3,8`.
+pub fn pin(spec: &Option<String>) -> Result<(), String> {
+    let Some(spec) = spec else {
+        return Ok(());
+    };
+    let mut cpus = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("bad --cpus {spec:?}");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    // SAFETY: a zeroed cpu_set_t filled with CPU_SET, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in &cpus {
+            if *c >= libc::CPU_SETSIZE as usize {
+                return Err(format!("CPU {c} out of range"));
+            }
+            libc::CPU_SET(*c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "cannot run on CPUs {spec}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("100us").unwrap(), Duration::from_micros(100));
+        assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(duration("ten").is_err());
+        assert!(duration("5h").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let (a, p) = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        assert_eq!(a, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(p, "/ws");
+        let (_, p) = parse_url("ws://127.0.0.1:9000").unwrap();
+        assert_eq!(p, "/");
+        assert!(parse_url("http://x").is_err());
+    }
+}

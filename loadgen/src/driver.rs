@@ -1,0 +1,559 @@
+//! One client shard's application: it dials its share of the plan's
+//! connections on ringfan's own runtime (outbound connections in direct
+//! descriptors), subscribes, publishes on an open-loop schedule, and
+//! accounts every message that arrives.
+//!
+//! The receive path is the generator's ceiling, so it does per delivery
+//! only: one frame decode (the runtime's sans-IO core), one fixed-shape
+//! parse (`msg::parse`), a seq comparison, one clock read and one
+//! histogram record. Shared counters are published once a tick, never per
+//! message.
+
+use crate::control::{Control, Phase, Report, ShardResult};
+use crate::feed;
+use crate::msg::{self, Server};
+use crate::plan::{Kind, Plan, Publishing, Scenario};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use ringfan::runtime::{App, ConnId, Dial, Io};
+use ringfan::ws::handshake::{HttpRoute, Upgrade};
+use ringfan::ws::Message;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Latencies above this are clamped (and still counted).
+const MAX_LATENCY_NS: u64 = 120_000_000_000;
+/// How often a shard sends its interval histogram.
+const INTERVAL_NS: u64 = 250_000_000;
+/// Largest message accepted from the broker.
+const MAX_MESSAGE: usize = 16 << 20;
+
+pub fn histogram() -> Histogram<u64> {
+    // 3 significant digits from 1 ns to 2 minutes: ~0.1 % error, fixed
+    // memory, and recording is a few adds.
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+struct Slot {
+    id: ConnId,
+    kind: Kind,
+    last_seq: u64,
+    last_t: u64,
+    sender: Option<usize>,
+}
+
+/// A publishing (or echoing) connection's schedule.
+struct Sender {
+    id: ConnId,
+    index: u32,
+    open: bool,
+    sent: u64,
+    acked: u64,
+    /// Messages per second (before any burst).
+    rate: f64,
+    /// Its first message's offset, so publishers interleave.
+    phase_s: f64,
+    /// Topics it publishes on, and their cumulative weights.
+    topics: Vec<u32>,
+    cdf: Vec<f64>,
+}
+
+pub struct Driver {
+    plan: Arc<Plan>,
+    ctl: Arc<Control>,
+    me: usize,
+    conns: Vec<Option<Slot>>,
+    next: u64,
+    dialing: usize,
+    senders: Vec<Sender>,
+    rng: fastrand::Rng,
+    buf: Vec<u8>,
+    data: Vec<u8>,
+    books: Vec<Option<feed::Book>>,
+    counts: crate::report::Counts,
+    latency: Histogram<u64>,
+    interval: Histogram<u64>,
+    lag: Histogram<u64>,
+    delivered_measured: u64,
+    published_measured: u64,
+    failures: BTreeMap<String, u64>,
+    last_interval: u64,
+    reported: bool,
+}
+
+impl Driver {
+    pub fn new(plan: Arc<Plan>, ctl: Arc<Control>, me: usize) -> Self {
+        let topics = plan.topics.len();
+        Self {
+            next: me as u64,
+            me,
+            conns: Vec::new(),
+            dialing: 0,
+            senders: Vec::new(),
+            rng: fastrand::Rng::with_seed(0x5eed ^ me as u64),
+            buf: Vec::with_capacity(plan.payload + 256),
+            data: Vec::with_capacity(plan.payload + 64),
+            books: (0..topics).map(|_| None).collect(),
+            counts: Default::default(),
+            latency: histogram(),
+            interval: histogram(),
+            lag: histogram(),
+            delivered_measured: 0,
+            published_measured: 0,
+            failures: BTreeMap::new(),
+            last_interval: 0,
+            reported: false,
+            plan,
+            ctl,
+        }
+    }
+
+    fn slot(&mut self, id: ConnId) -> Option<&mut Slot> {
+        self.conns
+            .get_mut(id.key as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == id)
+    }
+
+    fn dial_more(&mut self, io: &mut Io<'_, ()>) {
+        let total = self.plan.connections();
+        while self.dialing < self.plan.connect_window && self.next < total {
+            let i = self.next;
+            self.next += self.plan.shards as u64;
+            let kind = self.plan.kind(i);
+            let path = match kind {
+                Kind::Echo { .. } => "/echo".to_string(),
+                _ => self.plan.path.clone(),
+            };
+            let id = io.connect(Dial {
+                to: self.plan.target,
+                from: self.plan.source_of(i),
+                path,
+                protocols: Vec::new(),
+                max_message: MAX_MESSAGE,
+            });
+            let k = id.key as usize;
+            if self.conns.len() <= k {
+                self.conns.resize_with(k + 1, || None);
+            }
+            self.conns[k] = Some(Slot {
+                id,
+                kind,
+                last_seq: 0,
+                last_t: 0,
+                sender: None,
+            });
+            self.dialing += 1;
+        }
+    }
+
+    fn new_sender(&mut self, id: ConnId, index: u32) -> Sender {
+        let plan = &self.plan;
+        let n = match plan.scenario {
+            Scenario::Echo => plan.echoers,
+            _ => plan.publishers,
+        }
+        .max(1);
+        let (topics, weights): (Vec<u32>, Vec<f64>) = match &plan.publishing {
+            Publishing::Owned(w) => (0..plan.topics.len() as u32)
+                .filter(|t| u64::from(*t) % n == u64::from(index))
+                .map(|t| (t, w[t as usize]))
+                .unzip(),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let rate = match &plan.publishing {
+            // A feed handler publishes its symbols' share of the total.
+            Publishing::Owned(_) => plan.rate * weights.iter().sum::<f64>(),
+            _ => plan.rate_each(),
+        };
+        let mut acc = 0.0;
+        let total: f64 = weights.iter().sum();
+        let cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total.max(f64::MIN_POSITIVE);
+                acc
+            })
+            .collect();
+        let phase_s = if rate > 0.0 {
+            f64::from(index) / n as f64 / plan.rate_each().max(f64::MIN_POSITIVE)
+        } else {
+            0.0
+        };
+        Sender {
+            id,
+            index,
+            open: true,
+            sent: 0,
+            acked: 0,
+            rate,
+            phase_s: phase_s.min(1.0),
+            topics,
+            cdf,
+        }
+    }
+
+    /// Seconds after the start at which message `k` of a sender at `rate`
+    /// is due, with the feed's burst (a stretch of time at `mult` times
+    /// the rate) folded in.
+    fn due_at(&self, rate: f64, k: u64) -> f64 {
+        let x = k as f64 / rate;
+        match self.plan.burst {
+            Some((mult, at, len)) if mult > 0.0 => {
+                if x < at {
+                    x
+                } else if x < at + mult * len {
+                    at + (x - at) / mult
+                } else {
+                    x - (mult - 1.0) * len
+                }
+            }
+            _ => x,
+        }
+    }
+
+    /// Send whatever the schedule says is due by now (open loop), or fill
+    /// the window (closed loop).
+    fn pump(&mut self, io: &mut Io<'_, ()>, s: usize) {
+        let now = self.ctl.now_ns();
+        let start = self.ctl.start_ns.load(Ordering::Acquire);
+        if now < start {
+            return;
+        }
+        let end_s = (self.plan.warmup + self.plan.duration).as_secs_f64();
+        loop {
+            let Some(snd) = self.senders.get(s) else {
+                return;
+            };
+            if !snd.open {
+                return;
+            }
+            let intended = if matches!(self.plan.publishing, Publishing::Once) {
+                if snd.sent > 0 || snd.index != 0 {
+                    return;
+                }
+                now
+            } else if snd.rate > 0.0 {
+                let at = snd.phase_s + self.due_at(snd.rate, snd.sent);
+                if at >= end_s {
+                    return;
+                }
+                let at_ns = start + (at * 1e9) as u64;
+                if at_ns > now {
+                    return;
+                }
+                at_ns
+            } else {
+                if now >= start + (end_s * 1e9) as u64
+                    || snd.sent - snd.acked >= u64::from(self.plan.window)
+                {
+                    return;
+                }
+                now
+            };
+            self.publish(io, s, intended, now);
+        }
+    }
+
+    fn publish(&mut self, io: &mut Io<'_, ()>, s: usize, intended: u64, now: u64) {
+        let plan = self.plan.clone();
+        let Some(snd) = self.senders.get_mut(s) else {
+            return;
+        };
+        let topic = match &plan.publishing {
+            Publishing::Once => 0,
+            Publishing::Uniform => self.rng.usize(..plan.topics.len().max(1)) as u32,
+            Publishing::Owned(_) => {
+                let x = self.rng.f64();
+                let i = snd.cdf.partition_point(|c| *c < x);
+                snd.topics
+                    .get(i.min(snd.topics.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or(0)
+            }
+        };
+        snd.sent += 1;
+        let id = snd.sent;
+        let conn = snd.id;
+        self.data.clear();
+        if plan.scenario == Scenario::Feed {
+            let book = self.books[topic as usize].get_or_insert_with(|| {
+                feed::Book::new(
+                    plan.topics[topic as usize]
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or("X"),
+                    &mut self.rng,
+                )
+            });
+            if self.rng.u8(..10) == 0 {
+                book.trade(&mut self.rng, intended, &mut self.data);
+            } else {
+                book.quote(&mut self.rng, intended, &mut self.data);
+            }
+        } else {
+            msg::write_payload(&mut self.data, intended, plan.payload);
+        }
+        let sent = if plan.scenario == Scenario::Echo {
+            io.send_text(conn, &self.data)
+        } else {
+            self.buf.clear();
+            let name = plan.topics.get(topic as usize).map_or("", String::as_str);
+            msg::write_pub(&mut self.buf, name, Some(id), &self.data);
+            io.send_text(conn, &self.buf)
+        };
+        if !sent {
+            return;
+        }
+        self.counts.published += 1;
+        self.counts.expected_deliveries += match plan.scenario {
+            Scenario::Echo => 1,
+            _ => u64::from(
+                self.ctl
+                    .topic_subs
+                    .get(topic as usize)
+                    .map_or(0, |n| n.load(Ordering::Relaxed)),
+            ),
+        };
+        if intended >= self.measure_from() {
+            self.published_measured += 1;
+        }
+        self.lag
+            .saturating_record(now.saturating_sub(intended).clamp(1, MAX_LATENCY_NS));
+    }
+
+    fn measure_from(&self) -> u64 {
+        self.ctl
+            .start_ns
+            .load(Ordering::Relaxed)
+            .saturating_add(self.plan.warmup.as_nanos() as u64)
+    }
+
+    /// A message arrived at time `now` stamped `t` (the publisher's
+    /// intended send time).
+    #[inline]
+    fn latency(&mut self, t: u64) {
+        let now = self.ctl.now_ns();
+        if t >= self.measure_from() {
+            let v = now.saturating_sub(t).clamp(1, MAX_LATENCY_NS);
+            self.latency.saturating_record(v);
+            self.interval.saturating_record(v);
+            self.delivered_measured += 1;
+        }
+    }
+
+    fn publish_live(&self) {
+        let l = &self.ctl.live[self.me];
+        let c = &self.counts;
+        l.opened.store(c.connections_opened, Ordering::Relaxed);
+        l.failed.store(c.connect_failures, Ordering::Relaxed);
+        l.subscribed.store(c.subscribed, Ordering::Relaxed);
+        l.ready.store(self.senders.len() as u64, Ordering::Relaxed);
+        l.published.store(c.published, Ordering::Relaxed);
+        l.expected.store(c.expected_deliveries, Ordering::Relaxed);
+        l.delivered.store(c.delivered, Ordering::Relaxed);
+        l.acked.store(c.acked, Ordering::Relaxed);
+        l.errors.store(c.errors, Ordering::Relaxed);
+    }
+
+    fn final_report(&mut self) {
+        let mut counts = std::mem::take(&mut self.counts);
+        counts.connections_target = 0;
+        let r = ShardResult {
+            counts,
+            latency: Some(std::mem::replace(&mut self.latency, histogram())),
+            send_lag: Some(std::mem::replace(&mut self.lag, histogram())),
+            delivered_measured: self.delivered_measured,
+            published_measured: self.published_measured,
+            failures: std::mem::take(&mut self.failures),
+        };
+        self.ctl.report(self.me, Report::Final(Box::new(r)));
+    }
+}
+
+impl App for Driver {
+    type Mail = ();
+
+    fn upgrade(&mut self, _: &mut Io<'_, ()>, _: ConnId, _: &Upgrade) -> Result<(), Bytes> {
+        Err(Bytes::new())
+    }
+
+    fn http(&mut self, _: &mut Io<'_, ()>, _: HttpRoute) -> Bytes {
+        Bytes::new()
+    }
+
+    fn mail(&mut self, _: &mut Io<'_, ()>, _: usize, _: ()) {}
+
+    fn connected(&mut self, io: &mut Io<'_, ()>, id: ConnId) {
+        self.dialing = self.dialing.saturating_sub(1);
+        self.counts.connections_opened += 1;
+        let snapshot = self.plan.snapshot;
+        let Some(kind) = self.slot(id).map(|s| s.kind) else {
+            return;
+        };
+        match kind {
+            Kind::Subscriber { topic } => {
+                self.buf.clear();
+                let name = self
+                    .plan
+                    .topics
+                    .get(topic as usize)
+                    .map_or("", String::as_str);
+                msg::write_sub(&mut self.buf, &[name], u64::from(topic) + 1, snapshot);
+                io.send_text(id, &self.buf);
+            }
+            Kind::Publisher { index } | Kind::Echo { index } => {
+                let s = self.new_sender(id, index);
+                self.senders.push(s);
+                let n = self.senders.len() - 1;
+                if let Some(slot) = self.slot(id) {
+                    slot.sender = Some(n);
+                }
+            }
+        }
+        self.dial_more(io);
+    }
+
+    fn connect_failed(&mut self, io: &mut Io<'_, ()>, id: ConnId, why: &str) {
+        self.dialing = self.dialing.saturating_sub(1);
+        self.counts.connect_failures += 1;
+        *self.failures.entry(why.to_string()).or_default() += 1;
+        if let Some(s) = self.conns.get_mut(id.key as usize) {
+            *s = None;
+        }
+        if self.ctl.phase() == Phase::Connecting {
+            self.dial_more(io);
+        }
+    }
+
+    fn message(&mut self, io: &mut Io<'_, ()>, id: ConnId, m: Message<'_>) {
+        let Some(slot) = self
+            .conns
+            .get_mut(id.key as usize)
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == id)
+        else {
+            return;
+        };
+        match slot.kind {
+            Kind::Subscriber { topic } => match msg::parse(m.payload) {
+                Ok(Server::Msg { seq, data, .. }) => {
+                    let last = slot.last_seq;
+                    if last != 0 {
+                        if seq == last + 1 {
+                        } else if seq > last + 1 {
+                            self.counts.gaps += 1;
+                        } else if seq == last {
+                            self.counts.duplicated += 1;
+                        } else {
+                            self.counts.out_of_order += 1;
+                        }
+                    }
+                    slot.last_seq = slot.last_seq.max(seq);
+                    self.counts.delivered += 1;
+                    if let Some(t) = msg::stamp(data) {
+                        self.latency(t);
+                    }
+                }
+                Ok(Server::Ack { .. }) => {
+                    self.counts.subscribed += 1;
+                    if let Some(n) = self.ctl.topic_subs.get(topic as usize) {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Server::Err { .. }) | Ok(Server::Other) | Err(_) => self.counts.errors += 1,
+            },
+            Kind::Publisher { .. } => match msg::parse(m.payload) {
+                Ok(Server::Ack { .. }) => {
+                    self.counts.acked += 1;
+                    if let Some(s) = slot.sender {
+                        if let Some(snd) = self.senders.get_mut(s) {
+                            snd.acked += 1;
+                        }
+                        if self.plan.rate == 0.0 && self.ctl.phase() == Phase::Running {
+                            self.pump(io, s);
+                        }
+                    }
+                }
+                _ => self.counts.errors += 1,
+            },
+            Kind::Echo { .. } => {
+                let Some(t) = msg::stamp(m.payload) else {
+                    self.counts.errors += 1;
+                    return;
+                };
+                if t < slot.last_t {
+                    self.counts.out_of_order += 1;
+                }
+                slot.last_t = t;
+                self.counts.delivered += 1;
+                self.counts.acked += 1;
+                let s = slot.sender;
+                self.latency(t);
+                if let Some(s) = s {
+                    if let Some(snd) = self.senders.get_mut(s) {
+                        snd.acked += 1;
+                    }
+                    if self.plan.rate == 0.0 && self.ctl.phase() == Phase::Running {
+                        self.pump(io, s);
+                    }
+                }
+            }
+        }
+    }
+
+    fn closed(&mut self, io: &mut Io<'_, ()>, id: ConnId) {
+        let code = io.close_code(id);
+        let Some(slot) = self
+            .conns
+            .get_mut(id.key as usize)
+            .and_then(Option::take)
+            .filter(|s| s.id == id)
+        else {
+            return;
+        };
+        if let Some(s) = slot.sender {
+            if let Some(snd) = self.senders.get_mut(s) {
+                snd.open = false;
+            }
+        }
+        if !self.reported {
+            // Closes during the run (ours at the end are not counted).
+            let key = code.map_or_else(|| "abnormal".to_string(), |c| c.to_string());
+            *self.counts.closes.entry(key).or_default() += 1;
+            self.ctl.live[self.me]
+                .closed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn tick(&mut self, io: &mut Io<'_, ()>) {
+        match self.ctl.phase() {
+            Phase::Connecting => self.dial_more(io),
+            Phase::Holding | Phase::Draining => {}
+            Phase::Running => {
+                for s in 0..self.senders.len() {
+                    self.pump(io, s);
+                }
+            }
+            Phase::Collect => {
+                if !self.reported {
+                    self.publish_live();
+                    self.final_report();
+                    self.reported = true;
+                }
+                return;
+            }
+        }
+        self.publish_live();
+        let now = self.ctl.now_ns();
+        if now >= self.last_interval + INTERVAL_NS && !self.interval.is_empty() {
+            self.last_interval = now;
+            let h = std::mem::replace(&mut self.interval, histogram());
+            self.ctl
+                .report(self.me, Report::Interval { hist: Box::new(h) });
+        }
+    }
+}

@@ -1,0 +1,1119 @@
+//! The wire messages the load generator reads and writes (protocol v1, see
+//! `protocol.md`).
+//!
+//! Why this is hand-written rather than `serde_json::from_slice`: a
+//! generator that must account several million deliveries per second on one
+//! core has a budget of a few hundred nanoseconds per message for *everything*
+//! (WebSocket decode, parse, latency histogram), and a serde parse of a
+//! `msg` costs about as much as that on its own. The broker frames every
+//! message in exactly one shape, so [`parse`] first matches that shape
+//! byte for byte (fixed prefixes, a digit loop for `seq`, a word-at-a-time
+//! scan of the payload that validates it as JSON), which costs tens of
+//! nanoseconds.
+//!
+//! The fast path only answers when it is *certain* that serde_json would
+//! accept the text and read the same fields out of it. Anything else —
+//! another key order, whitespace, escapes in the topic, numbers with an
+//! exponent (whose range serde_json checks), surrogate escapes, deep
+//! nesting, malformed bytes — goes to a slow path that lets serde_json decide
+//! validity and meaning, and only locates the borrowed spans itself. So
+//! [`parse`] agrees with serde_json on every input by construction; the
+//! property tests below check exactly that.
+//!
+//! Nothing here panics on network input: all access is through `get`,
+//! `strip_prefix` and checked arithmetic.
+//!
+//! The writers ([`write_payload`], [`write_pub`], [`write_sub`]) append to a
+//! caller-owned buffer so the send path allocates nothing per message.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A message from the broker, borrowing from the frame it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server<'a> {
+    /// A delivery. `data` is the publisher's bytes exactly as framed.
+    Msg {
+        topic: &'a str,
+        seq: u64,
+        snapshot: bool,
+        data: &'a [u8],
+    },
+    /// Success of the request that carried `id`.
+    Ack { id: u64 },
+    /// Failure, of the request with `id` when there is one.
+    Err { id: Option<u64>, code: &'a str },
+    /// Valid JSON that is not a message we understand: not an object, no or
+    /// an unknown `op`, or a `topic`/`code` written with escapes (which we
+    /// cannot lend out unescaped; the broker never writes them).
+    Other,
+}
+
+/// The text was not JSON, or a known `op` lacked a field or had one of the
+/// wrong type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadMsg {
+    /// What was wrong, for logs and counters.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for BadMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad server message: {}", self.reason)
+    }
+}
+
+impl std::error::Error for BadMsg {}
+
+const fn bad(reason: &'static str) -> BadMsg {
+    BadMsg { reason }
+}
+
+/// Parses one server text frame.
+///
+/// The broker's exact shapes take a fast path; any other valid JSON takes
+/// serde_json (same answer, slower). Never panics.
+pub fn parse(text: &[u8]) -> Result<Server<'_>, BadMsg> {
+    match parse_fast(text) {
+        Some(m) => Ok(m),
+        None => parse_slow(text),
+    }
+}
+
+/// The latency stamp of a payload that starts with `{"t":N` (as every
+/// payload this generator publishes does), or `None`.
+///
+/// Only the prefix is looked at; the number must be a plain JSON integer
+/// that fits a `u64` and be followed by `,` or `}`.
+#[inline]
+pub fn stamp(data: &[u8]) -> Option<u64> {
+    let rest = data.strip_prefix(br#"{"t":"#)?;
+    let (t, rest) = fast_u64(rest)?;
+    match rest.first() {
+        Some(b',' | b'}') => Some(t),
+        _ => None,
+    }
+}
+
+/// The smallest size [`write_payload`] can produce exactly for `t_ns`:
+/// `{"t":N,"p":""}`.
+pub fn payload_min_len(t_ns: u64) -> usize {
+    13 + itoa::Buffer::new().format(t_ns).len()
+}
+
+/// 256 bytes of `abc…zabc…` padding; cycling letters rather than one repeated
+/// byte keeps the payload from looking degenerate to anything on the path.
+const PAD: [u8; 256] = {
+    let mut a = [0u8; 256];
+    let mut i = 0;
+    while i < a.len() {
+        a[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    a
+};
+
+/// Appends the JSON object `{"t":t_ns,"p":"abc…"}` of exactly `size` bytes,
+/// or the minimal object `{"t":t_ns}` when `size` is below
+/// [`payload_min_len`]. [`stamp`] reads `t_ns` back.
+pub fn write_payload(buf: &mut Vec<u8>, t_ns: u64, size: usize) {
+    let mut num = itoa::Buffer::new();
+    let t = num.format(t_ns).as_bytes();
+    let min = 13 + t.len();
+    buf.reserve(size.max(min));
+    buf.extend_from_slice(br#"{"t":"#);
+    buf.extend_from_slice(t);
+    if size < min {
+        buf.push(b'}');
+        return;
+    }
+    buf.extend_from_slice(br#","p":""#);
+    let mut left = size - min;
+    while left > 0 {
+        let n = left.min(PAD.len());
+        buf.extend_from_slice(PAD.get(..n).unwrap_or_default());
+        left -= n;
+    }
+    buf.extend_from_slice(br#""}"#);
+}
+
+/// Appends `{"op":"pub","topic":"…","data":…,"id":N}` (no `id` when `None`).
+/// `data` must already be JSON; it is copied verbatim.
+pub fn write_pub(buf: &mut Vec<u8>, topic: &str, id: Option<u64>, data: &[u8]) {
+    buf.reserve(48 + topic.len() + data.len());
+    buf.extend_from_slice(br#"{"op":"pub","topic":"#);
+    write_str(buf, topic);
+    buf.extend_from_slice(br#","data":"#);
+    buf.extend_from_slice(data);
+    if let Some(id) = id {
+        buf.extend_from_slice(br#","id":"#);
+        buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    }
+    buf.push(b'}');
+}
+
+/// Appends `{"op":"sub","topics":[…],"id":N}`, with `"snapshot":true` when
+/// asked for.
+pub fn write_sub(buf: &mut Vec<u8>, topics: &[&str], id: u64, snapshot: bool) {
+    buf.extend_from_slice(br#"{"op":"sub","topics":["#);
+    for (i, t) in topics.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_str(buf, t);
+    }
+    buf.extend_from_slice(br#"],"id":"#);
+    buf.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    if snapshot {
+        buf.extend_from_slice(br#","snapshot":true"#);
+    }
+    buf.push(b'}');
+}
+
+/// Appends `s` as a JSON string. Protocol topics and symbols never need
+/// escaping, so that case is one check and a copy; anything else is escaped
+/// correctly rather than producing invalid JSON.
+pub fn write_str(buf: &mut Vec<u8>, s: &str) {
+    buf.push(b'"');
+    if s.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        buf.extend_from_slice(s.as_bytes());
+    } else {
+        for c in s.bytes() {
+            match c {
+                b'"' => buf.extend_from_slice(br#"\""#),
+                b'\\' => buf.extend_from_slice(br"\\"),
+                b'\n' => buf.extend_from_slice(br"\n"),
+                b'\r' => buf.extend_from_slice(br"\r"),
+                b'\t' => buf.extend_from_slice(br"\t"),
+                0..=0x1f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    buf.extend_from_slice(br"\u00");
+                    buf.push(HEX[usize::from(c >> 4)]);
+                    buf.push(HEX[usize::from(c & 0xf)]);
+                }
+                _ => buf.push(c),
+            }
+        }
+    }
+    buf.push(b'"');
+}
+
+// ---------------------------------------------------------------------------
+// Fast path: the broker's exact shapes.
+
+const MSG_PREFIX: &[u8] = br#"{"op":"msg","topic":""#;
+const ACK_PREFIX: &[u8] = br#"{"op":"ack","id":"#;
+const ERR_PREFIX: &[u8] = br#"{"op":"err","#;
+
+/// `Some` only when certain; `None` means "ask the slow path".
+#[inline]
+fn parse_fast(b: &[u8]) -> Option<Server<'_>> {
+    if let Some(rest) = b.strip_prefix(MSG_PREFIX) {
+        fast_msg(rest)
+    } else if let Some(rest) = b.strip_prefix(ACK_PREFIX) {
+        let (id, rest) = fast_u64(rest)?;
+        (rest == b"}").then_some(Server::Ack { id })
+    } else if let Some(rest) = b.strip_prefix(ERR_PREFIX) {
+        fast_err(rest)
+    } else {
+        None
+    }
+}
+
+#[inline]
+fn fast_msg(rest: &[u8]) -> Option<Server<'_>> {
+    let (topic, rest) = fast_str(rest)?;
+    let rest = rest.strip_prefix(br#","seq":"#)?;
+    let (seq, rest) = fast_u64(rest)?;
+    let (snapshot, rest) = if let Some(r) = rest.strip_prefix(br#","data":"#) {
+        (false, r)
+    } else if let Some(r) = rest.strip_prefix(br#","snapshot":true,"data":"#) {
+        (true, r)
+    } else {
+        (false, rest.strip_prefix(br#","snapshot":false,"data":"#)?)
+    };
+    let data = rest.strip_suffix(b"}")?;
+    whole_value(data).then_some(Server::Msg {
+        topic,
+        seq,
+        snapshot,
+        data,
+    })
+}
+
+fn fast_err(rest: &[u8]) -> Option<Server<'_>> {
+    let (id, rest) = match rest.strip_prefix(br#""id":"#) {
+        Some(r) => {
+            let (id, r) = fast_u64(r)?;
+            (Some(id), r.strip_prefix(b",")?)
+        }
+        None => (None, rest),
+    };
+    let (code, rest) = fast_str(rest.strip_prefix(br#""code":""#)?)?;
+    if rest != b"}" {
+        let message = rest.strip_prefix(br#","message":"#)?.strip_suffix(b"}")?;
+        if !whole_value(message) {
+            return None;
+        }
+    }
+    Some(Server::Err { id, code })
+}
+
+/// `v` is exactly one JSON value of the subset we vouch for, with no
+/// surrounding whitespace.
+#[inline]
+fn whole_value(v: &[u8]) -> bool {
+    matches!(v.first(), Some(&c) if !is_ws(c)) && skip_strict(v, 0) == Some(v.len())
+}
+
+/// The body of a string whose opening quote has been consumed, when it is
+/// plain printable ASCII without escapes; returns it and what follows the
+/// closing quote.
+#[inline]
+fn fast_str(rest: &[u8]) -> Option<(&str, &[u8])> {
+    let k = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))?;
+    let (s, tail) = rest.split_at(k);
+    if tail.first() != Some(&b'"') {
+        return None;
+    }
+    Some((std::str::from_utf8(s).ok()?, tail.get(1..)?))
+}
+
+/// A JSON integer (no sign, no leading zero, no fraction or exponent) that
+/// fits a `u64`, and what follows it. Anything else is left to serde_json,
+/// which gets to say whether `1.0` or `1e3` is a number or an error.
+#[inline]
+fn fast_u64(rest: &[u8]) -> Option<(u64, &[u8])> {
+    let k = rest
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (digits, tail) = rest.split_at(k);
+    if digits.is_empty()
+        || (digits.len() > 1 && digits.first() == Some(&b'0'))
+        || matches!(tail.first(), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some((n, tail))
+}
+
+#[inline]
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(&c) if is_ws(c)) {
+        i += 1;
+    }
+    i
+}
+
+/// Deeper data is left to serde_json (whose own limit is 128 levels for the
+/// whole message).
+const MAX_DEPTH: u32 = 100;
+/// Longer numbers are left to serde_json, which rejects values that round to
+/// infinity (a 310-digit integer does).
+const MAX_NUMBER_LEN: usize = 300;
+
+/// Validating skip over one JSON value starting at `b[i]` (leading
+/// whitespace allowed); returns the index just past it. `None` when the
+/// bytes are not JSON *or* fall outside the subset we can vouch for without
+/// serde_json: exponents, `\uD800`–`\uDFFF` escapes, numbers over
+/// [`MAX_NUMBER_LEN`] bytes, nesting over [`MAX_DEPTH`].
+///
+/// Iterative, with the kinds of the open containers as bits of a `u128`, so
+/// hostile nesting costs no stack.
+fn skip_strict(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut objects: u128 = 0; // bit d: the container at depth d+1 is an object
+    let mut depth: u32 = 0;
+    'value: loop {
+        i = skip_ws(b, i);
+        match *b.get(i)? {
+            open @ (b'{' | b'[') => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                let obj = open == b'{';
+                if obj {
+                    objects |= 1 << depth;
+                } else {
+                    objects &= !(1 << depth);
+                }
+                depth += 1;
+                i = skip_ws(b, i + 1);
+                if b.get(i) == Some(if obj { &b'}' } else { &b']' }) {
+                    depth -= 1;
+                    i += 1;
+                } else if obj {
+                    i = skip_key(b, i)?;
+                    continue 'value;
+                } else {
+                    continue 'value;
+                }
+            }
+            b'"' => i = skip_string(b, i)?,
+            b't' => i = skip_literal(b, i, b"true")?,
+            b'f' => i = skip_literal(b, i, b"false")?,
+            b'n' => i = skip_literal(b, i, b"null")?,
+            b'-' | b'0'..=b'9' => i = skip_number(b, i)?,
+            _ => return None,
+        }
+        // After a value: close containers until the next element starts.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            i = skip_ws(b, i);
+            let obj = objects & (1 << (depth - 1)) != 0;
+            match *b.get(i)? {
+                b',' => {
+                    i += 1;
+                    if obj {
+                        i = skip_key(b, skip_ws(b, i))?;
+                    }
+                    continue 'value;
+                }
+                b'}' if obj => {
+                    depth -= 1;
+                    i += 1;
+                }
+                b']' if !obj => {
+                    depth -= 1;
+                    i += 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// An object key at `b[i]`, whitespace and the colon; returns the index
+/// after the colon.
+fn skip_key(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let j = skip_ws(b, skip_string(b, i)?);
+    (b.get(j) == Some(&b':')).then_some(j + 1)
+}
+
+fn skip_literal(b: &[u8], i: usize, lit: &[u8]) -> Option<usize> {
+    (b.get(i..i + lit.len())? == lit).then_some(i + lit.len())
+}
+
+fn skip_number(b: &[u8], start: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        while matches!(b.get(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match *b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i + 1),
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        let j = digits(i + 1);
+        if j == i + 1 {
+            return None;
+        }
+        i = j;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) || i - start > MAX_NUMBER_LEN {
+        return None;
+    }
+    Some(i)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of the little-endian word is `"`, `\` or a control
+/// character (the classic has-zero / has-less-than bit tricks, which are
+/// exact as existence tests).
+#[inline]
+fn needs_attention(w: u64) -> bool {
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control != 0
+}
+
+/// A string at `b[i]` (the opening quote); returns the index after the
+/// closing quote. Eight bytes per step over clean stretches; non-ASCII
+/// strings are checked as UTF-8 once at the end, as serde_json would.
+#[inline]
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let start = i + 1;
+    let mut j = start;
+    let mut high = 0u64;
+    loop {
+        while let Some(chunk) = b.get(j..j + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().ok()?);
+            if needs_attention(w) {
+                break;
+            }
+            high |= w;
+            j += 8;
+        }
+        match *b.get(j)? {
+            b'"' => break,
+            b'\\' => j = skip_escape(b, j)?,
+            0..=0x1f => return None,
+            c => {
+                high |= u64::from(c);
+                j += 1;
+            }
+        }
+    }
+    if high & HIGH != 0 {
+        std::str::from_utf8(b.get(start..j)?).ok()?;
+    }
+    Some(j + 1)
+}
+
+/// An escape at `b[j]` (the backslash); returns the index after it.
+/// Surrogate escapes are serde_json's call (pairing rules).
+fn skip_escape(b: &[u8], j: usize) -> Option<usize> {
+    match *b.get(j + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(j + 2),
+        b'u' => {
+            let mut cp = 0u32;
+            for &c in b.get(j + 2..j + 6)? {
+                cp = cp * 16 + char::from(c).to_digit(16)?;
+            }
+            (!(0xD800..=0xDFFF).contains(&cp)).then_some(j + 6)
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Slow path: serde_json decides; we only find the spans to lend out.
+
+fn parse_slow(text: &[u8]) -> Result<Server<'_>, BadMsg> {
+    use serde_json::Value;
+
+    let v: Value = serde_json::from_slice(text).map_err(|_| bad("not JSON"))?;
+    let Value::Object(obj) = &v else {
+        return Ok(Server::Other);
+    };
+    let Some(Value::String(op)) = obj.get("op") else {
+        return Ok(Server::Other);
+    };
+    let u64_field = |key: &'static str, reason: &'static str| {
+        obj.get(key).and_then(Value::as_u64).ok_or(bad(reason))
+    };
+    match op.as_str() {
+        "msg" => {
+            if !obj.get("topic").is_some_and(Value::is_string) {
+                return Err(bad("msg without a string topic"));
+            }
+            let seq = u64_field("seq", "msg without an unsigned seq")?;
+            let snapshot = match obj.get("snapshot") {
+                None => false,
+                Some(Value::Bool(s)) => *s,
+                Some(_) => return Err(bad("msg with a non-boolean snapshot")),
+            };
+            if !obj.contains_key("data") {
+                return Err(bad("msg without data"));
+            }
+            let spans = Spans::find(text).ok_or(bad("unlocatable field"))?;
+            let (Some(topic), Some(data)) = (spans.topic, spans.data) else {
+                return Err(bad("unlocatable field"));
+            };
+            let Some(topic) = unescaped(topic) else {
+                return Ok(Server::Other);
+            };
+            Ok(Server::Msg {
+                topic,
+                seq,
+                snapshot,
+                data,
+            })
+        }
+        "ack" => Ok(Server::Ack {
+            id: u64_field("id", "ack without an unsigned id")?,
+        }),
+        "err" => {
+            let id = match obj.get("id") {
+                None | Some(Value::Null) => None,
+                Some(id) => Some(id.as_u64().ok_or(bad("err with a non-integer id"))?),
+            };
+            if !obj.get("code").is_some_and(Value::is_string) {
+                return Err(bad("err without a string code"));
+            }
+            let spans = Spans::find(text).ok_or(bad("unlocatable field"))?;
+            let code = spans.code.ok_or(bad("unlocatable field"))?;
+            Ok(match unescaped(code) {
+                Some(code) => Server::Err { id, code },
+                None => Server::Other,
+            })
+        }
+        _ => Ok(Server::Other),
+    }
+}
+
+/// The body of a JSON string literal (quotes included in `lit`) when it has
+/// no escapes, so it can be lent out as is.
+fn unescaped(lit: &[u8]) -> Option<&str> {
+    let body = lit.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if body.contains(&b'\\') {
+        return None;
+    }
+    std::str::from_utf8(body).ok()
+}
+
+/// Raw spans of the top-level fields we lend out; the last occurrence wins,
+/// as in serde_json's map.
+#[derive(Default)]
+struct Spans<'a> {
+    topic: Option<&'a [u8]>,
+    code: Option<&'a [u8]>,
+    data: Option<&'a [u8]>,
+}
+
+impl<'a> Spans<'a> {
+    /// Walks the top-level object of text that serde_json has already
+    /// accepted, so the scanning only has to find ends, not validate.
+    fn find(b: &'a [u8]) -> Option<Self> {
+        let mut spans = Spans::default();
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        if b.get(i) == Some(&b'}') {
+            return Some(spans);
+        }
+        loop {
+            let key_end = loose_string_end(b, i)?;
+            let key_lit = b.get(i..key_end)?;
+            let key: Cow<'_, str> = match unescaped(key_lit) {
+                Some(k) => Cow::Borrowed(k),
+                None => Cow::Owned(serde_json::from_slice::<String>(key_lit).ok()?),
+            };
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = skip_ws(b, i + 1);
+            let end = loose_value_end(b, start)?;
+            let value = b.get(start..end)?;
+            match &*key {
+                "topic" => spans.topic = Some(value),
+                "code" => spans.code = Some(value),
+                "data" => spans.data = Some(value),
+                _ => {}
+            }
+            i = skip_ws(b, end);
+            match b.get(i)? {
+                b',' => i = skip_ws(b, i + 1),
+                b'}' => return Some(spans),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// End (past the closing quote) of the valid string literal at `b[i]`.
+fn loose_string_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// End of the valid JSON value at `b[i]`.
+fn loose_value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => loose_string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => j = loose_string_end(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        _ => {
+            let mut j = i;
+            while matches!(b.get(j), Some(&c) if !is_ws(c) && !matches!(c, b',' | b'}' | b']')) {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn msg(topic: &str, seq: u64, data: &str) -> Vec<u8> {
+        format!(r#"{{"op":"msg","topic":"{topic}","seq":{seq},"data":{data}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn exact_msg() {
+        let t = msg("md.NASDAQ.AAPL", 42, r#"{"bid":189.2,"ask":189.3}"#);
+        assert_eq!(parse_fast(&t), parse(&t).ok());
+        assert_eq!(
+            parse(&t),
+            Ok(Server::Msg {
+                topic: "md.NASDAQ.AAPL",
+                seq: 42,
+                snapshot: false,
+                data: br#"{"bid":189.2,"ask":189.3}"#,
+            })
+        );
+    }
+
+    #[test]
+    fn exact_snapshot() {
+        let t = br#"{"op":"msg","topic":"a.b","seq":41,"snapshot":true,"data":[1,"x",null]}"#;
+        assert!(parse_fast(t).is_some());
+        assert_eq!(
+            parse(t),
+            Ok(Server::Msg {
+                topic: "a.b",
+                seq: 41,
+                snapshot: true,
+                data: br#"[1,"x",null]"#,
+            })
+        );
+        let t = br#"{"op":"msg","topic":"a.b","seq":41,"snapshot":false,"data":0}"#;
+        assert!(matches!(
+            parse(t),
+            Ok(Server::Msg {
+                snapshot: false,
+                data: b"0",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn ack_and_err() {
+        assert_eq!(parse(br#"{"op":"ack","id":7}"#), Ok(Server::Ack { id: 7 }));
+        assert!(parse_fast(br#"{"op":"ack","id":7}"#).is_some());
+        let with_id = br#"{"op":"err","id":3,"code":"forbidden","message":"no publish permission on md.NASDAQ.AAPL"}"#;
+        assert!(parse_fast(with_id).is_some());
+        assert_eq!(
+            parse(with_id),
+            Ok(Server::Err {
+                id: Some(3),
+                code: "forbidden"
+            })
+        );
+        let no_id = br#"{"op":"err","code":"bad_json","message":"expected value"}"#;
+        assert!(parse_fast(no_id).is_some());
+        assert_eq!(
+            parse(no_id),
+            Ok(Server::Err {
+                id: None,
+                code: "bad_json"
+            })
+        );
+        let bare = br#"{"op":"err","code":"internal"}"#;
+        assert_eq!(
+            parse(bare),
+            Ok(Server::Err {
+                id: None,
+                code: "internal"
+            })
+        );
+        // Slow path variants.
+        assert_eq!(
+            parse(br#"{"code":"rate_limited","op":"err","id":null}"#),
+            Ok(Server::Err {
+                id: None,
+                code: "rate_limited"
+            })
+        );
+        assert_eq!(
+            parse(br#" { "id" : 9 , "op" : "ack" } "#),
+            Ok(Server::Ack { id: 9 })
+        );
+    }
+
+    #[test]
+    fn other_orders_and_whitespace() {
+        let want = Server::Msg {
+            topic: "x.y",
+            seq: 5,
+            snapshot: true,
+            data: br#"{"t":1, "p": [ 1 ]}"#,
+        };
+        for t in [
+            r#"{"seq":5,"data":{"t":1, "p": [ 1 ]},"topic":"x.y","op":"msg","snapshot":true}"#,
+            "{\n  \"op\": \"msg\",\n  \"topic\": \"x.y\",\n  \"seq\": 5,\n  \"snapshot\": true,\n  \"data\": {\"t\":1, \"p\": [ 1 ]}\n}\n",
+            r#"{"op":"msg","topic":"x.y","seq":5,"snapshot":true,"data":{"t":1, "p": [ 1 ]} }"#,
+            r#"{"op":"msg","topic":"x.y","seq":5,"snapshot":true,"data":{"t":1, "p": [ 1 ]},"extra":{"a":"}"}}"#,
+            r#"{"op":"m\u0073g","top\u0069c":"x.y","seq":5,"snapshot":true,"data":0,"data":{"t":1, "p": [ 1 ]}}"#,
+        ] {
+            assert_eq!(parse(t.as_bytes()), Ok(want), "{t}");
+        }
+    }
+
+    #[test]
+    fn fallbacks_that_serde_decides() {
+        // Exponent, surrogate pair, escaped topic, deep nesting.
+        let t = msg("a", 1, "1e400");
+        assert!(parse_fast(&t).is_none());
+        assert!(parse(&t).is_err());
+        let t = msg("a", 1, "1e3");
+        assert_eq!(
+            parse(&t),
+            Ok(Server::Msg {
+                topic: "a",
+                seq: 1,
+                snapshot: false,
+                data: b"1e3"
+            })
+        );
+        let t = msg("a", 1, r#""\ud83d\ude00""#);
+        assert!(matches!(parse(&t), Ok(Server::Msg { .. })));
+        let t = msg("a", 1, r#""\ud800""#);
+        assert_eq!(
+            parse(&t).is_ok(),
+            serde_json::from_slice::<Value>(&t).is_ok()
+        );
+        assert_eq!(
+            parse(br#"{"op":"msg","topic":"a\u002eb","seq":1,"data":1}"#),
+            Ok(Server::Other)
+        );
+        let deep = format!("{}{}", "[".repeat(110), "]".repeat(110));
+        assert!(matches!(parse(&msg("a", 1, &deep)), Ok(Server::Msg { .. })));
+        let deeper = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(parse(&msg("a", 1, &deeper)).is_err());
+    }
+
+    #[test]
+    fn other_json() {
+        for t in [
+            "[]",
+            "1",
+            r#""msg""#,
+            "{}",
+            r#"{"op":"hello"}"#,
+            r#"{"op":1}"#,
+            r#"{"topic":"a","seq":1,"data":1}"#,
+        ] {
+            assert_eq!(parse(t.as_bytes()), Ok(Server::Other), "{t}");
+        }
+    }
+
+    #[test]
+    fn malformed() {
+        for t in [
+            &b""[..],
+            b"{",
+            b"}",
+            b"\xff\xfe",
+            br#"{"op":"msg","topic":"a","seq":1,"data":}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":{]}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":{"a":1}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":1}}"#,
+            br#"{"op":"msg","topic":"a","seq":01,"data":1}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":"x"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":"\x"}"#,
+            b"{\"op\":\"msg\",\"topic\":\"a\",\"seq\":1,\"data\":\"\x01\"}",
+            b"{\"op\":\"msg\",\"topic\":\"a\",\"seq\":1,\"data\":\"\xc3\"}",
+            br#"{"op":"msg","topic":"a","seq":1,"data":tru}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":-}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"data":1.}"#,
+            br#"{"op":"msg","topic":"a","seq":18446744073709551616,"data":1}"#,
+            br#"{"op":"msg","topic":"a","seq":-1,"data":1}"#,
+            br#"{"op":"msg","topic":"a","seq":1.5,"data":1}"#,
+            br#"{"op":"msg","topic":"a","seq":1}"#,
+            br#"{"op":"msg","topic":5,"seq":1,"data":1}"#,
+            br#"{"op":"msg","topic":"a","seq":1,"snapshot":1,"data":1}"#,
+            br#"{"op":"ack"}"#,
+            br#"{"op":"ack","id":"1"}"#,
+            br#"{"op":"err","id":-3,"code":"x"}"#,
+            br#"{"op":"err","id":3}"#,
+        ] {
+            assert!(parse(t).is_err(), "{}", String::from_utf8_lossy(t));
+        }
+    }
+
+    #[test]
+    fn stamps() {
+        assert_eq!(stamp(br#"{"t":123456789,"p":"xxxx"}"#), Some(123456789));
+        assert_eq!(stamp(br#"{"t":0}"#), Some(0));
+        assert_eq!(stamp(br#"{"t":18446744073709551615}"#), Some(u64::MAX));
+        for bad in [
+            &br#"{"t":18446744073709551616}"#[..],
+            br#"{"t":1.5}"#,
+            br#"{"t":1"#,
+            br#"{"t":-1}"#,
+            br#"{"t":01}"#,
+            br#"{"t":"1"}"#,
+            br#"{ "t":1}"#,
+            br#"[1]"#,
+            b"",
+        ] {
+            assert_eq!(stamp(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn payload_sizes() {
+        for t in [0, 7, 1_234_567_890_123, u64::MAX] {
+            let min = payload_min_len(t);
+            for size in [0, 1, min - 1, min, min + 1, 64, 1000, 70_000] {
+                let mut buf = b"prefix".to_vec();
+                write_payload(&mut buf, t, size);
+                let p = &buf[6..];
+                if size >= min {
+                    assert_eq!(p.len(), size);
+                } else {
+                    assert_eq!(p, format!(r#"{{"t":{t}}}"#).as_bytes());
+                }
+                let v: Value = serde_json::from_slice(p).unwrap();
+                assert_eq!(v["t"].as_u64(), Some(t));
+                assert_eq!(stamp(p), Some(t));
+                assert!(p
+                    .iter()
+                    .skip(min - 2)
+                    .take(size.saturating_sub(min))
+                    .all(u8::is_ascii_lowercase));
+            }
+        }
+    }
+
+    #[test]
+    fn writers() {
+        let mut buf = Vec::new();
+        write_pub(&mut buf, "md.NASDAQ.AAPL", Some(3), br#"{"bid":1}"#);
+        assert_eq!(
+            buf,
+            br#"{"op":"pub","topic":"md.NASDAQ.AAPL","data":{"bid":1},"id":3}"#
+        );
+        buf.clear();
+        write_pub(&mut buf, "a", None, b"null");
+        assert_eq!(buf, br#"{"op":"pub","topic":"a","data":null}"#);
+        buf.clear();
+        write_sub(&mut buf, &["md.NASDAQ.AAPL", "md.*.MSFT"], 1, true);
+        assert_eq!(
+            buf,
+            br#"{"op":"sub","topics":["md.NASDAQ.AAPL","md.*.MSFT"],"id":1,"snapshot":true}"#
+        );
+        buf.clear();
+        write_sub(&mut buf, &[], 2, false);
+        assert_eq!(buf, br#"{"op":"sub","topics":[],"id":2}"#);
+        buf.clear();
+        write_str(&mut buf, "q\"b\\n\n\u{1}é");
+        let s: String = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(s, "q\"b\\n\n\u{1}é");
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[a-z\"\\\\/ \t\u{0}-\u{1f}é€😀]{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("[a-z\"\\\\é]{0,6}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// What serde_json says the message means, in our terms.
+    fn serde_view(text: &[u8]) -> Option<(String, u64, bool, Value)> {
+        let v: Value = serde_json::from_slice(text).ok()?;
+        Some((
+            v.get("topic")?.as_str()?.to_owned(),
+            v.get("seq")?.as_u64()?,
+            v.get("snapshot").and_then(Value::as_bool).unwrap_or(false),
+            v.get("data")?.clone(),
+        ))
+    }
+
+    fn check_agrees(text: &[u8]) {
+        let ours = parse(text);
+        let theirs: Result<Value, _> = serde_json::from_slice(text);
+        if theirs.is_err() {
+            assert!(
+                ours.is_err(),
+                "we accepted what serde_json rejects: {ours:?}"
+            );
+        }
+        if let Ok(Server::Msg {
+            topic,
+            seq,
+            snapshot,
+            data,
+        }) = ours
+        {
+            let (t, s, snap, d) = serde_view(text).expect("serde_json agrees it is a msg");
+            assert_eq!((topic, seq, snapshot), (t.as_str(), s, snap));
+            assert_eq!(serde_json::from_slice::<Value>(data).unwrap(), d);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_serde(
+            topic in "[A-Za-z0-9_:@.*>-]{1,40}",
+            seq in any::<u64>(),
+            snapshot in any::<bool>(),
+            data in json_value(),
+            pretty in any::<bool>(),
+        ) {
+            let data = if pretty {
+                serde_json::to_vec_pretty(&data).unwrap()
+            } else {
+                serde_json::to_vec(&data).unwrap()
+            };
+            let mut text = format!(r#"{{"op":"msg","topic":"{topic}","seq":{seq},"#).into_bytes();
+            if snapshot {
+                text.extend_from_slice(br#""snapshot":true,"#);
+            }
+            text.extend_from_slice(br#""data":"#);
+            text.extend_from_slice(&data);
+            text.push(b'}');
+            let want = Server::Msg { topic: &topic, seq, snapshot, data: &data };
+            prop_assert_eq!(parse(&text), Ok(want));
+            check_agrees(&text);
+
+            // Same fields, another order and spacing: the slow path.
+            let mut other = br#" { "data" : "#.to_vec();
+            other.extend_from_slice(&data);
+            other.extend_from_slice(format!(
+                r#" , "seq":{seq}, "snapshot": {snapshot}, "topic" :"{topic}","op":"msg" }}"#
+            ).as_bytes());
+            prop_assert_eq!(parse(&other), Ok(want));
+        }
+
+        #[test]
+        fn mutations_never_disagree(
+            data in json_value(),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..4),
+        ) {
+            let mut text = msg("md.X.Y", 9, &serde_json::to_string(&data).unwrap());
+            for (at, byte, kind) in edits {
+                let i = at.index(text.len() + 1);
+                match kind {
+                    0 if i < text.len() => text[i] = byte,
+                    1 => text.insert(i, byte),
+                    _ if i < text.len() => { text.remove(i); }
+                    _ => {}
+                }
+            }
+            check_agrees(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse(&bytes);
+            let _ = stamp(&bytes);
+        }
+
+        #[test]
+        fn swar_matches_bytewise(w in any::<u64>(), pos in 0..8u32, byte in any::<u8>()) {
+            let w = (w & !(0xff << (pos * 8))) | (u64::from(byte) << (pos * 8));
+            let naive = w.to_le_bytes().iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            prop_assert_eq!(needs_attention(w), naive);
+        }
+
+        #[test]
+        fn payload_roundtrip(t in any::<u64>(), size in 0usize..2048) {
+            let mut buf = Vec::new();
+            write_payload(&mut buf, t, size);
+            if size >= payload_min_len(t) {
+                prop_assert_eq!(buf.len(), size);
+            }
+            let v: Value = serde_json::from_slice(&buf).unwrap();
+            prop_assert_eq!(v["t"].as_u64(), Some(t));
+            prop_assert_eq!(stamp(&buf), Some(t));
+            let framed = {
+                let mut m = msg("a", 1, "");
+                m.pop();
+                m.extend_from_slice(&buf);
+                m.push(b'}');
+                m
+            };
+            prop_assert!(parse_fast(&framed).is_some());
+        }
+    }
+
+    /// `cargo test -p ringfan-loadgen --release --lib -- --ignored --nocapture parse_speed`
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn parse_speed() {
+        for size in [64, 256, 1024] {
+            let mut data = Vec::new();
+            write_payload(&mut data, 1_700_000_000_123_456_789, size);
+            let text = msg(
+                "md.NASDAQ.AAPL",
+                123_456,
+                std::str::from_utf8(&data).unwrap(),
+            );
+            let n = 2_000_000u32;
+            let start = std::time::Instant::now();
+            let mut acc = 0u64;
+            for _ in 0..n {
+                if let Ok(Server::Msg { seq, data, .. }) = parse(std::hint::black_box(&text)) {
+                    acc = acc.wrapping_add(seq).wrapping_add(stamp(data).unwrap_or(0));
+                }
+            }
+            let fast = start.elapsed() / n;
+            let start = std::time::Instant::now();
+            for _ in 0..n / 10 {
+                let v: Value = serde_json::from_slice(std::hint::black_box(&text)).unwrap();
+                acc = acc.wrapping_add(v["seq"].as_u64().unwrap());
+            }
+            let slow = start.elapsed() / (n / 10);
+            println!("payload {size:5} B: parse+stamp {fast:?}/msg, serde_json Value {slow:?}/msg ({acc})");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! What a run does, decided before any connection opens: which global
+//! connection index is a subscriber (and of which topic), which publishes
+//! (how fast, on what), which source address it dials from, which shard
+//! drives it. Every figure the report checks against (expected deliveries,
+//! subscriber counts) follows from this and from what actually connected.
+
+use crate::zipf::{self, Zipf};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Fanout,
+    Feed,
+    Echo,
+    Conns,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fanout => "fanout",
+            Self::Feed => "feed",
+            Self::Echo => "echo",
+            Self::Conns => "conns",
+        }
+    }
+}
+
+/// What one connection does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Subscribes to one topic (by index) and accounts what arrives.
+    Subscriber { topic: u32 },
+    /// Publishes; `index` among the publishers.
+    Publisher { index: u32 },
+    /// Sends to `/echo` and times the round trip; `index` among them.
+    Echo { index: u32 },
+}
+
+/// How publishers choose the topic of each message.
+#[derive(Debug, Clone)]
+pub enum Publishing {
+    /// Uniformly over all topics (fanout).
+    Uniform,
+    /// Each publisher owns the topics `t % P == index` and picks among them
+    /// by these weights (feed: Zipf update rates, one feed handler per
+    /// symbol so that each symbol's updates come from one place).
+    Owned(Vec<f64>),
+    /// One message in all, on topic 0, when measuring starts (conns).
+    Once,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub scenario: Scenario,
+    pub target: SocketAddr,
+    pub path: String,
+    pub topics: Vec<String>,
+    /// Subscribers per topic; subscriber k (in topic order) is connection k.
+    pub subs_per_topic: Vec<u64>,
+    pub subscribers: u64,
+    pub publishers: u64,
+    pub echoers: u64,
+    /// Messages per second over all publishers (or echo connections); 0 is
+    /// closed loop: as fast as acknowledgements come back, `window` in
+    /// flight per connection.
+    pub rate: f64,
+    pub window: u32,
+    pub payload: usize,
+    pub publishing: Publishing,
+    /// Feed: burst multiplier and its window in seconds after the start.
+    pub burst: Option<(f64, f64, f64)>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// After the last publish, how long to wait for deliveries still in
+    /// flight before counting the missing ones as lost.
+    pub grace: Duration,
+    /// Conns: how long to hold every connection before the broadcast.
+    pub hold: Duration,
+    pub sources: Vec<IpAddr>,
+    pub shards: usize,
+    /// Handshakes in flight per shard while connecting.
+    pub connect_window: usize,
+    pub connect_timeout: Duration,
+    pub tick: Duration,
+    pub snapshot: bool,
+    /// Running sum of `subs_per_topic` (see [`Plan::seal`]).
+    pub prefix: Vec<u64>,
+}
+
+impl Plan {
+    pub fn connections(&self) -> u64 {
+        self.subscribers + self.publishers + self.echoers
+    }
+
+    /// Connection `i`'s role. Subscribers first (grouped by topic), then
+    /// publishers, then echo connections.
+    pub fn kind(&self, i: u64) -> Kind {
+        if i < self.subscribers {
+            // Binary search over the running sum of subscribers per topic.
+            let mut lo = 0usize;
+            let mut hi = self.subs_per_topic.len();
+            let prefix = self.prefix();
+            while lo + 1 < hi {
+                let mid = (lo + hi) / 2;
+                if prefix[mid] <= i {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            Kind::Subscriber { topic: lo as u32 }
+        } else if i < self.subscribers + self.publishers {
+            Kind::Publisher {
+                index: (i - self.subscribers) as u32,
+            }
+        } else {
+            Kind::Echo {
+                index: (i - self.subscribers - self.publishers) as u32,
+            }
+        }
+    }
+
+    fn prefix(&self) -> &[u64] {
+        &self.prefix
+    }
+
+    /// Compute what follows from the fields; call once they are set.
+    pub fn seal(&mut self) {
+        let mut sum = 0;
+        self.prefix = self
+            .subs_per_topic
+            .iter()
+            .map(|n| {
+                let at = sum;
+                sum += n;
+                at
+            })
+            .collect();
+        self.subscribers = sum;
+    }
+
+    /// Which shard drives connection `i`.
+    pub fn shard_of(&self, i: u64) -> usize {
+        (i % self.shards as u64) as usize
+    }
+
+    pub fn source_of(&self, i: u64) -> Option<IpAddr> {
+        if self.sources.is_empty() {
+            None
+        } else {
+            Some(self.sources[(i % self.sources.len() as u64) as usize])
+        }
+    }
+
+    /// Messages per second for one publisher or echo connection.
+    pub fn rate_each(&self) -> f64 {
+        let n = match self.scenario {
+            Scenario::Echo => self.echoers,
+            _ => self.publishers,
+        };
+        if n == 0 {
+            0.0
+        } else {
+            self.rate / n as f64
+        }
+    }
+}
+
+/// Subscribers per topic for `subscribers` spread over `topics` by Zipf
+/// exponent `s` (0: uniform), exactly summing to `subscribers`.
+pub fn spread(subscribers: u64, topics: usize, s: f64) -> Result<Vec<u64>, String> {
+    let z = Zipf::new(topics, s)?;
+    Ok(zipf::quotas(subscribers, &z))
+}
+
+/// `k` loopback source addresses 127.0.0.1 … 127.0.0.k.
+pub fn loopback_sources(k: usize) -> Vec<IpAddr> {
+    (1..=k.clamp(1, 250))
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i as u8)))
+        .collect()
+}
