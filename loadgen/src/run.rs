@@ -110,10 +110,12 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let mut last = (Instant::now(), 0u64, 0u64);
     let measured_from = run_start + plan.warmup;
     let mut server_measure0 = None;
+    let mut cpu_measure0 = None;
     while Instant::now() < run_start + run_len {
         std::thread::sleep(POLL);
-        if server_measure0.is_none() && Instant::now() >= measured_from {
+        if cpu_measure0.is_none() && Instant::now() >= measured_from {
             server_measure0 = opts.server_pid.and_then(proc_sample);
+            cpu_measure0 = self_cpu();
         }
         intervals.drain(&rx);
         sample(
@@ -127,6 +129,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
         );
     }
     let server_measure1 = opts.server_pid.and_then(proc_sample);
+    let cpu_measure1 = self_cpu();
     let server_measure0 = server_measure0.or(server_run0);
 
     // Let deliveries in flight arrive.
@@ -212,12 +215,18 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
         );
     }
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        extra.insert("client_cpu_total_s".into(), b - a);
+    }
+    let timed = !plan.duration.is_zero();
+    if let (Some(a), Some(b), true) = (cpu_measure0, cpu_measure1, timed) {
+        // Over the measured window only: how close the generator itself
+        // came to its ceiling (1.0 = one core busy).
         let cpu = b - a;
-        extra.insert("client_cpu_s".into(), cpu);
-        if counts.delivered > 0 {
+        extra.insert("client_cpu_share".into(), cpu / measured_s);
+        if delivered_measured > 0 {
             extra.insert(
                 "client_cpu_us_per_delivery".into(),
-                cpu * 1e6 / counts.delivered as f64,
+                cpu * 1e6 / delivered_measured as f64,
             );
         }
     }
@@ -230,7 +239,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             );
         }
     }
-    if let (Some(a), Some(b)) = (server_measure0, server_measure1) {
+    if let (Some(a), Some(b), true) = (server_measure0, server_measure1, timed) {
         let cpu = b.cpu_s - a.cpu_s;
         extra.insert("server_cpu_s".into(), cpu);
         extra.insert(

@@ -16,7 +16,7 @@ use super::{uring, App, Config, ConnId, Dial, StartError};
 use crate::ws::client::ClientHandshake;
 use crate::ws::close::code;
 use crate::ws::handshake::{self, Outcome, Route};
-use crate::ws::http;
+use crate::ws::{frame, http};
 use crate::ws::{Connection, Event, OpCode, Read, Role, State};
 use bytes::Bytes;
 use io_uring::types::{Fd, Fixed, TimeoutFlags, Timespec};
@@ -179,8 +179,14 @@ impl<M> Io<'_, M> {
     /// Queue one text message, framed for this connection's role (masked
     /// when we are the client). False if the connection is not open.
     pub fn send_text(&mut self, id: ConnId, payload: &[u8]) -> bool {
+        // By role, not through `c.ws`: while the application handles a
+        // message from this same connection, its protocol state is
+        // detached (see `process`).
         let frame = match self.core.conn(id) {
-            Some(c) if c.phase == Phase::Open => c.ws.encode(OpCode::Text, payload),
+            Some(c) if c.phase == Phase::Open && c.client => {
+                frame::client_frame(OpCode::Text, payload, fastrand::u32(..).to_ne_bytes())
+            }
+            Some(c) if c.phase == Phase::Open => frame::server_frame(OpCode::Text, payload),
             _ => return false,
         };
         self.send(id, frame)

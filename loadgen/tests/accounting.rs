@@ -1,0 +1,381 @@
+//! The load generator's counters are exact: against the real broker (in
+//! process, real sockets) a known number of publishes gives exactly the
+//! known number of deliveries; against a broker that loses, duplicates and
+//! reorders on purpose, each fault is reported as what it is.
+
+use loadgen::plan::{Plan, Publishing, Scenario};
+use loadgen::run::{self, Options};
+use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
+use ringfan::runtime::{Config, Server};
+use ringfan::server::Node;
+use ringfan::ws::handshake::{self, Outcome};
+use ringfan::ws::{Connection, Event, OpCode, Read, Role};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn ringfan(shards: usize) -> Server {
+    let config = Config {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        shards,
+        pin: false,
+        ..Config::default()
+    };
+    let broker = BrokerConfig {
+        policy: SlowPolicy::Disconnect,
+        max_queued: 8 << 20,
+        max_message: 1 << 20,
+        max_subscriptions: 1024,
+        max_lvc_bytes: 64 << 20,
+    };
+    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
+    Server::start(config, move |_| Node {
+        broker: Broker::new(broker.clone(), stats.clone()),
+    })
+    .expect("broker starts")
+}
+
+fn plan(
+    target: SocketAddr,
+    scenario: Scenario,
+    subs_per_topic: Vec<u64>,
+    publishers: u64,
+    rate: f64,
+    duration: Duration,
+) -> Plan {
+    let mut p = Plan {
+        scenario,
+        target,
+        path: "/ws".into(),
+        topics: (0..subs_per_topic.len())
+            .map(|i| format!("acct.{i}"))
+            .collect(),
+        subs_per_topic,
+        subscribers: 0,
+        publishers,
+        echoers: 0,
+        rate,
+        window: 8,
+        payload: 100,
+        publishing: Publishing::Uniform,
+        burst: None,
+        warmup: Duration::ZERO,
+        duration,
+        grace: Duration::from_secs(10),
+        hold: Duration::ZERO,
+        sources: Vec::new(),
+        shards: 2,
+        connect_window: 64,
+        connect_timeout: Duration::from_secs(10),
+        tick: Duration::from_millis(1),
+        snapshot: false,
+        prefix: Vec::new(),
+    };
+    p.seal();
+    p
+}
+
+fn opts(target: SocketAddr) -> Options {
+    Options {
+        progress: false,
+        server_pid: None,
+        params: serde_json::Value::Null,
+        target: format!("ws://{target}/ws"),
+    }
+}
+
+#[test]
+fn ten_publishes_to_a_hundred_subscribers_are_a_thousand_deliveries() {
+    let server = ringfan(2);
+    let addr = server.local_addr().unwrap();
+    // 10 messages a second for one second: publishes at 0.0, 0.1 … 0.9 s.
+    let p = plan(
+        addr,
+        Scenario::Fanout,
+        vec![100],
+        1,
+        10.0,
+        Duration::from_secs(1),
+    );
+    let r = run::run(p, opts(addr)).expect("run");
+    server.shutdown();
+    server.join();
+    let c = &r.counts;
+    assert_eq!(c.connections_opened, 101, "{:?}", r.problems);
+    assert_eq!(c.subscribed, 100);
+    assert_eq!(c.published, 10);
+    assert_eq!(c.acked, 10);
+    assert_eq!(c.expected_deliveries, 1000);
+    assert_eq!(c.delivered, 1000);
+    assert_eq!(
+        (c.lost, c.duplicated, c.out_of_order, c.gaps, c.errors),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!(r.latency.count, 1000, "every delivery was timed");
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+#[test]
+fn closed_loop_over_many_topics_delivers_exactly_what_was_expected() {
+    let server = ringfan(2);
+    let addr = server.local_addr().unwrap();
+    // 50 topics with 1..=50 subscribers spread unevenly, 3 publishers.
+    let subs: Vec<u64> = (0..50).map(|i| 1 + i % 7).collect();
+    let total_subs: u64 = subs.iter().sum();
+    let p = plan(
+        addr,
+        Scenario::Fanout,
+        subs,
+        3,
+        0.0,
+        Duration::from_millis(500),
+    );
+    let r = run::run(p, opts(addr)).expect("run");
+    server.shutdown();
+    server.join();
+    let c = &r.counts;
+    assert_eq!(c.subscribed, total_subs);
+    assert!(c.published > 100, "closed loop published {}", c.published);
+    assert_eq!(c.acked, c.published);
+    assert_eq!(c.delivered, c.expected_deliveries);
+    assert_eq!((c.lost, c.duplicated, c.out_of_order), (0, 0, 0));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+#[test]
+fn echo_round_trips_are_counted_one_for_one() {
+    let server = ringfan(1);
+    let addr = server.local_addr().unwrap();
+    let mut p = plan(
+        addr,
+        Scenario::Echo,
+        Vec::new(),
+        0,
+        200.0,
+        Duration::from_secs(1),
+    );
+    p.echoers = 4;
+    let r = run::run(p, opts(addr)).expect("run");
+    server.shutdown();
+    server.join();
+    let c = &r.counts;
+    assert_eq!(c.connections_opened, 4);
+    assert_eq!(c.published, 200);
+    assert_eq!(c.delivered, 200);
+    assert_eq!(c.lost, 0);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+#[test]
+fn connections_that_fail_are_counted_with_the_reason() {
+    // A port nobody listens on.
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut p = plan(
+        addr,
+        Scenario::Fanout,
+        vec![5],
+        0,
+        0.0,
+        Duration::from_millis(100),
+    );
+    p.grace = Duration::from_millis(100);
+    let r = run::run(p, opts(addr)).expect("run");
+    assert_eq!(r.counts.connect_failures, 5);
+    assert_eq!(r.counts.connections_opened, 0);
+    assert!(
+        r.problems.iter().any(|p| p.contains("refused")),
+        "{:?}",
+        r.problems
+    );
+
+    // A broker that refuses the handshake: the status is the reason.
+    let server = ringfan(1);
+    let addr = server.local_addr().unwrap();
+    let mut p = plan(
+        addr,
+        Scenario::Fanout,
+        vec![3],
+        0,
+        0.0,
+        Duration::from_millis(100),
+    );
+    p.path = "/nope".into();
+    p.grace = Duration::from_millis(100);
+    let r = run::run(p, opts(addr)).expect("run");
+    server.shutdown();
+    server.join();
+    assert_eq!(r.counts.connect_failures, 3);
+    assert!(
+        r.problems.iter().any(|p| p.contains("HTTP 404")),
+        "{:?}",
+        r.problems
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A broker that misbehaves on purpose: it acknowledges subscriptions and
+// publishes like ringfan, but its n-th message to subscribers follows a
+// script (skip a seq, repeat one, swap two).
+
+/// Seqs the faulty broker sends for publishes 1..=10: 3 never sent (lost),
+/// 5 twice (duplicate), 7 and 8 swapped (out of order).
+const SCRIPT: [&[u64]; 10] = [
+    &[1],
+    &[2],
+    &[],
+    &[4],
+    &[5, 5],
+    &[6],
+    &[],
+    &[8, 7],
+    &[9],
+    &[10],
+];
+
+fn read_frames(
+    s: &mut TcpStream,
+    ws: &mut Connection,
+    buf: &mut Vec<u8>,
+    mut on: impl FnMut(&[u8]),
+) -> bool {
+    let mut chunk = [0u8; 4096];
+    let n = match s.read(&mut chunk) {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => n,
+    };
+    buf.extend_from_slice(&chunk[..n]);
+    let mut off = 0;
+    loop {
+        match ws.read(&mut buf[off..]) {
+            Ok(Read::Frame { consumed, event }) => {
+                if let Some(Event::Message(m)) = event {
+                    on(m.payload);
+                } else if let Some(Event::Close { .. }) = event {
+                    return false;
+                }
+                off += consumed;
+            }
+            Ok(Read::Incomplete { .. }) => break,
+            Err(_) => return false,
+        }
+    }
+    buf.drain(..off);
+    true
+}
+
+fn faulty_broker() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let subscribers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let published = Arc::new(Mutex::new(0usize));
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(2) {
+            let Ok(mut s) = s else { continue };
+            let (subscribers, published) = (subscribers.clone(), published.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let rest = loop {
+                    let mut b = [0u8; 1024];
+                    let n = s.read(&mut b).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&b[..n]);
+                    let cfg = handshake::Config {
+                        allowed_origins: None,
+                        echo: true,
+                    };
+                    match handshake::accept(&head, &cfg) {
+                        Outcome::Partial => continue,
+                        Outcome::Upgrade { consumed, upgrade } => {
+                            s.write_all(&upgrade.response).unwrap();
+                            break head[consumed..].to_vec();
+                        }
+                        _ => return,
+                    }
+                };
+                let mut ws = Connection::new(Role::Server, 1 << 20);
+                let mut buf = rest;
+                let mut out = s.try_clone().unwrap();
+                loop {
+                    let mut replies = Vec::new();
+                    let ok = read_frames(&mut s, &mut ws, &mut buf, |m| {
+                        let v: serde_json::Value = serde_json::from_slice(m).unwrap();
+                        let id = v["id"].as_u64().unwrap_or(0);
+                        match v["op"].as_str() {
+                            Some("sub") => {
+                                replies.push(format!(r#"{{"op":"ack","id":{id}}}"#));
+                                let me = out.try_clone().unwrap();
+                                subscribers.lock().unwrap().push(me);
+                            }
+                            Some("pub") => {
+                                let topic = v["topic"].as_str().unwrap_or("");
+                                let data = serde_json::to_string(&v["data"]).unwrap();
+                                let mut n = published.lock().unwrap();
+                                for seq in SCRIPT.get(*n).copied().unwrap_or(&[]) {
+                                    let msg = format!(
+                                        r#"{{"op":"msg","topic":"{topic}","seq":{seq},"data":{data}}}"#
+                                    );
+                                    let f = ringfan::ws::frame::server_frame(
+                                        OpCode::Text,
+                                        msg.as_bytes(),
+                                    );
+                                    for sub in subscribers.lock().unwrap().iter_mut() {
+                                        let _ = sub.write_all(&f);
+                                    }
+                                }
+                                *n += 1;
+                                replies.push(format!(r#"{{"op":"ack","id":{id}}}"#));
+                            }
+                            _ => {}
+                        }
+                    });
+                    for r in replies {
+                        let f = ringfan::ws::frame::server_frame(OpCode::Text, r.as_bytes());
+                        if out.write_all(&f).is_err() {
+                            return;
+                        }
+                    }
+                    if !ok {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_broker_that_loses_duplicates_and_reorders_is_reported_as_such() {
+    let addr = faulty_broker();
+    let mut p = plan(
+        addr,
+        Scenario::Fanout,
+        vec![1],
+        1,
+        10.0,
+        Duration::from_secs(1),
+    );
+    p.shards = 1;
+    p.grace = Duration::from_millis(500);
+    let r = run::run(p, opts(addr)).expect("run");
+    let c = &r.counts;
+    assert_eq!(c.published, 10);
+    assert_eq!(c.expected_deliveries, 10);
+    // 1,2,4,5,5,6,8,7,9,10: ten frames, one a duplicate, so nine distinct
+    // messages of the ten published.
+    assert_eq!(c.delivered, 10);
+    assert_eq!(c.duplicated, 1);
+    assert_eq!(c.out_of_order, 1);
+    assert_eq!(c.gaps, 2, "2->4 and 6->8");
+    assert_eq!(c.lost, 1);
+    let all = r.problems.join("\n");
+    for word in ["dropped", "more than once", "out of order"] {
+        assert!(all.contains(word), "no {word:?} in:\n{all}");
+    }
+}
