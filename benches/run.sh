@@ -22,7 +22,7 @@ if [[ -n "${QUICK:-}" ]]; then DUR=3s; WARM=1s; fi
 OUT=docs/bench
 mkdir -p "$OUT"
 
-cargo build --release -q --bin ringfan -p ringfan-loadgen -p ringfan-baseline
+cargo build --release -q -p ringfan -p ringfan-loadgen -p ringfan-baseline
 LG=target/release/ringfan-loadgen
 
 PORT_RINGFAN=${PORT_RINGFAN:-9310}

@@ -130,6 +130,7 @@ pub struct Config {
     pub recv_buffers_max: u16,
     pub ring_entries: u32,
     pub listen_backlog: i32,
+    /// Cross-shard mail slots per shard (divided over its peers).
     pub mailbox_capacity: usize,
     /// Most bytes one connection may have queued for sending; past it the
     /// connection is closed with 1008. The broker's slow-consumer policy
@@ -217,7 +218,12 @@ impl Server {
         let draining = Arc::new(AtomicBool::new(false));
         let make_app = Arc::new(make_app);
         let config = Arc::new(config);
-        let mailboxes = mailbox::mesh::<A::Mail>(shards, config.mailbox_capacity);
+        // The capacity is per shard, split over its peers: a mesh has n(n-1)
+        // rings, and a fixed size per ring would grow memory with the square
+        // of the shard count (16 shards: 640 MB at start-up). Mail that does
+        // not fit waits in the sender's backlog.
+        let per_peer = (config.mailbox_capacity / shards.saturating_sub(1).max(1)).max(1024);
+        let mailboxes = mailbox::mesh::<A::Mail>(shards, per_peer);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
         let go = Arc::new(std::sync::Barrier::new(shards + 1));
         let failed = Arc::new(AtomicBool::new(false));
