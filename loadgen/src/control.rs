@@ -59,7 +59,7 @@ pub struct ShardResult {
 }
 
 pub struct Control {
-    epoch: Instant,
+    clock: Clock,
     phase: AtomicU8,
     /// Nanoseconds since `epoch` at which publishing starts.
     pub start_ns: AtomicU64,
@@ -73,7 +73,7 @@ pub struct Control {
 impl Control {
     pub fn new(shards: usize, topics: usize, reports: mpsc::Sender<(usize, Report)>) -> Self {
         Self {
-            epoch: Instant::now(),
+            clock: Clock::new(),
             phase: AtomicU8::new(Phase::Connecting as u8),
             start_ns: AtomicU64::new(u64::MAX),
             live: (0..shards).map(|_| Live::default()).collect(),
@@ -86,7 +86,7 @@ impl Control {
     /// payload uses (one process, one monotonic clock).
     #[inline]
     pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.clock.now_ns()
     }
 
     pub fn phase(&self) -> Phase {
@@ -111,5 +111,109 @@ impl Control {
         if let Ok(tx) = self.reports.lock() {
             let _ = tx.send((shard, r));
         }
+    }
+}
+
+/// The run's clock: nanoseconds since it started. Every send stamp and
+/// every receipt reads it, millions of times a second, so where the CPU
+/// has an invariant TSC it reads that (a few ns) instead of
+/// `clock_gettime` (~25 ns, a tenth of the receive path), scaled by a rate
+/// measured against the monotonic clock at start-up. Latency is a
+/// difference of two readings microseconds to milliseconds apart, so a
+/// rate error of even 0.1 % moves it by 0.1 %.
+pub struct Clock {
+    epoch: Instant,
+    /// (TSC at the epoch, nanoseconds per tick × 2^32) when the TSC is usable.
+    tsc: Option<(u64, u64)>,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let epoch = Instant::now();
+        Self {
+            epoch,
+            tsc: calibrate(epoch),
+        }
+    }
+
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        match self.tsc {
+            Some((base, scale)) => {
+                let ticks = rdtsc().wrapping_sub(base);
+                ((u128::from(ticks) * u128::from(scale)) >> 32) as u64
+            }
+            None => self.epoch.elapsed().as_nanos() as u64,
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no preconditions on x86_64; `calibrate` only
+    // enables its use where the kernel reports an invariant TSC.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn rdtsc() -> u64 {
+    0
+}
+
+/// Measure the TSC's rate against the monotonic clock over ~20 ms; None
+/// where the TSC is not invariant (it would stop or change speed).
+fn calibrate(epoch: Instant) -> Option<(u64, u64)> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags"))?;
+    if !(flags.contains(" constant_tsc") && flags.contains(" nonstop_tsc")) {
+        return None;
+    }
+    let t0 = rdtsc();
+    let e0 = epoch.elapsed();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let t1 = rdtsc();
+    let e1 = epoch.elapsed();
+    let ticks = t1.checked_sub(t0)?;
+    let ns = (e1 - e0).as_nanos() as u64;
+    if ticks == 0 || ns == 0 {
+        return None;
+    }
+    let scale = ((u128::from(ns) << 32) / u128::from(ticks)) as u64;
+    // Base so that now_ns() continues from e1 on the epoch's timeline.
+    let base =
+        t1.wrapping_sub(((u128::from(e1.as_nanos() as u64) << 32) / u128::from(scale)) as u64);
+    Some((base, scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_agrees_with_the_monotonic_clock() {
+        let c = Clock::new();
+        let a = c.now_ns();
+        let wall = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let b = c.now_ns();
+        let real = wall.elapsed().as_nanos() as f64;
+        let measured = (b - a) as f64;
+        // Within 2 % (and the sleep's own jitter) of the real elapsed time.
+        assert!(
+            (measured - real).abs() < real * 0.02 + 200_000.0,
+            "clock says {measured} ns, monotonic {real} ns"
+        );
+        assert!(b > a);
     }
 }

@@ -438,33 +438,40 @@ impl App for Driver {
             return;
         };
         match slot.kind {
-            Kind::Subscriber { topic } => match msg::parse(m.payload) {
-                Ok(Server::Msg { seq, data, .. }) => {
-                    let last = slot.last_seq;
-                    if last != 0 {
-                        if seq == last + 1 {
-                        } else if seq > last + 1 {
-                            self.counts.gaps += 1;
-                        } else if seq == last {
-                            self.counts.duplicated += 1;
-                        } else {
-                            self.counts.out_of_order += 1;
+            Kind::Subscriber { topic } => {
+                let (seq, t) = match msg::delivery(m.payload) {
+                    Some(d) => (d.seq, d.stamp),
+                    None => match msg::parse(m.payload) {
+                        Ok(Server::Msg { seq, data, .. }) => (seq, msg::stamp(data)),
+                        Ok(Server::Ack { .. }) => {
+                            self.counts.subscribed += 1;
+                            if let Some(n) = self.ctl.topic_subs.get(topic as usize) {
+                                n.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return;
                         }
-                    }
-                    slot.last_seq = slot.last_seq.max(seq);
-                    self.counts.delivered += 1;
-                    if let Some(t) = msg::stamp(data) {
-                        self.latency(t);
+                        Ok(Server::Err { .. }) | Ok(Server::Other) | Err(_) => {
+                            self.counts.errors += 1;
+                            return;
+                        }
+                    },
+                };
+                let last = slot.last_seq;
+                if last != 0 && seq != last + 1 {
+                    if seq > last + 1 {
+                        self.counts.gaps += 1;
+                    } else if seq == last {
+                        self.counts.duplicated += 1;
+                    } else {
+                        self.counts.out_of_order += 1;
                     }
                 }
-                Ok(Server::Ack { .. }) => {
-                    self.counts.subscribed += 1;
-                    if let Some(n) = self.ctl.topic_subs.get(topic as usize) {
-                        n.fetch_add(1, Ordering::Relaxed);
-                    }
+                slot.last_seq = last.max(seq);
+                self.counts.delivered += 1;
+                if let Some(t) = t {
+                    self.latency(t);
                 }
-                Ok(Server::Err { .. }) | Ok(Server::Other) | Err(_) => self.counts.errors += 1,
-            },
+            }
             Kind::Publisher { .. } => match msg::parse(m.payload) {
                 Ok(Server::Ack { .. }) => {
                     self.counts.acked += 1;
