@@ -85,7 +85,7 @@ for broker in ringfan baseline; do
     fi
     run $broker fanout-1000x10000 fanout --subscribers 10000 --topics 1000 --publishers 10 \
         --rate 100000 --payload 100 --duration "$DUR" --warmup "$WARM"
-    run $broker feed feed --symbols 1000 --rate 20000 --subscribers 1000 --publishers 4 \
+    run $broker feed feed --symbols 1000 --rate 2000 --subscribers 1000 --publishers 4 \
         --duration "$DUR" --warmup "$WARM"
     run $broker echo echo --connections 100 --rate 0 --window 1 --payload 100 \
         --duration "$DUR" --warmup "$WARM"

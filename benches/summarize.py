@@ -11,7 +11,7 @@ SCENARIOS = [
     ("fanout-1x1000", "fanout 1 topic x 1,000 subs, saturation (closed loop)"),
     ("fanout-1x1000-half", "fanout 1 x 1,000 at 50 % of that broker's saturation"),
     ("fanout-1000x10000", "fanout 1,000 topics x 10,000 subs, 10 pubs, 100k pub/s offered"),
-    ("feed", "feed 1,000 symbols, 20k updates/s (5x burst for 2 s), 1,000 subs"),
+    ("feed", "feed 1,000 symbols, 2k updates/s (5x burst for 2 s), 1,000 subs"),
     ("echo", "echo 100 conns x 100 B, 1 in flight each"),
     ("conns", "conns 10,000 held + 1 broadcast"),
 ]
