@@ -195,25 +195,6 @@ impl Driver {
         }
     }
 
-    /// Seconds after the start at which message `k` of a sender at `rate`
-    /// is due, with the feed's burst (a stretch of time at `mult` times
-    /// the rate) folded in.
-    fn due_at(&self, rate: f64, k: u64) -> f64 {
-        let x = k as f64 / rate;
-        match self.plan.burst {
-            Some((mult, at, len)) if mult > 0.0 => {
-                if x < at {
-                    x
-                } else if x < at + mult * len {
-                    at + (x - at) / mult
-                } else {
-                    x - (mult - 1.0) * len
-                }
-            }
-            _ => x,
-        }
-    }
-
     /// Send whatever the schedule says is due by now (open loop), or fill
     /// the window (closed loop).
     fn pump(&mut self, io: &mut Io<'_, ()>, s: usize) {
@@ -236,7 +217,7 @@ impl Driver {
                 }
                 now
             } else if snd.rate > 0.0 {
-                let at = snd.phase_s + self.due_at(snd.rate, snd.sent);
+                let at = snd.phase_s + self.plan.due_at(snd.rate, snd.sent);
                 if at >= end_s {
                     return;
                 }

@@ -70,7 +70,8 @@ struct Feed {
     /// Symbols (topics md.<venue>.<symbol>).
     #[arg(long, default_value_t = 1000)]
     symbols: usize,
-    /// Venues the symbols are spread over (NASDAQ, NYSE, ARCA, BATS, IEX).
+    /// Venues each symbol is quoted on (NASDAQ, NYSE, ARCA, BATS, IEX), so
+    /// there are symbols × venues topics.
     #[arg(long, default_value_t = 1)]
     venues: usize,
     /// Updates per second over all symbols, before the burst.

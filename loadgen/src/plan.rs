@@ -154,6 +154,25 @@ impl Plan {
         }
     }
 
+    /// Seconds after the start at which message `k` of a sender at `rate`
+    /// is due (the open-loop schedule), with the feed's burst (a stretch
+    /// of time at `mult` times the rate) folded in.
+    pub fn due_at(&self, rate: f64, k: u64) -> f64 {
+        let x = k as f64 / rate;
+        match self.burst {
+            Some((mult, at, len)) if mult > 0.0 => {
+                if x < at {
+                    x
+                } else if x < at + mult * len {
+                    at + (x - at) / mult
+                } else {
+                    x - (mult - 1.0) * len
+                }
+            }
+            _ => x,
+        }
+    }
+
     /// Messages per second for one publisher or echo connection.
     pub fn rate_each(&self) -> f64 {
         let n = match self.scenario {
@@ -180,4 +199,96 @@ pub fn loopback_sources(k: usize) -> Vec<IpAddr> {
     (1..=k.clamp(1, 250))
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i as u8)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(subs: Vec<u64>, publishers: u64) -> Plan {
+        let mut p = Plan {
+            scenario: Scenario::Fanout,
+            target: "127.0.0.1:1".parse().unwrap(),
+            path: "/ws".into(),
+            topics: (0..subs.len()).map(|i| format!("t.{i}")).collect(),
+            subs_per_topic: subs,
+            subscribers: 0,
+            publishers,
+            echoers: 0,
+            rate: 100.0,
+            window: 1,
+            payload: 100,
+            publishing: Publishing::Uniform,
+            burst: None,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            grace: Duration::ZERO,
+            hold: Duration::ZERO,
+            sources: loopback_sources(3),
+            shards: 2,
+            connect_window: 1,
+            connect_timeout: Duration::from_secs(1),
+            tick: Duration::from_millis(1),
+            snapshot: false,
+            prefix: Vec::new(),
+        };
+        p.seal();
+        p
+    }
+
+    #[test]
+    fn connections_map_to_topics_publishers_shards_and_sources() {
+        // Topic 1 has no subscribers: nobody may be assigned to it.
+        let p = plan(vec![2, 0, 3], 2);
+        assert_eq!(p.subscribers, 5);
+        assert_eq!(p.connections(), 7);
+        let kinds: Vec<Kind> = (0..7).map(|i| p.kind(i)).collect();
+        use Kind::*;
+        assert_eq!(
+            kinds,
+            [
+                Subscriber { topic: 0 },
+                Subscriber { topic: 0 },
+                Subscriber { topic: 2 },
+                Subscriber { topic: 2 },
+                Subscriber { topic: 2 },
+                Publisher { index: 0 },
+                Publisher { index: 1 },
+            ]
+        );
+        assert_eq!((p.shard_of(0), p.shard_of(1), p.shard_of(6)), (0, 1, 0));
+        let src: Vec<String> = (0..4)
+            .map(|i| p.source_of(i).unwrap().to_string())
+            .collect();
+        assert_eq!(src, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]);
+        assert_eq!(p.rate_each(), 50.0);
+    }
+
+    #[test]
+    fn the_schedule_is_open_loop_and_folds_in_the_burst() {
+        let mut p = plan(vec![1], 1);
+        // 10 messages a second: message k is due at k/10 s.
+        assert_eq!(p.due_at(10.0, 0), 0.0);
+        assert!((p.due_at(10.0, 25) - 2.5).abs() < 1e-9);
+        // 5x from 1 s to 3 s: 10 messages before it, 100 during it, then
+        // back to 10 a second.
+        p.burst = Some((5.0, 1.0, 2.0));
+        assert!((p.due_at(10.0, 10) - 1.0).abs() < 1e-9);
+        assert!((p.due_at(10.0, 60) - 2.0).abs() < 1e-9);
+        assert!((p.due_at(10.0, 110) - 3.0).abs() < 1e-9);
+        assert!((p.due_at(10.0, 120) - 4.0).abs() < 1e-9);
+        // Never earlier for a later message.
+        let times: Vec<f64> = (0..200).map(|k| p.due_at(10.0, k)).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn spread_is_exact() {
+        let s = spread(10_000, 1000, 0.0).unwrap();
+        assert_eq!(s.iter().sum::<u64>(), 10_000);
+        assert!(s.iter().all(|n| *n == 10));
+        let z = spread(1000, 50, 1.0).unwrap();
+        assert_eq!(z.iter().sum::<u64>(), 1000);
+        assert!(z[0] > z[49]);
+    }
 }
