@@ -68,7 +68,8 @@ def figures(r):
         "cpu": e.get("server_cpu_us_per_delivery"),
         "rss": e.get("server_rss_per_conn_bytes"),
         "connect": e.get("connect_rate_per_s"),
-        "ok": "yes" if not r.get("problems") else "; ".join(r["problems"])[:80],
+        "ok": ("yes" if not r.get("problems") else "; ".join(r["problems"])[:80])
+        + (" (generator core >= 85 % busy)" if r.get("notes") else ""),
         "delivered": c.get("delivered"),
     }
 

@@ -118,6 +118,10 @@ pub struct RunReport {
     /// Human sentences about what went wrong, e.g. "broker dropped 12 of
     /// 1,000,000 expected deliveries (0.0012%)".
     pub problems: Vec<String>,
+    /// About the measurement rather than the broker, e.g. that the
+    /// generator's own core was nearly saturated.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Step, in plot x (decades of `1/(1-q)`), between percentile points.
@@ -515,6 +519,11 @@ pub fn human_table(r: &RunReport) -> String {
             let _ = writeln!(out, "  {label:<LABEL$}- {p}");
             label = "";
         }
+    }
+    let mut label = "notes";
+    for n in &r.notes {
+        let _ = writeln!(out, "  {label:<LABEL$}- {n}");
+        label = "";
     }
     out
 }

@@ -271,8 +271,20 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
         timeline,
         extra,
         problems: Vec::new(),
+        notes: Vec::new(),
     };
     report.check();
+    if let Some(share) = report.extra.get("client_cpu_share").copied() {
+        let per_core = share / plan.shards.min(cores()) as f64;
+        if per_core >= 0.85 {
+            // Trustworthy first: say when a figure may be ours, not the
+            // broker's.
+            report.notes.push(format!(
+                "the generator's cores were {:.0} % busy while measuring: throughput and latency may be the generator's limit, not the broker's (add --shards/--cpus)",
+                per_core * 100.0
+            ));
+        }
+    }
     if finals.len() < plan.shards {
         report.problems.push(format!(
             "only {} of {} client shards reported: figures are incomplete",
@@ -412,4 +424,9 @@ fn self_cpu() -> Option<f64> {
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some(tv(ru.ru_utime) + tv(ru.ru_stime))
+}
+
+/// CPUs this process may run on.
+fn cores() -> usize {
+    core_affinity::get_core_ids().map_or(1, |c| c.len().max(1))
 }
