@@ -377,8 +377,9 @@ impl<M> Shard<M> {
 
     fn push(&mut self, e: squeue::Entry) {
         loop {
-            // SAFETY: every entry's buffers (msghdr, iovecs, timespec) live
-            // in boxes owned by this shard until their completion arrives.
+            // SAFETY: every entry's buffers (msghdr, iovecs, a SEND's one
+            // buffer in its SendOp, timespec) live in boxes owned by this
+            // shard until their completion arrives.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
             }
@@ -1222,12 +1223,28 @@ impl<M> Shard<M> {
                 None => break,
             }
         }
-        op.prepare();
-        let hdr = &op.hdr as *const libc::msghdr;
-        let e = opcode::SendMsg::new(Fixed(c.slot), hdr)
-            .flags(libc::MSG_NOSIGNAL as u32)
+        let ud = token::encode(Op::Send, key, c.gen);
+        let e = match op.bufs.front() {
+            // One buffer (a lone frame, or a short write's rest): plain
+            // SEND skips the msghdr and iovec import, ~0.3-0.6 us of the
+            // ~6.5 us a loopback send costs here (examples/send_cost).
+            Some(only) if op.bufs.len() == 1 => opcode::Send::new(
+                Fixed(c.slot),
+                only.as_ptr(),
+                only.len().min(u32::MAX as usize) as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(token::encode(Op::Send, key, c.gen));
+            .user_data(ud),
+            _ => {
+                op.prepare();
+                let hdr = &op.hdr as *const libc::msghdr;
+                opcode::SendMsg::new(Fixed(c.slot), hdr)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+                    .user_data(ud)
+            }
+        };
         c.sending = Some(op);
         ShardStats::add(&self.core.stats[self.core.me].sends_total, 1);
         self.push(e);
