@@ -134,20 +134,6 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     Ok((addr, path.to_string()))
 }
 
-/// The soft RLIMIT_NOFILE after raising it to the hard one (what each
-/// ring's direct descriptor table may hold).
-fn fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit with a pointer to a local struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    lim.rlim_max
-}
-
 #[allow(clippy::too_many_arguments)]
 pub fn plan(
     c: &Common,
@@ -169,7 +155,9 @@ pub fn plan(
     let total = subscribers + publishers + echoers;
     // Each shard's ring can hold RLIMIT_NOFILE connections (the kernel caps
     // a direct descriptor table there), less some headroom.
-    let per_ring = fd_limit().saturating_sub(256).max(1);
+    let per_ring = ringfan::runtime::raise_fd_limit()
+        .saturating_sub(256)
+        .max(1);
     let mut shards = c.shards.max(1);
     let needed = total.div_ceil(per_ring) as usize;
     if needed > shards {

@@ -5,7 +5,7 @@
 //! hold hundreds of thousands of them.
 
 use crate::ws::handshake::Route;
-use crate::ws::Connection;
+use crate::ws::{Connection, Role};
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 
@@ -195,8 +195,6 @@ pub struct Conn {
     /// direct descriptor only when it runs, and by then a closed slot may
     /// hold the next connection.
     pub shutting: bool,
-    /// Outbound (we are the WebSocket client).
-    pub client: bool,
     /// Outbound and not yet open: the application still has to hear
     /// `connected` or `connect_failed`.
     pub dialing: bool,
@@ -233,11 +231,16 @@ impl Conn {
             shut: false,
             eof: false,
             shutting: false,
-            client: false,
             dialing: false,
             connecting: false,
             close_code: 0,
         }
+    }
+
+    /// Outbound: we are the WebSocket client (the protocol state's role,
+    /// which stays right while it is detached; see `shard::process`).
+    pub fn outbound(&self) -> bool {
+        self.ws.role() == Role::Client
     }
 
     /// Bytes queued or in flight.

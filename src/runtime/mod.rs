@@ -329,8 +329,9 @@ impl Server {
 }
 
 /// Raise the soft RLIMIT_NOFILE to the hard limit: the kernel caps each
-/// ring's direct descriptor table at it. Returns the limit in force.
-fn raise_fd_limit() -> u64 {
+/// ring's direct descriptor table at it. Returns the limit in force (what
+/// one shard's table can hold).
+pub fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -16,7 +16,7 @@ use super::{uring, App, Config, ConnId, Dial, StartError};
 use crate::ws::client::ClientHandshake;
 use crate::ws::close::code;
 use crate::ws::handshake::{self, Outcome, Route};
-use crate::ws::{frame, http};
+use crate::ws::http;
 use crate::ws::{Connection, Event, OpCode, Read, Role, State};
 use bytes::Bytes;
 use io_uring::types::{Fd, Fixed, TimeoutFlags, Timespec};
@@ -153,7 +153,6 @@ impl<M> Io<'_, M> {
     pub fn connect(&mut self, dial: Dial) -> ConnId {
         let core = &mut *self.core;
         let mut conn = Conn::new(NO_SLOT, 0, core.now);
-        conn.client = true;
         conn.dialing = true;
         conn.phase = Phase::Connecting;
         conn.ws = Connection::new(Role::Client, 0);
@@ -179,14 +178,8 @@ impl<M> Io<'_, M> {
     /// Queue one text message, framed for this connection's role (masked
     /// when we are the client). False if the connection is not open.
     pub fn send_text(&mut self, id: ConnId, payload: &[u8]) -> bool {
-        // By role, not through `c.ws`: while the application handles a
-        // message from this same connection, its protocol state is
-        // detached (see `process`).
         let frame = match self.core.conn(id) {
-            Some(c) if c.phase == Phase::Open && c.client => {
-                frame::client_frame(OpCode::Text, payload, fastrand::u32(..).to_ne_bytes())
-            }
-            Some(c) if c.phase == Phase::Open => frame::server_frame(OpCode::Text, payload),
+            Some(c) if c.phase == Phase::Open => c.ws.encode(OpCode::Text, payload),
             _ => return false,
         };
         self.send(id, frame)
@@ -911,7 +904,7 @@ impl<M> Shard<M> {
     fn release(&mut self, key: u32) {
         if self.core.conns.contains(key as usize) {
             let c = self.core.conns.remove(key as usize);
-            if c.client && c.slot != NO_SLOT {
+            if c.outbound() && c.slot != NO_SLOT {
                 self.free_slots.push(c.slot);
             }
             self.core.outbound.remove(&key);
@@ -1098,8 +1091,8 @@ impl<M> Shard<M> {
         }
         self.core.dirty.clear();
         if !self.core.dials.is_empty() {
-            // Asked for during the flush (an app callback reconnecting).
-            self.start_dials();
+            // Asked for during the flush (an app callback reconnecting):
+            // another pass dials them.
             self.flush(app);
         }
     }
@@ -1267,7 +1260,7 @@ fn process<A: App>(
     };
     let id = ConnId { key, gen: c.gen };
     let mut used = 0;
-    if c.phase == Phase::Handshake && c.client {
+    if c.phase == Phase::Handshake && c.outbound() {
         let verdict = core.outbound.get(&key).and_then(|o| {
             o.handshake
                 .as_ref()
@@ -1348,7 +1341,10 @@ fn process<A: App>(
         // Closing: input is read only to notice EOF.
         return buf.len();
     }
-    let mut ws = std::mem::replace(&mut c.ws, Connection::new(Role::Server, 0));
+    // The stand-in keeps the role: `Io::send_text` frames by it while the
+    // application handles a message from this very connection.
+    let role = c.ws.role();
+    let mut ws = std::mem::replace(&mut c.ws, Connection::new(role, 0));
     used += frames(app, core, mail, id, &mut ws, &mut buf[used..]);
     if let Some(c) = core.conns.get_mut(key as usize) {
         c.ws = ws;
