@@ -113,20 +113,7 @@ pub fn stamp(data: &[u8]) -> Option<u64> {
 /// fifth of the generator's CPU.
 #[inline]
 pub fn delivery(text: &[u8]) -> Option<Delivery> {
-    const PREFIX: &[u8] = br#"{"op":"msg","topic":""#;
-    let rest = text.strip_prefix(PREFIX)?;
-    let end = memchr_quote(rest)?;
-    let topic = rest.get(..end)?;
-    if topic.contains(&b'\\') {
-        return None;
-    }
-    let rest = rest.get(end..)?.strip_prefix(br#"","seq":"#)?;
-    let (seq, rest) = fast_u64(rest)?;
-    let (snapshot, rest) = match rest.strip_prefix(br#","data":"#) {
-        Some(r) => (false, r),
-        None => (true, rest.strip_prefix(br#","snapshot":true,"data":"#)?),
-    };
-    let data = rest.strip_suffix(b"}")?;
+    let (_, seq, snapshot, data) = msg_parts(text.strip_prefix(MSG_PREFIX)?)?;
     Some(Delivery {
         seq,
         snapshot,
@@ -141,11 +128,6 @@ pub struct Delivery {
     pub snapshot: bool,
     pub stamp: Option<u64>,
     pub data_len: usize,
-}
-
-#[inline]
-fn memchr_quote(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'"')
 }
 
 /// The smallest size [`write_payload`] can produce exactly for `t_ns`:
@@ -275,8 +257,25 @@ fn parse_fast(b: &[u8]) -> Option<Server<'_>> {
 
 #[inline]
 fn fast_msg(rest: &[u8]) -> Option<Server<'_>> {
-    let (topic, rest) = fast_str(rest)?;
-    let rest = rest.strip_prefix(br#","seq":"#)?;
+    let (topic, seq, snapshot, data) = msg_parts(rest)?;
+    let topic = std::str::from_utf8(topic).ok()?;
+    whole_value(data).then_some(Server::Msg {
+        topic,
+        seq,
+        snapshot,
+        data,
+    })
+}
+
+/// The broker's `msg` framing after [`MSG_PREFIX`]: topic (unescaped), seq,
+/// snapshot flag and data, the data not checked. The one grammar both
+/// [`parse`] (which then validates the data) and [`delivery`] (which does
+/// not) read.
+#[inline(always)]
+fn msg_parts(rest: &[u8]) -> Option<(&[u8], u64, bool, &[u8])> {
+    let end = find_special(rest, 0, &mut 0);
+    let (topic, rest) = rest.split_at_checked(end)?;
+    let rest = rest.strip_prefix(br#"","seq":"#)?;
     let (seq, rest) = fast_u64(rest)?;
     let (snapshot, rest) = if let Some(r) = rest.strip_prefix(br#","data":"#) {
         (false, r)
@@ -285,13 +284,7 @@ fn fast_msg(rest: &[u8]) -> Option<Server<'_>> {
     } else {
         (false, rest.strip_prefix(br#","snapshot":false,"data":"#)?)
     };
-    let data = rest.strip_suffix(b"}")?;
-    whole_value(data).then_some(Server::Msg {
-        topic,
-        seq,
-        snapshot,
-        data,
-    })
+    Some((topic, seq, snapshot, rest.strip_suffix(b"}")?))
 }
 
 fn fast_err(rest: &[u8]) -> Option<Server<'_>> {
