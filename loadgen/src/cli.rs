@@ -71,12 +71,6 @@ pub struct Common {
     pub strict: bool,
 }
 
-impl Common {
-    pub fn grace_given(&self) -> Option<Duration> {
-        self.grace
-    }
-}
-
 /// Durations read back as they were given (`2.5s`), not as serde's
 /// `{secs, nanos}`.
 pub fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

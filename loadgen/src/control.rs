@@ -47,11 +47,10 @@ pub enum Report {
     Final(Box<ShardResult>),
 }
 
-#[derive(Default)]
 pub struct ShardResult {
     pub counts: crate::report::Counts,
-    pub latency: Option<Histogram<u64>>,
-    pub send_lag: Option<Histogram<u64>>,
+    pub latency: Histogram<u64>,
+    pub send_lag: Histogram<u64>,
     pub delivered_measured: u64,
     pub published_measured: u64,
     /// Why connections failed, with how many failed so.

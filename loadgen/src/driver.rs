@@ -32,8 +32,7 @@ const MAX_MESSAGE: usize = 16 << 20;
 pub fn histogram() -> Histogram<u64> {
     // 3 significant digits from 1 ns to 2 minutes: ~0.1 % error, fixed
     // memory, and recording is a few adds.
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("constant bounds are valid")
 }
 
 struct Slot {
@@ -239,7 +238,7 @@ impl Driver {
     }
 
     fn publish(&mut self, io: &mut Io<'_, ()>, s: usize, intended: u64, now: u64) {
-        let plan = self.plan.clone();
+        let plan = &*self.plan;
         let Some(snd) = self.senders.get_mut(s) else {
             return;
         };
@@ -269,11 +268,7 @@ impl Driver {
                     &mut self.rng,
                 )
             });
-            if self.rng.u8(..10) == 0 {
-                book.trade(&mut self.rng, intended, &mut self.data);
-            } else {
-                book.quote(&mut self.rng, intended, &mut self.data);
-            }
+            book.update(&mut self.rng, intended, &mut self.data);
         } else {
             msg::write_payload(&mut self.data, intended, plan.payload);
         }
@@ -303,6 +298,21 @@ impl Driver {
         }
         self.lag
             .saturating_record(now.saturating_sub(intended).clamp(1, MAX_LATENCY_NS));
+    }
+
+    /// A sender's message was answered (a publish acked, an echo came
+    /// back): in closed loop that makes room for the next one.
+    fn answered(&mut self, io: &mut Io<'_, ()>, sender: Option<usize>) {
+        self.counts.acked += 1;
+        let Some(s) = sender else {
+            return;
+        };
+        if let Some(snd) = self.senders.get_mut(s) {
+            snd.acked += 1;
+        }
+        if self.plan.rate == 0.0 && self.ctl.phase() == Phase::Running {
+            self.pump(io, s);
+        }
     }
 
     fn measure_from(&self) -> u64 {
@@ -340,12 +350,10 @@ impl Driver {
     }
 
     fn final_report(&mut self) {
-        let mut counts = std::mem::take(&mut self.counts);
-        counts.connections_target = 0;
         let r = ShardResult {
-            counts,
-            latency: Some(std::mem::replace(&mut self.latency, histogram())),
-            send_lag: Some(std::mem::replace(&mut self.lag, histogram())),
+            counts: std::mem::take(&mut self.counts),
+            latency: std::mem::replace(&mut self.latency, histogram()),
+            send_lag: std::mem::replace(&mut self.lag, histogram()),
             delivered_measured: self.delivered_measured,
             published_measured: self.published_measured,
             failures: std::mem::take(&mut self.failures),
@@ -455,15 +463,8 @@ impl App for Driver {
             }
             Kind::Publisher { .. } => match msg::parse(m.payload) {
                 Ok(Server::Ack { .. }) => {
-                    self.counts.acked += 1;
-                    if let Some(s) = slot.sender {
-                        if let Some(snd) = self.senders.get_mut(s) {
-                            snd.acked += 1;
-                        }
-                        if self.plan.rate == 0.0 && self.ctl.phase() == Phase::Running {
-                            self.pump(io, s);
-                        }
-                    }
+                    let s = slot.sender;
+                    self.answered(io, s);
                 }
                 _ => self.counts.errors += 1,
             },
@@ -477,17 +478,9 @@ impl App for Driver {
                 }
                 slot.last_t = t;
                 self.counts.delivered += 1;
-                self.counts.acked += 1;
                 let s = slot.sender;
                 self.latency(t);
-                if let Some(s) = s {
-                    if let Some(snd) = self.senders.get_mut(s) {
-                        snd.acked += 1;
-                    }
-                    if self.plan.rate == 0.0 && self.ctl.phase() == Phase::Running {
-                        self.pump(io, s);
-                    }
-                }
+                self.answered(io, s);
             }
         }
     }

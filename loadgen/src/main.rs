@@ -267,7 +267,7 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             p.hold = a.hold;
             p.warmup = Duration::ZERO;
             p.duration = Duration::ZERO;
-            if a.common.grace_given().is_none() {
+            if a.common.grace.is_none() {
                 p.grace = Duration::from_secs(60);
             }
             // Holding idle connections needs no fine-grained schedule.

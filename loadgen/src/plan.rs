@@ -98,19 +98,12 @@ impl Plan {
     /// publishers, then echo connections.
     pub fn kind(&self, i: u64) -> Kind {
         if i < self.subscribers {
-            // Binary search over the running sum of subscribers per topic.
-            let mut lo = 0usize;
-            let mut hi = self.subs_per_topic.len();
-            let prefix = self.prefix();
-            while lo + 1 < hi {
-                let mid = (lo + hi) / 2;
-                if prefix[mid] <= i {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
+            // The last topic whose first subscriber is at or before i
+            // (topics with none share the next one's start and are passed).
+            let topic = self.prefix.partition_point(|&start| start <= i) - 1;
+            Kind::Subscriber {
+                topic: topic as u32,
             }
-            Kind::Subscriber { topic: lo as u32 }
         } else if i < self.subscribers + self.publishers {
             Kind::Publisher {
                 index: (i - self.subscribers) as u32,
@@ -120,10 +113,6 @@ impl Plan {
                 index: (i - self.subscribers - self.publishers) as u32,
             }
         }
-    }
-
-    fn prefix(&self) -> &[u64] {
-        &self.prefix
     }
 
     /// Compute what follows from the fields; call once they are set.

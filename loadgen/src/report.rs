@@ -59,6 +59,27 @@ pub struct Counts {
     pub closes: BTreeMap<String, u64>,
 }
 
+impl Counts {
+    /// Add one shard's counts. `lost` and `connections_target` are the
+    /// run's, set after merging.
+    pub fn add(&mut self, c: &Counts) {
+        self.connections_opened += c.connections_opened;
+        self.connect_failures += c.connect_failures;
+        self.subscribed += c.subscribed;
+        self.published += c.published;
+        self.acked += c.acked;
+        self.expected_deliveries += c.expected_deliveries;
+        self.delivered += c.delivered;
+        self.duplicated += c.duplicated;
+        self.out_of_order += c.out_of_order;
+        self.gaps += c.gaps;
+        self.errors += c.errors;
+        for (k, v) in &c.closes {
+            *self.closes.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
 /// A latency distribution reduced to the figures people quote, in µs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LatencySummary {

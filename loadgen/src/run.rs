@@ -180,13 +180,9 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     let (mut delivered_measured, mut published_measured) = (0u64, 0u64);
     for f in &finals {
-        add_counts(&mut counts, &f.counts);
-        if let Some(h) = &f.latency {
-            let _ = latency.add(h);
-        }
-        if let Some(h) = &f.send_lag {
-            let _ = lag.add(h);
-        }
+        counts.add(&f.counts);
+        let _ = latency.add(&f.latency);
+        let _ = lag.add(&f.send_lag);
         for (k, v) in &f.failures {
             *failures.entry(k.clone()).or_default() += v;
         }
@@ -298,23 +294,6 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             .push(format!("{n} connection(s) failed: {why}"));
     }
     Ok(report)
-}
-
-fn add_counts(to: &mut Counts, c: &Counts) {
-    to.connections_opened += c.connections_opened;
-    to.connect_failures += c.connect_failures;
-    to.subscribed += c.subscribed;
-    to.published += c.published;
-    to.acked += c.acked;
-    to.expected_deliveries += c.expected_deliveries;
-    to.delivered += c.delivered;
-    to.duplicated += c.duplicated;
-    to.out_of_order += c.out_of_order;
-    to.gaps += c.gaps;
-    to.errors += c.errors;
-    for (k, v) in &c.closes {
-        *to.closes.entry(k.clone()).or_default() += v;
-    }
 }
 
 /// Interval histograms received since the last timeline sample.
