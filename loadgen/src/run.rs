@@ -106,8 +106,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let server_run0 = opts.server_pid.and_then(proc_sample);
     let run_len = plan.warmup + plan.duration;
     let run_start = Instant::now() + Duration::from_nanos(lead);
-    let mut timeline = Vec::new();
-    let mut last = (Instant::now(), 0u64, 0u64);
+    let mut timeline = Timeline::new(run_start, intervals);
     let measured_from = run_start + plan.warmup;
     let mut server_measure0 = None;
     let mut cpu_measure0 = None;
@@ -117,16 +116,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             server_measure0 = opts.server_pid.and_then(proc_sample);
             cpu_measure0 = self_cpu();
         }
-        intervals.drain(&rx);
-        sample(
-            &ctl,
-            &mut last,
-            &mut timeline,
-            &mut intervals,
-            run_start,
-            &progress,
-            false,
-        );
+        timeline.poll(&ctl, &rx, &progress, "running");
     }
     let server_measure1 = opts.server_pid.and_then(proc_sample);
     let cpu_measure1 = self_cpu();
@@ -137,16 +127,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let until = Instant::now() + plan.grace;
     loop {
         std::thread::sleep(POLL);
-        intervals.drain(&rx);
-        sample(
-            &ctl,
-            &mut last,
-            &mut timeline,
-            &mut intervals,
-            run_start,
-            &progress,
-            true,
-        );
+        timeline.poll(&ctl, &rx, &progress, "draining");
         let expected = ctl.sum(|l| &l.expected);
         let delivered = ctl.sum(|l| &l.delivered);
         let pending_acks = ctl.sum(|l| &l.published) > ctl.sum(|l| &l.acked);
@@ -264,7 +245,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
         counts,
         latency: LatencySummary::from_histogram(&latency),
         send_lag: LatencySummary::from_histogram(&lag),
-        timeline,
+        timeline: timeline.samples,
         extra,
         problems: Vec::new(),
         notes: Vec::new(),
@@ -323,44 +304,57 @@ impl Intervals {
     }
 }
 
-/// Every second: a timeline point and the live line.
-fn sample(
-    ctl: &Control,
-    last: &mut (Instant, u64, u64),
-    timeline: &mut Vec<Sample>,
-    intervals: &mut Intervals,
-    run_start: Instant,
-    progress: &Progress,
-    draining: bool,
-) {
-    let now = Instant::now();
-    let dt = now.duration_since(last.0).as_secs_f64();
-    if dt < 1.0 {
-        return;
+/// Throughput and p99 over time: a point a second, and the live line.
+struct Timeline {
+    start: Instant,
+    /// The last point's time and the delivered and published totals then.
+    last: (Instant, u64, u64),
+    intervals: Intervals,
+    samples: Vec<Sample>,
+}
+
+impl Timeline {
+    fn new(start: Instant, intervals: Intervals) -> Self {
+        Self {
+            start,
+            last: (Instant::now(), 0, 0),
+            intervals,
+            samples: Vec::new(),
+        }
     }
-    let get = |f: fn(&Live) -> &AtomicU64| ctl.sum(f);
-    let delivered = get(|l| &l.delivered);
-    let published = get(|l| &l.published);
-    let open = get(|l| &l.opened).saturating_sub(get(|l| &l.closed));
-    let d_rate = (delivered - last.1) as f64 / dt;
-    let p_rate = (published - last.2) as f64 / dt;
-    let p99 = intervals.take_p99_us();
-    let t_s = now.saturating_duration_since(run_start).as_secs_f64();
-    timeline.push(Sample {
-        t_s,
-        connections: open,
-        published_per_s: p_rate,
-        delivered_per_s: d_rate,
-        p99_us: p99,
-    });
-    progress.update(
-        if draining { "draining" } else { "running" },
-        t_s,
-        open,
-        d_rate,
-        p99,
-    );
-    *last = (now, delivered, published);
+
+    /// Take in the shards' interval histograms; once a second, add a point.
+    fn poll(
+        &mut self,
+        ctl: &Control,
+        rx: &mpsc::Receiver<(usize, Report)>,
+        progress: &Progress,
+        phase: &str,
+    ) {
+        self.intervals.drain(rx);
+        let now = Instant::now();
+        let dt = now.duration_since(self.last.0).as_secs_f64();
+        if dt < 1.0 {
+            return;
+        }
+        let get = |f: fn(&Live) -> &AtomicU64| ctl.sum(f);
+        let delivered = get(|l| &l.delivered);
+        let published = get(|l| &l.published);
+        let open = get(|l| &l.opened).saturating_sub(get(|l| &l.closed));
+        let d_rate = (delivered - self.last.1) as f64 / dt;
+        let p_rate = (published - self.last.2) as f64 / dt;
+        let p99 = self.intervals.take_p99_us();
+        let t_s = now.saturating_duration_since(self.start).as_secs_f64();
+        self.samples.push(Sample {
+            t_s,
+            connections: open,
+            published_per_s: p_rate,
+            delivered_per_s: d_rate,
+            p99_us: p99,
+        });
+        progress.update(phase, t_s, open, d_rate, p99);
+        self.last = (now, delivered, published);
+    }
 }
 
 #[derive(Clone, Copy)]

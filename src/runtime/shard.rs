@@ -40,6 +40,13 @@ const TICK_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// From the kernel's uapi; the io-uring crate keeps its copy private.
 const IORING_ENTER_GETEVENTS: u32 = 1;
 
+/// The connection in slot `key` if it is still generation `gen` (a late
+/// completion for a closed connection finds nothing). A function of the
+/// slab alone, so callers keep the rest of the shard borrowable.
+fn live(conns: &mut Slab<Conn>, key: u32, gen: u32) -> Option<&mut Conn> {
+    conns.get_mut(key as usize).filter(|c| c.gen == gen)
+}
+
 /// Connection state the application may touch through [`Io`].
 pub struct Core {
     me: usize,
@@ -72,9 +79,7 @@ struct Outbound {
 
 impl Core {
     fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.key as usize)
-            .filter(|c| c.gen == id.gen)
+        live(&mut self.conns, id.key, id.gen)
     }
 
     fn mark(&mut self, key: u32) {
@@ -550,12 +555,7 @@ impl<M> Shard<M> {
                 }
             }
             Op::Shutdown => {
-                if let Some(c) = self
-                    .core
-                    .conns
-                    .get_mut(key as usize)
-                    .filter(|c| c.gen == gen)
-                {
+                if let Some(c) = live(&mut self.core.conns, key, gen) {
                     c.shutting = false;
                     self.core.mark(key);
                 }
@@ -680,12 +680,7 @@ impl<M> Shard<M> {
 
     fn on_connect(&mut self, key: u32, gen: u32, res: i32) {
         let now = self.core.now;
-        let Some(c) = self
-            .core
-            .conns
-            .get_mut(key as usize)
-            .filter(|c| c.gen == gen)
-        else {
+        let Some(c) = live(&mut self.core.conns, key, gen) else {
             return;
         };
         c.connecting = false;
@@ -729,12 +724,7 @@ impl<M> Shard<M> {
 
     fn on_recv<A: App<Mail = M>>(&mut self, app: &mut A, key: u32, gen: u32, res: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
-        let Some(c) = self
-            .core
-            .conns
-            .get_mut(key as usize)
-            .filter(|c| c.gen == gen)
-        else {
+        let Some(c) = live(&mut self.core.conns, key, gen) else {
             if let Some(b) = bid {
                 self.bufs.recycle(b);
             }
@@ -845,12 +835,7 @@ impl<M> Shard<M> {
     /// and it is still open (the application may want to send more).
     fn on_send(&mut self, key: u32, gen: u32, res: i32) -> bool {
         let me = self.core.me;
-        let Some(c) = self
-            .core
-            .conns
-            .get_mut(key as usize)
-            .filter(|c| c.gen == gen)
-        else {
+        let Some(c) = live(&mut self.core.conns, key, gen) else {
             return false;
         };
         let Some(mut op) = c.sending.take() else {
@@ -985,12 +970,7 @@ impl<M> Shard<M> {
     fn deadline(&mut self, key: u32, gen: u32) {
         let now = self.core.now;
         let cfg = &self.config;
-        let Some(c) = self
-            .core
-            .conns
-            .get_mut(key as usize)
-            .filter(|c| c.gen == gen)
-        else {
+        let Some(c) = live(&mut self.core.conns, key, gen) else {
             return;
         };
         if now < c.wheel_at {
