@@ -77,6 +77,11 @@ struct Args {
     /// past it the connection is closed with 1008.
     #[arg(long, default_value_t = 64 << 20)]
     max_backlog_bytes: usize,
+    /// Cross-shard mail slots per shard. A shard that falls this far behind
+    /// gets no more: publishes for its topics are answered rate_limited and
+    /// messages for its subscribers are shed (they see the seq gap).
+    #[arg(long, default_value_t = 65536)]
+    mailbox_capacity: usize,
     /// Most subscriptions per connection (more gets err too_large).
     #[arg(long, default_value_t = 10_000)]
     max_subscriptions: usize,
@@ -119,6 +124,7 @@ fn main() {
         recv_buffers: args.recv_buffers,
         recv_buffers_max: args.recv_buffers_max,
         max_backlog: args.max_backlog_bytes,
+        mailbox_capacity: args.mailbox_capacity.max(1),
         ..defaults
     };
     let shards = config.shards;

@@ -71,6 +71,8 @@ counters! { BrokerStats {
     conflated_total: "counter", "Pending messages replaced by a newer one (policy conflate).";
     slow_disconnects_total: "counter", "Slow consumers disconnected (policy disconnect).";
     errors_total: "counter", "err replies sent.";
+    publishes_refused_total: "counter", "Publishes answered rate_limited: their topic's shard had a full mailbox (it is behind).";
+    fanout_shed_total: "counter", "Messages not passed to a shard whose mailbox was full (its subscribers see a seq gap).";
 }}
 
 /// Cross-shard messages.
@@ -316,23 +318,37 @@ impl Broker {
                 "message too large to deliver",
             );
         }
-        if let Some(id) = id {
-            io.send(conn, wire::ack(id));
-        }
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
+            if let Some(id) = id {
+                io.send(conn, wire::ack(id));
+            }
             self.publish(io, topic, data.as_bytes());
         } else {
             let mut buf = BytesMut::with_capacity(topic.len() + data.len());
             buf.put_slice(topic.as_bytes());
             buf.put_slice(data.as_bytes());
-            io.post(
-                owner,
-                Mail::Publish {
-                    buf: buf.freeze(),
-                    topic_len: topic.len() as u8,
-                },
-            );
+            let mail = Mail::Publish {
+                buf: buf.freeze(),
+                topic_len: topic.len() as u8,
+            };
+            // A full ring means the owner is behind by a whole ring of
+            // mail. Queueing more would grow this shard without bound;
+            // refusing before the owner numbers it leaves no seq gap, and
+            // the publisher is told (with its id, if it gave one).
+            if io.try_post(owner, mail).is_err() {
+                ShardStats::add(&self.my_stats(io).publishes_refused_total, 1);
+                return self.reply(
+                    io,
+                    conn,
+                    id,
+                    ErrCode::RateLimited,
+                    "broker overloaded: this topic's shard is behind; retry later",
+                );
+            }
+            if let Some(id) = id {
+                io.send(conn, wire::ack(id));
+            }
         }
     }
 
@@ -347,13 +363,17 @@ impl Broker {
             if shard == me {
                 self.deliver(io, me, &p.frame, p.at);
             } else {
-                io.post(
-                    shard,
-                    Mail::Deliver {
-                        frame: p.frame.clone(),
-                        at: p.at,
-                    },
-                );
+                let mail = Mail::Deliver {
+                    frame: p.frame.clone(),
+                    at: p.at,
+                };
+                // That shard is a whole ring behind: it is the slow
+                // consumer here. Shedding the message for it (its
+                // subscribers see the seq gap, as with policy drop) keeps
+                // this shard, the publisher and every other shard going.
+                if io.try_post(shard, mail).is_err() {
+                    ShardStats::add(&self.my_stats(io).fanout_shed_total, 1);
+                }
             }
         }
     }

@@ -87,6 +87,26 @@ impl<M> Mailbox<M> {
         }
     }
 
+    /// Queue `mail` for shard `to` only if it fits in the ring now (and
+    /// nothing older waits in the backlog, which keeps mail in order).
+    /// For mail that may be refused or shed: the backlog behind `post` has
+    /// no bound, so a shard that falls behind must not be fed through it.
+    pub fn try_post(&mut self, to: usize, mail: M) -> Result<(), M> {
+        let Some(Some(p)) = self.tx.get_mut(to) else {
+            return Err(mail);
+        };
+        if !self.backlog[to].is_empty() {
+            return Err(mail);
+        }
+        match p.push(mail) {
+            Ok(()) => {
+                self.posted[to] = true;
+                Ok(())
+            }
+            Err(rtrb::PushError::Full(m)) => Err(m),
+        }
+    }
+
     /// Move backlogged mail into rings that have room again.
     pub fn retry_backlog(&mut self) -> bool {
         let mut left = false;
@@ -186,6 +206,26 @@ mod tests {
         }
         assert_eq!(got, (0..10).collect::<Vec<_>>());
         assert_eq!(rest[0].drain(|_, _| panic!("shard 1 got mail")), 0);
+    }
+
+    #[test]
+    fn try_post_refuses_when_full_or_behind_the_backlog() {
+        let mut m = mesh::<u32>(2, 2);
+        let (a, b) = m.split_at_mut(1);
+        assert_eq!(a[0].try_post(1, 1), Ok(()));
+        assert_eq!(a[0].try_post(1, 2), Ok(()));
+        assert_eq!(a[0].try_post(1, 3), Err(3), "ring full");
+        a[0].post(1, 4); // control mail still queues, in the backlog
+        let mut got = Vec::new();
+        b[0].drain(|_, v| got.push(v));
+        assert_eq!(got, [1, 2]);
+        // The ring has room, but older mail waits: refusing keeps order.
+        assert_eq!(a[0].try_post(1, 5), Err(5));
+        assert!(!a[0].retry_backlog());
+        assert_eq!(a[0].try_post(1, 6), Ok(()));
+        b[0].drain(|_, v| got.push(v));
+        assert_eq!(got, [1, 2, 4, 6]);
+        assert_eq!(a[0].try_post(0, 7), Err(7), "no ring to ourselves");
     }
 
     #[test]

@@ -130,7 +130,9 @@ pub struct Config {
     pub recv_buffers_max: u16,
     pub ring_entries: u32,
     pub listen_backlog: i32,
-    /// Cross-shard mail slots per shard (divided over its peers).
+    /// Cross-shard mail slots per shard (divided over its peers). Mail the
+    /// app sends with `Io::try_post` is refused once its target's ring is
+    /// full; `Io::post` mail waits in an unbounded backlog instead.
     pub mailbox_capacity: usize,
     /// Most bytes one connection may have queued for sending; past it the
     /// connection is closed with 1008. The broker's slow-consumer policy
@@ -220,9 +222,14 @@ impl Server {
         let config = Arc::new(config);
         // The capacity is per shard, split over its peers: a mesh has n(n-1)
         // rings, and a fixed size per ring would grow memory with the square
-        // of the shard count (16 shards: 640 MB at start-up). Mail that does
-        // not fit waits in the sender's backlog.
-        let per_peer = (config.mailbox_capacity / shards.saturating_sub(1).max(1)).max(1024);
+        // of the shard count (16 shards: 640 MB at start-up). The ring is
+        // also the bound on what a shard that fell behind makes others
+        // hold: mail sent with `try_post` that does not fit comes back to
+        // the app. A floor of 1,024 slots per ring keeps many-shard meshes
+        // useful, unless the configured capacity is smaller still (tests).
+        let per_peer = (config.mailbox_capacity / shards.saturating_sub(1).max(1))
+            .max(1024.min(config.mailbox_capacity))
+            .max(1);
         let mailboxes = mailbox::mesh::<A::Mail>(shards, per_peer);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
         let go = Arc::new(std::sync::Barrier::new(shards + 1));

@@ -223,8 +223,17 @@ impl<M> Io<'_, M> {
             .map(Conn::backlog)
     }
 
+    /// Mail for shard `to`, queued whatever its backlog: for messages that
+    /// must not be lost (each is bounded by a client's own request).
     pub fn post(&mut self, to: usize, mail: M) {
         self.mail.post(to, mail);
+    }
+
+    /// Mail for shard `to` only if its ring has room now; the mail comes
+    /// back otherwise, for the app to refuse or shed. This is what bounds
+    /// the memory a shard that has fallen behind can make others hold.
+    pub fn try_post(&mut self, to: usize, mail: M) -> Result<(), M> {
+        self.mail.try_post(to, mail)
     }
 
     pub fn shard(&self) -> usize {
