@@ -77,6 +77,11 @@ struct Args {
     /// past it the connection is closed with 1008.
     #[arg(long, default_value_t = 64 << 20)]
     max_backlog_bytes: usize,
+    /// Kernel send buffer per connection, in bytes (SO_SNDBUF; the kernel
+    /// doubles it). Bounds what a stalled subscriber holds in the kernel
+    /// before the slow-consumer policy sees it; 0 = kernel autotuning.
+    #[arg(long, default_value_t = 256 << 10)]
+    socket_send_buffer: usize,
     /// Cross-shard mail slots per shard. A shard that falls this far behind
     /// gets no more: publishes for its topics are answered rate_limited and
     /// messages for its subscribers are shed (they see the seq gap).
@@ -125,6 +130,7 @@ fn main() {
         recv_buffers_max: args.recv_buffers_max,
         max_backlog: args.max_backlog_bytes,
         mailbox_capacity: args.mailbox_capacity.max(1),
+        send_buffer: args.socket_send_buffer,
         ..defaults
     };
     let shards = config.shards;

@@ -130,6 +130,10 @@ pub struct Config {
     pub recv_buffers_max: u16,
     pub ring_entries: u32,
     pub listen_backlog: i32,
+    /// SO_SNDBUF for accepted connections, in bytes (the kernel doubles
+    /// it); 0 leaves the kernel's autotuning, which lets one connection
+    /// hold up to tcp_wmem's max before the app's own queue sees it back up.
+    pub send_buffer: usize,
     /// Cross-shard mail slots per shard (divided over its peers). Mail the
     /// app sends with `Io::try_post` is refused once its target's ring is
     /// full; `Io::post` mail waits in an unbounded backlog instead.
@@ -166,6 +170,7 @@ impl Default for Config {
             recv_buffers_max: 4096,
             ring_entries: 4096,
             listen_backlog: 65535,
+            send_buffer: 256 << 10,
             mailbox_capacity: 65536,
             max_backlog: 64 << 20,
             tick: Duration::from_millis(100),
@@ -205,8 +210,9 @@ impl Server {
         let table = raise_fd_limit().min(config.max_connections_per_shard as u64) as u32;
         let (listeners, addr) = match config.listen {
             Some(listen) => {
-                let (fds, addr) = listener::bind(listen, shards, config.listen_backlog)
-                    .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
+                let (fds, addr) =
+                    listener::bind(listen, shards, config.listen_backlog, config.send_buffer)
+                        .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
                 (fds.into_iter().map(Some).collect(), Some(addr))
             }
             None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
