@@ -82,6 +82,11 @@ struct Args {
     /// before the slow-consumer policy sees it; 0 = kernel autotuning.
     #[arg(long, default_value_t = 256 << 10)]
     socket_send_buffer: usize,
+    /// Hold data for up to this many milliseconds so that each send carries
+    /// more messages: less CPU per delivery for that much more latency.
+    /// 0 sends every loop turn (control frames are never held).
+    #[arg(long, default_value_t = 0)]
+    write_delay_ms: u64,
     /// Cross-shard mail slots per shard. A shard that falls this far behind
     /// gets no more: publishes for its topics are answered rate_limited and
     /// messages for its subscribers are shed (they see the seq gap).
@@ -131,6 +136,7 @@ fn main() {
         max_backlog: args.max_backlog_bytes,
         mailbox_capacity: args.mailbox_capacity.max(1),
         send_buffer: args.socket_send_buffer,
+        write_delay: Duration::from_millis(args.write_delay_ms),
         ..defaults
     };
     let shards = config.shards;

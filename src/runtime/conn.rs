@@ -70,6 +70,11 @@ impl SendQueue {
         self.frames.is_empty()
     }
 
+    /// A control frame (pong, close) waits: it must not be held back.
+    pub fn has_control(&self) -> bool {
+        self.control > 0
+    }
+
     /// Bytes queued and not yet handed to the kernel.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -173,6 +178,9 @@ pub struct Conn {
     pub recv_armed: bool,
     /// Queued in the shard's list of connections to flush this turn.
     pub dirty: bool,
+    /// In the shard's list of connections whose data waits out the write
+    /// delay (`Config::write_delay`).
+    pub held: bool,
     /// Last second any byte arrived.
     pub last_rx: Ticks,
     /// When a ping went out without an answer yet.
@@ -222,6 +230,7 @@ impl Conn {
             sending: None,
             recv_armed: false,
             dirty: false,
+            held: false,
             last_rx: now,
             ping_sent: None,
             since: now,

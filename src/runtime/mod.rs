@@ -142,6 +142,12 @@ pub struct Config {
     /// connection is closed with 1008. The broker's slow-consumer policy
     /// acts much earlier; this bounds everything else (echo, acks, errors).
     pub max_backlog: usize,
+    /// Hold data frames this long before sending them, so that one send
+    /// carries more of them: less CPU per message for up to this much more
+    /// latency. Zero (the default) sends every loop turn. Control frames,
+    /// handshakes and closing connections are never held, and a queue of
+    /// 64 KiB goes at once.
+    pub write_delay: Duration,
     /// How often an idle shard wakes to run timers and notice a shutdown.
     /// Cross-shard mail never waits for it (doorbells wake the shard).
     pub tick: Duration,
@@ -173,6 +179,7 @@ impl Default for Config {
             send_buffer: 256 << 10,
             mailbox_capacity: 65536,
             max_backlog: 64 << 20,
+            write_delay: Duration::ZERO,
             tick: Duration::from_millis(100),
         }
     }

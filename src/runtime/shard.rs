@@ -33,6 +33,9 @@ const MAX_IOV: usize = 512;
 /// Send buffers kept for reuse.
 const SENDOP_POOL: usize = 1024;
 const BGID: u16 = 0;
+/// A queue this large goes out at once, write delay or not: one send of it
+/// already spreads the send's fixed cost thin.
+const HOLD_MAX_BYTES: usize = 64 << 10;
 /// How long a shard with backlogged mail sleeps before retrying.
 const BACKLOG_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 /// After the drain deadline, how long killed connections get to release.
@@ -290,6 +293,13 @@ pub struct Shard<M> {
     #[allow(clippy::vec_box)]
     pool: Vec<Box<SendOp>>,
     start: Instant,
+    /// `start.elapsed()` at the top of this turn, when a write delay is on.
+    elapsed: std::time::Duration,
+    /// Connections whose data waits for `release_at` (the write delay).
+    held: Vec<u32>,
+    release_at: Option<std::time::Duration>,
+    /// This flush sends held data.
+    releasing: bool,
     grew_this_turn: bool,
 }
 
@@ -378,6 +388,10 @@ impl<M> Shard<M> {
             inbox: Vec::new(),
             pool: Vec::new(),
             start: Instant::now(),
+            elapsed: std::time::Duration::ZERO,
+            held: Vec::new(),
+            release_at: None,
+            releasing: false,
             grew_this_turn: false,
         })
     }
@@ -431,7 +445,8 @@ impl<M> Shard<M> {
         self.arm_tick();
         self.arm_accept();
         loop {
-            self.core.now = timer::now(self.start.elapsed());
+            self.elapsed = self.start.elapsed();
+            self.core.now = timer::now(self.elapsed);
             self.grew_this_turn = false;
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.clear();
@@ -511,10 +526,19 @@ impl<M> Shard<M> {
                     .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
             }
             .and_then(|_| self.ring.submit())
-        } else if backlog {
+        } else if backlog || self.release_at.is_some() {
             // Mail waits for room in a full ring: sleep, but only briefly,
-            // rather than spin on a slow (or exited) shard.
-            let ts = Timespec::from(BACKLOG_RETRY);
+            // rather than spin on a slow (or exited) shard. Held data waits
+            // for its release.
+            let mut wake = if backlog {
+                BACKLOG_RETRY
+            } else {
+                std::time::Duration::MAX
+            };
+            if let Some(t) = self.release_at {
+                wake = wake.min(t.saturating_sub(self.start.elapsed()));
+            }
+            let ts = Timespec::from(wake);
             let args = io_uring::types::SubmitArgs::new().timespec(&ts);
             self.ring.submitter().submit_with_args(1, &args)
         } else {
@@ -1067,6 +1091,17 @@ impl<M> Shard<M> {
     /// receive re-arm, shutdown, close.
     fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
         self.start_dials();
+        let due = self.release_at.is_some_and(|t| self.elapsed >= t);
+        if due || (self.drain_deadline.is_some() && !self.held.is_empty()) {
+            self.release_at = None;
+            self.releasing = true;
+            for key in std::mem::take(&mut self.held) {
+                if let Some(c) = self.core.conns.get_mut(key as usize) {
+                    c.held = false;
+                }
+                self.core.mark(key);
+            }
+        }
         let mut i = 0;
         // Handling one connection can dirty others (an app callback that
         // sends), so walk the list as it grows.
@@ -1079,6 +1114,7 @@ impl<M> Shard<M> {
             self.flush_one(app, key);
         }
         self.core.dirty.clear();
+        self.releasing = false;
         if !self.core.dials.is_empty() {
             // Asked for during the flush (an app callback reconnecting):
             // another pass dials them.
@@ -1134,7 +1170,20 @@ impl<M> Shard<M> {
         match c.phase {
             Phase::Connecting => {}
             Phase::Handshake | Phase::Open | Phase::Flushing => {
-                if c.sending.is_none() && !c.tx.is_empty() {
+                let delay = self.config.write_delay;
+                let hold = !delay.is_zero()
+                    && !self.releasing
+                    && self.drain_deadline.is_none()
+                    && c.phase == Phase::Open
+                    && !c.tx.has_control()
+                    && c.tx.bytes() < HOLD_MAX_BYTES;
+                if c.sending.is_none() && !c.tx.is_empty() && hold {
+                    if !c.held {
+                        c.held = true;
+                        self.held.push(key);
+                    }
+                    self.release_at.get_or_insert(self.elapsed + delay);
+                } else if c.sending.is_none() && !c.tx.is_empty() {
                     let op = self.pool.pop().unwrap_or_else(SendOp::new);
                     self.submit_send(key, op);
                 } else if c.phase == Phase::Flushing && c.sending.is_none() && c.tx.is_empty() {
