@@ -1,11 +1,14 @@
-//! Broker hot paths: matching a topic against subscriptions, and framing a
-//! publish. `cargo bench --bench broker`; figures in docs/benchmarks.md.
+//! Broker hot paths: matching a topic against subscriptions, framing a
+//! publish, and queueing one frame on many connections.
+//! `cargo bench --bench broker`; figures in docs/benchmarks.md.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringfan::broker::owner::Owned;
 use ringfan::broker::topic::matches;
 use ringfan::broker::trie::Trie;
 use ringfan::broker::wire;
+use ringfan::runtime::SendBuf;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// 100,000 subscriptions shaped like market data: exact symbols across
@@ -104,5 +107,34 @@ fn publish_framing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, topic_match, publish_framing);
+/// One publish queued on 1,000 subscribers' send queues, then sent (popped
+/// and dropped): what a shard does per delivery besides the syscall. Each
+/// queue holding its own `Bytes` (an atomic count per queue) against one
+/// shard-local share (`SendBuf::local`, a plain count).
+fn fanout_queue(c: &mut Criterion) {
+    let (frame, _) = wire::msg("md.NASDAQ.AAPL", 42, &[b'7'; 100], false);
+    let mut queues: Vec<VecDeque<SendBuf>> =
+        (0..1000).map(|_| VecDeque::with_capacity(8)).collect();
+    let mut g = c.benchmark_group("fanout_queue");
+    g.throughput(Throughput::Elements(queues.len() as u64));
+    let mut run = |b: &mut criterion::Bencher, share: &SendBuf| {
+        b.iter(|| {
+            for q in queues.iter_mut() {
+                q.push_back(share.clone());
+            }
+            for q in queues.iter_mut() {
+                black_box(q.pop_front());
+            }
+        })
+    };
+    g.bench_function("bytes_per_queue_x1000", |b| {
+        run(b, &SendBuf::from(frame.clone()))
+    });
+    g.bench_function("local_share_x1000", |b| {
+        run(b, &SendBuf::local(frame.clone()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, topic_match, publish_framing, fanout_queue);
 criterion_main!(benches);

@@ -14,7 +14,7 @@ use super::topic::{check_pattern, check_topic, is_pattern, matches};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
 use crate::runtime::stats::{counters, ShardStats};
-use crate::runtime::{ConnId, Io, Offered};
+use crate::runtime::{ConnId, Io, Offered, SendBuf};
 use crate::ws::code;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::hash::Hasher;
@@ -385,6 +385,9 @@ impl Broker {
         let stamp = self.stamp;
         let mut targets = std::mem::take(&mut self.targets);
         self.subs.for_each_match(topic, |c| targets.push(c));
+        // One shard-local share for all of them: each queue then takes a
+        // plain reference count, not an atomic one (see `SendBuf`).
+        let local = SendBuf::local(frame.clone());
         for c in targets.drain(..) {
             let Some(st) = self.state(c) else { continue };
             if st.stamp == stamp {
@@ -396,13 +399,13 @@ impl Broker {
             if !st.pending.is_empty() && !st.live_match(topic, owner, &[]) {
                 continue;
             }
-            self.offer(io, c, frame, at);
+            self.offer(io, c, &local, at);
         }
         self.targets = targets;
     }
 
     /// Queue `frame` on a subscriber, under the slow-consumer policy.
-    fn offer(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, frame: &Bytes, at: TopicAt) {
+    fn offer(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, frame: &SendBuf, at: TopicAt) {
         let policy = self.config.policy;
         let max = self.config.max_queued;
         let me = io.shard();
@@ -436,14 +439,14 @@ impl Broker {
                 ShardStats::add(&self.stats[me].dropped_total, 1);
             }
             SlowPolicy::Conflate => {
-                let topic = at.get(frame);
+                let topic = at.get(frame.bytes());
                 match st.held.iter_mut().find(|(f, a)| a.get(f) == topic) {
                     Some(slot) => {
-                        *slot = (frame.clone(), at);
+                        *slot = (frame.bytes().clone(), at);
                         st.conflated += 1;
                         ShardStats::add(&self.stats[me].conflated_total, 1);
                     }
-                    None => st.held.push((frame.clone(), at)),
+                    None => st.held.push((frame.bytes().clone(), at)),
                 }
             }
         }
@@ -664,7 +667,7 @@ impl Broker {
         });
         let sent = send.len() as u64;
         for (f, at) in send {
-            self.offer(io, conn, &f, at);
+            self.offer(io, conn, &SendBuf::from(f), at);
         }
         ShardStats::add(&self.stats[me].snapshots_total, sent);
         for id in acks {

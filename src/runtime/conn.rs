@@ -8,6 +8,7 @@ use crate::ws::handshake::Route;
 use crate::ws::{Connection, Role};
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use super::timer::Ticks;
 
@@ -32,18 +33,82 @@ pub enum Phase {
     Releasing,
 }
 
+/// One frame to send: its own `Bytes`, or a shard-local share of a frame
+/// that many of the shard's connections send (a fan-out).
+///
+/// Why both: a `Bytes` clone per subscriber is an atomic increment, and
+/// its drop an atomic decrement; with a shard-local `Rc` around one
+/// `Bytes` those become plain ones. Queueing, sending and dropping a frame
+/// for 1,000 queues costs 34-42 ns per queue with `Bytes` against 7-8 ns
+/// with the `Rc` here (`cargo bench --bench broker -- fanout_queue`); at
+/// high batching the atomic was the largest single item in the shard's
+/// profile. The frame itself is still built once and shared by every
+/// shard; only each shard's many references to it are local.
+#[derive(Debug, Clone)]
+pub enum SendBuf {
+    Own(Bytes),
+    Local(Rc<Bytes>),
+}
+
+impl SendBuf {
+    /// A share of `frame` for many of this shard's connections.
+    pub fn local(frame: Bytes) -> Self {
+        Self::Local(Rc::new(frame))
+    }
+
+    /// The frame (a cheap, atomic clone of it keeps it beyond the share).
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Self::Own(b) => b,
+            Self::Local(rc) => rc,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// Drop the first `n` bytes (a short write): the rare case takes its
+    /// own `Bytes` view, leaving the share intact for the others.
+    fn advance(&mut self, n: usize) {
+        match self {
+            Self::Own(b) => b.advance(n),
+            Self::Local(rc) => *self = Self::Own(rc.slice(n..)),
+        }
+    }
+}
+
+impl std::ops::Deref for SendBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl From<Bytes> for SendBuf {
+    fn from(b: Bytes) -> Self {
+        Self::Own(b)
+    }
+}
+
 /// Frames waiting to be sent. Control frames (pong, close) go ahead of
 /// queued data, never behind it.
 #[derive(Debug, Default)]
 pub struct SendQueue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<SendBuf>,
     /// How many frames at the front are control frames.
     control: u32,
     bytes: usize,
 }
 
 impl SendQueue {
-    pub fn push(&mut self, frame: Bytes) {
+    pub fn push(&mut self, frame: impl Into<SendBuf>) {
+        let frame = frame.into();
         self.bytes += frame.len();
         self.frames.push_back(frame);
     }
@@ -51,7 +116,7 @@ impl SendQueue {
     /// Queue ahead of data, after earlier control frames.
     pub fn push_control(&mut self, frame: Bytes) {
         self.bytes += frame.len();
-        self.frames.insert(self.control as usize, frame);
+        self.frames.insert(self.control as usize, frame.into());
         self.control += 1;
     }
 
@@ -80,7 +145,7 @@ impl SendQueue {
         self.bytes
     }
 
-    pub fn pop(&mut self) -> Option<Bytes> {
+    pub fn pop(&mut self) -> Option<SendBuf> {
         let f = self.frames.pop_front()?;
         self.control = self.control.saturating_sub(1);
         self.bytes -= f.len();
@@ -106,12 +171,8 @@ impl SendQueue {
 pub struct SendOp {
     pub hdr: libc::msghdr,
     pub iov: Vec<libc::iovec>,
-    pub bufs: VecDeque<Bytes>,
+    pub bufs: VecDeque<SendBuf>,
 }
-
-// SAFETY: the raw pointers in `hdr`/`iov` point into `bufs` and `iov`,
-// owned by this same value; a SendOp is only used by the shard that owns it.
-unsafe impl Send for SendOp {}
 
 impl SendOp {
     pub fn new() -> Box<Self> {
@@ -135,7 +196,7 @@ impl SendOp {
     pub fn prepare(&mut self) {
         self.iov.clear();
         self.iov.extend(self.bufs.iter().map(|b| libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_base: b.bytes().as_ptr() as *mut libc::c_void,
             iov_len: b.len(),
         }));
         self.hdr.msg_iov = self.iov.as_mut_ptr();
@@ -271,7 +332,7 @@ mod tests {
         q.push_control(Bytes::from_static(b"c2"));
         q.push(Bytes::from_static(b"d3"));
         assert_eq!(q.bytes(), 10);
-        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|f| f.bytes().clone())).collect();
         assert_eq!(
             order,
             ["c1", "c2", "d1", "d2", "d3"].map(|s| Bytes::from_static(s.as_bytes()))
@@ -290,7 +351,7 @@ mod tests {
         q.push_control(Bytes::from_static(b"pong"));
         q.push(Bytes::from_static(b"more"));
         q.push_close_now(Bytes::from_static(b"close"));
-        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        let order: Vec<_> = std::iter::from_fn(|| q.pop().map(|f| f.bytes().clone())).collect();
         assert_eq!(
             order,
             ["pong", "close"].map(|s| Bytes::from_static(s.as_bytes()))
@@ -309,15 +370,19 @@ mod tests {
     #[test]
     fn short_writes_resume_mid_frame() {
         let mut op = SendOp::new();
+        // A fan-out share in the middle: the short write must not cut it
+        // for the other connections that hold it.
+        let shared = SendBuf::local(Bytes::from_static(b"defg"));
         op.bufs.extend([
-            Bytes::from_static(b"abc"),
-            Bytes::from_static(b"defg"),
-            Bytes::from_static(b"h"),
+            Bytes::from_static(b"abc").into(),
+            shared.clone(),
+            Bytes::from_static(b"h").into(),
         ]);
         op.prepare();
         assert_eq!(op.hdr.msg_iovlen, 3);
         assert_eq!(op.advance(5), 1);
         assert_eq!(op.bufs.front().map(|b| &b[..]), Some(&b"fg"[..]));
+        assert_eq!(&shared[..], b"defg");
         op.prepare();
         assert_eq!(op.iov[0].iov_len, 2);
         assert_eq!(op.advance(3), 2);

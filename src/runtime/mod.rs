@@ -25,6 +25,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use conn::SendBuf;
 pub use shard::{Io, Offered};
 
 /// An outbound WebSocket connection to open ([`Io::connect`]): the

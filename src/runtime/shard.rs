@@ -7,7 +7,7 @@
 //! of it and waits for the next completion.
 
 use super::bufring::BufRing;
-use super::conn::{Conn, Phase, SendOp, NO_SLOT};
+use super::conn::{Conn, Phase, SendBuf, SendOp, NO_SLOT};
 use super::mailbox::Mailbox;
 use super::stats::ShardStats;
 use super::timer::{self, Ticks, Wheel};
@@ -124,14 +124,14 @@ impl<M> Io<'_, M> {
     /// Queue a frame (built once, shared by reference count) on a
     /// connection. False if the connection is no longer open.
     pub fn send(&mut self, id: ConnId, frame: Bytes) -> bool {
-        self.offer(id, &frame, usize::MAX) == Offered::Sent
+        self.offer(id, &SendBuf::Own(frame), usize::MAX) == Offered::Sent
     }
 
     /// Queue `frame` only if the connection's backlog is empty or stays
     /// within `limit` bytes with it: one lookup for the check and the push,
     /// and the frame is cloned only when it is queued. For fan-out under a
-    /// slow-consumer policy.
-    pub fn offer(&mut self, id: ConnId, frame: &Bytes, limit: usize) -> Offered {
+    /// slow-consumer policy, with a [`SendBuf::local`] share of the frame.
+    pub fn offer(&mut self, id: ConnId, frame: &SendBuf, limit: usize) -> Offered {
         let cap = self.core.max_backlog;
         let Some(c) = self.core.conn(id) else {
             return Offered::Gone;
@@ -1261,7 +1261,7 @@ impl<M> Shard<M> {
             // ~6.5 us a loopback send costs here (examples/send_cost).
             Some(only) if op.bufs.len() == 1 => opcode::Send::new(
                 Fixed(c.slot),
-                only.as_ptr(),
+                only.bytes().as_ptr(),
                 only.len().min(u32::MAX as usize) as u32,
             )
             .flags(libc::MSG_NOSIGNAL)
