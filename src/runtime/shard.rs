@@ -36,6 +36,14 @@ const BGID: u16 = 0;
 /// A queue this large goes out at once, write delay or not: one send of it
 /// already spreads the send's fixed cost thin.
 const HOLD_MAX_BYTES: usize = 64 << 10;
+/// Descriptor slots a listening shard keeps from WebSocket upgrades, so
+/// that `/healthz` and `/metrics` still get in, and a client that finds the
+/// shard full is told so (503) instead of waiting unanswered in the
+/// listen backlog: 16, or a quarter of a small table.
+fn http_reserve(table: u32) -> usize {
+    16.min(table as usize / 4)
+}
+
 /// How long a shard with backlogged mail sleeps before retrying.
 const BACKLOG_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 /// After the drain deadline, how long killed connections get to release.
@@ -61,6 +69,9 @@ pub struct Core {
     draining: bool,
     /// Most bytes one connection may have queued (see `Config`).
     max_backlog: usize,
+    /// Connections upgraded to WebSocket only while fewer than this many
+    /// are open: the rest of the descriptor table is kept for plain HTTP.
+    max_upgraded: usize,
     /// Outbound connections waiting for their socket (made in the flush
     /// step, where the ring is at hand).
     dials: Vec<u32>,
@@ -371,6 +382,7 @@ impl<M> Shard<M> {
                 stats,
                 draining: false,
                 max_backlog: config.max_backlog,
+                max_upgraded: table as usize - http_reserve(table),
                 dials: Vec::new(),
                 gen: 0,
                 outbound: FxHashMap::default(),
@@ -1345,6 +1357,18 @@ fn process<A: App>(
             Outcome::Upgrade { .. } if core.draining => {
                 ShardStats::add(&core.stats[core.me].handshakes_rejected_total, 1);
                 respond(core, key, http::error(503, &[], "server is shutting down"));
+                return buf.len();
+            }
+            Outcome::Upgrade { .. } if core.conns.len() > core.max_upgraded => {
+                let s = &core.stats[core.me];
+                ShardStats::add(&s.handshakes_rejected_total, 1);
+                ShardStats::add(&s.upgrades_refused_full_total, 1);
+                let retry = [("Retry-After", "1")];
+                respond(
+                    core,
+                    key,
+                    http::error(503, &retry, "server at connection capacity"),
+                );
                 return buf.len();
             }
             Outcome::Upgrade { consumed, upgrade } => {

@@ -48,6 +48,7 @@ counters! { ShardStats {
     timeouts_total: "counter", "Connections closed by a handshake, pong or close deadline.";
     recv_enobufs_total: "counter", "Receives stopped because the buffer ring was empty.";
     accept_table_full_total: "counter", "Accepts paused because the direct descriptor table was full.";
+    upgrades_refused_full_total: "counter", "WebSocket upgrades answered 503: the shard's table is down to its HTTP reserve.";
     mail_received_total: "counter", "Cross-shard messages received.";
     doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
     doorbells_received_total: "counter", "Wake-ups received from other shards.";
