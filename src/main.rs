@@ -95,8 +95,8 @@ struct Args {
     /// Most subscriptions per connection (more gets err too_large).
     #[arg(long, default_value_t = 10_000)]
     max_subscriptions: usize,
-    /// Bytes of last values kept for snapshots, per shard; past it the
-    /// oldest are forgotten (seq keeps counting).
+    /// Bytes of last values kept for snapshots, per shard; past it some are
+    /// forgotten, in no particular order (seq keeps counting).
     #[arg(long, default_value_t = 256 << 20)]
     max_snapshot_bytes: usize,
 }

@@ -44,8 +44,9 @@ pub struct BrokerConfig {
     pub max_message: usize,
     /// Most subscriptions one connection may hold.
     pub max_subscriptions: usize,
-    /// Bytes of last values (snapshots) an owner shard keeps; past it the
-    /// oldest are forgotten (their topics keep counting seq).
+    /// Bytes of last values (snapshots) an owner shard keeps; past it some
+    /// are forgotten, in no particular order but never the one just
+    /// published (their topics keep counting seq).
     pub max_lvc_bytes: usize,
 }
 
