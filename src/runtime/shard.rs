@@ -23,6 +23,7 @@ use io_uring::types::{Fd, Fixed, TimeoutFlags, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use rustc_hash::FxHashMap;
 use slab::Slab;
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,14 @@ fn http_reserve(table: u32) -> usize {
     16.min(table as usize / 4)
 }
 
+/// Sends a turn submits before it takes in new input. A round of sends to
+/// every subscriber takes R (1,000 sends of ~4-7 us here); submitted in one
+/// go, a message that arrives during it waits for the round to end and then
+/// for its subscriber's place in the next (up to 2R, p99 ~1.9R). In slices,
+/// it is queued at once, and each subscriber picks it up at its next place
+/// in line (up to R). A slice costs an io_uring_enter or two, ~1-2 us,
+/// against 64 sends.
+const SENDS_PER_TURN: usize = 64;
 /// How long a shard with backlogged mail sleeps before retrying.
 const BACKLOG_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 /// After the drain deadline, how long killed connections get to release.
@@ -62,8 +71,9 @@ fn live(conns: &mut Slab<Conn>, key: u32, gen: u32) -> Option<&mut Conn> {
 pub struct Core {
     me: usize,
     conns: Slab<Conn>,
-    /// Connections with something for the flush step.
-    dirty: Vec<u32>,
+    /// Connections with something for the flush step, in the order they
+    /// got it: the flush serves them first come, first served.
+    dirty: VecDeque<u32>,
     now: Ticks,
     stats: Arc<[ShardStats]>,
     draining: bool,
@@ -100,7 +110,7 @@ impl Core {
         if let Some(c) = self.conns.get_mut(key as usize) {
             if !c.dirty {
                 c.dirty = true;
-                self.dirty.push(key);
+                self.dirty.push_back(key);
             }
         }
     }
@@ -377,7 +387,7 @@ impl<M> Shard<M> {
                 // Reserved up front (address space, touched as used):
                 // doubling a slab leaves the outgrown blocks resident.
                 conns: Slab::with_capacity(table as usize),
-                dirty: Vec::new(),
+                dirty: VecDeque::new(),
                 now: 0,
                 stats,
                 draining: false,
@@ -529,15 +539,21 @@ impl<M> Shard<M> {
         }
         let sleep = self.core.dirty.is_empty() && self.mail.prepare_sleep();
         let r = if !sleep {
-            // DEFER_TASKRUN runs completion work only when we ask for
-            // events: enter with GETEVENTS but do not block.
-            // SAFETY: no argument struct is passed.
+            // Submit, then (DEFER_TASKRUN runs completion work only when
+            // we ask for events) GETEVENTS without blocking: one enter, and
+            // input that arrived while this turn's sends ran inline is
+            // completed by it too, for the next turn.
+            let pending = self.ring.submission().len() as u32;
+            // SAFETY: no argument struct is passed; every queued entry's
+            // buffers stay alive until its completion (see `push`).
             unsafe {
-                self.ring
-                    .submitter()
-                    .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    pending,
+                    0,
+                    IORING_ENTER_GETEVENTS,
+                    None,
+                )
             }
-            .and_then(|_| self.ring.submit())
         } else if backlog || self.release_at.is_some() {
             // Mail waits for room in a full ring: sleep, but only briefly,
             // rather than spin on a slow (or exited) shard. Held data waits
@@ -1114,18 +1130,27 @@ impl<M> Shard<M> {
                 self.core.mark(key);
             }
         }
-        let mut i = 0;
+        // At most SENDS_PER_TURN sends, then the turn ends and new input is
+        // taken in; the rest wait their turn, first come, first served.
         // Handling one connection can dirty others (an app callback that
-        // sends), so walk the list as it grows.
-        while i < self.core.dirty.len() {
-            let key = self.core.dirty[i];
-            i += 1;
+        // sends): they join the end of the line. A write delay's release
+        // must go out in one pass (the next turn would hold them again),
+        // and latency is not its point anyway.
+        let budget = if self.releasing || !self.config.write_delay.is_zero() {
+            usize::MAX
+        } else {
+            SENDS_PER_TURN
+        };
+        let mut sends = 0;
+        while sends < budget {
+            let Some(key) = self.core.dirty.pop_front() else {
+                break;
+            };
             if let Some(c) = self.core.conns.get_mut(key as usize) {
                 c.dirty = false;
             }
-            self.flush_one(app, key);
+            sends += usize::from(self.flush_one(app, key));
         }
-        self.core.dirty.clear();
         self.releasing = false;
         if !self.core.dials.is_empty() {
             // Asked for during the flush (an app callback reconnecting):
@@ -1134,11 +1159,12 @@ impl<M> Shard<M> {
         }
     }
 
-    fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) {
+    /// Returns whether a send was submitted.
+    fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) -> bool {
         let now = self.core.now;
         let close_t = ticks(self.config.close_timeout).max(1);
         let Some(c) = self.core.conns.get_mut(key as usize) else {
-            return;
+            return false;
         };
         let id = ConnId { key, gen: c.gen };
         if let Some((status, reason)) = c.close_req.take() {
@@ -1168,7 +1194,7 @@ impl<M> Shard<M> {
             app.connect_failed(&mut self.io(), id, &why);
         }
         let Some(c) = self.core.conns.get_mut(key as usize) else {
-            return;
+            return false;
         };
         if c.phase == Phase::Flushing && c.wheel_at > c.since + close_t {
             // Bound the flush by the close timeout, not by whatever the
@@ -1177,7 +1203,7 @@ impl<M> Shard<M> {
             self.reschedule(key, at);
         }
         let Some(c) = self.core.conns.get_mut(key as usize) else {
-            return;
+            return false;
         };
         match c.phase {
             Phase::Connecting => {}
@@ -1198,6 +1224,7 @@ impl<M> Shard<M> {
                 } else if c.sending.is_none() && !c.tx.is_empty() {
                     let op = self.pool.pop().unwrap_or_else(SendOp::new);
                     self.submit_send(key, op);
+                    return true;
                 } else if c.phase == Phase::Flushing && c.sending.is_none() && c.tx.is_empty() {
                     // Everything is out: half-close, then wait for the
                     // peer's EOF so unread input cannot turn our close
@@ -1252,6 +1279,7 @@ impl<M> Shard<M> {
             }
             Phase::Releasing => {}
         }
+        false
     }
 
     /// Submit `op` (holding the unsent rest of a short write, or empty)
