@@ -77,9 +77,10 @@ struct Args {
     /// past it the connection is closed with 1008.
     #[arg(long, default_value_t = 64 << 20)]
     max_backlog_bytes: usize,
-    /// Kernel send buffer per connection, in bytes (SO_SNDBUF; the kernel
-    /// doubles it). Bounds what a stalled subscriber holds in the kernel
-    /// before the slow-consumer policy sees it; 0 = kernel autotuning.
+    /// Kernel send buffer per connection, in bytes (SO_SNDBUF: the kernel
+    /// caps it at net.core.wmem_max, then doubles it). Bounds what a
+    /// stalled subscriber holds in the kernel before the slow-consumer
+    /// policy sees it; 0 = kernel autotuning.
     #[arg(long, default_value_t = 256 << 10)]
     socket_send_buffer: usize,
     /// Hold data for up to this many milliseconds so that each send carries

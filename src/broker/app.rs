@@ -386,6 +386,10 @@ impl Broker {
         let stamp = self.stamp;
         let mut targets = std::mem::take(&mut self.targets);
         self.subs.for_each_match(topic, |c| targets.push(c));
+        if targets.is_empty() {
+            self.targets = targets;
+            return;
+        }
         // One shard-local share for all of them: each queue then takes a
         // plain reference count, not an atomic one (see `SendBuf`).
         let local = SendBuf::local(frame.clone());

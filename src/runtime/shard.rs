@@ -2,9 +2,11 @@
 //!
 //! Each loop turn: reap completions, act on them (this is where bytes are
 //! decoded and the application runs), read cross-shard mail, then flush:
-//! every connection touched this turn gets at most one send, one re-armed
-//! receive, or one step of its teardown. One `io_uring_enter` submits all
-//! of it and waits for the next completion.
+//! connections with something to do, first come first served, get at most
+//! one send, one re-armed receive, or one step of their teardown, until
+//! the turn's send budget is spent (the rest wait for the next turn). One
+//! `io_uring_enter` submits it all, completes what arrived meanwhile, and
+//! waits for the next completion only when nothing is left to do.
 
 use super::bufring::BufRing;
 use super::conn::{Conn, Phase, SendBuf, SendOp, NO_SLOT};
@@ -161,6 +163,13 @@ impl<M> Io<'_, M> {
             return Offered::Gone;
         }
         let backlog = c.backlog();
+        // Data held by the write delay is not a slow consumer's backlog:
+        // only what is in flight counts against the app's limit then.
+        let behind = if c.held {
+            c.sending.as_ref().map_or(0, |s| s.len())
+        } else {
+            backlog
+        };
         if backlog + frame.len() > cap {
             // A peer that sends but never reads must not grow our memory
             // without bound (echo replies, acks, errors...).
@@ -168,7 +177,7 @@ impl<M> Io<'_, M> {
             self.core.mark(id.key);
             return Offered::Gone;
         }
-        if backlog != 0 && backlog + frame.len() > limit {
+        if behind != 0 && behind + frame.len() > limit {
             return Offered::Full;
         }
         c.tx.push(frame.clone());
@@ -1114,9 +1123,11 @@ impl<M> Shard<M> {
         }
     }
 
-    /// The flush step: for each connection touched this turn, tell the
-    /// application about closes, then submit at most one of each: send,
-    /// receive re-arm, shutdown, close.
+    /// The flush step: for each connection in line (up to SENDS_PER_TURN
+    /// sends), tell the application about closes, then submit at most one
+    /// of each: send, receive re-arm, shutdown, close. A key left in line
+    /// whose connection closed meanwhile, even one whose slot a new
+    /// connection took, only costs that connection an idle look.
     fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
         self.start_dials();
         let due = self.release_at.is_some_and(|t| self.elapsed >= t);
@@ -1205,6 +1216,9 @@ impl<M> Shard<M> {
         let Some(c) = self.core.conns.get_mut(key as usize) else {
             return false;
         };
+        // Not a return: a connection that sends must still get its
+        // receive re-armed below (it stops on ENOBUFS, or without MORE).
+        let mut sent = false;
         match c.phase {
             Phase::Connecting => {}
             Phase::Handshake | Phase::Open | Phase::Flushing => {
@@ -1224,7 +1238,7 @@ impl<M> Shard<M> {
                 } else if c.sending.is_none() && !c.tx.is_empty() {
                     let op = self.pool.pop().unwrap_or_else(SendOp::new);
                     self.submit_send(key, op);
-                    return true;
+                    sent = true;
                 } else if c.phase == Phase::Flushing && c.sending.is_none() && c.tx.is_empty() {
                     // Everything is out: half-close, then wait for the
                     // peer's EOF so unread input cannot turn our close
@@ -1279,7 +1293,7 @@ impl<M> Shard<M> {
             }
             Phase::Releasing => {}
         }
-        false
+        sent
     }
 
     /// Submit `op` (holding the unsent rest of a short write, or empty)
@@ -1417,7 +1431,8 @@ fn process<A: App>(
                 c.phase = Phase::Open;
                 c.opened = true;
                 c.last_rx = core.now;
-                c.tx.push(upgrade.response);
+                // As control: a write delay must not hold the handshake.
+                c.tx.push_control(upgrade.response);
                 ShardStats::add(&core.stats[core.me].websocket_upgrades_total, 1);
                 core.mark(key);
                 used = consumed;
