@@ -214,10 +214,7 @@ impl Broker {
     }
 
     fn state(&mut self, conn: ConnId) -> Option<&mut ConnState> {
-        self.conns
-            .get_mut(conn.key as usize)
-            .and_then(|s| s.as_mut())
-            .filter(|s| s.gen == conn.gen)
+        live(&mut self.conns, conn)
     }
 
     /// A connection upgraded on `/ws`.
@@ -411,20 +408,23 @@ impl Broker {
 
     /// Queue `frame` on a subscriber, under the slow-consumer policy.
     fn offer(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, frame: &SendBuf, at: TopicAt) {
-        let policy = self.config.policy;
-        let max = self.config.max_queued;
         let me = io.shard();
-        if self.state(conn).is_some_and(|s| !s.held.is_empty()) && io.backlog(conn) == Some(0) {
+        let Some(st) = live(&mut self.conns, conn) else {
+            return;
+        };
+        let mut held = !st.held.is_empty();
+        if held && io.backlog(conn) == Some(0) {
             // Held-back messages and nothing in flight to call `writable`:
             // release them now.
             self.writable(io, conn);
+            held = self.state(conn).is_some_and(|s| !s.held.is_empty());
         }
-        let Some(st) = self.state(conn) else { return };
         // Nothing held back: queue it unless the backlog is over the limit
         // (an empty queue always takes it, however large: the policy is
-        // for subscribers that fall behind, not for big messages).
-        if st.held.is_empty() {
-            match io.offer(conn, frame, max) {
+        // for subscribers that fall behind, not for big messages). The
+        // common case ends here, after one lookup.
+        if !held {
+            match io.offer(conn, frame, self.config.max_queued) {
                 Offered::Sent => {
                     ShardStats::add(&self.stats[me].deliveries_total, 1);
                     return;
@@ -433,7 +433,10 @@ impl Broker {
                 Offered::Full => {}
             }
         }
-        match policy {
+        let Some(st) = live(&mut self.conns, conn) else {
+            return;
+        };
+        match self.config.policy {
             SlowPolicy::Disconnect => {
                 if io.close(conn, code::POLICY_VIOLATION, "slow consumer") {
                     ShardStats::add(&self.stats[me].slow_disconnects_total, 1);
@@ -719,6 +722,16 @@ impl Broker {
             } => self.sub_reply(io, from, conn, req, &patterns, entries),
         }
     }
+}
+
+/// A subscriber's state if `conn` is still that connection. A function of
+/// the table alone, so a caller holding it can still use the broker's
+/// other fields (counters) without a second lookup.
+fn live(conns: &mut [Option<ConnState>], conn: ConnId) -> Option<&mut ConnState> {
+    conns
+        .get_mut(conn.key as usize)
+        .and_then(|s| s.as_mut())
+        .filter(|s| s.gen == conn.gen)
 }
 
 /// Shards that may own topics matching `pattern`: its owner for an exact
