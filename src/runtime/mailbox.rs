@@ -74,15 +74,12 @@ impl<M> Mailbox<M> {
 
     /// Queue `mail` for shard `to` (never to ourselves).
     pub fn post(&mut self, to: usize, mail: M) {
-        let Some(Some(p)) = self.tx.get_mut(to) else {
-            return;
-        };
-        self.posted[to] = true;
-        if !self.backlog[to].is_empty() {
-            self.backlog[to].push_back(mail);
+        if !matches!(self.tx.get(to), Some(Some(_))) {
             return;
         }
-        if let Err(rtrb::PushError::Full(m)) = p.push(mail) {
+        // What does not fit now waits, in order, behind older mail.
+        if let Err(m) = self.try_post(to, mail) {
+            self.posted[to] = true;
             self.backlog[to].push_back(m);
         }
     }

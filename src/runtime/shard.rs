@@ -323,7 +323,7 @@ pub struct Shard<M> {
     #[allow(clippy::vec_box)]
     pool: Vec<Box<SendOp>>,
     start: Instant,
-    /// `start.elapsed()` at the top of this turn, when a write delay is on.
+    /// `start.elapsed()` at the top of this turn (the write delay's clock).
     elapsed: std::time::Duration,
     /// Connections whose data waits for `release_at` (the write delay).
     held: Vec<u32>,
@@ -1147,10 +1147,10 @@ impl<M> Shard<M> {
         // sends): they join the end of the line. A write delay's release
         // must go out in one pass (the next turn would hold them again),
         // and latency is not its point anyway.
-        let budget = if self.releasing || !self.config.write_delay.is_zero() {
-            usize::MAX
-        } else {
+        let budget = if self.config.write_delay.is_zero() {
             SENDS_PER_TURN
+        } else {
+            usize::MAX
         };
         let mut sends = 0;
         while sends < budget {
