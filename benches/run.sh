@@ -14,7 +14,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 DUR=${DUR:-10s}
 WARM=${WARM:-2s}
@@ -25,38 +24,8 @@ mkdir -p "$OUT"
 cargo build --release -q -p ringfan -p ringfan-loadgen -p ringfan-baseline
 LG=target/release/ringfan-loadgen
 
-PORT_RINGFAN=${PORT_RINGFAN:-9310}
-PORT_BASELINE=${PORT_BASELINE:-9311}
-SERVER_PID=
-
-start() { # broker
-    local log
-    log=$(mktemp)
-    case $1 in
-    ringfan)
-        taskset -c "$SERVER_CPU" target/release/ringfan --listen "127.0.0.1:$PORT_RINGFAN" --shards 1 >"$log" 2>&1 &
-        PORT=$PORT_RINGFAN ;;
-    baseline)
-        taskset -c "$SERVER_CPU" target/release/ringfan-baseline --listen "127.0.0.1:$PORT_BASELINE" --threads 1 >"$log" 2>&1 &
-        PORT=$PORT_BASELINE ;;
-    esac
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        grep -q "listening on" "$log" && return 0
-        sleep 0.1
-    done
-    echo "benches/run.sh: $1 did not start:" >&2
-    cat "$log" >&2
-    exit 1
-}
-
-stop() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-trap stop EXIT
+# shellcheck source=benches/brokers.sh
+source benches/brokers.sh
 
 run() { # broker name scenario args...
     local broker=$1 name=$2

@@ -16,7 +16,6 @@ cd "$(dirname "$0")/../.."
 RATES=${RATES:-"1000 2000 3000 4000"}
 N=${N:-3}
 DUR=${DUR:-8s}
-SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 OUT=${OUT:-docs/bench/vs-uws}
 mkdir -p "$OUT"
@@ -24,36 +23,8 @@ mkdir -p "$OUT"
 bash benches/uws/setup.sh
 cargo build --release -q -p ringfan -p ringfan-loadgen
 LG=target/release/ringfan-loadgen
-SERVER_PID=
-
-start() { # broker
-    local log
-    log=$(mktemp)
-    case $1 in
-    ringfan)
-        taskset -c "$SERVER_CPU" target/release/ringfan --listen 127.0.0.1:9320 --shards 1 >"$log" 2>&1 &
-        PORT=9320 ;;
-    uws)
-        taskset -c "$SERVER_CPU" benches/uws/venv/bin/python benches/uws/server.py --port 9321 >"$log" 2>&1 &
-        PORT=9321 ;;
-    esac
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        grep -q "listening on" "$log" && return 0
-        sleep 0.1
-    done
-    echo "benches/uws/compare.sh: $1 did not start:" >&2
-    cat "$log" >&2
-    exit 1
-}
-
-stop() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-trap stop EXIT
+# shellcheck source=benches/brokers.sh
+source benches/brokers.sh
 
 for i in $(seq "$N"); do
     for rate in $RATES; do
