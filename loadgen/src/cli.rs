@@ -128,19 +128,32 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     Ok((addr, path.to_string()))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn plan(
-    c: &Common,
-    scenario: Scenario,
-    topics: Vec<String>,
-    subs_per_topic: Vec<u64>,
-    publishers: u64,
-    echoers: u64,
-    rate: f64,
-    window: u32,
-    payload: usize,
-    publishing: Publishing,
-) -> Result<Plan, String> {
+/// What a scenario asks of the run; `plan` adds the common flags and the
+/// layout (shards, source addresses).
+pub struct Load {
+    pub scenario: Scenario,
+    pub topics: Vec<String>,
+    pub subs_per_topic: Vec<u64>,
+    pub publishers: u64,
+    pub echoers: u64,
+    pub rate: f64,
+    pub window: u32,
+    pub payload: usize,
+    pub publishing: Publishing,
+}
+
+pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
+    let Load {
+        scenario,
+        topics,
+        subs_per_topic,
+        publishers,
+        echoers,
+        rate,
+        window,
+        payload,
+        publishing,
+    } = load;
     let (target, path) = parse_url(&c.url)?;
     if !(rate >= 0.0 && rate.is_finite()) {
         return Err("--rate must be >= 0".into());

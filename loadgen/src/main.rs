@@ -3,8 +3,9 @@
 //! honestly. See `ringfan-loadgen <scenario> --help`.
 
 use clap::{Args, Parser, Subcommand};
+use loadgen::cli::{self, Load};
 use loadgen::plan::{self, Plan, Publishing, Scenario};
-use loadgen::{cli, feed, report, run};
+use loadgen::{feed, report, run};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -199,15 +200,17 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
             let p = cli::plan(
                 &a.common,
-                Scenario::Fanout,
-                topics,
-                spread,
-                a.publishers,
-                0,
-                a.rate,
-                a.window,
-                a.payload,
-                Publishing::Uniform,
+                Load {
+                    scenario: Scenario::Fanout,
+                    topics,
+                    subs_per_topic: spread,
+                    publishers: a.publishers,
+                    echoers: 0,
+                    rate: a.rate,
+                    window: a.window,
+                    payload: a.payload,
+                    publishing: Publishing::Uniform,
+                },
             )?;
             (p, a.common)
         }
@@ -218,15 +221,17 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
             let mut p = cli::plan(
                 &a.common,
-                Scenario::Feed,
-                topics,
-                spread,
-                a.publishers.max(1),
-                0,
-                a.rate,
-                1,
-                0,
-                Publishing::Owned(weights),
+                Load {
+                    scenario: Scenario::Feed,
+                    topics,
+                    subs_per_topic: spread,
+                    publishers: a.publishers.max(1),
+                    echoers: 0,
+                    rate: a.rate,
+                    window: 1,
+                    payload: 0,
+                    publishing: Publishing::Owned(weights),
+                },
             )?;
             if a.rate <= 0.0 {
                 return Err("feed needs --rate > 0 (updates per second)".into());
@@ -239,30 +244,34 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
         Cmd::Echo(a) => {
             let p = cli::plan(
                 &a.common,
-                Scenario::Echo,
-                Vec::new(),
-                Vec::new(),
-                0,
-                a.connections,
-                a.rate,
-                a.window,
-                a.payload,
-                Publishing::Uniform,
+                Load {
+                    scenario: Scenario::Echo,
+                    topics: Vec::new(),
+                    subs_per_topic: Vec::new(),
+                    publishers: 0,
+                    echoers: a.connections,
+                    rate: a.rate,
+                    window: a.window,
+                    payload: a.payload,
+                    publishing: Publishing::Uniform,
+                },
             )?;
             (p, a.common)
         }
         Cmd::Conns(a) => {
             let mut p = cli::plan(
                 &a.common,
-                Scenario::Conns,
-                vec![a.topic.clone()],
-                vec![a.connections],
-                1,
-                0,
-                0.0,
-                1,
-                a.payload,
-                Publishing::Once,
+                Load {
+                    scenario: Scenario::Conns,
+                    topics: vec![a.topic.clone()],
+                    subs_per_topic: vec![a.connections],
+                    publishers: 1,
+                    echoers: 0,
+                    rate: 0.0,
+                    window: 1,
+                    payload: a.payload,
+                    publishing: Publishing::Once,
+                },
             )?;
             p.hold = a.hold;
             p.warmup = Duration::ZERO;
