@@ -43,6 +43,15 @@ struct Slot {
     sender: Option<usize>,
 }
 
+/// The slot of `id` if it still owns it. A function of the table alone, so
+/// a caller holding the slot can still update the driver's counters.
+fn slot(conns: &mut [Option<Slot>], id: ConnId) -> Option<&mut Slot> {
+    conns
+        .get_mut(id.key as usize)
+        .and_then(Option::as_mut)
+        .filter(|s| s.id == id)
+}
+
 /// A publishing (or echoing) connection's schedule.
 struct Sender {
     id: ConnId,
@@ -110,10 +119,7 @@ impl Driver {
     }
 
     fn slot(&mut self, id: ConnId) -> Option<&mut Slot> {
-        self.conns
-            .get_mut(id.key as usize)
-            .and_then(Option::as_mut)
-            .filter(|s| s.id == id)
+        slot(&mut self.conns, id)
     }
 
     fn dial_more(&mut self, io: &mut Io<'_, ()>) {
@@ -418,12 +424,7 @@ impl App for Driver {
     }
 
     fn message(&mut self, io: &mut Io<'_, ()>, id: ConnId, m: Message<'_>) {
-        let Some(slot) = self
-            .conns
-            .get_mut(id.key as usize)
-            .and_then(Option::as_mut)
-            .filter(|s| s.id == id)
-        else {
+        let Some(slot) = slot(&mut self.conns, id) else {
             return;
         };
         match slot.kind {
@@ -487,11 +488,13 @@ impl App for Driver {
 
     fn closed(&mut self, io: &mut Io<'_, ()>, id: ConnId) {
         let code = io.close_code(id);
+        // Taken only if it is this connection's: a slot is never emptied
+        // for an id that no longer owns it.
         let Some(slot) = self
             .conns
             .get_mut(id.key as usize)
+            .filter(|s| s.as_ref().is_some_and(|s| s.id == id))
             .and_then(Option::take)
-            .filter(|s| s.id == id)
         else {
             return;
         };
