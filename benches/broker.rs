@@ -7,7 +7,7 @@ use ringfan::broker::owner::Owned;
 use ringfan::broker::topic::matches;
 use ringfan::broker::trie::Trie;
 use ringfan::broker::wire;
-use ringfan::runtime::SendBuf;
+use ringfan::sendbuf::SendBuf;
 use std::collections::VecDeque;
 use std::time::Duration;
 

@@ -1,10 +1,20 @@
 //! ringfan: a WebSocket pub/sub fan-out broker on io_uring.
 //!
-//! Layers, bottom up (see `docs/architecture.md`):
-//! - [`ws`]: the sans-IO WebSocket protocol core.
-//! - [`runtime`]: the io_uring thread-per-core server that drives it.
+//! Layers, bottom up (see `docs/architecture.md`); every import points
+//! down:
+//! - [`ws`]: the sans-IO WebSocket protocol core (bytes in, events out).
+//! - [`metrics`] and [`sendbuf`]: leaves both layers above use (per-shard
+//!   counters; a frame as queues hold it).
+//! - [`runtime`]: the io_uring thread-per-core server that drives `ws`; it
+//!   knows no topics, JSON or routes.
+//! - [`broker`]: the pub/sub data structures behind its own narrow
+//!   [`broker::Host`] seam; it knows no io_uring.
+//! - [`server`]: the application the binary runs: routes, and the broker
+//!   over the runtime.
 
 pub mod broker;
+pub mod metrics;
 pub mod runtime;
+pub mod sendbuf;
 pub mod server;
 pub mod ws;

@@ -1,9 +1,10 @@
 //! `ringfan`: the broker binary.
 
 use clap::{Parser, ValueEnum};
-use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
+use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy, MAX_SHARDS};
+use ringfan::runtime::config::DEFAULT_LISTEN;
 use ringfan::runtime::{Config, Server};
-use ringfan::server::Node;
+use ringfan::server::{Node, Routes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,22 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// Every default below is read from the library's own `Default`s (the
+// runtime's `Config`, the broker's `BrokerConfig`, the server's `Routes`),
+// so `--help` shows what the code does and there is one place to change.
+fn rt() -> Config {
+    Config::default()
+}
+fn br() -> BrokerConfig {
+    BrokerConfig::default()
+}
+
 /// ringfan: a WebSocket pub/sub fan-out broker on io_uring.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Address and port to listen on (all shards share it via SO_REUSEPORT).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Number of shards (threads, each with its own io_uring). Default: one
     /// per available core.
@@ -26,10 +37,10 @@ struct Args {
     #[arg(long)]
     no_pin: bool,
     /// Largest message accepted on /ws, in bytes; larger ones close with 1009.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = br().max_message)]
     max_message: usize,
     /// Largest message accepted on /echo, in bytes.
-    #[arg(long, default_value_t = 16 << 20)]
+    #[arg(long, default_value_t = Routes::default().max_message_echo)]
     max_message_echo: usize,
     /// Disable the /echo endpoint (conformance testing only).
     #[arg(long)]
@@ -39,66 +50,66 @@ struct Args {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
     /// Seconds a client has to complete the HTTP upgrade.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = rt().handshake_timeout.as_secs())]
     handshake_timeout: u64,
     /// Seconds of silence after which the server pings a client.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = rt().idle_ping.as_secs())]
     idle_ping: u64,
     /// Seconds a client has to answer a ping before it is closed.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = rt().pong_timeout.as_secs())]
     pong_timeout: u64,
     /// Seconds a closing connection has to finish its close handshake.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = rt().close_timeout.as_secs())]
     close_timeout: u64,
     /// Seconds, on SIGTERM/SIGINT, to flush queues and close with 1001.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = rt().drain_timeout.as_secs())]
     drain_timeout: u64,
     /// Most connections per shard (the direct descriptor table; capped by
     /// the hard RLIMIT_NOFILE).
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = rt().max_connections_per_shard)]
     max_connections_per_shard: u32,
     /// Size of each receive buffer in the provided buffer ring, in bytes.
-    #[arg(long, default_value_t = 16 * 1024)]
+    #[arg(long, default_value_t = rt().recv_buffer_size)]
     recv_buffer_size: usize,
     /// Receive buffers offered per shard at start (grows on demand up to
     /// --recv-buffers-max).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = rt().recv_buffers)]
     recv_buffers: u16,
     /// Most receive buffers per shard.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = rt().recv_buffers_max)]
     recv_buffers_max: u16,
     /// What happens to a subscriber whose outgoing queue is full.
-    #[arg(long, value_enum, default_value_t = Policy::Disconnect)]
+    #[arg(long, value_enum, default_value_t = Policy::from(br().policy))]
     slow_consumer: Policy,
     /// Bytes a subscriber may have queued before --slow-consumer applies.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = br().max_queued)]
     max_queued_bytes: usize,
     /// Bytes any connection may have queued at all (echo replies, acks…);
     /// past it the connection is closed with 1008.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = rt().max_backlog)]
     max_backlog_bytes: usize,
     /// Kernel send buffer per connection, in bytes (SO_SNDBUF: the kernel
     /// caps it at net.core.wmem_max, then doubles it). Bounds what a
     /// stalled subscriber holds in the kernel before the slow-consumer
     /// policy sees it; 0 = kernel autotuning.
-    #[arg(long, default_value_t = 256 << 10)]
+    #[arg(long, default_value_t = rt().send_buffer)]
     socket_send_buffer: usize,
     /// Hold data for up to this many milliseconds so that each send carries
     /// more messages: less CPU per delivery for that much more latency.
     /// 0 sends every loop turn (control frames are never held).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = rt().write_delay.as_millis() as u64)]
     write_delay_ms: u64,
     /// Cross-shard mail slots per shard. A shard that falls this far behind
     /// gets no more: publishes for its topics are answered rate_limited and
     /// messages for its subscribers are shed (they see the seq gap).
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = rt().mailbox_capacity)]
     mailbox_capacity: usize,
     /// Most subscriptions per connection (more gets err too_large).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = br().max_subscriptions)]
     max_subscriptions: usize,
     /// Bytes of last values kept for snapshots, per shard; past it some are
     /// forgotten, in no particular order (seq keeps counting).
-    #[arg(long, default_value_t = 256 << 20)]
+    #[arg(long, default_value_t = br().max_lvc_bytes)]
     max_snapshot_bytes: usize,
 }
 
@@ -112,19 +123,39 @@ enum Policy {
     Conflate,
 }
 
+impl From<SlowPolicy> for Policy {
+    fn from(p: SlowPolicy) -> Self {
+        match p {
+            SlowPolicy::Disconnect => Policy::Disconnect,
+            SlowPolicy::Drop => Policy::Drop,
+            SlowPolicy::Conflate => Policy::Conflate,
+        }
+    }
+}
+
+impl From<Policy> for SlowPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Disconnect => SlowPolicy::Disconnect,
+            Policy::Drop => SlowPolicy::Drop,
+            Policy::Conflate => SlowPolicy::Conflate,
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let defaults = Config::default();
     let config = Config {
         listen: Some(args.listen),
-        shards: args.shards.unwrap_or(defaults.shards.min(64)).max(1),
+        shards: args
+            .shards
+            .unwrap_or(defaults.shards.min(MAX_SHARDS))
+            .max(1),
         pin: !args.no_pin,
         handshake: ringfan::ws::handshake::Config {
             allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
-            echo: !args.no_echo,
         },
-        max_message: args.max_message,
-        max_message_echo: args.max_message_echo,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         idle_ping: Duration::from_secs(args.idle_ping),
         pong_timeout: Duration::from_secs(args.pong_timeout),
@@ -141,25 +172,23 @@ fn main() {
         ..defaults
     };
     let shards = config.shards;
-    if shards > 64 {
-        eprintln!("ringfan: --shards {shards}: at most 64 shards are supported");
+    if shards > MAX_SHARDS {
+        eprintln!("ringfan: --shards {shards}: at most {MAX_SHARDS} shards are supported");
         std::process::exit(2);
     }
     let broker = BrokerConfig {
-        policy: match args.slow_consumer {
-            Policy::Disconnect => SlowPolicy::Disconnect,
-            Policy::Drop => SlowPolicy::Drop,
-            Policy::Conflate => SlowPolicy::Conflate,
-        },
+        policy: args.slow_consumer.into(),
         max_queued: args.max_queued_bytes,
         max_message: args.max_message,
         max_subscriptions: args.max_subscriptions,
         max_lvc_bytes: args.max_snapshot_bytes,
     };
-    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    let make = move |_| Node {
-        broker: Broker::new(broker.clone(), stats.clone()),
+    let routes = Routes {
+        echo: !args.no_echo,
+        max_message_echo: args.max_message_echo,
     };
+    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
+    let make = move |_| Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
     let server = match Server::start(config, make) {
         Ok(s) => s,
         Err(e) => {

@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use ringfan::runtime::{App, Config, ConnId, Io, Server, ShardStats};
-use ringfan::ws::handshake::{HttpRoute, Upgrade};
+use ringfan::runtime::{Accepted, App, Config, ConnId, Io, Server, ShardStats};
+use ringfan::ws::handshake::{Request, Upgrade};
 use ringfan::ws::{frame, http, Message, OpCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,10 +29,17 @@ impl Relay {
 impl App for Relay {
     type Mail = Bytes;
 
-    fn upgrade(&mut self, io: &mut Io<'_, Bytes>, conn: ConnId, _u: &Upgrade) -> Result<(), Bytes> {
+    fn upgrade(
+        &mut self,
+        io: &mut Io<'_, Bytes>,
+        conn: ConnId,
+        _u: &Upgrade,
+    ) -> Result<Accepted, Bytes> {
         self.conns.push(conn);
         self.per_shard[io.shard()].fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok(Accepted {
+            max_message: 1 << 20,
+        })
     }
 
     fn message(&mut self, io: &mut Io<'_, Bytes>, _conn: ConnId, msg: Message<'_>) {
@@ -51,7 +58,7 @@ impl App for Relay {
         self.per_shard[io.shard()].fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn http(&mut self, io: &mut Io<'_, Bytes>, _route: HttpRoute) -> Bytes {
+    fn http(&mut self, io: &mut Io<'_, Bytes>, _request: &Request) -> Bytes {
         let mut body = String::new();
         ShardStats::render(io.stats(), &mut body);
         http::response(200, &[], "text/plain", body.as_bytes(), true)

@@ -13,10 +13,8 @@ use crate::control::{Control, Phase, Report, ShardResult};
 use crate::feed;
 use crate::msg::{self, Server};
 use crate::plan::{Kind, Plan, Publishing, Scenario};
-use bytes::Bytes;
 use hdrhistogram::Histogram;
 use ringfan::runtime::{App, ConnId, Dial, Io};
-use ringfan::ws::handshake::{HttpRoute, Upgrade};
 use ringfan::ws::Message;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -370,16 +368,6 @@ impl Driver {
 
 impl App for Driver {
     type Mail = ();
-
-    fn upgrade(&mut self, _: &mut Io<'_, ()>, _: ConnId, _: &Upgrade) -> Result<(), Bytes> {
-        Err(Bytes::new())
-    }
-
-    fn http(&mut self, _: &mut Io<'_, ()>, _: HttpRoute) -> Bytes {
-        Bytes::new()
-    }
-
-    fn mail(&mut self, _: &mut Io<'_, ()>, _: usize, _: ()) {}
 
     fn connected(&mut self, io: &mut Io<'_, ()>, id: ConnId) {
         self.dialing = self.dialing.saturating_sub(1);

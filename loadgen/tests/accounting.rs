@@ -7,7 +7,7 @@ use loadgen::plan::{Plan, Publishing, Scenario};
 use loadgen::run::{self, Options};
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
 use ringfan::runtime::{Config, Server};
-use ringfan::server::Node;
+use ringfan::server::{Node, Routes};
 use ringfan::ws::handshake::{self, Outcome};
 use ringfan::ws::{Connection, Event, OpCode, Read, Role};
 use std::io::{Read as _, Write as _};
@@ -30,8 +30,11 @@ fn ringfan(shards: usize) -> Server {
         max_lvc_bytes: 64 << 20,
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    Server::start(config, move |_| Node {
-        broker: Broker::new(broker.clone(), stats.clone()),
+    Server::start(config, move |_| {
+        Node::new(
+            Broker::new(broker.clone(), stats.clone()),
+            Routes::default(),
+        )
     })
     .expect("broker starts")
 }
@@ -285,11 +288,7 @@ fn faulty_broker() -> SocketAddr {
                         return;
                     }
                     head.extend_from_slice(&b[..n]);
-                    let cfg = handshake::Config {
-                        allowed_origins: None,
-                        echo: true,
-                    };
-                    match handshake::accept(&head, &cfg) {
+                    match handshake::accept(&head, &handshake::Config::default()) {
                         Outcome::Partial => continue,
                         Outcome::Upgrade { consumed, upgrade } => {
                             s.write_all(&upgrade.response).unwrap();

@@ -1,10 +1,21 @@
-//! The pub/sub broker's data structures: plain data, testable without
-//! sockets, and the broker app that runs them over the runtime.
+//! The pub/sub broker: plain data structures behind one narrow seam
+//! ([`Host`]), testable without sockets. It knows topics, JSON and
+//! WebSocket close codes; it knows nothing of io_uring.
 
-pub mod app;
+pub mod engine;
+pub mod host;
+pub mod mail;
 pub mod owner;
+pub mod stats;
+mod subscriber;
 pub mod topic;
 pub mod trie;
 pub mod wire;
 
-pub use app::{Broker, BrokerConfig, BrokerStats, Mail, SlowPolicy};
+#[cfg(test)]
+mod engine_tests;
+
+pub use engine::{Broker, BrokerConfig, SlowPolicy};
+pub use host::{Client, Host, MAX_SHARDS};
+pub use mail::Mail;
+pub use stats::BrokerStats;

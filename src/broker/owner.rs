@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
+use super::host::ShardMask;
 use super::topic::matches;
 use super::trie::Trie;
 use super::wire::{self, TopicAt};
@@ -38,7 +39,7 @@ pub struct Published {
     pub frame: Bytes,
     pub at: TopicAt,
     /// Shards with a matching subscription, as a bitmask.
-    pub shards: u64,
+    pub shards: ShardMask,
 }
 
 impl Owned {
@@ -79,7 +80,7 @@ impl Owned {
         if self.lvc_bytes > self.max_lvc_bytes {
             self.evict(topic);
         }
-        let mut shards = 0u64;
+        let mut shards: ShardMask = 0;
         self.interest.for_each_match(topic, |s| shards |= 1 << s);
         Published { frame, at, shards }
     }

@@ -4,11 +4,11 @@
 //! else (no receive buffer, no send buffer), which is what lets a shard
 //! hold hundreds of thousands of them.
 
-use crate::ws::handshake::Route;
+use crate::sendbuf::SendBuf;
+use crate::ws::keepalive::Keepalive;
 use crate::ws::{Connection, Role};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use std::collections::VecDeque;
-use std::rc::Rc;
 
 use super::timer::Ticks;
 
@@ -31,69 +31,6 @@ pub enum Phase {
     Dead,
     /// The close of the slot is submitted; the entry goes when it completes.
     Releasing,
-}
-
-/// One frame to send: its own `Bytes`, or a shard-local share of a frame
-/// that many of the shard's connections send (a fan-out).
-///
-/// Why both: a `Bytes` clone per subscriber is an atomic increment, and
-/// its drop an atomic decrement; with a shard-local `Rc` around one
-/// `Bytes` those become plain ones. Queueing, sending and dropping a frame
-/// for 1,000 queues costs 34-42 ns per queue with `Bytes` against 7-8 ns
-/// with the `Rc` here (`cargo bench --bench broker -- fanout_queue`); at
-/// high batching the atomic was the largest single item in the shard's
-/// profile. The frame itself is still built once and shared by every
-/// shard; only each shard's many references to it are local.
-#[derive(Debug, Clone)]
-pub enum SendBuf {
-    Own(Bytes),
-    Local(Rc<Bytes>),
-}
-
-impl SendBuf {
-    /// A share of `frame` for many of this shard's connections.
-    pub fn local(frame: Bytes) -> Self {
-        Self::Local(Rc::new(frame))
-    }
-
-    /// The frame (a cheap, atomic clone of it keeps it beyond the share).
-    pub fn bytes(&self) -> &Bytes {
-        match self {
-            Self::Own(b) => b,
-            Self::Local(rc) => rc,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes().is_empty()
-    }
-
-    /// Drop the first `n` bytes (a short write): the rare case takes its
-    /// own `Bytes` view, leaving the share intact for the others.
-    fn advance(&mut self, n: usize) {
-        match self {
-            Self::Own(b) => b.advance(n),
-            Self::Local(rc) => *self = Self::Own(rc.slice(n..)),
-        }
-    }
-}
-
-impl std::ops::Deref for SendBuf {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.bytes()
-    }
-}
-
-impl From<Bytes> for SendBuf {
-    fn from(b: Bytes) -> Self {
-        Self::Own(b)
-    }
 }
 
 /// Frames waiting to be sent. Control frames (pong, close) go ahead of
@@ -229,7 +166,6 @@ pub struct Conn {
     pub slot: u32,
     pub gen: u32,
     pub phase: Phase,
-    pub route: Route,
     pub ws: Connection,
     /// Bytes of an unfinished request head or frame (see the buffer
     /// contract in `ws::connection`). Empty, unallocated, when idle.
@@ -239,13 +175,11 @@ pub struct Conn {
     pub recv_armed: bool,
     /// Queued in the shard's list of connections to flush this turn.
     pub dirty: bool,
-    /// In the shard's list of connections whose data waits out the write
-    /// delay (`Config::write_delay`).
-    pub held: bool,
-    /// Last second any byte arrived.
-    pub last_rx: Ticks,
-    /// When a ping went out without an answer yet.
-    pub ping_sent: Option<Ticks>,
+    /// In the write delay's list of connections whose data waits
+    /// (`Config::write_delay`).
+    pub delayed: bool,
+    /// The protocol's idle-ping and pong timers (`ws::keepalive`).
+    pub keepalive: Keepalive,
     /// When the phase's deadline started (handshake, close, linger).
     pub since: Ticks,
     /// The earliest second this connection is scheduled in the wheel.
@@ -284,16 +218,14 @@ impl Conn {
             slot,
             gen,
             phase: Phase::Handshake,
-            route: Route::PubSub,
             ws: Connection::server(),
             rx: Vec::new(),
             tx: SendQueue::default(),
             sending: None,
             recv_armed: false,
             dirty: false,
-            held: false,
-            last_rx: now,
-            ping_sent: None,
+            delayed: false,
+            keepalive: Keepalive::new(now),
             since: now,
             wheel_at: now,
             opened: false,
@@ -308,7 +240,7 @@ impl Conn {
     }
 
     /// Outbound: we are the WebSocket client (the protocol state's role,
-    /// which stays right while it is detached; see `shard::process`).
+    /// which stays right while it is detached; see `inbound::received`).
     pub fn outbound(&self) -> bool {
         self.ws.role() == Role::Client
     }

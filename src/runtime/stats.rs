@@ -1,38 +1,7 @@
-//! Per-shard counters. Each shard writes only its own (relaxed stores, no
-//! contention); `/metrics` sums all shards on demand.
+//! The runtime's per-shard counters (connections, bytes, sends, mail); see
+//! [`crate::metrics`] for how they are kept and rendered.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-/// Declare a per-shard counter struct whose `render` writes Prometheus text
-/// summed over shards.
-macro_rules! counters {
-    ($ty:ident { $($name:ident: $kind:literal, $help:literal;)* }) => {
-        /// One shard's counters, on their own cache lines.
-        #[derive(Debug, Default)]
-        #[repr(align(128))]
-        pub struct $ty {
-            $(pub $name: std::sync::atomic::AtomicU64,)*
-        }
-
-        impl $ty {
-            /// Prometheus text for the sum over `shards`.
-            pub fn render(shards: &[$ty], out: &mut String) {
-                use std::fmt::Write as _;
-                $(
-                    let total: u64 = shards
-                        .iter()
-                        .map(|s| s.$name.load(std::sync::atomic::Ordering::Relaxed))
-                        .sum();
-                    let _ = writeln!(out, "# HELP ringfan_{} {}", stringify!($name), $help);
-                    let _ = writeln!(out, "# TYPE ringfan_{} {}", stringify!($name), $kind);
-                    let _ = writeln!(out, "ringfan_{} {}", stringify!($name), total);
-                )*
-            }
-        }
-    };
-}
-
-pub(crate) use counters;
+use crate::metrics::counters;
 
 counters! { ShardStats {
     connections_open: "gauge", "Connections currently open (any phase).";
@@ -53,34 +22,3 @@ counters! { ShardStats {
     doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
     doorbells_received_total: "counter", "Wake-ups received from other shards.";
 }}
-
-impl ShardStats {
-    #[inline]
-    pub fn add(counter: &AtomicU64, n: u64) {
-        // Single writer per shard: a plain load+store is enough and cheaper
-        // than an atomic read-modify-write.
-        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
-    }
-
-    #[inline]
-    pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_sums() {
-        let s = [ShardStats::default(), ShardStats::default()];
-        ShardStats::add(&s[0].connections_open, 3);
-        ShardStats::add(&s[1].connections_open, 4);
-        ShardStats::sub(&s[1].connections_open, 1);
-        let mut out = String::new();
-        ShardStats::render(&s, &mut out);
-        assert!(out.contains("\nringfan_connections_open 6\n"), "{out}");
-        assert!(out.contains("# TYPE ringfan_bytes_sent_total counter\n"));
-    }
-}

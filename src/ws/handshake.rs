@@ -1,8 +1,9 @@
-//! The server side of the opening handshake (RFC 6455 §4.2), and routing of
-//! the one port's plain HTTP endpoints.
+//! The server side of the opening handshake (RFC 6455 §4.2).
 //!
 //! `accept` looks at the bytes received so far and says what to do: wait,
-//! upgrade, answer plain HTTP, or reject with a complete error response.
+//! upgrade, hand a plain HTTP request to the caller, or reject with a
+//! complete error response. It knows no routes: the request's path goes
+//! to the caller, who decides what is served where.
 
 use super::http;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -23,27 +24,21 @@ pub struct Config {
     /// `Origin` values allowed to connect; None allows any. A request with
     /// no `Origin` (a non-browser client) is never refused for that.
     pub allowed_origins: Option<Vec<String>>,
-    /// Serve `/echo` (conformance testing).
-    pub echo: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `/ws`: the pub/sub socket.
-    PubSub,
-    /// `/echo`: echo every message.
-    Echo,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpRoute {
-    Healthz,
-    Metrics,
+/// A plain HTTP request (one that asked for no WebSocket upgrade): what
+/// the caller needs to route it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Box<str>,
+    /// The path, without the query string.
+    pub path: Box<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upgrade {
-    pub route: Route,
+    /// The request's path, without the query string: the caller routes it.
+    pub path: Box<str>,
     /// The `101 Switching Protocols` response to send.
     pub response: Bytes,
     /// `ringfan.v1` was offered and selected.
@@ -57,14 +52,28 @@ pub struct Upgrade {
 pub enum Outcome {
     /// The head is not complete yet; read more.
     Partial,
-    /// Upgrade; the first `consumed` bytes were the request head, anything
-    /// after them is already WebSocket frames.
+    /// A valid upgrade request; the first `consumed` bytes were the request
+    /// head, anything after them is already WebSocket frames.
     Upgrade { consumed: usize, upgrade: Upgrade },
-    /// A plain HTTP request for one of our endpoints; its answer (see
-    /// [`http::response`]) is the caller's, who knows health and metrics.
-    Http { consumed: usize, route: HttpRoute },
+    /// A plain HTTP request; its answer is the caller's (see
+    /// [`http::response`], and [`upgrade_required`] for a WebSocket
+    /// endpoint asked without an upgrade).
+    Http { consumed: usize, request: Request },
     /// Send `response` and close.
     Reject { status: u16, response: Bytes },
+}
+
+/// The answer to a plain request for a WebSocket endpoint: 405 for a
+/// method other than GET, else 426 naming the protocol to upgrade to.
+pub fn upgrade_required(method: &str) -> Bytes {
+    if method != "GET" {
+        return http::error(405, &[("Allow", "GET")], "a WebSocket handshake is a GET");
+    }
+    http::error(
+        426,
+        &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+        "this endpoint needs a WebSocket upgrade",
+    )
 }
 
 fn reject(status: u16, headers: &[(&str, &str)], message: &str) -> Outcome {
@@ -89,6 +98,53 @@ pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// What the handshake needs from the request's headers, in one pass.
+#[derive(Default)]
+struct Headers<'h> {
+    host: bool,
+    /// `Upgrade` holds the token `websocket`.
+    upgrade: bool,
+    /// `Connection` holds the token `Upgrade`.
+    connection: bool,
+    version: Option<&'h [u8]>,
+    key: Option<&'h [u8]>,
+    keys: usize,
+    origin: Option<&'h [u8]>,
+    subprotocol: bool,
+    bearer: Option<&'h [u8]>,
+}
+
+impl<'h> Headers<'h> {
+    fn scan(headers: &[httparse::Header<'h>]) -> Self {
+        let mut s = Self::default();
+        for h in headers {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("host") {
+                s.host = true;
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                s.upgrade |= has_token(h.value, "websocket");
+            } else if name.eq_ignore_ascii_case("connection") {
+                s.connection |= has_token(h.value, "upgrade");
+            } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+                s.version = Some(h.value);
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                s.key = Some(h.value);
+                s.keys += 1;
+            } else if name.eq_ignore_ascii_case("origin") {
+                s.origin = Some(h.value);
+            } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+                s.subprotocol |= has_token(h.value, SUBPROTOCOL);
+            } else if name.eq_ignore_ascii_case("authorization") {
+                let v = h.value.trim_ascii();
+                if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+                    s.bearer = Some(v[7..].trim_ascii());
+                }
+            }
+        }
+        s
+    }
+}
+
 /// Examine the request bytes received so far.
 pub fn accept(buf: &[u8], config: &Config) -> Outcome {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -106,91 +162,43 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let route = match path {
-        "/ws" => Route::PubSub,
-        "/echo" if config.echo => Route::Echo,
-        "/healthz" | "/metrics" => {
-            if req.method != Some("GET") {
-                return reject(405, &[("Allow", "GET")], "only GET is allowed");
-            }
-            let route = if path == "/healthz" {
-                HttpRoute::Healthz
-            } else {
-                HttpRoute::Metrics
-            };
-            return Outcome::Http { consumed, route };
-        }
-        _ => return reject(404, &[], "no such endpoint"),
-    };
-    if req.method != Some("GET") {
+    let h = Headers::scan(req.headers);
+    let method = req.method.unwrap_or("GET");
+    if !h.upgrade {
+        let request = Request {
+            method: method.into(),
+            path: path.into(),
+        };
+        return Outcome::Http { consumed, request };
+    }
+    if method != "GET" {
         return reject(405, &[("Allow", "GET")], "a WebSocket handshake is a GET");
     }
     if req.version != Some(1) {
         return reject(400, &[], "a WebSocket handshake needs HTTP/1.1");
     }
-
-    let mut host = false;
-    let mut upgrade = false;
-    let mut connection = false;
-    let mut version: Option<&[u8]> = None;
-    let mut key: Option<&[u8]> = None;
-    let mut keys = 0;
-    let mut origin: Option<&[u8]> = None;
-    let mut subprotocol = false;
-    let mut bearer: Option<&[u8]> = None;
-    for h in req.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            host = true;
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            upgrade |= has_token(h.value, "websocket");
-        } else if name.eq_ignore_ascii_case("connection") {
-            connection |= has_token(h.value, "upgrade");
-        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
-            version = Some(h.value);
-        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            key = Some(h.value);
-            keys += 1;
-        } else if name.eq_ignore_ascii_case("origin") {
-            origin = Some(h.value);
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            subprotocol |= has_token(h.value, SUBPROTOCOL);
-        } else if name.eq_ignore_ascii_case("authorization") {
-            let v = h.value.trim_ascii();
-            if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-                bearer = Some(v[7..].trim_ascii());
-            }
-        }
-    }
-    if !host {
+    if !h.host {
         return reject(400, &[], "missing Host header");
     }
-    if !upgrade {
-        return reject(
-            426,
-            &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
-            "this endpoint needs a WebSocket upgrade",
-        );
-    }
-    if !connection {
+    if !h.connection {
         return reject(400, &[], "Connection header must include Upgrade");
     }
-    if version.map(|v| v.trim_ascii()) != Some(b"13") {
+    if h.version.map(|v| v.trim_ascii()) != Some(b"13") {
         return reject(
             426,
             &[("Sec-WebSocket-Version", "13")],
             "unsupported Sec-WebSocket-Version; this server speaks 13",
         );
     }
-    let key = match key {
-        Some(k) if keys == 1 => k.trim_ascii(),
+    let key = match h.key {
+        Some(k) if h.keys == 1 => k.trim_ascii(),
         _ => return reject(400, &[], "exactly one Sec-WebSocket-Key is required"),
     };
     match B64.decode(key) {
         Ok(raw) if raw.len() == 16 => {}
         _ => return reject(400, &[], "Sec-WebSocket-Key must be 16 bytes in base64"),
     }
-    if let (Some(allowed), Some(origin)) = (&config.allowed_origins, origin) {
+    if let (Some(allowed), Some(origin)) = (&config.allowed_origins, h.origin) {
         let origin = origin.trim_ascii();
         if !allowed
             .iter()
@@ -205,13 +213,13 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
                 .find_map(|kv| kv.strip_prefix("token="))
                 .map(|t| t.to_string())
         })
-        .or_else(|| bearer.map(|b| String::from_utf8_lossy(b).into_owned()));
+        .or_else(|| h.bearer.map(|b| String::from_utf8_lossy(b).into_owned()));
 
     let mut r = BytesMut::with_capacity(160);
     r.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     r.put_slice(accept_key(key).as_bytes());
     r.put_slice(b"\r\n");
-    if subprotocol {
+    if h.subprotocol {
         r.put_slice(b"Sec-WebSocket-Protocol: ");
         r.put_slice(SUBPROTOCOL.as_bytes());
         r.put_slice(b"\r\n");
@@ -220,9 +228,9 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
     Outcome::Upgrade {
         consumed,
         upgrade: Upgrade {
-            route,
+            path: path.into(),
             response: r.freeze(),
-            subprotocol,
+            subprotocol: h.subprotocol,
             token,
         },
     }

@@ -9,13 +9,6 @@ fn request(path: &str, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn echo_on() -> Config {
-    Config {
-        echo: true,
-        ..Config::default()
-    }
-}
-
 fn status(o: &Outcome) -> u16 {
     match o {
         Outcome::Reject { status, response } => {
@@ -25,6 +18,13 @@ fn status(o: &Outcome) -> u16 {
             *status
         }
         Outcome::Upgrade { .. } => 101,
+        Outcome::Http { request, .. } => {
+            // The caller's answer to a plain request for a WebSocket
+            // endpoint.
+            let r = upgrade_required(&request.method);
+            let text = std::str::from_utf8(&r).unwrap();
+            text[9..12].parse().unwrap()
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -47,7 +47,7 @@ fn valid_upgrade() {
     let req = request("/ws", "");
     let (consumed, up) = upgrade(accept(&req, &Config::default()));
     assert_eq!(consumed, req.len());
-    assert_eq!(up.route, Route::PubSub);
+    assert_eq!(&*up.path, "/ws");
     assert!(!up.subprotocol);
     let text = std::str::from_utf8(&up.response).unwrap();
     assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
@@ -103,41 +103,57 @@ fn frames_behind_the_head_are_not_consumed() {
 }
 
 #[test]
-fn routes() {
-    let (_, up) = upgrade(accept(&request("/echo", ""), &echo_on()));
-    assert_eq!(up.route, Route::Echo);
-    // /echo disabled by config is 404.
-    assert_eq!(
-        status(&accept(&request("/echo", ""), &Config::default())),
-        404
-    );
-    assert_eq!(status(&accept(&request("/nope", ""), &echo_on())), 404);
-    assert_eq!(status(&accept(&request("/", ""), &echo_on())), 404);
-    // Query strings do not change the route.
-    let (_, up) = upgrade(accept(&request("/ws?x=1", ""), &echo_on()));
-    assert_eq!(up.route, Route::PubSub);
+fn the_path_goes_to_the_caller() {
+    // No routes here: any path upgrades, and the query string is not part
+    // of the path.
+    for (target, path) in [
+        ("/echo", "/echo"),
+        ("/nope", "/nope"),
+        ("/", "/"),
+        ("/ws?x=1", "/ws"),
+    ] {
+        let (_, up) = upgrade(accept(&request(target, ""), &Config::default()));
+        assert_eq!(&*up.path, path, "{target}");
+    }
 }
 
 #[test]
-fn plain_http_endpoints() {
-    let req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_eq!(
-        accept(req, &Config::default()),
-        Outcome::Http {
-            consumed: req.len(),
-            route: HttpRoute::Healthz
+fn plain_http_requests_go_to_the_caller() {
+    let http = |req: &[u8]| match accept(req, &Config::default()) {
+        Outcome::Http { consumed, request } => {
+            assert_eq!(consumed, req.len());
+            (request.method.to_string(), request.path.to_string())
         }
-    );
-    let req = b"GET /metrics HTTP/1.0\r\n\r\n";
+        other => panic!("expected plain HTTP, got {other:?}"),
+    };
     assert_eq!(
-        accept(req, &Config::default()),
-        Outcome::Http {
-            consumed: req.len(),
-            route: HttpRoute::Metrics
-        }
+        http(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("GET".into(), "/healthz".into())
     );
-    let req = b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_eq!(status(&accept(req, &Config::default())), 405);
+    assert_eq!(
+        http(b"GET /metrics?x HTTP/1.0\r\n\r\n"),
+        ("GET".into(), "/metrics".into())
+    );
+    assert_eq!(
+        http(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("POST".into(), "/metrics".into())
+    );
+    // An upgrade is one only with `Upgrade: websocket`.
+    let h2c = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+    assert_eq!(http(h2c), ("GET".into(), "/ws".into()));
+}
+
+#[test]
+fn a_plain_request_for_a_websocket_endpoint_is_told_how() {
+    let r = upgrade_required("GET");
+    let text = std::str::from_utf8(&r).unwrap();
+    assert!(text.starts_with("HTTP/1.1 426 "), "{text}");
+    assert!(text.contains("\r\nUpgrade: websocket\r\n"), "{text}");
+    assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{text}");
+    let r = upgrade_required("POST");
+    let text = std::str::from_utf8(&r).unwrap();
+    assert!(text.starts_with("HTTP/1.1 405 "), "{text}");
+    assert!(text.contains("\r\nAllow: GET\r\n"), "{text}");
 }
 
 #[test]
@@ -241,7 +257,6 @@ fn key_must_decode_to_16_bytes() {
 fn origin_allow_list() {
     let cfg = Config {
         allowed_origins: Some(vec!["https://app.example.com".into()]),
-        echo: false,
     };
     let ok = request("/ws", "Origin: https://app.example.com\r\n");
     upgrade(accept(&ok, &cfg));

@@ -54,6 +54,12 @@ pub fn response(
     b.freeze()
 }
 
+/// The status code of a response this module wrote (`HTTP/1.1 NNN ...`).
+pub fn status_of(response: &[u8]) -> Option<u16> {
+    let code = response.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
 /// A short text/plain error answer that closes the connection.
 pub fn error(status: u16, headers: &[(&str, &str)], message: &str) -> Bytes {
     let mut body = String::with_capacity(message.len() + 1);
@@ -82,6 +88,8 @@ mod tests {
             httparse::Status::Partial => panic!("partial"),
         };
         assert_eq!(resp.code, Some(426));
+        assert_eq!(status_of(&r), Some(426));
+        assert_eq!(status_of(b"HTTP/1.1 2"), None);
         assert_eq!(resp.reason, Some("Upgrade Required"));
         let get = |name: &str| {
             resp.headers

@@ -8,6 +8,7 @@ pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod http;
+pub mod keepalive;
 pub mod mask;
 pub mod utf8;
 

@@ -1,4 +1,4 @@
-//! The broker on one shard: the `/ws` protocol over the runtime.
+//! The broker on one shard: the `/ws` protocol over its [`Host`].
 //!
 //! A publish goes to the topic's owner shard (by hash), which numbers it,
 //! frames it once and sends that same `Bytes` to every shard with a
@@ -9,14 +9,18 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
 
+use super::host::{Client, Host, ShardMask};
+use super::mail::Mail;
 use super::owner::Owned;
-use super::topic::{check_pattern, check_topic, is_pattern, matches};
+use super::stats::BrokerStats;
+use super::subscriber::{Pending, Subscriber};
+use super::topic::{check_pattern, check_topic, is_pattern};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
-use crate::runtime::stats::{counters, ShardStats};
-use crate::runtime::{ConnId, Io, Offered, SendBuf};
+use crate::metrics::{dec, inc};
+use crate::sendbuf::{Offered, SendBuf};
 use crate::ws::code;
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 
 /// Upper bound of a `msg` frame's bytes besides topic and data: the JSON
@@ -62,110 +66,19 @@ impl Default for BrokerConfig {
     }
 }
 
-counters! { BrokerStats {
-    publishes_total: "counter", "Messages published (numbered by their owner).";
-    frames_built_total: "counter", "msg frames built: one per publish, whatever the subscriber count.";
-    deliveries_total: "counter", "msg frames queued on subscribers.";
-    snapshots_total: "counter", "Snapshot messages sent.";
-    subscriptions: "gauge", "Active subscriptions (connection, pattern).";
-    dropped_total: "counter", "Messages dropped for slow consumers (policy drop).";
-    conflated_total: "counter", "Pending messages replaced by a newer one (policy conflate).";
-    slow_disconnects_total: "counter", "Slow consumers disconnected (policy disconnect).";
-    errors_total: "counter", "err replies sent.";
-    publishes_refused_total: "counter", "Publishes answered rate_limited: their topic's shard had a full mailbox (it is behind).";
-    fanout_shed_total: "counter", "Messages not passed to a shard whose mailbox was full (its subscribers see a seq gap).";
-}}
-
-/// Cross-shard messages.
-pub enum Mail {
-    /// To the owner: `buf` is the topic then the data.
-    Publish { buf: Bytes, topic_len: u8 },
-    /// From the owner: a framed message for this shard's subscribers.
-    Deliver { frame: Bytes, at: TopicAt },
-    /// A shard gained (or lost) its first (last) subscriber of a pattern.
-    Interest { pattern: Box<str>, add: bool },
-    /// Behind any `Interest` on the same ring: the owner answers once it
-    /// knows of the subscription (so an ack means later publishes reach
-    /// it), with the matching last messages when a snapshot was asked for.
-    SubRequest {
-        conn: ConnId,
-        req: u32,
-        patterns: Vec<Box<str>>,
-        snapshot: bool,
-    },
-    SubReply {
-        conn: ConnId,
-        req: u32,
-        patterns: Vec<Box<str>>,
-        entries: Vec<(Bytes, TopicAt)>,
-    },
-}
-
-/// A `sub` with an id, acknowledged once every owner involved answered.
-#[derive(Debug)]
-struct AckWait {
-    req: u32,
-    id: u64,
-    awaiting: u64,
-}
-
-/// A subscription whose snapshot has not come back from every owner yet.
-#[derive(Debug)]
-struct Pending {
-    /// The request that asked; an unsubscribe cancels it, and a later
-    /// request for the same pattern is a different one.
-    req: u32,
-    pattern: Box<str>,
-    /// Owners still to answer, as a bitmask of shards.
-    awaiting: u64,
-}
-
-#[derive(Debug, Default)]
-struct ConnState {
-    gen: u32,
-    subs: FxHashSet<Box<str>>,
-    /// Last delivery stamp, so overlapping patterns deliver once.
-    stamp: u64,
-    pending: Vec<Pending>,
-    /// Acks held until the owners answered (and snapshots were sent).
-    acks: Vec<AckWait>,
-    next_req: u32,
-    /// Conflation: the latest held-back message per topic, in arrival order.
-    held: Vec<(Bytes, TopicAt)>,
-    dropped: u64,
-    conflated: u64,
-}
-
-impl ConnState {
-    /// Is `pattern` of this connection still waiting on `owner`?
-    fn pending_on(&self, pattern: &str, owner: usize) -> bool {
-        self.pending
-            .iter()
-            .any(|p| p.awaiting & (1 << owner) != 0 && &*p.pattern == pattern)
-    }
-
-    /// Does a subscription not waiting on `owner` (and not in `except`)
-    /// match `topic`?
-    fn live_match(&self, topic: &str, owner: usize, except: &[Box<str>]) -> bool {
-        self.subs
-            .iter()
-            .any(|p| matches(p, topic) && !self.pending_on(p, owner) && !except.contains(p))
-    }
-}
-
 pub struct Broker {
     config: BrokerConfig,
     stats: Arc<[BrokerStats]>,
     owned: Owned,
     /// Local subscriptions: pattern → connections.
-    subs: Trie<ConnId>,
+    subs: Trie<Client>,
     /// Local connections per pattern, to tell owners when it changes 0↔1.
     refs: FxHashMap<Box<str>, u32>,
-    /// By runtime slab key.
-    conns: Vec<Option<ConnState>>,
+    /// By the host's dense client slot.
+    conns: Vec<Option<Subscriber>>,
     stamp: u64,
     /// Reused per delivery: the matched connections.
-    targets: Vec<ConnId>,
+    targets: Vec<Client>,
 }
 
 /// The shard that owns `topic`.
@@ -175,7 +88,7 @@ pub fn owner_of(topic: &str, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+fn bits(mut mask: ShardMask) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         (mask != 0).then(|| {
             let i = mask.trailing_zeros() as usize;
@@ -199,59 +112,80 @@ impl Broker {
         }
     }
 
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
     pub fn stats(&self) -> &[BrokerStats] {
         &self.stats
     }
 
-    /// A subscriber's slow-consumer counters: (dropped, conflated, held).
-    pub fn conn_counters(&mut self, conn: ConnId) -> Option<(u64, u64, usize)> {
+    /// A subscriber's slow-consumer counters: (dropped, conflated, messages
+    /// waiting under conflation).
+    pub fn conn_counters(&mut self, conn: Client) -> Option<(u64, u64, usize)> {
         self.state(conn)
-            .map(|s| (s.dropped, s.conflated, s.held.len()))
+            .map(|s| (s.dropped, s.conflated, s.conflated_latest.len()))
     }
 
-    fn my_stats(&self, io: &Io<'_, Mail>) -> &BrokerStats {
+    fn my_stats<H: Host>(&self, io: &H) -> &BrokerStats {
         &self.stats[io.shard()]
     }
 
-    fn state(&mut self, conn: ConnId) -> Option<&mut ConnState> {
+    fn state(&mut self, conn: Client) -> Option<&mut Subscriber> {
         live(&mut self.conns, conn)
     }
 
     /// A connection upgraded on `/ws`.
-    pub fn open(&mut self, conn: ConnId) {
-        let i = conn.key as usize;
+    pub fn open(&mut self, conn: Client) {
+        let i = conn.slot as usize;
         if self.conns.len() <= i {
             self.conns.resize_with(i + 1, || None);
         }
-        self.conns[i] = Some(ConnState {
-            gen: conn.gen,
-            ..ConnState::default()
-        });
+        self.conns[i] = Some(Subscriber::new(conn.gen));
     }
 
-    pub fn closed(&mut self, io: &mut Io<'_, Mail>, conn: ConnId) {
+    pub fn closed<H: Host>(&mut self, io: &mut H, conn: Client) {
         let Some(st) = self.state(conn) else { return };
         let subs = std::mem::take(&mut st.subs);
-        self.conns[conn.key as usize] = None;
+        self.conns[conn.slot as usize] = None;
         for p in subs {
             self.unsubscribe_one(io, conn, &p);
         }
     }
 
-    fn reply(
-        &self,
-        io: &mut Io<'_, Mail>,
-        conn: ConnId,
+    fn reply<H: Host>(
+        &mut self,
+        io: &mut H,
+        conn: Client,
         id: Option<u64>,
         code: ErrCode,
         msg: &str,
     ) {
-        ShardStats::add(&self.my_stats(io).errors_total, 1);
-        io.send(conn, wire::err(id, code, msg));
+        inc(&self.my_stats(io).errors_total, 1);
+        let frame = wire::err(id, code, msg);
+        match id {
+            Some(_) => self.answer(io, conn, frame),
+            // Not a reply anyone waits for by id: no place in line.
+            None => {
+                io.send(conn, frame);
+            }
+        }
+    }
+
+    /// Send a reply to a request with an id, in request order: behind any
+    /// earlier reply still waiting on owners.
+    fn answer<H: Host>(&mut self, io: &mut H, conn: Client, frame: Bytes) {
+        let frame = match self.state(conn) {
+            Some(st) => st.reply(frame),
+            None => Some(frame),
+        };
+        if let Some(f) = frame {
+            io.send(conn, f);
+        }
     }
 
     /// A binary message on `/ws`.
-    pub fn binary(&mut self, io: &mut Io<'_, Mail>, conn: ConnId) {
+    pub fn binary<H: Host>(&mut self, io: &mut H, conn: Client) {
         self.reply(
             io,
             conn,
@@ -262,7 +196,7 @@ impl Broker {
     }
 
     /// A text message on `/ws` (valid UTF-8, checked by the frame layer).
-    pub fn text(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, text: &str) {
+    pub fn text<H: Host>(&mut self, io: &mut H, conn: Client, text: &str) {
         match wire::parse(text) {
             Err(r) => self.reply(io, conn, r.id, r.code, &r.message),
             Ok(Request::Pub { topic, data, id }) => {
@@ -278,27 +212,22 @@ impl Broker {
                     return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
                 }
                 for t in &topics {
-                    let removed = self.state(conn).and_then(|st| {
-                        let p = st.subs.take(t.as_ref())?;
-                        // A snapshot still on its way is no longer wanted.
-                        st.pending.retain(|x| x.pattern != p);
-                        Some(p)
-                    });
+                    let removed = self.state(conn).and_then(|st| st.unsubscribe(t));
                     if let Some(p) = removed {
                         self.unsubscribe_one(io, conn, &p);
                     }
                 }
                 if let Some(id) = id {
-                    io.send(conn, wire::ack(id));
+                    self.answer(io, conn, wire::ack(id));
                 }
             }
         }
     }
 
-    fn publish_request(
+    fn publish_request<H: Host>(
         &mut self,
-        io: &mut Io<'_, Mail>,
-        conn: ConnId,
+        io: &mut H,
+        conn: Client,
         topic: &str,
         data: &str,
         id: Option<u64>,
@@ -319,7 +248,7 @@ impl Broker {
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
             if let Some(id) = id {
-                io.send(conn, wire::ack(id));
+                self.answer(io, conn, wire::ack(id));
             }
             self.publish(io, topic, data.as_bytes());
         } else {
@@ -335,7 +264,7 @@ impl Broker {
             // refusing before the owner numbers it leaves no seq gap, and
             // the publisher is told (with its id, if it gave one).
             if io.try_post(owner, mail).is_err() {
-                ShardStats::add(&self.my_stats(io).publishes_refused_total, 1);
+                inc(&self.my_stats(io).publishes_refused_total, 1);
                 return self.reply(
                     io,
                     conn,
@@ -345,17 +274,17 @@ impl Broker {
                 );
             }
             if let Some(id) = id {
-                io.send(conn, wire::ack(id));
+                self.answer(io, conn, wire::ack(id));
             }
         }
     }
 
     /// On the owner: number, frame once, fan out to interested shards.
-    fn publish(&mut self, io: &mut Io<'_, Mail>, topic: &str, data: &[u8]) {
+    fn publish<H: Host>(&mut self, io: &mut H, topic: &str, data: &[u8]) {
         let p = self.owned.publish(topic, data);
         let s = self.my_stats(io);
-        ShardStats::add(&s.publishes_total, 1);
-        ShardStats::add(&s.frames_built_total, 1);
+        inc(&s.publishes_total, 1);
+        inc(&s.frames_built_total, 1);
         let me = io.shard();
         for shard in bits(p.shards) {
             if shard == me {
@@ -370,14 +299,14 @@ impl Broker {
                 // subscribers see the seq gap, as with policy drop) keeps
                 // this shard, the publisher and every other shard going.
                 if io.try_post(shard, mail).is_err() {
-                    ShardStats::add(&self.my_stats(io).fanout_shed_total, 1);
+                    inc(&self.my_stats(io).fanout_shed_total, 1);
                 }
             }
         }
     }
 
     /// Queue a message from `owner` on every local subscriber, once each.
-    fn deliver(&mut self, io: &mut Io<'_, Mail>, owner: usize, frame: &Bytes, at: TopicAt) {
+    fn deliver<H: Host>(&mut self, io: &mut H, owner: usize, frame: &Bytes, at: TopicAt) {
         let topic = at.get(frame);
         self.stamp += 1;
         let stamp = self.stamp;
@@ -407,26 +336,28 @@ impl Broker {
     }
 
     /// Queue `frame` on a subscriber, under the slow-consumer policy.
-    fn offer(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, frame: &SendBuf, at: TopicAt) {
+    fn offer<H: Host>(&mut self, io: &mut H, conn: Client, frame: &SendBuf, at: TopicAt) {
         let me = io.shard();
         let Some(st) = live(&mut self.conns, conn) else {
             return;
         };
-        let mut held = !st.held.is_empty();
-        if held && io.backlog(conn) == Some(0) {
+        let mut behind = !st.conflated_latest.is_empty();
+        if behind && io.backlog(conn) == Some(0) {
             // Held-back messages and nothing in flight to call `writable`:
             // release them now.
             self.writable(io, conn);
-            held = self.state(conn).is_some_and(|s| !s.held.is_empty());
+            behind = self
+                .state(conn)
+                .is_some_and(|s| !s.conflated_latest.is_empty());
         }
         // Nothing held back: queue it unless the backlog is over the limit
         // (an empty queue always takes it, however large: the policy is
         // for subscribers that fall behind, not for big messages). The
         // common case ends here, after one lookup.
-        if !held {
+        if !behind {
             match io.offer(conn, frame, self.config.max_queued) {
                 Offered::Sent => {
-                    ShardStats::add(&self.stats[me].deliveries_total, 1);
+                    inc(&self.stats[me].deliveries_total, 1);
                     return;
                 }
                 Offered::Gone => return,
@@ -439,38 +370,42 @@ impl Broker {
         match self.config.policy {
             SlowPolicy::Disconnect => {
                 if io.close(conn, code::POLICY_VIOLATION, "slow consumer") {
-                    ShardStats::add(&self.stats[me].slow_disconnects_total, 1);
+                    inc(&self.stats[me].slow_disconnects_total, 1);
                 }
             }
             SlowPolicy::Drop => {
                 st.dropped += 1;
-                ShardStats::add(&self.stats[me].dropped_total, 1);
+                inc(&self.stats[me].dropped_total, 1);
             }
             SlowPolicy::Conflate => {
                 let topic = at.get(frame.bytes());
-                match st.held.iter_mut().find(|(f, a)| a.get(f) == topic) {
+                match st
+                    .conflated_latest
+                    .iter_mut()
+                    .find(|(f, a)| a.get(f) == topic)
+                {
                     Some(slot) => {
                         *slot = (frame.bytes().clone(), at);
                         st.conflated += 1;
-                        ShardStats::add(&self.stats[me].conflated_total, 1);
+                        inc(&self.stats[me].conflated_total, 1);
                     }
-                    None => st.held.push((frame.bytes().clone(), at)),
+                    None => st.conflated_latest.push((frame.bytes().clone(), at)),
                 }
             }
         }
     }
 
-    /// The runtime sent everything queued: release held-back messages.
-    pub fn writable(&mut self, io: &mut Io<'_, Mail>, conn: ConnId) {
+    /// The host sent everything queued: release conflated messages.
+    pub fn writable<H: Host>(&mut self, io: &mut H, conn: Client) {
         let max = self.config.max_queued;
         let me = io.shard();
         let Some(st) = self.state(conn) else { return };
-        if st.held.is_empty() {
+        if st.conflated_latest.is_empty() {
             return;
         }
         let mut queued = 0;
         let mut n = 0;
-        for (f, _) in &st.held {
+        for (f, _) in &st.conflated_latest {
             if queued + f.len() > max && n > 0 {
                 break;
             }
@@ -478,14 +413,14 @@ impl Broker {
             io.send(conn, f.clone());
             n += 1;
         }
-        st.held.drain(..n);
-        ShardStats::add(&self.stats[me].deliveries_total, n as u64);
+        st.conflated_latest.drain(..n);
+        inc(&self.stats[me].deliveries_total, n as u64);
     }
 
-    fn subscribe(
+    fn subscribe<H: Host>(
         &mut self,
-        io: &mut Io<'_, Mail>,
-        conn: ConnId,
+        io: &mut H,
+        conn: Client,
         topics: &[std::borrow::Cow<'_, str>],
         id: Option<u64>,
         snapshot: bool,
@@ -516,7 +451,7 @@ impl Broker {
         }
         for p in &new {
             self.subs.insert(p, conn);
-            ShardStats::add(&self.stats[me].subscriptions, 1);
+            inc(&self.stats[me].subscriptions, 1);
             let r = self.refs.entry(p.clone()).or_insert(0);
             *r += 1;
             if *r == 1 {
@@ -527,16 +462,16 @@ impl Broker {
         }
         if new.is_empty() || (id.is_none() && !snapshot) {
             if let Some(id) = id {
-                io.send(conn, wire::ack(id));
+                self.answer(io, conn, wire::ack(id));
             }
             return;
         }
         // Ask every owner that may hold matching topics.
         let mut per_owner: Vec<Vec<Box<str>>> = vec![Vec::new(); shards];
         let mut pending = Vec::new();
-        let mut all = 0u64;
+        let mut all: ShardMask = 0;
         for p in &new {
-            let mut awaiting = 0u64;
+            let mut awaiting: ShardMask = 0;
             for o in owners(p, shards) {
                 per_owner[o].push(p.clone());
                 awaiting |= 1 << o;
@@ -547,20 +482,16 @@ impl Broker {
             }
         }
         let Some(st) = self.state(conn) else { return };
-        let req = st.next_req;
-        st.next_req = st.next_req.wrapping_add(1);
+        let req = st.next_req();
         st.pending
             .extend(pending.into_iter().map(|pattern| Pending {
                 req,
                 awaiting: owners(&pattern, shards).fold(0, |m, o| m | 1 << o),
                 pattern,
+                carried: Vec::new(),
             }));
         if let Some(id) = id {
-            st.acks.push(AckWait {
-                req,
-                id,
-                awaiting: all,
-            });
+            st.reply_after(req, all, wire::ack(id));
         }
         for (o, patterns) in per_owner.into_iter().enumerate() {
             if patterns.is_empty() {
@@ -589,7 +520,7 @@ impl Broker {
 
     /// Tell the owners that may hold topics matching `pattern` that this
     /// shard gained its first (or lost its last) subscriber of it.
-    fn announce(&mut self, io: &mut Io<'_, Mail>, pattern: &str, add: bool) {
+    fn announce<H: Host>(&mut self, io: &mut H, pattern: &str, add: bool) {
         let me = io.shard();
         for o in owners(pattern, io.shards()) {
             if o == me {
@@ -606,12 +537,12 @@ impl Broker {
         }
     }
 
-    fn unsubscribe_one(&mut self, io: &mut Io<'_, Mail>, conn: ConnId, pattern: &str) {
+    fn unsubscribe_one<H: Host>(&mut self, io: &mut H, conn: Client, pattern: &str) {
         if !self.subs.remove(pattern, conn) {
             return;
         }
         let me = io.shard();
-        ShardStats::sub(&self.stats[me].subscriptions, 1);
+        dec(&self.stats[me].subscriptions, 1);
         let gone = match self.refs.get_mut(pattern) {
             Some(r) => {
                 *r -= 1;
@@ -630,60 +561,33 @@ impl Broker {
     /// topics before answering came ahead of this reply (FIFO) and was held
     /// back by `deliver`; everything after comes behind it. So a snapshot's
     /// seq is followed by exactly the next one: no gap, no duplicate.
-    fn sub_reply(
+    fn sub_reply<H: Host>(
         &mut self,
-        io: &mut Io<'_, Mail>,
+        io: &mut H,
         owner: usize,
-        conn: ConnId,
+        conn: Client,
         req: u32,
         patterns: &[Box<str>],
         entries: Vec<(Bytes, TopicAt)>,
     ) {
         let me = io.shard();
         let Some(st) = self.state(conn) else { return };
-        let bit = 1u64 << owner;
-        // This request's snapshots still wanted (an unsubscribe cancels).
-        let wanted: Vec<&Box<str>> = st
-            .pending
-            .iter()
-            .filter(|p| p.req == req && p.awaiting & bit != 0)
-            .map(|p| &p.pattern)
+        let send: Vec<(Bytes, TopicAt)> = entries
+            .into_iter()
+            .filter(|(f, at)| st.snapshot_wanted(req, owner, patterns, at.get(f)))
             .collect();
-        let mut send = Vec::new();
-        for (f, at) in entries {
-            let topic = at.get(&f);
-            // Not already streamed live by another subscription.
-            if wanted.iter().any(|p| matches(p, topic)) && !st.live_match(topic, owner, patterns) {
-                send.push((f, at));
-            }
-        }
-        for p in st.pending.iter_mut() {
-            if p.req == req {
-                p.awaiting &= !bit;
-            }
-        }
-        st.pending.retain(|p| p.awaiting != 0);
-        let mut acks = Vec::new();
-        st.acks.retain_mut(|a| {
-            if a.req == req {
-                a.awaiting &= !bit;
-            }
-            if a.awaiting == 0 {
-                acks.push(a.id);
-            }
-            a.awaiting != 0
-        });
+        let replies = st.answered(req, owner);
         let sent = send.len() as u64;
         for (f, at) in send {
             self.offer(io, conn, &SendBuf::from(f), at);
         }
-        ShardStats::add(&self.stats[me].snapshots_total, sent);
-        for id in acks {
-            io.send(conn, wire::ack(id));
+        inc(&self.stats[me].snapshots_total, sent);
+        for f in replies {
+            io.send(conn, f);
         }
     }
 
-    pub fn mail(&mut self, io: &mut Io<'_, Mail>, from: usize, mail: Mail) {
+    pub fn mail<H: Host>(&mut self, io: &mut H, from: usize, mail: Mail) {
         match mail {
             Mail::Publish { buf, topic_len } => {
                 let (t, data) = buf.split_at(topic_len as usize);
@@ -727,9 +631,9 @@ impl Broker {
 /// A subscriber's state if `conn` is still that connection. A function of
 /// the table alone, so a caller holding it can still use the broker's
 /// other fields (counters) without a second lookup.
-fn live(conns: &mut [Option<ConnState>], conn: ConnId) -> Option<&mut ConnState> {
+fn live(conns: &mut [Option<Subscriber>], conn: Client) -> Option<&mut Subscriber> {
     conns
-        .get_mut(conn.key as usize)
+        .get_mut(conn.slot as usize)
         .and_then(|s| s.as_mut())
         .filter(|s| s.gen == conn.gen)
 }

@@ -1,0 +1,32 @@
+//! What the broker's shards send each other. Mail between two shards is
+//! FIFO: that is what keeps per-topic order and makes snapshots exact
+//! (see `Broker::sub_reply`).
+
+use super::host::Client;
+use super::wire::TopicAt;
+use bytes::Bytes;
+
+/// Cross-shard messages.
+pub enum Mail {
+    /// To the owner: `buf` is the topic then the data.
+    Publish { buf: Bytes, topic_len: u8 },
+    /// From the owner: a framed message for this shard's subscribers.
+    Deliver { frame: Bytes, at: TopicAt },
+    /// A shard gained (or lost) its first (last) subscriber of a pattern.
+    Interest { pattern: Box<str>, add: bool },
+    /// Behind any `Interest` on the same ring: the owner answers once it
+    /// knows of the subscription (so an ack means later publishes reach
+    /// it), with the matching last messages when a snapshot was asked for.
+    SubRequest {
+        conn: Client,
+        req: u32,
+        patterns: Vec<Box<str>>,
+        snapshot: bool,
+    },
+    SubReply {
+        conn: Client,
+        req: u32,
+        patterns: Vec<Box<str>>,
+        entries: Vec<(Bytes, TopicAt)>,
+    },
+}

@@ -1,0 +1,18 @@
+//! The broker's per-shard counters (publishes, deliveries, snapshots,
+//! slow consumers); see [`crate::metrics`] for how they are kept.
+
+use crate::metrics::counters;
+
+counters! { BrokerStats {
+    publishes_total: "counter", "Messages published (numbered by their owner).";
+    frames_built_total: "counter", "msg frames built: one per publish, whatever the subscriber count.";
+    deliveries_total: "counter", "msg frames queued on subscribers.";
+    snapshots_total: "counter", "Snapshot messages sent.";
+    subscriptions: "gauge", "Active subscriptions (connection, pattern).";
+    dropped_total: "counter", "Messages dropped for slow consumers (policy drop).";
+    conflated_total: "counter", "Pending messages replaced by a newer one (policy conflate).";
+    slow_disconnects_total: "counter", "Slow consumers disconnected (policy disconnect).";
+    errors_total: "counter", "err replies sent.";
+    publishes_refused_total: "counter", "Publishes answered rate_limited: their topic's shard had a full mailbox (it is behind).";
+    fanout_shed_total: "counter", "Messages not passed to a shard whose mailbox was full (its subscribers see a seq gap).";
+}}

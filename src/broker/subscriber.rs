@@ -1,0 +1,189 @@
+//! One client's state in the broker: its subscriptions, the snapshots on
+//! their way to it, its replies waiting for their turn, and what its
+//! slow-consumer policy keeps back.
+//!
+//! Two rules live here, both about a subscription whose owners have not
+//! answered yet (a pending one):
+//! - Replies to requests with an `id` go out in request order: an `ack`
+//!   waiting on owners holds back every reply behind it.
+//! - A topic's messages reach the client exactly once and in seq order
+//!   across a snapshot: while a pattern's snapshot is on its way from an
+//!   owner, that owner's live messages for topics only it matches are
+//!   older than the snapshot and skipped; topics a live subscription
+//!   already streams are streamed on and left out of the snapshot.
+
+use super::host::ShardMask;
+use super::topic::matches;
+use super::wire::TopicAt;
+use bytes::Bytes;
+use rustc_hash::FxHashSet;
+use std::collections::VecDeque;
+
+/// A subscription whose snapshot has not come back from every owner yet.
+#[derive(Debug)]
+pub(super) struct Pending {
+    /// The request that asked; an unsubscribe cancels it, and a later
+    /// request for the same pattern is a different one.
+    pub req: u32,
+    pub pattern: Box<str>,
+    /// Owners still to answer.
+    pub awaiting: ShardMask,
+    /// Patterns unsubscribed while this snapshot was on its way, with the
+    /// owners for which they were streaming live. The client still wants
+    /// their topics (this pattern matches them), has had them up to now,
+    /// and must neither lose them until the snapshot comes nor get them
+    /// again in it.
+    pub carried: Vec<(Box<str>, ShardMask)>,
+}
+
+/// A reply to a request with an `id`, waiting for the replies before it.
+#[derive(Debug)]
+struct Reply {
+    req: u32,
+    /// Owners still to answer before this reply may go (0: ready, waiting
+    /// only for an earlier reply).
+    awaiting: ShardMask,
+    frame: Bytes,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Subscriber {
+    pub gen: u32,
+    pub subs: FxHashSet<Box<str>>,
+    /// Last delivery stamp, so overlapping patterns deliver once.
+    pub stamp: u64,
+    pub pending: Vec<Pending>,
+    /// Replies held until the owners answered, in request order.
+    replies: VecDeque<Reply>,
+    next_req: u32,
+    /// Conflation: the latest message per topic not yet queued (the queue
+    /// was full), in arrival order.
+    pub conflated_latest: Vec<(Bytes, TopicAt)>,
+    pub dropped: u64,
+    pub conflated: u64,
+}
+
+fn bit(owner: usize) -> ShardMask {
+    1 << owner
+}
+
+impl Subscriber {
+    pub fn new(gen: u32) -> Self {
+        Self {
+            gen,
+            ..Self::default()
+        }
+    }
+
+    /// A number for a request that waits on owners.
+    pub fn next_req(&mut self) -> u32 {
+        let req = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1);
+        req
+    }
+
+    /// Is `pattern` still waiting on `owner`?
+    fn pending_on(&self, pattern: &str, owner: usize) -> bool {
+        self.pending
+            .iter()
+            .any(|p| p.awaiting & bit(owner) != 0 && &*p.pattern == pattern)
+    }
+
+    /// Is `topic` from `owner` streamed live to this client: matched by a
+    /// subscription not waiting on `owner` (and not in `except`), or
+    /// carried for a pending one?
+    pub fn live_match(&self, topic: &str, owner: usize, except: &[Box<str>]) -> bool {
+        let live = self
+            .subs
+            .iter()
+            .any(|p| matches(p, topic) && !self.pending_on(p, owner) && !except.contains(p));
+        live || self.pending.iter().any(|q| {
+            q.awaiting & bit(owner) != 0
+                && matches(&q.pattern, topic)
+                && q.carried
+                    .iter()
+                    .any(|(p, on)| on & bit(owner) != 0 && matches(p, topic))
+        })
+    }
+
+    /// Should `topic`'s snapshot entry from `owner`, answering `req` for
+    /// `patterns`, go to the client?
+    pub fn snapshot_wanted(
+        &self,
+        req: u32,
+        owner: usize,
+        patterns: &[Box<str>],
+        topic: &str,
+    ) -> bool {
+        let wanted = self
+            .pending
+            .iter()
+            .any(|p| p.req == req && p.awaiting & bit(owner) != 0 && matches(&p.pattern, topic));
+        wanted && !self.live_match(topic, owner, patterns)
+    }
+
+    /// Drop `pattern` from the subscriptions; None if it was not one. A
+    /// snapshot still on its way for it is no longer wanted, and other
+    /// pending snapshots carry it where it was streaming (see
+    /// [`Pending::carried`]).
+    pub fn unsubscribe(&mut self, pattern: &str) -> Option<Box<str>> {
+        let p = self.subs.take(pattern)?;
+        let mut waited: ShardMask = 0;
+        self.pending.retain(|x| {
+            if x.pattern == p {
+                waited |= x.awaiting;
+            }
+            x.pattern != p
+        });
+        for q in &mut self.pending {
+            q.carried.push((p.clone(), !waited));
+        }
+        Some(p)
+    }
+
+    /// Send `frame` (a reply to a request with an id) now, or queue it
+    /// behind replies still waiting: returns it if it may go now.
+    pub fn reply(&mut self, frame: Bytes) -> Option<Bytes> {
+        if self.replies.is_empty() {
+            return Some(frame);
+        }
+        self.replies.push_back(Reply {
+            req: 0,
+            awaiting: 0,
+            frame,
+        });
+        None
+    }
+
+    /// Hold `frame` until every owner in `awaiting` answered `req`.
+    pub fn reply_after(&mut self, req: u32, awaiting: ShardMask, frame: Bytes) {
+        self.replies.push_back(Reply {
+            req,
+            awaiting,
+            frame,
+        });
+    }
+
+    /// `owner` answered `req`: it no longer holds that request's snapshots
+    /// or reply. Returns the replies now free to go, in request order.
+    pub fn answered(&mut self, req: u32, owner: usize) -> Vec<Bytes> {
+        for p in self.pending.iter_mut() {
+            if p.req == req {
+                p.awaiting &= !bit(owner);
+            }
+        }
+        self.pending.retain(|p| p.awaiting != 0);
+        for r in self.replies.iter_mut() {
+            if r.req == req {
+                r.awaiting &= !bit(owner);
+            }
+        }
+        let mut ready = Vec::new();
+        while self.replies.front().is_some_and(|r| r.awaiting == 0) {
+            if let Some(r) = self.replies.pop_front() {
+                ready.push(r.frame);
+            }
+        }
+        ready
+    }
+}

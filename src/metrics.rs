@@ -1,0 +1,73 @@
+//! Per-shard counters, shared by every layer that counts something (the
+//! runtime's connections and sends, the broker's publishes and
+//! deliveries). Each shard writes only its own (relaxed stores, no
+//! contention); `/metrics` sums all shards on demand.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Declare a per-shard counter struct whose `render` writes Prometheus text
+/// summed over shards.
+macro_rules! counters {
+    ($ty:ident { $($name:ident: $kind:literal, $help:literal;)* }) => {
+        /// One shard's counters, on their own cache lines.
+        #[derive(Debug, Default)]
+        #[repr(align(128))]
+        pub struct $ty {
+            $(pub $name: std::sync::atomic::AtomicU64,)*
+        }
+
+        impl $ty {
+            /// Prometheus text for the sum over `shards`.
+            pub fn render(shards: &[$ty], out: &mut String) {
+                use std::fmt::Write as _;
+                $(
+                    let total: u64 = shards
+                        .iter()
+                        .map(|s| s.$name.load(std::sync::atomic::Ordering::Relaxed))
+                        .sum();
+                    let _ = writeln!(out, "# HELP ringfan_{} {}", stringify!($name), $help);
+                    let _ = writeln!(out, "# TYPE ringfan_{} {}", stringify!($name), $kind);
+                    let _ = writeln!(out, "ringfan_{} {}", stringify!($name), total);
+                )*
+            }
+        }
+    };
+}
+
+pub(crate) use counters;
+
+/// Add `n` to a counter only this shard writes: a plain load and store is
+/// enough, and cheaper than an atomic read-modify-write.
+#[inline]
+pub fn inc(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Subtract `n` from a gauge only this shard writes.
+#[inline]
+pub fn dec(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    counters! { Demo {
+        open: "gauge", "Things open.";
+        sent_total: "counter", "Things sent.";
+    }}
+
+    #[test]
+    fn renders_sums() {
+        let s = [Demo::default(), Demo::default()];
+        inc(&s[0].open, 3);
+        inc(&s[1].open, 4);
+        dec(&s[1].open, 1);
+        inc(&s[1].sent_total, 2);
+        let mut out = String::new();
+        Demo::render(&s, &mut out);
+        assert!(out.contains("\nringfan_open 6\n"), "{out}");
+        assert!(out.contains("# TYPE ringfan_sent_total counter\nringfan_sent_total 2\n"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The shard's timer tick: draining, and each connection's deadlines. The
+//! transport's own (handshake, flush, linger) are enforced here; an open
+//! connection's protocol timers (idle ping, pong, close handshake) are the
+//! WebSocket core's rules ([`crate::ws::keepalive`]), which this only
+//! drives.
+
+use super::app::App;
+use super::conn::Phase;
+use super::shard::Shard;
+use super::table::live;
+use super::timer::{self, ticks, Ticks};
+use crate::metrics::inc;
+use crate::ws::close::code;
+use crate::ws::keepalive::{Due, Timeouts};
+use std::sync::atomic::Ordering;
+
+impl<M> Shard<M> {
+    pub(super) fn on_tick<A: App<Mail = M>>(&mut self, app: &mut A) {
+        let now = timer::now(self.start.elapsed());
+        self.table.now = now;
+        if !self.table.draining && self.draining_flag.load(Ordering::Relaxed) {
+            self.begin_drain();
+        }
+        if self.accept_paused && !self.accept_armed {
+            // ENFILE/EMFILE may be system-wide, not ours: try again.
+            self.accept_paused = false;
+            self.arm_accept();
+        }
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.expire(now, &mut due);
+        for e in due.drain(..) {
+            self.deadline(e.key, e.gen);
+        }
+        self.due = due;
+        app.tick(&mut self.io());
+        if let Some(deadline) = self.drain_deadline {
+            if now >= deadline {
+                let keys: Vec<u32> = self.table.conns.iter().map(|(k, _)| k as u32).collect();
+                for k in keys {
+                    self.kill(k);
+                }
+            }
+        }
+    }
+
+    /// Shutdown began: every open connection gets 1001 after what it has
+    /// queued, and the drain deadline starts.
+    fn begin_drain(&mut self) {
+        self.table.draining = true;
+        self.drain_deadline = Some(self.table.now + ticks(self.config.drain_timeout).max(1));
+        let now = self.table.now;
+        let open: Vec<u32> = self
+            .table
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .map(|(k, _)| k as u32)
+            .collect();
+        for key in open {
+            let Some(c) = self.table.conns.get_mut(key as usize) else {
+                continue;
+            };
+            // After what is already queued: 1001, going away.
+            if let Some(f) = c.ws.close(code::GOING_AWAY, "server shutting down") {
+                c.tx.push(f);
+            }
+            c.since = now;
+            self.table.mark(key);
+        }
+    }
+
+    /// The keepalive timeouts in wheel ticks.
+    pub(super) fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            idle_ping: ticks(self.config.idle_ping),
+            pong: ticks(self.config.pong_timeout),
+            close: ticks(self.config.close_timeout).max(1),
+        }
+    }
+
+    /// A connection's wheel entry fired: enforce whatever deadline its
+    /// phase has, and schedule the next check.
+    fn deadline(&mut self, key: u32, gen: u32) {
+        let now = self.table.now;
+        let close_t = ticks(self.config.close_timeout).max(1);
+        let handshake_t = ticks(self.config.handshake_timeout);
+        let timeouts = self.timeouts();
+        let Some(c) = live(&mut self.table.conns, key, gen) else {
+            return;
+        };
+        if now < c.wheel_at {
+            return; // superseded by an earlier or later entry
+        }
+        let mut touched = false;
+        let mut timed_out = false;
+        let next = match c.phase {
+            Phase::Connecting | Phase::Handshake => {
+                let at = c.since + handshake_t;
+                if now >= at {
+                    inc(&self.table.my_stats().timeouts_total, 1);
+                    if let Some(o) = self.table.outbound.get_mut(&key) {
+                        o.error.get_or_insert_with(|| "handshake timed out".into());
+                    }
+                    self.kill(key);
+                    return;
+                }
+                at
+            }
+            Phase::Open => match c.keepalive.on_timeout(now, &timeouts, &mut c.ws, c.since) {
+                None => c.keepalive.next(&timeouts, c.ws.state(), c.since),
+                Some(Due::Ping(ping)) => {
+                    c.tx.push_control(ping);
+                    touched = true;
+                    c.keepalive.next(&timeouts, c.ws.state(), c.since)
+                }
+                Some(Due::PingTimeout(close)) => {
+                    if let Some(f) = close {
+                        c.tx.push_close_now(f);
+                    }
+                    c.phase = Phase::Flushing;
+                    c.since = now;
+                    (touched, timed_out) = (true, true);
+                    now + close_t
+                }
+                Some(Due::CloseTimeout) => {
+                    c.phase = Phase::Flushing;
+                    c.tx.clear();
+                    (touched, timed_out) = (true, true);
+                    now + close_t
+                }
+            },
+            Phase::Flushing | Phase::Lingering => {
+                if now >= c.since + close_t {
+                    // The peer neither reads nor closes: cut it off.
+                    self.kill(key);
+                    return;
+                }
+                c.since + close_t
+            }
+            Phase::Dead | Phase::Releasing => return,
+        };
+        let next = next.max(now + 1);
+        c.wheel_at = next;
+        self.wheel.schedule(next, timer::Entry { key, gen });
+        if timed_out {
+            inc(&self.table.my_stats().timeouts_total, 1);
+        }
+        if touched {
+            self.table.mark(key);
+        }
+    }
+
+    /// Move a connection's timer earlier (phase changes with shorter
+    /// deadlines).
+    pub(super) fn reschedule(&mut self, key: u32, at: Ticks) {
+        if let Some(c) = self.table.conns.get_mut(key as usize) {
+            if at < c.wheel_at || c.wheel_at <= self.table.now {
+                c.wheel_at = at;
+                self.wheel.schedule(at, timer::Entry { key, gen: c.gen });
+            }
+        }
+    }
+}

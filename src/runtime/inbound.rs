@@ -1,0 +1,251 @@
+//! The inbound path: bytes a connection received, through its opening
+//! handshake (server or client side) and the WebSocket core, to the
+//! application's callbacks and the answers the protocol itself sends
+//! (pongs, closes).
+
+use super::app::{App, ConnId};
+use super::config::Config;
+use super::conn::Phase;
+use super::io::Io;
+use super::mailbox::Mailbox;
+use super::table::ConnTable;
+use crate::metrics::inc;
+use crate::ws::close::code;
+use crate::ws::handshake::{self, Outcome};
+use crate::ws::keepalive::Keepalive;
+use crate::ws::{http, Connection, Event, Read, Role};
+use bytes::Bytes;
+
+/// Bytes for connection `key` in `buf` (the kernel's buffer, or the
+/// connection's own when a frame straddled reads). Returns how many were
+/// used; the rest is an unfinished head or frame to keep.
+pub(super) fn received<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    config: &Config,
+    key: u32,
+    buf: &mut [u8],
+) -> usize {
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return buf.len();
+    };
+    let id = ConnId { key, gen: c.gen };
+    let mut used = 0;
+    if c.phase == Phase::Handshake {
+        let step = if c.outbound() {
+            client_handshake(app, table, mail, id, buf)
+        } else {
+            server_handshake(app, table, mail, config, id, buf)
+        };
+        match step {
+            Step::Wait => return 0,
+            Step::Done => return buf.len(),
+            Step::Opened(consumed) => used = consumed,
+        }
+    }
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return buf.len();
+    };
+    if c.phase != Phase::Open {
+        // Closing: input is read only to notice EOF.
+        return buf.len();
+    }
+    // The stand-in keeps the role: `Io::send_text` frames by it while the
+    // application handles a message from this very connection.
+    let role = c.ws.role();
+    let mut ws = std::mem::replace(&mut c.ws, Connection::new(role, 0));
+    used += read_frames(app, table, mail, id, &mut ws, &mut buf[used..]);
+    if let Some(c) = table.conns.get_mut(key as usize) {
+        c.ws = ws;
+    }
+    used
+}
+
+/// Where an opening handshake stands after the bytes so far.
+enum Step {
+    /// The head is not complete: keep the bytes, read more.
+    Wait,
+    /// Answered (refused, or plain HTTP) or failed: the rest is not read.
+    Done,
+    /// Open; the head took this many bytes, frames may follow.
+    Opened(usize),
+}
+
+/// A client's request head: upgrade, answer plain HTTP, or refuse.
+fn server_handshake<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    config: &Config,
+    id: ConnId,
+    buf: &[u8],
+) -> Step {
+    let key = id.key;
+    let refused = |table: &mut ConnTable, response: Bytes| {
+        inc(&table.my_stats().handshakes_rejected_total, 1);
+        respond(table, key, response);
+        Step::Done
+    };
+    let (consumed, upgrade) = match handshake::accept(buf, &config.handshake) {
+        Outcome::Partial => return Step::Wait,
+        Outcome::Reject { response, .. } => return refused(table, response),
+        Outcome::Http { request, .. } => {
+            let response = app.http(&mut Io { table, mail }, &request);
+            if http::status_of(&response).is_some_and(|s| s >= 400) {
+                return refused(table, response);
+            }
+            respond(table, key, response);
+            return Step::Done;
+        }
+        Outcome::Upgrade { .. } if table.draining => {
+            return refused(table, http::error(503, &[], "server is shutting down"));
+        }
+        Outcome::Upgrade { .. } if table.conns.len() > table.max_upgraded => {
+            inc(&table.my_stats().upgrades_refused_full_total, 1);
+            let retry = [("Retry-After", "1")];
+            let response = http::error(503, &retry, "server at connection capacity");
+            return refused(table, response);
+        }
+        Outcome::Upgrade { consumed, upgrade } => (consumed, upgrade),
+    };
+    let accepted = match app.upgrade(&mut Io { table, mail }, id, &upgrade) {
+        Ok(accepted) => accepted,
+        Err(response) => return refused(table, response),
+    };
+    let now = table.now;
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return Step::Done;
+    };
+    c.ws = Connection::new(Role::Server, accepted.max_message);
+    c.phase = Phase::Open;
+    c.opened = true;
+    c.keepalive = Keepalive::new(now);
+    // As control: a write delay must not hold the handshake.
+    c.tx.push_control(upgrade.response);
+    inc(&table.my_stats().websocket_upgrades_total, 1);
+    table.mark(key);
+    Step::Opened(consumed)
+}
+
+/// The server's response head to our upgrade request (client mode).
+fn client_handshake<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    id: ConnId,
+    buf: &[u8],
+) -> Step {
+    let key = id.key;
+    let verdict = table.outbound.get(&key).and_then(|o| {
+        o.handshake
+            .as_ref()
+            .map(|h| (h.verify(buf), o.dial.max_message))
+    });
+    let now = table.now;
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return Step::Done;
+    };
+    match verdict {
+        Some((Ok(None), _)) => Step::Wait,
+        Some((Ok(Some(accepted)), max)) => {
+            table.outbound.remove(&key);
+            c.ws = Connection::new(Role::Client, max);
+            c.phase = Phase::Open;
+            c.opened = true;
+            c.dialing = false;
+            c.keepalive = Keepalive::new(now);
+            inc(&table.my_stats().websocket_upgrades_total, 1);
+            table.mark(key);
+            app.connected(&mut Io { table, mail }, id);
+            Step::Opened(accepted.consumed)
+        }
+        Some((Err(e), _)) => {
+            c.phase = Phase::Dead;
+            c.tx.clear();
+            if let Some(o) = table.outbound.get_mut(&key) {
+                o.error = Some(format!("handshake: {e}"));
+            }
+            table.mark(key);
+            Step::Done
+        }
+        None => Step::Done,
+    }
+}
+
+/// Queue an HTTP response and close after it.
+fn respond(table: &mut ConnTable, key: u32, response: Bytes) {
+    if let Some(c) = table.conns.get_mut(key as usize) {
+        c.tx.push(response);
+        c.phase = Phase::Flushing;
+        c.since = table.now;
+        table.mark(key);
+    }
+}
+
+/// Decode frames from `buf` and act on them: messages go to the
+/// application, pings are answered, closes are answered or completed.
+fn read_frames<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    id: ConnId,
+    ws: &mut Connection,
+    buf: &mut [u8],
+) -> usize {
+    let mut off = 0;
+    while off < buf.len() {
+        match ws.read(&mut buf[off..]) {
+            Ok(Read::Frame { consumed, event }) => {
+                off += consumed;
+                let Some(event) = event else { continue };
+                match event {
+                    Event::Message(m) => {
+                        inc(&table.my_stats().messages_received_total, 1);
+                        if table.conn(id).is_some_and(|c| c.close_req.is_none()) {
+                            app.message(&mut Io { table, mail }, id, m);
+                        }
+                    }
+                    Event::Ping { pong: Some(p), .. } => {
+                        let cap = table.max_backlog;
+                        if let Some(c) = table.conn(id) {
+                            if c.backlog() + p.len() > cap {
+                                c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
+                            } else {
+                                c.tx.push_control(p);
+                            }
+                            table.mark(id.key);
+                        }
+                    }
+                    Event::Ping { pong: None, .. } | Event::Pong(_) => {}
+                    Event::Close { reply, body } => {
+                        if let Some(c) = table.conn(id) {
+                            c.close_code = body.code.unwrap_or(1005);
+                            // Answers already queued still go out first:
+                            // a client that sends and then closes gets its
+                            // replies.
+                            if let Some(r) = reply {
+                                c.tx.push(r);
+                            }
+                            table.mark(id.key);
+                        }
+                    }
+                }
+            }
+            Ok(Read::Incomplete { .. }) => break,
+            Err(failure) => {
+                inc(&table.my_stats().protocol_errors_total, 1);
+                if let Some(c) = table.conn(id) {
+                    c.close_code = failure.error.code;
+                    // After what was already answered; nothing follows it.
+                    if let Some(f) = failure.close {
+                        c.tx.push(f);
+                    }
+                    table.mark(id.key);
+                }
+                return buf.len();
+            }
+        }
+    }
+    off
+}

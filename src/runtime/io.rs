@@ -1,0 +1,165 @@
+//! The application's handle on its shard during a callback ([`Io`]):
+//! queue frames, close, dial, post mail to other shards.
+
+use super::app::ConnId;
+use super::conn::{Conn, Phase, NO_SLOT};
+use super::dial::{Dial, Outbound};
+use super::mailbox::Mailbox;
+use super::stats::ShardStats;
+use super::table::ConnTable;
+use crate::metrics::inc;
+use crate::sendbuf::{Offered, SendBuf};
+use crate::ws::close::code;
+use crate::ws::{Connection, OpCode, Role, State};
+use bytes::Bytes;
+
+/// The application's handle on its shard during a callback.
+pub struct Io<'a, M> {
+    pub(super) table: &'a mut ConnTable,
+    pub(super) mail: &'a mut Mailbox<M>,
+}
+
+impl<M> Io<'_, M> {
+    /// Queue a frame (built once, shared by reference count) on a
+    /// connection. False if the connection is no longer open.
+    pub fn send(&mut self, id: ConnId, frame: Bytes) -> bool {
+        self.offer(id, &SendBuf::Own(frame), usize::MAX) == Offered::Sent
+    }
+
+    /// Queue `frame` only if the connection's backlog is empty or stays
+    /// within `limit` bytes with it: one lookup for the check and the push,
+    /// and the frame is cloned only when it is queued. For fan-out under a
+    /// slow-consumer policy, with a [`SendBuf::local`] share of the frame.
+    pub fn offer(&mut self, id: ConnId, frame: &SendBuf, limit: usize) -> Offered {
+        let cap = self.table.max_backlog;
+        let Some(c) = self.table.conn(id) else {
+            return Offered::Gone;
+        };
+        if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req.is_some() {
+            return Offered::Gone;
+        }
+        let backlog = c.backlog();
+        // Data held by the write delay is not a slow consumer's backlog:
+        // only what is in flight counts against the app's limit then.
+        let behind = if c.delayed {
+            c.sending.as_ref().map_or(0, |s| s.len())
+        } else {
+            backlog
+        };
+        if backlog + frame.len() > cap {
+            // A peer that sends but never reads must not grow our memory
+            // without bound (echo replies, acks, errors...).
+            c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
+            self.table.mark(id.key);
+            return Offered::Gone;
+        }
+        if behind != 0 && behind + frame.len() > limit {
+            return Offered::Full;
+        }
+        c.tx.push(frame.clone());
+        self.table.mark(id.key);
+        Offered::Sent
+    }
+
+    /// Open an outbound WebSocket connection. The application hears
+    /// [`App::connected`](super::App::connected) once the handshake succeeds, or
+    /// [`App::connect_failed`](super::App::connect_failed); until then the id accepts no sends.
+    pub fn connect(&mut self, dial: Dial) -> ConnId {
+        let table = &mut *self.table;
+        let mut conn = Conn::new(NO_SLOT, 0, table.now);
+        conn.dialing = true;
+        conn.phase = Phase::Connecting;
+        conn.ws = Connection::new(Role::Client, 0);
+        let key = table.conns.insert(conn) as u32;
+        inc(&table.stats[table.me].connections_open, 1);
+        let gen = table.next_gen();
+        if let Some(c) = table.conns.get_mut(key as usize) {
+            c.gen = gen;
+        }
+        table.outbound.insert(
+            key,
+            Box::new(Outbound {
+                addr: dial.to.into(),
+                dial,
+                handshake: None,
+                error: None,
+            }),
+        );
+        table.dials.push(key);
+        ConnId { key, gen }
+    }
+
+    /// Queue one text message, framed for this connection's role (masked
+    /// when we are the client). False if the connection is not open.
+    pub fn send_text(&mut self, id: ConnId, payload: &[u8]) -> bool {
+        let frame = match self.table.conn(id) {
+            Some(c) if c.phase == Phase::Open => c.ws.encode(OpCode::Text, payload),
+            _ => return false,
+        };
+        self.send(id, frame)
+    }
+
+    /// The close code the peer sent (or we failed the connection with),
+    /// for [`App::closed`]; None if the connection just ended.
+    pub fn close_code(&self, id: ConnId) -> Option<u16> {
+        self.table
+            .conns
+            .get(id.key as usize)
+            .filter(|c| c.gen == id.gen && c.close_code != 0)
+            .map(|c| c.close_code)
+    }
+
+    /// Close with a WebSocket close frame now; queued data is dropped.
+    /// True if this call asked for it (false: gone, or already closing).
+    pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) -> bool {
+        match self.table.conn(id) {
+            Some(c) if c.close_req.is_none() && c.phase == Phase::Open => {
+                c.close_req = Some((status, reason));
+                self.table.mark(id.key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Bytes queued for the connection and not yet acknowledged by the
+    /// kernel's send.
+    pub fn backlog(&self, id: ConnId) -> Option<usize> {
+        self.table
+            .conns
+            .get(id.key as usize)
+            .filter(|c| c.gen == id.gen)
+            .map(Conn::backlog)
+    }
+
+    /// Mail for shard `to`, queued whatever its backlog: for messages that
+    /// must not be lost (each is bounded by a client's own request).
+    pub fn post(&mut self, to: usize, mail: M) {
+        self.mail.post(to, mail);
+    }
+
+    /// Mail for shard `to` only if its ring has room now; the mail comes
+    /// back otherwise, for the app to refuse or shed. This is what bounds
+    /// the memory a shard that has fallen behind can make others hold.
+    pub fn try_post(&mut self, to: usize, mail: M) -> Result<(), M> {
+        self.mail.try_post(to, mail)
+    }
+
+    pub fn shard(&self) -> usize {
+        self.table.me
+    }
+
+    pub fn shards(&self) -> usize {
+        self.mail.shards()
+    }
+
+    /// Every shard's runtime counters.
+    pub fn stats(&self) -> &[ShardStats] {
+        &self.table.stats
+    }
+
+    /// The server is shutting down (health checks should fail).
+    pub fn draining(&self) -> bool {
+        self.table.draining
+    }
+}

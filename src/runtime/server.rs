@@ -1,0 +1,188 @@
+//! Starting and stopping a runtime: one thread per shard, each pinned to
+//! its core with its own ring, listener and mailbox.
+
+use super::app::App;
+use super::config::{Config, StartError};
+use super::shard::Shard;
+use super::stats::ShardStats;
+use super::{listener, mailbox};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+/// A running server: its shards' threads.
+pub struct Server {
+    addr: Option<SocketAddr>,
+    draining: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<[ShardStats]>,
+}
+
+impl Server {
+    /// Bind, set up every shard's ring, and start serving. `make_app` builds
+    /// each shard's application on that shard's thread.
+    pub fn start<A, F>(config: Config, make_app: F) -> Result<Server, StartError>
+    where
+        A: App,
+        F: Fn(usize) -> A + Send + Sync + 'static,
+    {
+        let shards = config.shards.max(1);
+        let table = raise_fd_limit().min(config.max_connections_per_shard as u64) as u32;
+        let (listeners, addr) = match config.listen {
+            Some(listen) => {
+                let (fds, addr) =
+                    listener::bind(listen, shards, config.listen_backlog, config.send_buffer)
+                        .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
+                (fds.into_iter().map(Some).collect(), Some(addr))
+            }
+            None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
+        };
+        let cores = if config.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let stats: Arc<[ShardStats]> = (0..shards).map(|_| ShardStats::default()).collect();
+        let draining = Arc::new(AtomicBool::new(false));
+        let make_app = Arc::new(make_app);
+        let config = Arc::new(config);
+        // The capacity is per shard, split over its peers: a mesh has n(n-1)
+        // rings, and a fixed size per ring would grow memory with the square
+        // of the shard count (16 shards: 640 MB at start-up). The ring is
+        // also the bound on what a shard that fell behind makes others
+        // hold: mail sent with `try_post` that does not fit comes back to
+        // the app. A floor of 1,024 slots per ring keeps many-shard meshes
+        // useful, unless the configured capacity is smaller still (tests).
+        let per_peer = (config.mailbox_capacity / shards.saturating_sub(1).max(1))
+            .max(1024.min(config.mailbox_capacity))
+            .max(1);
+        let mailboxes = mailbox::mesh::<A::Mail>(shards, per_peer);
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
+        let go = Arc::new(std::sync::Barrier::new(shards + 1));
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(shards);
+        for (i, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+            let core = cores.get(i % cores.len().max(1)).copied();
+            let (config, stats, draining, make_app) = (
+                config.clone(),
+                stats.clone(),
+                draining.clone(),
+                make_app.clone(),
+            );
+            let (ready_tx, go, failed) = (ready_tx.clone(), go.clone(), failed.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("ringfan-shard-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    let shard = Shard::new(i, &config, table, listener, mailbox, stats, draining);
+                    let mut shard = match shard {
+                        Ok(s) => {
+                            let _ = ready_tx.send(Ok(()));
+                            s
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            go.wait();
+                            return;
+                        }
+                    };
+                    // Every ring exists (so doorbells have somewhere to go)
+                    // before any shard starts serving.
+                    go.wait();
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let app = make_app(i);
+                    shard.run(app);
+                })
+                .map_err(|e| StartError(format!("cannot start shard thread: {e}")))?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        let mut first_err = None;
+        for _ in 0..shards {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err
+                        .get_or_insert(StartError("a shard thread died during start-up".into()));
+                }
+            }
+        }
+        if first_err.is_some() {
+            failed.store(true, Ordering::SeqCst);
+        }
+        go.wait();
+        if let Some(e) = first_err {
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(e);
+        }
+        Ok(Server {
+            addr,
+            draining,
+            threads,
+            stats,
+        })
+    }
+
+    /// The bound address (None for a client-only runtime).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn stats(&self) -> &Arc<[ShardStats]> {
+        &self.stats
+    }
+
+    /// A flag that, once set, drains and stops the server (for signal
+    /// handlers).
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
+    }
+
+    /// Start draining: stop accepting, flush, send 1001, close.
+    pub fn shutdown(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Wait for every shard to finish.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit: the kernel caps each
+/// ring's direct descriptor table at it. Returns the limit in force (what
+/// one shard's table can hold).
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}

@@ -1,0 +1,70 @@
+//! A shard's connection table: the slab of connections, the line of those
+//! with something to flush, and the shard facts the application may read
+//! through [`super::io::Io`].
+
+use super::app::ConnId;
+use super::conn::Conn;
+use super::dial::Outbound;
+use super::stats::ShardStats;
+use super::timer::Ticks;
+use super::token;
+use rustc_hash::FxHashMap;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// The connection in slot `key` if it is still generation `gen` (a late
+/// completion for a closed connection finds nothing). A function of the
+/// slab alone, so callers keep the rest of the shard borrowable.
+pub fn live(conns: &mut Slab<Conn>, key: u32, gen: u32) -> Option<&mut Conn> {
+    conns.get_mut(key as usize).filter(|c| c.gen == gen)
+}
+
+/// Connection state the application may touch through [`super::io::Io`].
+pub struct ConnTable {
+    pub me: usize,
+    pub conns: Slab<Conn>,
+    /// Connections with something for the flush step, in the order they
+    /// got it: the flush serves them first come, first served.
+    pub dirty: VecDeque<u32>,
+    pub now: Ticks,
+    pub stats: Arc<[ShardStats]>,
+    pub draining: bool,
+    /// Most bytes one connection may have queued (see `Config`).
+    pub max_backlog: usize,
+    /// Connections upgraded to WebSocket only while fewer than this many
+    /// are open: the rest of the descriptor table is kept for plain HTTP.
+    pub max_upgraded: usize,
+    /// Outbound connections waiting for their socket (made in the flush
+    /// step, where the ring is at hand).
+    pub dials: Vec<u32>,
+    /// The last generation handed out.
+    pub gen: u32,
+    /// Outbound connections until they open: where to, and the handshake
+    /// to verify the answer with.
+    pub outbound: FxHashMap<u32, Box<Outbound>>,
+}
+
+impl ConnTable {
+    pub fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
+        live(&mut self.conns, id.key, id.gen)
+    }
+
+    pub fn mark(&mut self, key: u32) {
+        if let Some(c) = self.conns.get_mut(key as usize) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push_back(key);
+            }
+        }
+    }
+
+    pub fn my_stats(&self) -> &ShardStats {
+        &self.stats[self.me]
+    }
+
+    pub fn next_gen(&mut self) -> u32 {
+        self.gen = self.gen.wrapping_add(1) & token::GEN_MASK;
+        self.gen
+    }
+}
