@@ -6,7 +6,7 @@
 //! See `docs/architecture.md` for a connection's life and why each io_uring
 //! feature is used.
 
-mod bufring;
+pub mod bufring;
 mod conn;
 mod listener;
 pub mod mailbox;
