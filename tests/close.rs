@@ -7,7 +7,7 @@ use common::wsraw::{
     self, bounded, close_body, encode, masked, RawWs, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING,
     OP_TEXT,
 };
-use common::Broker;
+use common::{with_broker, Broker};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,6 +18,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Two shards, so that connections land on both.
+const ARGS: &[&str] = &["--shards", "2"];
+const ECHO_LIMIT_1000: &[&str] = &["--shards", "2", "--max-message-echo", "1000"];
 
 const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
 
@@ -75,9 +79,7 @@ async fn violation(addr: SocketAddr, what: &str, bytes: &[u8], code: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_is_echoed_then_eof() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         for code in [1000u16, 1001, 3000, 4999] {
             for _ in 0..2 {
                 let mut ws = RawWs::connect(addr, "/echo").await;
@@ -133,9 +135,7 @@ async fn client_close_is_echoed_then_eof() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_close_payloads() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         for code in [1005u16, 999, 1006, 1015, 0, 1016, 2999, 5000, 65535] {
             let what = format!("close code {code}");
             violation(addr, &what, &masked(OP_CLOSE, &close_body(code, "")), 1002).await;
@@ -163,9 +163,7 @@ async fn invalid_close_payloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_get_1002() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let start_fragment = encode(false, 0, OP_TEXT, b"part", Some(MASK));
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("unmasked text", encode(true, 0, OP_TEXT, b"hello", None)),
@@ -223,9 +221,7 @@ async fn protocol_violations_get_1002() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_text_gets_1007() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("0xff", masked(OP_TEXT, b"abc\xffdef")),
             ("overlong", masked(OP_TEXT, b"\xc0\xaf")),
@@ -259,9 +255,7 @@ async fn invalid_utf8_text_gets_1007() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_the_limit_gets_1009_before_its_payload() {
-    let b = Broker::start(&["--shards", "2", "--max-message-echo", "1000"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ECHO_LIMIT_1000, 30, |addr| async move {
         for (op, len) in [
             (OP_BINARY, 1001usize),
             (OP_TEXT, 2000),
@@ -302,9 +296,7 @@ async fn message_over_the_limit_gets_1009_before_its_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanishing_peers_leave_nothing_behind() {
-    let mut b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(40, "test", async move {
+    let mut b = with_broker(ARGS, 40, |addr| async move {
         // Clients that must keep working throughout.
         let mut keep = Vec::new();
         for _ in 0..4 {
@@ -515,7 +507,6 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn healthz_is_503_while_draining() {
     let b = Broker::start(&["--shards", "2", "--drain-timeout", "3"]);
     let addr = b.addr;

@@ -4,8 +4,8 @@
 
 mod common;
 
+use common::with_broker;
 use common::wsraw::{self, bounded, Reply, KEY};
-use common::Broker;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -13,6 +13,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Two shards, so that connections land on both.
+const ARGS: &[&str] = &["--shards", "2"];
+const GOOD_ORIGIN_ONLY: &[&str] = &["--shards", "2", "--allow-origin", "https://good.example"];
+const NO_ECHO: &[&str] = &["--shards", "2", "--no-echo"];
 
 /// A request with the given request line and header lines.
 fn request(line: &str, headers: &[&str]) -> String {
@@ -102,9 +107,7 @@ async fn tungstenite_refused(req: impl IntoClientRequest + Unpin, status: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_400() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(40, "test", async move {
+    with_broker(ARGS, 40, |addr| async move {
         let k = key();
         let cases: Vec<(&str, String)> = vec![
             (
@@ -202,9 +205,7 @@ async fn bad_requests_get_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_not_allowed_gets_403() {
-    let b = Broker::start(&["--shards", "2", "--allow-origin", "https://good.example"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(GOOD_ORIGIN_ONLY, 30, |addr| async move {
         let k = key();
         for origin in ["https://evil.example", "https://good.example.evil", "null"] {
             let o = format!("Origin: {origin}");
@@ -238,9 +239,7 @@ async fn origin_not_allowed_gets_403() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_path_gets_404() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let k = key();
         for path in ["/nope", "/", "/echo/extra", "/ECHO", "/healthz/x"] {
             let req = request(
@@ -260,9 +259,7 @@ async fn unknown_path_gets_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_disabled_gets_404() {
-    let b = Broker::start(&["--shards", "2", "--no-echo"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(NO_ECHO, 30, |addr| async move {
         let k = key();
         for _ in 0..4 {
             let req = request(
@@ -281,9 +278,7 @@ async fn echo_disabled_gets_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_gets_405() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let k = key();
         for (what, line) in [
             ("POST /echo", "POST /echo HTTP/1.1"),
@@ -310,9 +305,7 @@ async fn post_gets_405() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_version_or_no_upgrade_gets_426() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let k = key();
         for (what, req) in [
             (
@@ -375,9 +368,7 @@ async fn wrong_version_or_no_upgrade_gets_426() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_head_gets_431() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let k = key();
         let big = format!("X-Big: {}", "a".repeat(9 * 1024));
         let req = request(
@@ -418,9 +409,7 @@ async fn oversized_head_gets_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_never_affects_other_clients() {
-    let b = Broker::start(&["--shards", "2", "--allow-origin", "https://good.example"]);
-    let addr = b.addr;
-    bounded(40, "test", async move {
+    with_broker(GOOD_ORIGIN_ONLY, 40, |addr| async move {
         // Clients that stay open through the storm of bad requests.
         let mut clients = Vec::new();
         for _ in 0..6 {

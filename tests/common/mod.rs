@@ -1,6 +1,7 @@
 //! Start the real `ringfan` binary for a test and stop it afterwards.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -90,6 +91,20 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The prologue of most tests: start `ringfan` with `args`, run `test`
+/// against its address with at most `secs` for the whole of it, then hand
+/// the broker back, still running, for checks after the test. Dropping it
+/// kills the server, also when the test fails.
+pub async fn with_broker<F: Future<Output = ()>>(
+    args: &[&str],
+    secs: u64,
+    test: impl FnOnce(SocketAddr) -> F,
+) -> Broker {
+    let broker = Broker::start(args);
+    wsraw::bounded(secs, "test", test(broker.addr)).await;
+    broker
 }
 
 /// A plain HTTP/1.1 GET; (status, body).
