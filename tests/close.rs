@@ -3,44 +3,25 @@
 
 mod common;
 
+use common::echo::{connect, roundtrip, Ws};
 use common::wsraw::{
     self, bounded, close_body, encode, masked, RawWs, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING,
     OP_TEXT,
 };
 use common::{with_broker, Broker};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Two shards, so that connections land on both.
 const ARGS: &[&str] = &["--shards", "2"];
 const ECHO_LIMIT_1000: &[&str] = &["--shards", "2", "--max-message-echo", "1000"];
 
 const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
-
-async fn connect(addr: SocketAddr) -> Ws {
-    bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-        .await
-        .expect("upgrade /echo")
-        .0
-}
-
-async fn roundtrip(ws: &mut Ws, text: &str) {
-    bounded(10, "send", ws.send(Message::text(text)))
-        .await
-        .expect("send");
-    match bounded(10, "echo", ws.next()).await {
-        Some(Ok(m)) => assert_eq!(m, Message::text(text)),
-        other => panic!("expected the echo of {text:?}, got {other:?}"),
-    }
-}
 
 async fn raw_roundtrip(ws: &mut RawWs, text: &str) {
     ws.send(&masked(OP_TEXT, text.as_bytes())).await;
@@ -108,7 +89,7 @@ async fn client_close_is_echoed_then_eof() {
         // tokio-tungstenite's view.
         for i in 0..4 {
             let mut ws = connect(addr).await;
-            roundtrip(&mut ws, &format!("client {i}")).await;
+            roundtrip(&mut ws, format!("client {i}")).await;
             bounded(
                 10,
                 "close",
@@ -360,7 +341,7 @@ async fn vanishing_peers_leave_nothing_behind() {
                 drop(ws);
             }
             for (i, ws) in keep.iter_mut().enumerate() {
-                roundtrip(ws, &format!("round {round} client {i}")).await;
+                roundtrip(ws, format!("round {round} client {i}")).await;
             }
         }
         wsraw::wait_metric(
@@ -371,7 +352,7 @@ async fn vanishing_peers_leave_nothing_behind() {
         )
         .await;
         for (i, ws) in keep.iter_mut().enumerate() {
-            roundtrip(ws, &format!("after client {i}")).await;
+            roundtrip(ws, format!("after client {i}")).await;
         }
         // New connections work too.
         let mut ws = connect(addr).await;
@@ -410,7 +391,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     bounded(20, "connect", async {
         for i in 0..8 {
             let mut ws = connect(addr).await;
-            roundtrip(&mut ws, &format!("before shutdown {i}")).await;
+            roundtrip(&mut ws, format!("before shutdown {i}")).await;
             clients.push(ws);
         }
         wsraw::wait_metric(

@@ -4,76 +4,19 @@
 
 mod common;
 
+use common::echo::{close, connect, next, roundtrip};
 use common::with_broker;
 use common::wsraw::{self, bounded, RawWs, OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
-use futures_util::{SinkExt, StreamExt};
-use std::net::SocketAddr;
+use futures_util::SinkExt;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Two shards, so that connections land on both.
 const ARGS: &[&str] = &["--shards", "2"];
-
-async fn connect(addr: SocketAddr) -> Ws {
-    let (ws, resp) = bounded(
-        10,
-        "websocket handshake",
-        connect_async(format!("ws://{addr}/echo")),
-    )
-    .await
-    .expect("upgrade /echo");
-    assert_eq!(resp.status(), 101);
-    ws
-}
-
-/// The next data or control message; panics on error, close or EOF.
-async fn next(ws: &mut Ws) -> Message {
-    match bounded(10, "next message", ws.next()).await {
-        Some(Ok(m)) => m,
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
-
-/// Send `msg` and expect exactly it back.
-async fn roundtrip(ws: &mut Ws, msg: Message) {
-    bounded(20, "send", ws.send(msg.clone()))
-        .await
-        .expect("send");
-    let got = next(ws).await;
-    assert!(
-        got == msg,
-        "echo differs: sent {} got {}",
-        describe(&msg),
-        describe(&got)
-    );
-}
-
-fn describe(m: &Message) -> String {
-    match m {
-        Message::Text(t) => format!("Text({} bytes)", t.len()),
-        Message::Binary(b) => format!("Binary({} bytes)", b.len()),
-        other => format!("{other:?}"),
-    }
-}
-
-/// A clean client close: the server answers and ends the stream.
-async fn close(mut ws: Ws) {
-    bounded(10, "close", ws.close(None)).await.expect("close");
-    loop {
-        match bounded(10, "close handshake", ws.next()).await {
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("error while closing: {e}"),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_stays_text_binary_stays_binary() {

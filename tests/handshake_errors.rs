@@ -4,15 +4,13 @@
 
 mod common;
 
+use common::echo::{close, connect, roundtrip};
 use common::with_broker;
 use common::wsraw::{self, bounded, Reply, KEY};
-use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// Two shards, so that connections land on both.
 const ARGS: &[&str] = &["--shards", "2"];
@@ -69,30 +67,9 @@ async fn expect_status(addr: SocketAddr, req: &[u8], status: u16, what: &str) ->
 }
 
 async fn echo_works(addr: SocketAddr) {
-    let (mut ws, _) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-        .await
-        .expect("good upgrade");
+    let mut ws = connect(addr).await;
     roundtrip(&mut ws, "still serving").await;
     close(ws).await;
-}
-
-async fn roundtrip(ws: &mut Ws, text: &str) {
-    bounded(10, "send", ws.send(Message::text(text)))
-        .await
-        .expect("send");
-    match bounded(10, "echo", ws.next()).await {
-        Some(Ok(m)) => assert_eq!(m, Message::text(text)),
-        other => panic!("expected the echo, got {other:?}"),
-    }
-}
-
-async fn close(mut ws: Ws) {
-    bounded(10, "close", ws.close(None)).await.expect("close");
-    while let Some(m) = bounded(10, "close handshake", ws.next()).await {
-        if matches!(m, Ok(Message::Close(_)) | Err(_)) {
-            break;
-        }
-    }
 }
 
 /// tokio-tungstenite's view of a refused handshake: an Http error carrying
@@ -413,10 +390,7 @@ async fn bad_input_never_affects_other_clients() {
         // Clients that stay open through the storm of bad requests.
         let mut clients = Vec::new();
         for _ in 0..6 {
-            let (ws, _) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-                .await
-                .expect("upgrade");
-            clients.push(ws);
+            clients.push(connect(addr).await);
         }
         let k = key();
         let big = format!("X-Big: {}", "a".repeat(9 * 1024));
@@ -469,7 +443,7 @@ async fn bad_input_never_affects_other_clients() {
             }
         }
         for (i, ws) in clients.iter_mut().enumerate() {
-            roundtrip(ws, &format!("during the storm {i}")).await;
+            roundtrip(ws, format!("during the storm {i}")).await;
         }
         for t in tasks {
             t.await.expect("task");
@@ -497,7 +471,7 @@ async fn bad_input_never_affects_other_clients() {
             assert!(ws.buf.starts_with(b"HTTP/1.1 101 "));
         }
         for (i, ws) in clients.iter_mut().enumerate() {
-            roundtrip(ws, &format!("after the storm {i}")).await;
+            roundtrip(ws, format!("after the storm {i}")).await;
         }
         for ws in clients {
             close(ws).await;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::echo::connect;
 use common::with_broker;
 use common::wsraw::{self, bounded, RawWs, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +13,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Connections must finish their handshake within 1 s.
@@ -50,9 +50,7 @@ async fn closed_within(s: &mut TcpStream, within: Duration, what: &str) -> Durat
 async fn handshake_timeout_closes_silent_connections() {
     with_broker(HANDSHAKE_1S, 20, |addr| async move {
         // An upgraded client is past the handshake deadline: it stays.
-        let (mut upgraded, _) = connect_async(format!("ws://{addr}/echo"))
-            .await
-            .expect("upgrade");
+        let mut upgraded = connect(addr).await;
         let t0 = Instant::now();
         let mut silent = Vec::new();
         for _ in 0..6 {
@@ -155,9 +153,7 @@ async fn answering_clients_stay_open(addr: SocketAddr) {
     let mut tasks = Vec::new();
     for i in 0..4 {
         tasks.push(tokio::spawn(async move {
-            let (mut ws, _) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-                .await
-                .expect("upgrade");
+            let mut ws = connect(addr).await;
             let until = tokio::time::Instant::now() + Duration::from_millis(4500);
             let mut pings = 0;
             loop {

@@ -482,6 +482,75 @@ pub mod wsraw {
     }
 }
 
+/// tokio-tungstenite clients of `/echo`. Every wait is bounded.
+pub mod echo {
+    use super::wsraw::bounded;
+    use futures_util::{SinkExt, StreamExt};
+    use std::net::SocketAddr;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+    pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// Upgrade on `/echo`; panics unless the server answers 101.
+    pub async fn connect(addr: SocketAddr) -> Ws {
+        let (ws, resp) = bounded(
+            10,
+            "websocket handshake",
+            connect_async(format!("ws://{addr}/echo")),
+        )
+        .await
+        .expect("upgrade /echo");
+        assert_eq!(resp.status(), 101);
+        ws
+    }
+
+    /// The next data or control message; panics on error, close or EOF.
+    pub async fn next(ws: &mut Ws) -> Message {
+        match bounded(10, "next message", ws.next()).await {
+            Some(Ok(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Send `msg` and expect exactly it back.
+    pub async fn roundtrip(ws: &mut Ws, msg: impl Into<Message>) {
+        let msg = msg.into();
+        bounded(20, "send", ws.send(msg.clone()))
+            .await
+            .expect("send");
+        let got = next(ws).await;
+        assert!(
+            got == msg,
+            "echo differs: sent {} got {}",
+            describe(&msg),
+            describe(&got)
+        );
+    }
+
+    /// A message for a failure report: large payloads by their size only.
+    fn describe(m: &Message) -> String {
+        match m {
+            Message::Text(t) if t.len() > 200 => format!("Text({} bytes)", t.len()),
+            Message::Binary(b) if b.len() > 200 => format!("Binary({} bytes)", b.len()),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// A clean client close: the server answers and ends the stream.
+    pub async fn close(mut ws: Ws) {
+        bounded(10, "close", ws.close(None)).await.expect("close");
+        loop {
+            match bounded(10, "close handshake", ws.next()).await {
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("error while closing: {e}"),
+            }
+        }
+    }
+}
+
 /// tokio-tungstenite clients speaking the `/ws` pub/sub protocol
 /// (protocol.md). Every wait is bounded by [`wsraw::IO_TIMEOUT`] unless a
 /// helper says otherwise.
