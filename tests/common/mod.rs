@@ -127,6 +127,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Resident set size of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
 /// Async helpers for driving the server with hand-made bytes: raw HTTP
 /// requests, raw WebSocket frames, and `/metrics` without blocking the
 /// runtime. Every wait is bounded by [`wsraw::IO_TIMEOUT`].
@@ -288,6 +298,13 @@ pub mod wsraw {
         Some((frame, len + plen))
     }
 
+    /// A TCP connection to `addr` within 10 s.
+    async fn connect(addr: SocketAddr) -> TcpStream {
+        bounded(10, "connect", TcpStream::connect(addr))
+            .await
+            .expect("connect")
+    }
+
     /// One raw TCP connection that speaks WebSocket frames by hand.
     pub struct RawWs {
         pub stream: TcpStream,
@@ -299,7 +316,14 @@ pub mod wsraw {
         /// Connect and upgrade on `path`; panics unless the answer is 101
         /// with the right accept key.
         pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
-            let (head, ws) = Self::connect_with(addr, &upgrade_request(path, &[])).await;
+            Self::upgrade(connect(addr).await, path).await
+        }
+
+        /// Upgrade on `path` over a connection made by the caller (say,
+        /// with a small receive buffer); panics unless the answer is 101
+        /// with the right accept key.
+        pub async fn upgrade(stream: TcpStream, path: &str) -> RawWs {
+            let (head, ws) = Self::handshake(stream, &upgrade_request(path, &[])).await;
             assert!(head.starts_with("HTTP/1.1 101 "), "upgrade refused: {head}");
             assert!(
                 head.to_ascii_lowercase().contains(&format!(
@@ -311,12 +335,14 @@ pub mod wsraw {
             ws
         }
 
-        /// Send `request` and read the response head (up to the blank
-        /// line); returns the head and the connection.
+        /// Connect, send `request` and read the response head (up to the
+        /// blank line); returns the head and the connection.
         pub async fn connect_with(addr: SocketAddr, request: &str) -> (String, RawWs) {
-            let mut stream = bounded(10, "connect", TcpStream::connect(addr))
-                .await
-                .expect("connect");
+            Self::handshake(connect(addr).await, request).await
+        }
+
+        /// Send `request` on `stream` and read the response head.
+        pub async fn handshake(mut stream: TcpStream, request: &str) -> (String, RawWs) {
             stream.set_nodelay(true).ok();
             bounded(10, "write request", stream.write_all(request.as_bytes()))
                 .await
@@ -325,20 +351,27 @@ pub mod wsraw {
                 stream,
                 buf: Vec::new(),
             };
+            let head = ws.read_head().await;
+            (head, ws)
+        }
+
+        /// Read up to the blank line that ends an HTTP response head and
+        /// return the head; what follows it stays in `buf`.
+        pub async fn read_head(&mut self) -> String {
             let end = loop {
-                if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     break i + 4;
                 }
-                let n = ws.fill().await;
+                let n = self.fill().await;
                 assert!(
                     n > 0,
                     "EOF before the response head: {:?}",
-                    String::from_utf8_lossy(&ws.buf)
+                    String::from_utf8_lossy(&self.buf)
                 );
             };
-            let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
-            ws.buf.drain(..end);
-            (head, ws)
+            let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+            self.buf.drain(..end);
+            head
         }
 
         /// Read more bytes into `buf`; 0 at EOF. Panics on timeout or error.
@@ -422,9 +455,7 @@ pub mod wsraw {
     /// Send `request` bytes on a fresh connection and read until the server
     /// closes it; panics if it does not within [`IO_TIMEOUT`] or resets it.
     pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> Reply {
-        let mut s = bounded(10, "connect", TcpStream::connect(addr))
-            .await
-            .expect("connect");
+        let mut s = connect(addr).await;
         bounded(IO_TIMEOUT.as_secs(), "write request", s.write_all(request))
             .await
             .expect("write request");
@@ -783,16 +814,6 @@ pub mod pubsub {
             Some(id) => format!(r#"{{"op":"pub","topic":"{topic}","data":{data},"id":{id}}}"#),
             None => format!(r#"{{"op":"pub","topic":"{topic}","data":{data}}}"#),
         }
-    }
-
-    /// Resident set size of a process, in KiB.
-    pub fn rss_kib(pid: u32) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
     }
 
     /// Open `n` light clients with at most `in_flight` handshakes at once,
