@@ -6,7 +6,7 @@ mod common;
 
 use common::echo::{close, connect, roundtrip};
 use common::with_broker;
-use common::wsraw::{self, bounded, Reply, KEY};
+use common::wsraw::{self, bounded, upgrade_request, Reply, KEY};
 use std::net::SocketAddr;
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -183,13 +183,8 @@ async fn bad_requests_get_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_not_allowed_gets_403() {
     with_broker(GOOD_ORIGIN_ONLY, 30, |addr| async move {
-        let k = key();
         for origin in ["https://evil.example", "https://good.example.evil", "null"] {
-            let o = format!("Origin: {origin}");
-            let req = request(
-                "GET /echo HTTP/1.1",
-                &[HOST, UPGRADE, CONNECTION, VERSION, &k, &o],
-            );
+            let req = upgrade_request("/echo", &[&format!("Origin: {origin}")]);
             expect_status(addr, req.as_bytes(), 403, origin).await;
         }
         // Through tokio-tungstenite: the evil origin is an Http 403 error.
@@ -217,12 +212,8 @@ async fn origin_not_allowed_gets_403() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_path_gets_404() {
     with_broker(ARGS, 30, |addr| async move {
-        let k = key();
         for path in ["/nope", "/", "/echo/extra", "/ECHO", "/healthz/x"] {
-            let req = request(
-                &format!("GET {path} HTTP/1.1"),
-                &[HOST, UPGRADE, CONNECTION, VERSION, &k],
-            );
+            let req = upgrade_request(path, &[]);
             expect_status(addr, req.as_bytes(), 404, path).await;
             // And as plain HTTP.
             let req = request(&format!("GET {path} HTTP/1.1"), &[HOST]);
@@ -237,12 +228,8 @@ async fn unknown_path_gets_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_disabled_gets_404() {
     with_broker(NO_ECHO, 30, |addr| async move {
-        let k = key();
         for _ in 0..4 {
-            let req = request(
-                "GET /echo HTTP/1.1",
-                &[HOST, UPGRADE, CONNECTION, VERSION, &k],
-            );
+            let req = upgrade_request("/echo", &[]);
             expect_status(addr, req.as_bytes(), 404, "/echo with --no-echo").await;
         }
         tungstenite_refused(format!("ws://{addr}/echo"), 404).await;
@@ -346,12 +333,8 @@ async fn wrong_version_or_no_upgrade_gets_426() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_head_gets_431() {
     with_broker(ARGS, 30, |addr| async move {
-        let k = key();
         let big = format!("X-Big: {}", "a".repeat(9 * 1024));
-        let req = request(
-            "GET /echo HTTP/1.1",
-            &[HOST, UPGRADE, CONNECTION, VERSION, &k, &big],
-        );
+        let req = upgrade_request("/echo", &[&big]);
         expect_status(addr, req.as_bytes(), 431, "9 KiB header").await;
         // Far over the limit: the server must stop reading, not buffer it.
         let huge = format!("X-Big: {}", "b".repeat(64 * 1024));
@@ -361,9 +344,8 @@ async fn oversized_head_gets_431() {
         let many: Vec<String> = (0..200)
             .map(|i| format!("X-H{i}: {}", "v".repeat(40)))
             .collect();
-        let mut headers: Vec<&str> = vec![HOST, UPGRADE, CONNECTION, VERSION, &k];
-        headers.extend(many.iter().map(String::as_str));
-        let req = request("GET /echo HTTP/1.1", &headers);
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let req = upgrade_request("/echo", &many);
         expect_status(addr, req.as_bytes(), 431, "many headers").await;
         // An unterminated head that keeps growing past 8 KiB.
         let req = format!(
@@ -373,10 +355,7 @@ async fn oversized_head_gets_431() {
         expect_status(addr, req.as_bytes(), 431, "unterminated head").await;
         // Just under the limit is fine.
         let ok = format!("X-Pad: {}", "p".repeat(7 * 1024));
-        let req = request(
-            "GET /echo HTTP/1.1",
-            &[HOST, UPGRADE, CONNECTION, VERSION, &k, &ok],
-        );
+        let req = upgrade_request("/echo", &[&ok]);
         let (head, _ws) = wsraw::RawWs::connect_with(addr, &req).await;
         assert!(head.starts_with("HTTP/1.1 101 "), "7 KiB head: {head}");
         echo_works(addr).await;
@@ -402,17 +381,7 @@ async fn bad_input_never_affects_other_clients() {
             (400, "\x00\x01\x02\x03 garbage\r\n\r\n".to_string()),
             (
                 403,
-                request(
-                    "GET /echo HTTP/1.1",
-                    &[
-                        HOST,
-                        UPGRADE,
-                        CONNECTION,
-                        VERSION,
-                        &k,
-                        "Origin: https://evil.example",
-                    ],
-                ),
+                upgrade_request("/echo", &["Origin: https://evil.example"]),
             ),
             (404, request("GET /nowhere HTTP/1.1", &[HOST])),
             (
@@ -452,7 +421,7 @@ async fn bad_input_never_affects_other_clients() {
         // upgrades (partial heads are fine).
         {
             use tokio::io::AsyncWriteExt;
-            let req = wsraw::upgrade_request("/echo", &[]);
+            let req = upgrade_request("/echo", &[]);
             let mut s = bounded(10, "connect", tokio::net::TcpStream::connect(addr))
                 .await
                 .unwrap();
