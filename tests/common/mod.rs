@@ -170,6 +170,18 @@ pub mod wsraw {
         }
     }
 
+    /// Run `fut` within [`IO_TIMEOUT`] and unwrap its result; panics
+    /// naming `what` on a timeout or an error.
+    pub async fn expect_io<T, E: std::fmt::Debug>(
+        what: &str,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> T {
+        match bounded(IO_TIMEOUT.as_secs(), what, fut).await {
+            Ok(v) => v,
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+
     /// A GET upgrade request for `path` with the standard headers and `extra`
     /// header lines (each without CRLF).
     pub fn upgrade_request(path: &str, extra: &[&str]) -> String {
@@ -300,9 +312,7 @@ pub mod wsraw {
 
     /// A TCP connection to `addr` within 10 s.
     async fn connect(addr: SocketAddr) -> TcpStream {
-        bounded(10, "connect", TcpStream::connect(addr))
-            .await
-            .expect("connect")
+        expect_io("connect", TcpStream::connect(addr)).await
     }
 
     /// One raw TCP connection that speaks WebSocket frames by hand.
@@ -344,9 +354,7 @@ pub mod wsraw {
         /// Send `request` on `stream` and read the response head.
         pub async fn handshake(mut stream: TcpStream, request: &str) -> (String, RawWs) {
             stream.set_nodelay(true).ok();
-            bounded(10, "write request", stream.write_all(request.as_bytes()))
-                .await
-                .expect("write request");
+            expect_io("write request", stream.write_all(request.as_bytes())).await;
             let mut ws = RawWs {
                 stream,
                 buf: Vec::new(),
@@ -377,17 +385,13 @@ pub mod wsraw {
         /// Read more bytes into `buf`; 0 at EOF. Panics on timeout or error.
         pub async fn fill(&mut self) -> usize {
             let mut chunk = vec![0u8; 64 * 1024];
-            let n = bounded(IO_TIMEOUT.as_secs(), "read", self.stream.read(&mut chunk))
-                .await
-                .expect("read from server");
+            let n = expect_io("read from server", self.stream.read(&mut chunk)).await;
             self.buf.extend_from_slice(&chunk[..n]);
             n
         }
 
         pub async fn send(&mut self, bytes: &[u8]) {
-            bounded(IO_TIMEOUT.as_secs(), "write", self.stream.write_all(bytes))
-                .await
-                .expect("write to server");
+            expect_io("write to server", self.stream.write_all(bytes)).await;
         }
 
         /// The next frame, or None at a clean EOF between frames.
@@ -456,9 +460,7 @@ pub mod wsraw {
     /// closes it; panics if it does not within [`IO_TIMEOUT`] or resets it.
     pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> Reply {
         let mut s = connect(addr).await;
-        bounded(IO_TIMEOUT.as_secs(), "write request", s.write_all(request))
-            .await
-            .expect("write request");
+        expect_io("write request", s.write_all(request)).await;
         let mut out = Vec::new();
         bounded(
             IO_TIMEOUT.as_secs(),
@@ -586,7 +588,7 @@ pub mod echo {
 /// (protocol.md). Every wait is bounded by [`wsraw::IO_TIMEOUT`] unless a
 /// helper says otherwise.
 pub mod pubsub {
-    use super::wsraw::{bounded, IO_TIMEOUT};
+    use super::wsraw::{bounded, expect_io, IO_TIMEOUT};
     use futures_util::{SinkExt, StreamExt};
     use serde::Deserialize;
     use serde_json::value::RawValue;
@@ -658,13 +660,11 @@ pub mod pubsub {
 
         pub async fn connect_with(addr: SocketAddr, cfg: WebSocketConfig) -> Client {
             let url = format!("ws://{addr}/ws");
-            let (ws, resp) = bounded(
-                IO_TIMEOUT.as_secs(),
+            let (ws, resp) = expect_io(
                 "ws connect",
                 tokio_tungstenite::connect_async_with_config(url, Some(cfg), true),
             )
-            .await
-            .expect("ws connect");
+            .await;
             assert_eq!(resp.status().as_u16(), 101);
             Client { ws }
         }
@@ -672,42 +672,22 @@ pub mod pubsub {
         /// Send one text message (flushed).
         pub async fn send(&mut self, text: impl Into<String>) {
             let text: String = text.into();
-            bounded(
-                IO_TIMEOUT.as_secs(),
-                "ws send",
-                self.ws.send(Message::text(text)),
-            )
-            .await
-            .expect("ws send");
+            expect_io("ws send", self.ws.send(Message::text(text))).await;
         }
 
         /// Queue one text message without flushing.
         pub async fn feed(&mut self, text: impl Into<String>) {
             let text: String = text.into();
-            bounded(
-                IO_TIMEOUT.as_secs(),
-                "ws feed",
-                self.ws.feed(Message::text(text)),
-            )
-            .await
-            .expect("ws feed");
+            expect_io("ws feed", self.ws.feed(Message::text(text))).await;
         }
 
         pub async fn flush(&mut self) {
-            bounded(IO_TIMEOUT.as_secs(), "ws flush", self.ws.flush())
-                .await
-                .expect("ws flush");
+            expect_io("ws flush", self.ws.flush()).await;
         }
 
         /// Send a binary message.
         pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-            bounded(
-                IO_TIMEOUT.as_secs(),
-                "ws send",
-                self.ws.send(Message::binary(bytes)),
-            )
-            .await
-            .expect("ws send");
+            expect_io("ws send", self.ws.send(Message::binary(bytes))).await;
         }
 
         /// The next data or close message (pings and pongs skipped), or
