@@ -201,18 +201,23 @@ async fn bad_json_and_bad_op_leave_the_connection_usable() {
     );
 }
 
+/// A topic of three 64-byte tokens and a last one of `last` bytes.
+fn four_tokens(last: usize) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        "x".repeat(64),
+        "y".repeat(64),
+        "z".repeat(64),
+        "w".repeat(last)
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_topic() {
     let b = start();
     let mut c = Client::connect(b.addr).await;
     let seventeen = vec!["a"; 17].join(".");
-    let long = format!(
-        "{}.{}.{}.{}",
-        "x".repeat(64),
-        "y".repeat(64),
-        "z".repeat(64),
-        "w".repeat(61)
-    );
+    let long = four_tokens(61);
     assert_eq!(long.len(), 256);
     let token65 = format!("a.{}", "t".repeat(65));
     // Invalid everywhere.
@@ -255,13 +260,7 @@ async fn bad_topic() {
     // The limits themselves are valid: 16 tokens, 255 bytes, 64-byte tokens,
     // every allowed character.
     let sixteen = vec!["a"; 16].join(".");
-    let max_len = format!(
-        "{}.{}.{}.{}",
-        "x".repeat(64),
-        "y".repeat(64),
-        "z".repeat(64),
-        "w".repeat(60)
-    );
+    let max_len = four_tokens(60);
     assert_eq!(max_len.len(), 255);
     let chars = "Az09_-:@.q";
     let mut s = Client::connect(b.addr).await;
@@ -689,6 +688,18 @@ async fn sub_snapshot(c: &mut Client, topics: &[&str], id: u64) -> Vec<Msg> {
     }
 }
 
+/// `sub_snapshot`'s messages as whole texts, sorted (snapshots of
+/// different topics come in no set order).
+async fn sorted_snapshot_texts(c: &mut Client, topics: &[&str], id: u64) -> Vec<String> {
+    let mut texts: Vec<String> = sub_snapshot(c, topics, id)
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    texts.sort();
+    texts
+}
+
 /// 5 messages on each of 3 topics, then a snapshot subscriber on a
 /// wildcard: exactly the last message of each matching topic, flagged, with
 /// its seq, then the ack, then live messages from seq 6.
@@ -715,12 +726,7 @@ async fn snapshot_sends_the_last_value_then_live() {
 
     // `s.*`: s.a, s.b, s.c at seq 5 (not s.a.deep, not t.a).
     let mut s = Client::connect(b.addr).await;
-    let mut snap: Vec<String> = sub_snapshot(&mut s, &["s.*"], 7)
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    snap.sort();
+    let snap = sorted_snapshot_texts(&mut s, &["s.*"], 7).await;
     let want: Vec<String> = ["s.a", "s.b", "s.c"]
         .iter()
         .map(|t| snap_text(t, 5, &last(t)))
@@ -740,12 +746,7 @@ async fn snapshot_sends_the_last_value_then_live() {
 
     // An exact topic and another wildcard in one request.
     let mut s2 = Client::connect(b.addr).await;
-    let mut snap: Vec<String> = sub_snapshot(&mut s2, &["s.a.deep", "t.>"], 9)
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    snap.sort();
+    let snap = sorted_snapshot_texts(&mut s2, &["s.a.deep", "t.>"], 9).await;
     assert_eq!(
         snap,
         vec![
@@ -755,12 +756,7 @@ async fn snapshot_sends_the_last_value_then_live() {
     );
     // `s.>` now: the latest of each, including the live ones.
     let mut s3 = Client::connect(b.addr).await;
-    let mut snap: Vec<String> = sub_snapshot(&mut s3, &["s.>"], 10)
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    snap.sort();
+    let snap = sorted_snapshot_texts(&mut s3, &["s.>"], 10).await;
     assert_eq!(
         snap,
         vec![

@@ -383,6 +383,15 @@ async fn await_server_close(mut ws: Ws) -> Option<u16> {
     code
 }
 
+/// One task per client, each reading until the server's close (within
+/// 10 s); the close codes.
+fn spawn_close_readers(clients: Vec<Ws>) -> Vec<tokio::task::JoinHandle<Option<u16>>> {
+    clients
+        .into_iter()
+        .map(|ws| tokio::spawn(bounded(10, "server close", await_server_close(ws))))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
     let mut b = Broker::start(&["--shards", "2", "--drain-timeout", "2"]);
@@ -403,10 +412,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         .await;
     })
     .await;
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|ws| tokio::spawn(bounded(10, "server close", await_server_close(ws))))
-        .collect();
+    let readers = spawn_close_readers(clients);
     let t0 = Instant::now();
     b.terminate();
     for r in readers {
@@ -416,14 +422,8 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
             "close code on SIGTERM"
         );
     }
-    let status = tokio::task::spawn_blocking(move || {
-        let s = b.wait_exit(Duration::from_secs(10));
-        (s, b)
-    })
-    .await
-    .unwrap()
-    .0
-    .expect("the server did not exit after SIGTERM");
+    let status = tokio::task::block_in_place(|| b.wait_exit(Duration::from_secs(10)))
+        .expect("the server did not exit after SIGTERM");
     let took = t0.elapsed();
     assert!(status.success(), "exit status {status:?}");
     // Every client answered at once, so the drain ends well before its
@@ -446,10 +446,7 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
         }
     })
     .await;
-    let readers: Vec<_> = good
-        .into_iter()
-        .map(|ws| tokio::spawn(bounded(10, "server close", await_server_close(ws))))
-        .collect();
+    let readers = spawn_close_readers(good);
     let t0 = Instant::now();
     b.terminate();
     // The raw clients get the close and never answer it.
@@ -464,12 +461,9 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
     for r in readers {
         assert_eq!(r.await.expect("reader"), Some(1001));
     }
-    let (status, _b) =
-        tokio::task::spawn_blocking(move || (b.wait_exit(Duration::from_secs(10)), b))
-            .await
-            .unwrap();
+    let status = tokio::task::block_in_place(|| b.wait_exit(Duration::from_secs(10)))
+        .expect("the server did not exit after SIGTERM");
     let took = t0.elapsed();
-    let status = status.expect("the server did not exit after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     // The drain timeout is 2 s, with up to a tick and a second of timer
     // granularity on top.
