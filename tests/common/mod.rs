@@ -669,6 +669,14 @@ pub mod pubsub {
             Client { ws }
         }
 
+        /// Connect to `/ws` and subscribe to `topics`, waiting for the ack
+        /// of `id`.
+        pub async fn subscribed(addr: SocketAddr, topics: &[&str], id: u64) -> Client {
+            let mut c = Self::connect(addr).await;
+            c.sub(topics, id).await;
+            c
+        }
+
         /// Send one text message (flushed).
         pub async fn send(&mut self, text: impl Into<String>) {
             let text: String = text.into();
