@@ -1,6 +1,12 @@
 //! What does one fan-out send cost the sender, and does the way ringfan
-//! submits sends (io_uring `SendMsg` on fixed files) make it dearer than a
-//! plain `send(2)`?
+//! submits sends (io_uring `Send` / `SendMsg` on fixed files) make it dearer
+//! than a plain `send(2)`?
+//!
+//! This is the one measurement `ringfan-loadgen` cannot make: it needs no
+//! broker at all, only the kernel's floor under every delivery. Results and
+//! how they were read: `docs/benchmarks.md`, "What one send costs on this
+//! VM"; which examples exist and why: "Examples kept beside the load
+//! generator" there.
 //!
 //! ringfan spends about 0.9 us of server CPU per delivered 100-byte message
 //! at 1 M deliveries/s, almost all of it in the kernel under
@@ -16,7 +22,8 @@
 //! * `--rx uring` (default): like a real io_uring client (and like a
 //!   ringfan shard): one ring with SINGLE_ISSUER | DEFER_TASKRUN |
 //!   COOP_TASKRUN, every socket a fixed file with a multishot recv drawing
-//!   from one provided buffer ring, buffers recycled as soon as counted; or
+//!   from one provided buffer ring (ringfan's own `runtime::bufring`),
+//!   buffers recycled as soon as counted; or
 //! * `--rx epoll`: level-triggered epoll plus one `recv(2)` per ready socket.
 //!
 //! The receiver only counts bytes; after each run the sender waits until it
@@ -30,8 +37,8 @@
 //! | `sendmsg`             | `sendmsg(2)` with `k` iovecs                      |
 //! | `uring-sendmsg`       | `IORING_OP_SENDMSG` (`k` iovecs), plain fd        |
 //! | `uring-send`          | `IORING_OP_SEND`, plain fd                        |
-//! | `uring-sendmsg-fixed` | `IORING_OP_SENDMSG` on a fixed file (= ringfan)   |
-//! | `uring-send-fixed`    | `IORING_OP_SEND` on a fixed file                  |
+//! | `uring-sendmsg-fixed` | `IORING_OP_SENDMSG` on a fixed file (ringfan, k>1)|
+//! | `uring-send-fixed`    | `IORING_OP_SEND` on a fixed file (ringfan, k = 1) |
 //!
 //! The io_uring modes queue all N SQEs of a round and submit them with one
 //! `io_uring_enter` (the sender's ring has ringfan's flags too). Each mode
@@ -82,14 +89,14 @@
 
 use clap::Parser;
 use io_uring::squeue::Entry;
-use io_uring::types::{BufRingEntry, Fd, Fixed, SubmitArgs, Timespec};
+use io_uring::types::{Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, IoUring};
+use ringfan::runtime::bufring::BufRing;
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::thread::JoinHandleExt;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -896,8 +903,8 @@ fn rx_uring(
 ) -> io::Result<()> {
     let n = socks.len();
     // Declared before the ring, so dropped after it: the buffer memory
-    // outlives its registration.
-    let mut bufs = BufRing::alloc(RX_BUFS, RX_BUF_SIZE)?;
+    // outlives its registration, also on an early return.
+    let mut pool: Option<BufRing> = None;
     let entries = (n as u32).next_power_of_two().clamp(64, 4096);
     let mut ring: IoUring = match IoUring::builder()
         .setup_single_issuer()
@@ -914,7 +921,14 @@ fn rx_uring(
     };
     let fds: Vec<RawFd> = socks.iter().map(AsRawFd::as_raw_fd).collect();
     ring.submitter().register_files(&fds)?;
-    bufs.register(&ring.submitter(), BGID)?;
+    // Every buffer offered up front: the pool never has to grow.
+    let bufs = pool.insert(BufRing::new(
+        &ring.submitter(),
+        BGID,
+        RX_BUFS,
+        RX_BUFS,
+        RX_BUF_SIZE,
+    )?);
     let (submitter, mut sq, mut cq) = ring.split();
     let recv = |i: u32| {
         opcode::RecvMulti::new(Fixed(i), BGID)
@@ -951,7 +965,7 @@ fn rx_uring(
             let i = cqe.user_data() as u32;
             let (res, flags) = (cqe.result(), cqe.flags());
             if let Some(bid) = cqueue::buffer_select(flags) {
-                bufs.push(bid);
+                bufs.recycle(bid);
             }
             if res > 0 {
                 got += res as u64;
@@ -967,7 +981,6 @@ fn rx_uring(
                 rearm.push(i);
             }
         }
-        bufs.publish();
         for i in rearm.drain(..) {
             // SAFETY: as above.
             while unsafe { sq.push(&recv(i)) }.is_err() {
@@ -979,7 +992,7 @@ fn rx_uring(
         sq.sync();
         sh.bytes.fetch_add(got, Ordering::Release);
     }
-    let _ = submitter.unregister_buf_ring(BGID);
+    bufs.unregister(&submitter);
     Ok(())
 }
 
@@ -1057,115 +1070,6 @@ fn rx_epoll(
         sh.bytes.fetch_add(got, Ordering::Release);
     }
     Ok(())
-}
-
-/// An anonymous private mapping, unmapped on drop.
-struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> io::Result<Self> {
-        // SAFETY: anonymous private mapping with no address hint; the
-        // result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr =
-            NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr, len })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-/// A provided buffer ring (`IORING_REGISTER_PBUF_RING`), all buffers offered
-/// up front; a trimmed copy of ringfan's `runtime::bufring`.
-struct BufRing {
-    ring: Mapping,
-    bufs: Mapping,
-    entries: u16,
-    buf_size: usize,
-    tail: u16,
-}
-
-impl BufRing {
-    fn alloc(entries: u16, buf_size: usize) -> io::Result<Self> {
-        assert!(entries.is_power_of_two());
-        Ok(Self {
-            ring: Mapping::new(entries as usize * std::mem::size_of::<BufRingEntry>())?,
-            bufs: Mapping::new(entries as usize * buf_size)?,
-            entries,
-            buf_size,
-            tail: 0,
-        })
-    }
-
-    /// Register with `submitter`'s ring as group `bgid` and offer every
-    /// buffer. The mappings must outlive the ring (or an unregister).
-    fn register(&mut self, submitter: &io_uring::Submitter<'_>, bgid: u16) -> io::Result<()> {
-        // SAFETY: `ring` is page-aligned, zeroed (fresh anonymous mapping)
-        // and sized for `entries` entries; the caller keeps it alive for
-        // as long as the registration.
-        unsafe {
-            submitter.register_buf_ring_with_flags(
-                self.ring.ptr.as_ptr() as u64,
-                self.entries,
-                bgid,
-                0,
-            )?;
-        }
-        for bid in 0..self.entries {
-            self.push(bid);
-        }
-        self.publish();
-        Ok(())
-    }
-
-    /// Queue buffer `bid` for the kernel (visible after `publish`).
-    fn push(&mut self, bid: u16) {
-        assert!(bid < self.entries);
-        let idx = (self.tail & (self.entries - 1)) as usize;
-        let base = self.ring.ptr.as_ptr() as *mut BufRingEntry;
-        // SAFETY: idx < entries, inside the ring mapping; the kernel only
-        // reads entries between its head and our published tail, and this
-        // slot is past the tail until `publish`. bid < entries, so the
-        // buffer address lies in `bufs`.
-        unsafe {
-            let e = &mut *base.add(idx);
-            e.set_addr(self.bufs.ptr.as_ptr().add(bid as usize * self.buf_size) as u64);
-            e.set_len(self.buf_size as u32);
-            e.set_bid(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        let base = self.ring.ptr.as_ptr() as *const BufRingEntry;
-        // SAFETY: the tail field lives in entry 0 of our ring; the kernel
-        // reads it with acquire semantics, so a release store publishes the
-        // entries written before it.
-        unsafe {
-            let tail = BufRingEntry::tail(base) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
 }
 
 // ---------------------------------------------------------------- system

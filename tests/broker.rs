@@ -201,18 +201,23 @@ async fn bad_json_and_bad_op_leave_the_connection_usable() {
     );
 }
 
+/// A topic of three 64-byte tokens and a last one of `last` bytes.
+fn four_tokens(last: usize) -> String {
+    format!(
+        "{}.{}.{}.{}",
+        "x".repeat(64),
+        "y".repeat(64),
+        "z".repeat(64),
+        "w".repeat(last)
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_topic() {
     let b = start();
     let mut c = Client::connect(b.addr).await;
     let seventeen = vec!["a"; 17].join(".");
-    let long = format!(
-        "{}.{}.{}.{}",
-        "x".repeat(64),
-        "y".repeat(64),
-        "z".repeat(64),
-        "w".repeat(61)
-    );
+    let long = four_tokens(61);
     assert_eq!(long.len(), 256);
     let token65 = format!("a.{}", "t".repeat(65));
     // Invalid everywhere.
@@ -255,17 +260,10 @@ async fn bad_topic() {
     // The limits themselves are valid: 16 tokens, 255 bytes, 64-byte tokens,
     // every allowed character.
     let sixteen = vec!["a"; 16].join(".");
-    let max_len = format!(
-        "{}.{}.{}.{}",
-        "x".repeat(64),
-        "y".repeat(64),
-        "z".repeat(64),
-        "w".repeat(60)
-    );
+    let max_len = four_tokens(60);
     assert_eq!(max_len.len(), 255);
     let chars = "Az09_-:@.q";
-    let mut s = Client::connect(b.addr).await;
-    s.sub(&[&sixteen, &max_len, chars], 1).await;
+    let mut s = Client::subscribed(b.addr, &[&sixteen, &max_len, chars], 1).await;
     for (i, t) in [&sixteen, &max_len, chars].iter().enumerate() {
         id += 1;
         c.send(pub_req(t, &i.to_string(), Some(id))).await;
@@ -285,8 +283,7 @@ async fn bad_topic() {
 async fn too_large_and_the_message_limit() {
     const MAX: usize = 2000;
     let b = Broker::start(&["--shards", "2", "--max-message", "2000"]);
-    let mut s = Client::connect(b.addr).await;
-    s.sub(&["big.t"], 1).await;
+    let mut s = Client::subscribed(b.addr, &["big.t"], 1).await;
     let mut p = Client::connect(b.addr).await;
 
     let string_of = |n: usize| format!("\"{}\"", "x".repeat(n - 2));
@@ -463,8 +460,7 @@ async fn per_topic_order_is_preserved() {
     let b = start();
     let mut readers = Vec::new();
     for _ in 0..SUBS {
-        let mut c = Client::connect(b.addr).await;
-        c.sub(&["ord.t"], 1).await;
+        let mut c = Client::subscribed(b.addr, &["ord.t"], 1).await;
         readers.push(tokio::spawn(async move {
             for i in 1..=N {
                 let m = c.recv_msg().await;
@@ -500,9 +496,7 @@ async fn data_bytes_are_delivered_exactly() {
     let b = start();
     let mut subs = Vec::new();
     for _ in 0..4 {
-        let mut c = Client::connect(b.addr).await;
-        c.sub(&["d.x"], 1).await;
-        subs.push(c);
+        subs.push(Client::subscribed(b.addr, &["d.x"], 1).await);
     }
     let datas = [
         r#"{"a" :  [1, [2, [3, [ ]]]] , "b":{ }}"#,
@@ -566,9 +560,7 @@ async fn wildcards_and_overlapping_patterns() {
     let publish = ["a", "a.b", "a.b.c", "a.c", "b", "b.a", "a.b.c.d"];
     let mut clients = Vec::new();
     for (pats, _) in cases {
-        let mut c = Client::connect(b.addr).await;
-        c.sub(pats, 1).await;
-        clients.push(c);
+        clients.push(Client::subscribed(b.addr, pats, 1).await);
     }
     // Duplicate patterns count once.
     assert_eq!(
@@ -689,6 +681,18 @@ async fn sub_snapshot(c: &mut Client, topics: &[&str], id: u64) -> Vec<Msg> {
     }
 }
 
+/// `sub_snapshot`'s messages as whole texts, sorted (snapshots of
+/// different topics come in no set order).
+async fn sorted_snapshot_texts(c: &mut Client, topics: &[&str], id: u64) -> Vec<String> {
+    let mut texts: Vec<String> = sub_snapshot(c, topics, id)
+        .await
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    texts.sort();
+    texts
+}
+
 /// 5 messages on each of 3 topics, then a snapshot subscriber on a
 /// wildcard: exactly the last message of each matching topic, flagged, with
 /// its seq, then the ack, then live messages from seq 6.
@@ -696,8 +700,7 @@ async fn sub_snapshot(c: &mut Client, topics: &[&str], id: u64) -> Vec<Msg> {
 async fn snapshot_sends_the_last_value_then_live() {
     let b = start();
     // A probe tells us when every publish has reached its owner.
-    let mut probe = Client::connect(b.addr).await;
-    probe.sub(&[">"], 1).await;
+    let mut probe = Client::subscribed(b.addr, &[">"], 1).await;
     let mut p = Client::connect(b.addr).await;
     let mut id = 0;
     let all = ["s.a", "s.b", "s.c", "s.a.deep", "t.a"];
@@ -715,12 +718,7 @@ async fn snapshot_sends_the_last_value_then_live() {
 
     // `s.*`: s.a, s.b, s.c at seq 5 (not s.a.deep, not t.a).
     let mut s = Client::connect(b.addr).await;
-    let mut snap: Vec<String> = sub_snapshot(&mut s, &["s.*"], 7)
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    snap.sort();
+    let snap = sorted_snapshot_texts(&mut s, &["s.*"], 7).await;
     let want: Vec<String> = ["s.a", "s.b", "s.c"]
         .iter()
         .map(|t| snap_text(t, 5, &last(t)))
@@ -740,12 +738,7 @@ async fn snapshot_sends_the_last_value_then_live() {
 
     // An exact topic and another wildcard in one request.
     let mut s2 = Client::connect(b.addr).await;
-    let mut snap: Vec<String> = sub_snapshot(&mut s2, &["s.a.deep", "t.>"], 9)
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    snap.sort();
+    let snap = sorted_snapshot_texts(&mut s2, &["s.a.deep", "t.>"], 9).await;
     assert_eq!(
         snap,
         vec![
@@ -755,12 +748,7 @@ async fn snapshot_sends_the_last_value_then_live() {
     );
     // `s.>` now: the latest of each, including the live ones.
     let mut s3 = Client::connect(b.addr).await;
-    let mut snap: Vec<String> = sub_snapshot(&mut s3, &["s.>"], 10)
-        .await
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
-    snap.sort();
+    let snap = sorted_snapshot_texts(&mut s3, &["s.>"], 10).await;
     assert_eq!(
         snap,
         vec![
@@ -772,8 +760,7 @@ async fn snapshot_sends_the_last_value_then_live() {
     );
     // A topic the connection already streams gets no snapshot (it would be
     // a duplicate); the others do.
-    let mut s4 = Client::connect(b.addr).await;
-    s4.sub(&["s.a"], 11).await;
+    let mut s4 = Client::subscribed(b.addr, &["s.a"], 11).await;
     let snap = sub_snapshot(&mut s4, &["s.*"], 12).await;
     let mut topics: Vec<&str> = snap.iter().map(|m| m.topic.as_str()).collect();
     topics.sort();
@@ -944,9 +931,7 @@ async fn closing_a_connection_unsubscribes() {
     let b = start();
     let mut clients = Vec::new();
     for _ in 0..6 {
-        let mut c = Client::connect(b.addr).await;
-        c.sub(&["c.a", "c.*", "c.>"], 1).await;
-        clients.push(c);
+        clients.push(Client::subscribed(b.addr, &["c.a", "c.*", "c.>"], 1).await);
     }
     wait_metric(b.addr, "ringfan_subscriptions", 18, Duration::from_secs(5)).await;
     for (i, mut c) in clients.into_iter().enumerate() {
@@ -977,8 +962,7 @@ async fn closing_a_connection_unsubscribes() {
     wait_metric(b.addr, "ringfan_publishes_total", 3, Duration::from_secs(5)).await;
     assert_eq!(metric(b.addr, "ringfan_deliveries_total").await, 0);
     // A new subscriber still works after all that churn.
-    let mut s = Client::connect(b.addr).await;
-    s.sub(&["c.*"], 1).await;
+    let mut s = Client::subscribed(b.addr, &["c.*"], 1).await;
     publish(&mut p, &mut id, "c.a", "2").await;
     let m = s.recv_msg().await;
     assert_eq!((m.topic.as_str(), m.seq), ("c.a", 2));
@@ -1051,8 +1035,7 @@ async fn a_subscription_is_live_once_acked() {
 async fn a_message_right_after_an_ack_is_not_held_back() {
     const ROUNDS: u64 = 11;
     let b = start();
-    let mut s = Client::connect(b.addr).await;
-    s.sub(&["nagle.t"], 1).await;
+    let mut s = Client::subscribed(b.addr, &["nagle.t"], 1).await;
     let mut p = Client::connect(b.addr).await;
     let mut took = Vec::new();
     for round in 0..ROUNDS {

@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::pubsub::{parse_msg, pub_req, rss_kib, Client, Msg};
-use common::wsraw::{bounded, masked, parse, upgrade_request, RawWs, OP_CLOSE, OP_TEXT};
-use common::Broker;
+use common::pubsub::{parse_msg, pub_req, Client, Msg};
+use common::wsraw::{bounded, masked, parse, RawWs, OP_CLOSE, OP_TEXT};
+use common::{rss_kib, Broker};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,20 +48,7 @@ async fn stalled_subscriber(addr: SocketAddr) -> RawWs {
     let stream = bounded(10, "connect", sock.connect(addr))
         .await
         .expect("connect");
-    let mut ws = RawWs {
-        stream,
-        buf: Vec::new(),
-    };
-    ws.send(upgrade_request("/ws", &[]).as_bytes()).await;
-    let end = loop {
-        if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        assert!(ws.fill().await > 0, "EOF during the handshake");
-    };
-    let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    ws.buf.drain(..end);
+    let mut ws = RawWs::upgrade(stream, "/ws").await;
     let sub = serde_json::json!({"op":"sub","topics":TOPICS,"id":1}).to_string();
     ws.send(&masked(OP_TEXT, sub.as_bytes())).await;
     let f = ws.frame().await;

@@ -3,40 +3,25 @@
 
 mod common;
 
+use common::echo::{connect, roundtrip, Ws};
 use common::wsraw::{
     self, bounded, close_body, encode, masked, RawWs, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING,
     OP_TEXT,
 };
-use common::Broker;
-use futures_util::{SinkExt, StreamExt};
+use common::{with_broker, Broker};
+use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+/// Two shards, so that connections land on both.
+const ARGS: &[&str] = &["--shards", "2"];
+const ECHO_LIMIT_1000: &[&str] = &["--shards", "2", "--max-message-echo", "1000"];
 
 const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
-
-async fn connect(addr: SocketAddr) -> Ws {
-    bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-        .await
-        .expect("upgrade /echo")
-        .0
-}
-
-async fn roundtrip(ws: &mut Ws, text: &str) {
-    bounded(10, "send", ws.send(Message::text(text)))
-        .await
-        .expect("send");
-    match bounded(10, "echo", ws.next()).await {
-        Some(Ok(m)) => assert_eq!(m, Message::text(text)),
-        other => panic!("expected the echo of {text:?}, got {other:?}"),
-    }
-}
 
 async fn raw_roundtrip(ws: &mut RawWs, text: &str) {
     ws.send(&masked(OP_TEXT, text.as_bytes())).await;
@@ -75,9 +60,7 @@ async fn violation(addr: SocketAddr, what: &str, bytes: &[u8], code: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_is_echoed_then_eof() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         for code in [1000u16, 1001, 3000, 4999] {
             for _ in 0..2 {
                 let mut ws = RawWs::connect(addr, "/echo").await;
@@ -106,7 +89,7 @@ async fn client_close_is_echoed_then_eof() {
         // tokio-tungstenite's view.
         for i in 0..4 {
             let mut ws = connect(addr).await;
-            roundtrip(&mut ws, &format!("client {i}")).await;
+            roundtrip(&mut ws, format!("client {i}")).await;
             bounded(
                 10,
                 "close",
@@ -133,9 +116,7 @@ async fn client_close_is_echoed_then_eof() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_close_payloads() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         for code in [1005u16, 999, 1006, 1015, 0, 1016, 2999, 5000, 65535] {
             let what = format!("close code {code}");
             violation(addr, &what, &masked(OP_CLOSE, &close_body(code, "")), 1002).await;
@@ -163,9 +144,7 @@ async fn invalid_close_payloads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_get_1002() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let start_fragment = encode(false, 0, OP_TEXT, b"part", Some(MASK));
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("unmasked text", encode(true, 0, OP_TEXT, b"hello", None)),
@@ -223,9 +202,7 @@ async fn protocol_violations_get_1002() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8_text_gets_1007() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let cases: Vec<(&str, Vec<u8>)> = vec![
             ("0xff", masked(OP_TEXT, b"abc\xffdef")),
             ("overlong", masked(OP_TEXT, b"\xc0\xaf")),
@@ -259,9 +236,7 @@ async fn invalid_utf8_text_gets_1007() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_over_the_limit_gets_1009_before_its_payload() {
-    let b = Broker::start(&["--shards", "2", "--max-message-echo", "1000"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ECHO_LIMIT_1000, 30, |addr| async move {
         for (op, len) in [
             (OP_BINARY, 1001usize),
             (OP_TEXT, 2000),
@@ -302,9 +277,7 @@ async fn message_over_the_limit_gets_1009_before_its_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanishing_peers_leave_nothing_behind() {
-    let mut b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(40, "test", async move {
+    let mut b = with_broker(ARGS, 40, |addr| async move {
         // Clients that must keep working throughout.
         let mut keep = Vec::new();
         for _ in 0..4 {
@@ -368,7 +341,7 @@ async fn vanishing_peers_leave_nothing_behind() {
                 drop(ws);
             }
             for (i, ws) in keep.iter_mut().enumerate() {
-                roundtrip(ws, &format!("round {round} client {i}")).await;
+                roundtrip(ws, format!("round {round} client {i}")).await;
             }
         }
         wsraw::wait_metric(
@@ -379,7 +352,7 @@ async fn vanishing_peers_leave_nothing_behind() {
         )
         .await;
         for (i, ws) in keep.iter_mut().enumerate() {
-            roundtrip(ws, &format!("after client {i}")).await;
+            roundtrip(ws, format!("after client {i}")).await;
         }
         // New connections work too.
         let mut ws = connect(addr).await;
@@ -410,6 +383,15 @@ async fn await_server_close(mut ws: Ws) -> Option<u16> {
     code
 }
 
+/// One task per client, each reading until the server's close (within
+/// 10 s); the close codes.
+fn spawn_close_readers(clients: Vec<Ws>) -> Vec<tokio::task::JoinHandle<Option<u16>>> {
+    clients
+        .into_iter()
+        .map(|ws| tokio::spawn(bounded(10, "server close", await_server_close(ws))))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
     let mut b = Broker::start(&["--shards", "2", "--drain-timeout", "2"]);
@@ -418,7 +400,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
     bounded(20, "connect", async {
         for i in 0..8 {
             let mut ws = connect(addr).await;
-            roundtrip(&mut ws, &format!("before shutdown {i}")).await;
+            roundtrip(&mut ws, format!("before shutdown {i}")).await;
             clients.push(ws);
         }
         wsraw::wait_metric(
@@ -430,10 +412,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
         .await;
     })
     .await;
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|ws| tokio::spawn(bounded(10, "server close", await_server_close(ws))))
-        .collect();
+    let readers = spawn_close_readers(clients);
     let t0 = Instant::now();
     b.terminate();
     for r in readers {
@@ -443,14 +422,8 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
             "close code on SIGTERM"
         );
     }
-    let status = tokio::task::spawn_blocking(move || {
-        let s = b.wait_exit(Duration::from_secs(10));
-        (s, b)
-    })
-    .await
-    .unwrap()
-    .0
-    .expect("the server did not exit after SIGTERM");
+    let status = tokio::task::block_in_place(|| b.wait_exit(Duration::from_secs(10)))
+        .expect("the server did not exit after SIGTERM");
     let took = t0.elapsed();
     assert!(status.success(), "exit status {status:?}");
     // Every client answered at once, so the drain ends well before its
@@ -473,10 +446,7 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
         }
     })
     .await;
-    let readers: Vec<_> = good
-        .into_iter()
-        .map(|ws| tokio::spawn(bounded(10, "server close", await_server_close(ws))))
-        .collect();
+    let readers = spawn_close_readers(good);
     let t0 = Instant::now();
     b.terminate();
     // The raw clients get the close and never answer it.
@@ -491,12 +461,9 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
     for r in readers {
         assert_eq!(r.await.expect("reader"), Some(1001));
     }
-    let (status, _b) =
-        tokio::task::spawn_blocking(move || (b.wait_exit(Duration::from_secs(10)), b))
-            .await
-            .unwrap();
+    let status = tokio::task::block_in_place(|| b.wait_exit(Duration::from_secs(10)))
+        .expect("the server did not exit after SIGTERM");
     let took = t0.elapsed();
-    let status = status.expect("the server did not exit after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     // The drain timeout is 2 s, with up to a tick and a second of timer
     // granularity on top.
@@ -515,7 +482,6 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn healthz_is_503_while_draining() {
     let b = Broker::start(&["--shards", "2", "--drain-timeout", "3"]);
     let addr = b.addr;

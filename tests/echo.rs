@@ -4,85 +4,26 @@
 
 mod common;
 
+use common::echo::{close, connect, next, roundtrip};
+use common::with_broker;
 use common::wsraw::{self, bounded, RawWs, OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
-use common::Broker;
-use futures_util::{SinkExt, StreamExt};
-use std::net::SocketAddr;
+use futures_util::SinkExt;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn broker() -> Broker {
-    Broker::start(&["--shards", "2"])
-}
-
-async fn connect(addr: SocketAddr) -> Ws {
-    let (ws, resp) = bounded(
-        10,
-        "websocket handshake",
-        connect_async(format!("ws://{addr}/echo")),
-    )
-    .await
-    .expect("upgrade /echo");
-    assert_eq!(resp.status(), 101);
-    ws
-}
-
-/// The next data or control message; panics on error, close or EOF.
-async fn next(ws: &mut Ws) -> Message {
-    match bounded(10, "next message", ws.next()).await {
-        Some(Ok(m)) => m,
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
-
-/// Send `msg` and expect exactly it back.
-async fn roundtrip(ws: &mut Ws, msg: Message) {
-    bounded(20, "send", ws.send(msg.clone()))
-        .await
-        .expect("send");
-    let got = next(ws).await;
-    assert!(
-        got == msg,
-        "echo differs: sent {} got {}",
-        describe(&msg),
-        describe(&got)
-    );
-}
-
-fn describe(m: &Message) -> String {
-    match m {
-        Message::Text(t) => format!("Text({} bytes)", t.len()),
-        Message::Binary(b) => format!("Binary({} bytes)", b.len()),
-        other => format!("{other:?}"),
-    }
-}
-
-/// A clean client close: the server answers and ends the stream.
-async fn close(mut ws: Ws) {
-    bounded(10, "close", ws.close(None)).await.expect("close");
-    loop {
-        match bounded(10, "close handshake", ws.next()).await {
-            Some(Ok(Message::Close(_))) | None => break,
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("error while closing: {e}"),
-        }
-    }
-}
+/// Two shards, so that connections land on both.
+const ARGS: &[&str] = &["--shards", "2"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_stays_text_binary_stays_binary() {
-    let b = broker();
-    bounded(30, "test", async {
+    with_broker(ARGS, 30, |addr| async move {
         // Several connections so both shards serve some.
         for i in 0..6 {
-            let mut ws = connect(b.addr).await;
+            let mut ws = connect(addr).await;
             roundtrip(&mut ws, Message::text(format!("hello {i} ✓ ünïcödé"))).await;
             roundtrip(&mut ws, Message::binary(vec![0u8, 1, 2, 0xff, 0xfe, i])).await;
             // Binary that happens to be valid UTF-8 stays binary, and text
@@ -97,10 +38,9 @@ async fn text_stays_text_binary_stays_binary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_messages() {
-    let b = broker();
-    bounded(30, "test", async {
+    with_broker(ARGS, 30, |addr| async move {
         for _ in 0..4 {
-            let mut ws = connect(b.addr).await;
+            let mut ws = connect(addr).await;
             roundtrip(&mut ws, Message::text("")).await;
             roundtrip(&mut ws, Message::binary(Vec::new())).await;
             roundtrip(&mut ws, Message::text("after empty")).await;
@@ -112,11 +52,10 @@ async fn empty_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_1_mib_and_10_mib() {
-    let b = broker();
-    bounded(60, "test", async {
+    with_broker(ARGS, 60, |addr| async move {
         let mut clients = Vec::new();
         for _ in 0..2 {
-            clients.push(connect(b.addr).await);
+            clients.push(connect(addr).await);
         }
         for (i, ws) in clients.iter_mut().enumerate() {
             let one: Vec<u8> = (0..1 << 20)
@@ -139,10 +78,9 @@ async fn large_messages_1_mib_and_10_mib() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fragmented_message_comes_back_whole() {
-    let b = broker();
-    bounded(30, "test", async {
+    with_broker(ARGS, 30, |addr| async move {
         for _ in 0..4 {
-            let mut ws = connect(b.addr).await;
+            let mut ws = connect(addr).await;
             // A text message in three frames, with a two-byte character
             // split across the first boundary and a ping in the middle
             // (control frames may interleave with fragments).
@@ -205,10 +143,9 @@ async fn fragmented_message_comes_back_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fragmented_message_raw_frames() {
-    let b = broker();
-    bounded(30, "test", async {
+    with_broker(ARGS, 30, |addr| async move {
         for _ in 0..4 {
-            let mut ws = RawWs::connect(b.addr, "/echo").await;
+            let mut ws = RawWs::connect(addr, "/echo").await;
             let mask = [0x11, 0x22, 0x33, 0x44];
             // Binary in four fragments, one of them empty, all in one write.
             let mut bytes = Vec::new();
@@ -246,9 +183,7 @@ async fn fragmented_message_raw_frames() {
 async fn many_connections_echo_in_order() {
     const CONNS: usize = 200;
     const MSGS: usize = 50;
-    let b = broker();
-    let addr = b.addr;
-    bounded(50, "test", async move {
+    with_broker(ARGS, 50, |addr| async move {
         let mut tasks = Vec::new();
         for c in 0..CONNS {
             tasks.push(tokio::spawn(async move {
@@ -285,10 +220,9 @@ async fn many_connections_echo_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_gets_pong_with_same_payload() {
-    let b = broker();
-    bounded(30, "test", async {
+    with_broker(ARGS, 30, |addr| async move {
         for i in 0..4u8 {
-            let mut ws = connect(b.addr).await;
+            let mut ws = connect(addr).await;
             for payload in [
                 Vec::new(),
                 b"ping!".to_vec(),
@@ -306,7 +240,7 @@ async fn ping_gets_pong_with_same_payload() {
             close(ws).await;
         }
         // And on the wire: the pong is an unmasked final frame, opcode 0xA.
-        let mut raw = RawWs::connect(b.addr, "/echo").await;
+        let mut raw = RawWs::connect(addr, "/echo").await;
         raw.send(&wsraw::masked(OP_PING, b"raw")).await;
         let f = raw.frame().await;
         assert_eq!(
@@ -320,10 +254,9 @@ async fn ping_gets_pong_with_same_payload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subprotocol_is_echoed_when_offered() {
-    let b = broker();
-    bounded(30, "test", async {
+    with_broker(ARGS, 30, |addr| async move {
         for offer in ["ringfan.v1", "chat, ringfan.v1", "ringfan.v1, other.v2"] {
-            let mut req = format!("ws://{}/echo", b.addr)
+            let mut req = format!("ws://{}/echo", addr)
                 .into_client_request()
                 .expect("request");
             req.headers_mut()
@@ -339,14 +272,14 @@ async fn subprotocol_is_echoed_when_offered() {
             close(ws).await;
         }
         // Offering none is fine: no header comes back.
-        let (ws, resp) = bounded(10, "handshake", connect_async(b.url("/echo")))
+        let (ws, resp) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
             .await
             .expect("upgrade");
         assert!(resp.headers().get("sec-websocket-protocol").is_none());
         close(ws).await;
         // Offering only something else: upgraded, without the header.
         let req = wsraw::upgrade_request("/echo", &["Sec-WebSocket-Protocol: other.v2"]);
-        let (head, _ws) = RawWs::connect_with(b.addr, &req).await;
+        let (head, _ws) = RawWs::connect_with(addr, &req).await;
         assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
         assert!(
             !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
@@ -358,9 +291,7 @@ async fn subprotocol_is_echoed_when_offered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_counters_move() {
-    let b = broker();
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let names = [
             "ringfan_messages_received_total",
             "ringfan_websocket_upgrades_total",

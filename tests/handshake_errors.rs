@@ -4,15 +4,18 @@
 
 mod common;
 
-use common::wsraw::{self, bounded, Reply, KEY};
-use common::Broker;
-use futures_util::{SinkExt, StreamExt};
+use common::echo::{close, connect, roundtrip};
+use common::with_broker;
+use common::wsraw::{self, bounded, upgrade_request, Reply, KEY};
 use std::net::SocketAddr;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Error as WsError;
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+/// Two shards, so that connections land on both.
+const ARGS: &[&str] = &["--shards", "2"];
+const GOOD_ORIGIN_ONLY: &[&str] = &["--shards", "2", "--allow-origin", "https://good.example"];
+const NO_ECHO: &[&str] = &["--shards", "2", "--no-echo"];
 
 /// A request with the given request line and header lines.
 fn request(line: &str, headers: &[&str]) -> String {
@@ -64,30 +67,9 @@ async fn expect_status(addr: SocketAddr, req: &[u8], status: u16, what: &str) ->
 }
 
 async fn echo_works(addr: SocketAddr) {
-    let (mut ws, _) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-        .await
-        .expect("good upgrade");
+    let mut ws = connect(addr).await;
     roundtrip(&mut ws, "still serving").await;
     close(ws).await;
-}
-
-async fn roundtrip(ws: &mut Ws, text: &str) {
-    bounded(10, "send", ws.send(Message::text(text)))
-        .await
-        .expect("send");
-    match bounded(10, "echo", ws.next()).await {
-        Some(Ok(m)) => assert_eq!(m, Message::text(text)),
-        other => panic!("expected the echo, got {other:?}"),
-    }
-}
-
-async fn close(mut ws: Ws) {
-    bounded(10, "close", ws.close(None)).await.expect("close");
-    while let Some(m) = bounded(10, "close handshake", ws.next()).await {
-        if matches!(m, Ok(Message::Close(_)) | Err(_)) {
-            break;
-        }
-    }
 }
 
 /// tokio-tungstenite's view of a refused handshake: an Http error carrying
@@ -102,9 +84,7 @@ async fn tungstenite_refused(req: impl IntoClientRequest + Unpin, status: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_400() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(40, "test", async move {
+    with_broker(ARGS, 40, |addr| async move {
         let k = key();
         let cases: Vec<(&str, String)> = vec![
             (
@@ -202,16 +182,9 @@ async fn bad_requests_get_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_not_allowed_gets_403() {
-    let b = Broker::start(&["--shards", "2", "--allow-origin", "https://good.example"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
-        let k = key();
+    with_broker(GOOD_ORIGIN_ONLY, 30, |addr| async move {
         for origin in ["https://evil.example", "https://good.example.evil", "null"] {
-            let o = format!("Origin: {origin}");
-            let req = request(
-                "GET /echo HTTP/1.1",
-                &[HOST, UPGRADE, CONNECTION, VERSION, &k, &o],
-            );
+            let req = upgrade_request("/echo", &[&format!("Origin: {origin}")]);
             expect_status(addr, req.as_bytes(), 403, origin).await;
         }
         // Through tokio-tungstenite: the evil origin is an Http 403 error.
@@ -238,15 +211,9 @@ async fn origin_not_allowed_gets_403() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_path_gets_404() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
-        let k = key();
+    with_broker(ARGS, 30, |addr| async move {
         for path in ["/nope", "/", "/echo/extra", "/ECHO", "/healthz/x"] {
-            let req = request(
-                &format!("GET {path} HTTP/1.1"),
-                &[HOST, UPGRADE, CONNECTION, VERSION, &k],
-            );
+            let req = upgrade_request(path, &[]);
             expect_status(addr, req.as_bytes(), 404, path).await;
             // And as plain HTTP.
             let req = request(&format!("GET {path} HTTP/1.1"), &[HOST]);
@@ -260,15 +227,9 @@ async fn unknown_path_gets_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_disabled_gets_404() {
-    let b = Broker::start(&["--shards", "2", "--no-echo"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
-        let k = key();
+    with_broker(NO_ECHO, 30, |addr| async move {
         for _ in 0..4 {
-            let req = request(
-                "GET /echo HTTP/1.1",
-                &[HOST, UPGRADE, CONNECTION, VERSION, &k],
-            );
+            let req = upgrade_request("/echo", &[]);
             expect_status(addr, req.as_bytes(), 404, "/echo with --no-echo").await;
         }
         tungstenite_refused(format!("ws://{addr}/echo"), 404).await;
@@ -281,9 +242,7 @@ async fn echo_disabled_gets_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_gets_405() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let k = key();
         for (what, line) in [
             ("POST /echo", "POST /echo HTTP/1.1"),
@@ -310,9 +269,7 @@ async fn post_gets_405() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_version_or_no_upgrade_gets_426() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
+    with_broker(ARGS, 30, |addr| async move {
         let k = key();
         for (what, req) in [
             (
@@ -375,15 +332,9 @@ async fn wrong_version_or_no_upgrade_gets_426() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_head_gets_431() {
-    let b = Broker::start(&["--shards", "2"]);
-    let addr = b.addr;
-    bounded(30, "test", async move {
-        let k = key();
+    with_broker(ARGS, 30, |addr| async move {
         let big = format!("X-Big: {}", "a".repeat(9 * 1024));
-        let req = request(
-            "GET /echo HTTP/1.1",
-            &[HOST, UPGRADE, CONNECTION, VERSION, &k, &big],
-        );
+        let req = upgrade_request("/echo", &[&big]);
         expect_status(addr, req.as_bytes(), 431, "9 KiB header").await;
         // Far over the limit: the server must stop reading, not buffer it.
         let huge = format!("X-Big: {}", "b".repeat(64 * 1024));
@@ -393,9 +344,8 @@ async fn oversized_head_gets_431() {
         let many: Vec<String> = (0..200)
             .map(|i| format!("X-H{i}: {}", "v".repeat(40)))
             .collect();
-        let mut headers: Vec<&str> = vec![HOST, UPGRADE, CONNECTION, VERSION, &k];
-        headers.extend(many.iter().map(String::as_str));
-        let req = request("GET /echo HTTP/1.1", &headers);
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let req = upgrade_request("/echo", &many);
         expect_status(addr, req.as_bytes(), 431, "many headers").await;
         // An unterminated head that keeps growing past 8 KiB.
         let req = format!(
@@ -405,10 +355,7 @@ async fn oversized_head_gets_431() {
         expect_status(addr, req.as_bytes(), 431, "unterminated head").await;
         // Just under the limit is fine.
         let ok = format!("X-Pad: {}", "p".repeat(7 * 1024));
-        let req = request(
-            "GET /echo HTTP/1.1",
-            &[HOST, UPGRADE, CONNECTION, VERSION, &k, &ok],
-        );
+        let req = upgrade_request("/echo", &[&ok]);
         let (head, _ws) = wsraw::RawWs::connect_with(addr, &req).await;
         assert!(head.starts_with("HTTP/1.1 101 "), "7 KiB head: {head}");
         echo_works(addr).await;
@@ -418,16 +365,11 @@ async fn oversized_head_gets_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_never_affects_other_clients() {
-    let b = Broker::start(&["--shards", "2", "--allow-origin", "https://good.example"]);
-    let addr = b.addr;
-    bounded(40, "test", async move {
+    with_broker(GOOD_ORIGIN_ONLY, 40, |addr| async move {
         // Clients that stay open through the storm of bad requests.
         let mut clients = Vec::new();
         for _ in 0..6 {
-            let (ws, _) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-                .await
-                .expect("upgrade");
-            clients.push(ws);
+            clients.push(connect(addr).await);
         }
         let k = key();
         let big = format!("X-Big: {}", "a".repeat(9 * 1024));
@@ -439,17 +381,7 @@ async fn bad_input_never_affects_other_clients() {
             (400, "\x00\x01\x02\x03 garbage\r\n\r\n".to_string()),
             (
                 403,
-                request(
-                    "GET /echo HTTP/1.1",
-                    &[
-                        HOST,
-                        UPGRADE,
-                        CONNECTION,
-                        VERSION,
-                        &k,
-                        "Origin: https://evil.example",
-                    ],
-                ),
+                upgrade_request("/echo", &["Origin: https://evil.example"]),
             ),
             (404, request("GET /nowhere HTTP/1.1", &[HOST])),
             (
@@ -480,7 +412,7 @@ async fn bad_input_never_affects_other_clients() {
             }
         }
         for (i, ws) in clients.iter_mut().enumerate() {
-            roundtrip(ws, &format!("during the storm {i}")).await;
+            roundtrip(ws, format!("during the storm {i}")).await;
         }
         for t in tasks {
             t.await.expect("task");
@@ -489,7 +421,7 @@ async fn bad_input_never_affects_other_clients() {
         // upgrades (partial heads are fine).
         {
             use tokio::io::AsyncWriteExt;
-            let req = wsraw::upgrade_request("/echo", &[]);
+            let req = upgrade_request("/echo", &[]);
             let mut s = bounded(10, "connect", tokio::net::TcpStream::connect(addr))
                 .await
                 .unwrap();
@@ -502,13 +434,11 @@ async fn bad_input_never_affects_other_clients() {
                 stream: s,
                 buf: Vec::new(),
             };
-            while !ws.buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                assert!(ws.fill().await > 0, "EOF during a trickled handshake");
-            }
-            assert!(ws.buf.starts_with(b"HTTP/1.1 101 "));
+            let head = ws.read_head().await;
+            assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
         }
         for (i, ws) in clients.iter_mut().enumerate() {
-            roundtrip(ws, &format!("after the storm {i}")).await;
+            roundtrip(ws, format!("after the storm {i}")).await;
         }
         for ws in clients {
             close(ws).await;

@@ -33,9 +33,7 @@ async fn receives_stopped_by_enobufs_are_rearmed_under_fan_out() {
     ]);
     let mut subs = Vec::new();
     for i in 0..SUBSCRIBERS {
-        let mut s = Client::connect(b.addr).await;
-        s.sub(&["rr.a"], i as u64).await;
-        subs.push(s);
+        subs.push(Client::subscribed(b.addr, &["rr.a"], i as u64).await);
     }
     let mut p = Client::connect(b.addr).await;
     // As fast as it goes, so that subscribers have data queued at every

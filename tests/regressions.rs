@@ -3,20 +3,8 @@
 mod common;
 
 use common::wsraw::{bounded, masked, RawWs, OP_BINARY, OP_CLOSE, OP_TEXT};
-use common::Broker;
+use common::{rss_kib, Broker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// A client that sends echo requests and never reads used to grow the
 /// server by gigabytes; now its queue is capped and it is closed.
@@ -27,22 +15,8 @@ async fn client_that_never_reads_is_cut_off() {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(b.addr).await.unwrap();
-    let mut ws = RawWs {
-        stream,
-        buf: Vec::new(),
-    };
-    let (head, mut ws) = {
-        let req = common::wsraw::upgrade_request("/echo", &[]);
-        ws.send(req.as_bytes()).await;
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            ws.stream.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
-        (String::from_utf8_lossy(&head).into_owned(), ws)
-    };
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Panics unless the server answers 101.
+    let mut ws = RawWs::upgrade(stream, "/echo").await;
     let chunk = masked(OP_BINARY, &vec![7u8; 256 * 1024]);
     // Offer up to 256 MiB without reading. Once the server gives up on us
     // it discards our input (or resets), so writing may go on; what matters

@@ -5,15 +5,31 @@
 
 mod common;
 
+use common::echo::connect;
+use common::with_broker;
 use common::wsraw::{self, bounded, RawWs, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
-use common::Broker;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
+
+/// Connections must finish their handshake within 1 s.
+const HANDSHAKE_1S: &[&str] = &["--shards", "2", "--handshake-timeout", "1"];
+/// Idle ping after 1 s of silence, close 1 s after an unanswered ping.
+const PING_1S: &[&str] = &["--shards", "2", "--idle-ping", "1", "--pong-timeout", "1"];
+/// The same with the handshake timeout as short as the idle ping.
+const PING_1S_HANDSHAKE_1S: &[&str] = &[
+    "--shards",
+    "2",
+    "--idle-ping",
+    "1",
+    "--pong-timeout",
+    "1",
+    "--handshake-timeout",
+    "1",
+];
 
 /// Read until the server closes `s`; how long that took. Panics on a
 /// reset, on data, or if it stays open for `within`.
@@ -32,13 +48,9 @@ async fn closed_within(s: &mut TcpStream, within: Duration, what: &str) -> Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_timeout_closes_silent_connections() {
-    let b = Broker::start(&["--shards", "2", "--handshake-timeout", "1"]);
-    let addr = b.addr;
-    bounded(20, "test", async move {
+    with_broker(HANDSHAKE_1S, 20, |addr| async move {
         // An upgraded client is past the handshake deadline: it stays.
-        let (mut upgraded, _) = connect_async(format!("ws://{addr}/echo"))
-            .await
-            .expect("upgrade");
+        let mut upgraded = connect(addr).await;
         let t0 = Instant::now();
         let mut silent = Vec::new();
         for _ in 0..6 {
@@ -141,9 +153,7 @@ async fn answering_clients_stay_open(addr: SocketAddr) {
     let mut tasks = Vec::new();
     for i in 0..4 {
         tasks.push(tokio::spawn(async move {
-            let (mut ws, _) = bounded(10, "handshake", connect_async(format!("ws://{addr}/echo")))
-                .await
-                .expect("upgrade");
+            let mut ws = connect(addr).await;
             let until = tokio::time::Instant::now() + Duration::from_millis(4500);
             let mut pings = 0;
             loop {
@@ -203,48 +213,24 @@ async fn answering_clients_stay_open(addr: SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn unanswered_ping_closes_the_connection() {
-    let b = Broker::start(&["--shards", "2", "--idle-ping", "1", "--pong-timeout", "1"]);
-    bounded(20, "test", unanswered_ping_closes(b.addr)).await;
+    with_broker(PING_1S, 20, unanswered_ping_closes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-
 async fn clients_that_answer_pings_stay_open() {
-    let b = Broker::start(&["--shards", "2", "--idle-ping", "1", "--pong-timeout", "1"]);
-    bounded(20, "test", answering_clients_stay_open(b.addr)).await;
+    with_broker(PING_1S, 20, answering_clients_stay_open).await;
 }
 
-// The same two, with the handshake timeout as short as the idle ping, which
-// sidesteps the bug above so that the ping and pong paths are still covered.
+// The same two, with the handshake timeout as short as the idle ping, so
+// that the handshake deadline and the first idle ping fall due together.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_ping_closes_the_connection_short_handshake_timeout() {
-    let b = Broker::start(&[
-        "--shards",
-        "2",
-        "--idle-ping",
-        "1",
-        "--pong-timeout",
-        "1",
-        "--handshake-timeout",
-        "1",
-    ]);
-    bounded(20, "test", unanswered_ping_closes(b.addr)).await;
+    with_broker(PING_1S_HANDSHAKE_1S, 20, unanswered_ping_closes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_answer_pings_stay_open_short_handshake_timeout() {
-    let b = Broker::start(&[
-        "--shards",
-        "2",
-        "--idle-ping",
-        "1",
-        "--pong-timeout",
-        "1",
-        "--handshake-timeout",
-        "1",
-    ]);
-    bounded(20, "test", answering_clients_stay_open(b.addr)).await;
+    with_broker(PING_1S_HANDSHAKE_1S, 20, answering_clients_stay_open).await;
 }

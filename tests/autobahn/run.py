@@ -20,7 +20,8 @@ deflate, which ringfan does not negotiate), stops the server, and checks:
 * no case is worse than in the baseline (OK > NON-STRICT > INFORMATIONAL);
   a better one is noted, with a hint to run --update-baseline.
 
-Standard library only. Exit status 0 when all checks pass, 1 otherwise
+Standard library only (its server helper, tests/python/ringfan_proc.py, too).
+Exit status 0 when all checks pass, 1 otherwise
 (2 for usage errors).
 """
 
@@ -30,19 +31,19 @@ import argparse
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# The server process helper is shared with the pytest fixtures.
+sys.path.insert(0, str(REPO / "tests" / "python"))
+from ringfan_proc import RingfanProcess  # noqa: E402
 
 PASS = ("OK", "NON-STRICT", "INFORMATIONAL")
 RANK = {"OK": 3, "NON-STRICT": 2, "INFORMATIONAL": 1}  # anything else: 0
 EXCLUDE = ("12.*", "13.*")
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 KOSOKU_FILES = re.compile(r"^(index\.(json|html)|.*_case_[0-9_]+\.(json|html))$")
 
 
@@ -78,60 +79,6 @@ def find_kosoku() -> str:
         "autobahn: kosoku not found; run with the venv's python "
         "(python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt)"
     )
-
-
-class Server:
-    """ringfan on an ephemeral port; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, binary: Path, log: Path):
-        self.log = open(log, "wb")
-        self.proc = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0", "--shards", "2", "--no-pin"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-        )
-        self.port: int | None = None
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
-        self._reader.start()
-
-    def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:  # keep draining so the pipe never fills
-            line = raw.decode(errors="replace")
-            self.log.write(raw)
-            self.log.flush()
-            m = LISTENING.search(line)
-            if m and self.port is None:
-                self.port = int(m.group(1))
-                self._ready.set()
-        self._ready.set()  # EOF: the server died before (or after) listening
-
-    def wait_ready(self, timeout: float) -> int:
-        self._ready.wait(timeout)
-        if self.port is None:
-            self.stop()
-            raise RuntimeError(
-                f"server did not print its port within {timeout:.0f}s "
-                f"(exit status {self.proc.returncode}); see {self.log.name}"
-            )
-        return self.port
-
-    def stop(self, grace: float = 10.0) -> tuple[int | None, bool]:
-        """Returns (exit status, whether it had to be killed)."""
-        killed = False
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                killed = True
-        self._reader.join(2)
-        self.log.close()
-        return self.proc.returncode, killed
 
 
 def clean_outdir(outdir: Path) -> None:
@@ -244,9 +191,14 @@ def main() -> int:
     clean_outdir(outdir)
     problems: list[str] = []
     started = time.monotonic()
-    server = Server(server_bin, outdir / "server.log")
+    server = RingfanProcess(server_bin, log=outdir / "server.log")
     try:
         port = server.wait_ready(30)
+        if port is None:
+            raise RuntimeError(
+                f"server did not print its port within 30s "
+                f"(exit status {server.proc.returncode}); see {server.log_path}"
+            )
         url = f"ws://127.0.0.1:{port}/echo"
         cmd = [kosoku, url, "-o", str(outdir), *kosoku_args()]
         print(f"autobahn: {' '.join(cmd)}", flush=True)

@@ -1,6 +1,7 @@
 //! Start the real `ringfan` binary for a test and stop it afterwards.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -92,6 +93,20 @@ impl Drop for Broker {
     }
 }
 
+/// The prologue of most tests: start `ringfan` with `args`, run `test`
+/// against its address with at most `secs` for the whole of it, then hand
+/// the broker back, still running, for checks after the test. Dropping it
+/// kills the server, also when the test fails.
+pub async fn with_broker<F: Future<Output = ()>>(
+    args: &[&str],
+    secs: u64,
+    test: impl FnOnce(SocketAddr) -> F,
+) -> Broker {
+    let broker = Broker::start(args);
+    wsraw::bounded(secs, "test", test(broker.addr)).await;
+    broker
+}
+
 /// A plain HTTP/1.1 GET; (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -110,6 +125,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Resident set size of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
 }
 
 /// Async helpers for driving the server with hand-made bytes: raw HTTP
@@ -142,6 +167,18 @@ pub mod wsraw {
         match tokio::time::timeout(Duration::from_secs(secs), fut).await {
             Ok(v) => v,
             Err(_) => panic!("timed out after {secs}s: {what}"),
+        }
+    }
+
+    /// Run `fut` within [`IO_TIMEOUT`] and unwrap its result; panics
+    /// naming `what` on a timeout or an error.
+    pub async fn expect_io<T, E: std::fmt::Debug>(
+        what: &str,
+        fut: impl Future<Output = Result<T, E>>,
+    ) -> T {
+        match bounded(IO_TIMEOUT.as_secs(), what, fut).await {
+            Ok(v) => v,
+            Err(e) => panic!("{what}: {e:?}"),
         }
     }
 
@@ -273,6 +310,11 @@ pub mod wsraw {
         Some((frame, len + plen))
     }
 
+    /// A TCP connection to `addr` within 10 s.
+    async fn connect(addr: SocketAddr) -> TcpStream {
+        expect_io("connect", TcpStream::connect(addr)).await
+    }
+
     /// One raw TCP connection that speaks WebSocket frames by hand.
     pub struct RawWs {
         pub stream: TcpStream,
@@ -284,7 +326,14 @@ pub mod wsraw {
         /// Connect and upgrade on `path`; panics unless the answer is 101
         /// with the right accept key.
         pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
-            let (head, ws) = Self::connect_with(addr, &upgrade_request(path, &[])).await;
+            Self::upgrade(connect(addr).await, path).await
+        }
+
+        /// Upgrade on `path` over a connection made by the caller (say,
+        /// with a small receive buffer); panics unless the answer is 101
+        /// with the right accept key.
+        pub async fn upgrade(stream: TcpStream, path: &str) -> RawWs {
+            let (head, ws) = Self::handshake(stream, &upgrade_request(path, &[])).await;
             assert!(head.starts_with("HTTP/1.1 101 "), "upgrade refused: {head}");
             assert!(
                 head.to_ascii_lowercase().contains(&format!(
@@ -296,50 +345,53 @@ pub mod wsraw {
             ws
         }
 
-        /// Send `request` and read the response head (up to the blank
-        /// line); returns the head and the connection.
+        /// Connect, send `request` and read the response head (up to the
+        /// blank line); returns the head and the connection.
         pub async fn connect_with(addr: SocketAddr, request: &str) -> (String, RawWs) {
-            let mut stream = bounded(10, "connect", TcpStream::connect(addr))
-                .await
-                .expect("connect");
+            Self::handshake(connect(addr).await, request).await
+        }
+
+        /// Send `request` on `stream` and read the response head.
+        pub async fn handshake(mut stream: TcpStream, request: &str) -> (String, RawWs) {
             stream.set_nodelay(true).ok();
-            bounded(10, "write request", stream.write_all(request.as_bytes()))
-                .await
-                .expect("write request");
+            expect_io("write request", stream.write_all(request.as_bytes())).await;
             let mut ws = RawWs {
                 stream,
                 buf: Vec::new(),
             };
+            let head = ws.read_head().await;
+            (head, ws)
+        }
+
+        /// Read up to the blank line that ends an HTTP response head and
+        /// return the head; what follows it stays in `buf`.
+        pub async fn read_head(&mut self) -> String {
             let end = loop {
-                if let Some(i) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     break i + 4;
                 }
-                let n = ws.fill().await;
+                let n = self.fill().await;
                 assert!(
                     n > 0,
                     "EOF before the response head: {:?}",
-                    String::from_utf8_lossy(&ws.buf)
+                    String::from_utf8_lossy(&self.buf)
                 );
             };
-            let head = String::from_utf8_lossy(&ws.buf[..end]).into_owned();
-            ws.buf.drain(..end);
-            (head, ws)
+            let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+            self.buf.drain(..end);
+            head
         }
 
         /// Read more bytes into `buf`; 0 at EOF. Panics on timeout or error.
         pub async fn fill(&mut self) -> usize {
             let mut chunk = vec![0u8; 64 * 1024];
-            let n = bounded(IO_TIMEOUT.as_secs(), "read", self.stream.read(&mut chunk))
-                .await
-                .expect("read from server");
+            let n = expect_io("read from server", self.stream.read(&mut chunk)).await;
             self.buf.extend_from_slice(&chunk[..n]);
             n
         }
 
         pub async fn send(&mut self, bytes: &[u8]) {
-            bounded(IO_TIMEOUT.as_secs(), "write", self.stream.write_all(bytes))
-                .await
-                .expect("write to server");
+            expect_io("write to server", self.stream.write_all(bytes)).await;
         }
 
         /// The next frame, or None at a clean EOF between frames.
@@ -407,12 +459,8 @@ pub mod wsraw {
     /// Send `request` bytes on a fresh connection and read until the server
     /// closes it; panics if it does not within [`IO_TIMEOUT`] or resets it.
     pub async fn http_raw(addr: SocketAddr, request: &[u8]) -> Reply {
-        let mut s = bounded(10, "connect", TcpStream::connect(addr))
-            .await
-            .expect("connect");
-        bounded(IO_TIMEOUT.as_secs(), "write request", s.write_all(request))
-            .await
-            .expect("write request");
+        let mut s = connect(addr).await;
+        expect_io("write request", s.write_all(request)).await;
         let mut out = Vec::new();
         bounded(
             IO_TIMEOUT.as_secs(),
@@ -467,11 +515,80 @@ pub mod wsraw {
     }
 }
 
+/// tokio-tungstenite clients of `/echo`. Every wait is bounded.
+pub mod echo {
+    use super::wsraw::bounded;
+    use futures_util::{SinkExt, StreamExt};
+    use std::net::SocketAddr;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+    pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// Upgrade on `/echo`; panics unless the server answers 101.
+    pub async fn connect(addr: SocketAddr) -> Ws {
+        let (ws, resp) = bounded(
+            10,
+            "websocket handshake",
+            connect_async(format!("ws://{addr}/echo")),
+        )
+        .await
+        .expect("upgrade /echo");
+        assert_eq!(resp.status(), 101);
+        ws
+    }
+
+    /// The next data or control message; panics on error, close or EOF.
+    pub async fn next(ws: &mut Ws) -> Message {
+        match bounded(10, "next message", ws.next()).await {
+            Some(Ok(m)) => m,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    /// Send `msg` and expect exactly it back.
+    pub async fn roundtrip(ws: &mut Ws, msg: impl Into<Message>) {
+        let msg = msg.into();
+        bounded(20, "send", ws.send(msg.clone()))
+            .await
+            .expect("send");
+        let got = next(ws).await;
+        assert!(
+            got == msg,
+            "echo differs: sent {} got {}",
+            describe(&msg),
+            describe(&got)
+        );
+    }
+
+    /// A message for a failure report: large payloads by their size only.
+    fn describe(m: &Message) -> String {
+        match m {
+            Message::Text(t) if t.len() > 200 => format!("Text({} bytes)", t.len()),
+            Message::Binary(b) if b.len() > 200 => format!("Binary({} bytes)", b.len()),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// A clean client close: the server answers and ends the stream.
+    pub async fn close(mut ws: Ws) {
+        bounded(10, "close", ws.close(None)).await.expect("close");
+        loop {
+            match bounded(10, "close handshake", ws.next()).await {
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("error while closing: {e}"),
+            }
+        }
+    }
+}
+
 /// tokio-tungstenite clients speaking the `/ws` pub/sub protocol
 /// (protocol.md). Every wait is bounded by [`wsraw::IO_TIMEOUT`] unless a
 /// helper says otherwise.
 pub mod pubsub {
-    use super::wsraw::{bounded, IO_TIMEOUT};
+    use super::wsraw::{bounded, expect_io, IO_TIMEOUT};
     use futures_util::{SinkExt, StreamExt};
     use serde::Deserialize;
     use serde_json::value::RawValue;
@@ -543,56 +660,42 @@ pub mod pubsub {
 
         pub async fn connect_with(addr: SocketAddr, cfg: WebSocketConfig) -> Client {
             let url = format!("ws://{addr}/ws");
-            let (ws, resp) = bounded(
-                IO_TIMEOUT.as_secs(),
+            let (ws, resp) = expect_io(
                 "ws connect",
                 tokio_tungstenite::connect_async_with_config(url, Some(cfg), true),
             )
-            .await
-            .expect("ws connect");
+            .await;
             assert_eq!(resp.status().as_u16(), 101);
             Client { ws }
+        }
+
+        /// Connect to `/ws` and subscribe to `topics`, waiting for the ack
+        /// of `id`.
+        pub async fn subscribed(addr: SocketAddr, topics: &[&str], id: u64) -> Client {
+            let mut c = Self::connect(addr).await;
+            c.sub(topics, id).await;
+            c
         }
 
         /// Send one text message (flushed).
         pub async fn send(&mut self, text: impl Into<String>) {
             let text: String = text.into();
-            bounded(
-                IO_TIMEOUT.as_secs(),
-                "ws send",
-                self.ws.send(Message::text(text)),
-            )
-            .await
-            .expect("ws send");
+            expect_io("ws send", self.ws.send(Message::text(text))).await;
         }
 
         /// Queue one text message without flushing.
         pub async fn feed(&mut self, text: impl Into<String>) {
             let text: String = text.into();
-            bounded(
-                IO_TIMEOUT.as_secs(),
-                "ws feed",
-                self.ws.feed(Message::text(text)),
-            )
-            .await
-            .expect("ws feed");
+            expect_io("ws feed", self.ws.feed(Message::text(text))).await;
         }
 
         pub async fn flush(&mut self) {
-            bounded(IO_TIMEOUT.as_secs(), "ws flush", self.ws.flush())
-                .await
-                .expect("ws flush");
+            expect_io("ws flush", self.ws.flush()).await;
         }
 
         /// Send a binary message.
         pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-            bounded(
-                IO_TIMEOUT.as_secs(),
-                "ws send",
-                self.ws.send(Message::binary(bytes)),
-            )
-            .await
-            .expect("ws send");
+            expect_io("ws send", self.ws.send(Message::binary(bytes))).await;
         }
 
         /// The next data or close message (pings and pongs skipped), or
@@ -699,16 +802,6 @@ pub mod pubsub {
             Some(id) => format!(r#"{{"op":"pub","topic":"{topic}","data":{data},"id":{id}}}"#),
             None => format!(r#"{{"op":"pub","topic":"{topic}","data":{data}}}"#),
         }
-    }
-
-    /// Resident set size of a process, in KiB.
-    pub fn rss_kib(pid: u32) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
     }
 
     /// Open `n` light clients with at most `in_flight` handshakes at once,

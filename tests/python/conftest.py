@@ -10,15 +10,13 @@ import http.client
 import os
 import re
 import signal
-import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from ringfan_proc import RingfanProcess
 
 REPO = Path(__file__).resolve().parents[2]
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
 def ringfan_bin() -> Path:
@@ -28,7 +26,7 @@ def ringfan_bin() -> Path:
     return path
 
 
-class Ringfan:
+class Ringfan(RingfanProcess):
     """One ringfan process: `--listen 127.0.0.1:0 --shards 2 --no-pin` plus
     any extra flags, stopped with SIGTERM (then SIGKILL) on `stop()`."""
 
@@ -36,32 +34,11 @@ class Ringfan:
         binary = ringfan_bin()
         if not binary.exists():
             pytest.fail(f"no ringfan binary at {binary} (cargo build, or set RINGFAN_BIN)")
-        self.args = [str(binary), "--listen", "127.0.0.1:0", "--shards", "2", "--no-pin", *extra]
-        self.log_path = log_dir / f"ringfan-{id(self):x}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log
-        )
-        self.port: int | None = None
+        super().__init__(binary, *extra, log=log_dir / f"ringfan-{id(self):x}.log")
         self.terminated = False
-        ready = threading.Event()
-
-        def read_stdout() -> None:
-            assert self.proc.stdout is not None
-            for raw in self.proc.stdout:  # drain for the process's lifetime
-                m = LISTENING.search(raw.decode(errors="replace"))
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    ready.set()
-            ready.set()
-
-        self._reader = threading.Thread(target=read_stdout, daemon=True)
-        self._reader.start()
-        ready.wait(20)
-        if self.port is None:
-            self.stop()
+        if self.wait_ready(20) is None:
             pytest.fail(f"ringfan did not start: {self.args} (status {self.proc.returncode}); "
-                        f"stderr: {self.log_path.read_text(errors='replace')[-2000:]}")
+                        f"its output: {self.log_path.read_text(errors='replace')[-2000:]}")
 
     @property
     def host(self) -> str:
@@ -98,9 +75,6 @@ class Ringfan:
                 return value
             time.sleep(0.02)
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def terminate(self) -> None:
         """SIGTERM now (drain and exit), as part of a test."""
         self.terminated = True
@@ -110,18 +84,6 @@ class Ringfan:
         """Exited without being asked to."""
         return not self.terminated and not self.alive()
 
-    def stop(self, grace: float = 10) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(2)
-        self._log.close()
-        return self.proc.returncode
-
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
@@ -129,7 +91,7 @@ def server(tmp_path_factory):
     s = Ringfan(log_dir=tmp_path_factory.mktemp("ringfan"))
     yield s
     crashed = s.crashed()
-    status = s.stop()
+    status, _ = s.stop()
     assert not crashed, f"ringfan exited during the tests (status {status}); see {s.log_path}"
 
 
