@@ -1,0 +1,211 @@
+//! The report as an aligned plain-text block, for the person at the terminal.
+
+use super::fmt::fmt_extra;
+use super::{fmt_count, fmt_rate, fmt_us, LatencySummary, RunReport};
+use std::fmt::Write as _;
+
+/// Width of the row labels in [`human_table`].
+const LABEL: usize = 13;
+
+/// The report as an aligned plain-text block, for the end of a run.
+///
+/// ```text
+/// fanout  ws://127.0.0.1:9000/  30.0 s measured (+5.0 s warm-up)
+///   connections  opened 250,000 of 250,000  failed 0  subscribed 250,000
+///   published    1,000,000  acked 1,000,000  33.3k/s
+///   ...
+/// ```
+pub fn human_table(r: &RunReport) -> String {
+    let c = &r.counts;
+    let mut out = String::new();
+    // Rates over the measured window (the counts include the warm-up):
+    // the run's own figure when it gave one, else count / duration.
+    let per_s = |n: u64, key: &str| match r.extra.get(key) {
+        Some(v) => format!("{}/s measured", fmt_rate(*v)),
+        None if r.duration_s > 0.0 && r.warmup_s == 0.0 => {
+            format!("{}/s", fmt_rate(n as f64 / r.duration_s))
+        }
+        None => "-/s".to_string(),
+    };
+    // `writeln!` into a String cannot fail; the results are ignored below.
+    let _ = write!(
+        out,
+        "{}  {}  {:.1} s measured",
+        r.scenario, r.target, r.duration_s
+    );
+    if r.warmup_s > 0.0 {
+        let _ = write!(out, " (+{:.1} s warm-up)", r.warmup_s);
+    }
+    out.push('\n');
+    let mut row = |label: &str, cells: &[(&str, String)]| {
+        let _ = write!(out, "  {label:<LABEL$}");
+        for (i, (name, value)) in cells.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "   " };
+            if name.is_empty() {
+                let _ = write!(out, "{sep}{value}");
+            } else {
+                let _ = write!(out, "{sep}{name} {value}");
+            }
+        }
+        out.push('\n');
+    };
+    if !r.params.is_null() && r.params.as_object().is_none_or(|o| !o.is_empty()) {
+        row("params", &[("", r.params.to_string())]);
+    }
+    row(
+        "connections",
+        &[
+            (
+                "opened",
+                format!(
+                    "{} of {}",
+                    fmt_count(c.connections_opened),
+                    fmt_count(c.connections_target)
+                ),
+            ),
+            ("failed", fmt_count(c.connect_failures)),
+            ("subscribed", fmt_count(c.subscribed)),
+        ],
+    );
+    row(
+        "published",
+        &[
+            ("", fmt_count(c.published)),
+            ("acked", fmt_count(c.acked)),
+            ("", per_s(c.published, "publishes_per_s")),
+        ],
+    );
+    row(
+        "deliveries",
+        &[
+            ("expected", fmt_count(c.expected_deliveries)),
+            ("delivered", fmt_count(c.delivered)),
+            ("", per_s(c.delivered, "deliveries_per_s")),
+        ],
+    );
+    row(
+        "anomalies",
+        &[
+            ("lost", fmt_count(c.lost)),
+            ("dup", fmt_count(c.duplicated)),
+            ("out-of-order", fmt_count(c.out_of_order)),
+            ("gaps", fmt_count(c.gaps)),
+            ("errors", fmt_count(c.errors)),
+        ],
+    );
+    let closes: Vec<(&str, String)> = c
+        .closes
+        .iter()
+        .map(|(code, &n)| ("", format!("{code}: {}", fmt_count(n))))
+        .collect();
+    if closes.is_empty() {
+        row("closes", &[("", "none".to_string())]);
+    } else {
+        row("closes", &closes);
+    }
+
+    // Latency: a small grid, one row per distribution, right-aligned cells.
+    let heads = [
+        "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "samples",
+    ];
+    let cells = |l: &LatencySummary| -> Vec<String> {
+        if l.count == 0 {
+            let mut v = vec!["-".to_string(); heads.len() - 1];
+            v.push("0".to_string());
+            return v;
+        }
+        [
+            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.p9999_us, l.max_us, l.mean_us,
+        ]
+        .iter()
+        .map(|&v| fmt_us(v))
+        .chain(std::iter::once(fmt_count(l.count)))
+        .collect()
+    };
+    let grid = [
+        ("latency", cells(&r.latency)),
+        ("send lag", cells(&r.send_lag)),
+    ];
+    let widths: Vec<usize> = heads
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            grid.iter()
+                .map(|(_, row)| row[i].chars().count())
+                .chain(std::iter::once(h.len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let _ = write!(out, "  {:<LABEL$}", "");
+    for (h, w) in heads.iter().zip(&widths) {
+        let _ = write!(out, "  {h:>w$}");
+    }
+    out.push('\n');
+    for (label, cells) in &grid {
+        let _ = write!(out, "  {label:<LABEL$}");
+        for (cell, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "  {cell:>w$}");
+        }
+        out.push('\n');
+    }
+
+    if !r.extra.is_empty() {
+        let kw = r.extra.keys().map(|k| k.len()).max().unwrap_or(0);
+        let values: Vec<String> = r.extra.values().map(|&v| fmt_extra(v)).collect();
+        let vw = values.iter().map(|v| v.len()).max().unwrap_or(0);
+        let mut label = "extra";
+        for ((k, _), v) in r.extra.iter().zip(&values) {
+            let _ = writeln!(out, "  {label:<LABEL$}{k:<kw$}  {v:>vw$}");
+            label = "";
+        }
+    }
+    if r.problems.is_empty() {
+        let _ = writeln!(out, "  {:<LABEL$}none", "problems");
+    } else {
+        let mut label = "problems";
+        for p in &r.problems {
+            let _ = writeln!(out, "  {label:<LABEL$}- {p}");
+            label = "";
+        }
+    }
+    let mut label = "notes";
+    for n in &r.notes {
+        let _ = writeln!(out, "  {label:<LABEL$}- {n}");
+        label = "";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::sample_report;
+
+    #[test]
+    fn table_has_key_figures() {
+        let mut r = sample_report();
+        r.check();
+        let t = human_table(&r);
+        for needle in [
+            "fanout",
+            "ws://127.0.0.1:9000/",
+            "10.0 s measured",
+            "1,000,000",
+            "999,988",
+            "100k/s",
+            "lost 12",
+            "1008: 10",
+            "500 µs",
+            "990 µs",
+            "1.00 ms",
+            "send lag",
+            "deliveries_per_s",
+            "broker dropped 12",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+        let t = human_table(&RunReport::default());
+        assert!(t.contains("problems     none"), "{t}");
+    }
+}
