@@ -1,4 +1,7 @@
 //! The report as an aligned plain-text block, for the person at the terminal.
+//!
+//! Writing into a `String` cannot fail, so the results of `write!` are
+//! ignored throughout.
 
 use super::fmt::fmt_extra;
 use super::{fmt_count, fmt_rate, fmt_us, LatencySummary, RunReport};
@@ -16,18 +19,22 @@ const LABEL: usize = 13;
 ///   ...
 /// ```
 pub fn human_table(r: &RunReport) -> String {
-    let c = &r.counts;
     let mut out = String::new();
-    // Rates over the measured window (the counts include the warm-up):
-    // the run's own figure when it gave one, else count / duration.
-    let per_s = |n: u64, key: &str| match r.extra.get(key) {
-        Some(v) => format!("{}/s measured", fmt_rate(*v)),
-        None if r.duration_s > 0.0 && r.warmup_s == 0.0 => {
-            format!("{}/s", fmt_rate(n as f64 / r.duration_s))
-        }
-        None => "-/s".to_string(),
-    };
-    // `writeln!` into a String cannot fail; the results are ignored below.
+    header(&mut out, r);
+    count_rows(&mut out, r);
+    latency_grid(&mut out, r);
+    extra_rows(&mut out, r);
+    if r.problems.is_empty() {
+        let _ = writeln!(out, "  {:<LABEL$}none", "problems");
+    } else {
+        bullets(&mut out, "problems", &r.problems);
+    }
+    bullets(&mut out, "notes", &r.notes);
+    out
+}
+
+/// `fanout  ws://…  10.0 s measured (+2.0 s warm-up)`.
+fn header(out: &mut String, r: &RunReport) {
     let _ = write!(
         out,
         "{}  {}  {:.1} s measured",
@@ -37,37 +44,63 @@ pub fn human_table(r: &RunReport) -> String {
         let _ = write!(out, " (+{:.1} s warm-up)", r.warmup_s);
     }
     out.push('\n');
-    let mut row = |label: &str, cells: &[(&str, String)]| {
-        let _ = write!(out, "  {label:<LABEL$}");
-        for (i, (name, value)) in cells.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "   " };
-            if name.is_empty() {
-                let _ = write!(out, "{sep}{value}");
-            } else {
-                let _ = write!(out, "{sep}{name} {value}");
-            }
+}
+
+/// A labelled row of `name value` cells (just `value` where the name is
+/// empty).
+fn row(out: &mut String, label: &str, cells: &[(&str, String)]) {
+    let _ = write!(out, "  {label:<LABEL$}");
+    for (i, (name, value)) in cells.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "   " };
+        if name.is_empty() {
+            let _ = write!(out, "{sep}{value}");
+        } else {
+            let _ = write!(out, "{sep}{name} {value}");
         }
-        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// `- item` lines, the label on the first.
+fn bullets(out: &mut String, label: &str, items: &[String]) {
+    let mut label = label;
+    for item in items {
+        let _ = writeln!(out, "  {label:<LABEL$}- {item}");
+        label = "";
+    }
+}
+
+/// Parameters, connections, publishes, deliveries, anomalies and closes.
+fn count_rows(out: &mut String, r: &RunReport) {
+    let c = &r.counts;
+    // Rates over the measured window (the counts include the warm-up):
+    // the run's own figure when it gave one, else count / duration.
+    let per_s = |n: u64, key: &str| match r.extra.get(key) {
+        Some(v) => format!("{}/s measured", fmt_rate(*v)),
+        None if r.duration_s > 0.0 && r.warmup_s == 0.0 => {
+            format!("{}/s", fmt_rate(n as f64 / r.duration_s))
+        }
+        None => "-/s".to_string(),
     };
     if !r.params.is_null() && r.params.as_object().is_none_or(|o| !o.is_empty()) {
-        row("params", &[("", r.params.to_string())]);
+        row(out, "params", &[("", r.params.to_string())]);
     }
+    let opened = format!(
+        "{} of {}",
+        fmt_count(c.connections_opened),
+        fmt_count(c.connections_target)
+    );
     row(
+        out,
         "connections",
         &[
-            (
-                "opened",
-                format!(
-                    "{} of {}",
-                    fmt_count(c.connections_opened),
-                    fmt_count(c.connections_target)
-                ),
-            ),
+            ("opened", opened),
             ("failed", fmt_count(c.connect_failures)),
             ("subscribed", fmt_count(c.subscribed)),
         ],
     );
     row(
+        out,
         "published",
         &[
             ("", fmt_count(c.published)),
@@ -76,6 +109,7 @@ pub fn human_table(r: &RunReport) -> String {
         ],
     );
     row(
+        out,
         "deliveries",
         &[
             ("expected", fmt_count(c.expected_deliveries)),
@@ -84,6 +118,7 @@ pub fn human_table(r: &RunReport) -> String {
         ],
     );
     row(
+        out,
         "anomalies",
         &[
             ("lost", fmt_count(c.lost)),
@@ -99,12 +134,14 @@ pub fn human_table(r: &RunReport) -> String {
         .map(|(code, &n)| ("", format!("{code}: {}", fmt_count(n))))
         .collect();
     if closes.is_empty() {
-        row("closes", &[("", "none".to_string())]);
+        row(out, "closes", &[("", "none".to_string())]);
     } else {
-        row("closes", &closes);
+        row(out, "closes", &closes);
     }
+}
 
-    // Latency: a small grid, one row per distribution, right-aligned cells.
+/// Latency: a small grid, one row per distribution, right-aligned cells.
+fn latency_grid(out: &mut String, r: &RunReport) {
     let heads = [
         "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "samples",
     ];
@@ -149,32 +186,18 @@ pub fn human_table(r: &RunReport) -> String {
         }
         out.push('\n');
     }
+}
 
-    if !r.extra.is_empty() {
-        let kw = r.extra.keys().map(|k| k.len()).max().unwrap_or(0);
-        let values: Vec<String> = r.extra.values().map(|&v| fmt_extra(v)).collect();
-        let vw = values.iter().map(|v| v.len()).max().unwrap_or(0);
-        let mut label = "extra";
-        for ((k, _), v) in r.extra.iter().zip(&values) {
-            let _ = writeln!(out, "  {label:<LABEL$}{k:<kw$}  {v:>vw$}");
-            label = "";
-        }
-    }
-    if r.problems.is_empty() {
-        let _ = writeln!(out, "  {:<LABEL$}none", "problems");
-    } else {
-        let mut label = "problems";
-        for p in &r.problems {
-            let _ = writeln!(out, "  {label:<LABEL$}- {p}");
-            label = "";
-        }
-    }
-    let mut label = "notes";
-    for n in &r.notes {
-        let _ = writeln!(out, "  {label:<LABEL$}- {n}");
+/// The scenario's own figures, one a line, names and values aligned.
+fn extra_rows(out: &mut String, r: &RunReport) {
+    let kw = r.extra.keys().map(|k| k.len()).max().unwrap_or(0);
+    let values: Vec<String> = r.extra.values().map(|&v| fmt_extra(v)).collect();
+    let vw = values.iter().map(|v| v.len()).max().unwrap_or(0);
+    let mut label = "extra";
+    for ((k, _), v) in r.extra.iter().zip(&values) {
+        let _ = writeln!(out, "  {label:<LABEL$}{k:<kw$}  {v:>vw$}");
         label = "";
     }
-    out
 }
 
 #[cfg(test)]
