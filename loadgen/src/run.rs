@@ -25,214 +25,278 @@ pub struct Options {
 
 /// Sampling period of the coordinator (progress line, phase changes).
 const POLL: Duration = Duration::from_millis(100);
+/// From the decision to start publishing to the first publish, so that
+/// every shard has seen the start time before anything is due.
+const LEAD_NS: u64 = 20_000_000;
 
 pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let plan = Arc::new(plan);
     let (tx, rx) = mpsc::channel();
     let ctl = Arc::new(Control::new(plan.shards, plan.topics.len(), tx));
-    let config = Config {
-        listen: None,
-        shards: plan.shards,
-        pin: true,
-        tick: plan.tick,
-        handshake_timeout: plan.connect_timeout,
-        // The broker pings idle connections; the generator need not.
-        idle_ping: Duration::from_secs(3600),
-        pong_timeout: Duration::from_secs(60),
-        close_timeout: Duration::from_secs(2),
-        drain_timeout: Duration::from_secs(3),
-        recv_buffers: 512,
-        recv_buffers_max: 8192,
-        ..Config::default()
-    };
     let progress = Progress::new(opts.progress);
     progress.set_label(plan.scenario.name());
-    let server0 = opts.server_pid.and_then(proc_sample);
-    let cpu0 = self_cpu();
-    let begin = Instant::now();
-    let runtime = {
-        let (plan, ctl) = (plan.clone(), ctl.clone());
-        Server::start(config, move |i| Driver::new(plan.clone(), ctl.clone(), i))
-            .map_err(|e| e.to_string())?
+    let mut samples = Samples {
+        server_start: opts.server_pid.and_then(proc_sample),
+        cpu_start: self_cpu(),
+        ..Samples::default()
     };
+    let co = Coordinator {
+        plan,
+        ctl,
+        rx,
+        progress,
+        server_pid: opts.server_pid,
+        begin: Instant::now(),
+    };
+    let runtime = co.start_shards()?;
     let mut intervals = Intervals::default();
-    let total = plan.connections();
-
-    // Connect and subscribe.
-    let deadline = begin + plan.connect_timeout * 4;
-    loop {
-        std::thread::sleep(POLL);
-        intervals.drain(&rx);
-        let opened = ctl.sum(|l| &l.opened);
-        let failed = ctl.sum(|l| &l.failed);
-        let subscribed = ctl.sum(|l| &l.subscribed);
-        let ready = ctl.sum(|l| &l.ready);
-        let closed = ctl.sum(|l| &l.closed);
-        progress.update(
-            "connecting",
-            begin.elapsed().as_secs_f64(),
-            opened.saturating_sub(closed),
-            0.0,
-            0.0,
-        );
-        let subs_open = opened.saturating_sub(ready);
-        if opened + failed >= total && subscribed + closed >= subs_open {
-            break;
-        }
-        if Instant::now() > deadline {
-            progress.println("connect phase timed out; running with what connected");
-            break;
-        }
-    }
-    let connect_s = begin.elapsed().as_secs_f64();
-    let opened = ctl.sum(|l| &l.opened);
-    let server1 = opts.server_pid.and_then(proc_sample);
-
-    if !plan.hold.is_zero() {
-        ctl.set_phase(Phase::Holding);
-        let until = Instant::now() + plan.hold;
-        while Instant::now() < until {
-            std::thread::sleep(POLL);
-            let open = ctl.sum(|l| &l.opened) - ctl.sum(|l| &l.closed);
-            progress.update("holding", begin.elapsed().as_secs_f64(), open, 0.0, 0.0);
-        }
-    }
-
-    // Publish on schedule.
-    let lead = 20_000_000;
-    let start_ns = ctl.now_ns() + lead;
-    ctl.start_ns.store(start_ns, Ordering::Release);
-    ctl.set_phase(Phase::Running);
-    let server_run0 = opts.server_pid.and_then(proc_sample);
-    let run_len = plan.warmup + plan.duration;
-    let run_start = Instant::now() + Duration::from_nanos(lead);
-    let mut timeline = Timeline::new(run_start, intervals);
-    let measured_from = run_start + plan.warmup;
-    let mut server_measure0 = None;
-    let mut cpu_measure0 = None;
-    while Instant::now() < run_start + run_len {
-        std::thread::sleep(POLL);
-        if cpu_measure0.is_none() && Instant::now() >= measured_from {
-            server_measure0 = opts.server_pid.and_then(proc_sample);
-            cpu_measure0 = self_cpu();
-        }
-        timeline.poll(&ctl, &rx, &progress, "running");
-    }
-    let server_measure1 = opts.server_pid.and_then(proc_sample);
-    let cpu_measure1 = self_cpu();
-    let server_measure0 = server_measure0.or(server_run0);
-
-    // Let deliveries in flight arrive.
-    ctl.set_phase(Phase::Draining);
-    let until = Instant::now() + plan.grace;
-    loop {
-        std::thread::sleep(POLL);
-        timeline.poll(&ctl, &rx, &progress, "draining");
-        let expected = ctl.sum(|l| &l.expected);
-        let delivered = ctl.sum(|l| &l.delivered);
-        let pending_acks = ctl.sum(|l| &l.published) > ctl.sum(|l| &l.acked);
-        let done = delivered >= expected && !(plan.scenario == Scenario::Echo && pending_acks);
-        if done || Instant::now() >= until {
-            break;
-        }
-    }
-    // One more tick so the last counters are in.
-    std::thread::sleep(plan.tick * 2 + POLL);
-
-    ctl.set_phase(Phase::Collect);
-    let mut finals: Vec<ShardResult> = Vec::new();
-    let wait_until = Instant::now() + Duration::from_secs(10);
-    while finals.len() < plan.shards && Instant::now() < wait_until {
-        match rx.recv_timeout(POLL) {
-            Ok((_, Report::Final(r))) => finals.push(*r),
-            Ok((_, Report::Interval { .. })) | Err(_) => {}
-        }
-    }
-    let server2 = opts.server_pid.and_then(proc_sample);
-    let cpu1 = self_cpu();
-    progress.finish();
+    let connected = co.connect(&mut intervals);
+    samples.server_connected = co.server();
+    co.hold();
+    let mut timeline = co.publish(intervals, &mut samples);
+    co.drain(&mut timeline);
+    let finals = co.collect();
+    samples.server_end = co.server();
+    samples.cpu_end = self_cpu();
+    co.progress.finish();
     runtime.shutdown();
     runtime.join();
+    Ok(assemble(
+        &co.plan,
+        opts,
+        &finals,
+        timeline.samples,
+        &connected,
+        &samples,
+    ))
+}
 
-    // Assemble.
-    let mut counts = Counts::default();
-    let mut latency = histogram();
-    let mut lag = histogram();
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut delivered_measured, mut published_measured) = (0u64, 0u64);
-    for f in &finals {
-        counts.add(&f.counts);
-        let _ = latency.add(&f.latency);
-        let _ = lag.add(&f.send_lag);
-        for (k, v) in &f.failures {
-            *failures.entry(k.clone()).or_default() += v;
-        }
-        delivered_measured += f.delivered_measured;
-        published_measured += f.published_measured;
-    }
-    counts.connections_target = total;
-    let unique = counts.delivered.saturating_sub(counts.duplicated);
-    counts.lost = counts.expected_deliveries.saturating_sub(unique);
+/// What every step of a run shares.
+struct Coordinator {
+    plan: Arc<Plan>,
+    ctl: Arc<Control>,
+    rx: mpsc::Receiver<(usize, Report)>,
+    progress: Progress,
+    server_pid: Option<u32>,
+    /// When the shards were started.
+    begin: Instant,
+}
 
-    let measured_s = plan.duration.as_secs_f64().max(1e-9);
-    let mut extra = BTreeMap::new();
-    extra.insert("connect_time_s".into(), connect_s);
-    extra.insert(
-        "connect_rate_per_s".into(),
-        opened as f64 / connect_s.max(1e-9),
-    );
-    if plan.scenario != Scenario::Conns {
-        extra.insert(
-            "deliveries_per_s".into(),
-            delivered_measured as f64 / measured_s,
-        );
-        extra.insert(
-            "publishes_per_s".into(),
-            published_measured as f64 / measured_s,
-        );
+/// How the connect phase went.
+struct Connected {
+    /// From starting the shards to the end of the phase.
+    secs: f64,
+    /// Connections open (handshake done) by then.
+    opened: u64,
+}
+
+/// The broker's and this process's resources at the points the report
+/// compares.
+#[derive(Default)]
+struct Samples {
+    /// The broker before connecting, once connected, and at the end.
+    server_start: Option<ProcSample>,
+    server_connected: Option<ProcSample>,
+    server_end: Option<ProcSample>,
+    /// The broker at the start and the end of the measured window.
+    server_measure: (Option<ProcSample>, Option<ProcSample>),
+    /// This process's CPU time at the start and the end of the run, and of
+    /// the measured window.
+    cpu_start: Option<f64>,
+    cpu_end: Option<f64>,
+    cpu_measure: (Option<f64>, Option<f64>),
+}
+
+impl Coordinator {
+    fn start_shards(&self) -> Result<Server, String> {
+        let config = Config {
+            listen: None,
+            shards: self.plan.shards,
+            pin: true,
+            tick: self.plan.tick,
+            handshake_timeout: self.plan.connect_timeout,
+            // The broker pings idle connections; the generator need not.
+            idle_ping: Duration::from_secs(3600),
+            pong_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(3),
+            recv_buffers: 512,
+            recv_buffers_max: 8192,
+            ..Config::default()
+        };
+        let (plan, ctl) = (self.plan.clone(), self.ctl.clone());
+        Server::start(config, move |i| Driver::new(plan.clone(), ctl.clone(), i))
+            .map_err(|e| e.to_string())
     }
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        extra.insert("client_cpu_total_s".into(), b - a);
+
+    fn server(&self) -> Option<ProcSample> {
+        self.server_pid.and_then(proc_sample)
     }
-    let timed = !plan.duration.is_zero();
-    if let (Some(a), Some(b), true) = (cpu_measure0, cpu_measure1, timed) {
-        // Over the measured window only: how close the generator itself
-        // came to its ceiling (1.0 = one core busy).
-        let cpu = b - a;
-        extra.insert("client_cpu_share".into(), cpu / measured_s);
-        if delivered_measured > 0 {
-            extra.insert(
-                "client_cpu_us_per_delivery".into(),
-                cpu * 1e6 / delivered_measured as f64,
-            );
+
+    fn elapsed_s(&self) -> f64 {
+        self.begin.elapsed().as_secs_f64()
+    }
+
+    /// Connect and subscribe: until every connection has opened (and every
+    /// subscriber has its ack) or failed, or the phase times out.
+    fn connect(&self, intervals: &mut Intervals) -> Connected {
+        let ctl = &self.ctl;
+        let total = self.plan.connections();
+        let deadline = self.begin + self.plan.connect_timeout * 4;
+        loop {
+            std::thread::sleep(POLL);
+            intervals.drain(&self.rx);
+            let opened = ctl.sum(|l| &l.opened);
+            let failed = ctl.sum(|l| &l.failed);
+            let subscribed = ctl.sum(|l| &l.subscribed);
+            let ready = ctl.sum(|l| &l.ready);
+            let closed = ctl.sum(|l| &l.closed);
+            let open = opened.saturating_sub(closed);
+            self.progress
+                .update("connecting", self.elapsed_s(), open, 0.0, 0.0);
+            let subs_open = opened.saturating_sub(ready);
+            if opened + failed >= total && subscribed + closed >= subs_open {
+                break;
+            }
+            if Instant::now() > deadline {
+                self.progress
+                    .println("connect phase timed out; running with what connected");
+                break;
+            }
+        }
+        Connected {
+            secs: self.elapsed_s(),
+            opened: ctl.sum(|l| &l.opened),
         }
     }
-    if let (Some(before), Some(after)) = (server0, server1) {
-        extra.insert("server_rss_bytes".into(), after.rss as f64);
-        if opened > 0 {
-            extra.insert(
-                "server_rss_per_conn_bytes".into(),
-                (after.rss as f64 - before.rss as f64) / opened as f64,
-            );
+
+    /// Conns: keep every connection open, idle, for the plan's hold.
+    fn hold(&self) {
+        if self.plan.hold.is_zero() {
+            return;
+        }
+        self.ctl.set_phase(Phase::Holding);
+        let until = Instant::now() + self.plan.hold;
+        while Instant::now() < until {
+            std::thread::sleep(POLL);
+            let open = self.ctl.sum(|l| &l.opened) - self.ctl.sum(|l| &l.closed);
+            self.progress
+                .update("holding", self.elapsed_s(), open, 0.0, 0.0);
         }
     }
-    if let (Some(a), Some(b), true) = (server_measure0, server_measure1, timed) {
-        let cpu = b.cpu_s - a.cpu_s;
-        extra.insert("server_cpu_s".into(), cpu);
-        extra.insert(
-            "server_cpu_share".into(),
-            cpu / plan.duration.as_secs_f64().max(1e-9),
-        );
-        if delivered_measured > 0 {
-            extra.insert(
-                "server_cpu_us_per_delivery".into(),
-                cpu * 1e6 / delivered_measured as f64,
-            );
+
+    /// Publish on schedule through the warm-up and the measured window,
+    /// sampling resources at the window's bounds.
+    fn publish(&self, intervals: Intervals, samples: &mut Samples) -> Timeline {
+        let start_ns = self.ctl.now_ns() + LEAD_NS;
+        self.ctl.start_ns.store(start_ns, Ordering::Release);
+        self.ctl.set_phase(Phase::Running);
+        let server_run_start = self.server();
+        let run_len = self.plan.warmup + self.plan.duration;
+        let run_start = Instant::now() + Duration::from_nanos(LEAD_NS);
+        let mut timeline = Timeline::new(run_start, intervals);
+        let measured_from = run_start + self.plan.warmup;
+        let (mut server_measure0, mut cpu_measure0) = (None, None);
+        while Instant::now() < run_start + run_len {
+            std::thread::sleep(POLL);
+            if cpu_measure0.is_none() && Instant::now() >= measured_from {
+                server_measure0 = self.server();
+                cpu_measure0 = self_cpu();
+            }
+            timeline.poll(&self.ctl, &self.rx, &self.progress, "running");
         }
+        samples.server_measure = (server_measure0.or(server_run_start), self.server());
+        samples.cpu_measure = (cpu_measure0, self_cpu());
+        timeline
     }
-    if let Some(s) = server2 {
-        extra.insert("server_rss_end_bytes".into(), s.rss as f64);
+
+    /// Let deliveries in flight arrive, for at most the grace period.
+    fn drain(&self, timeline: &mut Timeline) {
+        let ctl = &self.ctl;
+        ctl.set_phase(Phase::Draining);
+        let until = Instant::now() + self.plan.grace;
+        loop {
+            std::thread::sleep(POLL);
+            timeline.poll(ctl, &self.rx, &self.progress, "draining");
+            let expected = ctl.sum(|l| &l.expected);
+            let delivered = ctl.sum(|l| &l.delivered);
+            let pending_acks = ctl.sum(|l| &l.published) > ctl.sum(|l| &l.acked);
+            let done =
+                delivered >= expected && !(self.plan.scenario == Scenario::Echo && pending_acks);
+            if done || Instant::now() >= until {
+                break;
+            }
+        }
+        // One more tick so the last counters are in.
+        std::thread::sleep(self.plan.tick * 2 + POLL);
     }
+
+    /// Every shard's final results (those that answer within ten seconds).
+    fn collect(&self) -> Vec<ShardResult> {
+        self.ctl.set_phase(Phase::Collect);
+        let mut finals: Vec<ShardResult> = Vec::new();
+        let wait_until = Instant::now() + Duration::from_secs(10);
+        while finals.len() < self.plan.shards && Instant::now() < wait_until {
+            if let Ok((_, Report::Final(r))) = self.rx.recv_timeout(POLL) {
+                finals.push(*r);
+            }
+        }
+        finals
+    }
+}
+
+/// The shards' results added up.
+struct Merged {
+    counts: Counts,
+    latency: Histogram<u64>,
+    lag: Histogram<u64>,
+    /// Why connections failed, with how many failed so.
+    failures: BTreeMap<String, u64>,
+    delivered_measured: u64,
+    published_measured: u64,
+}
+
+impl Merged {
+    fn of(finals: &[ShardResult], connections: u64) -> Self {
+        let mut m = Merged {
+            counts: Counts::default(),
+            latency: histogram(),
+            lag: histogram(),
+            failures: BTreeMap::new(),
+            delivered_measured: 0,
+            published_measured: 0,
+        };
+        for f in finals {
+            m.counts.add(&f.counts);
+            let _ = m.latency.add(&f.latency);
+            let _ = m.lag.add(&f.send_lag);
+            for (k, v) in &f.failures {
+                *m.failures.entry(k.clone()).or_default() += v;
+            }
+            m.delivered_measured += f.delivered_measured;
+            m.published_measured += f.published_measured;
+        }
+        let c = &mut m.counts;
+        c.connections_target = connections;
+        let unique = c.delivered.saturating_sub(c.duplicated);
+        c.lost = c.expected_deliveries.saturating_sub(unique);
+        m
+    }
+}
+
+/// The report of a finished run: the merged counts, the figures derived
+/// from them and from the resource samples, and what went wrong.
+fn assemble(
+    plan: &Plan,
+    opts: Options,
+    finals: &[ShardResult],
+    timeline: Vec<Sample>,
+    connected: &Connected,
+    samples: &Samples,
+) -> RunReport {
+    let m = Merged::of(finals, plan.connections());
+    let mut extra = client_figures(plan, connected, samples, &m);
+    extra.append(&mut server_figures(plan, connected, samples, &m));
     let mut report = RunReport {
         scenario: plan.scenario.name().into(),
         target: opts.target,
@@ -242,10 +306,10 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             .map_or(0, |d| d.as_secs()),
         duration_s: plan.duration.as_secs_f64(),
         warmup_s: plan.warmup.as_secs_f64(),
-        counts,
-        latency: LatencySummary::from_histogram(&latency),
-        send_lag: LatencySummary::from_histogram(&lag),
-        timeline: timeline.samples,
+        counts: m.counts,
+        latency: LatencySummary::from_histogram(&m.latency),
+        send_lag: LatencySummary::from_histogram(&m.lag),
+        timeline,
         extra,
         problems: Vec::new(),
         notes: Vec::new(),
@@ -269,12 +333,95 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             plan.shards
         ));
     }
-    for (why, n) in failures {
+    for (why, n) in m.failures {
         report
             .problems
             .push(format!("{n} connection(s) failed: {why}"));
     }
-    Ok(report)
+    report
+}
+
+/// The generator's own figures: connecting, throughput over the measured
+/// window, and its CPU time.
+fn client_figures(
+    plan: &Plan,
+    connected: &Connected,
+    s: &Samples,
+    m: &Merged,
+) -> BTreeMap<String, f64> {
+    let measured_s = plan.duration.as_secs_f64().max(1e-9);
+    let mut extra = BTreeMap::new();
+    extra.insert("connect_time_s".into(), connected.secs);
+    extra.insert(
+        "connect_rate_per_s".into(),
+        connected.opened as f64 / connected.secs.max(1e-9),
+    );
+    if plan.scenario != Scenario::Conns {
+        extra.insert(
+            "deliveries_per_s".into(),
+            m.delivered_measured as f64 / measured_s,
+        );
+        extra.insert(
+            "publishes_per_s".into(),
+            m.published_measured as f64 / measured_s,
+        );
+    }
+    if let (Some(a), Some(b)) = (s.cpu_start, s.cpu_end) {
+        extra.insert("client_cpu_total_s".into(), b - a);
+    }
+    let timed = !plan.duration.is_zero();
+    if let ((Some(a), Some(b)), true) = (s.cpu_measure, timed) {
+        // Over the measured window only: how close the generator itself
+        // came to its ceiling (1.0 = one core busy).
+        let cpu = b - a;
+        extra.insert("client_cpu_share".into(), cpu / measured_s);
+        if m.delivered_measured > 0 {
+            extra.insert(
+                "client_cpu_us_per_delivery".into(),
+                cpu * 1e6 / m.delivered_measured as f64,
+            );
+        }
+    }
+    extra
+}
+
+/// The broker's figures (with --server-pid): memory per connection and CPU
+/// time over the measured window.
+fn server_figures(
+    plan: &Plan,
+    connected: &Connected,
+    s: &Samples,
+    m: &Merged,
+) -> BTreeMap<String, f64> {
+    let mut extra = BTreeMap::new();
+    if let (Some(before), Some(after)) = (s.server_start, s.server_connected) {
+        extra.insert("server_rss_bytes".into(), after.rss as f64);
+        if connected.opened > 0 {
+            extra.insert(
+                "server_rss_per_conn_bytes".into(),
+                (after.rss as f64 - before.rss as f64) / connected.opened as f64,
+            );
+        }
+    }
+    let timed = !plan.duration.is_zero();
+    if let ((Some(a), Some(b)), true) = (s.server_measure, timed) {
+        let cpu = b.cpu_s - a.cpu_s;
+        extra.insert("server_cpu_s".into(), cpu);
+        extra.insert(
+            "server_cpu_share".into(),
+            cpu / plan.duration.as_secs_f64().max(1e-9),
+        );
+        if m.delivered_measured > 0 {
+            extra.insert(
+                "server_cpu_us_per_delivery".into(),
+                cpu * 1e6 / m.delivered_measured as f64,
+            );
+        }
+    }
+    if let Some(end) = s.server_end {
+        extra.insert("server_rss_end_bytes".into(), end.rss as f64);
+    }
+    extra
 }
 
 /// Interval histograms received since the last timeline sample.
