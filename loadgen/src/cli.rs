@@ -66,8 +66,15 @@ pub struct Common {
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Exit with status 3 when the run found problems (loss, errors…).
+    /// Exit with status 0 even when the run found problems (loss,
+    /// duplicates, reordering, failed connections, `err` replies): report
+    /// them only. Without it such a run exits with status 3.
     #[arg(long)]
+    pub report_only: bool,
+    /// Accepted for old scripts and ignored: exiting with status 3 on
+    /// problems is the default now (see --report-only).
+    #[arg(long, hide = true, conflicts_with = "report_only")]
+    #[serde(skip)]
     pub strict: bool,
 }
 

@@ -16,7 +16,11 @@ use std::time::Duration;
     long_about = "Load generator for ringfan: an io_uring WebSocket client built on ringfan's own \
 runtime. Latency is measured from each message's intended send time (an open-loop schedule, so a \
 stalled broker cannot hide the messages it delayed) to its receipt; every delivery is checked \
-against the topic's seq (lost, duplicated, out of order)."
+against the topic's seq (lost, duplicated, out of order).",
+    after_long_help = "Exit status: 0 when the run found no problems; 1 when it could not run \
+or could not write its reports; 2 for bad arguments; \
+3 when it found problems (loss, duplicates, reordering, failed connections, `err` replies), \
+unless --report-only."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -186,7 +190,11 @@ fn main() {
             std::process::exit(1);
         }
     }
-    if common.strict && !report.problems.is_empty() {
+    if !report.problems.is_empty() && !common.report_only {
+        eprintln!(
+            "ringfan-loadgen: the run found {} problem(s), listed above; exit status 3 (--report-only to exit 0)",
+            report.problems.len()
+        );
         std::process::exit(3);
     }
 }
