@@ -5,7 +5,8 @@
 use clap::{Args, Parser, Subcommand};
 use loadgen::cli::{self, Load};
 use loadgen::plan::{self, Plan, Publishing, Scenario};
-use loadgen::{feed, report, run};
+use loadgen::report::{self, RunReport};
+use loadgen::{feed, run};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -18,7 +19,8 @@ runtime. Latency is measured from each message's intended send time (an open-loo
 stalled broker cannot hide the messages it delayed) to its receipt; every delivery is checked \
 against the topic's seq (lost, duplicated, out of order).",
     after_long_help = "Exit status: 0 when the run found no problems; 1 when it could not run \
-or could not write its reports; 2 for bad arguments; \
+(e.g. no connection could be established: it stops at once and says why) or could not write its \
+reports; 2 for bad arguments; \
 3 when it found problems (loss, duplicates, reordering, failed connections, `err` replies), \
 unless --report-only."
 )]
@@ -177,17 +179,29 @@ fn main() {
             std::process::exit(1);
         }
     };
-    print!("{}", report::human_table(&report));
+    std::process::exit(emit(&report, &common));
+}
+
+/// Shows and writes the report as asked; the exit status (see --help).
+fn emit(report: &RunReport, common: &cli::Common) -> i32 {
+    if let Some(why) = &report.aborted {
+        eprintln!("ringfan-loadgen: {why}");
+    } else {
+        print!("{}", report::human_table(report));
+    }
     if let Some(path) = &common.json {
-        if let Err(e) = report::write_json(&report, path) {
+        if let Err(e) = report::write_json(report, path) {
             eprintln!("ringfan-loadgen: cannot write {}: {e}", path.display());
-            std::process::exit(1);
+            return 1;
         }
     }
+    if report.aborted.is_some() {
+        return 1;
+    }
     if let Some(path) = &common.plot {
-        if let Err(e) = report::write_svg(&report, path) {
+        if let Err(e) = report::write_svg(report, path) {
             eprintln!("ringfan-loadgen: cannot write {}: {e}", path.display());
-            std::process::exit(1);
+            return 1;
         }
     }
     if !report.problems.is_empty() && !common.report_only {
@@ -195,8 +209,9 @@ fn main() {
             "ringfan-loadgen: the run found {} problem(s), listed above; exit status 3 (--report-only to exit 0)",
             report.problems.len()
         );
-        std::process::exit(3);
+        return 3;
     }
+    0
 }
 
 fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {

@@ -6,7 +6,7 @@ use crate::control::{Control, Live, Phase, Report, ShardResult};
 use crate::driver::{histogram, Driver};
 use crate::plan::{Plan, Scenario};
 use crate::progress::Progress;
-use crate::report::{Counts, LatencySummary, RunReport, Sample};
+use crate::report::{fmt_count, Counts, LatencySummary, RunReport, Sample};
 use hdrhistogram::Histogram;
 use ringfan::runtime::{Config, Server};
 use std::collections::BTreeMap;
@@ -28,6 +28,13 @@ const POLL: Duration = Duration::from_millis(100);
 /// From the decision to start publishing to the first publish, so that
 /// every shard has seen the start time before anything is due.
 const LEAD_NS: u64 = 20_000_000;
+/// Failed connection attempts, with none open, after which a run stops
+/// rather than waits for the rest: when the first attempts all fail,
+/// nothing usable answers at the target (a refused port fails them all at
+/// once). One open connection is enough to carry on, so a huge run in
+/// which a few attempts fail among thousands that open is still run, and
+/// its failures reported.
+const GIVE_UP_AFTER: u64 = 100;
 
 pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let plan = Arc::new(plan);
@@ -52,9 +59,16 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let mut intervals = Intervals::default();
     let connected = co.connect(&mut intervals);
     samples.server_connected = co.server();
-    co.hold();
-    let mut timeline = co.publish(intervals, &mut samples);
-    co.drain(&mut timeline);
+    let timeline = if connected.none() {
+        // Nothing to measure: say why at once rather than run out the
+        // duration with no connection.
+        Vec::new()
+    } else {
+        co.hold();
+        let mut timeline = co.publish(intervals, &mut samples);
+        co.drain(&mut timeline);
+        timeline.samples
+    };
     let finals = co.collect();
     samples.server_end = co.server();
     samples.cpu_end = self_cpu();
@@ -62,12 +76,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     runtime.shutdown();
     runtime.join();
     Ok(assemble(
-        &co.plan,
-        opts,
-        &finals,
-        timeline.samples,
-        &connected,
-        &samples,
+        &co.plan, opts, &finals, timeline, &connected, &samples,
     ))
 }
 
@@ -88,6 +97,22 @@ struct Connected {
     secs: f64,
     /// Connections open (handshake done) by then.
     opened: u64,
+    /// Connections the plan has.
+    total: u64,
+}
+
+impl Connected {
+    /// No connection could be established, so there is nothing to run.
+    fn none(&self) -> bool {
+        self.total > 0 && self.opened == 0
+    }
+}
+
+/// Whether the connect phase can stop waiting because no connection can be
+/// established: none has opened, and the first attempts (all of them, in a
+/// run of fewer than [`GIVE_UP_AFTER`]) failed.
+fn hopeless(opened: u64, failed: u64, total: u64) -> bool {
+    opened == 0 && failed > 0 && failed >= total.min(GIVE_UP_AFTER)
 }
 
 /// The broker's and this process's resources at the points the report
@@ -138,7 +163,8 @@ impl Coordinator {
     }
 
     /// Connect and subscribe: until every connection has opened (and every
-    /// subscriber has its ack) or failed, or the phase times out.
+    /// subscriber has its ack) or failed, or the phase times out, or it is
+    /// clear that no connection can be established.
     fn connect(&self, intervals: &mut Intervals) -> Connected {
         let ctl = &self.ctl;
         let total = self.plan.connections();
@@ -146,8 +172,10 @@ impl Coordinator {
         loop {
             std::thread::sleep(POLL);
             intervals.drain(&self.rx);
-            let opened = ctl.sum(|l| &l.opened);
+            // Failures first: a shard publishes its opened count with them,
+            // so a connection that opened alongside is not missed.
             let failed = ctl.sum(|l| &l.failed);
+            let opened = ctl.sum(|l| &l.opened);
             let subscribed = ctl.sum(|l| &l.subscribed);
             let ready = ctl.sum(|l| &l.ready);
             let closed = ctl.sum(|l| &l.closed);
@@ -156,6 +184,9 @@ impl Coordinator {
                 .update("connecting", self.elapsed_s(), open, 0.0, 0.0);
             let subs_open = opened.saturating_sub(ready);
             if opened + failed >= total && subscribed + closed >= subs_open {
+                break;
+            }
+            if hopeless(opened, failed, total) {
                 break;
             }
             if Instant::now() > deadline {
@@ -167,6 +198,7 @@ impl Coordinator {
         Connected {
             secs: self.elapsed_s(),
             opened: ctl.sum(|l| &l.opened),
+            total,
         }
     }
 
@@ -313,8 +345,12 @@ fn assemble(
         extra,
         problems: Vec::new(),
         notes: Vec::new(),
+        aborted: None,
     };
     report.check();
+    if connected.none() {
+        report.aborted = Some(no_connection(&report.counts, &m.failures, connected));
+    }
     if let Some(share) = report.extra.get("client_cpu_share").copied() {
         let per_core = share / plan.shards.min(cores()) as f64;
         if per_core >= 0.85 {
@@ -339,6 +375,23 @@ fn assemble(
             .push(format!("{n} connection(s) failed: {why}"));
     }
     report
+}
+
+/// Why a run stopped after its connect phase: how many attempts failed,
+/// and the commonest reason.
+fn no_connection(c: &Counts, failures: &BTreeMap<String, u64>, connected: &Connected) -> String {
+    let Some((why, _)) = failures.iter().max_by_key(|(_, n)| **n) else {
+        return format!(
+            "no connection could be established: none of {} opened within the connect phase ({:.1} s)",
+            fmt_count(connected.total),
+            connected.secs
+        );
+    };
+    format!(
+        "no connection could be established ({} of {} attempts failed, none opened): {why}",
+        fmt_count(c.connect_failures),
+        fmt_count(connected.total),
+    )
 }
 
 /// The generator's own figures: connecting, throughput over the measured
@@ -549,4 +602,30 @@ fn self_cpu() -> Option<f64> {
 /// CPUs this process may run on.
 fn cores() -> usize {
     core_affinity::get_core_ids().map_or(1, |c| c.len().max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_gives_up_only_when_nothing_opens() {
+        // Small runs: once every attempt has failed.
+        assert!(!hopeless(0, 4, 5));
+        assert!(hopeless(0, 5, 5));
+        // Large runs: once the first attempts have all failed.
+        assert!(!hopeless(0, GIVE_UP_AFTER - 1, 250_000));
+        assert!(hopeless(0, GIVE_UP_AFTER, 250_000));
+        // One open connection is enough to carry on; no failure, no verdict.
+        assert!(!hopeless(1, 10_000, 250_000));
+        assert!(!hopeless(0, 0, 250_000));
+        let connected = |opened, total| Connected {
+            secs: 1.0,
+            opened,
+            total,
+        };
+        assert!(connected(0, 5).none());
+        assert!(!connected(1, 5).none());
+        assert!(!connected(0, 0).none(), "a plan with no connections");
+    }
 }

@@ -190,6 +190,9 @@ fn connections_that_fail_are_counted_with_the_reason() {
         "{:?}",
         r.problems
     );
+    let why = r.aborted.as_deref().unwrap_or_default();
+    assert!(why.contains("5 of 5 attempts failed"), "{why}");
+    assert!(why.contains("refused"), "{why}");
 
     // A broker that refuses the handshake: the status is the reason.
     let server = ringfan(1);
@@ -213,6 +216,8 @@ fn connections_that_fail_are_counted_with_the_reason() {
         "{:?}",
         r.problems
     );
+    let why = r.aborted.as_deref().unwrap_or_default();
+    assert!(why.contains("HTTP 404"), "{why}");
 }
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 mod fake_broker;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,4 +110,32 @@ fn a_broker_that_loses_nothing_passes_the_run() {
     assert!(stdout.contains("delivered 10"), "{stdout}");
     assert!(stdout.contains("lost 0"), "{stdout}");
     assert!(stdout.contains("problems     none"), "{stdout}");
+}
+
+#[test]
+fn a_refused_port_stops_the_run_at_once() {
+    // A port that was just free: nothing listens there now.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{addr}/ws");
+    // The default run would take 10 s + 2 s warm-up + grace.
+    let (out, took) = run_bounded(
+        &["fanout", "--url", &url, "--quiet"],
+        Duration::from_secs(20),
+    );
+    let stderr = text(&out.stderr);
+    assert!(took < Duration::from_secs(1), "took {took:?}: {stderr}");
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("connect to {addr}: Connection refused")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no connection could be established"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no table for a run that never ran");
 }

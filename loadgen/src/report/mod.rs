@@ -153,6 +153,11 @@ pub struct RunReport {
     /// generator's own core was nearly saturated.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Why the run stopped before publishing, e.g. "no connection could be
+    /// established (…): connect to 127.0.0.1:9: Connection refused (os
+    /// error 111)"; its figures then measure nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
 }
 
 /// Step, in plot x (decades of `1/(1-q)`), between percentile points.

@@ -21,6 +21,9 @@ const LABEL: usize = 13;
 pub fn human_table(r: &RunReport) -> String {
     let mut out = String::new();
     header(&mut out, r);
+    if let Some(why) = &r.aborted {
+        row(&mut out, "aborted", &[("", why.clone())]);
+    }
     count_rows(&mut out, r);
     latency_grid(&mut out, r);
     extra_rows(&mut out, r);
@@ -230,5 +233,15 @@ mod tests {
         }
         let t = human_table(&RunReport::default());
         assert!(t.contains("problems     none"), "{t}");
+        assert!(!t.contains("aborted"), "{t}");
+        let aborted = RunReport {
+            aborted: Some("no connection could be established".into()),
+            ..RunReport::default()
+        };
+        let t = human_table(&aborted);
+        assert!(
+            t.contains("aborted      no connection could be established"),
+            "{t}"
+        );
     }
 }
