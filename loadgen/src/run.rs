@@ -328,7 +328,10 @@ fn assemble(
 ) -> RunReport {
     let m = Merged::of(finals, plan.connections());
     let mut extra = client_figures(plan, connected, samples, &m);
-    extra.append(&mut server_figures(plan, connected, samples, &m));
+    let mut notes = Vec::new();
+    extra.append(&mut server_figures(
+        plan, connected, samples, &m, &mut notes,
+    ));
     let mut report = RunReport {
         scenario: plan.scenario.name().into(),
         target: opts.target,
@@ -344,7 +347,7 @@ fn assemble(
         timeline,
         extra,
         problems: Vec::new(),
-        notes: Vec::new(),
+        notes,
         aborted: None,
     };
     report.check();
@@ -439,21 +442,24 @@ fn client_figures(
 }
 
 /// The broker's figures (with --server-pid): memory per connection and CPU
-/// time over the measured window.
+/// time over the measured window. A figure that cannot be had honestly is
+/// left out, with a note that says why.
 fn server_figures(
     plan: &Plan,
     connected: &Connected,
     s: &Samples,
     m: &Merged,
+    notes: &mut Vec<String>,
 ) -> BTreeMap<String, f64> {
     let mut extra = BTreeMap::new();
     if let (Some(before), Some(after)) = (s.server_start, s.server_connected) {
         extra.insert("server_rss_bytes".into(), after.rss as f64);
-        if connected.opened > 0 {
-            extra.insert(
-                "server_rss_per_conn_bytes".into(),
-                (after.rss as f64 - before.rss as f64) / connected.opened as f64,
-            );
+        match rss_per_conn(before.rss, after.rss, connected.opened) {
+            Some(Ok(per_conn)) => {
+                extra.insert("server_rss_per_conn_bytes".into(), per_conn);
+            }
+            Some(Err(why)) => notes.push(format!("server_rss_per_conn_bytes: n/a: {why}")),
+            None => {}
         }
     }
     let timed = !plan.duration.is_zero();
@@ -475,6 +481,25 @@ fn server_figures(
         extra.insert("server_rss_end_bytes".into(), end.rss as f64);
     }
     extra
+}
+
+/// The broker's memory per connection: how much its RSS grew while the
+/// connections opened, over their number. None without connections; the
+/// reason instead of a figure when the RSS fell (the broker returned more
+/// memory to the system than the connections took, so their share cannot
+/// be told from two samples).
+fn rss_per_conn(before: u64, after: u64, opened: u64) -> Option<Result<f64, String>> {
+    if opened == 0 {
+        return None;
+    }
+    Some(match after.checked_sub(before) {
+        Some(grew) => Ok(grew as f64 / opened as f64),
+        None => Err(format!(
+            "server RSS fell during the connect phase ({} to {} bytes)",
+            fmt_count(before),
+            fmt_count(after)
+        )),
+    })
 }
 
 /// Interval histograms received since the last timeline sample.
@@ -627,5 +652,20 @@ mod tests {
         assert!(connected(0, 5).none());
         assert!(!connected(1, 5).none());
         assert!(!connected(0, 0).none(), "a plan with no connections");
+    }
+
+    #[test]
+    fn memory_per_connection_is_never_negative() {
+        assert_eq!(rss_per_conn(1_000, 3_000, 1_000), Some(Ok(2.0)));
+        assert_eq!(rss_per_conn(1_000, 1_000, 1_000), Some(Ok(0.0)));
+        assert_eq!(rss_per_conn(1_000, 3_000, 0), None);
+        // Once measured as -47,368 bytes a connection.
+        let why = rss_per_conn(60_000_000, 12_632_000, 1_000)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            why,
+            "server RSS fell during the connect phase (60,000,000 to 12,632,000 bytes)"
+        );
     }
 }
