@@ -68,6 +68,11 @@ struct Fanout {
     /// Topic name prefix.
     #[arg(long, default_value = "lg")]
     prefix: String,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    snapshot: bool,
+    #[command(flatten)]
+    timing: cli::Timing,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -104,6 +109,11 @@ struct Feed {
     #[arg(long, default_value = "2s", value_parser = cli::duration)]
     #[serde(serialize_with = "cli::ser_duration")]
     burst_len: Duration,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    snapshot: bool,
+    #[command(flatten)]
+    timing: cli::Timing,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -124,6 +134,8 @@ struct Echo {
     #[arg(long, default_value_t = 1)]
     window: u32,
     #[command(flatten)]
+    timing: cli::Timing,
+    #[command(flatten)]
     common: cli::Common,
 }
 
@@ -142,6 +154,9 @@ struct Conns {
     /// Bytes of the broadcast's data.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    snapshot: bool,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -225,6 +240,9 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 &a.common,
                 Load {
                     scenario: Scenario::Fanout,
+                    timing: a.timing,
+                    hold: Duration::ZERO,
+                    snapshot: a.snapshot,
                     topics,
                     subs_per_topic: spread,
                     publishers: a.publishers,
@@ -246,6 +264,9 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 &a.common,
                 Load {
                     scenario: Scenario::Feed,
+                    timing: a.timing,
+                    hold: Duration::ZERO,
+                    snapshot: a.snapshot,
                     topics,
                     subs_per_topic: spread,
                     publishers: a.publishers.max(1),
@@ -269,6 +290,9 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 &a.common,
                 Load {
                     scenario: Scenario::Echo,
+                    timing: a.timing,
+                    hold: Duration::ZERO,
+                    snapshot: false,
                     topics: Vec::new(),
                     subs_per_topic: Vec::new(),
                     publishers: 0,
@@ -282,10 +306,13 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             (p, a.common)
         }
         Cmd::Conns(a) => {
-            let mut p = cli::plan(
+            let p = cli::plan(
                 &a.common,
                 Load {
                     scenario: Scenario::Conns,
+                    timing: cli::Timing::NONE,
+                    hold: a.hold,
+                    snapshot: a.snapshot,
                     topics: vec![a.topic.clone()],
                     subs_per_topic: vec![a.connections],
                     publishers: 1,
@@ -296,15 +323,83 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                     publishing: Publishing::Once,
                 },
             )?;
-            p.hold = a.hold;
-            p.warmup = Duration::ZERO;
-            p.duration = Duration::ZERO;
-            if a.common.grace.is_none() {
-                p.grace = Duration::from_secs(60);
-            }
-            // Holding idle connections needs no fine-grained schedule.
-            p.tick = Duration::from_millis(5);
             (p, a.common)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ringfan-loadgen").chain(args.iter().copied()))
+    }
+
+    fn plan_of(args: &[&str]) -> Plan {
+        build(parse(args).expect("parses").scenario)
+            .expect("builds")
+            .0
+    }
+
+    #[test]
+    fn each_scenario_takes_only_its_flags() {
+        // conns has no measured window; echo subscribes to nothing.
+        for bad in [
+            &["conns", "--duration", "5s"][..],
+            &["conns", "--warmup", "1s"],
+            &["echo", "--snapshot"],
+        ] {
+            let e = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");
+        }
+        for good in [
+            &["fanout", "--duration", "1s", "--warmup", "0s", "--snapshot"][..],
+            &["feed", "--duration", "1s", "--snapshot"],
+            &["echo", "--duration", "1s", "--warmup", "0s"],
+            &[
+                "conns",
+                "--hold",
+                "1s",
+                "--snapshot",
+                "--grace",
+                "1s",
+                "--tick",
+                "1ms",
+            ],
+        ] {
+            assert!(parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn strict_is_a_no_op_and_report_only_is_not() {
+        assert!(parse(&["fanout", "--strict"]).is_ok());
+        assert!(parse(&["fanout", "--report-only"]).is_ok());
+        assert!(parse(&["fanout", "--strict", "--report-only"]).is_err());
+    }
+
+    #[test]
+    fn conns_defaults_and_overrides() {
+        let p = plan_of(&["conns", "--hold", "2s"]);
+        assert_eq!((p.duration, p.warmup), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(p.hold, Duration::from_secs(2));
+        assert_eq!(p.grace, Duration::from_secs(60));
+        assert_eq!(p.tick, Duration::from_millis(5));
+        let p = plan_of(&["conns", "--grace", "3s", "--tick", "1ms", "--snapshot"]);
+        assert_eq!(
+            (p.grace, p.tick, p.snapshot),
+            (Duration::from_secs(3), Duration::from_millis(1), true)
+        );
+        let p = plan_of(&["fanout", "--duration", "3s", "--warmup", "1s"]);
+        assert_eq!(
+            (p.duration, p.warmup),
+            (Duration::from_secs(3), Duration::from_secs(1))
+        );
+        assert_eq!(
+            (p.grace, p.tick, p.snapshot),
+            (Duration::from_secs(5), Duration::from_micros(100), false)
+        );
+        assert!(!plan_of(&["echo"]).snapshot);
+    }
 }

@@ -343,7 +343,11 @@ fn assemble(
         warmup_s: plan.warmup.as_secs_f64(),
         counts: m.counts,
         latency: LatencySummary::from_histogram(&m.latency),
-        send_lag: LatencySummary::from_histogram(&m.lag),
+        send_lag: if plan.open_loop() {
+            LatencySummary::from_histogram(&m.lag)
+        } else {
+            LatencySummary::default()
+        },
         timeline,
         extra,
         problems: Vec::new(),

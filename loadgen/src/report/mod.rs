@@ -141,6 +141,8 @@ pub struct RunReport {
     /// The generator's own lateness: actual send time minus intended
     /// (open-loop schedule). A large send lag means the generator, not the
     /// broker, was the bottleneck, and `latency` understates the truth.
+    /// Empty (count 0) where nothing is sent on a schedule: closed loop,
+    /// conns' one broadcast.
     pub send_lag: LatencySummary,
     pub timeline: Vec<Sample>,
     /// Scenario-specific figures, e.g. `connect_rate_per_s`,

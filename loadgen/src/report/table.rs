@@ -5,6 +5,7 @@
 
 use super::fmt::fmt_extra;
 use super::{fmt_count, fmt_rate, fmt_us, LatencySummary, RunReport};
+use crate::plan::Scenario;
 use std::fmt::Write as _;
 
 /// Width of the row labels in [`human_table`].
@@ -36,13 +37,13 @@ pub fn human_table(r: &RunReport) -> String {
     out
 }
 
-/// `fanout  ws://…  10.0 s measured (+2.0 s warm-up)`.
+/// `fanout  ws://…  10.0 s measured (+2.0 s warm-up)`; a run without a
+/// measured window (conns) says nothing about one.
 fn header(out: &mut String, r: &RunReport) {
-    let _ = write!(
-        out,
-        "{}  {}  {:.1} s measured",
-        r.scenario, r.target, r.duration_s
-    );
+    let _ = write!(out, "{}  {}", r.scenario, r.target);
+    if r.duration_s > 0.0 {
+        let _ = write!(out, "  {:.1} s measured", r.duration_s);
+    }
     if r.warmup_s > 0.0 {
         let _ = write!(out, " (+{:.1} s warm-up)", r.warmup_s);
     }
@@ -64,6 +65,15 @@ fn row(out: &mut String, label: &str, cells: &[(&str, String)]) {
     out.push('\n');
 }
 
+/// The cells of a row whose flag says they apply.
+fn applicable(cells: Vec<(&'static str, String, bool)>) -> Vec<(&'static str, String)> {
+    cells
+        .into_iter()
+        .filter(|cell| cell.2)
+        .map(|(name, value, _)| (name, value))
+        .collect()
+}
+
 /// `- item` lines, the label on the first.
 fn bullets(out: &mut String, label: &str, items: &[String]) {
     let mut label = label;
@@ -73,9 +83,14 @@ fn bullets(out: &mut String, label: &str, items: &[String]) {
     }
 }
 
-/// Parameters, connections, publishes, deliveries, anomalies and closes.
+/// Parameters, connections, publishes, deliveries, anomalies and closes,
+/// each with the cells that apply to the scenario: echo subscribes to
+/// nothing and has no seqs (so no duplicates or gaps to find), and a run
+/// without a measured window (conns) has no rates.
 fn count_rows(out: &mut String, r: &RunReport) {
     let c = &r.counts;
+    let echo = r.scenario == Scenario::Echo.name();
+    let timed = r.duration_s > 0.0;
     // Rates over the measured window (the counts include the warm-up):
     // the run's own figure when it gave one, else count / duration.
     let per_s = |n: u64, key: &str| match r.extra.get(key) {
@@ -93,44 +108,32 @@ fn count_rows(out: &mut String, r: &RunReport) {
         fmt_count(c.connections_opened),
         fmt_count(c.connections_target)
     );
-    row(
-        out,
-        "connections",
-        &[
-            ("opened", opened),
-            ("failed", fmt_count(c.connect_failures)),
-            ("subscribed", fmt_count(c.subscribed)),
-        ],
-    );
-    row(
-        out,
-        "published",
-        &[
-            ("", fmt_count(c.published)),
-            ("acked", fmt_count(c.acked)),
-            ("", per_s(c.published, "publishes_per_s")),
-        ],
-    );
-    row(
-        out,
-        "deliveries",
-        &[
-            ("expected", fmt_count(c.expected_deliveries)),
-            ("delivered", fmt_count(c.delivered)),
-            ("", per_s(c.delivered, "deliveries_per_s")),
-        ],
-    );
-    row(
-        out,
-        "anomalies",
-        &[
-            ("lost", fmt_count(c.lost)),
-            ("dup", fmt_count(c.duplicated)),
-            ("out-of-order", fmt_count(c.out_of_order)),
-            ("gaps", fmt_count(c.gaps)),
-            ("errors", fmt_count(c.errors)),
-        ],
-    );
+    let connections = applicable(vec![
+        ("opened", opened, true),
+        ("failed", fmt_count(c.connect_failures), true),
+        ("subscribed", fmt_count(c.subscribed), !echo),
+    ]);
+    row(out, "connections", &connections);
+    let published = applicable(vec![
+        ("", fmt_count(c.published), true),
+        ("acked", fmt_count(c.acked), true),
+        ("", per_s(c.published, "publishes_per_s"), timed),
+    ]);
+    row(out, "published", &published);
+    let deliveries = applicable(vec![
+        ("expected", fmt_count(c.expected_deliveries), true),
+        ("delivered", fmt_count(c.delivered), true),
+        ("", per_s(c.delivered, "deliveries_per_s"), timed),
+    ]);
+    row(out, "deliveries", &deliveries);
+    let anomalies = applicable(vec![
+        ("lost", fmt_count(c.lost), true),
+        ("dup", fmt_count(c.duplicated), !echo),
+        ("out-of-order", fmt_count(c.out_of_order), true),
+        ("gaps", fmt_count(c.gaps), !echo),
+        ("errors", fmt_count(c.errors), true),
+    ]);
+    row(out, "anomalies", &anomalies);
     let closes: Vec<(&str, String)> = c
         .closes
         .iter()
@@ -143,7 +146,8 @@ fn count_rows(out: &mut String, r: &RunReport) {
     }
 }
 
-/// Latency: a small grid, one row per distribution, right-aligned cells.
+/// Latency: a small grid, one row per distribution, right-aligned cells;
+/// no send-lag row where nothing was sent on a schedule.
 fn latency_grid(out: &mut String, r: &RunReport) {
     let heads = [
         "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "samples",
@@ -162,10 +166,10 @@ fn latency_grid(out: &mut String, r: &RunReport) {
         .chain(std::iter::once(fmt_count(l.count)))
         .collect()
     };
-    let grid = [
-        ("latency", cells(&r.latency)),
-        ("send lag", cells(&r.send_lag)),
-    ];
+    let mut grid = vec![("latency", cells(&r.latency))];
+    if r.send_lag.count > 0 {
+        grid.push(("send lag", cells(&r.send_lag)));
+    }
     let widths: Vec<usize> = heads
         .iter()
         .enumerate()
@@ -243,5 +247,36 @@ mod tests {
             t.contains("aborted      no connection could be established"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn rows_that_do_not_apply_are_left_out() {
+        // conns: no measured window, one broadcast sent when it could.
+        let mut r = sample_report();
+        r.scenario = "conns".into();
+        r.duration_s = 0.0;
+        r.warmup_s = 0.0;
+        r.extra.clear();
+        r.send_lag = LatencySummary::default();
+        let t = human_table(&r);
+        for absent in ["measured", "/s", "send lag"] {
+            assert!(!t.contains(absent), "{absent:?} in\n{t}");
+        }
+        assert!(t.starts_with("conns  ws://127.0.0.1:9000/\n"), "{t}");
+        assert!(
+            t.contains("subscribed 1,000") && t.contains("gaps 0"),
+            "{t}"
+        );
+
+        // echo: no subscriptions, no seqs.
+        let mut r = sample_report();
+        r.scenario = "echo".into();
+        let t = human_table(&r);
+        for absent in ["subscribed", "dup", "gaps"] {
+            assert!(!t.contains(absent), "{absent:?} in\n{t}");
+        }
+        for present in ["lost 12", "out-of-order 0", "errors 0", "send lag"] {
+            assert!(t.contains(present), "no {present:?} in\n{t}");
+        }
     }
 }
