@@ -165,6 +165,28 @@ pub struct Load {
     pub publishing: Publishing,
 }
 
+impl Load {
+    /// A load of `scenario` with nothing in it yet (no topics or
+    /// connections, closed loop, one in flight, empty payloads, no hold or
+    /// snapshot), for a scenario to fill in what it has.
+    pub fn of(scenario: Scenario, timing: Timing) -> Self {
+        Load {
+            scenario,
+            timing,
+            hold: Duration::ZERO,
+            snapshot: false,
+            topics: Vec::new(),
+            subs_per_topic: Vec::new(),
+            publishers: 0,
+            echoers: 0,
+            rate: 0.0,
+            window: 1,
+            payload: 0,
+            publishing: Publishing::Uniform,
+        }
+    }
+}
+
 pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
     let Load {
         scenario,

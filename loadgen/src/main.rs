@@ -236,47 +236,33 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 .map(|i| format!("{}.{i}", a.prefix))
                 .collect();
             let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
-            let p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Fanout,
-                    timing: a.timing,
-                    hold: Duration::ZERO,
-                    snapshot: a.snapshot,
-                    topics,
-                    subs_per_topic: spread,
-                    publishers: a.publishers,
-                    echoers: 0,
-                    rate: a.rate,
-                    window: a.window,
-                    payload: a.payload,
-                    publishing: Publishing::Uniform,
-                },
-            )?;
-            (p, a.common)
+            let load = Load {
+                snapshot: a.snapshot,
+                topics,
+                subs_per_topic: spread,
+                publishers: a.publishers,
+                rate: a.rate,
+                window: a.window,
+                payload: a.payload,
+                ..Load::of(Scenario::Fanout, a.timing)
+            };
+            (cli::plan(&a.common, load)?, a.common)
         }
         Cmd::Feed(a) => {
             let topics = feed::topics(a.symbols.max(1), a.venues.max(1));
             let z = loadgen::zipf::Zipf::new(topics.len(), a.zipf)?;
             let weights: Vec<f64> = (0..topics.len()).map(|i| z.weight(i)).collect();
             let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
-            let mut p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Feed,
-                    timing: a.timing,
-                    hold: Duration::ZERO,
-                    snapshot: a.snapshot,
-                    topics,
-                    subs_per_topic: spread,
-                    publishers: a.publishers.max(1),
-                    echoers: 0,
-                    rate: a.rate,
-                    window: 1,
-                    payload: 0,
-                    publishing: Publishing::Owned(weights),
-                },
-            )?;
+            let load = Load {
+                snapshot: a.snapshot,
+                topics,
+                subs_per_topic: spread,
+                publishers: a.publishers.max(1),
+                rate: a.rate,
+                publishing: Publishing::Owned(weights),
+                ..Load::of(Scenario::Feed, a.timing)
+            };
+            let mut p = cli::plan(&a.common, load)?;
             if a.rate <= 0.0 {
                 return Err("feed needs --rate > 0 (updates per second)".into());
             }
@@ -286,44 +272,27 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             (p, a.common)
         }
         Cmd::Echo(a) => {
-            let p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Echo,
-                    timing: a.timing,
-                    hold: Duration::ZERO,
-                    snapshot: false,
-                    topics: Vec::new(),
-                    subs_per_topic: Vec::new(),
-                    publishers: 0,
-                    echoers: a.connections,
-                    rate: a.rate,
-                    window: a.window,
-                    payload: a.payload,
-                    publishing: Publishing::Uniform,
-                },
-            )?;
-            (p, a.common)
+            let load = Load {
+                echoers: a.connections,
+                rate: a.rate,
+                window: a.window,
+                payload: a.payload,
+                ..Load::of(Scenario::Echo, a.timing)
+            };
+            (cli::plan(&a.common, load)?, a.common)
         }
         Cmd::Conns(a) => {
-            let p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Conns,
-                    timing: cli::Timing::NONE,
-                    hold: a.hold,
-                    snapshot: a.snapshot,
-                    topics: vec![a.topic.clone()],
-                    subs_per_topic: vec![a.connections],
-                    publishers: 1,
-                    echoers: 0,
-                    rate: 0.0,
-                    window: 1,
-                    payload: a.payload,
-                    publishing: Publishing::Once,
-                },
-            )?;
-            (p, a.common)
+            let load = Load {
+                hold: a.hold,
+                snapshot: a.snapshot,
+                topics: vec![a.topic.clone()],
+                subs_per_topic: vec![a.connections],
+                publishers: 1,
+                payload: a.payload,
+                publishing: Publishing::Once,
+                ..Load::of(Scenario::Conns, cli::Timing::NONE)
+            };
+            (cli::plan(&a.common, load)?, a.common)
         }
     })
 }

@@ -62,6 +62,18 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Asserts the exit status; the table (stdout).
+fn exited(out: &Output, code: i32) -> String {
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    stdout
+}
+
 /// Publish 3 (seq 3) is never delivered.
 fn loses_seq_3(n: usize) -> Vec<u64> {
     if n == 2 {
@@ -87,26 +99,14 @@ fn a_broker_that_loses_a_message_fails_the_run() {
 #[test]
 fn report_only_reports_the_loss_and_exits_zero() {
     let out = fanout(fake_broker::start(loses_seq_3), &["--report-only"]);
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = exited(&out, 0);
     assert!(stdout.contains("broker dropped 1 of 10"), "{stdout}");
 }
 
 #[test]
 fn a_broker_that_loses_nothing_passes_the_run() {
     let out = fanout(fake_broker::start(|n| vec![n as u64 + 1]), &[]);
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    let stdout = exited(&out, 0);
     assert!(stdout.contains("delivered 10"), "{stdout}");
     assert!(stdout.contains("lost 0"), "{stdout}");
     assert!(stdout.contains("problems     none"), "{stdout}");
