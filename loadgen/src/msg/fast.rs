@@ -24,7 +24,7 @@ pub fn stamp(data: &[u8]) -> Option<u64> {
 /// the send time at the front of its data, plus the data's length. For the
 /// broker's exact framing (`{"op":"msg","topic":"…","seq":N,` then
 /// optionally `"snapshot":true,`, then `"data":…}`); None for anything
-/// else, which then goes through [`parse`].
+/// else, which then goes through [`parse`](super::parse).
 ///
 /// This is the receive hot path at millions of messages a second, so it
 /// does not re-validate the data as JSON (the frame layer validated it as

@@ -22,7 +22,7 @@ const PAD: [u8; 256] = {
 
 /// Appends the JSON object `{"t":t_ns,"p":"abc…"}` of exactly `size` bytes,
 /// or the minimal object `{"t":t_ns}` when `size` is below
-/// [`payload_min_len`]. [`stamp`] reads `t_ns` back.
+/// [`payload_min_len`]. [`stamp`](super::stamp) reads `t_ns` back.
 pub fn write_payload(buf: &mut Vec<u8>, t_ns: u64, size: usize) {
     let mut num = itoa::Buffer::new();
     let t = num.format(t_ns).as_bytes();
