@@ -33,7 +33,7 @@ run() { # broker name scenario args...
     if [[ -n "${ONLY:-}" && "$ONLY" != "$name" ]]; then return 0; fi
     echo "== $broker $name: $*"
     taskset -c "$CLIENT_CPU" "$LG" "$@" --url "ws://127.0.0.1:$PORT/ws" \
-        --server-pid "$SERVER_PID" --quiet \
+        --server-pid "$SERVER_PID" --quiet --report-only \
         --json "$OUT/$broker-$name.json" --plot "$OUT/$broker-$name.svg" |
         sed -n '/deliveries\|latency\|problems\|per_s\|per_delivery\|cpu_share\|per_conn/p'
 }

@@ -24,14 +24,6 @@ pub struct Common {
     /// count when the target is loopback, none otherwise.
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
-    /// Measured time, after the warm-up (e.g. 10s, 500ms, 2m).
-    #[arg(long, default_value = "10s", value_parser = duration)]
-    #[serde(serialize_with = "ser_duration")]
-    pub duration: Duration,
-    /// Publishing before measuring starts (counted, not timed).
-    #[arg(long, default_value = "2s", value_parser = duration)]
-    #[serde(serialize_with = "ser_duration")]
-    pub warmup: Duration,
     /// After publishing stops, how long to wait for deliveries in flight
     /// before the missing ones count as lost [default: 5s; conns: 60s].
     #[arg(long, value_parser = duration)]
@@ -46,13 +38,10 @@ pub struct Common {
     pub connect_timeout: Duration,
     /// How often each shard checks its send schedule. Latency counts from
     /// the intended time, so a coarse tick shows up in the figures (and in
-    /// the send lag), never hides.
-    #[arg(long, default_value = "100us", value_parser = duration)]
-    #[serde(serialize_with = "ser_duration")]
-    pub tick: Duration,
-    /// Subscribe with `snapshot: true`.
-    #[arg(long)]
-    pub snapshot: bool,
+    /// the send lag), never hides [default: 100us; conns: 5ms].
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub tick: Option<Duration>,
     /// The broker's PID: report its resident memory per connection and its
     /// CPU time per delivery (from /proc).
     #[arg(long)]
@@ -66,9 +55,38 @@ pub struct Common {
     /// No live progress line.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Exit with status 3 when the run found problems (loss, errors…).
+    /// Exit with status 0 even when the run found problems (loss,
+    /// duplicates, reordering, failed connections, `err` replies): report
+    /// them only. Without it such a run exits with status 3.
     #[arg(long)]
+    pub report_only: bool,
+    /// Accepted for old scripts and ignored: exiting with status 3 on
+    /// problems is the default now (see --report-only).
+    #[arg(long, hide = true, conflicts_with = "report_only")]
+    #[serde(skip)]
     pub strict: bool,
+}
+
+/// The measured window, for the scenarios that publish on a schedule
+/// (`conns` broadcasts once instead).
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct Timing {
+    /// Measured time, after the warm-up (e.g. 10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub duration: Duration,
+    /// Publishing before measuring starts (counted, not timed).
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub warmup: Duration,
+}
+
+impl Timing {
+    /// No measured window: `conns`.
+    pub const NONE: Timing = Timing {
+        duration: Duration::ZERO,
+        warmup: Duration::ZERO,
+    };
 }
 
 /// Durations read back as they were given (`2.5s`), not as serde's
@@ -132,6 +150,11 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
 /// layout (shards, source addresses).
 pub struct Load {
     pub scenario: Scenario,
+    pub timing: Timing,
+    /// Conns: how long to hold every connection before the broadcast.
+    pub hold: Duration,
+    /// Subscribe with `snapshot: true`.
+    pub snapshot: bool,
     pub topics: Vec<String>,
     pub subs_per_topic: Vec<u64>,
     pub publishers: u64,
@@ -142,9 +165,34 @@ pub struct Load {
     pub publishing: Publishing,
 }
 
+impl Load {
+    /// A load of `scenario` with nothing in it yet (no topics or
+    /// connections, closed loop, one in flight, empty payloads, no hold or
+    /// snapshot), for a scenario to fill in what it has.
+    pub fn of(scenario: Scenario, timing: Timing) -> Self {
+        Load {
+            scenario,
+            timing,
+            hold: Duration::ZERO,
+            snapshot: false,
+            topics: Vec::new(),
+            subs_per_topic: Vec::new(),
+            publishers: 0,
+            echoers: 0,
+            rate: 0.0,
+            window: 1,
+            payload: 0,
+            publishing: Publishing::Uniform,
+        }
+    }
+}
+
 pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
     let Load {
         scenario,
+        timing,
+        hold,
+        snapshot,
         topics,
         subs_per_topic,
         publishers,
@@ -196,16 +244,19 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         payload,
         publishing,
         burst: None,
-        warmup: c.warmup,
-        duration: c.duration,
-        grace: c.grace.unwrap_or(Duration::from_secs(5)),
-        hold: Duration::ZERO,
+        warmup: timing.warmup,
+        duration: timing.duration,
+        grace: c.grace.unwrap_or(scenario.default_grace()),
+        hold,
         sources,
         shards,
         connect_window: c.connect_window.max(1),
         connect_timeout: c.connect_timeout,
-        tick: c.tick.max(Duration::from_micros(10)),
-        snapshot: c.snapshot,
+        tick: c
+            .tick
+            .unwrap_or(scenario.default_tick())
+            .max(Duration::from_micros(10)),
+        snapshot,
         prefix: Vec::new(),
     };
     p.seal();

@@ -5,7 +5,8 @@
 use clap::{Args, Parser, Subcommand};
 use loadgen::cli::{self, Load};
 use loadgen::plan::{self, Plan, Publishing, Scenario};
-use loadgen::{feed, report, run};
+use loadgen::report::{self, RunReport};
+use loadgen::{feed, run};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -16,7 +17,12 @@ use std::time::Duration;
     long_about = "Load generator for ringfan: an io_uring WebSocket client built on ringfan's own \
 runtime. Latency is measured from each message's intended send time (an open-loop schedule, so a \
 stalled broker cannot hide the messages it delayed) to its receipt; every delivery is checked \
-against the topic's seq (lost, duplicated, out of order)."
+against the topic's seq (lost, duplicated, out of order).",
+    after_long_help = "Exit status: 0 when the run found no problems; 1 when it could not run \
+(e.g. no connection could be established: it stops at once and says why) or could not write its \
+reports; 2 for bad arguments; \
+3 when it found problems (loss, duplicates, reordering, failed connections, `err` replies), \
+unless --report-only."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -62,6 +68,11 @@ struct Fanout {
     /// Topic name prefix.
     #[arg(long, default_value = "lg")]
     prefix: String,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    snapshot: bool,
+    #[command(flatten)]
+    timing: cli::Timing,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -98,6 +109,11 @@ struct Feed {
     #[arg(long, default_value = "2s", value_parser = cli::duration)]
     #[serde(serialize_with = "cli::ser_duration")]
     burst_len: Duration,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    snapshot: bool,
+    #[command(flatten)]
+    timing: cli::Timing,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -118,6 +134,8 @@ struct Echo {
     #[arg(long, default_value_t = 1)]
     window: u32,
     #[command(flatten)]
+    timing: cli::Timing,
+    #[command(flatten)]
     common: cli::Common,
 }
 
@@ -136,6 +154,9 @@ struct Conns {
     /// Bytes of the broadcast's data.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// Subscribe with `snapshot: true`.
+    #[arg(long)]
+    snapshot: bool,
     #[command(flatten)]
     common: cli::Common,
 }
@@ -173,22 +194,39 @@ fn main() {
             std::process::exit(1);
         }
     };
-    print!("{}", report::human_table(&report));
+    std::process::exit(emit(&report, &common));
+}
+
+/// Shows and writes the report as asked; the exit status (see --help).
+fn emit(report: &RunReport, common: &cli::Common) -> i32 {
+    if let Some(why) = &report.aborted {
+        eprintln!("ringfan-loadgen: {why}");
+    } else {
+        print!("{}", report::human_table(report));
+    }
     if let Some(path) = &common.json {
-        if let Err(e) = report::write_json(&report, path) {
+        if let Err(e) = report::write_json(report, path) {
             eprintln!("ringfan-loadgen: cannot write {}: {e}", path.display());
-            std::process::exit(1);
+            return 1;
         }
+    }
+    if report.aborted.is_some() {
+        return 1;
     }
     if let Some(path) = &common.plot {
-        if let Err(e) = report::write_svg(&report, path) {
+        if let Err(e) = report::write_svg(report, path) {
             eprintln!("ringfan-loadgen: cannot write {}: {e}", path.display());
-            std::process::exit(1);
+            return 1;
         }
     }
-    if common.strict && !report.problems.is_empty() {
-        std::process::exit(3);
+    if !report.problems.is_empty() && !common.report_only {
+        eprintln!(
+            "ringfan-loadgen: the run found {} problem(s), listed above; exit status 3 (--report-only to exit 0)",
+            report.problems.len()
+        );
+        return 3;
     }
+    0
 }
 
 fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
@@ -198,41 +236,33 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 .map(|i| format!("{}.{i}", a.prefix))
                 .collect();
             let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
-            let p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Fanout,
-                    topics,
-                    subs_per_topic: spread,
-                    publishers: a.publishers,
-                    echoers: 0,
-                    rate: a.rate,
-                    window: a.window,
-                    payload: a.payload,
-                    publishing: Publishing::Uniform,
-                },
-            )?;
-            (p, a.common)
+            let load = Load {
+                snapshot: a.snapshot,
+                topics,
+                subs_per_topic: spread,
+                publishers: a.publishers,
+                rate: a.rate,
+                window: a.window,
+                payload: a.payload,
+                ..Load::of(Scenario::Fanout, a.timing)
+            };
+            (cli::plan(&a.common, load)?, a.common)
         }
         Cmd::Feed(a) => {
             let topics = feed::topics(a.symbols.max(1), a.venues.max(1));
             let z = loadgen::zipf::Zipf::new(topics.len(), a.zipf)?;
             let weights: Vec<f64> = (0..topics.len()).map(|i| z.weight(i)).collect();
             let spread = plan::spread(a.subscribers, topics.len(), a.zipf)?;
-            let mut p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Feed,
-                    topics,
-                    subs_per_topic: spread,
-                    publishers: a.publishers.max(1),
-                    echoers: 0,
-                    rate: a.rate,
-                    window: 1,
-                    payload: 0,
-                    publishing: Publishing::Owned(weights),
-                },
-            )?;
+            let load = Load {
+                snapshot: a.snapshot,
+                topics,
+                subs_per_topic: spread,
+                publishers: a.publishers.max(1),
+                rate: a.rate,
+                publishing: Publishing::Owned(weights),
+                ..Load::of(Scenario::Feed, a.timing)
+            };
+            let mut p = cli::plan(&a.common, load)?;
             if a.rate <= 0.0 {
                 return Err("feed needs --rate > 0 (updates per second)".into());
             }
@@ -242,46 +272,103 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             (p, a.common)
         }
         Cmd::Echo(a) => {
-            let p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Echo,
-                    topics: Vec::new(),
-                    subs_per_topic: Vec::new(),
-                    publishers: 0,
-                    echoers: a.connections,
-                    rate: a.rate,
-                    window: a.window,
-                    payload: a.payload,
-                    publishing: Publishing::Uniform,
-                },
-            )?;
-            (p, a.common)
+            let load = Load {
+                echoers: a.connections,
+                rate: a.rate,
+                window: a.window,
+                payload: a.payload,
+                ..Load::of(Scenario::Echo, a.timing)
+            };
+            (cli::plan(&a.common, load)?, a.common)
         }
         Cmd::Conns(a) => {
-            let mut p = cli::plan(
-                &a.common,
-                Load {
-                    scenario: Scenario::Conns,
-                    topics: vec![a.topic.clone()],
-                    subs_per_topic: vec![a.connections],
-                    publishers: 1,
-                    echoers: 0,
-                    rate: 0.0,
-                    window: 1,
-                    payload: a.payload,
-                    publishing: Publishing::Once,
-                },
-            )?;
-            p.hold = a.hold;
-            p.warmup = Duration::ZERO;
-            p.duration = Duration::ZERO;
-            if a.common.grace.is_none() {
-                p.grace = Duration::from_secs(60);
-            }
-            // Holding idle connections needs no fine-grained schedule.
-            p.tick = Duration::from_millis(5);
-            (p, a.common)
+            let load = Load {
+                hold: a.hold,
+                snapshot: a.snapshot,
+                topics: vec![a.topic.clone()],
+                subs_per_topic: vec![a.connections],
+                publishers: 1,
+                payload: a.payload,
+                publishing: Publishing::Once,
+                ..Load::of(Scenario::Conns, cli::Timing::NONE)
+            };
+            (cli::plan(&a.common, load)?, a.common)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ringfan-loadgen").chain(args.iter().copied()))
+    }
+
+    fn plan_of(args: &[&str]) -> Plan {
+        build(parse(args).expect("parses").scenario)
+            .expect("builds")
+            .0
+    }
+
+    #[test]
+    fn each_scenario_takes_only_its_flags() {
+        // conns has no measured window; echo subscribes to nothing.
+        for bad in [
+            &["conns", "--duration", "5s"][..],
+            &["conns", "--warmup", "1s"],
+            &["echo", "--snapshot"],
+        ] {
+            let e = parse(bad).err().unwrap_or_else(|| panic!("{bad:?} parsed"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{bad:?}");
+        }
+        for good in [
+            &["fanout", "--duration", "1s", "--warmup", "0s", "--snapshot"][..],
+            &["feed", "--duration", "1s", "--snapshot"],
+            &["echo", "--duration", "1s", "--warmup", "0s"],
+            &[
+                "conns",
+                "--hold",
+                "1s",
+                "--snapshot",
+                "--grace",
+                "1s",
+                "--tick",
+                "1ms",
+            ],
+        ] {
+            assert!(parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn strict_is_a_no_op_and_report_only_is_not() {
+        assert!(parse(&["fanout", "--strict"]).is_ok());
+        assert!(parse(&["fanout", "--report-only"]).is_ok());
+        assert!(parse(&["fanout", "--strict", "--report-only"]).is_err());
+    }
+
+    #[test]
+    fn conns_defaults_and_overrides() {
+        let p = plan_of(&["conns", "--hold", "2s"]);
+        assert_eq!((p.duration, p.warmup), (Duration::ZERO, Duration::ZERO));
+        assert_eq!(p.hold, Duration::from_secs(2));
+        assert_eq!(p.grace, Duration::from_secs(60));
+        assert_eq!(p.tick, Duration::from_millis(5));
+        let p = plan_of(&["conns", "--grace", "3s", "--tick", "1ms", "--snapshot"]);
+        assert_eq!(
+            (p.grace, p.tick, p.snapshot),
+            (Duration::from_secs(3), Duration::from_millis(1), true)
+        );
+        let p = plan_of(&["fanout", "--duration", "3s", "--warmup", "1s"]);
+        assert_eq!(
+            (p.duration, p.warmup),
+            (Duration::from_secs(3), Duration::from_secs(1))
+        );
+        assert_eq!(
+            (p.grace, p.tick, p.snapshot),
+            (Duration::from_secs(5), Duration::from_micros(100), false)
+        );
+        assert!(!plan_of(&["echo"]).snapshot);
+    }
 }

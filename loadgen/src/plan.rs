@@ -25,6 +25,25 @@ impl Scenario {
             Self::Conns => "conns",
         }
     }
+
+    /// How long to wait for deliveries in flight once publishing stops,
+    /// unless --grace says: conns' one broadcast to every connection can
+    /// take long to reach them all.
+    pub fn default_grace(self) -> Duration {
+        match self {
+            Self::Conns => Duration::from_secs(60),
+            _ => Duration::from_secs(5),
+        }
+    }
+
+    /// How often a shard checks its send schedule, unless --tick says:
+    /// holding idle connections (conns) needs no fine-grained schedule.
+    pub fn default_tick(self) -> Duration {
+        match self {
+            Self::Conns => Duration::from_millis(5),
+            _ => Duration::from_micros(100),
+        }
+    }
 }
 
 /// What one connection does.
@@ -160,6 +179,13 @@ impl Plan {
             }
             _ => x,
         }
+    }
+
+    /// Whether messages go out on a schedule (a rate), so that how late
+    /// the generator sent them (the send lag) means something. Closed loop
+    /// and conns' one broadcast send when they can: on time by definition.
+    pub fn open_loop(&self) -> bool {
+        self.rate > 0.0
     }
 
     /// Messages per second for one publisher or echo connection.

@@ -6,7 +6,7 @@ use crate::control::{Control, Live, Phase, Report, ShardResult};
 use crate::driver::{histogram, Driver};
 use crate::plan::{Plan, Scenario};
 use crate::progress::Progress;
-use crate::report::{Counts, LatencySummary, RunReport, Sample};
+use crate::report::{fmt_count, Counts, LatencySummary, RunReport, Sample};
 use hdrhistogram::Histogram;
 use ringfan::runtime::{Config, Server};
 use std::collections::BTreeMap;
@@ -25,214 +25,316 @@ pub struct Options {
 
 /// Sampling period of the coordinator (progress line, phase changes).
 const POLL: Duration = Duration::from_millis(100);
+/// From the decision to start publishing to the first publish, so that
+/// every shard has seen the start time before anything is due.
+const LEAD_NS: u64 = 20_000_000;
+/// Failed connection attempts, with none open, after which a run stops
+/// rather than waits for the rest: when the first attempts all fail,
+/// nothing usable answers at the target (a refused port fails them all at
+/// once). One open connection is enough to carry on, so a huge run in
+/// which a few attempts fail among thousands that open is still run, and
+/// its failures reported.
+const GIVE_UP_AFTER: u64 = 100;
 
 pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let plan = Arc::new(plan);
     let (tx, rx) = mpsc::channel();
     let ctl = Arc::new(Control::new(plan.shards, plan.topics.len(), tx));
-    let config = Config {
-        listen: None,
-        shards: plan.shards,
-        pin: true,
-        tick: plan.tick,
-        handshake_timeout: plan.connect_timeout,
-        // The broker pings idle connections; the generator need not.
-        idle_ping: Duration::from_secs(3600),
-        pong_timeout: Duration::from_secs(60),
-        close_timeout: Duration::from_secs(2),
-        drain_timeout: Duration::from_secs(3),
-        recv_buffers: 512,
-        recv_buffers_max: 8192,
-        ..Config::default()
-    };
     let progress = Progress::new(opts.progress);
     progress.set_label(plan.scenario.name());
-    let server0 = opts.server_pid.and_then(proc_sample);
-    let cpu0 = self_cpu();
-    let begin = Instant::now();
-    let runtime = {
-        let (plan, ctl) = (plan.clone(), ctl.clone());
-        Server::start(config, move |i| Driver::new(plan.clone(), ctl.clone(), i))
-            .map_err(|e| e.to_string())?
+    let mut samples = Samples {
+        server_start: opts.server_pid.and_then(proc_sample),
+        cpu_start: self_cpu(),
+        ..Samples::default()
     };
+    let co = Coordinator {
+        plan,
+        ctl,
+        rx,
+        progress,
+        server_pid: opts.server_pid,
+        begin: Instant::now(),
+    };
+    let runtime = co.start_shards()?;
     let mut intervals = Intervals::default();
-    let total = plan.connections();
-
-    // Connect and subscribe.
-    let deadline = begin + plan.connect_timeout * 4;
-    loop {
-        std::thread::sleep(POLL);
-        intervals.drain(&rx);
-        let opened = ctl.sum(|l| &l.opened);
-        let failed = ctl.sum(|l| &l.failed);
-        let subscribed = ctl.sum(|l| &l.subscribed);
-        let ready = ctl.sum(|l| &l.ready);
-        let closed = ctl.sum(|l| &l.closed);
-        progress.update(
-            "connecting",
-            begin.elapsed().as_secs_f64(),
-            opened.saturating_sub(closed),
-            0.0,
-            0.0,
-        );
-        let subs_open = opened.saturating_sub(ready);
-        if opened + failed >= total && subscribed + closed >= subs_open {
-            break;
-        }
-        if Instant::now() > deadline {
-            progress.println("connect phase timed out; running with what connected");
-            break;
-        }
-    }
-    let connect_s = begin.elapsed().as_secs_f64();
-    let opened = ctl.sum(|l| &l.opened);
-    let server1 = opts.server_pid.and_then(proc_sample);
-
-    if !plan.hold.is_zero() {
-        ctl.set_phase(Phase::Holding);
-        let until = Instant::now() + plan.hold;
-        while Instant::now() < until {
-            std::thread::sleep(POLL);
-            let open = ctl.sum(|l| &l.opened) - ctl.sum(|l| &l.closed);
-            progress.update("holding", begin.elapsed().as_secs_f64(), open, 0.0, 0.0);
-        }
-    }
-
-    // Publish on schedule.
-    let lead = 20_000_000;
-    let start_ns = ctl.now_ns() + lead;
-    ctl.start_ns.store(start_ns, Ordering::Release);
-    ctl.set_phase(Phase::Running);
-    let server_run0 = opts.server_pid.and_then(proc_sample);
-    let run_len = plan.warmup + plan.duration;
-    let run_start = Instant::now() + Duration::from_nanos(lead);
-    let mut timeline = Timeline::new(run_start, intervals);
-    let measured_from = run_start + plan.warmup;
-    let mut server_measure0 = None;
-    let mut cpu_measure0 = None;
-    while Instant::now() < run_start + run_len {
-        std::thread::sleep(POLL);
-        if cpu_measure0.is_none() && Instant::now() >= measured_from {
-            server_measure0 = opts.server_pid.and_then(proc_sample);
-            cpu_measure0 = self_cpu();
-        }
-        timeline.poll(&ctl, &rx, &progress, "running");
-    }
-    let server_measure1 = opts.server_pid.and_then(proc_sample);
-    let cpu_measure1 = self_cpu();
-    let server_measure0 = server_measure0.or(server_run0);
-
-    // Let deliveries in flight arrive.
-    ctl.set_phase(Phase::Draining);
-    let until = Instant::now() + plan.grace;
-    loop {
-        std::thread::sleep(POLL);
-        timeline.poll(&ctl, &rx, &progress, "draining");
-        let expected = ctl.sum(|l| &l.expected);
-        let delivered = ctl.sum(|l| &l.delivered);
-        let pending_acks = ctl.sum(|l| &l.published) > ctl.sum(|l| &l.acked);
-        let done = delivered >= expected && !(plan.scenario == Scenario::Echo && pending_acks);
-        if done || Instant::now() >= until {
-            break;
-        }
-    }
-    // One more tick so the last counters are in.
-    std::thread::sleep(plan.tick * 2 + POLL);
-
-    ctl.set_phase(Phase::Collect);
-    let mut finals: Vec<ShardResult> = Vec::new();
-    let wait_until = Instant::now() + Duration::from_secs(10);
-    while finals.len() < plan.shards && Instant::now() < wait_until {
-        match rx.recv_timeout(POLL) {
-            Ok((_, Report::Final(r))) => finals.push(*r),
-            Ok((_, Report::Interval { .. })) | Err(_) => {}
-        }
-    }
-    let server2 = opts.server_pid.and_then(proc_sample);
-    let cpu1 = self_cpu();
-    progress.finish();
+    let connected = co.connect(&mut intervals);
+    samples.server_connected = co.server();
+    let timeline = if connected.none() {
+        // Nothing to measure: say why at once rather than run out the
+        // duration with no connection.
+        Vec::new()
+    } else {
+        co.hold();
+        let mut timeline = co.publish(intervals, &mut samples);
+        co.drain(&mut timeline);
+        timeline.samples
+    };
+    let finals = co.collect();
+    samples.server_end = co.server();
+    samples.cpu_end = self_cpu();
+    co.progress.finish();
     runtime.shutdown();
     runtime.join();
+    Ok(assemble(
+        &co.plan, opts, &finals, timeline, &connected, &samples,
+    ))
+}
 
-    // Assemble.
-    let mut counts = Counts::default();
-    let mut latency = histogram();
-    let mut lag = histogram();
-    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut delivered_measured, mut published_measured) = (0u64, 0u64);
-    for f in &finals {
-        counts.add(&f.counts);
-        let _ = latency.add(&f.latency);
-        let _ = lag.add(&f.send_lag);
-        for (k, v) in &f.failures {
-            *failures.entry(k.clone()).or_default() += v;
-        }
-        delivered_measured += f.delivered_measured;
-        published_measured += f.published_measured;
-    }
-    counts.connections_target = total;
-    let unique = counts.delivered.saturating_sub(counts.duplicated);
-    counts.lost = counts.expected_deliveries.saturating_sub(unique);
+/// What every step of a run shares.
+struct Coordinator {
+    plan: Arc<Plan>,
+    ctl: Arc<Control>,
+    rx: mpsc::Receiver<(usize, Report)>,
+    progress: Progress,
+    server_pid: Option<u32>,
+    /// When the shards were started.
+    begin: Instant,
+}
 
-    let measured_s = plan.duration.as_secs_f64().max(1e-9);
-    let mut extra = BTreeMap::new();
-    extra.insert("connect_time_s".into(), connect_s);
-    extra.insert(
-        "connect_rate_per_s".into(),
-        opened as f64 / connect_s.max(1e-9),
-    );
-    if plan.scenario != Scenario::Conns {
-        extra.insert(
-            "deliveries_per_s".into(),
-            delivered_measured as f64 / measured_s,
-        );
-        extra.insert(
-            "publishes_per_s".into(),
-            published_measured as f64 / measured_s,
-        );
+/// How the connect phase went.
+struct Connected {
+    /// From starting the shards to the end of the phase.
+    secs: f64,
+    /// Connections open (handshake done) by then.
+    opened: u64,
+    /// Connections the plan has.
+    total: u64,
+}
+
+impl Connected {
+    /// No connection could be established, so there is nothing to run.
+    fn none(&self) -> bool {
+        self.total > 0 && self.opened == 0
     }
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        extra.insert("client_cpu_total_s".into(), b - a);
+}
+
+/// Whether the connect phase can stop waiting because no connection can be
+/// established: none has opened, and the first attempts (all of them, in a
+/// run of fewer than [`GIVE_UP_AFTER`]) failed.
+fn hopeless(opened: u64, failed: u64, total: u64) -> bool {
+    opened == 0 && failed > 0 && failed >= total.min(GIVE_UP_AFTER)
+}
+
+/// The broker's and this process's resources at the points the report
+/// compares.
+#[derive(Default)]
+struct Samples {
+    /// The broker before connecting, once connected, and at the end.
+    server_start: Option<ProcSample>,
+    server_connected: Option<ProcSample>,
+    server_end: Option<ProcSample>,
+    /// The broker at the start and the end of the measured window.
+    server_measure: (Option<ProcSample>, Option<ProcSample>),
+    /// This process's CPU time at the start and the end of the run, and of
+    /// the measured window.
+    cpu_start: Option<f64>,
+    cpu_end: Option<f64>,
+    cpu_measure: (Option<f64>, Option<f64>),
+}
+
+impl Coordinator {
+    fn start_shards(&self) -> Result<Server, String> {
+        let config = Config {
+            listen: None,
+            shards: self.plan.shards,
+            pin: true,
+            tick: self.plan.tick,
+            handshake_timeout: self.plan.connect_timeout,
+            // The broker pings idle connections; the generator need not.
+            idle_ping: Duration::from_secs(3600),
+            pong_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(3),
+            recv_buffers: 512,
+            recv_buffers_max: 8192,
+            ..Config::default()
+        };
+        let (plan, ctl) = (self.plan.clone(), self.ctl.clone());
+        Server::start(config, move |i| Driver::new(plan.clone(), ctl.clone(), i))
+            .map_err(|e| e.to_string())
     }
-    let timed = !plan.duration.is_zero();
-    if let (Some(a), Some(b), true) = (cpu_measure0, cpu_measure1, timed) {
-        // Over the measured window only: how close the generator itself
-        // came to its ceiling (1.0 = one core busy).
-        let cpu = b - a;
-        extra.insert("client_cpu_share".into(), cpu / measured_s);
-        if delivered_measured > 0 {
-            extra.insert(
-                "client_cpu_us_per_delivery".into(),
-                cpu * 1e6 / delivered_measured as f64,
-            );
+
+    fn server(&self) -> Option<ProcSample> {
+        self.server_pid.and_then(proc_sample)
+    }
+
+    fn elapsed_s(&self) -> f64 {
+        self.begin.elapsed().as_secs_f64()
+    }
+
+    /// Connect and subscribe: until every connection has opened (and every
+    /// subscriber has its ack) or failed, or the phase times out, or it is
+    /// clear that no connection can be established.
+    fn connect(&self, intervals: &mut Intervals) -> Connected {
+        let ctl = &self.ctl;
+        let total = self.plan.connections();
+        let deadline = self.begin + self.plan.connect_timeout * 4;
+        loop {
+            std::thread::sleep(POLL);
+            intervals.drain(&self.rx);
+            // Failures first: a shard publishes its opened count with them,
+            // so a connection that opened alongside is not missed.
+            let failed = ctl.sum(|l| &l.failed);
+            let opened = ctl.sum(|l| &l.opened);
+            let subscribed = ctl.sum(|l| &l.subscribed);
+            let ready = ctl.sum(|l| &l.ready);
+            let closed = ctl.sum(|l| &l.closed);
+            let open = opened.saturating_sub(closed);
+            self.progress
+                .update("connecting", self.elapsed_s(), open, 0.0, 0.0);
+            let subs_open = opened.saturating_sub(ready);
+            if opened + failed >= total && subscribed + closed >= subs_open {
+                break;
+            }
+            if hopeless(opened, failed, total) {
+                break;
+            }
+            if Instant::now() > deadline {
+                // With nothing open the run stops, and says so itself.
+                if opened > 0 {
+                    self.progress
+                        .println("connect phase timed out; running with what connected");
+                }
+                break;
+            }
+        }
+        Connected {
+            secs: self.elapsed_s(),
+            opened: ctl.sum(|l| &l.opened),
+            total,
         }
     }
-    if let (Some(before), Some(after)) = (server0, server1) {
-        extra.insert("server_rss_bytes".into(), after.rss as f64);
-        if opened > 0 {
-            extra.insert(
-                "server_rss_per_conn_bytes".into(),
-                (after.rss as f64 - before.rss as f64) / opened as f64,
-            );
+
+    /// Conns: keep every connection open, idle, for the plan's hold.
+    fn hold(&self) {
+        if self.plan.hold.is_zero() {
+            return;
+        }
+        self.ctl.set_phase(Phase::Holding);
+        let until = Instant::now() + self.plan.hold;
+        while Instant::now() < until {
+            std::thread::sleep(POLL);
+            let open = self.ctl.sum(|l| &l.opened) - self.ctl.sum(|l| &l.closed);
+            self.progress
+                .update("holding", self.elapsed_s(), open, 0.0, 0.0);
         }
     }
-    if let (Some(a), Some(b), true) = (server_measure0, server_measure1, timed) {
-        let cpu = b.cpu_s - a.cpu_s;
-        extra.insert("server_cpu_s".into(), cpu);
-        extra.insert(
-            "server_cpu_share".into(),
-            cpu / plan.duration.as_secs_f64().max(1e-9),
-        );
-        if delivered_measured > 0 {
-            extra.insert(
-                "server_cpu_us_per_delivery".into(),
-                cpu * 1e6 / delivered_measured as f64,
-            );
+
+    /// Publish on schedule through the warm-up and the measured window,
+    /// sampling resources at the window's bounds.
+    fn publish(&self, intervals: Intervals, samples: &mut Samples) -> Timeline {
+        let start_ns = self.ctl.now_ns() + LEAD_NS;
+        self.ctl.start_ns.store(start_ns, Ordering::Release);
+        self.ctl.set_phase(Phase::Running);
+        let server_run_start = self.server();
+        let run_len = self.plan.warmup + self.plan.duration;
+        let run_start = Instant::now() + Duration::from_nanos(LEAD_NS);
+        let mut timeline = Timeline::new(run_start, intervals);
+        let measured_from = run_start + self.plan.warmup;
+        let (mut server_measure0, mut cpu_measure0) = (None, None);
+        while Instant::now() < run_start + run_len {
+            std::thread::sleep(POLL);
+            if cpu_measure0.is_none() && Instant::now() >= measured_from {
+                server_measure0 = self.server();
+                cpu_measure0 = self_cpu();
+            }
+            timeline.poll(&self.ctl, &self.rx, &self.progress, "running");
         }
+        samples.server_measure = (server_measure0.or(server_run_start), self.server());
+        samples.cpu_measure = (cpu_measure0, self_cpu());
+        timeline
     }
-    if let Some(s) = server2 {
-        extra.insert("server_rss_end_bytes".into(), s.rss as f64);
+
+    /// Let deliveries in flight arrive, for at most the grace period.
+    fn drain(&self, timeline: &mut Timeline) {
+        let ctl = &self.ctl;
+        ctl.set_phase(Phase::Draining);
+        let until = Instant::now() + self.plan.grace;
+        loop {
+            std::thread::sleep(POLL);
+            timeline.poll(ctl, &self.rx, &self.progress, "draining");
+            let expected = ctl.sum(|l| &l.expected);
+            let delivered = ctl.sum(|l| &l.delivered);
+            let pending_acks = ctl.sum(|l| &l.published) > ctl.sum(|l| &l.acked);
+            let done =
+                delivered >= expected && !(self.plan.scenario == Scenario::Echo && pending_acks);
+            if done || Instant::now() >= until {
+                break;
+            }
+        }
+        // One more tick so the last counters are in.
+        std::thread::sleep(self.plan.tick * 2 + POLL);
     }
+
+    /// Every shard's final results (those that answer within ten seconds).
+    fn collect(&self) -> Vec<ShardResult> {
+        self.ctl.set_phase(Phase::Collect);
+        let mut finals: Vec<ShardResult> = Vec::new();
+        let wait_until = Instant::now() + Duration::from_secs(10);
+        while finals.len() < self.plan.shards && Instant::now() < wait_until {
+            if let Ok((_, Report::Final(r))) = self.rx.recv_timeout(POLL) {
+                finals.push(*r);
+            }
+        }
+        finals
+    }
+}
+
+/// The shards' results added up.
+struct Merged {
+    counts: Counts,
+    latency: Histogram<u64>,
+    lag: Histogram<u64>,
+    /// Why connections failed, with how many failed so.
+    failures: BTreeMap<String, u64>,
+    delivered_measured: u64,
+    published_measured: u64,
+}
+
+impl Merged {
+    fn of(finals: &[ShardResult], connections: u64) -> Self {
+        let mut m = Merged {
+            counts: Counts::default(),
+            latency: histogram(),
+            lag: histogram(),
+            failures: BTreeMap::new(),
+            delivered_measured: 0,
+            published_measured: 0,
+        };
+        for f in finals {
+            m.counts.add(&f.counts);
+            let _ = m.latency.add(&f.latency);
+            let _ = m.lag.add(&f.send_lag);
+            for (k, v) in &f.failures {
+                *m.failures.entry(k.clone()).or_default() += v;
+            }
+            m.delivered_measured += f.delivered_measured;
+            m.published_measured += f.published_measured;
+        }
+        let c = &mut m.counts;
+        c.connections_target = connections;
+        let unique = c.delivered.saturating_sub(c.duplicated);
+        c.lost = c.expected_deliveries.saturating_sub(unique);
+        m
+    }
+}
+
+/// The report of a finished run: the merged counts, the figures derived
+/// from them and from the resource samples, and what went wrong.
+fn assemble(
+    plan: &Plan,
+    opts: Options,
+    finals: &[ShardResult],
+    timeline: Vec<Sample>,
+    connected: &Connected,
+    samples: &Samples,
+) -> RunReport {
+    let m = Merged::of(finals, plan.connections());
+    let mut extra = client_figures(plan, connected, samples, &m);
+    let mut notes = Vec::new();
+    extra.append(&mut server_figures(
+        plan, connected, samples, &m, &mut notes,
+    ));
     let mut report = RunReport {
         scenario: plan.scenario.name().into(),
         target: opts.target,
@@ -242,15 +344,23 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             .map_or(0, |d| d.as_secs()),
         duration_s: plan.duration.as_secs_f64(),
         warmup_s: plan.warmup.as_secs_f64(),
-        counts,
-        latency: LatencySummary::from_histogram(&latency),
-        send_lag: LatencySummary::from_histogram(&lag),
-        timeline: timeline.samples,
+        counts: m.counts,
+        latency: LatencySummary::from_histogram(&m.latency),
+        send_lag: if plan.open_loop() {
+            LatencySummary::from_histogram(&m.lag)
+        } else {
+            LatencySummary::default()
+        },
+        timeline,
         extra,
         problems: Vec::new(),
-        notes: Vec::new(),
+        notes,
+        aborted: None,
     };
     report.check();
+    if connected.none() {
+        report.aborted = Some(no_connection(&report.counts, &m.failures, connected));
+    }
     if let Some(share) = report.extra.get("client_cpu_share").copied() {
         let per_core = share / plan.shards.min(cores()) as f64;
         if per_core >= 0.85 {
@@ -269,12 +379,134 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
             plan.shards
         ));
     }
-    for (why, n) in failures {
+    for (why, n) in m.failures {
         report
             .problems
             .push(format!("{n} connection(s) failed: {why}"));
     }
-    Ok(report)
+    report
+}
+
+/// Why a run stopped after its connect phase: how many attempts failed,
+/// and the commonest reason.
+fn no_connection(c: &Counts, failures: &BTreeMap<String, u64>, connected: &Connected) -> String {
+    let Some((why, _)) = failures.iter().max_by_key(|(_, n)| **n) else {
+        return format!(
+            "no connection could be established: none of {} opened within the connect phase ({:.1} s)",
+            fmt_count(connected.total),
+            connected.secs
+        );
+    };
+    format!(
+        "no connection could be established ({} of {} attempts failed, none opened): {why}",
+        fmt_count(c.connect_failures),
+        fmt_count(connected.total),
+    )
+}
+
+/// The generator's own figures: connecting, throughput over the measured
+/// window, and its CPU time.
+fn client_figures(
+    plan: &Plan,
+    connected: &Connected,
+    s: &Samples,
+    m: &Merged,
+) -> BTreeMap<String, f64> {
+    let measured_s = plan.duration.as_secs_f64().max(1e-9);
+    let mut extra = BTreeMap::new();
+    extra.insert("connect_time_s".into(), connected.secs);
+    extra.insert(
+        "connect_rate_per_s".into(),
+        connected.opened as f64 / connected.secs.max(1e-9),
+    );
+    if plan.scenario != Scenario::Conns {
+        extra.insert(
+            "deliveries_per_s".into(),
+            m.delivered_measured as f64 / measured_s,
+        );
+        extra.insert(
+            "publishes_per_s".into(),
+            m.published_measured as f64 / measured_s,
+        );
+    }
+    if let (Some(a), Some(b)) = (s.cpu_start, s.cpu_end) {
+        extra.insert("client_cpu_total_s".into(), b - a);
+    }
+    let timed = !plan.duration.is_zero();
+    if let ((Some(a), Some(b)), true) = (s.cpu_measure, timed) {
+        // Over the measured window only: how close the generator itself
+        // came to its ceiling (1.0 = one core busy).
+        let cpu = b - a;
+        extra.insert("client_cpu_share".into(), cpu / measured_s);
+        if m.delivered_measured > 0 {
+            extra.insert(
+                "client_cpu_us_per_delivery".into(),
+                cpu * 1e6 / m.delivered_measured as f64,
+            );
+        }
+    }
+    extra
+}
+
+/// The broker's figures (with --server-pid): memory per connection and CPU
+/// time over the measured window. A figure that cannot be had honestly is
+/// left out, with a note that says why.
+fn server_figures(
+    plan: &Plan,
+    connected: &Connected,
+    s: &Samples,
+    m: &Merged,
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, f64> {
+    let mut extra = BTreeMap::new();
+    if let (Some(before), Some(after)) = (s.server_start, s.server_connected) {
+        extra.insert("server_rss_bytes".into(), after.rss as f64);
+        match rss_per_conn(before.rss, after.rss, connected.opened) {
+            Some(Ok(per_conn)) => {
+                extra.insert("server_rss_per_conn_bytes".into(), per_conn);
+            }
+            Some(Err(why)) => notes.push(format!("server_rss_per_conn_bytes: n/a: {why}")),
+            None => {}
+        }
+    }
+    let timed = !plan.duration.is_zero();
+    if let ((Some(a), Some(b)), true) = (s.server_measure, timed) {
+        let cpu = b.cpu_s - a.cpu_s;
+        extra.insert("server_cpu_s".into(), cpu);
+        extra.insert(
+            "server_cpu_share".into(),
+            cpu / plan.duration.as_secs_f64().max(1e-9),
+        );
+        if m.delivered_measured > 0 {
+            extra.insert(
+                "server_cpu_us_per_delivery".into(),
+                cpu * 1e6 / m.delivered_measured as f64,
+            );
+        }
+    }
+    if let Some(end) = s.server_end {
+        extra.insert("server_rss_end_bytes".into(), end.rss as f64);
+    }
+    extra
+}
+
+/// The broker's memory per connection: how much its RSS grew while the
+/// connections opened, over their number. None without connections; the
+/// reason instead of a figure when the RSS fell (the broker returned more
+/// memory to the system than the connections took, so their share cannot
+/// be told from two samples).
+fn rss_per_conn(before: u64, after: u64, opened: u64) -> Option<Result<f64, String>> {
+    if opened == 0 {
+        return None;
+    }
+    Some(match after.checked_sub(before) {
+        Some(grew) => Ok(grew as f64 / opened as f64),
+        None => Err(format!(
+            "server RSS fell during the connect phase ({} to {} bytes)",
+            fmt_count(before),
+            fmt_count(after)
+        )),
+    })
 }
 
 /// Interval histograms received since the last timeline sample.
@@ -402,4 +634,45 @@ fn self_cpu() -> Option<f64> {
 /// CPUs this process may run on.
 fn cores() -> usize {
     core_affinity::get_core_ids().map_or(1, |c| c.len().max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_gives_up_only_when_nothing_opens() {
+        // Small runs: once every attempt has failed.
+        assert!(!hopeless(0, 4, 5));
+        assert!(hopeless(0, 5, 5));
+        // Large runs: once the first attempts have all failed.
+        assert!(!hopeless(0, GIVE_UP_AFTER - 1, 250_000));
+        assert!(hopeless(0, GIVE_UP_AFTER, 250_000));
+        // One open connection is enough to carry on; no failure, no verdict.
+        assert!(!hopeless(1, 10_000, 250_000));
+        assert!(!hopeless(0, 0, 250_000));
+        let connected = |opened, total| Connected {
+            secs: 1.0,
+            opened,
+            total,
+        };
+        assert!(connected(0, 5).none());
+        assert!(!connected(1, 5).none());
+        assert!(!connected(0, 0).none(), "a plan with no connections");
+    }
+
+    #[test]
+    fn memory_per_connection_is_never_negative() {
+        assert_eq!(rss_per_conn(1_000, 3_000, 1_000), Some(Ok(2.0)));
+        assert_eq!(rss_per_conn(1_000, 1_000, 1_000), Some(Ok(0.0)));
+        assert_eq!(rss_per_conn(1_000, 3_000, 0), None);
+        // Once measured as -47,368 bytes a connection.
+        let why = rss_per_conn(60_000_000, 12_632_000, 1_000)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            why,
+            "server RSS fell during the connect phase (60,000,000 to 12,632,000 bytes)"
+        );
+    }
 }

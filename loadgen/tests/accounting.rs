@@ -3,16 +3,15 @@
 //! known number of deliveries; against a broker that loses, duplicates and
 //! reorders on purpose, each fault is reported as what it is.
 
+mod fake_broker;
+
 use loadgen::plan::{Plan, Publishing, Scenario};
 use loadgen::run::{self, Options};
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
 use ringfan::runtime::{Config, Server};
 use ringfan::server::{Node, Routes};
-use ringfan::ws::handshake::{self, Outcome};
-use ringfan::ws::{Connection, Event, OpCode, Read, Role};
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn ringfan(shards: usize) -> Server {
@@ -31,10 +30,7 @@ fn ringfan(shards: usize) -> Server {
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     Server::start(config, move |_| {
-        Node::new(
-            Broker::new(broker.clone(), stats.clone()),
-            Routes::default(),
-        )
+        Node::new(Broker::new(broker.clone(), stats.clone()), Routes::default())
     })
     .expect("broker starts")
 }
@@ -194,6 +190,9 @@ fn connections_that_fail_are_counted_with_the_reason() {
         "{:?}",
         r.problems
     );
+    let why = r.aborted.as_deref().unwrap_or_default();
+    assert!(why.contains("5 of 5 attempts failed"), "{why}");
+    assert!(why.contains("refused"), "{why}");
 
     // A broker that refuses the handshake: the status is the reason.
     let server = ringfan(1);
@@ -217,12 +216,14 @@ fn connections_that_fail_are_counted_with_the_reason() {
         "{:?}",
         r.problems
     );
+    let why = r.aborted.as_deref().unwrap_or_default();
+    assert!(why.contains("HTTP 404"), "{why}");
 }
 
 // ---------------------------------------------------------------------------
-// A broker that misbehaves on purpose: it acknowledges subscriptions and
-// publishes like ringfan, but its n-th message to subscribers follows a
-// script (skip a seq, repeat one, swap two).
+// A broker that misbehaves on purpose (fake_broker): it acknowledges
+// subscriptions and publishes like ringfan, but its n-th message to
+// subscribers follows a script (skip a seq, repeat one, swap two).
 
 /// Seqs the faulty broker sends for publishes 1..=10: 3 never sent (lost),
 /// 5 twice (duplicate), 7 and 8 swapped (out of order).
@@ -239,119 +240,9 @@ const SCRIPT: [&[u64]; 10] = [
     &[10],
 ];
 
-fn read_frames(
-    s: &mut TcpStream,
-    ws: &mut Connection,
-    buf: &mut Vec<u8>,
-    mut on: impl FnMut(&[u8]),
-) -> bool {
-    let mut chunk = [0u8; 4096];
-    let n = match s.read(&mut chunk) {
-        Ok(0) | Err(_) => return false,
-        Ok(n) => n,
-    };
-    buf.extend_from_slice(&chunk[..n]);
-    let mut off = 0;
-    loop {
-        match ws.read(&mut buf[off..]) {
-            Ok(Read::Frame { consumed, event }) => {
-                if let Some(Event::Message(m)) = event {
-                    on(m.payload);
-                } else if let Some(Event::Close { .. }) = event {
-                    return false;
-                }
-                off += consumed;
-            }
-            Ok(Read::Incomplete { .. }) => break,
-            Err(_) => return false,
-        }
-    }
-    buf.drain(..off);
-    true
-}
-
-fn faulty_broker() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let subscribers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    let published = Arc::new(Mutex::new(0usize));
-    std::thread::spawn(move || {
-        for s in listener.incoming().take(2) {
-            let Ok(mut s) = s else { continue };
-            let (subscribers, published) = (subscribers.clone(), published.clone());
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let rest = loop {
-                    let mut b = [0u8; 1024];
-                    let n = s.read(&mut b).unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    head.extend_from_slice(&b[..n]);
-                    match handshake::accept(&head, &handshake::Config::default()) {
-                        Outcome::Partial => continue,
-                        Outcome::Upgrade { consumed, upgrade } => {
-                            s.write_all(&upgrade.response).unwrap();
-                            break head[consumed..].to_vec();
-                        }
-                        _ => return,
-                    }
-                };
-                let mut ws = Connection::new(Role::Server, 1 << 20);
-                let mut buf = rest;
-                let mut out = s.try_clone().unwrap();
-                loop {
-                    let mut replies = Vec::new();
-                    let ok = read_frames(&mut s, &mut ws, &mut buf, |m| {
-                        let v: serde_json::Value = serde_json::from_slice(m).unwrap();
-                        let id = v["id"].as_u64().unwrap_or(0);
-                        match v["op"].as_str() {
-                            Some("sub") => {
-                                replies.push(format!(r#"{{"op":"ack","id":{id}}}"#));
-                                let me = out.try_clone().unwrap();
-                                subscribers.lock().unwrap().push(me);
-                            }
-                            Some("pub") => {
-                                let topic = v["topic"].as_str().unwrap_or("");
-                                let data = serde_json::to_string(&v["data"]).unwrap();
-                                let mut n = published.lock().unwrap();
-                                for seq in SCRIPT.get(*n).copied().unwrap_or(&[]) {
-                                    let msg = format!(
-                                        r#"{{"op":"msg","topic":"{topic}","seq":{seq},"data":{data}}}"#
-                                    );
-                                    let f = ringfan::ws::frame::server_frame(
-                                        OpCode::Text,
-                                        msg.as_bytes(),
-                                    );
-                                    for sub in subscribers.lock().unwrap().iter_mut() {
-                                        let _ = sub.write_all(&f);
-                                    }
-                                }
-                                *n += 1;
-                                replies.push(format!(r#"{{"op":"ack","id":{id}}}"#));
-                            }
-                            _ => {}
-                        }
-                    });
-                    for r in replies {
-                        let f = ringfan::ws::frame::server_frame(OpCode::Text, r.as_bytes());
-                        if out.write_all(&f).is_err() {
-                            return;
-                        }
-                    }
-                    if !ok {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn a_broker_that_loses_duplicates_and_reorders_is_reported_as_such() {
-    let addr = faulty_broker();
+    let addr = fake_broker::start(|n| SCRIPT.get(n).map_or(Vec::new(), |s| s.to_vec()));
     let mut p = plan(
         addr,
         Scenario::Fanout,
