@@ -13,7 +13,7 @@ start() { # broker: ringfan | baseline | uws
     log=$(mktemp)
     case $1 in
     ringfan)
-        taskset -c "$SERVER_CPU" target/release/ringfan --listen "127.0.0.1:$PORT_RINGFAN" --shards 1 >"$log" 2>&1 &
+        taskset -c "$SERVER_CPU" "${RINGFAN_BIN:-target/release/ringfan}" --listen "127.0.0.1:$PORT_RINGFAN" --shards 1 >"$log" 2>&1 &
         PORT=$PORT_RINGFAN ;;
     baseline)
         taskset -c "$SERVER_CPU" target/release/ringfan-baseline --listen "127.0.0.1:$PORT_BASELINE" --threads 1 >"$log" 2>&1 &

@@ -8,6 +8,10 @@
 #   bash benches/run.sh            # the whole matrix (~5 minutes)
 #   QUICK=1 bash benches/run.sh    # 3 s per scenario, for a smoke run
 #   ONLY=fanout-1x1000 bash benches/run.sh
+#   BROKERS=ringfan RINGFAN_BIN=old/ringfan OUT=/tmp/a bash benches/run.sh
+#                                  # one broker, another binary, elsewhere
+#                                  # (a before/after comparison; the table
+#                                  # in docs/ is left alone)
 #
 # Figures on a shared 2-core VM are noisy: compare the ratios, which come
 # from one run, rather than absolute numbers across runs.
@@ -18,11 +22,12 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 DUR=${DUR:-10s}
 WARM=${WARM:-2s}
 if [[ -n "${QUICK:-}" ]]; then DUR=3s; WARM=1s; fi
-OUT=docs/bench
+OUT=${OUT:-docs/bench}
+BROKERS=${BROKERS:-ringfan baseline}
 mkdir -p "$OUT"
 
 cargo build --release -q -p ringfan -p ringfan-loadgen -p ringfan-baseline
-LG=target/release/ringfan-loadgen
+LG=${LG:-target/release/ringfan-loadgen}
 
 # shellcheck source=benches/brokers.sh
 source benches/brokers.sh
@@ -43,7 +48,7 @@ half_rate() { # json
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(1, round(r["extra"].get("publishes_per_s",0)/2)))' "$1"
 }
 
-for broker in ringfan baseline; do
+for broker in $BROKERS; do
     start $broker
     run $broker fanout-1x1000 fanout --subscribers 1000 --topics 1 --publishers 1 \
         --rate 0 --window 64 --payload 100 --duration "$DUR" --warmup "$WARM"
@@ -62,4 +67,6 @@ for broker in ringfan baseline; do
     stop
 done
 
-python3 benches/summarize.py "$OUT" docs/benchmarks.md
+if [[ "$OUT" == docs/bench ]]; then
+    python3 benches/summarize.py "$OUT" docs/benchmarks.md
+fi

@@ -30,7 +30,10 @@ fn ringfan(shards: usize) -> Server {
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     Server::start(config, move |_| {
-        Node::new(Broker::new(broker.clone(), stats.clone()), Routes::default())
+        Node::new(
+            Broker::new(broker.clone(), stats.clone()),
+            Routes::default(),
+        )
     })
     .expect("broker starts")
 }
