@@ -36,8 +36,9 @@ pub struct Config {
     pub ring_entries: u32,
     pub listen_backlog: i32,
     /// SO_SNDBUF for accepted connections, in bytes (the kernel caps it at
-    /// net.core.wmem_max, then doubles it); 0 leaves the kernel's autotuning, which lets one connection
-    /// hold up to tcp_wmem's max before the app's own queue sees it back up.
+    /// net.core.wmem_max, then doubles it); 0 leaves the kernel's
+    /// autotuning, which lets one connection hold up to tcp_wmem's max
+    /// before the app's own queue sees it back up.
     pub send_buffer: usize,
     /// Cross-shard mail slots per shard (divided over its peers). Mail the
     /// app sends with `Io::try_post` is refused once its target's ring is

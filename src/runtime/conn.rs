@@ -182,7 +182,7 @@ pub struct Conn {
     pub keepalive: Keepalive,
     /// When the phase's deadline started (handshake, close, linger).
     pub since: Ticks,
-    /// The earliest second this connection is scheduled in the wheel.
+    /// The earliest tick this connection is scheduled in the wheel.
     pub wheel_at: Ticks,
     /// The application was told of this connection (and must be told
     /// when it closes).

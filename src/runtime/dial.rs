@@ -107,7 +107,7 @@ impl<M> Shard<M> {
         c.slot = slot;
         c.connecting = true;
         // SAFETY (of the pointer): `addr` lives in the boxed Outbound, which
-        // stays in `core.outbound` until the connection opens or is
+        // stays in `table.outbound` until the connection opens or is
         // released, both after this connect completes.
         let e = opcode::Connect::new(Fixed(slot), addr, len)
             .build()
