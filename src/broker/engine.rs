@@ -54,11 +54,12 @@ pub struct BrokerConfig {
     pub max_lvc_bytes: usize,
     /// Topics an owner shard keeps. At the cap it forgets a tenth of them
     /// among those no shard is interested in; with none such, publishes
-    /// to new topics are refused. A topic costs ~250 bytes besides its
-    /// last value (map entry and name ~100, index node ~100, state ~50),
-    /// so 1,000,000 is ~250 MiB a shard at worst, next to 256 MiB of last
-    /// values: 5x more topics than the churn repro (200,000) and room for
-    /// every listed equity and option root on one shard.
+    /// to new topics are refused. Measured (tests/attacks/owner.py churn,
+    /// release build): 200,000 random topics cost 86 MiB of RSS with
+    /// their last values, ~430 bytes a topic (map entry and name, index
+    /// leaf ~190, state and a small last value). 500,000 is thus ~215 MiB a
+    /// shard at worst, the order of the 256 MiB last-value cap, and 2.5x
+    /// the churn repro.
     pub max_topics: usize,
     /// New topics one connection may create per 10 s (a token bucket:
     /// this burst, refilled at a tenth of it a second). 10,000 lets a feed
@@ -85,7 +86,7 @@ impl Default for BrokerConfig {
             max_message: crate::ws::DEFAULT_MAX_MESSAGE,
             max_subscriptions: 10_000,
             max_lvc_bytes: 256 << 20,
-            max_topics: 1_000_000,
+            max_topics: 500_000,
             max_new_topics_per_conn: 10_000,
             max_snapshot_patterns: 1_000,
             max_snapshots_per_conn: 1,
