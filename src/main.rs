@@ -111,6 +111,26 @@ struct Args {
     /// forgotten, in no particular order (seq keeps counting).
     #[arg(long, default_value_t = br().max_lvc_bytes)]
     max_snapshot_bytes: usize,
+    /// Topics a shard keeps (seq counter and last value). At the cap it
+    /// forgets topics no one subscribes to (their seq restarts at 1);
+    /// with none such, publishes to new topics get rate_limited.
+    #[arg(long, default_value_t = br().max_topics)]
+    max_topics_per_shard: usize,
+    /// New topics one connection may create per 10 seconds (refilled
+    /// evenly); past it its publishes get rate_limited.
+    #[arg(long, default_value_t = br().max_new_topics_per_conn)]
+    max_new_topics_per_conn: u64,
+    /// Patterns one `sub` with "snapshot":true may list (more: too_large).
+    #[arg(long, default_value_t = br().max_snapshot_patterns)]
+    max_snapshot_patterns: usize,
+    /// Snapshot subscriptions of one connection in flight at once (more:
+    /// rate_limited until the earlier one's ack).
+    #[arg(long, default_value_t = br().max_snapshots_per_conn)]
+    max_snapshots_per_conn: usize,
+    /// Snapshot subscriptions in flight per shard, all connections
+    /// together (more: rate_limited).
+    #[arg(long, default_value_t = br().max_snapshots_per_shard)]
+    max_snapshots_per_shard: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -182,6 +202,11 @@ fn main() {
         max_message: args.max_message,
         max_subscriptions: args.max_subscriptions,
         max_lvc_bytes: args.max_snapshot_bytes,
+        max_topics: args.max_topics_per_shard.max(1),
+        max_new_topics_per_conn: args.max_new_topics_per_conn,
+        max_snapshot_patterns: args.max_snapshot_patterns,
+        max_snapshots_per_conn: args.max_snapshots_per_conn,
+        max_snapshots_per_shard: args.max_snapshots_per_shard,
     };
     let routes = Routes {
         echo: !args.no_echo,

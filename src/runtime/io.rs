@@ -145,6 +145,12 @@ impl<M> Io<'_, M> {
         self.mail.try_post(to, mail)
     }
 
+    /// Milliseconds since the shard started, as of this loop turn (the
+    /// deadline wheel's clock: 100 ms resolution).
+    pub fn now_ms(&self) -> u64 {
+        self.table.now as u64 * super::timer::TICK.as_millis() as u64
+    }
+
     pub fn shard(&self) -> usize {
         self.table.me
     }
