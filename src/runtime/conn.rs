@@ -124,6 +124,10 @@ pub struct SendOp {
     pub hdr: libc::msghdr,
     pub iov: Vec<libc::iovec>,
     pub bufs: VecDeque<SendBuf>,
+    /// What `bufs` cost in a backlog, kept as they come and go: the
+    /// backlog is read per inbound frame (backpressure), and summing up to
+    /// 512 buffers each time would not do.
+    cost: usize,
 }
 
 impl SendOp {
@@ -133,13 +137,24 @@ impl SendOp {
             hdr: unsafe { std::mem::zeroed() },
             iov: Vec::new(),
             bufs: VecDeque::new(),
+            cost: 0,
         })
     }
 
     /// What the frames still to send cost in a backlog (bytes plus
     /// [`FRAME_OVERHEAD`] each).
     pub fn cost(&self) -> usize {
-        self.bufs.iter().map(|b| cost(b.len())).sum()
+        self.cost
+    }
+
+    pub fn push(&mut self, frame: SendBuf) {
+        self.cost += cost(frame.len());
+        self.bufs.push_back(frame);
+    }
+
+    pub fn clear(&mut self) {
+        self.bufs.clear();
+        self.cost = 0;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -167,10 +182,12 @@ impl SendOp {
             };
             if n >= front.len() {
                 n -= front.len();
+                self.cost -= cost(front.len());
                 self.bufs.pop_front();
                 done += 1;
             } else {
                 front.advance(n);
+                self.cost -= n;
                 n = 0;
             }
         }
@@ -341,11 +358,10 @@ mod tests {
         // A fan-out share in the middle: the short write must not cut it
         // for the other connections that hold it.
         let shared = SendBuf::local(Bytes::from_static(b"defg"));
-        op.bufs.extend([
-            Bytes::from_static(b"abc").into(),
-            shared.clone(),
-            Bytes::from_static(b"h").into(),
-        ]);
+        op.push(Bytes::from_static(b"abc").into());
+        op.push(shared.clone());
+        op.push(Bytes::from_static(b"h").into());
+        assert_eq!(op.cost(), 8 + 3 * FRAME_OVERHEAD);
         op.prepare();
         assert_eq!(op.hdr.msg_iovlen, 3);
         assert_eq!(op.advance(5), 1);
@@ -353,7 +369,9 @@ mod tests {
         assert_eq!(&shared[..], b"defg");
         op.prepare();
         assert_eq!(op.iov[0].iov_len, 2);
+        assert_eq!(op.cost(), 3 + 2 * FRAME_OVERHEAD);
         assert_eq!(op.advance(3), 2);
         assert!(op.is_empty());
+        assert_eq!(op.cost(), 0);
     }
 }

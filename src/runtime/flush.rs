@@ -227,7 +227,7 @@ impl<M> Shard<M> {
         };
         while op.bufs.len() < MAX_IOV {
             match c.tx.pop() {
-                Some(f) => op.bufs.push_back(f),
+                Some(f) => op.push(f),
                 None => break,
             }
         }

@@ -620,7 +620,7 @@ impl<M> Shard<M> {
     }
 
     fn pool_return(&mut self, mut op: Box<SendOp>) {
-        op.bufs.clear();
+        op.clear();
         if self.pool.len() < SENDOP_POOL {
             self.pool.push(op);
         }
