@@ -88,6 +88,29 @@ struct Args {
     /// past it the connection is closed with 1008.
     #[arg(long, default_value_t = rt().max_backlog)]
     max_backlog_bytes: usize,
+    /// Stop reading from a connection whose own send backlog is over this
+    /// many bytes (each frame counted with 64 bytes of overhead) until it
+    /// is down to half: a client that sends but never reads is held back,
+    /// not closed. Keep it above --max-queued-bytes.
+    #[arg(long, default_value_t = rt().max_backlog_read)]
+    max_backlog_read: usize,
+    /// Bytes/s a connection holding more than --min-recv-rate-pending bytes
+    /// of an unfinished message must keep sending (judged over 5 s), or it
+    /// is closed with 1008 "receive too slow". 0 turns the check off.
+    #[arg(long, default_value_t = rt().min_recv_rate)]
+    min_recv_rate: u32,
+    /// Bytes of an unfinished message a connection may hold without
+    /// --min-recv-rate applying.
+    #[arg(long, default_value_t = rt().min_recv_rate_pending)]
+    min_recv_rate_pending: usize,
+    /// Most connections per shard still in their HTTP handshake; past it
+    /// the oldest is closed.
+    #[arg(long, default_value_t = rt().max_handshakes)]
+    max_handshakes_per_shard: usize,
+    /// Milliseconds a handshake may take while the shard's descriptor table
+    /// is more than 3/4 full; older ones are closed, oldest first.
+    #[arg(long, default_value_t = rt().handshake_timeout_busy.as_millis() as u64)]
+    handshake_timeout_busy_ms: u64,
     /// Kernel send buffer per connection, in bytes (SO_SNDBUF: the kernel
     /// caps it at net.core.wmem_max, then doubles it). Bounds what a
     /// stalled subscriber holds in the kernel before the slow-consumer
@@ -186,6 +209,11 @@ fn main() {
         recv_buffers: args.recv_buffers,
         recv_buffers_max: args.recv_buffers_max,
         max_backlog: args.max_backlog_bytes,
+        max_backlog_read: args.max_backlog_read,
+        min_recv_rate: args.min_recv_rate,
+        min_recv_rate_pending: args.min_recv_rate_pending,
+        max_handshakes: args.max_handshakes_per_shard.max(1),
+        handshake_timeout_busy: Duration::from_millis(args.handshake_timeout_busy_ms),
         mailbox_capacity: args.mailbox_capacity.max(1),
         send_buffer: args.socket_send_buffer,
         write_delay: Duration::from_millis(args.write_delay_ms),
