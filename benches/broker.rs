@@ -77,6 +77,30 @@ fn topic_match(c: &mut Criterion) {
     g.finish();
 }
 
+/// 10,000 connections subscribing to one pattern, then unsubscribing
+/// (what a popular topic's subscribers do on a reconnect storm): each
+/// operation must cost the same however many share the pattern.
+fn trie_churn(c: &mut Criterion) {
+    const N: u32 = 10_000;
+    let mut g = c.benchmark_group("trie_churn");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    g.throughput(Throughput::Elements(2 * N as u64));
+    let mut trie = Trie::new();
+    g.bench_function("sub_unsub_10k_on_one_pattern", |b| {
+        b.iter(|| {
+            for i in 0..N {
+                trie.insert(black_box("md.*.AAPL"), i);
+            }
+            for i in 0..N {
+                trie.remove(black_box("md.*.AAPL"), i);
+            }
+        })
+    });
+    g.finish();
+}
+
 fn publish_framing(c: &mut Criterion) {
     let data = br#"{"bid":189.2,"ask":189.3,"bsz":300,"asz":200,"ts":1763712000123456789,"x":"Q"}"#;
     let mut g = c.benchmark_group("publish");
@@ -136,5 +160,11 @@ fn fanout_queue(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, topic_match, publish_framing, fanout_queue);
+criterion_group!(
+    benches,
+    topic_match,
+    trie_churn,
+    publish_framing,
+    fanout_queue
+);
 criterion_main!(benches);
