@@ -1,7 +1,7 @@
 //! `ringfan`: the broker binary.
 
 use clap::{Parser, ValueEnum};
-use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy, MAX_SHARDS};
+use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, SlowPolicy, MAX_SHARDS};
 use ringfan::runtime::config::DEFAULT_LISTEN;
 use ringfan::runtime::{Config, Server};
 use ringfan::server::{Node, Routes};
@@ -154,6 +154,20 @@ struct Args {
     /// together (more: rate_limited).
     #[arg(long, default_value_t = br().max_snapshots_per_shard)]
     max_snapshots_per_shard: usize,
+    /// pub requests per second per connection; more get err rate_limited.
+    /// 0 = no limit (1000 is a sensible cap for untrusted clients).
+    #[arg(long, default_value_t = br().pub_rate.per_s)]
+    max_pub_rate: u32,
+    /// pub requests a connection may send at once above --max-pub-rate.
+    #[arg(long, default_value_t = br().pub_rate.burst)]
+    pub_burst: u32,
+    /// Patterns per second per connection in sub and unsub requests (each
+    /// pattern counts); more get err rate_limited. 0 = no limit.
+    #[arg(long, default_value_t = br().sub_rate.per_s)]
+    max_sub_rate: u32,
+    /// Patterns a connection may sub/unsub at once above --max-sub-rate.
+    #[arg(long, default_value_t = br().sub_rate.burst)]
+    sub_burst: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -235,6 +249,14 @@ fn main() {
         max_snapshot_patterns: args.max_snapshot_patterns,
         max_snapshots_per_conn: args.max_snapshots_per_conn,
         max_snapshots_per_shard: args.max_snapshots_per_shard,
+        pub_rate: Rate {
+            per_s: args.max_pub_rate,
+            burst: args.pub_burst,
+        },
+        sub_rate: Rate {
+            per_s: args.max_sub_rate,
+            burst: args.sub_burst,
+        },
     };
     let routes = Routes {
         echo: !args.no_echo,

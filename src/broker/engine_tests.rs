@@ -4,7 +4,7 @@
 //! interleaving of the real runtime can be played in a chosen order.
 
 use super::engine::{owner_of, Broker, BrokerConfig};
-use super::host::{Client, Host};
+use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
 use super::stats::BrokerStats;
 use crate::sendbuf::{Offered, SendBuf};
@@ -22,10 +22,17 @@ struct FakeHost {
     shards: usize,
     wire: FxHashMap<Client, Vec<Bytes>>,
     outbox: Vec<(usize, Mail)>,
+    /// The clock `now_ms` reads; tests move it.
     now_ms: u64,
     /// When set, `offer` keeps to its limit as the runtime does: each
     /// client's queue is what `wire` holds (nothing is ever sent).
     enforce_limit: bool,
+    /// Clients whose queue is full (`offer` says so, `backlog` is not 0).
+    full: rustc_hash::FxHashSet<Client>,
+    /// Clients closed, with the code.
+    closes: Vec<(Client, u16)>,
+    /// Shards whose mail waits behind a full ring.
+    waiting: ShardMask,
 }
 
 impl Host for FakeHost {
@@ -37,6 +44,10 @@ impl Host for FakeHost {
         self.shards
     }
 
+    fn mail_waiting(&self, to: usize) -> bool {
+        self.waiting & 1 << to != 0
+    }
+
     fn send(&mut self, to: Client, frame: Bytes) -> bool {
         self.wire.entry(to).or_default().push(frame);
         true
@@ -44,18 +55,26 @@ impl Host for FakeHost {
 
     fn offer(&mut self, to: Client, frame: &SendBuf, limit: usize) -> Offered {
         let queued = self.backlog(to).unwrap_or(0);
-        if self.enforce_limit && queued > 0 && queued + frame.bytes().len() > limit {
+        let over = self.enforce_limit && queued > 0 && queued + frame.bytes().len() > limit;
+        if over || self.full.contains(&to) {
             return Offered::Full;
         }
         self.send(to, frame.bytes().clone());
         Offered::Sent
     }
 
-    fn close(&mut self, _to: Client, _code: u16, _reason: &'static str) -> bool {
+    fn close(&mut self, to: Client, code: u16, _reason: &'static str) -> bool {
+        if self.closes.iter().any(|(c, _)| *c == to) {
+            return false; // closing already
+        }
+        self.closes.push((to, code));
         true
     }
 
     fn backlog(&self, to: Client) -> Option<usize> {
+        if self.full.contains(&to) {
+            return Some(1);
+        }
         if !self.enforce_limit {
             return Some(0);
         }
@@ -107,6 +126,9 @@ impl Cluster {
                     outbox: Vec::new(),
                     now_ms: 0,
                     enforce_limit: false,
+                    full: Default::default(),
+                    closes: Vec::new(),
+                    waiting: 0,
                 })
                 .collect(),
             rings: FxHashMap::default(),
@@ -635,4 +657,198 @@ fn a_shard_full_of_wanted_topics_refuses_new_ones_and_forgets_unwanted_ones() {
     assert_eq!(stats.topics_forgotten_total.load(Relaxed), 2);
     assert_eq!(stats.topics_refused_total.load(Relaxed), 1);
     assert_eq!(stats.topics.load(Relaxed), 10);
+}
+
+fn counter(cl: &Cluster, f: impl Fn(&BrokerStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+    cl.brokers[0]
+        .stats()
+        .iter()
+        .map(|s| f(s).load(std::sync::atomic::Ordering::Relaxed))
+        .sum()
+}
+
+fn conflating(max_queued: usize) -> BrokerConfig {
+    BrokerConfig {
+        policy: super::engine::SlowPolicy::Conflate,
+        max_queued,
+        ..BrokerConfig::default()
+    }
+}
+
+#[test]
+fn conflation_keeps_the_latest_per_topic_in_the_order_first_held() {
+    let mut cl = Cluster::with(1, conflating(1 << 20));
+    let publisher = cl.connect(0);
+    let sub = cl.connect(0);
+    cl.send(sub, json!({"op": "sub", "topics": ["c.>"], "id": 1}));
+    assert_eq!(summary(&cl.received(sub)), ["ack 1"]);
+    cl.hosts[0].full.insert(sub.1);
+    for t in ["c.a", "c.b", "c.a", "c.c", "c.b", "c.a"] {
+        publish(&mut cl, publisher, t, 0);
+    }
+    assert!(cl.received(sub).is_empty(), "all held: the queue is full");
+    assert_eq!(cl.brokers[0].conn_counters(sub.1), Some((0, 3, 3)));
+    cl.hosts[0].full.clear();
+    cl.brokers[0].writable(&mut cl.hosts[0], sub.1);
+    assert_eq!(
+        summary(&cl.received(sub)),
+        ["msg c.a 3", "msg c.b 2", "msg c.c 1"]
+    );
+    // Released: a topic held again goes to the back of the line.
+    cl.hosts[0].full.insert(sub.1);
+    for t in ["c.c", "c.a"] {
+        publish(&mut cl, publisher, t, 0);
+    }
+    cl.hosts[0].full.clear();
+    cl.brokers[0].writable(&mut cl.hosts[0], sub.1);
+    assert_eq!(summary(&cl.received(sub)), ["msg c.c 2", "msg c.a 4"]);
+    assert_eq!(counter(&cl, |s| &s.conflated_total), 3);
+}
+
+#[test]
+fn a_conflating_subscriber_holding_too_many_topics_is_closed_as_a_slow_consumer() {
+    // 10,000 bytes of held messages: ~50 topics of these (~60-byte frames
+    // plus ~85 bytes each to index them).
+    let mut cl = Cluster::with(1, conflating(10_000));
+    let publisher = cl.connect(0);
+    let sub = cl.connect(0);
+    cl.send(sub, json!({"op": "sub", "topics": [">"], "id": 1}));
+    assert_eq!(summary(&cl.received(sub)), ["ack 1"]);
+    cl.hosts[0].full.insert(sub.1);
+    for i in 0..1000 {
+        publish(&mut cl, publisher, &format!("many.t{i}"), i);
+        if !cl.hosts[0].closes.is_empty() {
+            assert!((40..80).contains(&i), "closed after {i} topics");
+            break;
+        }
+    }
+    assert_eq!(
+        cl.hosts[0].closes,
+        [(sub.1, crate::ws::code::POLICY_VIOLATION)]
+    );
+    assert_eq!(counter(&cl, |s| &s.conflate_overflows_total), 1);
+    // What it held is freed at once, not when the close completes.
+    assert_eq!(cl.brokers[0].conn_counters(sub.1).map(|c| c.2), Some(0));
+}
+
+fn rate_limited(cl: &Cluster) -> u64 {
+    counter(cl, |s| &s.requests_rate_limited_total)
+}
+
+#[test]
+fn publishes_over_the_connection_rate_get_rate_limited_with_their_id_and_no_seq() {
+    let config = BrokerConfig {
+        pub_rate: super::rate::Rate {
+            per_s: 10,
+            burst: 3,
+        },
+        ..BrokerConfig::default()
+    };
+    let mut cl = Cluster::with(2, config);
+    let t = topic_owned_by(1, 2, "rate");
+    let sub = cl.connect(1);
+    let publisher = cl.connect(0);
+    cl.send(sub, json!({"op": "sub", "topics": [&t]}));
+    cl.settle();
+    cl.hosts[0].now_ms = 5_000;
+    for id in 0..5 {
+        cl.send(
+            publisher,
+            json!({"op": "pub", "topic": &t, "data": id, "id": id}),
+        );
+    }
+    let got = cl.received(publisher);
+    assert_eq!(summary(&got), ["ack 0", "ack 1", "ack 2", "err 3", "err 4"]);
+    assert_eq!(got[3]["code"], "rate_limited");
+    assert!(
+        got[3]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--max-pub-rate"),
+        "{}",
+        got[3]
+    );
+    assert_eq!(rate_limited(&cl), 2);
+    // 10 a second: one more after 100 ms.
+    cl.hosts[0].now_ms += 100;
+    for id in 5..7 {
+        cl.send(
+            publisher,
+            json!({"op": "pub", "topic": &t, "data": id, "id": id}),
+        );
+    }
+    assert_eq!(summary(&cl.received(publisher)), ["ack 5", "err 6"]);
+    // The refused ones were never numbered: no gap.
+    cl.settle();
+    assert_eq!(
+        summary(&cl.received(sub)),
+        (1..=4).map(|s| format!("msg {t} {s}")).collect::<Vec<_>>()
+    );
+    // The other connections are not limited by this one.
+    cl.send(sub, json!({"op": "pub", "topic": &t, "data": 0, "id": 9}));
+    assert_eq!(
+        summary(&cl.received(sub)),
+        ["ack 9".to_string(), format!("msg {t} 5")]
+    );
+}
+
+#[test]
+fn sub_and_unsub_patterns_over_the_rate_get_rate_limited_and_change_nothing() {
+    let config = BrokerConfig {
+        sub_rate: super::rate::Rate { per_s: 2, burst: 4 },
+        ..BrokerConfig::default()
+    };
+    let mut cl = Cluster::with(1, config);
+    let c = cl.connect(0);
+    let publisher = cl.connect(0);
+    // Six patterns at once: never refused for its size, paid for after.
+    cl.send(
+        c,
+        json!({"op": "sub", "topics": ["s.1", "s.2", "s.3", "s.4", "s.5", "s.6"], "id": 1}),
+    );
+    cl.send(c, json!({"op": "unsub", "topics": ["s.1"], "id": 2}));
+    cl.send(c, json!({"op": "sub", "topics": ["s.7"], "id": 3}));
+    let got = cl.received(c);
+    assert_eq!(summary(&got), ["ack 1", "err 2", "err 3"]);
+    assert_eq!(got[1]["code"], "rate_limited");
+    assert_eq!(rate_limited(&cl), 2);
+    // The refused unsub left s.1 on, the refused sub did not add s.7.
+    publish(&mut cl, publisher, "s.1", 0);
+    publish(&mut cl, publisher, "s.7", 0);
+    assert_eq!(summary(&cl.received(c)), ["msg s.1 1"]);
+    // Two in debt at 2 a second: a token again after 1.5 s.
+    cl.hosts[0].now_ms = 1_499;
+    cl.send(c, json!({"op": "unsub", "topics": ["s.1"], "id": 4}));
+    cl.hosts[0].now_ms = 1_500;
+    cl.send(c, json!({"op": "unsub", "topics": ["s.1"], "id": 5}));
+    assert_eq!(summary(&cl.received(c)), ["err 4", "ack 5"]);
+}
+
+#[test]
+fn sub_and_unsub_are_refused_while_a_shard_they_must_mail_has_mail_waiting() {
+    let mut cl = Cluster::new(2);
+    let remote = topic_owned_by(1, 2, "m");
+    let local = topic_owned_by(0, 2, "m");
+    let c = cl.connect(0);
+    cl.send(c, json!({"op": "sub", "topics": [&remote], "id": 1}));
+    cl.settle();
+    assert_eq!(summary(&cl.received(c)), ["ack 1"]);
+    cl.hosts[0].waiting = 1 << 1;
+    cl.send(c, json!({"op": "sub", "topics": ["m.*"], "id": 2}));
+    cl.send(c, json!({"op": "unsub", "topics": [&remote], "id": 3}));
+    cl.send(c, json!({"op": "sub", "topics": [&local], "id": 4}));
+    assert!(cl.hosts[0].outbox.is_empty() && cl.rings.values().all(|r| r.is_empty()));
+    let got = cl.received(c);
+    assert_eq!(summary(&got), ["err 2", "err 3", "ack 4"]);
+    assert_eq!(got[0]["code"], "rate_limited");
+    assert_eq!(counter(&cl, |s| &s.subs_refused_total), 2);
+    // The refused unsub changed nothing: the remote topic still streams.
+    let publisher = cl.connect(1);
+    publish(&mut cl, publisher, &remote, 0);
+    cl.settle();
+    assert_eq!(summary(&cl.received(c)), [format!("msg {remote} 1")]);
+    cl.hosts[0].waiting = 0;
+    cl.send(c, json!({"op": "unsub", "topics": [&remote], "id": 5}));
+    cl.settle();
+    assert_eq!(summary(&cl.received(c)), ["ack 5"]);
 }

@@ -59,4 +59,8 @@ pub trait Host {
     /// Monotonic milliseconds since the shard started (the runtime's loop
     /// clock: 100 ms resolution). For budgets refilled over time.
     fn now_ms(&self) -> u64;
+
+    /// Does mail for shard `to` wait behind a full ring (what `post` put
+    /// in the backlog and the ring has not taken yet)?
+    fn mail_waiting(&self, to: usize) -> bool;
 }

@@ -14,6 +14,9 @@ counters! { BrokerStats {
     slow_disconnects_total: "counter", "Slow consumers disconnected (policy disconnect).";
     errors_total: "counter", "err replies sent.";
     publishes_refused_total: "counter", "Publishes answered rate_limited: their topic's shard had a full mailbox (it is behind).";
+    conflate_overflows_total: "counter", "Conflating subscribers closed 1008 slow consumer: their held messages (one per topic) passed --max-queued-bytes.";
+    requests_rate_limited_total: "counter", "Requests answered rate_limited for their connection's rate (--max-pub-rate, --max-sub-rate).";
+    subs_refused_total: "counter", "sub/unsub answered rate_limited: a shard they must mail has mail waiting behind a full mailbox.";
     fanout_shed_total: "counter", "Messages not passed to a shard whose mailbox was full (its subscribers see a seq gap).";
     topics: "gauge", "Topics held by their owner shard (seq counter, maybe a last value).";
     topics_forgotten_total: "counter", "Topics forgotten (no interest, no last value): their seq starts again at 1.";

@@ -13,10 +13,11 @@
 //!   already streams are streamed on and left out of the snapshot.
 
 use super::host::ShardMask;
+use super::rate::Bucket;
 use super::topic::matches;
 use super::wire::TopicAt;
 use bytes::Bytes;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
 
 /// A subscription whose snapshot has not come back from every owner yet.
@@ -58,12 +59,15 @@ pub(super) struct Subscriber {
     next_req: u32,
     /// Conflation: the latest message per topic not yet queued (the queue
     /// was full), in arrival order.
-    pub conflated_latest: Vec<(Bytes, TopicAt)>,
+    pub conflated_latest: Conflated,
     pub dropped: u64,
     pub conflated: u64,
     /// Snapshot requests still waiting on owners: (request, owners left).
     pub snapshots: Vec<(u32, ShardMask)>,
     pub new_topics: TopicBudget,
+    /// Request rates (`BrokerConfig::pub_rate`, `sub_rate`).
+    pub pub_bucket: Bucket,
+    pub sub_bucket: Bucket,
 }
 
 /// Window over which `--max-new-topics-per-conn` new topics are allowed.
@@ -107,6 +111,79 @@ impl TopicBudget {
     pub fn charge(&mut self, now_ms: u64, cap: u64) {
         self.settle(now_ms, cap);
         self.debt += 1;
+    }
+}
+
+/// What holding one more topic costs besides its frame: its queue entry
+/// (`Bytes` 32 and `TopicAt` 8), its index entry (`Box<str>` 16, position 8,
+/// hash-table slack ~1/8) and the topic's own copy (counted apart). Held
+/// bytes are frames plus this, so the cap bounds the real memory.
+const HELD_OVERHEAD: usize = 80;
+
+/// The latest message per topic held back under policy conflate, topics in
+/// the order they were first held: O(1) per message whatever the number of
+/// topics (a list searched per message was O(topics), and a subscriber to
+/// `>` on 200,000 topics made every delivery to it walk them).
+#[derive(Debug, Default)]
+pub(super) struct Conflated {
+    /// In order; the entry at index `i` has position `base + i`.
+    queue: VecDeque<(Bytes, TopicAt)>,
+    /// Topic → its entry's position.
+    index: FxHashMap<Box<str>, u64>,
+    base: u64,
+    bytes: usize,
+}
+
+impl Conflated {
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Memory held: frames, topic copies and [`HELD_OVERHEAD`] each.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Hold `frame` as its topic's latest, in the place of an older one if
+    /// any (true then: that one is conflated away).
+    pub fn hold(&mut self, frame: Bytes, at: TopicAt) -> bool {
+        let topic = at.get(&frame);
+        if let Some(&pos) = self.index.get(topic) {
+            if let Some(slot) = self.queue.get_mut((pos - self.base) as usize) {
+                self.bytes = self.bytes - slot.0.len() + frame.len();
+                *slot = (frame, at);
+                return true;
+            }
+        }
+        self.bytes += frame.len() + topic.len() + HELD_OVERHEAD;
+        let pos = self.base + self.queue.len() as u64;
+        self.index.insert(topic.into(), pos);
+        self.queue.push_back((frame, at));
+        false
+    }
+
+    /// The oldest held frame's length.
+    pub fn front_len(&self) -> Option<usize> {
+        self.queue.front().map(|(f, _)| f.len())
+    }
+
+    /// Release the oldest held frame.
+    pub fn pop_front(&mut self) -> Option<Bytes> {
+        let (frame, at) = self.queue.pop_front()?;
+        let topic = at.get(&frame);
+        self.index.remove(topic);
+        self.bytes -= frame.len() + topic.len() + HELD_OVERHEAD;
+        self.base += 1;
+        Some(frame)
+    }
+
+    /// Forget everything held (the connection is being closed).
+    pub fn clear(&mut self) {
+        *self = Self::default();
     }
 }
 

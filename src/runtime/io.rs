@@ -154,6 +154,12 @@ impl<M> Io<'_, M> {
         self.table.now as u64 * super::timer::TICK.as_millis() as u64
     }
 
+    /// Does mail for shard `to` wait in the backlog behind a full ring?
+    /// The app refuses work that would add to it (see `post`).
+    pub fn mail_waiting(&self, to: usize) -> bool {
+        self.mail.backlogged(to)
+    }
+
     pub fn shard(&self) -> usize {
         self.table.me
     }

@@ -104,6 +104,11 @@ impl<M> Mailbox<M> {
         }
     }
 
+    /// Does mail for `to` wait in the backlog (its ring was full)?
+    pub fn backlogged(&self, to: usize) -> bool {
+        self.backlog.get(to).is_some_and(|b| !b.is_empty())
+    }
+
     /// Move backlogged mail into rings that have room again.
     pub fn retry_backlog(&mut self) -> bool {
         let mut left = false;

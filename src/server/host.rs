@@ -59,4 +59,8 @@ impl Host for Io<'_, Mail> {
     fn now_ms(&self) -> u64 {
         Io::now_ms(self)
     }
+
+    fn mail_waiting(&self, to: usize) -> bool {
+        Io::mail_waiting(self, to)
+    }
 }
