@@ -101,3 +101,49 @@ async fn subscription_churn_past_the_default_rate_is_refused() {
     .await;
     assert!(b.metric("ringfan_requests_rate_limited_total") >= 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_wait_for_a_full_mailbox_instead_of_growing_its_backlog() {
+    // One slot per ring: a wildcard sub mails the other shard twice
+    // (interest, then the request), so the second waits in the backlog
+    // and the next sub read in the same turn is refused.
+    let args = ["--shards", "2", "--mailbox-capacity", "1"];
+    let b = with_broker(&args, 30, |addr| async move {
+        let mut c = Client::connect(addr).await;
+        let (acked, refused) = burst(&mut c, 50, |id| {
+            serde_json::json!({"op": "sub", "topic": format!("mb.{id}.>"), "id": id}).to_string()
+        })
+        .await;
+        assert!(
+            !acked.is_empty() && !refused.is_empty(),
+            "{acked:?} {refused:?}"
+        );
+        // Refused, not lost: retried, it goes through once the mail moved.
+        let r = refused[0];
+        let mut done = false;
+        for attempt in 0..100 {
+            let id = 1000 + attempt;
+            let req = serde_json::json!({"op": "sub", "topic": format!("mb.{r}.>"), "id": id});
+            c.send(req.to_string()).await;
+            let v = c.recv_json().await;
+            if v["op"] == "ack" {
+                done = true;
+                break;
+            }
+            assert_eq!(v["code"], "rate_limited", "{v}");
+            assert!(
+                v["message"].as_str().unwrap_or("").contains("behind"),
+                "{v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(done, "never subscribed");
+        let mut p = Client::connect(addr).await;
+        p.send(pub_req(&format!("mb.{r}.x"), "1", Some(1))).await;
+        p.expect_ack(1).await;
+        let m = c.recv_msg().await;
+        assert_eq!(m.topic, format!("mb.{r}.x"));
+    })
+    .await;
+    assert!(b.metric("ringfan_subs_refused_total") >= 1);
+}

@@ -218,12 +218,14 @@ mod tests {
         assert_eq!(a[0].try_post(1, 2), Ok(()));
         assert_eq!(a[0].try_post(1, 3), Err(3), "ring full");
         a[0].post(1, 4); // control mail still queues, in the backlog
+        assert!(a[0].backlogged(1) && !a[0].backlogged(0));
         let mut got = Vec::new();
         b[0].drain(|_, v| got.push(v));
         assert_eq!(got, [1, 2]);
         // The ring has room, but older mail waits: refusing keeps order.
         assert_eq!(a[0].try_post(1, 5), Err(5));
         assert!(!a[0].retry_backlog());
+        assert!(!a[0].backlogged(1));
         assert_eq!(a[0].try_post(1, 6), Ok(()));
         b[0].drain(|_, v| got.push(v));
         assert_eq!(got, [1, 2, 4, 6]);
