@@ -28,6 +28,10 @@ async fn a_conflating_subscriber_over_many_topics_is_closed_not_grown() {
         "4096",
         "--close-timeout",
         "30",
+        // The publisher creates 20,000 topics at once: past the default
+        // new-topic budget, which is not what this test is about.
+        "--max-new-topics-per-conn",
+        "100000",
     ]);
     let addr = b.addr;
     bounded(60, "test", async {

@@ -7,7 +7,9 @@ unauthenticated client, against a ringfan binary. Prints RSS (MiB, VmRSS),
 
 conflate: a subscriber to '>' under --slow-consumer conflate that never
   reads, and a publisher on 50,000 new topics (100-byte data, no ids).
-  LIN_BASELINE=1 runs the same load with nobody subscribed.
+  LIN_BASELINE=1 runs the same load with nobody subscribed. Since the
+  new-topic budget landed, give the after binary
+  --max-new-topics-per-conn 100000 (the before one has no such flag).
   Before: the held list was searched per message (O(topics)) and unbounded.
 churn: one connection sends sub/unsub of a new wildcard pattern, with ids,
   as fast as it can for 5 s. Before: no limit on requests or on the
