@@ -111,6 +111,10 @@ struct Args {
     /// forgotten, in no particular order (seq keeps counting).
     #[arg(long, default_value_t = br().max_lvc_bytes)]
     max_snapshot_bytes: usize,
+    /// Deepest nesting of arrays/objects in a pub's data (deeper gets err
+    /// bad_json): subscribers' parsers get the data verbatim.
+    #[arg(long, default_value_t = br().max_json_depth)]
+    max_json_depth: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -182,6 +186,7 @@ fn main() {
         max_message: args.max_message,
         max_subscriptions: args.max_subscriptions,
         max_lvc_bytes: args.max_snapshot_bytes,
+        max_json_depth: args.max_json_depth,
     };
     let routes = Routes {
         echo: !args.no_echo,

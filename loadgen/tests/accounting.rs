@@ -27,6 +27,7 @@ fn ringfan(shards: usize) -> Server {
         max_message: 1 << 20,
         max_subscriptions: 1024,
         max_lvc_bytes: 64 << 20,
+        ..BrokerConfig::default()
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     Server::start(config, move |_| {

@@ -14,7 +14,7 @@ use super::mail::Mail;
 use super::owner::Owned;
 use super::stats::BrokerStats;
 use super::subscriber::{Pending, Subscriber};
-use super::topic::{check_pattern, check_topic, is_pattern};
+use super::topic::{check_topic, first_bad_pattern, is_pattern};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
 use crate::metrics::{dec, inc};
@@ -52,6 +52,8 @@ pub struct BrokerConfig {
     /// are forgotten, in no particular order but never the one just
     /// published (their topics keep counting seq).
     pub max_lvc_bytes: usize,
+    /// Deepest nesting of arrays/objects a `pub`'s `data` may have.
+    pub max_json_depth: usize,
 }
 
 impl Default for BrokerConfig {
@@ -62,6 +64,9 @@ impl Default for BrokerConfig {
             max_message: crate::ws::DEFAULT_MAX_MESSAGE,
             max_subscriptions: 10_000,
             max_lvc_bytes: 256 << 20,
+            // Deep enough for any real document; inside the `msg` envelope
+            // (one level more) it stays well under serde_json's 128.
+            max_json_depth: 64,
         }
     }
 }
@@ -208,8 +213,8 @@ impl Broker {
                 snapshot,
             }) => self.subscribe(io, conn, &topics, id, snapshot),
             Ok(Request::Unsub { topics, id }) => {
-                if let Some(bad) = topics.iter().find_map(|t| check_pattern(t).err()) {
-                    return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
+                if let Some((t, e)) = first_bad_pattern(&topics) {
+                    return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
                 }
                 for t in &topics {
                     let removed = self.state(conn).and_then(|st| st.unsubscribe(t));
@@ -233,7 +238,15 @@ impl Broker {
         id: Option<u64>,
     ) {
         if let Err(e) = check_topic(topic) {
-            return self.reply(io, conn, id, ErrCode::BadTopic, e.message());
+            return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(topic, e));
+        }
+        // `data` is passed verbatim: a subscriber's recursive parser would
+        // meet all of its depth (200,000 levels crash many). Once per publish.
+        if wire::nests_deeper(data.as_bytes(), self.config.max_json_depth) {
+            inc(&self.my_stats(io).json_too_deep_total, 1);
+            let max = self.config.max_json_depth;
+            let msg = format!("data nests deeper than {max} arrays/objects (--max-json-depth)");
+            return self.reply(io, conn, id, ErrCode::BadJson, &msg);
         }
         // The msg envelope around the data must still fit subscribers.
         if data.len() + topic.len() + ENVELOPE > self.config.max_message {
@@ -425,8 +438,8 @@ impl Broker {
         id: Option<u64>,
         snapshot: bool,
     ) {
-        if let Some(bad) = topics.iter().find_map(|t| check_pattern(t).err()) {
-            return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
+        if let Some((t, e)) = first_bad_pattern(topics) {
+            return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
         }
         let me = io.shard();
         let shards = io.shards();

@@ -15,4 +15,5 @@ counters! { BrokerStats {
     errors_total: "counter", "err replies sent.";
     publishes_refused_total: "counter", "Publishes answered rate_limited: their topic's shard had a full mailbox (it is behind).";
     fanout_shed_total: "counter", "Messages not passed to a shard whose mailbox was full (its subscribers see a seq gap).";
+    json_too_deep_total: "counter", "Publishes answered bad_json: data nested deeper than --max-json-depth.";
 }}
