@@ -114,17 +114,24 @@ pub fn bad_topic(topic: &str, e: TopicError) -> String {
     format!("bad topic '{}': {}", cut(topic, QUOTE_MAX), e.message())
 }
 
-/// A serde_json message for the client. Its "invalid type: string \"…\""
-/// quotes the client's value whole (a 300 KB string where `snapshot` wants
-/// a bool): the message is cut, the position after it kept.
+/// A serde_json message for the client, at most [`MESSAGE_MAX`] bytes. Its
+/// "invalid type: string \"…\"" quotes the client's value whole (a 300 KB
+/// string where `snapshot` wants a bool): the message is cut, the position
+/// after it kept.
 fn parser_message(e: &serde_json::Error) -> String {
     let full = e.to_string();
     if full.len() <= MESSAGE_MAX {
         return full;
     }
+    // serde_json says "{message} at line L column C", or just the message
+    // when it has no position (line 0).
     let at = format!(" at line {} column {}", e.line(), e.column());
-    let head = full.strip_suffix(at.as_str()).unwrap_or(&full);
-    format!("{}{at}", cut(head, MESSAGE_MAX - at.len()))
+    let (head, at) = match full.strip_suffix(at.as_str()) {
+        Some(head) if e.line() > 0 => (head, at.as_str()),
+        _ => (full.as_str(), ""),
+    };
+    let keep = MESSAGE_MAX - at.len() - '…'.len_utf8();
+    format!("{}{at}", cut(head, keep))
 }
 
 const BAD_ID: &str = "id must be an unsigned integer";
@@ -269,8 +276,8 @@ pub fn ack(id: u64) -> Bytes {
 
 /// `{"op":"err",["id":N,]"code":…,"message":…}` as a text frame.
 pub fn err(id: Option<u64>, code: ErrCode, message: &str) -> Bytes {
-    // Every message is built by the broker, most quoting at most a prefix;
-    // this holds even for one that forgot to.
+    // Every message is built to fit MESSAGE_MAX (a `Rejected` one always
+    // does, and goes out unchanged); this holds even for one that did not.
     let message = cut(message, MESSAGE_MAX);
     let mut s = String::with_capacity(64 + message.len());
     s.push_str("{\"op\":\"err\",");
@@ -476,11 +483,15 @@ mod tests {
             let text = format!(r#"{{"{field}":"{big}","op":"sub","topic":"a"}}"#);
             let e = parse(&text).unwrap_err();
             assert!(
-                e.message.len() <= MESSAGE_MAX + 3,
+                e.message.len() <= MESSAGE_MAX,
                 "{field}: {}",
                 e.message.len()
             );
             assert!(e.message.contains(" at line 1 column "), "{}", e.message);
+            // Already within the bound: the err frame carries it unchanged.
+            let f = err(e.id, e.code, &e.message);
+            let v: serde_json::Value = serde_json::from_str(payload(&f)).unwrap();
+            assert_eq!(v["message"], e.message.as_str());
         }
         // And whatever the message, the err frame stays small.
         let f = err(Some(1), ErrCode::BadOp, &"z".repeat(1 << 20));
