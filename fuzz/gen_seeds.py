@@ -122,3 +122,32 @@ for name, s in streams(masked=False).items():
 # The wrong side's masking.
 write("frames", "server_unmasked", seed(frame(1, b"hi", masked=False)))
 write("frames", "client_masked", seed(frame(1, b"hi"), client=True))
+
+# The broker's request parser: every op and field of docs/protocol.md, and
+# the bad inputs its errors name.
+wire = {
+    "sub": b'{"op":"sub","topics":["md.NASDAQ.AAPL","md.*.MSFT"],"id":1,"snapshot":true}',
+    "sub_topic": b'{"op":"sub","topic":"md.>","id":2}',
+    "unsub": b'{"op":"unsub","topics":["md.NASDAQ.AAPL"],"id":3}',
+    "pub": b'{"op":"pub","topic":"md.NASDAQ.AAPL","data":{"bid":189.2,"ask":189.3},"id":4}',
+    "pub_null": b'{"op":"pub","topic":"a","data":null}',
+    "pub_string": b'{"op":"pub","topic":"a.b","data":"x\\"y\\u00e9\\ud83d\\ude00"}',
+    "pub_nested": b'{"op":"pub","topic":"a","data":' + b"[" * 40 + b"]" * 40 + b"}",
+    "pub_number": b'{"data":-1.5e300,"topic":"a","op":"pub"}',
+    "unknown_fields": b'{"op":"sub","topic":"a","future":[1,{"x":2}],"id":5}',
+    "bad_json": b'{"op":"sub","topic":',
+    "bad_op": b'{"op":"nope","id":6}',
+    "no_op": b'{"topic":"a"}',
+    "id_negative": b'{"op":"sub","topic":"a","id":-1}',
+    "id_string": b'{"op":"sub","topic":"a","id":"7"}',
+    "both_topic_and_topics": b'{"op":"sub","topic":"a","topics":["b"]}',
+    "empty_topics": b'{"op":"sub","topics":[],"id":8}',
+    "pub_two_topics": b'{"op":"pub","topics":["a","b"],"data":1}',
+    "pub_no_data": b'{"op":"pub","topic":"a","id":9}',
+    "array": b'["sub","a.b"]',
+    "not_object": b"42",
+    "duplicate_field": b'{"op":"sub","op":"pub","topic":"a"}',
+    "escaped_topic": b'{"op":"pub","topic":"a\\u002eb","data":1}',
+}
+for name, data in wire.items():
+    write("wire", name, data)

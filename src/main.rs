@@ -93,6 +93,29 @@ struct Args {
     /// past it the connection is closed with 1008.
     #[arg(long, default_value_t = rt().max_backlog)]
     max_backlog_bytes: usize,
+    /// Stop reading from a connection whose own send backlog is over this
+    /// many bytes (each frame counted with 64 bytes of overhead) until it
+    /// is down to half: a client that sends but never reads is held back,
+    /// not closed. Keep it above --max-queued-bytes.
+    #[arg(long, default_value_t = rt().max_backlog_read)]
+    max_backlog_read: usize,
+    /// Bytes/s a connection holding more than --min-recv-rate-pending bytes
+    /// of an unfinished message must keep sending (judged over 5 s), or it
+    /// is closed with 1008 "receive too slow". 0 turns the check off.
+    #[arg(long, default_value_t = rt().min_recv_rate)]
+    min_recv_rate: u32,
+    /// Bytes of an unfinished message a connection may hold without
+    /// --min-recv-rate applying.
+    #[arg(long, default_value_t = rt().min_recv_rate_pending)]
+    min_recv_rate_pending: usize,
+    /// Most connections per shard still in their HTTP handshake; past it
+    /// the oldest is closed.
+    #[arg(long, default_value_t = rt().max_handshakes)]
+    max_handshakes_per_shard: usize,
+    /// Milliseconds a handshake may take while the shard's descriptor table
+    /// is more than 3/4 full; older ones are closed, oldest first.
+    #[arg(long, default_value_t = rt().handshake_timeout_busy.as_millis() as u64)]
+    handshake_timeout_busy_ms: u64,
     /// Kernel send buffer per connection, in bytes (SO_SNDBUF: the kernel
     /// caps it at net.core.wmem_max, then doubles it). Bounds what a
     /// stalled subscriber holds in the kernel before the slow-consumer
@@ -116,6 +139,26 @@ struct Args {
     /// forgotten, in no particular order (seq keeps counting).
     #[arg(long, default_value_t = br().max_lvc_bytes)]
     max_snapshot_bytes: usize,
+    /// Topics a shard keeps (seq counter and last value). At the cap it
+    /// forgets topics no one subscribes to (their seq restarts at 1);
+    /// with none such, publishes to new topics get rate_limited.
+    #[arg(long, default_value_t = br().max_topics)]
+    max_topics_per_shard: usize,
+    /// New topics one connection may create per 10 seconds (refilled
+    /// evenly); past it its publishes get rate_limited.
+    #[arg(long, default_value_t = br().max_new_topics_per_conn)]
+    max_new_topics_per_conn: u64,
+    /// Patterns one `sub` with "snapshot":true may list (more: too_large).
+    #[arg(long, default_value_t = br().max_snapshot_patterns)]
+    max_snapshot_patterns: usize,
+    /// Snapshot subscriptions of one connection in flight at once (more:
+    /// rate_limited until the earlier one's ack).
+    #[arg(long, default_value_t = br().max_snapshots_per_conn)]
+    max_snapshots_per_conn: usize,
+    /// Snapshot subscriptions in flight per shard, all connections
+    /// together (more: rate_limited).
+    #[arg(long, default_value_t = br().max_snapshots_per_shard)]
+    max_snapshots_per_shard: usize,
     /// Deepest nesting of arrays/objects in a pub's data (deeper gets err
     /// bad_json): subscribers' parsers get the data verbatim.
     #[arg(long, default_value_t = br().max_json_depth)]
@@ -175,6 +218,11 @@ fn main() {
         recv_buffers: args.recv_buffers,
         recv_buffers_max: args.recv_buffers_max,
         max_backlog: args.max_backlog_bytes,
+        max_backlog_read: args.max_backlog_read,
+        min_recv_rate: args.min_recv_rate,
+        min_recv_rate_pending: args.min_recv_rate_pending,
+        max_handshakes: args.max_handshakes_per_shard.max(1),
+        handshake_timeout_busy: Duration::from_millis(args.handshake_timeout_busy_ms),
         mailbox_capacity: args.mailbox_capacity.max(1),
         send_buffer: args.socket_send_buffer,
         write_delay: Duration::from_millis(args.write_delay_ms),
@@ -191,6 +239,11 @@ fn main() {
         max_message: args.max_message,
         max_subscriptions: args.max_subscriptions,
         max_lvc_bytes: args.max_snapshot_bytes,
+        max_topics: args.max_topics_per_shard.max(1),
+        max_new_topics_per_conn: args.max_new_topics_per_conn,
+        max_snapshot_patterns: args.max_snapshot_patterns,
+        max_snapshots_per_conn: args.max_snapshots_per_conn,
+        max_snapshots_per_shard: args.max_snapshots_per_shard,
         max_json_depth: args.max_json_depth,
     };
     let routes = Routes {

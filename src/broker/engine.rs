@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
-use super::owner::Owned;
+use super::owner::{Owned, OwnedLimits};
 use super::stats::BrokerStats;
 use super::subscriber::{Pending, Subscriber};
 use super::topic::{check_topic, first_bad_pattern, is_pattern};
@@ -52,6 +52,30 @@ pub struct BrokerConfig {
     /// are forgotten, in no particular order but never the one just
     /// published (their topics keep counting seq).
     pub max_lvc_bytes: usize,
+    /// Topics an owner shard keeps. At the cap it forgets a tenth of them
+    /// among those no shard is interested in; with none such, publishes
+    /// to new topics are refused. Measured (tests/attacks/owner.py churn,
+    /// release build): 200,000 random topics cost 86 MiB of RSS with
+    /// their last values, ~430 bytes a topic (map entry and name, index
+    /// leaf ~190, state and a small last value). 500,000 is thus ~215 MiB a
+    /// shard at worst, the order of the 256 MiB last-value cap, and 2.5x
+    /// the churn repro.
+    pub max_topics: usize,
+    /// New topics one connection may create per 10 s (a token bucket:
+    /// this burst, refilled at a tenth of it a second). 10,000 lets a feed
+    /// bring up a large universe at once; a churning client creates 1,000
+    /// a second at most, 200,000 topics take it over three minutes.
+    pub max_new_topics_per_conn: u64,
+    /// Patterns one `sub` with `snapshot` may list: each exact one is a
+    /// lookup and each wildcard a walk of the owners' topic index.
+    pub max_snapshot_patterns: usize,
+    /// Snapshot requests of one connection waiting on owners at once.
+    pub max_snapshots_per_conn: usize,
+    /// Snapshot requests of all connections of a shard waiting on owners
+    /// at once: bounds the owners' replies in the (unbounded) sub-reply
+    /// mail to this many times the matching topics (40 bytes an entry,
+    /// the frames are shared).
+    pub max_snapshots_per_shard: usize,
     /// Deepest nesting of arrays/objects a `pub`'s `data` may have.
     pub max_json_depth: usize,
 }
@@ -64,6 +88,11 @@ impl Default for BrokerConfig {
             max_message: crate::ws::DEFAULT_MAX_MESSAGE,
             max_subscriptions: 10_000,
             max_lvc_bytes: 256 << 20,
+            max_topics: 500_000,
+            max_new_topics_per_conn: 10_000,
+            max_snapshot_patterns: 1_000,
+            max_snapshots_per_conn: 1,
+            max_snapshots_per_shard: 64,
             // Deep enough for any real document; inside the `msg` envelope
             // (one level more) it stays well under serde_json's 128.
             max_json_depth: 64,
@@ -84,6 +113,8 @@ pub struct Broker {
     stamp: u64,
     /// Reused per delivery: the matched connections.
     targets: Vec<Client>,
+    /// Snapshot requests of this shard's connections waiting on owners.
+    snapshots_in_flight: usize,
 }
 
 /// The shard that owns `topic`.
@@ -106,7 +137,10 @@ fn bits(mut mask: ShardMask) -> impl Iterator<Item = usize> {
 impl Broker {
     pub fn new(config: BrokerConfig, stats: Arc<[BrokerStats]>) -> Self {
         Self {
-            owned: Owned::new(config.max_lvc_bytes),
+            owned: Owned::new(OwnedLimits {
+                max_lvc_bytes: config.max_lvc_bytes,
+                max_topics: config.max_topics,
+            }),
             config,
             stats,
             subs: Trie::new(),
@@ -114,6 +148,7 @@ impl Broker {
             conns: Vec::new(),
             stamp: 0,
             targets: Vec::new(),
+            snapshots_in_flight: 0,
         }
     }
 
@@ -152,7 +187,9 @@ impl Broker {
     pub fn closed<H: Host>(&mut self, io: &mut H, conn: Client) {
         let Some(st) = self.state(conn) else { return };
         let subs = std::mem::take(&mut st.subs);
+        let snapshots = st.snapshots.len();
         self.conns[conn.slot as usize] = None;
+        self.snapshots_done(io, snapshots);
         for p in subs {
             self.unsubscribe_one(io, conn, &p);
         }
@@ -258,12 +295,28 @@ impl Broker {
                 "message too large to deliver",
             );
         }
+        let cap = self.config.max_new_topics_per_conn;
+        let now = io.now_ms();
+        if self
+            .state(conn)
+            .is_some_and(|st| st.new_topics.spent(now, cap))
+        {
+            inc(&self.my_stats(io).new_topics_limited_total, 1);
+            let msg = format!(
+                "too many new topics from this connection (limit {cap} per 10 s); retry later"
+            );
+            return self.reply(io, conn, id, ErrCode::RateLimited, &msg);
+        }
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
+            if !self.owned.admits(topic) {
+                self.count_forgotten(io);
+                return self.refuse_topic(io, conn, id);
+            }
             if let Some(id) = id {
                 self.answer(io, conn, wire::ack(id));
             }
-            self.publish(io, topic, data.as_bytes());
+            self.publish(io, topic, data.as_bytes(), conn);
         } else {
             let mut buf = BytesMut::with_capacity(topic.len() + data.len());
             buf.put_slice(topic.as_bytes());
@@ -271,6 +324,7 @@ impl Broker {
             let mail = Mail::Publish {
                 buf: buf.freeze(),
                 topic_len: topic.len() as u8,
+                from: conn,
             };
             // A full ring means the owner is behind by a whole ring of
             // mail. Queueing more would grow this shard without bound;
@@ -292,13 +346,78 @@ impl Broker {
         }
     }
 
+    /// A publish to a new topic on a shard full of wanted topics.
+    fn refuse_topic<H: Host>(&mut self, io: &mut H, conn: Client, id: Option<u64>) {
+        inc(&self.my_stats(io).topics_refused_total, 1);
+        let msg = format!(
+            "too many topics on this topic's shard (limit {} per shard); retry later",
+            self.config.max_topics
+        );
+        self.reply(io, conn, id, ErrCode::RateLimited, &msg);
+    }
+
+    fn count_forgotten<H: Host>(&mut self, io: &mut H) {
+        let n = self.owned.take_forgotten();
+        if n > 0 {
+            let s = self.my_stats(io);
+            inc(&s.topics_forgotten_total, n);
+            dec(&s.topics, n);
+        }
+    }
+
+    /// `n` snapshot requests of this shard no longer wait on owners.
+    fn snapshots_done<H: Host>(&mut self, io: &mut H, n: usize) {
+        if n > 0 {
+            self.snapshots_in_flight -= n;
+            dec(&self.my_stats(io).snapshot_requests_in_flight, n as u64);
+        }
+    }
+
+    /// A publish of `from` (on the shard that sent it) created a topic.
+    fn created<H: Host>(&mut self, io: &mut H, from: Client) {
+        let cap = self.config.max_new_topics_per_conn;
+        let now = io.now_ms();
+        if let Some(st) = self.state(from) {
+            st.new_topics.charge(now, cap);
+        }
+    }
+
     /// On the owner: number, frame once, fan out to interested shards.
-    fn publish<H: Host>(&mut self, io: &mut H, topic: &str, data: &[u8]) {
-        let p = self.owned.publish(topic, data);
+    /// `from` published it, on `from_shard`.
+    fn publish<H: Host>(&mut self, io: &mut H, topic: &str, data: &[u8], from: Client) {
+        self.publish_from(io, topic, data, io.shard(), from)
+    }
+
+    fn publish_from<H: Host>(
+        &mut self,
+        io: &mut H,
+        topic: &str,
+        data: &[u8],
+        from_shard: usize,
+        from: Client,
+    ) {
+        let me = io.shard();
+        let Some(p) = self.owned.publish(topic, data) else {
+            // Remote publisher, acked already (the ack says "taken by the
+            // broker"): counted, as for a shed fan-out.
+            self.count_forgotten(io);
+            inc(&self.my_stats(io).topics_refused_total, 1);
+            return;
+        };
+        self.count_forgotten(io);
         let s = self.my_stats(io);
         inc(&s.publishes_total, 1);
         inc(&s.frames_built_total, 1);
-        let me = io.shard();
+        if p.created {
+            inc(&s.topics, 1);
+            if from_shard == me {
+                self.created(io, from);
+            } else {
+                // One per Publish mail taken off that shard's ring: bounded
+                // by the ring, like the publishes themselves.
+                io.post(from_shard, Mail::Created { conn: from });
+            }
+        }
         for shard in bits(p.shards) {
             if shard == me {
                 self.deliver(io, me, &p.frame, p.at);
@@ -453,6 +572,13 @@ impl Broker {
             let msg = format!("too many subscriptions (limit {limit} per connection)");
             return self.reply(io, conn, id, ErrCode::TooLarge, &msg);
         }
+        if snapshot && fresh > 0 {
+            if let Some((code, msg)) = self.snapshot_refusal(conn, topics.len()) {
+                inc(&self.stats[me].snapshots_refused_total, 1);
+                return self.reply(io, conn, id, code, &msg);
+            }
+        }
+        let Some(st) = self.state(conn) else { return };
         let mut new: Vec<Box<str>> = Vec::new();
         for t in topics {
             // Already subscribed: no second delivery, no second snapshot.
@@ -496,6 +622,12 @@ impl Broker {
         }
         let Some(st) = self.state(conn) else { return };
         let req = st.next_req();
+        if snapshot {
+            st.snapshots.push((req, all));
+            self.snapshots_in_flight += 1;
+            inc(&self.stats[me].snapshot_requests_in_flight, 1);
+        }
+        let Some(st) = self.state(conn) else { return };
         st.pending
             .extend(pending.into_iter().map(|pattern| Pending {
                 req,
@@ -512,7 +644,7 @@ impl Broker {
             }
             if o == me {
                 let entries = if snapshot {
-                    self.owned.snapshot(&patterns)
+                    self.owned_snapshot(io, &patterns)
                 } else {
                     Vec::new()
                 };
@@ -529,6 +661,51 @@ impl Broker {
                 );
             }
         }
+    }
+
+    /// Why a snapshot subscription listing `patterns` may not go now, if
+    /// it may not: each bound keeps what the owners build and mail for it
+    /// (protocol.md, "Limits").
+    fn snapshot_refusal(&mut self, conn: Client, patterns: usize) -> Option<(ErrCode, String)> {
+        let c = &self.config;
+        let (max_patterns, per_conn, per_shard) = (
+            c.max_snapshot_patterns,
+            c.max_snapshots_per_conn,
+            c.max_snapshots_per_shard,
+        );
+        let in_flight = self.snapshots_in_flight;
+        let st = self.state(conn)?;
+        if patterns > max_patterns {
+            Some((
+                ErrCode::TooLarge,
+                format!("too many patterns for a snapshot (limit {max_patterns} per request)"),
+            ))
+        } else if st.snapshots.len() >= per_conn {
+            Some((
+                ErrCode::RateLimited,
+                format!(
+                    "snapshot requests still on their way (limit {per_conn} per connection); wait for their ack"
+                ),
+            ))
+        } else if in_flight >= per_shard {
+            Some((
+                ErrCode::RateLimited,
+                "broker busy with snapshots; retry later".to_string(),
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The owner side of a snapshot request.
+    fn owned_snapshot<H: Host>(
+        &mut self,
+        io: &mut H,
+        patterns: &[Box<str>],
+    ) -> Vec<(Bytes, TopicAt)> {
+        let entries = self.owned.snapshot(patterns);
+        self.count_forgotten(io);
+        entries
     }
 
     /// Tell the owners that may hold topics matching `pattern` that this
@@ -589,7 +766,10 @@ impl Broker {
             .into_iter()
             .filter(|(f, at)| st.snapshot_wanted(req, owner, patterns, at.get(f)))
             .collect();
-        let replies = st.answered(req, owner);
+        let (replies, done) = st.answered(req, owner);
+        if done {
+            self.snapshots_done(io, 1);
+        }
         let sent = send.len() as u64;
         for (f, at) in send {
             self.offer(io, conn, &SendBuf::from(f), at);
@@ -602,12 +782,17 @@ impl Broker {
 
     pub fn mail<H: Host>(&mut self, io: &mut H, from: usize, mail: Mail) {
         match mail {
-            Mail::Publish { buf, topic_len } => {
+            Mail::Publish {
+                buf,
+                topic_len,
+                from: conn,
+            } => {
                 let (t, data) = buf.split_at(topic_len as usize);
                 if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish(io, topic, data);
+                    self.publish_from(io, topic, data, from, conn);
                 }
             }
+            Mail::Created { conn } => self.created(io, conn),
             Mail::Deliver { frame, at } => self.deliver(io, from, &frame, at),
             Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
             Mail::SubRequest {
@@ -617,7 +802,7 @@ impl Broker {
                 snapshot,
             } => {
                 let entries = if snapshot {
-                    self.owned.snapshot(&patterns)
+                    self.owned_snapshot(io, &patterns)
                 } else {
                     Vec::new()
                 };

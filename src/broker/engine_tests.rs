@@ -22,6 +22,10 @@ struct FakeHost {
     shards: usize,
     wire: FxHashMap<Client, Vec<Bytes>>,
     outbox: Vec<(usize, Mail)>,
+    now_ms: u64,
+    /// When set, `offer` keeps to its limit as the runtime does: each
+    /// client's queue is what `wire` holds (nothing is ever sent).
+    enforce_limit: bool,
 }
 
 impl Host for FakeHost {
@@ -38,7 +42,11 @@ impl Host for FakeHost {
         true
     }
 
-    fn offer(&mut self, to: Client, frame: &SendBuf, _limit: usize) -> Offered {
+    fn offer(&mut self, to: Client, frame: &SendBuf, limit: usize) -> Offered {
+        let queued = self.backlog(to).unwrap_or(0);
+        if self.enforce_limit && queued > 0 && queued + frame.bytes().len() > limit {
+            return Offered::Full;
+        }
         self.send(to, frame.bytes().clone());
         Offered::Sent
     }
@@ -47,8 +55,15 @@ impl Host for FakeHost {
         true
     }
 
-    fn backlog(&self, _to: Client) -> Option<usize> {
-        Some(0)
+    fn backlog(&self, to: Client) -> Option<usize> {
+        if !self.enforce_limit {
+            return Some(0);
+        }
+        let q = self
+            .wire
+            .get(&to)
+            .map_or(0, |w| w.iter().map(|f| f.len()).sum());
+        Some(q)
     }
 
     fn post(&mut self, to: usize, mail: Mail) {
@@ -58,6 +73,10 @@ impl Host for FakeHost {
     fn try_post(&mut self, to: usize, mail: Mail) -> Result<(), Mail> {
         self.outbox.push((to, mail));
         Ok(())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
     }
 }
 
@@ -71,10 +90,14 @@ struct Cluster {
 
 impl Cluster {
     fn new(shards: usize) -> Self {
+        Self::with(shards, BrokerConfig::default())
+    }
+
+    fn with(shards: usize, config: BrokerConfig) -> Self {
         let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
         Self {
             brokers: (0..shards)
-                .map(|_| Broker::new(BrokerConfig::default(), stats.clone()))
+                .map(|_| Broker::new(config.clone(), stats.clone()))
                 .collect(),
             hosts: (0..shards)
                 .map(|shard| FakeHost {
@@ -82,6 +105,8 @@ impl Cluster {
                     shards,
                     wire: FxHashMap::default(),
                     outbox: Vec::new(),
+                    now_ms: 0,
+                    enforce_limit: false,
                 })
                 .collect(),
             rings: FxHashMap::default(),
@@ -392,4 +417,222 @@ fn a_snapshot_for_a_pattern_unsubscribed_meanwhile_is_not_sent() {
     publish(&mut cl, publisher, &t, 2);
     cl.settle();
     assert_eq!(summary(&cl.received(sub)), Vec::<String>::new());
+}
+
+fn config() -> BrokerConfig {
+    BrokerConfig::default()
+}
+
+#[test]
+fn snapshot_deliveries_count_against_the_queue_limit_like_live_data() {
+    let mut cl = Cluster::with(
+        2,
+        BrokerConfig {
+            policy: super::engine::SlowPolicy::Drop,
+            max_queued: 10_000,
+            ..config()
+        },
+    );
+    cl.hosts.iter_mut().for_each(|h| h.enforce_limit = true);
+    let publisher = cl.connect(1);
+    let kb = "x".repeat(1000);
+    for i in 0..100 {
+        cl.send(
+            publisher,
+            json!({"op": "pub", "topic": format!("s.t{i}"), "data": kb}),
+        );
+    }
+    cl.settle();
+    let sub = cl.connect(0);
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["s.>"], "id": 1, "snapshot": true}),
+    );
+    cl.settle();
+    // ~100 KB of snapshot on a 10 KB queue that never drains: the policy
+    // (drop) keeps it to the limit, and the ack still comes.
+    let got = summary(&cl.received(sub));
+    let snaps = got.iter().filter(|m| m.starts_with("snap")).count();
+    assert!((9..=11).contains(&snaps), "{snaps} snapshot frames queued");
+    assert_eq!(got.last().map(String::as_str), Some("ack 1"));
+    let (dropped, _, _) = cl.brokers[0].conn_counters(sub.1).unwrap();
+    assert_eq!(dropped as usize + snaps, 100);
+}
+
+#[test]
+fn one_snapshot_at_a_time_per_connection_and_patterns_capped() {
+    let mut cl = Cluster::with(
+        2,
+        BrokerConfig {
+            max_snapshot_patterns: 3,
+            ..config()
+        },
+    );
+    let remote = topic_owned_by(1, 2, "r");
+    let sub = cl.connect(0);
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": [&remote], "id": 1, "snapshot": true}),
+    );
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["a.>"], "id": 2, "snapshot": true}),
+    );
+    // Without a snapshot it is a plain subscription: not limited.
+    cl.send(sub, json!({"op": "sub", "topics": ["b.>"], "id": 3}));
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["c", "d", "e", "f"], "id": 4, "snapshot": true}),
+    );
+    cl.settle();
+    let got = cl.received(sub);
+    assert_eq!(summary(&got), ["ack 1", "err 2", "ack 3", "err 4"]);
+    assert_eq!(got[1]["code"], "rate_limited");
+    assert_eq!(got[3]["code"], "too_large");
+    assert!(got[3]["message"].as_str().unwrap().contains("limit 3"));
+    // The first one answered: the next may go.
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["a.>"], "id": 5, "snapshot": true}),
+    );
+    cl.settle();
+    assert_eq!(summary(&cl.received(sub)), ["ack 5"]);
+    // A connection closed mid-snapshot frees its place on the shard.
+    for i in 0..3 {
+        let c = cl.connect(0);
+        cl.send(
+            c,
+            json!({"op": "sub", "topics": [format!("z{i}.>")], "id": 1, "snapshot": true}),
+        );
+        cl.brokers[0].closed(&mut cl.hosts[0], c.1);
+    }
+    cl.settle();
+    let stats = &cl.brokers[0].stats()[0];
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(stats.snapshot_requests_in_flight.load(Relaxed), 0);
+    assert_eq!(stats.snapshots_refused_total.load(Relaxed), 2);
+}
+
+#[test]
+fn snapshots_in_flight_are_bounded_per_shard() {
+    let mut cl = Cluster::with(
+        2,
+        BrokerConfig {
+            max_snapshots_per_shard: 2,
+            ..config()
+        },
+    );
+    let subs: Vec<_> = (0..3).map(|_| cl.connect(0)).collect();
+    for (i, &s) in subs.iter().enumerate() {
+        cl.send(
+            s,
+            json!({"op": "sub", "topics": ["w.>"], "id": i, "snapshot": true}),
+        );
+    }
+    cl.settle();
+    assert_eq!(summary(&cl.received(subs[0])), ["ack 0"]);
+    assert_eq!(summary(&cl.received(subs[1])), ["ack 1"]);
+    let third = cl.received(subs[2]);
+    assert_eq!(third[0]["code"], "rate_limited", "{third:?}");
+    assert_eq!(third[0]["id"], 2);
+}
+
+#[test]
+fn a_connection_creating_topics_past_its_budget_is_rate_limited_whoever_owns_them() {
+    let mut cl = Cluster::with(
+        2,
+        BrokerConfig {
+            max_new_topics_per_conn: 5,
+            ..config()
+        },
+    );
+    let publisher = cl.connect(0);
+    for i in 0..5 {
+        let t = topic_owned_by(i % 2, 2, &format!("n{i}"));
+        cl.send(
+            publisher,
+            json!({"op": "pub", "topic": t, "data": 1, "id": i}),
+        );
+    }
+    cl.settle();
+    assert_eq!(summary(&cl.received(publisher)).len(), 5);
+    // Republishing to known topics created nothing... but the budget is
+    // spent: the next publish is refused, with its id.
+    cl.send(
+        publisher,
+        json!({"op": "pub", "topic": "n.new", "data": 1, "id": 9}),
+    );
+    let got = cl.received(publisher);
+    assert_eq!(got[0]["code"], "rate_limited", "{got:?}");
+    assert_eq!(got[0]["id"], 9);
+    // 5 per 10 s: one paid back every 2 s.
+    cl.hosts[0].now_ms += 2_000;
+    cl.send(
+        publisher,
+        json!({"op": "pub", "topic": "n.new", "data": 1, "id": 10}),
+    );
+    assert_eq!(summary(&cl.received(publisher)), ["ack 10"]);
+    // Another connection has its own budget.
+    let other = cl.connect(0);
+    cl.send(
+        other,
+        json!({"op": "pub", "topic": "o.t", "data": 1, "id": 1}),
+    );
+    cl.settle();
+    assert_eq!(summary(&cl.received(other)), ["ack 1"]);
+}
+
+#[test]
+fn a_shard_full_of_wanted_topics_refuses_new_ones_and_forgets_unwanted_ones() {
+    let mut cl = Cluster::with(
+        1,
+        BrokerConfig {
+            max_topics: 10,
+            ..config()
+        },
+    );
+    let sub = cl.connect(0);
+    let publisher = cl.connect(0);
+    cl.send(sub, json!({"op": "sub", "topics": ["keep.>"]}));
+    for i in 0..10 {
+        publish(&mut cl, publisher, &format!("keep.k{i}"), 1);
+        publish(&mut cl, publisher, &format!("keep.k{i}"), 2);
+    }
+    assert_eq!(cl.received(sub).len(), 20);
+    cl.send(
+        publisher,
+        json!({"op": "pub", "topic": "x.new", "data": 1, "id": 1}),
+    );
+    let got = cl.received(publisher);
+    assert_eq!(got[0]["code"], "rate_limited", "{got:?}");
+    assert_eq!(got[0]["id"], 1);
+    // Unsubscribed, the topics are forgettable: room is made (a tenth of
+    // the cap), and a forgotten topic's seq starts again at 1 (the
+    // documented reset); the others count on.
+    cl.send(sub, json!({"op": "unsub", "topics": ["keep.>"]}));
+    cl.send(
+        publisher,
+        json!({"op": "pub", "topic": "x.new", "data": 1, "id": 2}),
+    );
+    assert_eq!(summary(&cl.received(publisher)), ["ack 2"]);
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["keep.>"], "snapshot": true}),
+    );
+    assert_eq!(cl.received(sub).len(), 9, "one forgotten");
+    for i in 0..10 {
+        publish(&mut cl, publisher, &format!("keep.k{i}"), 3);
+    }
+    let mut seqs: Vec<u64> = cl
+        .received(sub)
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap_or(0))
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 3, 3, 3, 3, 3, 3, 3, 3, 3]);
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &cl.brokers[0].stats()[0];
+    assert_eq!(stats.topics_forgotten_total.load(Relaxed), 2);
+    assert_eq!(stats.topics_refused_total.load(Relaxed), 1);
+    assert_eq!(stats.topics.load(Relaxed), 10);
 }

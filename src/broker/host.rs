@@ -55,4 +55,8 @@ pub trait Host {
     /// Mail for shard `to` only if it has room now; otherwise the mail
     /// comes back, for the broker to refuse or shed.
     fn try_post(&mut self, to: usize, mail: Mail) -> Result<(), Mail>;
+
+    /// Monotonic milliseconds since the shard started (the runtime's loop
+    /// clock: 100 ms resolution). For budgets refilled over time.
+    fn now_ms(&self) -> u64;
 }

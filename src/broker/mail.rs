@@ -8,8 +8,16 @@ use bytes::Bytes;
 
 /// Cross-shard messages.
 pub enum Mail {
-    /// To the owner: `buf` is the topic then the data.
-    Publish { buf: Bytes, topic_len: u8 },
+    /// To the owner: `buf` is the topic then the data; `from` published
+    /// it (charged if it creates the topic).
+    Publish {
+        buf: Bytes,
+        topic_len: u8,
+        from: Client,
+    },
+    /// From the owner: a publish of `conn` created a topic (it counts
+    /// against the connection's new-topic budget).
+    Created { conn: Client },
     /// From the owner: a framed message for this shard's subscribers.
     Deliver { frame: Bytes, at: TopicAt },
     /// A shard gained (or lost) its first (last) subscriber of a pattern.

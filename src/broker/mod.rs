@@ -9,6 +9,7 @@ pub mod owner;
 pub mod stats;
 mod subscriber;
 pub mod topic;
+pub mod topic_index;
 pub mod trie;
 pub mod wire;
 

@@ -3,34 +3,73 @@
 //! subscribers whose patterns match.
 
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::host::ShardMask;
-use super::topic::matches;
+use super::topic::is_pattern;
+use super::topic_index::TopicIndex;
 use super::trie::Trie;
 use super::wire::{self, TopicAt};
 
 #[derive(Debug, Default)]
 struct TopicState {
     seq: u64,
-    /// The last message, and where its data starts, to rebuild it as a
-    /// snapshot (`"snapshot":true`) on demand.
-    last: Option<(Bytes, u32)>,
+    last: Option<Last>,
+}
+
+/// A topic's last message (the last-value cache).
+#[derive(Debug)]
+struct Last {
+    frame: Bytes,
+    /// Where the data starts in `frame`, to build the snapshot frame.
+    data_at: u32,
+    /// The snapshot frame (`"snapshot":true`), built by the first snapshot
+    /// request after this publish and shared (one `Bytes`) by every later
+    /// one until the next publish replaces it: forty snapshot requests of
+    /// 8 MB of last values cost one 8 MB copy, not forty.
+    snap: Option<(Bytes, TopicAt)>,
+}
+
+impl Last {
+    /// What it costs against `max_lvc_bytes`.
+    fn bytes(&self) -> usize {
+        self.frame.len() + self.snap.as_ref().map_or(0, |(f, _)| f.len())
+    }
+}
+
+/// Limits of an owner shard.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnedLimits {
+    /// Bytes of last values (snapshot frames included).
+    pub max_lvc_bytes: usize,
+    /// Topics kept (seq counters, last values, index nodes).
+    pub max_topics: usize,
 }
 
 #[derive(Debug)]
 pub struct Owned {
     topics: FxHashMap<Box<str>, TopicState>,
+    /// The same topics by token, for wildcard snapshots.
+    index: TopicIndex,
     /// Patterns (exact or wildcard) → shards subscribed to them.
     interest: Trie<u16>,
     /// Bytes held by last values, and the most allowed.
     lvc_bytes: usize,
-    max_lvc_bytes: usize,
+    limits: OwnedLimits,
+    /// The last reclaim found too little to forget (interest everywhere):
+    /// do not rescan the whole map per refused publish until interest is
+    /// dropped somewhere.
+    reclaim_futile: bool,
+    /// Topics forgotten since the caller last asked (for the counter).
+    forgotten: u64,
 }
 
 impl Default for Owned {
     fn default() -> Self {
-        Self::new(usize::MAX)
+        Self::new(OwnedLimits {
+            max_lvc_bytes: usize::MAX,
+            max_topics: usize::MAX,
+        })
     }
 }
 
@@ -40,15 +79,61 @@ pub struct Published {
     pub at: TopicAt,
     /// Shards with a matching subscription, as a bitmask.
     pub shards: ShardMask,
+    /// The topic was new (or forgotten before): its seq is 1.
+    pub created: bool,
+}
+
+/// Frame the next message of `st`, keep it as its last value.
+fn record(st: &mut TopicState, topic: &str, data: &[u8], lvc: &mut usize) -> (Bytes, TopicAt) {
+    st.seq += 1;
+    let (frame, at) = wire::msg(topic, st.seq, data, false);
+    let old = st.last.as_ref().map_or(0, Last::bytes);
+    st.last = Some(Last {
+        frame: frame.clone(),
+        data_at: (frame.len() - data.len() - 1) as u32,
+        snap: None,
+    });
+    *lvc = *lvc + frame.len() - old;
+    (frame, at)
+}
+
+fn has_interest(interest: &Trie<u16>, topic: &str) -> bool {
+    let mut any = false;
+    interest.for_each_match(topic, |_| any = true);
+    any
+}
+
+/// `topic`'s snapshot frame, built once per published value.
+fn snap_of(
+    topics: &mut FxHashMap<Box<str>, TopicState>,
+    lvc: &mut usize,
+    topic: &str,
+) -> Option<(Bytes, TopicAt)> {
+    let st = topics.get_mut(topic)?;
+    let seq = st.seq;
+    let last = st.last.as_mut()?;
+    if last.snap.is_none() {
+        let data = last
+            .frame
+            .get(last.data_at as usize..last.frame.len() - 1)
+            .unwrap_or_default();
+        let s = wire::msg(topic, seq, data, true);
+        *lvc += s.0.len();
+        last.snap = Some(s);
+    }
+    last.snap.clone()
 }
 
 impl Owned {
-    pub fn new(max_lvc_bytes: usize) -> Self {
+    pub fn new(limits: OwnedLimits) -> Self {
         Self {
             topics: FxHashMap::default(),
+            index: TopicIndex::default(),
             interest: Trie::new(),
             lvc_bytes: 0,
-            max_lvc_bytes,
+            limits,
+            reclaim_futile: false,
+            forgotten: 0,
         }
     }
 
@@ -57,75 +142,151 @@ impl Owned {
         self.lvc_bytes
     }
 
+    /// Topics held.
+    pub fn topics(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Topics forgotten since the last call.
+    pub fn take_forgotten(&mut self) -> u64 {
+        std::mem::take(&mut self.forgotten)
+    }
+
     pub fn interest(&mut self, pattern: &str, shard: u16, add: bool) {
         if add {
             self.interest.insert(pattern, shard);
         } else {
             self.interest.remove(pattern, shard);
+            // Topics it covered may be forgettable now.
+            self.reclaim_futile = false;
         }
     }
 
+    /// Would a publish to `topic` be taken (it exists, or there is room
+    /// for it, made by forgetting topics nobody is interested in)?
+    pub fn admits(&mut self, topic: &str) -> bool {
+        self.topics.contains_key(topic) || self.make_room()
+    }
+
     /// Assign the next seq, frame the message once, remember it, and say
-    /// which shards want it.
-    pub fn publish(&mut self, topic: &str, data: &[u8]) -> Published {
-        let st = match self.topics.get_mut(topic) {
-            Some(st) => st,
-            None => self.topics.entry(topic.into()).or_default(),
+    /// which shards want it. None: a new topic and no room for it.
+    pub fn publish(&mut self, topic: &str, data: &[u8]) -> Option<Published> {
+        let (frame, at, created) = if let Some(st) = self.topics.get_mut(topic) {
+            let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
+            (f, a, false)
+        } else {
+            if !self.make_room() {
+                return None;
+            }
+            self.index.insert(topic);
+            let st = self.topics.entry(topic.into()).or_default();
+            let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
+            (f, a, true)
         };
-        st.seq += 1;
-        let (frame, at) = wire::msg(topic, st.seq, data, false);
-        let old = st.last.as_ref().map_or(0, |(f, _)| f.len());
-        st.last = Some((frame.clone(), (frame.len() - data.len() - 1) as u32));
-        self.lvc_bytes = self.lvc_bytes + frame.len() - old;
-        if self.lvc_bytes > self.max_lvc_bytes {
+        if self.lvc_bytes > self.limits.max_lvc_bytes {
             self.evict(topic);
         }
         let mut shards: ShardMask = 0;
         self.interest.for_each_match(topic, |s| shards |= 1 << s);
-        Published { frame, at, shards }
+        Some(Published {
+            frame,
+            at,
+            shards,
+            created,
+        })
     }
 
-    /// Forget last values (not seq counters) until a tenth below the cap,
-    /// keeping `keep`'s. Done in bulk so the scan is rare.
+    /// Room for one more topic: below the cap, or made so by forgetting
+    /// topics that no shard is interested in (their last value with them:
+    /// a subscriber coming later sees their seq start again at 1, which
+    /// protocol.md documents as a reset). Forgets a tenth of the cap at
+    /// once, so the scan (one pass over the map, ~50 ns a topic) is paid
+    /// once per 10% of churn, not per publish.
+    fn make_room(&mut self) -> bool {
+        let max = self.limits.max_topics;
+        if self.topics.len() < max {
+            return true;
+        }
+        if self.reclaim_futile {
+            return false;
+        }
+        let target = max - (max / 10).max(1).min(max);
+        let mut excess = self.topics.len().saturating_sub(target);
+        let (interest, index, lvc) = (&self.interest, &mut self.index, &mut self.lvc_bytes);
+        let mut forgot = 0;
+        self.topics.retain(|t, st| {
+            if excess == 0 || has_interest(interest, t) {
+                return true;
+            }
+            if let Some(l) = st.last.take() {
+                *lvc -= l.bytes();
+            }
+            index.remove(t);
+            excess -= 1;
+            forgot += 1;
+            false
+        });
+        self.forgotten += forgot;
+        self.reclaim_futile = self.topics.len() >= max;
+        !self.reclaim_futile
+    }
+
+    /// Forget last values until a tenth below the cap, keeping `keep`'s;
+    /// a topic so left with no value and no interest is forgotten whole
+    /// (nobody can tell: its seq shows only to a later subscriber, as a
+    /// documented reset). Done in bulk so the scan is rare.
     fn evict(&mut self, keep: &str) {
-        let target = self.max_lvc_bytes - self.max_lvc_bytes / 10;
-        for (t, st) in self.topics.iter_mut() {
-            if self.lvc_bytes <= target {
-                break;
+        let max = self.limits.max_lvc_bytes;
+        let target = max - max / 10;
+        let (interest, index, lvc) = (&self.interest, &mut self.index, &mut self.lvc_bytes);
+        let mut forgot = 0;
+        self.topics.retain(|t, st| {
+            if *lvc <= target || &**t == keep {
+                return true;
             }
-            if &**t != keep {
-                if let Some((f, _)) = st.last.take() {
-                    self.lvc_bytes -= f.len();
-                }
+            let Some(l) = st.last.take() else { return true };
+            *lvc -= l.bytes();
+            if has_interest(interest, t) {
+                return true;
             }
+            index.remove(t);
+            forgot += 1;
+            false
+        });
+        self.forgotten += forgot;
+        if forgot > 0 {
+            self.reclaim_futile = false;
         }
     }
 
     /// The last message of every owned topic matching any of `patterns`,
-    /// as snapshot frames.
-    pub fn snapshot(&self, patterns: &[Box<str>]) -> Vec<(Bytes, TopicAt)> {
+    /// as snapshot frames, each topic once. Exact topics are a lookup and
+    /// wildcards walk the topic index: the work is proportional to the
+    /// patterns and the topics they match, not to the topics held.
+    pub fn snapshot(&mut self, patterns: &[Box<str>]) -> Vec<(Bytes, TopicAt)> {
         let mut out = Vec::new();
-        let mut emit = |topic: &str, st: &TopicState| {
-            if let Some((frame, data_at)) = &st.last {
-                let data = frame
-                    .get(*data_at as usize..frame.len() - 1)
-                    .unwrap_or_default();
-                out.push(wire::msg(topic, st.seq, data, true));
+        // Dedupe only when two patterns may match one topic.
+        let mut seen: Option<FxHashSet<usize>> = (patterns.len() > 1).then(FxHashSet::default);
+        let (topics, index, lvc) = (&mut self.topics, &self.index, &mut self.lvc_bytes);
+        let mut emit = |topic: &str| {
+            if let Some(e) = snap_of(topics, lvc, topic) {
+                if seen
+                    .as_mut()
+                    .is_none_or(|s| s.insert(e.0.as_ptr() as usize))
+                {
+                    out.push(e);
+                }
             }
         };
-        if let [p] = patterns {
-            if !super::topic::is_pattern(p) {
-                // One exact topic: a lookup, not a scan.
-                if let Some((t, st)) = self.topics.get_key_value(p.as_ref()) {
-                    emit(t, st);
-                }
-                return out;
+        for p in patterns {
+            if is_pattern(p) {
+                index.for_each_match(p, &mut emit);
+            } else {
+                emit(p);
             }
         }
-        for (t, st) in &self.topics {
-            if patterns.iter().any(|p| matches(p, t)) {
-                emit(t, st);
-            }
+        if self.lvc_bytes > self.limits.max_lvc_bytes {
+            self.evict("");
         }
         out
     }
@@ -144,10 +305,10 @@ mod tests {
     fn seq_is_per_topic_and_gapless() {
         let mut o = Owned::default();
         for i in 1..=3 {
-            let p = o.publish("a.b", b"1");
+            let p = o.publish("a.b", b"1").unwrap();
             assert!(payload(&p.frame).contains(&format!("\"seq\":{i},")));
         }
-        let p = o.publish("a.c", b"1");
+        let p = o.publish("a.c", b"1").unwrap();
         assert!(payload(&p.frame).contains("\"seq\":1,"));
     }
 
@@ -157,25 +318,88 @@ mod tests {
         o.interest("a.*", 1, true);
         o.interest("a.b", 3, true);
         o.interest(">", 0, true);
-        assert_eq!(o.publish("a.b", b"1").shards, 0b1011);
-        assert_eq!(o.publish("a.c", b"1").shards, 0b0011);
+        assert_eq!(o.publish("a.b", b"1").unwrap().shards, 0b1011);
+        assert_eq!(o.publish("a.c", b"1").unwrap().shards, 0b0011);
         o.interest(">", 0, false);
-        assert_eq!(o.publish("x", b"1").shards, 0);
+        assert_eq!(o.publish("x", b"1").unwrap().shards, 0);
     }
 
     #[test]
     fn last_values_stay_under_the_cap() {
-        let mut o = Owned::new(10_000);
+        let mut o = Owned::new(OwnedLimits {
+            max_lvc_bytes: 10_000,
+            max_topics: usize::MAX,
+        });
+        o.interest("t0", 1, true);
         for i in 0..1000 {
             o.publish(&format!("t{i}"), &[b'1'; 100]);
             assert!(o.lvc_bytes() <= 10_000, "{} after {i}", o.lvc_bytes());
         }
-        // The newest is always kept; seq keeps counting for forgotten ones.
+        // The newest is always kept; snapshot frames count too.
         assert_eq!(o.snapshot(&["t999".into()]).len(), 1);
+        assert!(o.lvc_bytes() <= 10_000);
+        // Evicted topics nobody wants are forgotten whole; t0, wanted,
+        // keeps counting seq.
+        assert!(o.topics() < 200, "{} topics kept", o.topics());
+        assert_eq!(o.topics() as u64 + o.take_forgotten(), 1000);
         o.publish("t0", b"2");
-        let p = o.publish("t0", b"3");
-        let h = crate::ws::frame::parse_header(&p.frame).unwrap().unwrap();
-        assert!(String::from_utf8_lossy(&p.frame[h.len..]).contains("\"seq\":3,"));
+        let p = o.publish("t0", b"3").unwrap();
+        assert!(payload(&p.frame).contains("\"seq\":3,"));
+        let gone = (1..1000)
+            .map(|i| format!("t{i}"))
+            .find(|t| !o.topics.contains_key(t.as_str()))
+            .unwrap();
+        let p = o.publish(&gone, b"3").unwrap();
+        assert!(p.created && payload(&p.frame).contains("\"seq\":1,"));
+    }
+
+    #[test]
+    fn topics_stay_under_the_cap_forgetting_only_unwanted_ones() {
+        let mut o = Owned::new(OwnedLimits {
+            max_lvc_bytes: usize::MAX,
+            max_topics: 100,
+        });
+        o.interest("keep.*", 0, true);
+        for i in 0..50 {
+            assert!(o.publish(&format!("keep.k{i}"), b"1").is_some());
+        }
+        for i in 0..10_000 {
+            assert!(o.publish(&format!("churn.c{i}"), b"1").is_some(), "{i}");
+            assert!(o.topics() <= 100);
+        }
+        // Every wanted topic survived the churn with its seq and value.
+        for i in 0..50 {
+            let p = o.publish(&format!("keep.k{i}"), b"2").unwrap();
+            assert!(payload(&p.frame).contains("\"seq\":2,"));
+        }
+        // Only wanted topics left: no room, and no rescan per refusal.
+        o.interest(">", 1, true);
+        let mut refused = 0;
+        for i in 0..1000 {
+            refused += o.publish(&format!("new.n{i}"), b"1").is_none() as u32;
+        }
+        assert!(refused > 0 && o.topics() <= 100);
+        assert!(!o.admits("new.other"));
+        assert!(o.admits("keep.k1"), "existing topics are always taken");
+        o.interest(">", 1, false);
+        assert!(o.admits("new.other"), "room made once interest is gone");
+        assert!(o.index.nodes() < 300, "index pruned: {}", o.index.nodes());
+    }
+
+    #[test]
+    fn snapshot_frames_are_built_once_per_value_and_shared() {
+        let mut o = Owned::default();
+        o.publish("a.b", b"1");
+        let before = o.lvc_bytes();
+        let s1 = o.snapshot(&["a.*".into()]);
+        let s2 = o.snapshot(&["a.b".into(), "a.>".into(), ">".into()]);
+        assert_eq!((s1.len(), s2.len()), (1, 1), "each topic once");
+        assert_eq!(s1[0].0.as_ptr(), s2[0].0.as_ptr(), "one shared Bytes");
+        assert_eq!(o.lvc_bytes(), before + s1[0].0.len(), "counted as LVC");
+        o.publish("a.b", b"2");
+        assert!(o.lvc_bytes() < before + s1[0].0.len(), "dropped on publish");
+        let s3 = o.snapshot(&["a.b".into()]);
+        assert!(payload(&s3[0].0).contains("\"seq\":2,"));
     }
 
     #[test]

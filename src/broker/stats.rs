@@ -15,5 +15,11 @@ counters! { BrokerStats {
     errors_total: "counter", "err replies sent.";
     publishes_refused_total: "counter", "Publishes answered rate_limited: their topic's shard had a full mailbox (it is behind).";
     fanout_shed_total: "counter", "Messages not passed to a shard whose mailbox was full (its subscribers see a seq gap).";
+    topics: "gauge", "Topics held by their owner shard (seq counter, maybe a last value).";
+    topics_forgotten_total: "counter", "Topics forgotten (no interest, no last value): their seq starts again at 1.";
+    topics_refused_total: "counter", "Publishes to a new topic refused: its shard held --max-topics-per-shard wanted topics.";
+    new_topics_limited_total: "counter", "Publishes answered rate_limited: the connection spent its --max-new-topics-per-conn budget.";
+    snapshots_refused_total: "counter", "Snapshot subscriptions refused: too many patterns, or too many snapshots in flight (connection or shard).";
+    snapshot_requests_in_flight: "gauge", "Snapshot requests waiting on owners.";
     json_too_deep_total: "counter", "Publishes answered bad_json: data nested deeper than --max-json-depth.";
 }}

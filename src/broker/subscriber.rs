@@ -61,6 +61,53 @@ pub(super) struct Subscriber {
     pub conflated_latest: Vec<(Bytes, TopicAt)>,
     pub dropped: u64,
     pub conflated: u64,
+    /// Snapshot requests still waiting on owners: (request, owners left).
+    pub snapshots: Vec<(u32, ShardMask)>,
+    pub new_topics: TopicBudget,
+}
+
+/// Window over which `--max-new-topics-per-conn` new topics are allowed.
+pub const NEW_TOPIC_WINDOW_MS: u64 = 10_000;
+
+/// The topics a connection's publishes created, as a token bucket kept as
+/// a debt: each creation (reported by the owner, so exact whatever shard
+/// owns the topic) adds one; time pays back `cap` per
+/// [`NEW_TOPIC_WINDOW_MS`]. At `cap` the connection's publishes are refused
+/// until some is paid back. Creations still in the mail when the debt
+/// reaches `cap` are charged too (at most a mailbox of them), so nothing
+/// slips through.
+#[derive(Debug, Default)]
+pub struct TopicBudget {
+    debt: u64,
+    at_ms: u64,
+}
+
+impl TopicBudget {
+    fn settle(&mut self, now_ms: u64, cap: u64) {
+        if self.debt == 0 {
+            self.at_ms = now_ms;
+            return;
+        }
+        let paid = now_ms.saturating_sub(self.at_ms) * cap / NEW_TOPIC_WINDOW_MS;
+        // Paid in whole topics; the clock moves on only when some is, so
+        // a small cap still accrues (cap 10: one per second).
+        if paid > 0 {
+            self.debt = self.debt.saturating_sub(paid);
+            self.at_ms = now_ms;
+        }
+    }
+
+    /// Is the budget spent?
+    pub fn spent(&mut self, now_ms: u64, cap: u64) -> bool {
+        self.settle(now_ms, cap);
+        self.debt >= cap
+    }
+
+    /// A publish created a topic.
+    pub fn charge(&mut self, now_ms: u64, cap: u64) {
+        self.settle(now_ms, cap);
+        self.debt += 1;
+    }
 }
 
 fn bit(owner: usize) -> ShardMask {
@@ -165,8 +212,17 @@ impl Subscriber {
     }
 
     /// `owner` answered `req`: it no longer holds that request's snapshots
-    /// or reply. Returns the replies now free to go, in request order.
-    pub fn answered(&mut self, req: u32, owner: usize) -> Vec<Bytes> {
+    /// or reply. Returns the replies now free to go, in request order, and
+    /// whether this completed a snapshot request.
+    pub fn answered(&mut self, req: u32, owner: usize) -> (Vec<Bytes>, bool) {
+        let mut done = false;
+        self.snapshots.retain_mut(|(r, awaiting)| {
+            if *r == req {
+                *awaiting &= !bit(owner);
+                done = *awaiting == 0;
+            }
+            *awaiting != 0
+        });
         for p in self.pending.iter_mut() {
             if p.req == req {
                 p.awaiting &= !bit(owner);
@@ -184,6 +240,6 @@ impl Subscriber {
                 ready.push(r.frame);
             }
         }
-        ready
+        (ready, done)
     }
 }

@@ -47,7 +47,29 @@ pub struct Config {
     /// Most bytes one connection may have queued for sending; past it the
     /// connection is closed with 1008. The broker's slow-consumer policy
     /// acts much earlier; this bounds everything else (echo, acks, errors).
+    /// Each queued frame counts its length plus [`FRAME_OVERHEAD`].
+    ///
+    /// [`FRAME_OVERHEAD`]: super::conn::FRAME_OVERHEAD
     pub max_backlog: usize,
+    /// Stop reading from a connection whose own backlog is over this
+    /// (backpressure); read again once it is down to half. Keep it above
+    /// what the application itself queues for a connection (the broker's
+    /// `--max-queued-bytes`), so that a subscriber that is merely behind
+    /// is still read.
+    pub max_backlog_read: usize,
+    /// A connection holding more than `min_recv_rate_pending` bytes of an
+    /// unfinished frame or fragmented message must keep sending at least
+    /// `min_recv_rate` bytes/s (judged over `RATE_WINDOW`), or it is closed
+    /// with 1008. 0 turns the check off.
+    pub min_recv_rate: u32,
+    pub min_recv_rate_pending: usize,
+    /// Most connections per shard still in their HTTP handshake; past it
+    /// the oldest is closed to make room.
+    pub max_handshakes: usize,
+    /// When a shard's descriptor table is more than 3/4 full, handshakes
+    /// older than this are closed, oldest first, so that `/healthz` and
+    /// upgrades find a slot.
+    pub handshake_timeout_busy: Duration,
     /// Hold data frames this long before sending them, so that one send
     /// carries more of them: less CPU per message for up to this much more
     /// latency. Zero (the default) sends every loop turn. Control frames,
@@ -79,7 +101,23 @@ impl Default for Config {
             listen_backlog: 65535,
             send_buffer: 256 << 10,
             mailbox_capacity: 65536,
-            max_backlog: 64 << 20,
+            // Above what the broker queues for a subscriber itself (1 MiB
+            // under its policy, plus one message of up to 1 MiB when the
+            // queue was empty), with room for acks: 4 MiB. 64 MiB let one
+            // client that never reads hold ~1 GiB of pongs in frames.
+            max_backlog: 4 << 20,
+            // Over the broker's 1 MiB slow-consumer limit plus a message,
+            // under the 4 MiB hard limit: a flood of pings stops being
+            // read at ~32k queued pongs instead of being closed.
+            max_backlog_read: 2 << 20,
+            // A 1 MiB message may take up to 256 s at 4 KiB/s: slow links
+            // pass, a client that trickles a byte now and then does not.
+            min_recv_rate: 4096,
+            min_recv_rate_pending: 64 << 10,
+            // A handshake takes about a round trip (< 0.3 s): 4,096 per
+            // shard is ~13,000 new connections a second per shard.
+            max_handshakes: 4096,
+            handshake_timeout_busy: Duration::from_secs(1),
             write_delay: Duration::ZERO,
             tick: Duration::from_millis(100),
         }

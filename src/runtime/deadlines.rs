@@ -6,6 +6,7 @@
 
 use super::app::App;
 use super::conn::Phase;
+use super::recv_rate;
 use super::shard::Shard;
 use super::table::live;
 use super::timer::{self, ticks, Ticks};
@@ -26,6 +27,7 @@ impl<M> Shard<M> {
             self.accept_paused = false;
             self.arm_accept();
         }
+        self.tidy_handshakes();
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
         for e in due.drain(..) {
@@ -93,6 +95,8 @@ impl<M> Shard<M> {
         }
         let mut touched = false;
         let mut timed_out = false;
+        let (too_slow, hold_next) = recv_rate::judge(c, now, self.config.min_recv_rate);
+        touched |= too_slow;
         let next = match c.phase {
             Phase::Connecting | Phase::Handshake => {
                 let at = c.since + handshake_t;
@@ -139,11 +143,14 @@ impl<M> Shard<M> {
             }
             Phase::Dead | Phase::Releasing => return,
         };
-        let next = next.max(now + 1);
+        let next = hold_next.map_or(next, |h| next.min(h)).max(now + 1);
         c.wheel_at = next;
         self.wheel.schedule(next, timer::Entry { key, gen });
         if timed_out {
             inc(&self.table.my_stats().timeouts_total, 1);
+        }
+        if too_slow {
+            inc(&self.table.my_stats().recv_too_slow_total, 1);
         }
         if touched {
             self.table.mark(key);

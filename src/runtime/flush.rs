@@ -72,6 +72,7 @@ impl<M> Shard<M> {
     /// One connection's step. Returns whether a send was submitted.
     fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) -> bool {
         self.settle(app, key);
+        self.resume_read(app, key);
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return false;
         };
@@ -185,7 +186,7 @@ impl<M> Shard<M> {
             .table
             .conns
             .get(key as usize)
-            .is_some_and(|c| !c.recv_armed && !c.eof)
+            .is_some_and(|c| !c.recv_armed && !c.eof && !c.read_paused)
         {
             self.arm_recv(key);
         }
@@ -226,7 +227,7 @@ impl<M> Shard<M> {
         };
         while op.bufs.len() < MAX_IOV {
             match c.tx.pop() {
-                Some(f) => op.bufs.push_back(f),
+                Some(f) => op.push(f),
                 None => break,
             }
         }

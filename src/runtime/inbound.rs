@@ -56,6 +56,9 @@ pub(super) fn received<A: App>(
     let role = c.ws.role();
     let mut ws = std::mem::replace(&mut c.ws, Connection::new(role, 0));
     used += read_frames(app, table, mail, id, &mut ws, &mut buf[used..]);
+    // A large fragmented message was handed out: free its buffer now
+    // rather than at the next frame, which may never come.
+    ws.release_delivered();
     if let Some(c) = table.conns.get_mut(key as usize) {
         c.ws = ws;
     }
@@ -194,7 +197,19 @@ fn read_frames<A: App>(
     buf: &mut [u8],
 ) -> usize {
     let mut off = 0;
+    let limit = table.max_backlog_read;
     while off < buf.len() {
+        // Backpressure: a connection whose answers (pongs, acks, echoes)
+        // pile up is not read further; the rest waits, whole frames
+        // unparsed, until its backlog drains (`Shard::resume_read`).
+        if off > 0
+            && table
+                .conns
+                .get(id.key as usize)
+                .is_some_and(|c| c.backlog() > limit)
+        {
+            break;
+        }
         match ws.read(&mut buf[off..]) {
             Ok(Read::Frame { consumed, event }) => {
                 off += consumed;
@@ -209,7 +224,7 @@ fn read_frames<A: App>(
                     Event::Ping { pong: Some(p), .. } => {
                         let cap = table.max_backlog;
                         if let Some(c) = table.conn(id) {
-                            if c.backlog() + p.len() > cap {
+                            if c.backlog() + super::conn::cost(p.len()) > cap {
                                 c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
                             } else {
                                 c.tx.push_control(p);

@@ -42,18 +42,21 @@ impl<M> Io<'_, M> {
         // Data held by the write delay is not a slow consumer's backlog:
         // only what is in flight counts against the app's limit then.
         let behind = if c.delayed {
-            c.sending.as_ref().map_or(0, |s| s.len())
+            c.sending.as_ref().map_or(0, |s| s.cost())
         } else {
             backlog
         };
-        if backlog + frame.len() > cap {
+        let frame_cost = super::conn::cost(frame.len());
+        // One frame always fits an empty queue (a message up to the
+        // route's own limit, 16 MiB on /echo): the cap bounds the pile-up.
+        if backlog != 0 && backlog + frame_cost > cap {
             // A peer that sends but never reads must not grow our memory
             // without bound (echo replies, acks, errors...).
             c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
             self.table.mark(id.key);
             return Offered::Gone;
         }
-        if behind != 0 && behind + frame.len() > limit {
+        if behind != 0 && behind + frame_cost > limit {
             return Offered::Full;
         }
         c.tx.push(frame.clone());
@@ -143,6 +146,12 @@ impl<M> Io<'_, M> {
     /// the memory a shard that has fallen behind can make others hold.
     pub fn try_post(&mut self, to: usize, mail: M) -> Result<(), M> {
         self.mail.try_post(to, mail)
+    }
+
+    /// Milliseconds since the shard started, as of this loop turn (the
+    /// deadline wheel's clock: 100 ms resolution).
+    pub fn now_ms(&self) -> u64 {
+        self.table.now as u64 * super::timer::TICK.as_millis() as u64
     }
 
     pub fn shard(&self) -> usize {

@@ -11,7 +11,10 @@
 //! - `shard`: the loop and its completions; `inbound`: received bytes
 //!   through the handshake and the WebSocket core; `flush`: the sends and
 //!   teardown steps of a turn; `deadlines`: the timer tick; `dial`: client
-//!   mode; `write_delay`: the opt-in send batching;
+//!   mode; `write_delay`: the opt-in send batching; `backpressure`,
+//!   `recv_rate`, `handshakes`: the bounds on what one client can make a
+//!   shard hold (input not read while answers pile up, slow unfinished
+//!   messages, idle handshakes);
 //! - `table`, `conn`: the connection table and one connection's state;
 //!   `bufring`, `mailbox`, `timer`, `token`, `uring`, `listener`: the
 //!   io_uring and cross-shard mechanisms under them.
@@ -20,16 +23,19 @@
 //! feature is used.
 
 pub mod app;
+mod backpressure;
 pub mod bufring;
 pub mod config;
 mod conn;
 mod deadlines;
 mod dial;
 mod flush;
+mod handshakes;
 mod inbound;
 pub mod io;
 mod listener;
 pub mod mailbox;
+mod recv_rate;
 pub mod server;
 mod shard;
 pub mod stats;

@@ -65,7 +65,7 @@ pub struct Shard<M> {
     pub(super) free_slots: Vec<u32>,
     /// Size of the direct descriptor table.
     pub(super) table_size: u32,
-    mail: Mailbox<M>,
+    pub(super) mail: Mailbox<M>,
     pub(super) config: Arc<Config>,
     pub(super) draining_flag: Arc<AtomicBool>,
     pub(super) drain_deadline: Option<Ticks>,
@@ -85,6 +85,9 @@ pub struct Shard<M> {
     pub(super) elapsed: std::time::Duration,
     pub(super) write_delay: WriteDelay,
     grew_this_turn: bool,
+    /// Accepted connections in their HTTP handshake, oldest first, with
+    /// when they were accepted (`handshakes.rs`); some may have ended.
+    pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
 }
 
 impl<M> Shard<M> {
@@ -155,6 +158,7 @@ impl<M> Shard<M> {
                 stats,
                 draining: false,
                 max_backlog: config.max_backlog,
+                max_backlog_read: config.max_backlog_read,
                 max_upgraded: table_size as usize - http_reserve(table_size),
                 dials: Vec::new(),
                 gen: 0,
@@ -176,6 +180,7 @@ impl<M> Shard<M> {
             elapsed: std::time::Duration::ZERO,
             write_delay: WriteDelay::new(config.write_delay),
             grew_this_turn: false,
+            handshakes: VecDeque::new(),
         })
     }
 
@@ -391,6 +396,7 @@ impl<M> Shard<M> {
             }
             Op::Doorbell => inc(&self.table.my_stats().doorbells_received_total, 1),
             Op::Connect => self.on_connect(key, gen, res),
+            Op::Cancel => {}
         }
     }
 
@@ -423,6 +429,7 @@ impl<M> Shard<M> {
         inc(&s.connections_accepted_total, 1);
         inc(&s.connections_open, 1);
         self.arm_recv(key);
+        self.handshake_started(key, gen, now);
         if !self.accept_armed {
             self.arm_accept();
         }
@@ -450,8 +457,10 @@ impl<M> Shard<M> {
             }
             return;
         };
+        let cancelled = c.recv_cancelling;
         if !cqueue::more(flags) {
             c.recv_armed = false;
+            c.recv_cancelling = false;
         }
         if res <= 0 {
             if let Some(b) = bid {
@@ -471,7 +480,16 @@ impl<M> Shard<M> {
                 self.table.mark(key);
                 return;
             }
-            if res == -libc::ECANCELED && c.recv_armed {
+            if res == -libc::ECANCELED && (c.recv_armed || cancelled) {
+                // Our own cancel (backpressure): the flush re-arms it once
+                // the backlog drains.
+                self.table.mark(key);
+                return;
+            }
+            if res == 0 && c.read_paused && c.phase == Phase::Open {
+                // EOF while what came before it waits unparsed: keep it;
+                // `resume_read` answers it and then closes.
+                c.eof = true;
                 return;
             }
             if res == 0 && c.phase != Phase::Dead && c.phase != Phase::Releasing {
@@ -502,6 +520,12 @@ impl<M> Shard<M> {
         );
         let was_handshake = c.phase == Phase::Handshake;
         let data = self.bufs.buf(bid, res as usize);
+        if c.read_paused {
+            // Delivered before our cancel landed: keep it for the resume.
+            c.rx.extend_from_slice(data);
+            self.bufs.recycle(bid);
+            return;
+        }
         // Detach the buffered bytes and the protocol state so the
         // application may use `Io` (which reaches every connection,
         // including this one) while we hand it slices of them.
@@ -555,6 +579,8 @@ impl<M> Shard<M> {
                 self.table.mark(key);
             }
         }
+        self.check_backpressure(key);
+        self.track_hold(key, res as usize);
     }
 
     /// A send completed. True when the connection's queue is now empty
@@ -594,7 +620,7 @@ impl<M> Shard<M> {
     }
 
     fn pool_return(&mut self, mut op: Box<SendOp>) {
-        op.bufs.clear();
+        op.clear();
         if self.pool.len() < SENDOP_POOL {
             self.pool.push(op);
         }

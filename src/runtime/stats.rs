@@ -18,6 +18,9 @@ counters! { ShardStats {
     recv_enobufs_total: "counter", "Receives stopped because the buffer ring was empty.";
     accept_table_full_total: "counter", "Accepts paused because the direct descriptor table was full.";
     upgrades_refused_full_total: "counter", "WebSocket upgrades answered 503: the shard's table is down to its HTTP reserve.";
+    recv_paused_total: "counter", "Times reading from a connection stopped because its own send backlog was over --max-backlog-read.";
+    recv_too_slow_total: "counter", "Connections closed 1008 for holding an unfinished message while sending under --min-recv-rate.";
+    handshakes_shed_total: "counter", "Connections in their HTTP handshake closed to keep slots free (--max-handshakes-per-shard, or a busy table).";
     mail_received_total: "counter", "Cross-shard messages received.";
     doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
     doorbells_received_total: "counter", "Wake-ups received from other shards.";

@@ -32,6 +32,9 @@ pub struct ConnTable {
     pub draining: bool,
     /// Most bytes one connection may have queued (see `Config`).
     pub max_backlog: usize,
+    /// Past this backlog a connection's input is no longer parsed (see
+    /// `Config::max_backlog_read`).
+    pub max_backlog_read: usize,
     /// Connections upgraded to WebSocket only while fewer than this many
     /// are open: the rest of the descriptor table is kept for plain HTTP.
     pub max_upgraded: usize,

@@ -14,6 +14,9 @@ pub enum Op {
     Tick = 6,
     Doorbell = 7,
     Connect = 8,
+    /// The cancel of a connection's receive (backpressure); its own
+    /// completion needs nothing.
+    Cancel = 9,
 }
 
 impl Op {
@@ -27,6 +30,7 @@ impl Op {
             6 => Self::Tick,
             7 => Self::Doorbell,
             8 => Self::Connect,
+            9 => Self::Cancel,
             _ => return None,
         })
     }
@@ -62,6 +66,7 @@ mod tests {
             Op::Tick,
             Op::Doorbell,
             Op::Connect,
+            Op::Cancel,
         ] {
             for (key, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 77)] {
                 assert_eq!(decode(encode(op, key, gen)), Some((op, key, gen)));

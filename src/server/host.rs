@@ -55,4 +55,8 @@ impl Host for Io<'_, Mail> {
     fn try_post(&mut self, to: usize, mail: Mail) -> Result<(), Mail> {
         Io::try_post(self, to, mail)
     }
+
+    fn now_ms(&self) -> u64 {
+        Io::now_ms(self)
+    }
 }

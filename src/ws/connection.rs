@@ -28,6 +28,13 @@ pub enum Role {
 /// Default largest message (sum of its fragments' payloads).
 pub const DEFAULT_MAX_MESSAGE: usize = 1 << 20;
 
+/// An assembly buffer larger than this is freed once its message is
+/// handed out, not kept for the connection's life: one 16 MiB fragmented
+/// message must not cost 16 MiB until the connection closes. 64 KiB, as
+/// the runtime does for its receive buffer: below it, reuse saves the
+/// allocations of a steady stream of fragmented messages.
+pub const KEEP_ASSEMBLED: usize = 64 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
     Text,
@@ -162,12 +169,31 @@ impl Connection {
         Failure { error, close }
     }
 
-    /// Decode the next frame from the front of `buf`.
-    pub fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> Result<Read<'a>, Failure> {
+    /// Bytes of a fragmented message assembled so far (held until it
+    /// completes).
+    pub fn buffered(&self) -> usize {
+        if self.assembled_delivered {
+            0
+        } else {
+            self.assembled.len()
+        }
+    }
+
+    /// Forget the fragmented message last handed out (its slice is no
+    /// longer borrowed), freeing a buffer over [`KEEP_ASSEMBLED`].
+    pub fn release_delivered(&mut self) {
         if self.assembled_delivered {
             self.assembled.clear();
             self.assembled_delivered = false;
+            if self.assembled.capacity() > KEEP_ASSEMBLED {
+                self.assembled = Vec::new();
+            }
         }
+    }
+
+    /// Decode the next frame from the front of `buf`.
+    pub fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> Result<Read<'a>, Failure> {
+        self.release_delivered();
         if self.state == State::Closed {
             // Nothing after the close handshake means anything.
             return Ok(Read::Frame {

@@ -157,6 +157,45 @@ fn fragments_are_assembled() {
 }
 
 #[test]
+fn a_large_assembly_buffer_is_freed_after_its_message() {
+    // One 256 KiB message in four fragments: the buffer that assembled it
+    // must not stay allocated for the connection's life.
+    let mut conn = Connection::server();
+    let part = vec![b'a'; 64 * 1024];
+    let mut s = c(false, 2, &part);
+    s.extend(c(false, 0, &part));
+    s.extend(c(false, 0, &part));
+    assert_eq!(feed(&mut conn, &s), vec![]);
+    assert_eq!(conn.buffered(), 192 * 1024);
+    let mut last = c(true, 0, &part);
+    match conn.read(&mut last) {
+        Ok(Read::Frame {
+            event: Some(Event::Message(m)),
+            ..
+        }) => assert_eq!(m.payload.len(), 256 * 1024),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(conn.buffered(), 0, "a delivered message is not held");
+    // The runtime releases after its read loop, whether or not another
+    // frame follows.
+    conn.release_delivered();
+    assert_eq!(conn.assembled.capacity(), 0);
+    // A small fragmented message keeps its buffer for reuse.
+    let mut s = c(false, 1, b"ab");
+    s.extend(c(true, 0, b"cd"));
+    assert_eq!(feed(&mut conn, &s), vec![Ev::Text(b"abcd".to_vec())]);
+    conn.release_delivered();
+    assert!(conn.assembled.capacity() > 0);
+    // And the next read frees a large one too (a caller that does not
+    // release).
+    let mut s = c(false, 2, &part);
+    s.extend(c(true, 0, &part));
+    assert_eq!(feed(&mut conn, &s).len(), 1);
+    assert_eq!(feed(&mut conn, &c(true, 2, b"x")).len(), 1);
+    assert!(conn.assembled.capacity() <= KEEP_ASSEMBLED);
+}
+
+#[test]
 fn control_frames_between_fragments() {
     let mut conn = Connection::server();
     let mut s = c(false, 1, b"frag1 ");

@@ -1,0 +1,21 @@
+//! The invariants ringfan's fuzz targets check, one module per target.
+//!
+//! The `cargo fuzz` targets in `fuzz/` (nightly, libFuzzer) are one-line
+//! wrappers around these `check` functions; `tests/replay.rs` runs every
+//! committed input (`fuzz/seeds/<target>/` and the minimised corpus
+//! `fuzz/corpus-min/<target>/`) through the same functions on stable, so
+//! plain `cargo test` (and CI) exercises what the fuzzers found.
+
+pub mod frames;
+pub mod handshake;
+pub mod wire;
+
+/// A target's check: panics on a broken invariant.
+pub type Check = fn(&[u8]);
+
+/// Every target by name, for the replay test.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("frames", frames::check),
+    ("handshake", handshake::check),
+    ("wire", wire::check),
+];

@@ -1,0 +1,105 @@
+//! Backpressure on input: a connection whose own backlog (pongs, acks,
+//! errors, echo replies waiting to be sent) is over
+//! `Config::max_backlog_read` is not read further until it is down to half
+//! of that. A client that sends but never reads then fills its own socket
+//! buffers, not our memory: one million empty pings took 66 MiB of queued
+//! pongs before; now ~2 MiB.
+//!
+//! Stopping a multishot receive takes a cancel; what the kernel delivered
+//! before the cancel landed is kept in `Conn::rx` unparsed (whole frames
+//! included, which the buffer contract of `ws::connection` allows: they
+//! are simply more bytes after the front) and parsed on resume.
+
+use super::app::App;
+use super::conn::{Phase, NOT_HOLDING};
+use super::inbound;
+use super::shard::Shard;
+use super::timer::ticks;
+use super::token::{self, Op};
+use crate::metrics::inc;
+use io_uring::opcode;
+
+impl<M> Shard<M> {
+    /// After input was parsed: stop reading a connection whose backlog is
+    /// over the bound.
+    pub(super) fn check_backpressure(&mut self, key: u32) {
+        let limit = self.table.max_backlog_read;
+        let Some(c) = self.table.conns.get_mut(key as usize) else {
+            return;
+        };
+        if c.read_paused || c.phase != Phase::Open || c.backlog() <= limit {
+            return;
+        }
+        c.read_paused = true;
+        // Not reading is our choice, not the client's slowness.
+        c.hold_since = NOT_HOLDING;
+        let gen = c.gen;
+        let cancel = c.recv_armed && !c.recv_cancelling;
+        if cancel {
+            c.recv_cancelling = true;
+        }
+        inc(&self.table.my_stats().recv_paused_total, 1);
+        if cancel {
+            let e = opcode::AsyncCancel::new(token::encode(Op::Recv, key, gen))
+                .build()
+                .user_data(token::encode(Op::Cancel, key, gen));
+            self.push(e);
+        }
+    }
+
+    /// In the flush step: a paused connection whose backlog is down to
+    /// half the bound has what it holds parsed, and is read again (the
+    /// flush re-arms its receive). One that is closing just drops it.
+    pub(super) fn resume_read<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) {
+        let limit = self.table.max_backlog_read;
+        let now = self.table.now;
+        let Some(c) = self.table.conns.get_mut(key as usize) else {
+            return;
+        };
+        if !c.read_paused {
+            return;
+        }
+        if c.phase != Phase::Open {
+            c.read_paused = false;
+            c.rx = Vec::new();
+            return;
+        }
+        if c.backlog() > limit / 2 {
+            return;
+        }
+        c.read_paused = false;
+        let mut rx = std::mem::take(&mut c.rx);
+        if !rx.is_empty() {
+            let used = inbound::received(
+                app,
+                &mut self.table,
+                &mut self.mail,
+                &self.config,
+                key,
+                &mut rx,
+            );
+            rx.drain(..used);
+        }
+        let Some(c) = self.table.conns.get_mut(key as usize) else {
+            return;
+        };
+        if rx.is_empty() && rx.capacity() > 64 * 1024 {
+            rx = Vec::new();
+        }
+        c.rx = rx;
+        self.check_backpressure(key);
+        let Some(c) = self.table.conns.get_mut(key as usize) else {
+            return;
+        };
+        if c.eof && !c.read_paused && c.phase == Phase::Open {
+            // The peer half-closed while we were not reading: now that
+            // its last requests are parsed, answer them and close.
+            c.rx = Vec::new();
+            c.phase = Phase::Flushing;
+            c.since = now;
+            let at = now + ticks(self.config.close_timeout).max(1);
+            self.reschedule(key, at);
+        }
+        self.table.mark(key);
+    }
+}

@@ -1,0 +1,62 @@
+//! Connections still in their HTTP handshake hold descriptor slots like
+//! any other. Idle TCP connections could fill a shard's table (40 idle
+//! connections on a 40-slot table made `/healthz` fail) because the
+//! slots kept for plain HTTP only stop upgrades. Two bounds keep the table
+//! usable: at most `Config::max_handshakes` per shard (the oldest is
+//! closed to make room for a new one), and when the table is more than 3/4
+//! full, handshakes older than `Config::handshake_timeout_busy` (1 s: a
+//! real client sends its request within a round trip) are closed, oldest
+//! first. Each is counted in `handshakes_shed_total`.
+
+use super::conn::Phase;
+use super::shard::Shard;
+use super::timer::{ticks, Entry, Ticks};
+use crate::metrics::inc;
+
+impl<M> Shard<M> {
+    /// A connection was accepted: note its handshake, then shed.
+    pub(super) fn handshake_started(&mut self, key: u32, gen: u32, now: Ticks) {
+        self.handshakes.push_back((Entry { key, gen }, now));
+        self.shed_handshakes();
+    }
+
+    /// Whether `e` is still a connection in its handshake.
+    fn handshaking(&self, e: Entry) -> bool {
+        self.table
+            .conns
+            .get(e.key as usize)
+            .is_some_and(|c| c.gen == e.gen && c.phase == Phase::Handshake && !c.outbound())
+    }
+
+    /// On the tick: forget handshakes that ended (so the count is exact
+    /// again; in between it may count some that ended this tick, which
+    /// only sheds early under the cap), then shed.
+    pub(super) fn tidy_handshakes(&mut self) {
+        let mut q = std::mem::take(&mut self.handshakes);
+        q.retain(|&(e, _)| self.handshaking(e));
+        self.handshakes = q;
+        self.shed_handshakes();
+    }
+
+    /// Close the oldest handshakes while there are too many, or while the
+    /// table is busy and they are older than the busy deadline.
+    fn shed_handshakes(&mut self) {
+        let now = self.table.now;
+        let busy_t = ticks(self.config.handshake_timeout_busy);
+        let busy = self.table.conns.len() * 4 > self.table_size as usize * 3;
+        while let Some(&(e, since)) = self.handshakes.front() {
+            if !self.handshaking(e) {
+                self.handshakes.pop_front();
+                continue;
+            }
+            let over = self.handshakes.len() > self.config.max_handshakes;
+            let stale = busy && now >= since + busy_t;
+            if !(over || stale) {
+                break;
+            }
+            self.handshakes.pop_front();
+            inc(&self.table.my_stats().handshakes_shed_total, 1);
+            self.kill(e.key);
+        }
+    }
+}
