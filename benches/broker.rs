@@ -128,6 +128,11 @@ fn publish_framing(c: &mut Criterion) {
         let text = r#"{"op":"pub","topic":"md.NASDAQ.AAPL","data":{"bid":189.2,"ask":189.3,"bsz":300,"asz":200,"ts":1763712000123456789,"x":"Q"},"id":3}"#;
         b.iter(|| wire::parse(black_box(text)).is_ok())
     });
+    // The --max-json-depth check a publish adds (issue #12): the common
+    // case, fewer brackets than the limit, is one counting pass.
+    g.bench_function("data_depth_check_100B", |b| {
+        b.iter(|| wire::nests_deeper(black_box(data), black_box(64)))
+    });
     g.finish();
 }
 

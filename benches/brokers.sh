@@ -13,7 +13,11 @@ start() { # broker: ringfan | baseline | uws
     log=$(mktemp)
     case $1 in
     ringfan)
-        taskset -c "$SERVER_CPU" "${RINGFAN_BIN:-target/release/ringfan}" --listen "127.0.0.1:$PORT_RINGFAN" --shards 1 >"$log" 2>&1 &
+        local bin=${RINGFAN_BIN:-target/release/ringfan} echo=()
+        # /echo (the echo scenario) is off unless --echo; a "before" binary
+        # from when it was on by default has no such flag.
+        if "$bin" --help | grep -qE -- '^ +--echo\b'; then echo=(--echo); fi
+        taskset -c "$SERVER_CPU" "$bin" --listen "127.0.0.1:$PORT_RINGFAN" --shards 1 "${echo[@]}" >"$log" 2>&1 &
         PORT=$PORT_RINGFAN ;;
     baseline)
         taskset -c "$SERVER_CPU" target/release/ringfan-baseline --listen "127.0.0.1:$PORT_BASELINE" --threads 1 >"$log" 2>&1 &

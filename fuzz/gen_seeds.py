@@ -148,6 +148,11 @@ wire = {
     "not_object": b"42",
     "duplicate_field": b'{"op":"sub","op":"pub","topic":"a"}',
     "escaped_topic": b'{"op":"pub","topic":"a\\u002eb","data":1}',
+    # Errors quote a 64-byte prefix, cut at a character boundary (issue #12).
+    "op_long": b'{"op":"' + "é".encode() * 300 + b'","id":10}',
+    "snapshot_long_string": b'{"op":"sub","topic":"a","snapshot":"' + b"y" * 400 + b'"}',
+    "bad_topic_of_several": b'{"op":"sub","topics":["ok.a","a..b"],"id":11}',
+    "pub_too_deep": b'{"op":"pub","topic":"a","data":' + b"[" * 200 + b"]" * 200 + b"}",
 }
 for name, data in wire.items():
     write("wire", name, data)

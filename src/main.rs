@@ -42,8 +42,13 @@ struct Args {
     /// Largest message accepted on /echo, in bytes.
     #[arg(long, default_value_t = Routes::default().max_message_echo)]
     max_message_echo: usize,
-    /// Disable the /echo endpoint (conformance testing only).
-    #[arg(long)]
+    /// Serve /echo, which echoes every message (conformance testing). Off
+    /// by default: it accepts --max-message-echo bytes from anyone.
+    #[arg(long, default_value_t = Routes::default().echo)]
+    echo: bool,
+    /// Deprecated: /echo is now off unless --echo; kept so that setups
+    /// that turned it off keep starting.
+    #[arg(long, hide = true, conflicts_with = "echo")]
     no_echo: bool,
     /// Allowed Origin (repeatable). Without any, every origin is allowed;
     /// requests without Origin (non-browser clients) are always allowed.
@@ -168,6 +173,10 @@ struct Args {
     /// Patterns a connection may sub/unsub at once above --max-sub-rate.
     #[arg(long, default_value_t = br().sub_rate.burst)]
     sub_burst: u32,
+    /// Deepest nesting of arrays/objects in a pub's data (deeper gets err
+    /// bad_json): subscribers' parsers get the data verbatim.
+    #[arg(long, default_value_t = br().max_json_depth)]
+    max_json_depth: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -257,9 +266,10 @@ fn main() {
             per_s: args.max_sub_rate,
             burst: args.sub_burst,
         },
+        max_json_depth: args.max_json_depth,
     };
     let routes = Routes {
-        echo: !args.no_echo,
+        echo: args.echo && !args.no_echo,
         max_message_echo: args.max_message_echo,
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();

@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Two shards, so that connections land on both.
-const ARGS: &[&str] = &["--shards", "2"];
-const ECHO_LIMIT_1000: &[&str] = &["--shards", "2", "--max-message-echo", "1000"];
+const ARGS: &[&str] = &["--shards", "2", "--echo"];
+const ECHO_LIMIT_1000: &[&str] = &["--shards", "2", "--echo", "--max-message-echo", "1000"];
 
 const MASK: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
 
@@ -394,7 +394,7 @@ fn spawn_close_readers(clients: Vec<Ws>) -> Vec<tokio::task::JoinHandle<Option<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_clients_with_1001_and_exits_0() {
-    let mut b = Broker::start(&["--shards", "2", "--drain-timeout", "2"]);
+    let mut b = Broker::start(&["--shards", "2", "--echo", "--drain-timeout", "2"]);
     let addr = b.addr;
     let mut clients = Vec::new();
     bounded(20, "connect", async {
@@ -433,7 +433,7 @@ async fn sigterm_closes_clients_with_1001_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
-    let mut b = Broker::start(&["--shards", "2", "--drain-timeout", "2"]);
+    let mut b = Broker::start(&["--shards", "2", "--echo", "--drain-timeout", "2"]);
     let addr = b.addr;
     let mut raws = Vec::new();
     let mut good = Vec::new();
@@ -483,7 +483,7 @@ async fn sigterm_with_unresponsive_clients_exits_within_the_drain_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_is_503_while_draining() {
-    let b = Broker::start(&["--shards", "2", "--drain-timeout", "3"]);
+    let b = Broker::start(&["--shards", "2", "--echo", "--drain-timeout", "3"]);
     let addr = b.addr;
     // Clients that never answer the server's close keep the drain going.
     let mut raws = Vec::new();

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 /// Two shards, so that connections land on both.
-const ARGS: &[&str] = &["--shards", "2"];
+const ARGS: &[&str] = &["--shards", "2", "--echo"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_stays_text_binary_stays_binary() {

@@ -13,8 +13,17 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 /// Two shards, so that connections land on both.
-const ARGS: &[&str] = &["--shards", "2"];
-const GOOD_ORIGIN_ONLY: &[&str] = &["--shards", "2", "--allow-origin", "https://good.example"];
+const ARGS: &[&str] = &["--shards", "2", "--echo"];
+const GOOD_ORIGIN_ONLY: &[&str] = &[
+    "--shards",
+    "2",
+    "--echo",
+    "--allow-origin",
+    "https://good.example",
+];
+/// The defaults: /echo off.
+const DEFAULTS: &[&str] = &["--shards", "2"];
+/// The deprecated way of saying the default.
 const NO_ECHO: &[&str] = &["--shards", "2", "--no-echo"];
 
 /// A request with the given request line and header lines.
@@ -225,17 +234,65 @@ async fn unknown_path_gets_404() {
     .await;
 }
 
+async fn echo_is_404(addr: SocketAddr, what: &str) {
+    for _ in 0..4 {
+        let req = upgrade_request("/echo", &[]);
+        expect_status(addr, req.as_bytes(), 404, what).await;
+        // Plain, too: no 426 hinting that something lives there.
+        let req = request("GET /echo HTTP/1.1", &[HOST]);
+        expect_status(addr, req.as_bytes(), 404, what).await;
+    }
+    tungstenite_refused(format!("ws://{addr}/echo"), 404).await;
+    // The rest of the server is up.
+    let r = wsraw::http_raw(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(r.status, 200);
+}
+
+/// /echo takes 16 MiB messages from anyone: off unless `--echo` (before,
+/// on by default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_disabled_gets_404() {
+async fn echo_is_off_by_default_and_on_with_the_flag() {
+    with_broker(DEFAULTS, 30, |addr| async move {
+        echo_is_404(addr, "/echo by default").await;
+    })
+    .await;
+    with_broker(ARGS, 30, |addr| async move {
+        echo_works(addr).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprecated_no_echo_still_starts_with_echo_off() {
     with_broker(NO_ECHO, 30, |addr| async move {
-        for _ in 0..4 {
-            let req = upgrade_request("/echo", &[]);
-            expect_status(addr, req.as_bytes(), 404, "/echo with --no-echo").await;
+        echo_is_404(addr, "/echo with --no-echo").await;
+    })
+    .await;
+}
+
+/// Two `Origin` headers: the allow-list used to judge the last while
+/// anything in front of or behind the broker may read the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_origin_headers_get_400() {
+    with_broker(GOOD_ORIGIN_ONLY, 30, |addr| async move {
+        for pair in [
+            [
+                "Origin: https://evil.example",
+                "Origin: https://good.example",
+            ],
+            [
+                "Origin: https://good.example",
+                "origin: https://good.example",
+            ],
+        ] {
+            let req = upgrade_request("/ws", &pair);
+            let r = expect_status(addr, req.as_bytes(), 400, pair[0]).await;
+            assert_eq!(r.body, b"more than one Origin header\n");
         }
-        tungstenite_refused(format!("ws://{addr}/echo"), 404).await;
-        // The rest of the server is up.
-        let r = wsraw::http_raw(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
-        assert_eq!(r.status, 200);
+        // One good Origin still upgrades.
+        let req = upgrade_request("/ws", &["Origin: https://good.example"]);
+        let (head, _ws) = wsraw::RawWs::connect_with(addr, &req).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     })
     .await;
 }

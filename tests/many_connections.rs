@@ -90,23 +90,24 @@ fn holds_30000_websockets_under_a_20000_fd_limit() {
     // The idle ping would otherwise fire after 30 s of silence and close
     // connections whose holder is not polling (waiting for `ECHO`); on a
     // slow machine the test may take that long.
-    let mut broker = Broker::start_with(&["--shards", "2", "--idle-ping", "600"], |cmd| {
-        cmd.stderr(Stdio::piped());
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
-        // forked child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: FD_LIMIT as libc::rlim_t,
-                    rlim_max: FD_LIMIT as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let mut broker =
+        Broker::start_with(&["--shards", "2", "--echo", "--idle-ping", "600"], |cmd| {
+            cmd.stderr(Stdio::piped());
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
+            // forked child before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let lim = libc::rlimit {
+                        rlim_cur: FD_LIMIT as libc::rlim_t,
+                        rlim_max: FD_LIMIT as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        });
     let pid = broker.child.id();
 
     // Everything the server writes to stderr, echoed and kept for the end.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// server by gigabytes; now its queue is capped and it is closed.
 #[tokio::test]
 async fn client_that_never_reads_is_cut_off() {
-    let b = Broker::start(&["--shards", "2", "--max-backlog-bytes", "4194304"]);
+    let b = Broker::start(&["--shards", "2", "--echo", "--max-backlog-bytes", "4194304"]);
     let before = rss_kib(b.child.id());
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
@@ -69,7 +69,7 @@ async fn client_that_never_reads_is_cut_off() {
 /// still gets its answers.
 #[tokio::test]
 async fn half_closed_peers_get_their_replies() {
-    let b = Broker::start(&["--shards", "2"]);
+    let b = Broker::start(&["--shards", "2", "--echo"]);
     for _ in 0..10 {
         let mut s = tokio::net::TcpStream::connect(b.addr).await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -16,13 +16,22 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Connections must finish their handshake within 1 s.
-const HANDSHAKE_1S: &[&str] = &["--shards", "2", "--handshake-timeout", "1"];
+const HANDSHAKE_1S: &[&str] = &["--shards", "2", "--echo", "--handshake-timeout", "1"];
 /// Idle ping after 1 s of silence, close 1 s after an unanswered ping.
-const PING_1S: &[&str] = &["--shards", "2", "--idle-ping", "1", "--pong-timeout", "1"];
+const PING_1S: &[&str] = &[
+    "--shards",
+    "2",
+    "--echo",
+    "--idle-ping",
+    "1",
+    "--pong-timeout",
+    "1",
+];
 /// The same with the handshake timeout as short as the idle ping.
 const PING_1S_HANDSHAKE_1S: &[&str] = &[
     "--shards",
     "2",
+    "--echo",
     "--idle-ping",
     "1",
     "--pong-timeout",

@@ -33,7 +33,11 @@ fn ringfan(shards: usize) -> Server {
     Server::start(config, move |_| {
         Node::new(
             Broker::new(broker.clone(), stats.clone()),
-            Routes::default(),
+            // The echo scenario needs /echo, off by default.
+            Routes {
+                echo: true,
+                ..Routes::default()
+            },
         )
     })
     .expect("broker starts")

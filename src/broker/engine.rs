@@ -15,7 +15,7 @@ use super::owner::{Owned, OwnedLimits};
 use super::rate::Rate;
 use super::stats::BrokerStats;
 use super::subscriber::{Pending, Subscriber};
-use super::topic::{check_pattern, check_topic, is_pattern};
+use super::topic::{check_topic, first_bad_pattern, is_pattern};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
 use crate::metrics::{dec, inc};
@@ -81,6 +81,8 @@ pub struct BrokerConfig {
     pub pub_rate: Rate,
     /// Patterns listed in `sub` and `unsub` requests per connection.
     pub sub_rate: Rate,
+    /// Deepest nesting of arrays/objects a `pub`'s `data` may have.
+    pub max_json_depth: usize,
 }
 
 impl Default for BrokerConfig {
@@ -119,6 +121,9 @@ impl Default for BrokerConfig {
                 per_s: 1000,
                 burst: 10_000,
             },
+            // Deep enough for any real document; inside the `msg` envelope
+            // (one level more) it stays well under serde_json's 128.
+            max_json_depth: 64,
         }
     }
 }
@@ -281,8 +286,8 @@ impl Broker {
                 }
             }
             Ok(Request::Unsub { topics, id }) => {
-                if let Some(bad) = topics.iter().find_map(|t| check_pattern(t).err()) {
-                    return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
+                if let Some((t, e)) = first_bad_pattern(&topics) {
+                    return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
                 }
                 if !self.admit(io, conn, false, topics.len(), id)
                     || !self.mail_has_room(io, conn, &topics, id)
@@ -394,7 +399,15 @@ impl Broker {
         id: Option<u64>,
     ) {
         if let Err(e) = check_topic(topic) {
-            return self.reply(io, conn, id, ErrCode::BadTopic, e.message());
+            return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(topic, e));
+        }
+        // `data` is passed verbatim: a subscriber's recursive parser would
+        // meet all of its depth (200,000 levels crash many). Once per publish.
+        if wire::nests_deeper(data.as_bytes(), self.config.max_json_depth) {
+            inc(&self.my_stats(io).json_too_deep_total, 1);
+            let max = self.config.max_json_depth;
+            let msg = format!("data nests deeper than {max} arrays/objects (--max-json-depth)");
+            return self.reply(io, conn, id, ErrCode::BadJson, &msg);
         }
         // The msg envelope around the data must still fit subscribers.
         if data.len() + topic.len() + ENVELOPE > self.config.max_message {
@@ -669,8 +682,8 @@ impl Broker {
         id: Option<u64>,
         snapshot: bool,
     ) {
-        if let Some(bad) = topics.iter().find_map(|t| check_pattern(t).err()) {
-            return self.reply(io, conn, id, ErrCode::BadTopic, bad.message());
+        if let Some((t, e)) = first_bad_pattern(topics) {
+            return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
         }
         let me = io.shard();
         let shards = io.shards();

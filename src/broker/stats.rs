@@ -24,4 +24,5 @@ counters! { BrokerStats {
     new_topics_limited_total: "counter", "Publishes answered rate_limited: the connection spent its --max-new-topics-per-conn budget.";
     snapshots_refused_total: "counter", "Snapshot subscriptions refused: too many patterns, or too many snapshots in flight (connection or shard).";
     snapshot_requests_in_flight: "gauge", "Snapshot requests waiting on owners.";
+    json_too_deep_total: "counter", "Publishes answered bad_json: data nested deeper than --max-json-depth.";
 }}

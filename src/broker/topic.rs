@@ -94,6 +94,14 @@ pub fn check_pattern(s: &str) -> Result<(), TopicError> {
     check(s, true)
 }
 
+/// The first of `topics` that is not a valid pattern, and why: a `sub` or
+/// `unsub` answers with it (see `wire::bad_topic`).
+pub fn first_bad_pattern<S: AsRef<str>>(topics: &[S]) -> Option<(&str, TopicError)> {
+    topics
+        .iter()
+        .find_map(|t| check_pattern(t.as_ref()).err().map(|e| (t.as_ref(), e)))
+}
+
 /// Does the (valid) subscription contain a wildcard token?
 pub fn is_pattern(s: &str) -> bool {
     s.split('.').any(|t| t == "*" || t == ">")
@@ -160,6 +168,15 @@ mod tests {
         assert_eq!(check_pattern("a.>.b"), Err(TopicError::GtNotLast));
         assert_eq!(check_pattern("a.**"), Err(TopicError::BadChar));
         assert!(!is_pattern("md.NASDAQ.AAPL"));
+    }
+
+    #[test]
+    fn first_bad_pattern_names_it() {
+        assert_eq!(first_bad_pattern(&["a.*", "b", ">"]), None);
+        assert_eq!(
+            first_bad_pattern(&["a.*", "a..b", "c d"]),
+            Some(("a..b", TopicError::EmptyToken))
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The application the `ringfan` binary runs on each shard: what is served
-//! where (the pub/sub broker on `/ws`, `/echo` for conformance testing,
+//! where (the pub/sub broker on `/ws`, `/echo` for conformance testing when turned on,
 //! `/healthz`, `/metrics`), and each connection's message limit.
 
 mod host;
@@ -16,7 +16,8 @@ pub use host::client;
 /// The endpoints besides `/ws`, whose limit is the broker's.
 #[derive(Debug, Clone)]
 pub struct Routes {
-    /// Serve `/echo` (conformance testing).
+    /// Serve `/echo` (conformance testing). Off unless asked for: it
+    /// takes 16 MiB messages from anyone who connects.
     pub echo: bool,
     /// Largest message on `/echo`: 16 MiB, the largest in the Autobahn
     /// TestSuite.
@@ -26,7 +27,7 @@ pub struct Routes {
 impl Default for Routes {
     fn default() -> Self {
         Self {
-            echo: true,
+            echo: false,
             max_message_echo: 16 << 20,
         }
     }

@@ -110,6 +110,9 @@ struct Headers<'h> {
     key: Option<&'h [u8]>,
     keys: usize,
     origin: Option<&'h [u8]>,
+    /// More than one `Origin` would let the allow-list judge one while
+    /// whatever sits behind us (a proxy, a log) reads another.
+    origins: usize,
     subprotocol: bool,
     bearer: Option<&'h [u8]>,
 }
@@ -132,6 +135,7 @@ impl<'h> Headers<'h> {
                 s.keys += 1;
             } else if name.eq_ignore_ascii_case("origin") {
                 s.origin = Some(h.value);
+                s.origins += 1;
             } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
                 s.subprotocol |= has_token(h.value, SUBPROTOCOL);
             } else if name.eq_ignore_ascii_case("authorization") {
@@ -197,6 +201,9 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
     match B64.decode(key) {
         Ok(raw) if raw.len() == 16 => {}
         _ => return reject(400, &[], "Sec-WebSocket-Key must be 16 bytes in base64"),
+    }
+    if h.origins > 1 {
+        return reject(400, &[], "more than one Origin header");
     }
     if let (Some(allowed), Some(origin)) = (&config.allowed_origins, h.origin) {
         let origin = origin.trim_ascii();

@@ -271,6 +271,43 @@ fn origin_allow_list() {
 }
 
 #[test]
+fn several_origin_headers_are_400() {
+    let body = |o: &Outcome| match o {
+        Outcome::Reject { response, .. } => String::from_utf8_lossy(response).into_owned(),
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    let allowed = Config {
+        allowed_origins: Some(vec!["https://app.example.com".into()]),
+    };
+    // Before: the last one was judged, so an allowed origin after an evil
+    // one let the evil one through to anything reading the first.
+    let two = request(
+        "/ws",
+        "Origin: https://evil.example.com\r\nOrigin: https://app.example.com\r\n",
+    );
+    for cfg in [&allowed, &Config::default()] {
+        let o = accept(&two, cfg);
+        assert_eq!(status(&o), 400);
+        assert!(
+            body(&o).ends_with("more than one Origin header\n"),
+            "{}",
+            body(&o)
+        );
+    }
+    // Names are case-insensitive: `origin` and `ORIGIN` are two as well.
+    let two = request(
+        "/ws",
+        "origin: https://app.example.com\r\nORIGIN: https://app.example.com\r\n",
+    );
+    assert_eq!(status(&accept(&two, &allowed)), 400);
+    // One is still fine.
+    upgrade(accept(
+        &request("/ws", "Origin: https://app.example.com\r\n"),
+        &allowed,
+    ));
+}
+
+#[test]
 fn head_over_8k_is_431() {
     let filler = format!("X-Filler: {}\r\n", "a".repeat(MAX_HEAD));
     let req = request("/ws", &filler);

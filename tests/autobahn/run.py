@@ -9,7 +9,7 @@ tests/requirements.txt). Run it with the virtualenv's python so that the
     .venv/bin/python tests/autobahn/run.py
     .venv/bin/python tests/autobahn/run.py --update-baseline   # after an improvement
 
-It starts `ringfan --listen 127.0.0.1:0 --shards 2 --no-pin`, drives
+It starts `ringfan --listen 127.0.0.1:0 --shards 2 --no-pin --echo`, drives
 ws://127.0.0.1:PORT/echo with every case except 12.* and 13.* (permessage-
 deflate, which ringfan does not negotiate), stops the server, and checks:
 
@@ -191,7 +191,8 @@ def main() -> int:
     clean_outdir(outdir)
     problems: list[str] = []
     started = time.monotonic()
-    server = RingfanProcess(server_bin, log=outdir / "server.log")
+    # /echo is off unless asked for.
+    server = RingfanProcess(server_bin, "--echo", log=outdir / "server.log")
     try:
         port = server.wait_ready(30)
         if port is None:

@@ -21,7 +21,11 @@ impl Broker {
 
     /// Like `start`, letting the caller adjust the command (limits, env).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Broker {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringfan"));
+        // RINGFAN_TEST_BIN runs a test against another build (a "before"
+        // binary, to see a test fail without its fix).
+        let bin = std::env::var_os("RINGFAN_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_ringfan").into());
+        let mut cmd = Command::new(bin);
         cmd.args(["--listen", "127.0.0.1:0", "--no-pin"])
             .args(args)
             .stdout(Stdio::piped())

@@ -27,14 +27,15 @@ def ringfan_bin() -> Path:
 
 
 class Ringfan(RingfanProcess):
-    """One ringfan process: `--listen 127.0.0.1:0 --shards 2 --no-pin` plus
-    any extra flags, stopped with SIGTERM (then SIGKILL) on `stop()`."""
+    """One ringfan process: `--listen 127.0.0.1:0 --shards 2 --no-pin --echo`
+    plus any extra flags, stopped with SIGTERM (then SIGKILL) on `stop()`."""
 
     def __init__(self, *extra: str, log_dir: Path):
         binary = ringfan_bin()
         if not binary.exists():
             pytest.fail(f"no ringfan binary at {binary} (cargo build, or set RINGFAN_BIN)")
-        super().__init__(binary, *extra, log=log_dir / f"ringfan-{id(self):x}.log")
+        # /echo is off by default; most of these tests speak to it.
+        super().__init__(binary, "--echo", *extra, log=log_dir / f"ringfan-{id(self):x}.log")
         self.terminated = False
         if self.wait_ready(20) is None:
             pytest.fail(f"ringfan did not start: {self.args} (status {self.proc.returncode}); "
