@@ -9,10 +9,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
 
+use super::config::{BrokerConfig, SlowPolicy};
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
 use super::owner::{Owned, OwnedLimits};
-use super::rate::Rate;
 use super::stats::BrokerStats;
 use super::subscriber::{Pending, Subscriber};
 use super::topic::{check_topic, first_bad_pattern, is_pattern};
@@ -28,121 +28,21 @@ use std::hash::Hasher;
 /// envelope with `"snapshot":true` and a 20-digit seq, plus the header.
 const ENVELOPE: usize = 112;
 
-/// What to do when a subscriber's outgoing queue is full (protocol.md,
-/// "Slow consumers").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlowPolicy {
-    /// Close with 1008 "slow consumer".
-    Disconnect,
-    /// Drop the newest messages for it; its seq shows the gap.
-    Drop,
-    /// Keep only the latest pending message per topic.
-    Conflate,
-}
-
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    pub policy: SlowPolicy,
-    /// Bytes a subscriber may have queued before the policy applies.
-    pub max_queued: usize,
-    /// Largest `msg` payload we frame (subscribers' message limit).
-    pub max_message: usize,
-    /// Most subscriptions one connection may hold.
-    pub max_subscriptions: usize,
-    /// Bytes of last values (snapshots) an owner shard keeps; past it some
-    /// are forgotten, in no particular order but never the one just
-    /// published (their topics keep counting seq).
-    pub max_lvc_bytes: usize,
-    /// Topics an owner shard keeps. At the cap it forgets a tenth of them
-    /// among those no shard is interested in; with none such, publishes
-    /// to new topics are refused. Measured (tests/attacks/owner.py churn,
-    /// release build): 200,000 random topics cost 86 MiB of RSS with
-    /// their last values, ~430 bytes a topic (map entry and name, index
-    /// leaf ~190, state and a small last value). 500,000 is thus ~215 MiB a
-    /// shard at worst, the order of the 256 MiB last-value cap, and 2.5x
-    /// the churn repro.
-    pub max_topics: usize,
-    /// New topics one connection may create per 10 s (a token bucket:
-    /// this burst, refilled at a tenth of it a second). 10,000 lets a feed
-    /// bring up a large universe at once; a churning client creates 1,000
-    /// a second at most, 200,000 topics take it over three minutes.
-    pub max_new_topics_per_conn: u64,
-    /// Patterns one `sub` with `snapshot` may list: each exact one is a
-    /// lookup and each wildcard a walk of the owners' topic index.
-    pub max_snapshot_patterns: usize,
-    /// Snapshot requests of one connection waiting on owners at once.
-    pub max_snapshots_per_conn: usize,
-    /// Snapshot requests of all connections of a shard waiting on owners
-    /// at once: bounds the owners' replies in the (unbounded) sub-reply
-    /// mail to this many times the matching topics (40 bytes an entry,
-    /// the frames are shared).
-    pub max_snapshots_per_shard: usize,
-    /// `pub` requests per connection (off by default: see `Default`).
-    pub pub_rate: Rate,
-    /// Patterns listed in `sub` and `unsub` requests per connection.
-    pub sub_rate: Rate,
-    /// Deepest nesting of arrays/objects a `pub`'s `data` may have.
-    pub max_json_depth: usize,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            policy: SlowPolicy::Disconnect,
-            max_queued: 1 << 20,
-            max_message: crate::ws::DEFAULT_MAX_MESSAGE,
-            max_subscriptions: 10_000,
-            max_lvc_bytes: 256 << 20,
-            max_topics: 500_000,
-            max_new_topics_per_conn: 10_000,
-            max_snapshot_patterns: 1_000,
-            max_snapshots_per_conn: 1,
-            max_snapshots_per_shard: 64,
-            // Publishing is already bounded without it: a publish to
-            // another shard is refused once that shard is a mailbox
-            // behind, and one to this shard is done before the next
-            // request is read. What a per-connection cap adds is fairness
-            // between publishers, and the right figure depends on the
-            // application (the standard benchmark publishes ~1M/s on one
-            // connection). So, as in NATS (no publish rate limit) and
-            // Centrifugo (opt-in operation limits), it is off until the
-            // operator sets one; protocol.md recommends 1,000/s for
-            // untrusted clients. The burst applies once it is on.
-            pub_rate: Rate {
-                per_s: 0,
-                burst: 1000,
-            },
-            // Every pattern costs a trie update here, one per owner shard
-            // (all of them for a wildcard) and interest mail: 1,000 a
-            // second, after a burst of 10,000 (a full --max-subscriptions
-            // at connect), is far above what a real client re-subscribes
-            // and far below what makes a shard busy (~2 µs a pattern).
-            sub_rate: Rate {
-                per_s: 1000,
-                burst: 10_000,
-            },
-            // Deep enough for any real document; inside the `msg` envelope
-            // (one level more) it stays well under serde_json's 128.
-            max_json_depth: 64,
-        }
-    }
-}
-
 pub struct Broker {
-    config: BrokerConfig,
-    stats: Arc<[BrokerStats]>,
-    owned: Owned,
+    pub(super) config: BrokerConfig,
+    pub(super) stats: Arc<[BrokerStats]>,
+    pub(super) owned: Owned,
     /// Local subscriptions: pattern → connections.
-    subs: Trie<Client>,
+    pub(super) subs: Trie<Client>,
     /// Local connections per pattern, to tell owners when it changes 0↔1.
-    refs: FxHashMap<Box<str>, u32>,
+    pub(super) refs: FxHashMap<Box<str>, u32>,
     /// By the host's dense client slot.
-    conns: Vec<Option<Subscriber>>,
-    stamp: u64,
+    pub(super) conns: Vec<Option<Subscriber>>,
+    pub(super) stamp: u64,
     /// Reused per delivery: the matched connections.
-    targets: Vec<Client>,
+    pub(super) targets: Vec<Client>,
     /// Snapshot requests of this shard's connections waiting on owners.
-    snapshots_in_flight: usize,
+    pub(super) snapshots_in_flight: usize,
 }
 
 /// The shard that owns `topic`.
@@ -152,7 +52,7 @@ pub fn owner_of(topic: &str, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-fn bits(mut mask: ShardMask) -> impl Iterator<Item = usize> {
+pub(super) fn bits(mut mask: ShardMask) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         (mask != 0).then(|| {
             let i = mask.trailing_zeros() as usize;
@@ -195,11 +95,11 @@ impl Broker {
             .map(|s| (s.dropped, s.conflated, s.conflated_latest.len()))
     }
 
-    fn my_stats<H: Host>(&self, io: &H) -> &BrokerStats {
+    pub(super) fn my_stats<H: Host>(&self, io: &H) -> &BrokerStats {
         &self.stats[io.shard()]
     }
 
-    fn state(&mut self, conn: Client) -> Option<&mut Subscriber> {
+    pub(super) fn state(&mut self, conn: Client) -> Option<&mut Subscriber> {
         live(&mut self.conns, conn)
     }
 
@@ -223,7 +123,7 @@ impl Broker {
         }
     }
 
-    fn reply<H: Host>(
+    pub(super) fn reply<H: Host>(
         &mut self,
         io: &mut H,
         conn: Client,
@@ -307,89 +207,6 @@ impl Broker {
         }
     }
 
-    /// Within the connection's request rate (`publish`: the pub bucket,
-    /// else the sub/unsub one, `cost` patterns)? If not, it is answered
-    /// `rate_limited` with its id and changes nothing.
-    fn admit<H: Host>(
-        &mut self,
-        io: &mut H,
-        conn: Client,
-        publish: bool,
-        cost: usize,
-        id: Option<u64>,
-    ) -> bool {
-        let rate = if publish {
-            self.config.pub_rate
-        } else {
-            self.config.sub_rate
-        };
-        if rate.is_off() {
-            return true; // the default for pub: one branch per publish
-        }
-        let now = io.now_ms();
-        let Some(st) = self.state(conn) else {
-            return true;
-        };
-        let bucket = if publish {
-            &mut st.pub_bucket
-        } else {
-            &mut st.sub_bucket
-        };
-        if bucket.take(rate, now, cost) {
-            return true;
-        }
-        inc(&self.my_stats(io).requests_rate_limited_total, 1);
-        let (what, flag) = if publish {
-            ("pub requests", "--max-pub-rate")
-        } else {
-            ("sub/unsub patterns", "--max-sub-rate")
-        };
-        let msg = format!(
-            "too many {what}: limit {} per second per connection ({flag}, burst {}); retry later",
-            rate.per_s, rate.burst
-        );
-        self.reply(io, conn, id, ErrCode::RateLimited, &msg);
-        false
-    }
-
-    /// May a `sub`/`unsub` of `patterns` post its mail? Interest and
-    /// subscription mail (`Host::post`) is never dropped: what does not fit
-    /// a full ring waits in a backlog without a bound. So a request that
-    /// would mail a shard whose backlog is not empty is refused, before it
-    /// changes anything, with `rate_limited`: each backlog then holds at
-    /// most one request's mail (≤ 2 per pattern) besides owners' answers
-    /// (one per request that got through the ring) and closing
-    /// connections' unsubscribes (≤ --max-subscriptions each).
-    fn mail_has_room<H: Host>(
-        &mut self,
-        io: &mut H,
-        conn: Client,
-        patterns: &[std::borrow::Cow<'_, str>],
-        id: Option<u64>,
-    ) -> bool {
-        let me = io.shard();
-        let shards = io.shards();
-        let mut targets: ShardMask = 0;
-        for p in patterns {
-            for o in owners(p, shards) {
-                targets |= 1 << o;
-            }
-        }
-        targets &= !(1 << me);
-        if !bits(targets).any(|o| io.mail_waiting(o)) {
-            return true;
-        }
-        inc(&self.my_stats(io).subs_refused_total, 1);
-        self.reply(
-            io,
-            conn,
-            id,
-            ErrCode::RateLimited,
-            "broker overloaded: a shard these patterns need is behind; retry later",
-        );
-        false
-    }
-
     fn publish_request<H: Host>(
         &mut self,
         io: &mut H,
@@ -468,16 +285,6 @@ impl Broker {
                 self.answer(io, conn, wire::ack(id));
             }
         }
-    }
-
-    /// A publish to a new topic on a shard full of wanted topics.
-    fn refuse_topic<H: Host>(&mut self, io: &mut H, conn: Client, id: Option<u64>) {
-        inc(&self.my_stats(io).topics_refused_total, 1);
-        let msg = format!(
-            "too many topics on this topic's shard (limit {} per shard); retry later",
-            self.config.max_topics
-        );
-        self.reply(io, conn, id, ErrCode::RateLimited, &msg);
     }
 
     fn count_forgotten<H: Host>(&mut self, io: &mut H) {
@@ -788,40 +595,6 @@ impl Broker {
         }
     }
 
-    /// Why a snapshot subscription listing `patterns` may not go now, if
-    /// it may not: each bound keeps what the owners build and mail for it
-    /// (protocol.md, "Limits").
-    fn snapshot_refusal(&mut self, conn: Client, patterns: usize) -> Option<(ErrCode, String)> {
-        let c = &self.config;
-        let (max_patterns, per_conn, per_shard) = (
-            c.max_snapshot_patterns,
-            c.max_snapshots_per_conn,
-            c.max_snapshots_per_shard,
-        );
-        let in_flight = self.snapshots_in_flight;
-        let st = self.state(conn)?;
-        if patterns > max_patterns {
-            Some((
-                ErrCode::TooLarge,
-                format!("too many patterns for a snapshot (limit {max_patterns} per request)"),
-            ))
-        } else if st.snapshots.len() >= per_conn {
-            Some((
-                ErrCode::RateLimited,
-                format!(
-                    "snapshot requests still on their way (limit {per_conn} per connection); wait for their ack"
-                ),
-            ))
-        } else if in_flight >= per_shard {
-            Some((
-                ErrCode::RateLimited,
-                "broker busy with snapshots; retry later".to_string(),
-            ))
-        } else {
-            None
-        }
-    }
-
     /// The owner side of a snapshot request.
     fn owned_snapshot<H: Host>(
         &mut self,
@@ -963,7 +736,7 @@ fn live(conns: &mut [Option<Subscriber>], conn: Client) -> Option<&mut Subscribe
 
 /// Shards that may own topics matching `pattern`: its owner for an exact
 /// topic, every shard for a wildcard.
-fn owners(pattern: &str, shards: usize) -> impl Iterator<Item = usize> {
+pub(super) fn owners(pattern: &str, shards: usize) -> impl Iterator<Item = usize> {
     let (lo, hi) = if is_pattern(pattern) {
         (0, shards)
     } else {

@@ -2,11 +2,14 @@
 //! ([`Host`]), testable without sockets. It knows topics, JSON and
 //! WebSocket close codes; it knows nothing of io_uring.
 
+pub mod config;
 pub mod engine;
 pub mod host;
+mod limits;
 pub mod mail;
 pub mod owner;
 pub mod rate;
+pub mod sim;
 pub mod stats;
 mod subscriber;
 pub mod topic;
@@ -16,8 +19,11 @@ pub mod wire;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod limits_tests;
 
-pub use engine::{Broker, BrokerConfig, SlowPolicy};
+pub use config::{BrokerConfig, SlowPolicy};
+pub use engine::Broker;
 pub use host::{Client, Host, MAX_SHARDS};
 pub use mail::Mail;
 pub use rate::Rate;
