@@ -156,3 +156,29 @@ wire = {
 }
 for name, data in wire.items():
     write("wire", name, data)
+
+# Broker request sequences (fuzz-checks/src/broker.rs): byte 0 the shard
+# count, then ops (low 3 bits; bit 3 of a sub = snapshot) with arguments.
+CONNECT, SUB, UNSUB, PUB, STEP, DRAIN, CLOSE, SETTLE = range(8)
+SNAP = 8
+def ops(*xs):
+    return bytes(xs)
+broker = {
+    # 2 shards: a publisher and a subscriber, snapshot then live.
+    "snapshot_then_live": ops(1, CONNECT, 1, CONNECT, 0, PUB, 0, 0, PUB, 0, 0, SETTLE,
+                              SUB | SNAP, 1, 0, SETTLE, PUB, 0, 0, SETTLE),
+    # The corner case of #10: a wildcard's snapshot pending while the
+    # exact subscription it overlaps is dropped.
+    # (Subscriber on shard 0, then on shard 1: one of them has a.b's
+    # owner on the other shard, which is what makes the snapshot wait.)
+    "unsub_overlap_pending_0": ops(1, CONNECT, 1, CONNECT, 0, SUB, 1, 0, SETTLE, PUB, 0, 0,
+                                   SETTLE, SUB | SNAP, 1, 4, UNSUB, 1, 0, SETTLE, PUB, 0, 0, SETTLE),
+    "unsub_overlap_pending_1": ops(1, CONNECT, 0, CONNECT, 1, SUB, 1, 0, SETTLE, PUB, 0, 0,
+                                   SETTLE, SUB | SNAP, 1, 4, UNSUB, 1, 0, SETTLE, PUB, 0, 0, SETTLE),
+    # Mail delivered one message at a time between chosen shards.
+    "interleaved": ops(2, CONNECT, 0, CONNECT, 1, CONNECT, 2, SUB | SNAP, 0, 7, PUB, 1, 0,
+                       STEP, 1, 0, SUB, 2, 5, PUB, 2, 2, STEP, 0, 1, DRAIN, 2, UNSUB, 0, 7,
+                       PUB, 1, 3, CLOSE, 2, SETTLE),
+}
+for name, data in broker.items():
+    write("broker", name, data)

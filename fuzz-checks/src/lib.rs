@@ -6,6 +6,7 @@
 //! `fuzz/corpus-min/<target>/`) through the same functions on stable, so
 //! plain `cargo test` (and CI) exercises what the fuzzers found.
 
+pub mod broker;
 pub mod frames;
 pub mod handshake;
 pub mod wire;
@@ -15,6 +16,7 @@ pub type Check = fn(&[u8]);
 
 /// Every target by name, for the replay test.
 pub const TARGETS: &[(&str, Check)] = &[
+    ("broker", broker::check),
     ("frames", frames::check),
     ("handshake", handshake::check),
     ("wire", wire::check),
