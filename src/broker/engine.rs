@@ -531,13 +531,19 @@ impl Broker {
                 self.announce(io, p, true);
             }
         }
-        if new.is_empty() || (id.is_none() && !snapshot) {
+        if new.is_empty() {
             if let Some(id) = id {
                 self.answer(io, conn, wire::ack(id));
             }
             return;
         }
-        // Ask every owner that may hold matching topics.
+        // Ask every owner that may hold matching topics, snapshot or not:
+        // until an owner answers, what it sent before it knew of this
+        // subscription is older than it and is not delivered through it.
+        // Otherwise a delivery still on its way under an earlier
+        // subscriber's interest (since dropped, then re-added) would start
+        // the stream before a hole: seq 1, then 3, a gap the subscriber
+        // never had (found by the broker fuzzer).
         let mut per_owner: Vec<Vec<Box<str>>> = vec![Vec::new(); shards];
         let mut pending = Vec::new();
         let mut all: ShardMask = 0;
@@ -548,9 +554,7 @@ impl Broker {
                 awaiting |= 1 << o;
             }
             all |= awaiting;
-            if snapshot {
-                pending.push(p.clone());
-            }
+            pending.push(p.clone());
         }
         let Some(st) = self.state(conn) else { return };
         let req = st.next_req();
