@@ -258,10 +258,14 @@ pub fn parse(text: &str) -> Result<Request<'_>, Rejected> {
                 id,
             })
         }
-        other => Err(bad(
-            ErrCode::BadOp,
-            &format!("unknown op {:?}", cut(other, QUOTE_MAX)),
-        )),
+        other => {
+            // Debug quoting escapes control characters (`\u{7f}`: 6 bytes
+            // for 1), so the quoted prefix can pass MESSAGE_MAX: cut the
+            // whole message too (found by the wire fuzzer).
+            let msg = format!("unknown op {:?}", cut(other, QUOTE_MAX));
+            let keep = MESSAGE_MAX - '…'.len_utf8();
+            Err(bad(ErrCode::BadOp, &cut(&msg, keep)))
+        }
     }
 }
 
@@ -458,6 +462,17 @@ mod tests {
         // Truncated JSON with a readable id still correlates when it can.
         let e = parse(r#"{"op":"sub","topic":5,"id":4}"#).unwrap_err();
         assert_eq!((e.code, e.id), (ErrCode::BadOp, Some(4)));
+    }
+
+    #[test]
+    fn an_op_of_control_characters_still_fits_the_message_cap() {
+        // Each \u{7f} is quoted as 6 bytes: 64 of them passed 256 (the
+        // wire fuzzer's find).
+        let op = "\u{7f}".repeat(100);
+        let e = parse(&format!(r#"{{"op":"{op}"}}"#)).unwrap_err();
+        assert_eq!(e.code, ErrCode::BadOp);
+        assert!(e.message.len() <= MESSAGE_MAX, "{} bytes", e.message.len());
+        assert!(e.message.starts_with("unknown op \""), "{}", e.message);
     }
 
     #[test]
