@@ -7,10 +7,21 @@ use common::{rss_kib, Broker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A client that sends echo requests and never reads used to grow the
-/// server by gigabytes; now its queue is capped and it is closed.
+/// server by gigabytes; now its queue is capped and it is closed. Reading
+/// from it normally pauses first (backpressure, `--max-backlog-read`, see
+/// runtime_bounds.rs); here the pause is set above the hard cap, so this
+/// pins the cap itself (whether a pause beat the cap depended on timing).
 #[tokio::test]
 async fn client_that_never_reads_is_cut_off() {
-    let b = Broker::start(&["--shards", "2", "--echo", "--max-backlog-bytes", "4194304"]);
+    let b = Broker::start(&[
+        "--shards",
+        "2",
+        "--echo",
+        "--max-backlog-bytes",
+        "4194304",
+        "--max-backlog-read",
+        "67108864",
+    ]);
     let before = rss_kib(b.child.id());
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
