@@ -253,14 +253,23 @@ impl Subscriber {
     pub fn unsubscribe(&mut self, pattern: &str) -> Option<Box<str>> {
         let p = self.subs.take(pattern)?;
         let mut waited: ShardMask = 0;
-        self.pending.retain(|x| {
-            if x.pattern == p {
-                waited |= x.awaiting;
-            }
-            x.pattern != p
-        });
+        // What the dropped snapshots carried was streaming too (through
+        // them): the other pending snapshots carry it on, or a topic
+        // streamed by `>`, carried by a pending `a.c`, would come again in
+        // a pending `a.>`'s snapshot once `a.c` is dropped as well (found
+        // by the broker fuzzer).
+        let mut inherited = Vec::new();
+        let (gone, kept): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|x| x.pattern == p);
+        self.pending = kept;
+        for x in gone {
+            waited |= x.awaiting;
+            inherited.extend(x.carried);
+        }
         for q in &mut self.pending {
             q.carried.push((p.clone(), !waited));
+            q.carried.extend(inherited.iter().cloned());
         }
         Some(p)
     }
