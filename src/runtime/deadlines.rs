@@ -22,8 +22,14 @@ impl<M> Shard<M> {
         if !self.table.draining && self.draining_flag.load(Ordering::Relaxed) {
             self.begin_drain();
         }
-        if self.accept_paused && !self.accept_armed {
-            // ENFILE/EMFILE may be system-wide, not ours: try again.
+        let table_full = self.table.conns.len() >= self.table_size as usize;
+        if self.accept_paused && !self.accept_armed && !table_full {
+            // ENFILE/EMFILE may be system-wide, not ours: try again. But not
+            // while our own table is full: an accept that finds no free
+            // slot has already taken the connection off the listen queue
+            // and the kernel resets it, so retrying every tick reset one
+            // waiting client per tick (a /healthz among them; found when
+            // runtime_bounds failed under load). A release re-arms.
             self.accept_paused = false;
             self.arm_accept();
         }

@@ -32,6 +32,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Free descriptor slots at or below which accepts go one at a time: a
+/// multishot accept takes every queued connection in one go, and each one
+/// past the last free slot is reset by the kernel. 64 is more than one
+/// loop turn's burst at the accept rates measured here (~15k/s, a turn of
+/// a few ms).
+const ACCEPT_ONE_BY_ONE: usize = 64;
 /// Send buffers kept for reuse.
 const SENDOP_POOL: usize = 1024;
 const BGID: u16 = 0;
@@ -71,6 +77,11 @@ pub struct Shard<M> {
     pub(super) drain_deadline: Option<Ticks>,
     pub(super) accept_armed: bool,
     pub(super) accept_paused: bool,
+    /// The armed accept is multishot (else one at a time: the table is
+    /// nearly full).
+    accept_multi: bool,
+    /// A cancel of the multishot accept is in flight.
+    accept_cancelling: bool,
     tick: Box<Timespec>,
     pub(super) wheel: Wheel,
     pub(super) due: Vec<timer::Entry>,
@@ -170,6 +181,8 @@ impl<M> Shard<M> {
             drain_deadline: None,
             accept_armed: false,
             accept_paused: false,
+            accept_multi: false,
+            accept_cancelling: false,
             tick: Box::new(Timespec::from(config.tick)),
             wheel: Wheel::new(span),
             due: Vec::new(),
@@ -201,6 +214,17 @@ impl<M> Shard<M> {
         }
     }
 
+    /// Descriptor slots free for accepted connections.
+    fn slots_free(&self) -> usize {
+        (self.table_size as usize).saturating_sub(self.table.conns.len())
+    }
+
+    /// Arm the accept: multishot while the table has room to spare, one at
+    /// a time near the end of it, none when it is full. An accept that
+    /// finds no free slot has already taken the connection off the listen
+    /// queue, and the kernel resets it: a multishot accept armed on a full
+    /// table reset every client that arrived (a `/healthz` among them).
+    /// Connections wait in the listen backlog instead until a slot frees.
     pub(super) fn arm_accept(&mut self) {
         // Accepting goes on while draining: health checks must get their
         // 503, and upgrades are refused with it.
@@ -210,12 +234,41 @@ impl<M> Shard<M> {
         let Some(listener) = &self.listener else {
             return;
         };
-        let e = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
-            .allocate_file_index(true)
-            .build()
-            .user_data(token::encode(Op::Accept, 0, 0));
-        self.push(e);
+        let free = self.slots_free();
+        if free == 0 {
+            self.accept_paused = true;
+            return;
+        }
+        let fd = Fd(listener.as_raw_fd());
+        self.accept_multi = free > ACCEPT_ONE_BY_ONE;
+        let e = if self.accept_multi {
+            opcode::AcceptMulti::new(fd)
+                .allocate_file_index(true)
+                .build()
+        } else {
+            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                .file_index(Some(io_uring::types::DestinationSlot::auto_target()))
+                .build()
+        };
+        self.push(e.user_data(token::encode(Op::Accept, 0, 0)));
         self.accept_armed = true;
+        self.accept_cancelling = false;
+    }
+
+    /// A multishot accept near the end of the table is cancelled; its last
+    /// completion re-arms one at a time (`on_accept`).
+    fn narrow_accept(&mut self) {
+        if self.accept_armed
+            && self.accept_multi
+            && !self.accept_cancelling
+            && self.slots_free() <= ACCEPT_ONE_BY_ONE
+        {
+            self.accept_cancelling = true;
+            let e = opcode::AsyncCancel::new(token::encode(Op::Accept, 0, 0))
+                .build()
+                .user_data(token::encode(Op::Cancel, 0, 0));
+            self.push(e);
+        }
     }
 
     fn arm_tick(&mut self) {
@@ -433,6 +486,7 @@ impl<M> Shard<M> {
         if !self.accept_armed {
             self.arm_accept();
         }
+        self.narrow_accept();
     }
 
     pub(super) fn arm_recv(&mut self, key: u32) {
