@@ -70,22 +70,12 @@ impl<M> Shard<M> {
         c.read_paused = false;
         let mut rx = std::mem::take(&mut c.rx);
         if !rx.is_empty() {
-            let used = inbound::received(
-                app,
-                &mut self.table,
-                &mut self.mail,
-                &self.config,
-                key,
-                &mut rx,
-            );
-            rx.drain(..used);
+            let (table, mail) = (&mut self.table, &mut self.mail);
+            inbound::received_buffered(app, table, mail, &self.config, key, &mut rx);
         }
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if rx.is_empty() && rx.capacity() > 64 * 1024 {
-            rx = Vec::new();
-        }
         c.rx = rx;
         self.check_backpressure(key);
         let Some(c) = self.table.conns.get_mut(key as usize) else {

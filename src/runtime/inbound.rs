@@ -65,6 +65,28 @@ pub(super) fn received<A: App>(
     used
 }
 
+/// [`received`] for the connection's own buffer `rx` (bytes kept from
+/// earlier reads, with or without new ones appended): keeps only the
+/// unfinished rest, and lets go of a buffer a large message grew.
+pub(super) fn received_buffered<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    config: &Config,
+    key: u32,
+    rx: &mut Vec<u8>,
+) {
+    let used = received(app, table, mail, config, key, rx);
+    rx.drain(..used);
+    if rx.is_empty() && rx.capacity() > KEEP_RX {
+        *rx = Vec::new();
+    }
+}
+
+/// A connection's own receive buffer is freed once empty above this: a
+/// large message passed, and an idle connection holds no buffer.
+const KEEP_RX: usize = 64 * 1024;
+
 /// Where an opening handshake stands after the bytes so far.
 enum Step {
     /// The head is not complete: keep the bytes, read more.

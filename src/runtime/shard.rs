@@ -600,15 +600,8 @@ impl<M> Shard<M> {
             }
         } else {
             rx.extend_from_slice(data);
-            let used = inbound::received(
-                app,
-                &mut self.table,
-                &mut self.mail,
-                &self.config,
-                key,
-                &mut rx,
-            );
-            rx.drain(..used);
+            let (table, mail) = (&mut self.table, &mut self.mail);
+            inbound::received_buffered(app, table, mail, &self.config, key, &mut rx);
         }
         self.bufs.recycle(bid);
         if was_handshake
@@ -624,10 +617,6 @@ impl<M> Shard<M> {
             self.reschedule(key, at);
         }
         if let Some(c) = self.table.conns.get_mut(key as usize) {
-            if rx.is_empty() && rx.capacity() > 64 * 1024 {
-                // A large message passed; do not keep its buffer forever.
-                rx = Vec::new();
-            }
             c.rx = rx;
             if !c.recv_armed {
                 self.table.mark(key);

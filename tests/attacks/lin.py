@@ -18,35 +18,10 @@ churn: one connection sends sub/unsub of a new wildcard pattern, with ids,
 Raw sockets only (no dependencies); bounded in time; 127.0.0.1 only.
 """
 import json, os, socket, subprocess, sys, threading, time
+from attack import UPGRADE, frame, rss_mib as rss, start
 
 
-def start(bin_, flags):
-    p = subprocess.Popen([bin_, "--listen", "127.0.0.1:0", "--no-pin", *flags],
-                         stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    port = int(line.split("127.0.0.1:")[1].split()[0])
-    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-    return p, port
 
-
-def rss(pid):
-    for l in open(f"/proc/{pid}/status"):
-        if l.startswith("VmRSS:"):
-            return int(l.split()[1]) / 1024
-    return 0.0
-
-
-def frame(text):
-    b = text.encode()
-    n = len(b)
-    head = bytes([0x81])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
-    return head + b"\0\0\0\0" + b  # zero mask key: payload unchanged
 
 
 def ws(port, rcvbuf=None):
@@ -55,9 +30,7 @@ def ws(port, rcvbuf=None):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(30)
     s.connect(("127.0.0.1", port))
-    s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-              b"Sec-WebSocket-Version: 13\r\n\r\n")
+    s.sendall(UPGRADE)
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += s.recv(4096)

@@ -8,14 +8,8 @@ at most 20 s, and prints RSS (MiB) before, at the peak, and the pings the
 server took. Bounded: every wait has a timeout.
 """
 import os, socket, subprocess, sys, time
+from attack import UPGRADE, rss_mib
 
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():
@@ -31,9 +25,7 @@ def main():
         time.sleep(0.3)
         base = rss_mib(p.pid)
         s = socket.create_connection((host, int(port)), timeout=5)
-        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        s.sendall(UPGRADE)
         s.setblocking(False)
         ping = b"\x89\x80\x01\x02\x03\x04"  # FIN|ping, masked, empty
         data = ping * n

@@ -8,14 +8,8 @@ second. Prints RSS (MiB) before and after SECONDS (default 15), and how
 many connections the server closed.
 """
 import socket, subprocess, sys, time
+from attack import UPGRADE, rss_mib
 
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main():
@@ -36,9 +30,7 @@ def main():
         conns = []
         for _ in range(n):
             s = socket.create_connection((host, int(port)), timeout=5)
-            s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                      b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+            s.sendall(UPGRADE)
             s.recv(4096)
             s.sendall(head + b"\0" * (512 << 10))
             conns.append(s)
