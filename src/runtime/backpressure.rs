@@ -14,7 +14,6 @@ use super::app::App;
 use super::conn::{Phase, NOT_HOLDING};
 use super::inbound;
 use super::shard::Shard;
-use super::timer::ticks;
 use super::token::{self, Op};
 use crate::metrics::inc;
 use io_uring::opcode;
@@ -87,7 +86,7 @@ impl<M> Shard<M> {
             c.rx = Vec::new();
             c.phase = Phase::Flushing;
             c.since = now;
-            let at = now + ticks(self.config.close_timeout).max(1);
+            let at = now + self.periods.keepalive.close;
             self.reschedule(key, at);
         }
         self.table.mark(key);

@@ -5,6 +5,7 @@
 //! drives.
 
 use super::app::App;
+use super::config::Config;
 use super::conn::Phase;
 use super::recv_rate;
 use super::shard::Shard;
@@ -14,6 +15,30 @@ use crate::metrics::inc;
 use crate::ws::close::code;
 use crate::ws::keepalive::{Due, Timeouts};
 use std::sync::atomic::Ordering;
+
+/// The configured timeouts in wheel ticks, converted once: a `Duration`
+/// to ticks is a u128 division, and the flush needs the close timeout for
+/// every connection it serves, every turn.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Periods {
+    pub keepalive: Timeouts,
+    pub handshake: Ticks,
+    pub handshake_busy: Ticks,
+}
+
+impl Periods {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            keepalive: Timeouts {
+                idle_ping: ticks(config.idle_ping),
+                pong: ticks(config.pong_timeout),
+                close: ticks(config.close_timeout).max(1),
+            },
+            handshake: ticks(config.handshake_timeout),
+            handshake_busy: ticks(config.handshake_timeout_busy),
+        }
+    }
+}
 
 impl<M> Shard<M> {
     pub(super) fn on_tick<A: App<Mail = M>>(&mut self, app: &mut A) {
@@ -77,22 +102,12 @@ impl<M> Shard<M> {
         }
     }
 
-    /// The keepalive timeouts in wheel ticks.
-    pub(super) fn timeouts(&self) -> Timeouts {
-        Timeouts {
-            idle_ping: ticks(self.config.idle_ping),
-            pong: ticks(self.config.pong_timeout),
-            close: ticks(self.config.close_timeout).max(1),
-        }
-    }
-
     /// A connection's wheel entry fired: enforce whatever deadline its
     /// phase has, and schedule the next check.
     fn deadline(&mut self, key: u32, gen: u32) {
         let now = self.table.now;
-        let close_t = ticks(self.config.close_timeout).max(1);
-        let handshake_t = ticks(self.config.handshake_timeout);
-        let timeouts = self.timeouts();
+        let timeouts = self.periods.keepalive;
+        let (close_t, handshake_t) = (timeouts.close, self.periods.handshake);
         let Some(c) = live(&mut self.table.conns, key, gen) else {
             return;
         };

@@ -6,7 +6,7 @@
 use super::conn::Phase;
 use super::shard::Shard;
 use super::table::live;
-use super::timer::{self, ticks};
+use super::timer;
 use super::token::{self, Op};
 use crate::ws::client::ClientHandshake;
 use bytes::Bytes;
@@ -63,7 +63,7 @@ impl<M> Shard<M> {
             return Err("internal: no dial".into());
         };
         // Deadline first: whatever fails below still ends in a release.
-        let at = now + ticks(self.config.handshake_timeout);
+        let at = now + self.periods.handshake;
         if let Some(c) = self.table.conns.get_mut(key as usize) {
             c.wheel_at = at;
             c.since = now;

@@ -6,7 +6,6 @@
 use super::app::{App, ConnId};
 use super::conn::{Phase, SendOp, NO_SLOT};
 use super::shard::Shard;
-use super::timer::ticks;
 use super::token::{self, Op};
 use super::write_delay::Queue;
 use crate::metrics::inc;
@@ -104,7 +103,7 @@ impl<M> Shard<M> {
     /// outbound, never opened).
     fn settle<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) {
         let now = self.table.now;
-        let close_t = ticks(self.config.close_timeout).max(1);
+        let close_t = self.periods.keepalive.close;
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
@@ -152,7 +151,7 @@ impl<M> Shard<M> {
     /// receive re-armed (it stops on ENOBUFS, or without MORE).
     fn flush_live(&mut self, key: u32) -> bool {
         let now = self.table.now;
-        let close_t = ticks(self.config.close_timeout).max(1);
+        let close_t = self.periods.keepalive.close;
         let draining = self.drain_deadline.is_some();
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return false;

@@ -10,7 +10,7 @@
 
 use super::conn::Phase;
 use super::shard::Shard;
-use super::timer::{ticks, Entry, Ticks};
+use super::timer::{Entry, Ticks};
 use crate::metrics::inc;
 
 impl<M> Shard<M> {
@@ -42,7 +42,7 @@ impl<M> Shard<M> {
     /// table is busy and they are older than the busy deadline.
     fn shed_handshakes(&mut self) {
         let now = self.table.now;
-        let busy_t = ticks(self.config.handshake_timeout_busy);
+        let busy_t = self.periods.handshake_busy;
         let busy = self.table.conns.len() * 4 > self.table_size as usize * 3;
         while let Some(&(e, since)) = self.handshakes.front() {
             if !self.handshaking(e) {

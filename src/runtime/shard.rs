@@ -12,6 +12,7 @@ use super::app::{App, ConnId};
 use super::bufring::BufRing;
 use super::config::{Config, StartError};
 use super::conn::{Conn, Phase, SendOp, NO_SLOT};
+use super::deadlines::Periods;
 use super::inbound;
 use super::io::Io;
 use super::mailbox::Mailbox;
@@ -95,6 +96,8 @@ pub struct Shard<M> {
     /// `start.elapsed()` at the top of this turn (the write delay's clock).
     pub(super) elapsed: std::time::Duration,
     pub(super) write_delay: WriteDelay,
+    /// The timeouts in ticks (see `Periods`).
+    pub(super) periods: Periods,
     grew_this_turn: bool,
     /// Accepted connections in their HTTP handshake, oldest first, with
     /// when they were accepted (`handshakes.rs`); some may have ended.
@@ -192,6 +195,7 @@ impl<M> Shard<M> {
             start: Instant::now(),
             elapsed: std::time::Duration::ZERO,
             write_delay: WriteDelay::new(config.write_delay),
+            periods: Periods::new(config),
             grew_this_turn: false,
             handshakes: VecDeque::new(),
         })
@@ -472,12 +476,10 @@ impl<M> Shard<M> {
         let now = self.table.now;
         let gen = self.table.next_gen();
         let mut conn = Conn::new(res as u32, gen, now);
-        conn.wheel_at = now + ticks(self.config.handshake_timeout);
+        conn.wheel_at = now + self.periods.handshake;
         let key = self.table.conns.insert(conn) as u32;
-        self.wheel.schedule(
-            now + ticks(self.config.handshake_timeout),
-            timer::Entry { key, gen },
-        );
+        self.wheel
+            .schedule(now + self.periods.handshake, timer::Entry { key, gen });
         let s = self.table.my_stats();
         inc(&s.connections_accepted_total, 1);
         inc(&s.connections_open, 1);
@@ -613,7 +615,7 @@ impl<M> Shard<M> {
         {
             // Upgraded: from now on the idle-ping clock runs, not the
             // handshake deadline.
-            let at = self.table.now + ticks(self.config.idle_ping);
+            let at = self.table.now + self.periods.keepalive.idle_ping;
             self.reschedule(key, at);
         }
         if let Some(c) = self.table.conns.get_mut(key as usize) {
