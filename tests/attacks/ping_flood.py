@@ -7,8 +7,8 @@ N_PINGS (default 1,000,000) empty masked pings on /ws without reading for
 at most 20 s, and prints RSS (MiB) before, at the peak, and the pings the
 server took. Bounded: every wait has a timeout.
 """
-import os, socket, subprocess, sys, time
-from attack import UPGRADE, rss_mib
+import socket, sys, time
+from attack import UPGRADE, rss_mib, start
 
 
 
@@ -16,12 +16,9 @@ def main():
     binary = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
     extra = sys.argv[3:]
-    p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--shards", "1",
-                          "--no-pin", *extra], stdout=subprocess.PIPE, text=True)
+    p, port = start(binary, ["--shards", "1", *extra])
+    host = "127.0.0.1"
     try:
-        line = p.stdout.readline()
-        addr = next(w for w in line.split() if w.count(":") == 1 and w[0].isdigit())
-        host, port = addr.split(":")
         time.sleep(0.3)
         base = rss_mib(p.pid)
         s = socket.create_connection((host, int(port)), timeout=5)

@@ -7,8 +7,8 @@ each sends the first 512 KiB of a 1 MiB binary frame, then one byte per
 second. Prints RSS (MiB) before and after SECONDS (default 15), and how
 many connections the server closed.
 """
-import socket, subprocess, sys, time
-from attack import UPGRADE, rss_mib
+import socket, sys, time
+from attack import UPGRADE, rss_mib, start
 
 
 
@@ -17,12 +17,9 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     secs = int(sys.argv[3]) if len(sys.argv) > 3 else 15
     extra = sys.argv[4:]
-    p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--shards", "1", "--no-pin",
-                          *extra], stdout=subprocess.PIPE, text=True)
+    p, port = start(binary, ["--shards", "1", *extra])
+    host = "127.0.0.1"
     try:
-        line = p.stdout.readline()
-        addr = next(w for w in line.split() if w.count(":") == 1 and w[0].isdigit())
-        host, port = addr.split(":")
         time.sleep(0.3)
         base = rss_mib(p.pid)
         size = 1 << 20
