@@ -250,14 +250,10 @@ impl Broker {
         }
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
-            if !self.owned.admits(topic) {
-                self.count_forgotten(io);
-                return self.refuse_topic(io, conn, id);
+            let me = io.shard();
+            if !self.publish_from(io, topic, data.as_bytes(), me, conn, id) {
+                self.refuse_topic(io, conn, id);
             }
-            if let Some(id) = id {
-                self.answer(io, conn, wire::ack(id));
-            }
-            self.publish(io, topic, data.as_bytes(), conn);
         } else {
             let mut buf = BytesMut::with_capacity(topic.len() + data.len());
             buf.put_slice(topic.as_bytes());
@@ -314,11 +310,11 @@ impl Broker {
     }
 
     /// On the owner: number, frame once, fan out to interested shards.
-    /// `from` published it, on `from_shard`.
-    fn publish<H: Host>(&mut self, io: &mut H, topic: &str, data: &[u8], from: Client) {
-        self.publish_from(io, topic, data, io.shard(), from)
-    }
-
+    /// `from` published it, on `from_shard`; a local publisher's `ack` id
+    /// is answered once the message is numbered, before any delivery (so a
+    /// publisher that also subscribes gets the ack first). False: a new
+    /// topic with no room for it, nothing done (one topic lookup either
+    /// way).
     fn publish_from<H: Host>(
         &mut self,
         io: &mut H,
@@ -326,16 +322,23 @@ impl Broker {
         data: &[u8],
         from_shard: usize,
         from: Client,
-    ) {
+        ack: Option<u64>,
+    ) -> bool {
         let me = io.shard();
         let Some(p) = self.owned.publish(topic, data) else {
-            // Remote publisher, acked already (the ack says "taken by the
-            // broker"): counted, as for a shed fan-out.
             self.count_forgotten(io);
-            inc(&self.my_stats(io).topics_refused_total, 1);
-            return;
+            if from_shard != me {
+                // Remote publisher, acked already (the ack says "taken by
+                // the broker"): counted, as for a shed fan-out. A local
+                // one is refused by the caller (counted there).
+                inc(&self.my_stats(io).topics_refused_total, 1);
+            }
+            return false;
         };
         self.count_forgotten(io);
+        if let Some(id) = ack {
+            self.answer(io, from, wire::ack(id));
+        }
         let s = self.my_stats(io);
         inc(&s.publishes_total, 1);
         inc(&s.frames_built_total, 1);
@@ -366,6 +369,7 @@ impl Broker {
                 }
             }
         }
+        true
     }
 
     /// Queue a message from `owner` on every local subscriber, once each.
@@ -691,7 +695,7 @@ impl Broker {
             } => {
                 let (t, data) = buf.split_at(topic_len as usize);
                 if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish_from(io, topic, data, from, conn);
+                    self.publish_from(io, topic, data, from, conn, None);
                 }
             }
             Mail::Created { conn } => self.created(io, conn),
