@@ -116,6 +116,16 @@ struct Args {
     /// is more than 3/4 full; older ones are closed, oldest first.
     #[arg(long, default_value_t = rt().handshake_timeout_busy.as_millis() as u64)]
     handshake_timeout_busy_ms: u64,
+    /// Most connections open from one client address (IPv4, or IPv6 /64),
+    /// over all shards; past it new ones get 429. 0 = no limit (the
+    /// default: behind a proxy or a carrier NAT all clients share one).
+    #[arg(long, default_value_t = rt().max_connections_per_ip)]
+    max_connections_per_ip: u32,
+    /// Most new connections one client address may open per second
+    /// (bursts of one second's worth); past it, 429 with Retry-After: 1.
+    /// 0 = no limit.
+    #[arg(long, default_value_t = rt().max_handshakes_per_ip)]
+    max_handshakes_per_ip: u32,
     /// Kernel send buffer per connection, in bytes (SO_SNDBUF: the kernel
     /// caps it at net.core.wmem_max, then doubles it). Bounds what a
     /// stalled subscriber holds in the kernel before the slow-consumer
@@ -237,6 +247,8 @@ fn main() {
         min_recv_rate_pending: args.min_recv_rate_pending,
         max_handshakes: args.max_handshakes_per_shard.max(1),
         handshake_timeout_busy: Duration::from_millis(args.handshake_timeout_busy_ms),
+        max_connections_per_ip: args.max_connections_per_ip,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
         mailbox_capacity: args.mailbox_capacity.max(1),
         send_buffer: args.socket_send_buffer,
         write_delay: Duration::from_millis(args.write_delay_ms),

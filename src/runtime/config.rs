@@ -70,6 +70,15 @@ pub struct Config {
     /// older than this are closed, oldest first, so that `/healthz` and
     /// upgrades find a slot.
     pub handshake_timeout_busy: Duration,
+    /// Most connections open from one client address (an IPv4 address, or
+    /// an IPv6 /64), over all shards; past it a new one is answered 429.
+    /// 0 (the default) turns it off: behind a proxy or a carrier NAT every
+    /// client shares one address.
+    pub max_connections_per_ip: u32,
+    /// Most new connections one client address may open per second (a
+    /// token bucket holding one second's worth); past it, 429 with
+    /// `Retry-After: 1`. 0 (the default) turns it off.
+    pub max_handshakes_per_ip: u32,
     /// Hold data frames this long before sending them, so that one send
     /// carries more of them: less CPU per message for up to this much more
     /// latency. Zero (the default) sends every loop turn. Control frames,
@@ -118,6 +127,8 @@ impl Default for Config {
             // shard is ~13,000 new connections a second per shard.
             max_handshakes: 4096,
             handshake_timeout_busy: Duration::from_secs(1),
+            max_connections_per_ip: 0,
+            max_handshakes_per_ip: 0,
             write_delay: Duration::ZERO,
             tick: Duration::from_millis(100),
         }

@@ -10,6 +10,7 @@ use crate::ws::{Connection, Role};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
+use super::peer::Peer;
 use super::timer::Ticks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +252,8 @@ pub struct Conn {
     /// received since then.
     pub hold_since: Ticks,
     pub hold_bytes: u32,
+    /// Who is on the other end (accepted connections; see `peer.rs`).
+    pub peer: Peer,
 }
 
 /// `Conn::hold_since` when the connection holds no large unfinished message.
@@ -288,6 +291,7 @@ impl Conn {
             recv_cancelling: false,
             hold_since: NOT_HOLDING,
             hold_bytes: 0,
+            peer: Peer::default(),
         }
     }
 

@@ -59,6 +59,7 @@ impl<M> Shard<M> {
             self.arm_accept();
         }
         self.tidy_handshakes();
+        self.sweep_peers();
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
         for e in due.drain(..) {

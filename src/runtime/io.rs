@@ -64,6 +64,12 @@ impl<M> Io<'_, M> {
         Offered::Sent
     }
 
+    /// The client's address (accepted connections, once known: it is
+    /// asked for on accept and known before the request head is read).
+    pub fn peer(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
+        self.table.conn(id).and_then(|c| c.peer.addr())
+    }
+
     /// Open an outbound WebSocket connection. The application hears
     /// [`App::connected`](super::App::connected) once the handshake succeeds, or
     /// [`App::connect_failed`](super::App::connect_failed); until then the id accepts no sends.

@@ -14,7 +14,8 @@
 //!   mode; `write_delay`: the opt-in send batching; `backpressure`,
 //!   `recv_rate`, `handshakes`: the bounds on what one client can make a
 //!   shard hold (input not read while answers pile up, slow unfinished
-//!   messages, idle handshakes);
+//!   messages, idle handshakes); [`peer`]: each connection's peer
+//!   address and the per-address limits;
 //! - `table`, `conn`: the connection table and one connection's state;
 //!   `bufring`, `mailbox`, `timer`, `token`, `uring`, `listener`: the
 //!   io_uring and cross-shard mechanisms under them.
@@ -35,6 +36,7 @@ mod inbound;
 pub mod io;
 mod listener;
 pub mod mailbox;
+pub mod peer;
 mod recv_rate;
 pub mod server;
 mod shard;

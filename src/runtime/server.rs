@@ -3,7 +3,8 @@
 
 use super::app::App;
 use super::config::{Config, StartError};
-use super::shard::Shard;
+use super::peer::PeerLimits;
+use super::shard::{Shard, Shared};
 use super::stats::ShardStats;
 use super::{listener, mailbox};
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ impl Server {
         };
         let stats: Arc<[ShardStats]> = (0..shards).map(|_| ShardStats::default()).collect();
         let draining = Arc::new(AtomicBool::new(false));
+        let peers = PeerLimits::new(config.max_connections_per_ip, config.max_handshakes_per_ip);
         let make_app = Arc::new(make_app);
         let config = Arc::new(config);
         // The capacity is per shard, split over its peers: a mesh has n(n-1)
@@ -64,12 +66,12 @@ impl Server {
         let mut threads = Vec::with_capacity(shards);
         for (i, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
             let core = cores.get(i % cores.len().max(1)).copied();
-            let (config, stats, draining, make_app) = (
-                config.clone(),
-                stats.clone(),
-                draining.clone(),
-                make_app.clone(),
-            );
+            let shared = Shared {
+                stats: stats.clone(),
+                draining: draining.clone(),
+                peers: peers.clone(),
+            };
+            let (config, make_app) = (config.clone(), make_app.clone());
             let (ready_tx, go, failed) = (ready_tx.clone(), go.clone(), failed.clone());
             let t = std::thread::Builder::new()
                 .name(format!("ringfan-shard-{i}"))
@@ -77,7 +79,7 @@ impl Server {
                     if let Some(c) = core {
                         core_affinity::set_for_current(c);
                     }
-                    let shard = Shard::new(i, &config, table, listener, mailbox, stats, draining);
+                    let shard = Shard::new(i, &config, table, listener, mailbox, shared);
                     let mut shard = match shard {
                         Ok(s) => {
                             let _ = ready_tx.send(Ok(()));

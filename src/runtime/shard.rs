@@ -16,6 +16,7 @@ use super::deadlines::Periods;
 use super::inbound;
 use super::io::Io;
 use super::mailbox::Mailbox;
+use super::peer::{self, PeerLimits, PeerOp};
 use super::stats::ShardStats;
 use super::table::{live, ConnTable};
 use super::timer::{self, ticks, Ticks, Wheel};
@@ -102,6 +103,24 @@ pub struct Shard<M> {
     /// Accepted connections in their HTTP handshake, oldest first, with
     /// when they were accepted (`handshakes.rs`); some may have ended.
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
+    /// `SO_PEERNAME` requests in flight (`peer.rs`).
+    pub(super) peer_ops: Slab<PeerOp>,
+    /// Bytes to ask `SO_PEERNAME` for (see `peer::sockaddr_len`).
+    pub(super) peer_len: u32,
+    pub(super) peers: Arc<PeerLimits>,
+    /// The stripe of `peers` the next tick sweeps.
+    pub(super) peer_sweep: usize,
+    /// Reading a peer address failed once already (said so).
+    pub(super) peer_warned: bool,
+}
+
+/// What every shard of a server shares: counters, the drain flag, the
+/// per-address counts.
+#[derive(Clone)]
+pub struct Shared {
+    pub stats: Arc<[ShardStats]>,
+    pub draining: Arc<AtomicBool>,
+    pub peers: Arc<PeerLimits>,
 }
 
 impl<M> Shard<M> {
@@ -111,9 +130,13 @@ impl<M> Shard<M> {
         table_size: u32,
         listener: Option<OwnedFd>,
         mail: Mailbox<M>,
-        stats: Arc<[ShardStats]>,
-        draining: Arc<AtomicBool>,
+        shared: Shared,
     ) -> Result<Self, StartError> {
+        let Shared {
+            stats,
+            draining,
+            peers,
+        } = shared;
         let ring = uring::new(config.ring_entries)?;
         ring.submitter()
             .register_files_sparse(table_size)
@@ -198,6 +221,11 @@ impl<M> Shard<M> {
             periods: Periods::new(config),
             grew_this_turn: false,
             handshakes: VecDeque::new(),
+            peer_ops: Slab::new(),
+            peer_len: config.listen.map_or(0, peer::sockaddr_len),
+            peers,
+            peer_sweep: me,
+            peer_warned: false,
         })
     }
 
@@ -454,6 +482,7 @@ impl<M> Shard<M> {
             Op::Doorbell => inc(&self.table.my_stats().doorbells_received_total, 1),
             Op::Connect => self.on_connect(key, gen, res),
             Op::Cancel => {}
+            Op::Peer => self.on_peer(key, res),
         }
     }
 
@@ -483,6 +512,8 @@ impl<M> Shard<M> {
         let s = self.table.my_stats();
         inc(&s.connections_accepted_total, 1);
         inc(&s.connections_open, 1);
+        // Before the receive: its completion then comes first.
+        self.ask_peer(key, gen, res as u32);
         self.arm_recv(key);
         self.handshake_started(key, gen, now);
         if !self.accept_armed {
@@ -689,6 +720,7 @@ impl<M> Shard<M> {
             if c.outbound() && c.slot != NO_SLOT {
                 self.free_slots.push(c.slot);
             }
+            self.forget_peer(&c.peer);
             self.table.outbound.remove(&key);
             dec(&self.table.my_stats().connections_open, 1);
             if self.accept_paused {

@@ -17,6 +17,9 @@ pub enum Op {
     /// The cancel of a connection's receive (backpressure); its own
     /// completion needs nothing.
     Cancel = 9,
+    /// An accepted connection's peer address (`peer.rs`); the key is the
+    /// request's index in the shard's table of them.
+    Peer = 10,
 }
 
 impl Op {
@@ -31,6 +34,7 @@ impl Op {
             7 => Self::Doorbell,
             8 => Self::Connect,
             9 => Self::Cancel,
+            10 => Self::Peer,
             _ => return None,
         })
     }
@@ -67,6 +71,7 @@ mod tests {
             Op::Doorbell,
             Op::Connect,
             Op::Cancel,
+            Op::Peer,
         ] {
             for (key, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 77)] {
                 assert_eq!(decode(encode(op, key, gen)), Some((op, key, gen)));
