@@ -3,9 +3,21 @@
 //! We hand each buffer back as soon as its bytes are processed.
 //!
 //! Memory: one mapping reserves address space for the ring's full capacity;
-//! only `initial` buffers are offered (and touched) at start. When receives
-//! run dry (`-ENOBUFS`) the pool grows, up to the capacity, by offering
-//! more of the reserved buffers.
+//! only `initial` buffers are offered at start, and none is touched until
+//! the kernel writes into it (16 shards used to start with 64 MiB of
+//! zeroed buffers). When receives run dry (`-ENOBUFS`) the pool grows, up
+//! to the capacity, by offering more of the reserved buffers. After a
+//! storm it shrinks back ([`BufRing::shrink_to`]: buffers above the target
+//! are not offered again when they come back, and their memory goes back
+//! to the kernel), and a shard with no input for a while hands back the
+//! memory of every buffer ([`BufRing::release_idle`]).
+//!
+//! Handing memory back with `MADV_DONTNEED` is safe only for buffers the
+//! kernel cannot be writing: with `DEFER_TASKRUN` a receive copies into a
+//! provided buffer in our own thread, inside `io_uring_enter` (a socket
+//! receive waits by poll and runs as task work; it never goes to an io-wq
+//! worker), and buffers handed to us by completions are recycled before
+//! the shard calls these (they are called between turns, on the tick).
 
 use io_uring::types::BufRingEntry;
 use io_uring::Submitter;
@@ -13,21 +25,28 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// An anonymous private mapping, unmapped on drop.
+/// An anonymous private mapping between two inaccessible guard pages,
+/// unmapped on drop. The guards make an overrun fault instead of writing
+/// into a neighbour, and keep the kernel from merging the mapping with
+/// adjacent ones, so it is one line of `/proc/PID/smaps` whose resident
+/// size is the pool's (tests/memory_comes_back.rs reads it).
 struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
 }
 
+const GUARD: usize = 4096;
+
 impl Mapping {
     fn new(len: usize) -> io::Result<Self> {
+        let whole = len + 2 * GUARD;
         // SAFETY: anonymous private mapping with no address hint; the
         // result is checked before use.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                whole,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
@@ -36,16 +55,37 @@ impl Mapping {
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let ptr =
+        let base =
             NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr, len })
+        // SAFETY: `base + GUARD .. + len` lies inside the mapping above.
+        let ptr = unsafe { NonNull::new_unchecked(base.as_ptr().add(GUARD)) };
+        let mapping = Self { ptr, len };
+        // SAFETY: the range is page-aligned and inside our mapping; on
+        // failure `mapping`'s drop unmaps the whole of it.
+        let r = unsafe {
+            libc::mprotect(
+                ptr.as_ptr() as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(mapping)
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned.
-        unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
+        // SAFETY: the guard page before `ptr` and the one after `len` are
+        // exactly what mmap returned.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().sub(GUARD) as *mut libc::c_void,
+                self.len + 2 * GUARD,
+            )
+        };
     }
 }
 
@@ -54,8 +94,17 @@ pub struct BufRing {
     bufs: Mapping,
     entries: u16,
     buf_size: usize,
-    /// Buffers offered to the kernel so far (bids 0..offered).
+    /// Buffers offered to the kernel (in the ring, or handed to us by a
+    /// completion and not yet recycled).
     offered: u16,
+    /// Bids never offered or taken back by a shrink, to offer next.
+    spare: Vec<u16>,
+    /// Bids below this have been offered at some point.
+    next_bid: u16,
+    /// Buffers above this many are taken back when they are recycled.
+    target: u16,
+    /// Buffers the kernel filled since the last `release_idle`.
+    filled: u64,
     /// Our copy of the tail; published with a release store.
     tail: u16,
     bgid: u16,
@@ -92,6 +141,10 @@ impl BufRing {
             entries,
             buf_size,
             offered: 0,
+            spare: Vec::new(),
+            next_bid: 0,
+            target: entries,
+            filled: 0,
             tail: 0,
             bgid,
         };
@@ -107,19 +160,61 @@ impl BufRing {
         self.offered
     }
 
-    /// Offer up to `n` more buffers; false when already at capacity.
+    /// Offer up to `n` more buffers (and stop any shrink); false when
+    /// already at capacity.
     pub fn grow(&mut self, n: u16) -> bool {
+        self.target = self.entries;
         let n = n.min(self.entries - self.offered);
         for _ in 0..n {
-            let bid = self.offered;
-            // Touch the buffer now so that resident memory is paid at
-            // start (or growth), not as a surprise under load.
-            self.buf(bid, self.buf_size).fill(0);
+            let bid = match self.spare.pop() {
+                Some(bid) => bid,
+                None => {
+                    self.next_bid += 1;
+                    self.next_bid - 1
+                }
+            };
             self.push(bid);
             self.offered += 1;
         }
         self.publish();
         n > 0
+    }
+
+    /// Shrink towards `target` buffers: from now on a recycled buffer above
+    /// it is not offered again and its memory goes back to the kernel.
+    /// Buffers nobody uses stay offered (they hold no memory once
+    /// `release_idle` ran).
+    pub fn shrink_to(&mut self, target: u16) {
+        self.target = target.max(1);
+    }
+
+    /// Hand the memory of every buffer back to the kernel (they stay
+    /// offered; a receive faults a page back in). Call only between turns,
+    /// with every buffer from a completion recycled (see the module doc).
+    /// Returns false if there was nothing to release.
+    pub fn release_idle(&mut self) -> bool {
+        if self.filled == 0 {
+            return false;
+        }
+        self.filled = 0;
+        let len = self.next_bid as usize * self.buf_size;
+        // SAFETY: the range lies inside the `bufs` mapping; no buffer in it
+        // is being read by us (all recycled) or written by the kernel
+        // (which writes only inside our own io_uring_enter, see above).
+        unsafe {
+            libc::madvise(
+                self.bufs.ptr.as_ptr() as *mut libc::c_void,
+                len,
+                libc::MADV_DONTNEED,
+            )
+        };
+        true
+    }
+
+    /// A completion handed us buffer `bid`, filled.
+    #[inline]
+    pub fn filled(&mut self) {
+        self.filled += 1;
     }
 
     /// Buffer `bid`'s first `len` bytes, as filled by a receive.
@@ -163,9 +258,28 @@ impl BufRing {
         }
     }
 
-    /// Give buffer `bid` back to the kernel.
+    /// Give buffer `bid` back to the kernel (or, while shrinking, take it
+    /// out of the pool).
     #[inline]
     pub fn recycle(&mut self, bid: u16) {
+        if self.offered > self.target && bid < self.entries {
+            self.offered -= 1;
+            self.spare.push(bid);
+            // SAFETY: the buffer lies inside the `bufs` mapping, and it is
+            // ours: handed over by a completion, not offered again.
+            unsafe {
+                libc::madvise(
+                    self.bufs
+                        .ptr
+                        .as_ptr()
+                        .add(bid as usize * self.buf_size)
+                        .cast(),
+                    self.buf_size,
+                    libc::MADV_DONTNEED,
+                )
+            };
+            return;
+        }
         self.push(bid);
         self.publish();
     }
@@ -174,5 +288,58 @@ impl BufRing {
     /// drop when the ring outlives this pool.
     pub fn unregister(&self, submitter: &Submitter<'_>) {
         let _ = submitter.unregister_buf_ring(self.bgid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use io_uring::IoUring;
+
+    fn pool(entries: u16, initial: u16) -> (IoUring, BufRing) {
+        let ring = IoUring::new(8).expect("io_uring");
+        let bufs = BufRing::new(&ring.submitter(), 0, entries, initial, 4096).expect("buf ring");
+        (ring, bufs)
+    }
+
+    #[test]
+    fn grows_then_shrinks_back_as_buffers_return() {
+        let (ring, mut b) = pool(64, 4);
+        assert_eq!(b.offered(), 4);
+        assert!(b.grow(12));
+        assert_eq!(b.offered(), 16);
+        b.shrink_to(4);
+        // Buffers handed to us and recycled above the target leave the
+        // pool, and are offered again first when it grows.
+        for bid in [15, 3, 9] {
+            b.recycle(bid);
+        }
+        assert_eq!(b.offered(), 13);
+        assert_eq!(b.spare, vec![15, 3, 9]);
+        assert!(b.grow(2));
+        assert_eq!(b.offered(), 15);
+        assert_eq!(b.spare, vec![15]);
+        assert!(!b.grow(100) || b.offered() == 64);
+        assert_eq!(b.offered(), 64);
+        b.unregister(&ring.submitter());
+    }
+
+    #[test]
+    fn released_buffers_give_their_memory_back() {
+        let (ring, mut b) = pool(8, 8);
+        b.buf(5, 4096).fill(0xAB);
+        b.filled();
+        assert!(b.release_idle());
+        // Nothing filled since: nothing to release.
+        assert!(!b.release_idle());
+        // MADV_DONTNEED on private anonymous memory: the page is gone and
+        // reads as zero (the kernel fills it again on the next receive).
+        assert!(b.buf(5, 4096).iter().all(|&x| x == 0));
+        // A buffer taken out by a shrink is released too.
+        b.buf(2, 4096).fill(0xCD);
+        b.shrink_to(4);
+        b.recycle(2);
+        assert!(b.buf(2, 4096).iter().all(|&x| x == 0));
+        b.unregister(&ring.submitter());
     }
 }

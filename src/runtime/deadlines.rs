@@ -26,6 +26,12 @@ pub(super) struct Periods {
     pub handshake_busy: Ticks,
 }
 
+/// How long after a buffer shortage, or after the last input, the receive
+/// buffers are tended (see `tend_buffers`): long enough that a storm's
+/// bursts do not shrink and regrow the pool, short enough that memory
+/// comes back within a minute of a storm.
+const BUFFERS_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Periods {
     pub fn new(config: &Config) -> Self {
         Self {
@@ -60,6 +66,7 @@ impl<M> Shard<M> {
         }
         self.tidy_handshakes();
         self.sweep_peers();
+        self.tend_buffers(now);
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
         for e in due.drain(..) {
@@ -74,6 +81,21 @@ impl<M> Shard<M> {
                     self.kill(k);
                 }
             }
+        }
+    }
+
+    /// Receive buffers grown in a storm are taken back once it is over
+    /// (no shortage for `BUFFERS_SETTLE`), and a shard without input for
+    /// that long hands back the memory of every buffer: a storm's 64 MiB
+    /// of buffers per shard must not stay resident for good.
+    fn tend_buffers(&mut self, now: Ticks) {
+        let settle = ticks(BUFFERS_SETTLE);
+        let initial = self.config.recv_buffers;
+        if now >= self.last_grow + settle && self.bufs.offered() > initial {
+            self.bufs.shrink_to(initial);
+        }
+        if now >= self.last_input + settle {
+            self.bufs.release_idle();
         }
     }
 

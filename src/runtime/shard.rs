@@ -64,7 +64,7 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 /// [`Io`] over `table`.
 pub struct Shard<M> {
     pub(super) ring: IoUring,
-    bufs: BufRing,
+    pub(super) bufs: BufRing,
     pub(super) listener: Option<OwnedFd>,
     pub(super) table: ConnTable,
     /// Direct descriptor slots never used yet (outbound connections pick
@@ -100,6 +100,10 @@ pub struct Shard<M> {
     /// The timeouts in ticks (see `Periods`).
     pub(super) periods: Periods,
     grew_this_turn: bool,
+    /// When the receive buffers last grew, and when input last arrived
+    /// (the tick shrinks the pool and hands back idle buffers' memory).
+    pub(super) last_grow: Ticks,
+    pub(super) last_input: Ticks,
     /// Accepted connections in their HTTP handshake, oldest first, with
     /// when they were accepted (`handshakes.rs`); some may have ended.
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
@@ -222,6 +226,8 @@ impl<M> Shard<M> {
             write_delay: WriteDelay::new(config.write_delay),
             periods: Periods::new(config),
             grew_this_turn: false,
+            last_grow: 0,
+            last_input: 0,
             handshakes: VecDeque::new(),
             peer_ops: Slab::new(),
             peer_len: config.listen.map_or(0, peer::sockaddr_len),
@@ -606,6 +612,7 @@ impl<M> Shard<M> {
                 // one shortage, not many (the pool never shrinks).
                 if !self.grew_this_turn {
                     self.grew_this_turn = true;
+                    self.last_grow = self.table.now;
                     let n = self.bufs.offered().max(16);
                     self.bufs.grow(n);
                 }
@@ -646,6 +653,8 @@ impl<M> Shard<M> {
             return;
         };
         c.keepalive.received(self.table.now);
+        self.bufs.filled();
+        self.last_input = self.table.now;
         inc(
             &self.table.stats[self.table.me].bytes_received_total,
             res as u64,
