@@ -102,16 +102,22 @@ pub enum State {
 pub struct Connection {
     role: Role,
     state: State,
-    max_message: usize,
+    /// u32, like `partial_done`: this struct is in every connection, and a
+    /// message over 4 GiB is refused anyway.
+    max_message: u32,
     /// Set while a fragmented message is open.
     fragmented: Option<MessageKind>,
-    assembled: Vec<u8>,
+    /// Boxed: only connections that send fragmented messages have one, and
+    /// an empty `Vec` would cost every connection 24 bytes, a box 8 (the
+    /// extra allocation is per fragmented message, not per connection).
+    #[allow(clippy::box_collection)]
+    assembled: Option<Box<Vec<u8>>>,
     /// The assembled message was handed out; clear it on the next read.
     assembled_delivered: bool,
     utf8: Utf8Validator,
     /// Payload bytes of the frame at the buffer's front that are already
     /// unmasked and validated (see the buffer contract above).
-    partial_done: usize,
+    partial_done: u32,
 }
 
 impl Connection {
@@ -119,9 +125,9 @@ impl Connection {
         Self {
             role,
             state: State::Open,
-            max_message,
+            max_message: max_message.min(u32::MAX as usize) as u32,
             fragmented: None,
-            assembled: Vec::new(),
+            assembled: None,
             assembled_delivered: false,
             utf8: Utf8Validator::new(),
             partial_done: 0,
@@ -175,18 +181,24 @@ impl Connection {
         if self.assembled_delivered {
             0
         } else {
-            self.assembled.len()
+            self.assembled_len()
         }
+    }
+
+    fn assembled_len(&self) -> usize {
+        self.assembled.as_ref().map_or(0, |a| a.len())
     }
 
     /// Forget the fragmented message last handed out (its slice is no
     /// longer borrowed), freeing a buffer over [`KEEP_ASSEMBLED`].
     pub fn release_delivered(&mut self) {
         if self.assembled_delivered {
-            self.assembled.clear();
             self.assembled_delivered = false;
-            if self.assembled.capacity() > KEEP_ASSEMBLED {
-                self.assembled = Vec::new();
+            if let Some(a) = &mut self.assembled {
+                a.clear();
+                if a.capacity() > KEEP_ASSEMBLED {
+                    self.assembled = None;
+                }
             }
         }
     }
@@ -238,12 +250,13 @@ impl Connection {
         };
         let whole_message = header.fin && header.opcode != OpCode::Continuation;
         let complete = avail == payload_len;
-        let new = &mut payload[self.partial_done..];
+        let done = self.partial_done as usize;
+        let new = &mut payload[done..];
         if let Some(m) = header.mask {
-            apply_mask(new, m, self.partial_done);
+            apply_mask(new, m, done);
         }
         if kind == MessageKind::Text {
-            let ok = if whole_message && complete && self.partial_done == 0 {
+            let ok = if whole_message && complete && done == 0 {
                 // Fast path: the message is all here, validate it at once.
                 utf8::validate(new)
             } else {
@@ -264,7 +277,8 @@ impl Connection {
             }
         }
         if !complete {
-            self.partial_done = avail;
+            // avail < payload_len <= max_message (a u32), checked above.
+            self.partial_done = avail as u32;
             return Ok(Read::Incomplete {
                 frame_len: Some(frame_len),
             });
@@ -277,7 +291,9 @@ impl Connection {
             // it is still checked above so a violation is still reported.
             if header.fin {
                 self.fragmented = None;
-                self.assembled.clear();
+                if let Some(a) = &mut self.assembled {
+                    a.clear();
+                }
             } else if header.opcode != OpCode::Continuation {
                 self.fragmented = Some(kind);
             }
@@ -292,7 +308,9 @@ impl Connection {
                 event: Some(Event::Message(Message { kind, payload })),
             });
         }
-        self.assembled.extend_from_slice(payload);
+        self.assembled
+            .get_or_insert_with(Box::default)
+            .extend_from_slice(payload);
         if !header.fin {
             self.fragmented = Some(kind);
             return Ok(Read::Frame {
@@ -306,7 +324,7 @@ impl Connection {
             consumed: frame_len,
             event: Some(Event::Message(Message {
                 kind,
-                payload: &self.assembled,
+                payload: self.assembled.as_deref().map_or(&[], |a| &a[..]),
             })),
         })
     }
@@ -335,11 +353,11 @@ impl Connection {
         }
         if !h.opcode.is_control() {
             let so_far = if h.opcode == OpCode::Continuation {
-                self.assembled.len() as u64
+                self.assembled_len() as u64
             } else {
                 0
             };
-            if so_far.saturating_add(h.payload_len) > self.max_message as u64 {
+            if so_far.saturating_add(h.payload_len) > u64::from(self.max_message) {
                 return Err(ProtocolError {
                     code: code::MESSAGE_TOO_BIG,
                     reason: "message too big",
