@@ -270,6 +270,26 @@ async fn deprecated_no_echo_still_starts_with_echo_off() {
     .await;
 }
 
+/// Two `Host` headers: a proxy in front may route by one while we read
+/// the other; RFC 9112 has the server answer 400, for any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_host_headers_get_400() {
+    with_broker(&[], 30, |addr| async move {
+        for host in ["Host: other", "host: test"] {
+            let req = upgrade_request("/ws", &[host]);
+            let r = expect_status(addr, req.as_bytes(), 400, host).await;
+            assert_eq!(r.body, b"more than one Host header\n");
+        }
+        let req = b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+        let r = expect_status(addr, req, 400, "healthz").await;
+        assert_eq!(r.body, b"more than one Host header\n");
+        // One Host still works.
+        let req = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+        expect_status(addr, req, 200, "one host").await;
+    })
+    .await;
+}
+
 /// Two `Origin` headers: the allow-list used to judge the last while
 /// anything in front of or behind the broker may read the first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

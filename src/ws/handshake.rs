@@ -101,7 +101,9 @@ pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
 /// What the handshake needs from the request's headers, in one pass.
 #[derive(Default)]
 struct Headers<'h> {
-    host: bool,
+    /// How many `Host` headers: RFC 9112 §3.2 has a server answer 400 to
+    /// more than one (a proxy in front may route by one, we by another).
+    hosts: usize,
     /// `Upgrade` holds the token `websocket`.
     upgrade: bool,
     /// `Connection` holds the token `Upgrade`.
@@ -123,7 +125,7 @@ impl<'h> Headers<'h> {
         for h in headers {
             let name = h.name;
             if name.eq_ignore_ascii_case("host") {
-                s.host = true;
+                s.hosts += 1;
             } else if name.eq_ignore_ascii_case("upgrade") {
                 s.upgrade |= has_token(h.value, "websocket");
             } else if name.eq_ignore_ascii_case("connection") {
@@ -168,6 +170,9 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
     };
     let h = Headers::scan(req.headers);
     let method = req.method.unwrap_or("GET");
+    if h.hosts > 1 {
+        return reject(400, &[], "more than one Host header");
+    }
     if !h.upgrade {
         let request = Request {
             method: method.into(),
@@ -181,7 +186,7 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
     if req.version != Some(1) {
         return reject(400, &[], "a WebSocket handshake needs HTTP/1.1");
     }
-    if !h.host {
+    if h.hosts == 0 {
         return reject(400, &[], "missing Host header");
     }
     if !h.connection {
