@@ -97,6 +97,8 @@ struct Connected {
     secs: f64,
     /// Connections open (handshake done) by then.
     opened: u64,
+    /// Connections neither open nor failed when the phase ended.
+    unresolved: u64,
     /// Connections the plan has.
     total: u64,
 }
@@ -168,7 +170,13 @@ impl Coordinator {
     fn connect(&self, intervals: &mut Intervals) -> Connected {
         let ctl = &self.ctl;
         let total = self.plan.connections();
-        let deadline = self.begin + self.plan.connect_timeout * 4;
+        // The phase ends when nothing has opened or failed for longer than
+        // a connection may take (each one in flight has failed by then),
+        // not at a fixed time: 250,000 connections at a crawl take minutes
+        // and still finish, and a phase cut short would leave them "in
+        // flight", unexplained.
+        let quiet_for = self.plan.connect_timeout + Duration::from_secs(5);
+        let mut last_progress = (0, Instant::now());
         loop {
             std::thread::sleep(POLL);
             intervals.drain(&self.rx);
@@ -189,18 +197,25 @@ impl Coordinator {
             if hopeless(opened, failed, total) {
                 break;
             }
-            if Instant::now() > deadline {
+            if opened + failed != last_progress.0 {
+                last_progress = (opened + failed, Instant::now());
+            }
+            if last_progress.1.elapsed() > quiet_for {
                 // With nothing open the run stops, and says so itself.
                 if opened > 0 {
-                    self.progress
-                        .println("connect phase timed out; running with what connected");
+                    self.progress.println(&format!(
+                        "no connection opened or failed for {:.0} s; running with what connected",
+                        quiet_for.as_secs_f64()
+                    ));
                 }
                 break;
             }
         }
+        let opened = ctl.sum(|l| &l.opened);
         Connected {
             secs: self.elapsed_s(),
-            opened: ctl.sum(|l| &l.opened),
+            opened,
+            unresolved: total.saturating_sub(opened + ctl.sum(|l| &l.failed)),
             total,
         }
     }
@@ -377,6 +392,13 @@ fn assemble(
             "only {} of {} client shards reported: figures are incomplete",
             finals.len(),
             plan.shards
+        ));
+    }
+    if connected.unresolved > 0 {
+        report.problems.push(format!(
+            "{} connection(s) neither opened nor failed by the end of the connect phase ({:.1} s)",
+            fmt_count(connected.unresolved),
+            connected.secs
         ));
     }
     for (why, n) in m.failures {
@@ -654,6 +676,7 @@ mod tests {
         let connected = |opened, total| Connected {
             secs: 1.0,
             opened,
+            unresolved: 0,
             total,
         };
         assert!(connected(0, 5).none());

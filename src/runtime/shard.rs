@@ -360,7 +360,10 @@ impl<M> Shard<M> {
                 .user_data(token::encode(Op::Doorbell, 0, 0));
             self.push(e);
         }
-        let sleep = self.table.dirty.is_empty() && self.mail.prepare_sleep();
+        // Dials left over from the turn's budget (`DIALS_PER_TURN`) keep
+        // the loop awake, as dirty connections do.
+        let sleep =
+            self.table.dirty.is_empty() && self.table.dials.is_empty() && self.mail.prepare_sleep();
         let r = if !sleep {
             // Submit, then (DEFER_TASKRUN runs completion work only when
             // we ask for events) GETEVENTS without blocking: one enter, and
