@@ -374,7 +374,12 @@ fn assemble(
     };
     report.check();
     if connected.none() {
-        report.aborted = Some(no_connection(&report.counts, &m.failures, connected));
+        report.aborted = Some(no_connection(
+            &report.counts,
+            &m.failures,
+            connected,
+            plan.target,
+        ));
     }
     if let Some(share) = report.extra.get("client_cpu_share").copied() {
         let per_core = share / plan.shards.min(cores()) as f64;
@@ -411,16 +416,21 @@ fn assemble(
 
 /// Why a run stopped after its connect phase: how many attempts failed,
 /// and the commonest reason.
-fn no_connection(c: &Counts, failures: &BTreeMap<String, u64>, connected: &Connected) -> String {
+fn no_connection(
+    c: &Counts,
+    failures: &BTreeMap<String, u64>,
+    connected: &Connected,
+    target: std::net::SocketAddr,
+) -> String {
     let Some((why, _)) = failures.iter().max_by_key(|(_, n)| **n) else {
         return format!(
-            "no connection could be established: none of {} opened within the connect phase ({:.1} s)",
+            "no connection to {target} could be established: none of {} opened within the connect phase ({:.1} s)",
             fmt_count(connected.total),
             connected.secs
         );
     };
     format!(
-        "no connection could be established ({} of {} attempts failed, none opened): {why}",
+        "no connection to {target} could be established ({} of {} attempts failed, none opened): {why}",
         fmt_count(c.connect_failures),
         fmt_count(connected.total),
     )
