@@ -48,22 +48,39 @@ pub struct Outbound {
     pub error: Option<String>,
 }
 
-/// Connects a shard submits per loop turn. A connect runs inline in the
-/// `io_uring_enter` that submits it (no io-wq worker took one in a
-/// 27,000-connection run), port choice included: ~30 us on loopback while
-/// the kernel finds a free even port, ~0.4-2 ms per connect once the even
-/// half of the range is taken. 256 of those in one enter held a shard
-/// for 0.1-0.5 s, answering no ping meanwhile; 32 bound it to ~15-60 ms.
-/// The rest wait for the next turn, which comes at once (the loop does
-/// not sleep while dials are queued).
+/// Most connects a shard submits per loop turn.
 pub(super) const DIALS_PER_TURN: usize = 32;
+/// Time a turn may spend submitting connects. A connect runs inline in
+/// the `io_uring_enter` that submits it (no io-wq worker took one in a
+/// 27,000-connection run), the kernel's port search included: ~30 us on
+/// loopback while a free even port is left, ~0.4-2 ms once the even half
+/// of the range is taken. 256 of the slow kind in one enter held a shard
+/// for 0.1-0.5 s; and a fixed 32 a turn still let 12,711 of 27,000
+/// connections miss a 1 s pong deadline, because the turn's 64 sends
+/// (pongs among them) came once per ~64 ms of connects. Measuring what
+/// connects cost and submitting ~1 ms of them keeps a turn short either
+/// way: 32 fast ones, or one slow one.
+const DIAL_TIME_PER_TURN_NS: u64 = 1_000_000;
+/// A loopback connect's cost before any is measured.
+pub(super) const DIAL_COST_START_NS: u64 = 30_000;
 
 impl<M> Shard<M> {
     /// Give outbound connections asked for since the last flush their
-    /// socket, their slot and their connect, oldest first, at most
-    /// [`DIALS_PER_TURN`] of them.
+    /// socket, their slot and their connect, oldest first: as many as
+    /// ~1 ms of connects at their recent cost, 1 to [`DIALS_PER_TURN`].
+    /// The rest wait for the next turn, which comes at once (the loop
+    /// does not sleep while dials are queued).
     pub(super) fn start_dials(&mut self) {
-        let n = self.table.dials.len().min(DIALS_PER_TURN);
+        if self.table.dials.is_empty() {
+            return;
+        }
+        let n = ((DIAL_TIME_PER_TURN_NS / self.dial_cost_ns.max(1)) as usize)
+            .clamp(1, DIALS_PER_TURN)
+            .min(self.table.dials.len());
+        // What is queued (this turn's sends) goes first and untimed, so
+        // that the time below is the connects' own.
+        let _ = self.ring.submit();
+        let t = std::time::Instant::now();
         let batch: Vec<u32> = self.table.dials.drain(..n).collect();
         for key in batch {
             if let Err(why) = self.start_dial(key) {
@@ -73,6 +90,13 @@ impl<M> Shard<M> {
                 self.kill(key);
             }
         }
+        // The connects run now, in this enter (errors such as EBUSY leave
+        // them queued for the turn's own enter).
+        let _ = self.ring.submit();
+        let each = t.elapsed().as_nanos() as u64 / n as u64;
+        // Smoothed over ~4 turns: one slow search does not stop dialing,
+        // a run of them does.
+        self.dial_cost_ns = (self.dial_cost_ns * 3 + each) / 4;
     }
 
     fn start_dial(&mut self, key: u32) -> Result<(), String> {

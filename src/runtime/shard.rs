@@ -99,6 +99,8 @@ pub struct Shard<M> {
     /// The timeouts in ticks (see `Periods`).
     pub(super) periods: Periods,
     grew_this_turn: bool,
+    /// What one connect has cost lately, in ns (`dial.rs` budgets by it).
+    pub(super) dial_cost_ns: u64,
     /// Accepted connections in their HTTP handshake, oldest first, with
     /// when they were accepted (`handshakes.rs`); some may have ended.
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
@@ -197,6 +199,7 @@ impl<M> Shard<M> {
             write_delay: WriteDelay::new(config.write_delay),
             periods: Periods::new(config),
             grew_this_turn: false,
+            dial_cost_ns: super::dial::DIAL_COST_START_NS,
             handshakes: VecDeque::new(),
         })
     }
