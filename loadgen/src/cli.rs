@@ -1,5 +1,6 @@
 //! Flags every scenario shares, and turning them into a [`Plan`].
 
+use crate::limits::{self, PortRange, Ports};
 use crate::plan::{self, Plan, Publishing, Scenario};
 use clap::Args;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -19,11 +20,20 @@ pub struct Common {
     /// CPUs to run on, e.g. `1` or `2-5,8`; shards are pinned over them.
     #[arg(long)]
     pub cpus: Option<String>,
-    /// Source addresses 127.0.0.1 … 127.0.0.K to spread connections over
-    /// (each gives ~28k ephemeral ports). 0 = enough for the connection
-    /// count when the target is loopback, none otherwise.
+    /// Source addresses 127.0.0.1 … 127.0.0.K to spread connections over.
+    /// 0 = enough for the connection count when the target is loopback
+    /// (each takes 90 % of the ports connect() gets fast: half of
+    /// net.ipv4.ip_local_port_range, 14,116 on a stock kernel), none
+    /// otherwise.
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
+    /// Bind each connection's source port exactly, from LO-HI (e.g.
+    /// 1024-65535), instead of letting the kernel pick from its ephemeral
+    /// range: every port of the range is as fast as the first, and the
+    /// range is not the kernel's. A port another socket holds is skipped.
+    #[arg(long, value_parser = crate::limits::parse_ports, value_name = "LO-HI")]
+    #[serde(skip)]
+    pub source_ports: Option<(u16, u16)>,
     /// After publishing stops, how long to wait for deliveries in flight
     /// before the missing ones count as lost [default: 5s; conns: 60s].
     #[arg(long, value_parser = duration)]
@@ -222,14 +232,26 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         );
         shards = needed;
     }
+    let ports = match c.source_ports {
+        Some((lo, hi)) => Ports::Explicit { lo, hi },
+        None => Ports::Kernel(PortRange::read()?),
+    };
+    let loopback = target.ip().is_loopback() && matches!(target.ip(), IpAddr::V4(_));
     let sources = if c.sources > 0 {
         plan::loopback_sources(c.sources)
-    } else if target.ip().is_loopback() && matches!(target.ip(), IpAddr::V4(_)) {
-        // ~28k ephemeral ports per source address; stay well inside it.
-        plan::loopback_sources(total.div_ceil(20_000).max(1) as usize)
+    } else if loopback {
+        plan::loopback_sources(ports.sources_for(total))
     } else {
         Vec::new()
     };
+    let in_flight = (shards * c.connect_window.max(1)) as u64;
+    let verdict = limits::check(total, &sources, &ports, in_flight, loopback);
+    if verdict.fatal {
+        return Err(verdict.line);
+    }
+    if verdict.slow || !c.quiet {
+        eprintln!("ringfan-loadgen: {}", verdict.line);
+    }
     let mut p = Plan {
         scenario,
         target,
@@ -249,6 +271,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         grace: c.grace.unwrap_or(scenario.default_grace()),
         hold,
         sources,
+        source_ports: c.source_ports,
         shards,
         connect_window: c.connect_window.max(1),
         connect_timeout: c.connect_timeout,

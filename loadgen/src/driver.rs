@@ -26,6 +26,8 @@ const MAX_LATENCY_NS: u64 = 120_000_000_000;
 const INTERVAL_NS: u64 = 250_000_000;
 /// Largest message accepted from the broker.
 const MAX_MESSAGE: usize = 16 << 20;
+/// Other source ports a connection tries when its exact one is taken.
+const PORT_RETRIES: u32 = 8;
 
 pub fn histogram() -> Histogram<u64> {
     // 3 significant digits from 1 ns to 2 minutes: ~0.1 % error, fixed
@@ -35,6 +37,10 @@ pub fn histogram() -> Histogram<u64> {
 
 struct Slot {
     id: ConnId,
+    /// Its index in the plan, and which try this is (a retry after its
+    /// exact source port was taken).
+    index: u64,
+    attempt: u32,
     kind: Kind,
     last_seq: u64,
     last_t: u64,
@@ -125,31 +131,38 @@ impl Driver {
         while self.dialing < self.plan.connect_window && self.next < total {
             let i = self.next;
             self.next += self.plan.shards as u64;
-            let kind = self.plan.kind(i);
-            let path = match kind {
-                Kind::Echo { .. } => "/echo".to_string(),
-                _ => self.plan.path.clone(),
-            };
-            let id = io.connect(Dial {
-                to: self.plan.target,
-                from: self.plan.source_of(i),
-                path,
-                protocols: Vec::new(),
-                max_message: MAX_MESSAGE,
-            });
-            let k = id.key as usize;
-            if self.conns.len() <= k {
-                self.conns.resize_with(k + 1, || None);
-            }
-            self.conns[k] = Some(Slot {
-                id,
-                kind,
-                last_seq: 0,
-                last_t: 0,
-                sender: None,
-            });
-            self.dialing += 1;
+            self.dial(io, i, 0);
         }
+    }
+
+    /// Open connection `i` of the plan (its `attempt`-th try).
+    fn dial(&mut self, io: &mut Io<'_, ()>, i: u64, attempt: u32) {
+        let kind = self.plan.kind(i);
+        let path = match kind {
+            Kind::Echo { .. } => "/echo".to_string(),
+            _ => self.plan.path.clone(),
+        };
+        let id = io.connect(Dial {
+            to: self.plan.target,
+            from: self.plan.bind_of(i, attempt),
+            path,
+            protocols: Vec::new(),
+            max_message: MAX_MESSAGE,
+        });
+        let k = id.key as usize;
+        if self.conns.len() <= k {
+            self.conns.resize_with(k + 1, || None);
+        }
+        self.conns[k] = Some(Slot {
+            id,
+            index: i,
+            attempt,
+            kind,
+            last_seq: 0,
+            last_t: 0,
+            sender: None,
+        });
+        self.dialing += 1;
     }
 
     fn new_sender(&mut self, id: ConnId, index: u32) -> Sender {
@@ -401,11 +414,26 @@ impl App for Driver {
 
     fn connect_failed(&mut self, io: &mut Io<'_, ()>, id: ConnId, why: &str) {
         self.dialing = self.dialing.saturating_sub(1);
+        let slot = self
+            .conns
+            .get_mut(id.key as usize)
+            .filter(|s| s.as_ref().is_some_and(|s| s.id == id))
+            .and_then(Option::take);
+        if let Some(s) = slot {
+            // An exact source port another socket holds (a listener, a
+            // connection of another process): try the next one, a few
+            // times, before counting a failure.
+            if self.plan.source_ports.is_some()
+                && why.contains("EADDRINUSE")
+                && s.attempt < PORT_RETRIES
+            {
+                self.counts.port_retries += 1;
+                self.dial(io, s.index, s.attempt + 1);
+                return;
+            }
+        }
         self.counts.connect_failures += 1;
         *self.failures.entry(why.to_string()).or_default() += 1;
-        if let Some(s) = self.conns.get_mut(id.key as usize) {
-            *s = None;
-        }
         if self.ctl.phase() == Phase::Connecting {
             self.dial_more(io);
         }

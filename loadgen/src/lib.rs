@@ -5,6 +5,7 @@ pub mod cli;
 pub mod control;
 pub mod driver;
 pub mod feed;
+pub mod limits;
 pub mod msg;
 pub mod plan;
 pub mod progress;

@@ -98,6 +98,9 @@ pub struct Plan {
     /// Conns: how long to hold every connection before the broadcast.
     pub hold: Duration,
     pub sources: Vec<IpAddr>,
+    /// Source ports bound exactly (--source-ports), or None: the kernel
+    /// picks them.
+    pub source_ports: Option<(u16, u16)>,
     pub shards: usize,
     /// Handshakes in flight per shard while connecting.
     pub connect_window: usize,
@@ -160,6 +163,23 @@ impl Plan {
         } else {
             Some(self.sources[(i % self.sources.len() as u64) as usize])
         }
+    }
+
+    /// The address connection `i` binds on its `attempt`-th try: its
+    /// source with port 0 (the kernel picks), or with --source-ports the
+    /// `i / sources`-th port of the range; a retry (the port was taken by
+    /// another socket) moves past the ports the plan itself uses.
+    pub fn bind_of(&self, i: u64, attempt: u32) -> Option<SocketAddr> {
+        let ip = self.source_of(i);
+        let Some((lo, hi)) = self.source_ports else {
+            return ip.map(|ip| SocketAddr::new(ip, 0));
+        };
+        let k = self.sources.len().max(1) as u64;
+        let span = u64::from(hi - lo) + 1;
+        let stride = self.connections().div_ceil(k).max(1);
+        let at = (i / k + u64::from(attempt) * stride) % span;
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        Some(SocketAddr::new(ip, lo + at as u16))
     }
 
     /// Seconds after the start at which message `k` of a sender at `rate`
@@ -240,6 +260,7 @@ mod tests {
             grace: Duration::ZERO,
             hold: Duration::ZERO,
             sources: loopback_sources(3),
+            source_ports: None,
             shards: 2,
             connect_window: 1,
             connect_timeout: Duration::from_secs(1),
@@ -276,6 +297,13 @@ mod tests {
             .map(|i| p.source_of(i).unwrap().to_string())
             .collect();
         assert_eq!(src, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]);
+        assert_eq!(p.bind_of(4, 0), Some("127.0.0.2:0".parse().unwrap()));
+        let mut q = p.clone();
+        q.source_ports = Some((40_000, 40_009));
+        // 7 connections over 3 sources: 3 ports each, retries past them.
+        assert_eq!(q.bind_of(4, 0), Some("127.0.0.2:40001".parse().unwrap()));
+        assert_eq!(q.bind_of(4, 1), Some("127.0.0.2:40004".parse().unwrap()));
+        assert_eq!(q.bind_of(4, 3), Some("127.0.0.2:40000".parse().unwrap()));
         assert_eq!(p.rate_each(), 50.0);
     }
 

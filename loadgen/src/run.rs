@@ -97,6 +97,8 @@ struct Connected {
     secs: f64,
     /// Connections open (handshake done) by then.
     opened: u64,
+    /// Connections neither open nor failed when the phase ended.
+    unresolved: u64,
     /// Connections the plan has.
     total: u64,
 }
@@ -168,7 +170,13 @@ impl Coordinator {
     fn connect(&self, intervals: &mut Intervals) -> Connected {
         let ctl = &self.ctl;
         let total = self.plan.connections();
-        let deadline = self.begin + self.plan.connect_timeout * 4;
+        // The phase ends when nothing has opened or failed for longer than
+        // a connection may take (each one in flight has failed by then),
+        // not at a fixed time: 250,000 connections at a crawl take minutes
+        // and still finish, and a phase cut short would leave them "in
+        // flight", unexplained.
+        let quiet_for = self.plan.connect_timeout + Duration::from_secs(5);
+        let mut last_progress = (0, Instant::now());
         loop {
             std::thread::sleep(POLL);
             intervals.drain(&self.rx);
@@ -189,18 +197,25 @@ impl Coordinator {
             if hopeless(opened, failed, total) {
                 break;
             }
-            if Instant::now() > deadline {
+            if opened + failed != last_progress.0 {
+                last_progress = (opened + failed, Instant::now());
+            }
+            if last_progress.1.elapsed() > quiet_for {
                 // With nothing open the run stops, and says so itself.
                 if opened > 0 {
-                    self.progress
-                        .println("connect phase timed out; running with what connected");
+                    self.progress.println(&format!(
+                        "no connection opened or failed for {:.0} s; running with what connected",
+                        quiet_for.as_secs_f64()
+                    ));
                 }
                 break;
             }
         }
+        let opened = ctl.sum(|l| &l.opened);
         Connected {
             secs: self.elapsed_s(),
-            opened: ctl.sum(|l| &l.opened),
+            opened,
+            unresolved: total.saturating_sub(opened + ctl.sum(|l| &l.failed)),
             total,
         }
     }
@@ -359,7 +374,12 @@ fn assemble(
     };
     report.check();
     if connected.none() {
-        report.aborted = Some(no_connection(&report.counts, &m.failures, connected));
+        report.aborted = Some(no_connection(
+            &report.counts,
+            &m.failures,
+            connected,
+            plan.target,
+        ));
     }
     if let Some(share) = report.extra.get("client_cpu_share").copied() {
         let per_core = share / plan.shards.min(cores()) as f64;
@@ -379,6 +399,13 @@ fn assemble(
             plan.shards
         ));
     }
+    if connected.unresolved > 0 {
+        report.problems.push(format!(
+            "{} connection(s) neither opened nor failed by the end of the connect phase ({:.1} s)",
+            fmt_count(connected.unresolved),
+            connected.secs
+        ));
+    }
     for (why, n) in m.failures {
         report
             .problems
@@ -389,16 +416,21 @@ fn assemble(
 
 /// Why a run stopped after its connect phase: how many attempts failed,
 /// and the commonest reason.
-fn no_connection(c: &Counts, failures: &BTreeMap<String, u64>, connected: &Connected) -> String {
+fn no_connection(
+    c: &Counts,
+    failures: &BTreeMap<String, u64>,
+    connected: &Connected,
+    target: std::net::SocketAddr,
+) -> String {
     let Some((why, _)) = failures.iter().max_by_key(|(_, n)| **n) else {
         return format!(
-            "no connection could be established: none of {} opened within the connect phase ({:.1} s)",
+            "no connection to {target} could be established: none of {} opened within the connect phase ({:.1} s)",
             fmt_count(connected.total),
             connected.secs
         );
     };
     format!(
-        "no connection could be established ({} of {} attempts failed, none opened): {why}",
+        "no connection to {target} could be established ({} of {} attempts failed, none opened): {why}",
         fmt_count(c.connect_failures),
         fmt_count(connected.total),
     )
@@ -654,6 +686,7 @@ mod tests {
         let connected = |opened, total| Connected {
             secs: 1.0,
             opened,
+            unresolved: 0,
             total,
         };
         assert!(connected(0, 5).none());

@@ -72,6 +72,7 @@ fn plan(
         grace: Duration::from_secs(10),
         hold: Duration::ZERO,
         sources: Vec::new(),
+        source_ports: None,
         shards: 2,
         connect_window: 64,
         connect_timeout: Duration::from_secs(10),

@@ -145,9 +145,18 @@ impl<M> Shard<M> {
             Phase::Connecting | Phase::Handshake => {
                 let at = c.since + handshake_t;
                 if now >= at {
+                    let connecting = c.phase == Phase::Connecting;
                     inc(&self.table.my_stats().timeouts_total, 1);
                     if let Some(o) = self.table.outbound.get_mut(&key) {
-                        o.error.get_or_insert_with(|| "handshake timed out".into());
+                        // Which step crawled: the TCP connect (SYNs
+                        // unanswered, or the port search) or the upgrade.
+                        o.error.get_or_insert_with(|| {
+                            if connecting {
+                                "connect timed out (TCP connect not completed)".into()
+                            } else {
+                                "handshake timed out (connected, no 101 response)".into()
+                            }
+                        });
                     }
                     self.kill(key);
                     return;

@@ -31,7 +31,6 @@ impl<M> Shard<M> {
     /// closed meanwhile, even one whose slot a new connection took, only
     /// costs that connection an idle look.
     pub(super) fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
-        self.start_dials();
         let draining = self.drain_deadline.is_some();
         for key in self.write_delay.begin_flush(self.elapsed, draining) {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
@@ -61,11 +60,12 @@ impl<M> Shard<M> {
             sends += usize::from(self.flush_one(app, key));
         }
         self.write_delay.end_flush();
-        if !self.table.dials.is_empty() {
-            // Asked for during the flush (an app callback reconnecting):
-            // another pass dials them.
-            self.flush(app);
-        }
+        // Connects last, a budgeted batch of them (`DIALS_PER_TURN`): a
+        // connect's port search runs inside the enter that submits it, so
+        // the sends queued above (pongs among them) go out ahead of it.
+        // Dials asked for during the flush (an app callback reconnecting)
+        // are in this batch or the next turn's.
+        self.start_dials();
     }
 
     /// One connection's step. Returns whether a send was submitted.

@@ -49,7 +49,7 @@ mod write_delay;
 
 pub use app::{Accepted, App, ConnId};
 pub use config::{Config, StartError};
-pub use dial::Dial;
+pub use dial::{errno_text, Dial};
 pub use io::Io;
 pub use server::{raise_fd_limit, Server};
 pub use stats::ShardStats;

@@ -104,6 +104,8 @@ pub struct Shard<M> {
     /// (the tick shrinks the pool and hands back idle buffers' memory).
     pub(super) last_grow: Ticks,
     pub(super) last_input: Ticks,
+    /// What one connect has cost lately, in ns (`dial.rs` budgets by it).
+    pub(super) dial_cost_ns: u64,
     /// Accepted connections in their HTTP handshake, oldest first, with
     /// when they were accepted (`handshakes.rs`); some may have ended.
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
@@ -228,6 +230,7 @@ impl<M> Shard<M> {
             grew_this_turn: false,
             last_grow: 0,
             last_input: 0,
+            dial_cost_ns: super::dial::DIAL_COST_START_NS,
             handshakes: VecDeque::new(),
             peer_ops: Slab::new(),
             peer_len: config.listen.map_or(0, peer::sockaddr_len),
@@ -438,7 +441,10 @@ impl<M> Shard<M> {
                 .user_data(token::encode(Op::Doorbell, 0, 0));
             self.push(e);
         }
-        let sleep = self.table.dirty.is_empty() && self.mail.prepare_sleep();
+        // Dials left over from the turn's budget (`DIALS_PER_TURN`) keep
+        // the loop awake, as dirty connections do.
+        let sleep =
+            self.table.dirty.is_empty() && self.table.dials.is_empty() && self.mail.prepare_sleep();
         let r = if !sleep {
             // Submit, then (DEFER_TASKRUN runs completion work only when
             // we ask for events) GETEVENTS without blocking: one enter, and

@@ -67,6 +67,9 @@ pub struct Counts {
     pub errors: u64,
     /// Close code (`"1000"`, `"1008"`, `"abnormal"`) to number of connections.
     pub closes: BTreeMap<String, u64>,
+    /// Exact source ports found taken and replaced by another (--source-ports).
+    #[serde(default)]
+    pub port_retries: u64,
 }
 
 impl Counts {
@@ -75,6 +78,7 @@ impl Counts {
     pub fn add(&mut self, c: &Counts) {
         self.connections_opened += c.connections_opened;
         self.connect_failures += c.connect_failures;
+        self.port_retries += c.port_retries;
         self.subscribed += c.subscribed;
         self.published += c.published;
         self.acked += c.acked;
