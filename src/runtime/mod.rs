@@ -15,6 +15,8 @@
 //!   `recv_rate`, `handshakes`: the bounds on what one client can make a
 //!   shard hold (input not read while answers pile up, slow unfinished
 //!   messages, idle handshakes);
+//! - `inbound_check`: a socket-free harness around `inbound` for the
+//!   `inbound` fuzz target (not API);
 //! - `table`, `conn`: the connection table and one connection's state;
 //!   `bufring`, `mailbox`, `timer`, `token`, `uring`, `listener`: the
 //!   io_uring and cross-shard mechanisms under them.
@@ -32,6 +34,8 @@ mod dial;
 mod flush;
 mod handshakes;
 mod inbound;
+#[doc(hidden)]
+pub mod inbound_check;
 pub mod io;
 mod listener;
 pub mod mailbox;
