@@ -63,7 +63,7 @@ pub(super) fn delivered<A: App>(
 /// Bytes for connection `key` in `buf` (the kernel's buffer, or the
 /// connection's own when a frame straddled reads). Returns how many were
 /// used; the rest is an unfinished head or frame to keep.
-pub(super) fn received<A: App>(
+fn received<A: App>(
     app: &mut A,
     table: &mut ConnTable,
     mail: &mut Mailbox<A::Mail>,
