@@ -182,3 +182,61 @@ broker = {
 }
 for name, data in broker.items():
     write("broker", name, data)
+
+# The runtime's inbound glue (fuzz-checks/src/inbound.rs): byte 0 flags
+# (bits 0-1 the read backlog bound 512/2048/16384/2 MiB, bit 2 draining,
+# bit 3 table full), byte 1 the max message (64 + 32 * it), byte 2 the
+# split count, the chunk lengths, then what a client sends: a request head
+# and frames in one stream.
+def inbound_seed(stream, flags=0, max_byte=62, splits=()):
+    head = bytes([flags, max_byte, len(splits)])
+    return head + b"".join(struct.pack("<H", s) for s in splits) + stream
+
+
+def cframe(opcode, payload, fin=True):
+    return frame(opcode, payload, fin=fin, masked=True)
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+inbound = {
+    # Handshake and masked frames in one buffer, cut inside the head, at
+    # its end, and inside frames.
+    "echo_frames": inbound_seed(
+        req(path="/echo") + cframe(1, b"hello") + cframe(2, bytes(range(40)))
+        + cframe(9, b"ping") + cframe(1, b"frag", fin=False) + cframe(0, b"ment")
+        + cframe(8, b"\x03\xe8bye") + cframe(1, b"after close"),
+        splits=(30, len(req(path="/echo")) - 30, 3, 9)),
+    "ws_sub_pub": inbound_seed(
+        req(extra="Sec-WebSocket-Protocol: ringfan.v1\r\n")
+        + cframe(1, b'{"op":"sub","topic":"a.b","id":1,"snapshot":true}')
+        + cframe(1, b'{"op":"pub","topic":"a.b","data":{"x":1},"id":2}')
+        + cframe(1, b'{"op":"nope"}') + cframe(2, b"bin"),
+        splits=(1, 1, 200, 17)),
+    "healthz": inbound_seed(HEALTHZ, splits=(5,)),
+    "healthz_draining": inbound_seed(HEALTHZ, flags=4),
+    "metrics": inbound_seed(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "garbage": inbound_seed(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n"),
+    # A second request behind the first: answered once, then closing.
+    "pipelined": inbound_seed(HEALTHZ + b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", splits=(40,)),
+    "pipelined_upgrade": inbound_seed(HEALTHZ + req(path="/echo") + cframe(1, b"x")),
+    "upgrade_draining": inbound_seed(req(path="/echo") + cframe(1, b"x"), flags=4),
+    "upgrade_full": inbound_seed(req(), flags=8),
+    "upgrade_404": inbound_seed(req(path="/nope") + cframe(1, b"x")),
+    "upgrade_healthz": inbound_seed(req(path="/healthz")),
+    "partial_head": inbound_seed(req()[:60], splits=(10, 10)),
+    # Many pings under the smallest read bound: reading pauses, resumes.
+    "ping_flood": inbound_seed(req(path="/echo") + cframe(9, b"p" * 20) * 150,
+                               splits=(300, 1000, 7)),
+    "echo_flood": inbound_seed(req(path="/echo") + cframe(1, b"e" * 100) * 40, flags=1,
+                               splits=(250, 2)),
+    # Failures: unmasked, too big (1009), bad UTF-8; then more frames.
+    "unmasked": inbound_seed(req(path="/echo") + frame(1, b"hi", masked=False) + cframe(1, b"x")),
+    "too_big": inbound_seed(req(path="/echo") + cframe(2, b"z" * 200) + cframe(1, b"x"),
+                            max_byte=1, splits=(200, 40)),
+    "bad_utf8": inbound_seed(req(path="/echo") + cframe(1, b"ok\xed\xa0\x80") + cframe(9, b"")),
+    "close_empty": inbound_seed(req(path="/echo") + cframe(8, b"") + cframe(9, b"")),
+    "long_frame_split": inbound_seed(req(path="/echo") + cframe(2, b"L" * 1500),
+                                     max_byte=62, splits=(len(req(path="/echo")) + 3, 700)),
+}
+for name, data in inbound.items():
+    write("inbound", name, data)

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod frames;
 pub mod handshake;
+pub mod inbound;
 pub mod wire;
 
 /// A target's check: panics on a broken invariant.
@@ -19,5 +20,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("broker", broker::check),
     ("frames", frames::check),
     ("handshake", handshake::check),
+    ("inbound", inbound::check),
     ("wire", wire::check),
 ];

@@ -16,10 +16,54 @@ use crate::ws::keepalive::Keepalive;
 use crate::ws::{http, Connection, Event, Read, Role};
 use bytes::Bytes;
 
+/// A receive delivered `data` (the kernel's buffer) for connection `key`:
+/// the data path of `Shard::on_recv` after the kernel copied the bytes,
+/// which needs the connection table but not the ring (the fuzz harness in
+/// `inbound_check` calls it too). Bytes are parsed in place when nothing
+/// was kept from earlier reads, else after what was; an unfinished rest
+/// is kept in the connection's `rx`. False when nothing was parsed: the
+/// connection is gone, or its reading is paused (backpressure) and the
+/// bytes, delivered before the cancel landed, are kept for the resume.
+pub(super) fn delivered<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    config: &Config,
+    key: u32,
+    data: &mut [u8],
+) -> bool {
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return false;
+    };
+    if c.read_paused {
+        c.rx.extend_from_slice(data);
+        return false;
+    }
+    // Detach the buffered bytes so the application may use `Io` (which
+    // reaches every connection, including this one) while we hand it
+    // slices of them.
+    let mut rx = std::mem::take(&mut c.rx);
+    if rx.is_empty() {
+        // The common case: parse in place in the kernel's buffer; copy
+        // only an unfinished tail.
+        let used = received(app, table, mail, config, key, data);
+        if used < data.len() {
+            rx.extend_from_slice(&data[used..]);
+        }
+    } else {
+        rx.extend_from_slice(data);
+        received_buffered(app, table, mail, config, key, &mut rx);
+    }
+    if let Some(c) = table.conns.get_mut(key as usize) {
+        c.rx = rx;
+    }
+    true
+}
+
 /// Bytes for connection `key` in `buf` (the kernel's buffer, or the
 /// connection's own when a frame straddled reads). Returns how many were
 /// used; the rest is an unfinished head or frame to keep.
-pub(super) fn received<A: App>(
+fn received<A: App>(
     app: &mut A,
     table: &mut ConnTable,
     mail: &mut Mailbox<A::Mail>,
@@ -85,7 +129,7 @@ pub(super) fn received_buffered<A: App>(
 
 /// A connection's own receive buffer is freed once empty above this: a
 /// large message passed, and an idle connection holds no buffer.
-const KEEP_RX: usize = 64 * 1024;
+pub(super) const KEEP_RX: usize = 64 * 1024;
 
 /// Where an opening handshake stands after the bytes so far.
 enum Step {

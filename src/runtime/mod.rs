@@ -16,6 +16,8 @@
 //!   shard hold (input not read while answers pile up, slow unfinished
 //!   messages, idle handshakes); [`peer`]: each connection's peer
 //!   address and the per-address limits;
+//! - `inbound_check`: a socket-free harness around `inbound` for the
+//!   `inbound` fuzz target (not API);
 //! - `table`, `conn`: the connection table and one connection's state;
 //!   `bufring`, `mailbox`, `timer`, `token`, `uring`, `listener`: the
 //!   io_uring and cross-shard mechanisms under them.
@@ -33,6 +35,8 @@ mod dial;
 mod flush;
 mod handshakes;
 mod inbound;
+#[doc(hidden)]
+pub mod inbound_check;
 pub mod io;
 mod listener;
 pub mod mailbox;

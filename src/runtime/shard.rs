@@ -667,36 +667,13 @@ impl<M> Shard<M> {
         );
         let was_handshake = c.phase == Phase::Handshake;
         let data = self.bufs.buf(bid, res as usize);
-        if c.read_paused {
-            // Delivered before our cancel landed: keep it for the resume.
-            c.rx.extend_from_slice(data);
-            self.bufs.recycle(bid);
+        let (table, mail) = (&mut self.table, &mut self.mail);
+        let parsed = inbound::delivered(app, table, mail, &self.config, key, data);
+        self.bufs.recycle(bid);
+        if !parsed {
+            // Reading is paused: kept for the resume.
             return;
         }
-        // Detach the buffered bytes and the protocol state so the
-        // application may use `Io` (which reaches every connection,
-        // including this one) while we hand it slices of them.
-        let mut rx = std::mem::take(&mut c.rx);
-        if rx.is_empty() {
-            // The common case: parse in place in the kernel's buffer; copy
-            // only an unfinished tail.
-            let used = inbound::received(
-                app,
-                &mut self.table,
-                &mut self.mail,
-                &self.config,
-                key,
-                data,
-            );
-            if used < data.len() {
-                rx.extend_from_slice(&data[used..]);
-            }
-        } else {
-            rx.extend_from_slice(data);
-            let (table, mail) = (&mut self.table, &mut self.mail);
-            inbound::received_buffered(app, table, mail, &self.config, key, &mut rx);
-        }
-        self.bufs.recycle(bid);
         if was_handshake
             && self
                 .table
@@ -710,7 +687,6 @@ impl<M> Shard<M> {
             self.reschedule(key, at);
         }
         if let Some(c) = self.table.conns.get_mut(key as usize) {
-            c.rx = rx;
             if !c.recv_armed {
                 self.table.mark(key);
             }
