@@ -10,6 +10,7 @@ pub mod mail;
 pub mod owner;
 pub mod rate;
 pub mod sim;
+mod snapshots;
 pub mod stats;
 mod subscriber;
 pub mod topic;
