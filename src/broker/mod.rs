@@ -22,6 +22,8 @@ pub mod wire;
 mod engine_tests;
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod scan_tests;
 
 pub use config::{BrokerConfig, SlowPolicy};
 pub use engine::Broker;

@@ -339,8 +339,8 @@ impl Owned {
         if left > 0 && !scan.wild_done {
             // A topic an exact pattern of the same scan names came (or
             // comes) through that lookup.
-            let exact: Option<FxHashSet<&str>> = (!scan.exact.is_empty())
-                .then(|| scan.exact.iter().map(|p| &**p).collect());
+            let exact: Option<FxHashSet<&str>> =
+                (!scan.exact.is_empty()).then(|| scan.exact.iter().map(|p| &**p).collect());
             let mut f = |t: &str| {
                 if exact.as_ref().is_none_or(|x| !x.contains(t)) {
                     emit(t)

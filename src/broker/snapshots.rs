@@ -165,7 +165,11 @@ impl Broker {
         }
         let go = self.sub_reply(io, me, conn, req, entries, more);
         if more {
-            match self.served.get_mut(&(me, conn)).and_then(|s| s.active.as_mut()) {
+            match self
+                .served
+                .get_mut(&(me, conn))
+                .and_then(|s| s.active.as_mut())
+            {
                 Some(a) if go => a.ready = true,
                 _ => self.scan_more(io, (me, conn), req, false),
             }

@@ -295,11 +295,7 @@ impl Subscriber {
         if self.subs.contains(topic) && live(topic) {
             return true;
         }
-        if self
-            .wild_subs
-            .iter()
-            .any(|p| matches(p, topic) && live(p))
-        {
+        if self.wild_subs.iter().any(|p| matches(p, topic) && live(p)) {
             return true;
         }
         self.pending_matching(topic).any(|q| {
