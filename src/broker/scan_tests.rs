@@ -265,6 +265,42 @@ fn requests_behind_a_scan_wait_for_it_and_keep_their_order() {
     assert_eq!(replies, ["ack 1", "ack 2", "ack 3"]);
 }
 
+#[test]
+fn a_local_scan_waits_for_a_slow_reader_but_not_for_ever() {
+    let config = BrokerConfig {
+        policy: super::config::SlowPolicy::Drop,
+        ..stepping(8)
+    };
+    let mut cl = Cluster::with(1, config);
+    let publisher = cl.connect(0);
+    for t in owned_topics(0, 1, "s", 30) {
+        cl.publish(publisher, &t, 1);
+    }
+    let sub = cl.connect(0);
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["s.*"], "snapshot": true}),
+    );
+    assert_eq!(cl.received(sub).len(), 6);
+    // Its queue does not drain: ticks wait (a reader paces the scan)...
+    cl.hosts[0].full.insert(sub.1);
+    for _ in 0..9 {
+        cl.tick(0);
+    }
+    assert_eq!(
+        cl.brokers[0].stats[0]
+            .dropped_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // ...but a client that never reads does not hold its slot for ever:
+    // the steps go on and meet its policy (here: dropped).
+    cl.tick(0);
+    cl.settle();
+    assert!(cl.brokers[0].served.is_empty());
+    assert_eq!(cl.brokers[0].snapshots_in_flight, 0);
+}
+
 /// What the model knows of one client (as in fuzz-checks' broker model).
 struct Model {
     peer: Peer,
@@ -393,4 +429,59 @@ fn random_interleavings_with_one_topic_steps_stay_exact() {
     }
     // Keep the helper used by the other tests honest about ownership.
     assert_eq!(topic_owned_by(0, 1, "z"), "z.t0");
+}
+
+/// What one step costs: `cargo test --release --lib snapshot_step_cost --
+/// --ignored --nocapture` (the figures in docs/benchmarks.md).
+#[test]
+#[ignore]
+fn snapshot_step_cost() {
+    use std::time::Instant;
+    for step in [1024, 4096, 16384] {
+        let config = BrokerConfig {
+            max_new_topics_per_conn: u64::MAX,
+            ..stepping(step)
+        };
+        let mut cl = Cluster::with(1, config);
+        let publisher = cl.connect(0);
+        for i in 0..200_000 {
+            cl.publish(publisher, &format!("t.{i}"), 1);
+        }
+        let sub = cl.connect(0);
+        let t = Instant::now();
+        cl.send(
+            sub,
+            json!({"op": "sub", "topics": ["t.*"], "id": 1, "snapshot": true}),
+        );
+        let first = t.elapsed();
+        let mut steps = 1;
+        let mut worst = first;
+        while cl.brokers[0].scans_waiting() {
+            let t = Instant::now();
+            cl.writable(sub);
+            worst = worst.max(t.elapsed());
+            steps += 1;
+            cl.hosts[0].wire.clear();
+        }
+        println!(
+            "t.* over 200,000 topics, step {step}: {steps} steps, first {first:?}, worst {worst:?}"
+        );
+        let sub2 = cl.connect(0);
+        let topics: Vec<String> = (0..200_000)
+            .step_by(200)
+            .map(|i| format!("t.{i}"))
+            .collect();
+        let t = Instant::now();
+        cl.send(
+            sub2,
+            json!({"op": "sub", "topics": topics, "id": 1, "snapshot": true}),
+        );
+        println!("1,000 exact topics: {:?} for the request", t.elapsed());
+        // The owner's part alone.
+        let o = &mut cl.brokers[0].owned;
+        let mut scan = o.scan(&["t.*".into()]);
+        let t = Instant::now();
+        let n = o.scan_step(&mut scan, step).len();
+        println!("  owner step alone: {n} entries in {:?}", t.elapsed());
+    }
 }

@@ -51,7 +51,15 @@ struct Active {
     /// Local subscriber: the next step waits for its queue to drain or
     /// the tick.
     ready: bool,
+    /// Ticks it has waited so (see `Broker::tick`).
+    ticks: u32,
 }
+
+/// Ticks (100 ms) a local scan waits for a subscriber whose queue does
+/// not drain before it sends the next step anyway: a client that never
+/// reads must not hold its snapshot slot (64 per shard) for ever; the
+/// steps then meet its slow-consumer policy, as a one-go snapshot did.
+const STUCK_TICKS: u32 = 10;
 
 struct Queued {
     req: u32,
@@ -101,6 +109,7 @@ impl Broker {
             req,
             scan,
             ready: false,
+            ticks: 0,
         });
         self.scan_step(io, key);
     }
@@ -112,6 +121,7 @@ impl Broker {
             return;
         };
         a.ready = false;
+        a.ticks = 0;
         let entries = self.owned.scan_step(&mut a.scan, step);
         let (req, done) = (a.req, a.scan.done());
         self.count_forgotten(io);
@@ -206,17 +216,22 @@ impl Broker {
         }
     }
 
-    /// On the timer tick: every local scan that waits goes on (those
-    /// whose last step sent nothing, or whose subscriber is slow: its
-    /// policy deals with it as the steps come).
+    /// On the timer tick: a local scan waiting with nothing queued for
+    /// its subscriber (its last step sent nothing: no `writable` follows)
+    /// goes on, and so does one whose subscriber has not drained its
+    /// queue for [`STUCK_TICKS`].
     pub fn tick<H: Host>(&mut self, io: &mut H) {
         let me = io.shard();
-        let ready: Vec<ConnKey> = self
-            .served
-            .iter()
-            .filter(|(k, s)| k.0 == me && s.active.as_ref().is_some_and(|a| a.ready))
-            .map(|(k, _)| *k)
-            .collect();
+        let mut ready: Vec<ConnKey> = Vec::new();
+        for (k, s) in self.served.iter_mut() {
+            let Some(a) = s.active.as_mut().filter(|a| k.0 == me && a.ready) else {
+                continue;
+            };
+            a.ticks += 1;
+            if a.ticks >= STUCK_TICKS || io.backlog(k.1).is_none_or(|b| b == 0) {
+                ready.push(*k);
+            }
+        }
         for key in ready {
             self.scan_step(io, key);
         }
