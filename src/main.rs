@@ -288,6 +288,7 @@ fn main() {
             burst: args.sub_burst,
         },
         max_json_depth: args.max_json_depth,
+        snapshot_step: ringfan::broker::config::SNAPSHOT_STEP,
     };
     let routes = Routes {
         echo: args.echo && !args.no_echo,

@@ -58,7 +58,13 @@ pub struct BrokerConfig {
     pub sub_rate: Rate,
     /// Deepest nesting of arrays/objects a `pub`'s `data` may have.
     pub max_json_depth: usize,
+    /// Topics (index nodes or exact lookups) an owner visits per loop
+    /// turn for one snapshot request; the rest waits for later turns.
+    pub snapshot_step: usize,
 }
+
+/// See [`BrokerConfig::snapshot_step`]: measured in docs/benchmarks.md.
+pub const SNAPSHOT_STEP: usize = 4096;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -99,6 +105,7 @@ impl Default for BrokerConfig {
             // Deep enough for any real document; inside the `msg` envelope
             // (one level more) it stays well under serde_json's 128.
             max_json_depth: 64,
+            snapshot_step: SNAPSHOT_STEP,
         }
     }
 }

@@ -13,8 +13,9 @@ use super::config::{BrokerConfig, SlowPolicy};
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
 use super::owner::{Owned, OwnedLimits};
+use super::snapshots::{ConnKey, Served};
 use super::stats::BrokerStats;
-use super::subscriber::{Pending, Subscriber};
+use super::subscriber::Subscriber;
 use super::topic::{check_topic, first_bad_pattern, is_pattern};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
@@ -43,6 +44,8 @@ pub struct Broker {
     pub(super) targets: Vec<Client>,
     /// Snapshot requests of this shard's connections waiting on owners.
     pub(super) snapshots_in_flight: usize,
+    /// As an owner: the requests being served, per subscribing connection.
+    pub(super) served: FxHashMap<ConnKey, Served>,
 }
 
 /// The shard that owns `topic`.
@@ -77,6 +80,7 @@ impl Broker {
             stamp: 0,
             targets: Vec::new(),
             snapshots_in_flight: 0,
+            served: FxHashMap::default(),
         }
     }
 
@@ -113,8 +117,9 @@ impl Broker {
     }
 
     pub fn closed<H: Host>(&mut self, io: &mut H, conn: Client) {
+        self.forget_served(io, conn);
         let Some(st) = self.state(conn) else { return };
-        let subs = std::mem::take(&mut st.subs);
+        let subs = st.take_subs();
         let snapshots = st.snapshots.len();
         self.conns[conn.slot as usize] = None;
         self.snapshots_done(io, snapshots);
@@ -283,7 +288,7 @@ impl Broker {
         }
     }
 
-    fn count_forgotten<H: Host>(&mut self, io: &mut H) {
+    pub(super) fn count_forgotten<H: Host>(&mut self, io: &mut H) {
         let n = self.owned.take_forgotten();
         if n > 0 {
             let s = self.my_stats(io);
@@ -293,7 +298,7 @@ impl Broker {
     }
 
     /// `n` snapshot requests of this shard no longer wait on owners.
-    fn snapshots_done<H: Host>(&mut self, io: &mut H, n: usize) {
+    pub(super) fn snapshots_done<H: Host>(&mut self, io: &mut H, n: usize) {
         if n > 0 {
             self.snapshots_in_flight -= n;
             dec(&self.my_stats(io).snapshot_requests_in_flight, n as u64);
@@ -392,9 +397,9 @@ impl Broker {
                 continue; // matched by another pattern already
             }
             st.stamp = stamp;
-            // While a snapshot is on its way from this owner, it carries
+            // Until this owner starts a snapshot, the snapshot carries
             // this topic's state: live messages before it are older.
-            if !st.pending.is_empty() && !st.live_match(topic, owner, &[]) {
+            if st.has_pending() && !st.live_match(topic, owner, None) {
                 continue;
             }
             self.offer(io, c, &local, at);
@@ -403,7 +408,13 @@ impl Broker {
     }
 
     /// Queue `frame` on a subscriber, under the slow-consumer policy.
-    fn offer<H: Host>(&mut self, io: &mut H, conn: Client, frame: &SendBuf, at: TopicAt) {
+    pub(super) fn offer<H: Host>(
+        &mut self,
+        io: &mut H,
+        conn: Client,
+        frame: &SendBuf,
+        at: TopicAt,
+    ) {
         let me = io.shard();
         let Some(st) = live(&mut self.conns, conn) else {
             return;
@@ -464,6 +475,7 @@ impl Broker {
 
     /// The host sent everything queued: release conflated messages.
     pub fn writable<H: Host>(&mut self, io: &mut H, conn: Client) {
+        self.local_scan_writable(io, conn);
         let max = self.config.max_queued;
         let me = io.shard();
         let Some(st) = self.state(conn) else { return };
@@ -500,11 +512,8 @@ impl Broker {
         let shards = io.shards();
         let limit = self.config.max_subscriptions;
         let Some(st) = self.state(conn) else { return };
-        let fresh = topics
-            .iter()
-            .filter(|t| !st.subs.contains(t.as_ref()))
-            .count();
-        if st.subs.len() + fresh > limit {
+        let fresh = topics.iter().filter(|t| !st.has_sub(t)).count();
+        if st.sub_count() + fresh > limit {
             let msg = format!("too many subscriptions (limit {limit} per connection)");
             return self.reply(io, conn, id, ErrCode::TooLarge, &msg);
         }
@@ -518,9 +527,9 @@ impl Broker {
         let mut new: Vec<Box<str>> = Vec::new();
         for t in topics {
             // Already subscribed: no second delivery, no second snapshot.
-            if !st.subs.contains(t.as_ref()) {
+            if !st.has_sub(t) {
                 let p: Box<str> = t.as_ref().into();
-                st.subs.insert(p.clone());
+                st.add_sub(p.clone());
                 new.push(p);
             }
         }
@@ -549,16 +558,12 @@ impl Broker {
         // the stream before a hole: seq 1, then 3, a gap the subscriber
         // never had (found by the broker fuzzer).
         let mut per_owner: Vec<Vec<Box<str>>> = vec![Vec::new(); shards];
-        let mut pending = Vec::new();
         let mut all: ShardMask = 0;
         for p in &new {
-            let mut awaiting: ShardMask = 0;
             for o in owners(p, shards) {
                 per_owner[o].push(p.clone());
-                awaiting |= 1 << o;
+                all |= 1 << o;
             }
-            all |= awaiting;
-            pending.push(p.clone());
         }
         let Some(st) = self.state(conn) else { return };
         let req = st.next_req();
@@ -568,13 +573,10 @@ impl Broker {
             inc(&self.stats[me].snapshot_requests_in_flight, 1);
         }
         let Some(st) = self.state(conn) else { return };
-        st.pending
-            .extend(pending.into_iter().map(|pattern| Pending {
-                req,
-                awaiting: owners(&pattern, shards).fold(0, |m, o| m | 1 << o),
-                pattern,
-                carried: Vec::new(),
-            }));
+        for p in new {
+            let awaiting = owners(&p, shards).fold(0, |m, o| m | 1 << o);
+            st.add_pending(req, p, awaiting);
+        }
         if let Some(id) = id {
             st.reply_after(req, all, wire::ack(id));
         }
@@ -583,12 +585,7 @@ impl Broker {
                 continue;
             }
             if o == me {
-                let entries = if snapshot {
-                    self.owned_snapshot(io, &patterns)
-                } else {
-                    Vec::new()
-                };
-                self.sub_reply(io, me, conn, req, &patterns, entries);
+                self.owner_request(io, me, conn, req, patterns, snapshot);
             } else {
                 io.post(
                     o,
@@ -601,17 +598,6 @@ impl Broker {
                 );
             }
         }
-    }
-
-    /// The owner side of a snapshot request.
-    fn owned_snapshot<H: Host>(
-        &mut self,
-        io: &mut H,
-        patterns: &[Box<str>],
-    ) -> Vec<(Bytes, TopicAt)> {
-        let entries = self.owned.snapshot(patterns);
-        self.count_forgotten(io);
-        entries
     }
 
     /// Tell the owners that may hold topics matching `pattern` that this
@@ -652,40 +638,6 @@ impl Broker {
         }
     }
 
-    /// `owner` answered request `req` of `conn` for `patterns`, with the
-    /// snapshot entries if asked. Everything that owner published for these
-    /// topics before answering came ahead of this reply (FIFO) and was held
-    /// back by `deliver`; everything after comes behind it. So a snapshot's
-    /// seq is followed by exactly the next one: no gap, no duplicate.
-    fn sub_reply<H: Host>(
-        &mut self,
-        io: &mut H,
-        owner: usize,
-        conn: Client,
-        req: u32,
-        patterns: &[Box<str>],
-        entries: Vec<(Bytes, TopicAt)>,
-    ) {
-        let me = io.shard();
-        let Some(st) = self.state(conn) else { return };
-        let send: Vec<(Bytes, TopicAt)> = entries
-            .into_iter()
-            .filter(|(f, at)| st.snapshot_wanted(req, owner, patterns, at.get(f)))
-            .collect();
-        let (replies, done) = st.answered(req, owner);
-        if done {
-            self.snapshots_done(io, 1);
-        }
-        let sent = send.len() as u64;
-        for (f, at) in send {
-            self.offer(io, conn, &SendBuf::from(f), at);
-        }
-        inc(&self.stats[me].snapshots_total, sent);
-        for f in replies {
-            io.send(conn, f);
-        }
-    }
-
     pub fn mail<H: Host>(&mut self, io: &mut H, from: usize, mail: Mail) {
         match mail {
             Mail::Publish {
@@ -706,28 +658,19 @@ impl Broker {
                 req,
                 patterns,
                 snapshot,
-            } => {
-                let entries = if snapshot {
-                    self.owned_snapshot(io, &patterns)
-                } else {
-                    Vec::new()
-                };
-                io.post(
-                    from,
-                    Mail::SubReply {
-                        conn,
-                        req,
-                        patterns,
-                        entries,
-                    },
-                );
-            }
+            } => self.owner_request(io, from, conn, req, patterns, snapshot),
             Mail::SubReply {
                 conn,
                 req,
-                patterns,
                 entries,
-            } => self.sub_reply(io, from, conn, req, &patterns, entries),
+                more,
+            } => {
+                let go = self.sub_reply(io, from, conn, req, entries, more);
+                if more {
+                    io.post(from, Mail::SnapMore { conn, req, go });
+                }
+            }
+            Mail::SnapMore { conn, req, go } => self.scan_more(io, (from, conn), req, go),
         }
     }
 }

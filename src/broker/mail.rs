@@ -31,10 +31,15 @@ pub enum Mail {
         patterns: Vec<Box<str>>,
         snapshot: bool,
     },
+    /// From the owner: one step of a snapshot (`more`: others follow,
+    /// each once this shard asked with `SnapMore`), or the answer.
     SubReply {
         conn: Client,
         req: u32,
-        patterns: Vec<Box<str>>,
         entries: Vec<(Bytes, TopicAt)>,
+        more: bool,
     },
+    /// To the owner: the step of request `req` was taken in; send the
+    /// next (`go`), or stop and answer (nothing of it is wanted any more).
+    SnapMore { conn: Client, req: u32, go: bool },
 }

@@ -10,6 +10,7 @@ pub mod mail;
 pub mod owner;
 pub mod rate;
 pub mod sim;
+mod snapshots;
 pub mod stats;
 mod subscriber;
 pub mod topic;
@@ -21,6 +22,8 @@ pub mod wire;
 mod engine_tests;
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod scan_tests;
 
 pub use config::{BrokerConfig, SlowPolicy};
 pub use engine::Broker;

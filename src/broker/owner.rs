@@ -7,7 +7,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::host::ShardMask;
 use super::topic::is_pattern;
-use super::topic_index::TopicIndex;
+use super::topic_index::{Cursor, TopicIndex};
 use super::trie::Trie;
 use super::wire::{self, TopicAt};
 
@@ -15,6 +15,9 @@ use super::wire::{self, TopicAt};
 struct TopicState {
     seq: u64,
     last: Option<Last>,
+    /// The owner's publish clock at this topic's last publish: a scan
+    /// started before it leaves the topic out (see [`Scan`]).
+    stamp: u64,
 }
 
 /// A topic's last message (the last-value cache).
@@ -62,6 +65,37 @@ pub struct Owned {
     reclaim_futile: bool,
     /// Topics forgotten since the caller last asked (for the counter).
     forgotten: u64,
+    /// Publishes numbered so far: the clock of topics' `stamp`.
+    clock: u64,
+}
+
+/// A snapshot of some patterns' topics served in steps (a wildcard may
+/// match 200,000 topics: ~400 ms in one go). Its subscription is in force
+/// (its interest is known here) before it starts, so from its start on
+/// every publish of its topics reaches the subscriber live. A step takes
+/// a topic only if it was not published since the scan started: then no
+/// live message of it has gone out since, and the snapshot's seq is
+/// followed by exactly the next live one. A topic published since went
+/// live (its next seq first) and gets no snapshot: never a duplicate,
+/// never a gap.
+#[derive(Debug)]
+pub struct Scan {
+    /// The owner's clock when the scan started.
+    start: u64,
+    /// Exact patterns (lookups) and how many were looked up already.
+    exact: Vec<Box<str>>,
+    next_exact: usize,
+    /// Wildcards, walked over the topic index in one pass (so a topic two
+    /// of them match comes once), and where the walk stopped.
+    wild: Vec<Box<str>>,
+    cursor: Option<Cursor>,
+    wild_done: bool,
+}
+
+impl Scan {
+    pub fn done(&self) -> bool {
+        self.next_exact == self.exact.len() && self.wild_done
+    }
 }
 
 impl Default for Owned {
@@ -134,6 +168,7 @@ impl Owned {
             limits,
             reclaim_futile: false,
             forgotten: 0,
+            clock: 0,
         }
     }
 
@@ -172,6 +207,8 @@ impl Owned {
     /// which shards want it. None: a new topic and no room for it.
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Option<Published> {
         let (frame, at, created) = if let Some(st) = self.topics.get_mut(topic) {
+            self.clock += 1;
+            st.stamp = self.clock;
             let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
             (f, a, false)
         } else {
@@ -180,6 +217,8 @@ impl Owned {
             }
             self.index.insert(topic);
             let st = self.topics.entry(topic.into()).or_default();
+            self.clock += 1;
+            st.stamp = self.clock;
             let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
             (f, a, true)
         };
@@ -259,34 +298,70 @@ impl Owned {
         }
     }
 
-    /// The last message of every owned topic matching any of `patterns`,
-    /// as snapshot frames, each topic once. Exact topics are a lookup and
-    /// wildcards walk the topic index: the work is proportional to the
-    /// patterns and the topics they match, not to the topics held.
-    pub fn snapshot(&mut self, patterns: &[Box<str>]) -> Vec<(Bytes, TopicAt)> {
+    /// Start a snapshot of `patterns` (see [`Scan`]); nothing is visited
+    /// until [`Owned::scan_step`].
+    pub fn scan(&self, patterns: &[Box<str>]) -> Scan {
+        let (wild, exact) = patterns.iter().cloned().partition(|p| is_pattern(p));
+        Scan {
+            start: self.clock,
+            exact,
+            next_exact: 0,
+            wild,
+            cursor: None,
+            wild_done: false,
+        }
+    }
+
+    /// The next step of `scan`: the last message of owned topics matching
+    /// its patterns, as snapshot frames, each topic once over the whole
+    /// scan, visiting at most about `budget` topics (index nodes or exact
+    /// lookups). Exact topics are a lookup and wildcards walk the topic
+    /// index: the work is proportional to the topics matched, not to
+    /// those held.
+    pub fn scan_step(&mut self, scan: &mut Scan, budget: usize) -> Vec<(Bytes, TopicAt)> {
         let mut out = Vec::new();
-        // Dedupe only when two patterns may match one topic.
-        let mut seen: Option<FxHashSet<usize>> = (patterns.len() > 1).then(FxHashSet::default);
+        let mut left = budget.max(1);
         let (topics, index, lvc) = (&mut self.topics, &self.index, &mut self.lvc_bytes);
+        let start = scan.start;
         let mut emit = |topic: &str| {
-            if let Some(e) = snap_of(topics, lvc, topic) {
-                if seen
-                    .as_mut()
-                    .is_none_or(|s| s.insert(e.0.as_ptr() as usize))
-                {
+            // Published since the scan started: it went out live.
+            if topics.get(topic).is_some_and(|st| st.stamp <= start) {
+                if let Some(e) = snap_of(topics, lvc, topic) {
                     out.push(e);
                 }
             }
         };
-        for p in patterns {
-            if is_pattern(p) {
-                index.for_each_match(p, &mut emit);
-            } else {
-                emit(p);
-            }
+        while left > 0 && scan.next_exact < scan.exact.len() {
+            emit(&scan.exact[scan.next_exact]);
+            scan.next_exact += 1;
+            left -= 1;
+        }
+        if left > 0 && !scan.wild_done {
+            // A topic an exact pattern of the same scan names came (or
+            // comes) through that lookup.
+            let exact: Option<FxHashSet<&str>> =
+                (!scan.exact.is_empty()).then(|| scan.exact.iter().map(|p| &**p).collect());
+            let mut f = |t: &str| {
+                if exact.as_ref().is_none_or(|x| !x.contains(t)) {
+                    emit(t)
+                }
+            };
+            scan.wild_done = index.walk_from(&scan.wild, &mut scan.cursor, left, &mut f);
         }
         if self.lvc_bytes > self.limits.max_lvc_bytes {
             self.evict("");
+        }
+        out
+    }
+
+    /// The last message of every owned topic matching any of `patterns`,
+    /// in one go (tests; the broker serves scans in steps).
+    #[cfg(test)]
+    pub fn snapshot(&mut self, patterns: &[Box<str>]) -> Vec<(Bytes, TopicAt)> {
+        let mut scan = self.scan(patterns);
+        let mut out = Vec::new();
+        while !scan.done() {
+            out.extend(self.scan_step(&mut scan, 1 << 20));
         }
         out
     }

@@ -201,11 +201,35 @@ impl Cluster {
         while (0..self.hosts.len()).any(|from| self.step(from, to)) {}
     }
 
-    /// Deliver everything until no shard has mail.
+    /// The timer tick on `shard` (local snapshot scans go on).
+    pub fn tick(&mut self, shard: usize) {
+        self.brokers[shard].tick(&mut self.hosts[shard]);
+        self.post_outbox(shard);
+    }
+
+    /// The runtime's `writable` for a client: its queue drained.
+    pub fn writable(&mut self, (shard, c): Peer) {
+        self.brokers[shard].writable(&mut self.hosts[shard], c);
+        self.post_outbox(shard);
+    }
+
+    /// Deliver everything until no shard has mail, ticking shards whose
+    /// snapshot scans wait for a tick.
     pub fn settle(&mut self) {
-        while self.rings.values().any(|r| !r.is_empty()) {
-            for to in 0..self.hosts.len() {
-                self.drain_to(to);
+        loop {
+            while self.rings.values().any(|r| !r.is_empty()) {
+                for to in 0..self.hosts.len() {
+                    self.drain_to(to);
+                }
+            }
+            let waiting: Vec<usize> = (0..self.brokers.len())
+                .filter(|&s| self.brokers[s].scans_waiting())
+                .collect();
+            if waiting.is_empty() {
+                return;
+            }
+            for s in waiting {
+                self.tick(s);
             }
         }
     }

@@ -7,14 +7,22 @@
 //! - Replies to requests with an `id` go out in request order: an `ack`
 //!   waiting on owners holds back every reply behind it.
 //! - A topic's messages reach the client exactly once and in seq order
-//!   across a snapshot: while a pattern's snapshot is on its way from an
-//!   owner, that owner's live messages for topics only it matches are
-//!   older than the snapshot and skipped; topics a live subscription
-//!   already streams are streamed on and left out of the snapshot.
+//!   across a snapshot: until an owner has started a pattern's snapshot,
+//!   that owner's live messages for topics only it matches are older than
+//!   the snapshot and skipped; from the start on (the owner sends the
+//!   snapshot in steps, `owner::Scan`) they go through, and the owner
+//!   leaves out of later steps the topics published since. Topics a live
+//!   subscription already streams are streamed on and left out of the
+//!   snapshot.
+//!
+//! Both checks run per message and per snapshot entry, so they look up
+//! exact patterns by name and walk only the wildcard ones: a snapshot of
+//! 1,000 exact topics against 1,000 pending patterns was O(subs × pending)
+//! per entry, ~1e9 steps.
 
 use super::host::ShardMask;
 use super::rate::Bucket;
-use super::topic::matches;
+use super::topic::{is_pattern, matches};
 use super::wire::TopicAt;
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -26,9 +34,11 @@ pub(super) struct Pending {
     /// The request that asked; an unsubscribe cancels it, and a later
     /// request for the same pattern is a different one.
     pub req: u32,
-    pub pattern: Box<str>,
-    /// Owners still to answer.
+    /// Owners still to answer (to send their last snapshot step).
     pub awaiting: ShardMask,
+    /// Owners among them that sent a first step: from then on their live
+    /// messages for this pattern go through (see `owner::Scan`).
+    pub started: ShardMask,
     /// Patterns unsubscribed while this snapshot was on its way, with the
     /// owners for which they were streaming live. The client still wants
     /// their topics (this pattern matches them), has had them up to now,
@@ -47,13 +57,27 @@ struct Reply {
     frame: Bytes,
 }
 
+impl Pending {
+    /// Are `owner`'s live messages for this pattern still older than its
+    /// snapshot (the owner has not started it)?
+    fn holds_back(&self, owner: usize) -> bool {
+        self.awaiting & !self.started & bit(owner) != 0
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Subscriber {
     pub gen: u32,
-    pub subs: FxHashSet<Box<str>>,
+    /// Every pattern held, and the wildcards among them again (those are
+    /// walked per message; exact ones are looked up).
+    subs: FxHashSet<Box<str>>,
+    wild_subs: Vec<Box<str>>,
     /// Last delivery stamp, so overlapping patterns deliver once.
     pub stamp: u64,
-    pub pending: Vec<Pending>,
+    /// By pattern (a pattern has at most one: `unsubscribe` drops it, and
+    /// only a pattern not held is subscribed), and the wildcards again.
+    pending: FxHashMap<Box<str>, Pending>,
+    wild_pending: Vec<Box<str>>,
     /// Replies held until the owners answered, in request order.
     replies: VecDeque<Reply>,
     next_req: u32,
@@ -206,44 +230,106 @@ impl Subscriber {
         req
     }
 
-    /// Is `pattern` still waiting on `owner`?
-    fn pending_on(&self, pattern: &str, owner: usize) -> bool {
-        self.pending
+    /// Is `pattern` held?
+    pub fn has_sub(&self, pattern: &str) -> bool {
+        self.subs.contains(pattern)
+    }
+
+    pub fn sub_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Hold `pattern` (not held yet).
+    pub fn add_sub(&mut self, pattern: Box<str>) {
+        if is_pattern(&pattern) {
+            self.wild_subs.push(pattern.clone());
+        }
+        self.subs.insert(pattern);
+    }
+
+    /// Every pattern held, dropped (the connection closed).
+    pub fn take_subs(&mut self) -> FxHashSet<Box<str>> {
+        self.wild_subs.clear();
+        std::mem::take(&mut self.subs)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// `pattern` (just added) waits on the owners in `awaiting` for `req`.
+    pub fn add_pending(&mut self, req: u32, pattern: Box<str>, awaiting: ShardMask) {
+        if is_pattern(&pattern) {
+            self.wild_pending.push(pattern.clone());
+        }
+        let p = Pending {
+            req,
+            awaiting,
+            started: 0,
+            carried: Vec::new(),
+        };
+        self.pending.insert(pattern, p);
+    }
+
+    /// The pending subscriptions that may match `topic`: its exact one,
+    /// and the wildcards that do.
+    fn pending_matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a Pending> {
+        let exact = self.pending.get(topic);
+        let wild = self
+            .wild_pending
             .iter()
-            .any(|p| p.awaiting & bit(owner) != 0 && &*p.pattern == pattern)
+            .filter(move |p| matches(p, topic))
+            .filter_map(|p| self.pending.get(p));
+        exact.into_iter().chain(wild)
     }
 
     /// Is `topic` from `owner` streamed live to this client: matched by a
-    /// subscription not waiting on `owner` (and not in `except`), or
-    /// carried for a pending one?
-    pub fn live_match(&self, topic: &str, owner: usize, except: &[Box<str>]) -> bool {
-        let live = self
-            .subs
-            .iter()
-            .any(|p| matches(p, topic) && !self.pending_on(p, owner) && !except.contains(p));
-        live || self.pending.iter().any(|q| {
+    /// subscription whose snapshot from `owner` is not still to start (and
+    /// that is not one of request `except`'s), or carried for a pending
+    /// one? O(1) per exact pattern, O(wildcards) in all.
+    pub fn live_match(&self, topic: &str, owner: usize, except: Option<u32>) -> bool {
+        let live = |p: &str| match self.pending.get(p) {
+            Some(q) => !q.holds_back(owner) && Some(q.req) != except,
+            None => true,
+        };
+        if self.subs.contains(topic) && live(topic) {
+            return true;
+        }
+        if self.wild_subs.iter().any(|p| matches(p, topic) && live(p)) {
+            return true;
+        }
+        self.pending_matching(topic).any(|q| {
             q.awaiting & bit(owner) != 0
-                && matches(&q.pattern, topic)
                 && q.carried
                     .iter()
                     .any(|(p, on)| on & bit(owner) != 0 && matches(p, topic))
         })
     }
 
-    /// Should `topic`'s snapshot entry from `owner`, answering `req` for
-    /// `patterns`, go to the client?
-    pub fn snapshot_wanted(
-        &self,
-        req: u32,
-        owner: usize,
-        patterns: &[Box<str>],
-        topic: &str,
-    ) -> bool {
+    /// Should `topic`'s snapshot entry from `owner`, answering `req`, go
+    /// to the client?
+    pub fn snapshot_wanted(&self, req: u32, owner: usize, topic: &str) -> bool {
         let wanted = self
-            .pending
-            .iter()
-            .any(|p| p.req == req && p.awaiting & bit(owner) != 0 && matches(&p.pattern, topic));
-        wanted && !self.live_match(topic, owner, patterns)
+            .pending_matching(topic)
+            .any(|p| p.req == req && p.awaiting & bit(owner) != 0);
+        wanted && !self.live_match(topic, owner, Some(req))
+    }
+
+    /// Does request `req` still want `owner`'s snapshot steps (some of its
+    /// patterns are still subscribed and waiting on it)?
+    pub fn wants(&self, req: u32, owner: usize) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.req == req && p.awaiting & bit(owner) != 0)
+    }
+
+    /// `owner` sent its first snapshot step for `req`.
+    pub fn started(&mut self, req: u32, owner: usize) {
+        for p in self.pending.values_mut() {
+            if p.req == req {
+                p.started |= bit(owner) & p.awaiting;
+            }
+        }
     }
 
     /// Drop `pattern` from the subscriptions; None if it was not one. A
@@ -252,22 +338,25 @@ impl Subscriber {
     /// [`Pending::carried`]).
     pub fn unsubscribe(&mut self, pattern: &str) -> Option<Box<str>> {
         let p = self.subs.take(pattern)?;
-        let mut waited: ShardMask = 0;
-        // What the dropped snapshots carried was streaming too (through
-        // them): the other pending snapshots carry it on, or a topic
-        // streamed by `>`, carried by a pending `a.c`, would come again in
-        // a pending `a.>`'s snapshot once `a.c` is dropped as well (found
-        // by the broker fuzzer).
-        let mut inherited = Vec::new();
-        let (gone, kept): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|x| x.pattern == p);
-        self.pending = kept;
-        for x in gone {
-            waited |= x.awaiting;
-            inherited.extend(x.carried);
+        if is_pattern(&p) {
+            self.wild_subs.retain(|w| *w != p);
         }
-        for q in &mut self.pending {
+        // Where it was not streaming yet: owners that had not started its
+        // snapshot. What the dropped snapshot carried was streaming too
+        // (through it): the other pending snapshots carry it on, or a
+        // topic streamed by `>`, carried by a pending `a.c`, would come
+        // again in a pending `a.>`'s snapshot once `a.c` is dropped as
+        // well (found by the broker fuzzer).
+        let mut waited: ShardMask = 0;
+        let mut inherited = Vec::new();
+        if let Some(x) = self.pending.remove(&p) {
+            if is_pattern(&p) {
+                self.wild_pending.retain(|w| *w != p);
+            }
+            waited = x.awaiting & !x.started;
+            inherited = x.carried;
+        }
+        for q in self.pending.values_mut() {
             q.carried.push((p.clone(), !waited));
             q.carried.extend(inherited.iter().cloned());
         }
@@ -309,12 +398,17 @@ impl Subscriber {
             }
             *awaiting != 0
         });
-        for p in self.pending.iter_mut() {
+        for p in self.pending.values_mut() {
             if p.req == req {
                 p.awaiting &= !bit(owner);
+                p.started &= !bit(owner);
             }
         }
-        self.pending.retain(|p| p.awaiting != 0);
+        if self.pending.values().any(|p| p.awaiting == 0) {
+            self.pending.retain(|_, p| p.awaiting != 0);
+            let pending = &self.pending;
+            self.wild_pending.retain(|w| pending.contains_key(w));
+        }
         for r in self.replies.iter_mut() {
             if r.req == req {
                 r.awaiting &= !bit(owner);

@@ -146,4 +146,10 @@ impl App for Node {
     fn mail(&mut self, io: &mut Io<'_, Self::Mail>, from: usize, mail: Self::Mail) {
         self.broker.mail(io, from, mail);
     }
+
+    fn tick(&mut self, io: &mut Io<'_, Self::Mail>) {
+        // Snapshot scans for local subscribers whose last step sent
+        // nothing (no `writable` follows it) go on here.
+        self.broker.tick(io);
+    }
 }

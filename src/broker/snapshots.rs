@@ -1,0 +1,296 @@
+//! Subscription requests on both sides: the owner answers each, serving a
+//! snapshot in steps of at most `BrokerConfig::snapshot_step` topics
+//! across loop turns, and the subscriber's shard takes the steps in.
+//!
+//! A wildcard snapshot of 200,000 topics took one ~400 ms turn (the shard
+//! and its `/healthz` stalled); now each turn does one step. The exactness
+//! argument is `owner::Scan`'s: the subscription is in force on the owner
+//! before its scan starts, the owner's first step marks the start on the
+//! FIFO ring, live messages after it go through (`Subscriber::started`),
+//! and later steps leave out topics published since.
+//!
+//! What paces a scan: a remote subscriber's shard asks for the next step
+//! (`Mail::SnapMore`) once it took one in, so at most one step per scan is
+//! in the mail. A local one goes on when the subscriber's queue has drained
+//! (`Broker::writable`), or at the next tick (`Broker::tick`, 100 ms) if
+//! nothing was sent: the runtime has no mail to oneself to wake the shard
+//! on the next turn.
+//!
+//! An owner serves one request of a connection at a time: later ones
+//! (a `sub` without snapshot too) wait until its scan is done, so a scan
+//! never runs beside another of the same connection on the same owner,
+//! each sees the earlier ones in force, and their replies keep the order
+//! of the requests.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+use super::engine::Broker;
+use super::host::{Client, Host};
+use super::mail::Mail;
+use super::owner::Scan;
+use super::wire::TopicAt;
+use crate::metrics::inc;
+use crate::sendbuf::SendBuf;
+
+/// A subscribing connection, as its owners know it: its shard and id.
+pub(super) type ConnKey = (usize, Client);
+
+/// What an owner serves one connection.
+#[derive(Default)]
+pub(super) struct Served {
+    /// The request whose snapshot is being scanned, if any.
+    active: Option<Active>,
+    /// Requests that came after it, in order.
+    queued: VecDeque<Queued>,
+}
+
+struct Active {
+    req: u32,
+    scan: Scan,
+    /// Local subscriber: the next step waits for its queue to drain or
+    /// the tick.
+    ready: bool,
+    /// Ticks it has waited so (see `Broker::tick`).
+    ticks: u32,
+}
+
+/// Ticks (100 ms) a local scan waits for a subscriber whose queue does
+/// not drain before it sends the next step anyway: a client that never
+/// reads must not hold its snapshot slot (64 per shard) for ever; the
+/// steps then meet its slow-consumer policy, as a one-go snapshot did.
+const STUCK_TICKS: u32 = 10;
+
+struct Queued {
+    req: u32,
+    patterns: Vec<Box<str>>,
+    snapshot: bool,
+}
+
+impl Broker {
+    /// On the owner: `conn` of shard `from` subscribed `patterns` under
+    /// request `req` (its interest is known here already).
+    pub(super) fn owner_request<H: Host>(
+        &mut self,
+        io: &mut H,
+        from: usize,
+        conn: Client,
+        req: u32,
+        patterns: Vec<Box<str>>,
+        snapshot: bool,
+    ) {
+        let key = (from, conn);
+        if let Some(s) = self.served.get_mut(&key) {
+            s.queued.push_back(Queued {
+                req,
+                patterns,
+                snapshot,
+            });
+            return;
+        }
+        self.serve(io, key, req, &patterns, snapshot);
+    }
+
+    /// Answer a request now: at once without snapshot, else the scan's
+    /// first step.
+    fn serve<H: Host>(
+        &mut self,
+        io: &mut H,
+        key: ConnKey,
+        req: u32,
+        patterns: &[Box<str>],
+        snapshot: bool,
+    ) {
+        if !snapshot {
+            return self.owner_reply(io, key, req, Vec::new(), false);
+        }
+        let scan = self.owned.scan(patterns);
+        self.served.entry(key).or_default().active = Some(Active {
+            req,
+            scan,
+            ready: false,
+            ticks: 0,
+        });
+        self.scan_step(io, key);
+    }
+
+    /// The next step of `key`'s scan.
+    fn scan_step<H: Host>(&mut self, io: &mut H, key: ConnKey) {
+        let step = self.config.snapshot_step;
+        let Some(a) = self.served.get_mut(&key).and_then(|s| s.active.as_mut()) else {
+            return;
+        };
+        a.ready = false;
+        a.ticks = 0;
+        let entries = self.owned.scan_step(&mut a.scan, step);
+        let (req, done) = (a.req, a.scan.done());
+        self.count_forgotten(io);
+        if done {
+            self.owner_reply(io, key, req, entries, false);
+            self.next_request(io, key);
+        } else {
+            self.owner_reply(io, key, req, entries, true);
+        }
+    }
+
+    /// `key`'s scan is over: serve what waited behind it.
+    fn next_request<H: Host>(&mut self, io: &mut H, key: ConnKey) {
+        loop {
+            let Some(s) = self.served.get_mut(&key) else {
+                return;
+            };
+            s.active = None;
+            let Some(q) = s.queued.pop_front() else {
+                self.served.remove(&key);
+                return;
+            };
+            if q.snapshot {
+                // Its first step now; the rest wait their turn.
+                return self.serve(io, key, q.req, &q.patterns, true);
+            }
+            self.owner_reply(io, key, q.req, Vec::new(), false);
+        }
+    }
+
+    /// Send a step (`more`) or the answer to the subscriber's shard.
+    fn owner_reply<H: Host>(
+        &mut self,
+        io: &mut H,
+        (from, conn): ConnKey,
+        req: u32,
+        entries: Vec<(Bytes, TopicAt)>,
+        more: bool,
+    ) {
+        let me = io.shard();
+        if from != me {
+            return io.post(
+                from,
+                Mail::SubReply {
+                    conn,
+                    req,
+                    entries,
+                    more,
+                },
+            );
+        }
+        let go = self.sub_reply(io, me, conn, req, entries, more);
+        if more {
+            match self
+                .served
+                .get_mut(&(me, conn))
+                .and_then(|s| s.active.as_mut())
+            {
+                Some(a) if go => a.ready = true,
+                _ => self.scan_more(io, (me, conn), req, false),
+            }
+        }
+    }
+
+    /// The subscriber's shard took a step of `req` in: go on (`go`), or
+    /// stop there (no pattern of it is still wanted, or the connection
+    /// is gone), answering at once so that its ack and slot are released.
+    pub(super) fn scan_more<H: Host>(&mut self, io: &mut H, key: ConnKey, req: u32, go: bool) {
+        let Some(a) = self.served.get(&key).and_then(|s| s.active.as_ref()) else {
+            return;
+        };
+        if a.req != req {
+            return;
+        }
+        if go {
+            return self.scan_step(io, key);
+        }
+        self.owner_reply(io, key, req, Vec::new(), false);
+        self.next_request(io, key);
+    }
+
+    /// Local scans waiting on `conn`'s queue: it drained, go on.
+    pub(super) fn local_scan_writable<H: Host>(&mut self, io: &mut H, conn: Client) {
+        let key = (io.shard(), conn);
+        let ready = self
+            .served
+            .get(&key)
+            .and_then(|s| s.active.as_ref())
+            .is_some_and(|a| a.ready);
+        if ready {
+            self.scan_step(io, key);
+        }
+    }
+
+    /// On the timer tick: a local scan waiting with nothing queued for
+    /// its subscriber (its last step sent nothing: no `writable` follows)
+    /// goes on, and so does one whose subscriber has not drained its
+    /// queue for [`STUCK_TICKS`].
+    pub fn tick<H: Host>(&mut self, io: &mut H) {
+        let me = io.shard();
+        let mut ready: Vec<ConnKey> = Vec::new();
+        for (k, s) in self.served.iter_mut() {
+            let Some(a) = s.active.as_mut().filter(|a| k.0 == me && a.ready) else {
+                continue;
+            };
+            a.ticks += 1;
+            if a.ticks >= STUCK_TICKS || io.backlog(k.1).is_none_or(|b| b == 0) {
+                ready.push(*k);
+            }
+        }
+        for key in ready {
+            self.scan_step(io, key);
+        }
+    }
+
+    /// Do local scans wait for a tick or their subscriber's queue?
+    pub fn scans_waiting(&self) -> bool {
+        self.served
+            .values()
+            .any(|s| s.active.as_ref().is_some_and(|a| a.ready))
+    }
+
+    /// `conn` closed: what this shard serves it, as its owner, is dropped.
+    pub(super) fn forget_served<H: Host>(&mut self, io: &mut H, conn: Client) {
+        self.served.remove(&(io.shard(), conn));
+    }
+
+    /// `owner` sent a step (`more`) or its answer to request `req` of
+    /// `conn`, with the snapshot entries if asked. Everything that owner
+    /// published for these topics before its first step came ahead of it
+    /// (FIFO) and was held back by `deliver`; everything after comes
+    /// behind it and goes through, and later steps leave those topics out.
+    /// So a snapshot's seq is followed by exactly the next one: no gap, no
+    /// duplicate. Returns whether the owner should go on.
+    pub(super) fn sub_reply<H: Host>(
+        &mut self,
+        io: &mut H,
+        owner: usize,
+        conn: Client,
+        req: u32,
+        entries: Vec<(Bytes, TopicAt)>,
+        more: bool,
+    ) -> bool {
+        let me = io.shard();
+        let Some(st) = self.state(conn) else {
+            return false;
+        };
+        let send: Vec<(Bytes, TopicAt)> = entries
+            .into_iter()
+            .filter(|(f, at)| st.snapshot_wanted(req, owner, at.get(f)))
+            .collect();
+        let (replies, done, go) = if more {
+            st.started(req, owner);
+            (Vec::new(), false, st.wants(req, owner))
+        } else {
+            let (r, d) = st.answered(req, owner);
+            (r, d, false)
+        };
+        if done {
+            self.snapshots_done(io, 1);
+        }
+        let sent = send.len() as u64;
+        for (f, at) in send {
+            self.offer(io, conn, &SendBuf::from(f), at);
+        }
+        inc(&self.stats[me].snapshots_total, sent);
+        for f in replies {
+            io.send(conn, f);
+        }
+        go
+    }
+}
