@@ -288,3 +288,58 @@ fn what_a_dropped_pending_snapshot_carried_is_carried_on() {
     cl.settle();
     assert_eq!(summary(&cl.received(c)), [format!("msg {t} 2")]);
 }
+
+#[test]
+fn an_idle_subscriber_is_small_and_its_spare_state_goes_once_at_rest() {
+    assert!(
+        std::mem::size_of::<super::subscriber::Subscriber>() <= 48,
+        "Subscriber grew to {} bytes: every idle connection holds one",
+        std::mem::size_of::<super::subscriber::Subscriber>()
+    );
+    let mut cl = Cluster::new(2);
+    let t = topic_owned_by(1, 2, "md");
+    let publisher = cl.connect(1);
+    let sub = cl.connect(0);
+    cl.publish(publisher, &t, 1);
+    cl.settle();
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": [&t], "id": 1, "snapshot": true}),
+    );
+    // Waiting on the owner: the snapshot request and its ack are spare
+    // state, which a tick must not drop, however much later.
+    cl.hosts[0].now_ms = 60_000;
+    cl.tick(0);
+    let more = |cl: &mut Cluster| cl.brokers[0].state(sub.1).map(|s| s.has_more());
+    assert_eq!(more(&mut cl), Some(true));
+    cl.settle();
+    assert_eq!(
+        summary(&cl.received(sub)),
+        [format!("snap {t} 1"), "ack 1".into()]
+    );
+    // Answered, and its sub bucket long refilled: back to its small
+    // size on the next tick...
+    cl.tick(0);
+    assert_eq!(more(&mut cl), Some(false));
+    // (A bucket just used is not full: the tick keeps it.)
+    cl.send(sub, json!({"op": "sub", "topics": ["x"]}));
+    cl.settle();
+    cl.tick(0);
+    assert_eq!(more(&mut cl), Some(true));
+    cl.hosts[0].now_ms = 61_000;
+    cl.tick(0);
+    assert_eq!(more(&mut cl), Some(false));
+    // ...still subscribed, and still in request order and rate.
+    cl.publish(publisher, &t, 2);
+    cl.settle();
+    assert_eq!(summary(&cl.received(sub)), [format!("msg {t} 2")]);
+    cl.send(sub, json!({"op": "sub", "topics": ["other"], "id": 2}));
+    cl.settle();
+    assert_eq!(summary(&cl.received(sub)), ["ack 2"]);
+    cl.send(
+        sub,
+        json!({"op": "unsub", "topics": [&t, "other", "x"], "id": 3}),
+    );
+    cl.settle();
+    assert_eq!(summary(&cl.received(sub)), ["ack 3"]);
+}

@@ -32,6 +32,7 @@ impl Broker {
         let Some(st) = self.state(conn) else {
             return true;
         };
+        let st = st.more();
         let bucket = if publish {
             &mut st.pub_bucket
         } else {
@@ -123,7 +124,7 @@ impl Broker {
                 ErrCode::TooLarge,
                 format!("too many patterns for a snapshot (limit {max_patterns} per request)"),
             ))
-        } else if st.snapshots.len() >= per_conn {
+        } else if st.snapshots_in_flight() >= per_conn {
             Some((
                 ErrCode::RateLimited,
                 format!(

@@ -31,6 +31,22 @@ pub(super) struct Bucket {
 }
 
 impl Bucket {
+    /// Would the bucket be full at `now_ms` (as a new one is)? A full
+    /// bucket can be forgotten without giving anyone a new burst.
+    pub fn full(&self, rate: Rate, now_ms: u64) -> bool {
+        let Some(last) = self.last_ms else {
+            return true;
+        };
+        if rate.is_off() {
+            return true;
+        }
+        let cap = i64::from(rate.burst.max(1)) * MILLI;
+        let refill = i64::try_from(now_ms.saturating_sub(last))
+            .unwrap_or(i64::MAX)
+            .saturating_mul(i64::from(rate.per_s));
+        self.milli.saturating_add(refill) >= cap
+    }
+
     /// Admit a request costing `cost` tokens at `now_ms` under `rate`: it
     /// goes when at least one token is saved, and takes `cost` of them,
     /// which may leave the bucket below zero. So a request is never refused

@@ -220,7 +220,7 @@ impl Broker {
     /// its subscriber (its last step sent nothing: no `writable` follows)
     /// goes on, and so does one whose subscriber has not drained its
     /// queue for [`STUCK_TICKS`].
-    pub fn tick<H: Host>(&mut self, io: &mut H) {
+    pub(super) fn scan_tick<H: Host>(&mut self, io: &mut H) {
         let me = io.shard();
         let mut ready: Vec<ConnKey> = Vec::new();
         for (k, s) in self.served.iter_mut() {

@@ -65,25 +65,39 @@ impl Pending {
     }
 }
 
+/// One client's state, kept small: every idle subscribed connection holds
+/// one (issue #11's budget is 300 bytes for all of a connection). What a
+/// connection only needs while it is doing something (snapshots and
+/// replies on their way, conflation, rate buckets) lives in [`More`],
+/// allocated when first needed and dropped by [`Subscriber::tidy`] once it
+/// is at rest again: 48 bytes and the pattern's string, where everything
+/// inline took 344 bytes and a hash set 112 more.
 #[derive(Debug, Default)]
 pub(super) struct Subscriber {
     pub gen: u32,
-    /// Every pattern held, and the wildcards among them again (those are
-    /// walked per message; exact ones are looked up).
-    subs: FxHashSet<Box<str>>,
-    wild_subs: Vec<Box<str>>,
+    /// Kept here, not in `More`: a request number must not be reused while
+    /// an owner may still answer an older one.
+    next_req: u32,
     /// Last delivery stamp, so overlapping patterns deliver once.
     pub stamp: u64,
+    /// Every pattern held.
+    subs: Subs,
+    more: Option<Box<More>>,
+}
+
+/// What a subscriber holds only while it is doing something.
+#[derive(Debug, Default)]
+pub(super) struct More {
     /// By pattern (a pattern has at most one: `unsubscribe` drops it, and
     /// only a pattern not held is subscribed), and the wildcards again.
     pending: FxHashMap<Box<str>, Pending>,
     wild_pending: Vec<Box<str>>,
     /// Replies held until the owners answered, in request order.
     replies: VecDeque<Reply>,
-    next_req: u32,
     /// Conflation: the latest message per topic not yet queued (the queue
     /// was full), in arrival order.
     pub conflated_latest: Conflated,
+    /// Slow-consumer counts (since `More` was last allocated).
     pub dropped: u64,
     pub conflated: u64,
     /// Snapshot requests still waiting on owners: (request, owners left).
@@ -92,6 +106,142 @@ pub(super) struct Subscriber {
     /// Request rates (`BrokerConfig::pub_rate`, `sub_rate`).
     pub pub_bucket: Bucket,
     pub sub_bucket: Bucket,
+}
+
+/// The patterns a subscriber holds. Most clients hold one, kept inline;
+/// more go to a set (exact ones are looked up per message) with the
+/// wildcards listed again (those are walked per message).
+#[derive(Debug, Default)]
+enum Subs {
+    #[default]
+    None,
+    One {
+        pattern: Box<str>,
+        wild: bool,
+    },
+    Many(Box<SubSet>),
+}
+
+#[derive(Debug, Default)]
+struct SubSet {
+    all: FxHashSet<Box<str>>,
+    wild: Vec<Box<str>>,
+}
+
+impl Subs {
+    fn contains(&self, pattern: &str) -> bool {
+        match self {
+            Subs::None => false,
+            Subs::One { pattern: p, .. } => &**p == pattern,
+            Subs::Many(s) => s.all.contains(pattern),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Subs::None => 0,
+            Subs::One { .. } => 1,
+            Subs::Many(s) => s.all.len(),
+        }
+    }
+
+    /// The wildcard patterns held.
+    fn wild(&self) -> &[Box<str>] {
+        match self {
+            Subs::One {
+                pattern,
+                wild: true,
+            } => std::slice::from_ref(pattern),
+            Subs::Many(s) => &s.wild,
+            _ => &[],
+        }
+    }
+
+    fn insert(&mut self, pattern: Box<str>) {
+        let wild = is_pattern(&pattern);
+        match std::mem::take(self) {
+            Subs::None => *self = Subs::One { pattern, wild },
+            Subs::One {
+                pattern: first,
+                wild: first_wild,
+            } => {
+                let mut s = SubSet::default();
+                if first_wild {
+                    s.wild.push(first.clone());
+                }
+                s.all.insert(first);
+                s.insert(pattern, wild);
+                *self = Subs::Many(Box::new(s));
+            }
+            Subs::Many(mut s) => {
+                s.insert(pattern, wild);
+                *self = Subs::Many(s);
+            }
+        }
+    }
+
+    fn take(&mut self, pattern: &str) -> Option<Box<str>> {
+        match self {
+            Subs::None => None,
+            Subs::One { pattern: p, .. } => {
+                if &**p != pattern {
+                    return None;
+                }
+                match std::mem::take(self) {
+                    Subs::One { pattern, .. } => Some(pattern),
+                    _ => None,
+                }
+            }
+            Subs::Many(s) => {
+                let p = s.all.take(pattern)?;
+                if is_pattern(&p) {
+                    s.wild.retain(|w| *w != p);
+                }
+                if s.all.is_empty() {
+                    *self = Subs::None;
+                }
+                Some(p)
+            }
+        }
+    }
+
+    fn take_all(&mut self) -> Vec<Box<str>> {
+        match std::mem::take(self) {
+            Subs::None => Vec::new(),
+            Subs::One { pattern, .. } => vec![pattern],
+            Subs::Many(s) => s.all.into_iter().collect(),
+        }
+    }
+}
+
+impl SubSet {
+    fn insert(&mut self, pattern: Box<str>, wild: bool) {
+        if wild {
+            self.wild.push(pattern.clone());
+        }
+        self.all.insert(pattern);
+    }
+}
+
+impl More {
+    /// Nothing on its way, nothing held, every budget full at `now_ms`:
+    /// forgetting it loses nothing (a full bucket is what a new one is).
+    fn at_rest(&mut self, now_ms: u64, limits: &Limits) -> bool {
+        self.pending.is_empty()
+            && self.replies.is_empty()
+            && self.snapshots.is_empty()
+            && self.conflated_latest.is_empty()
+            && !self.new_topics.owes(now_ms, limits.new_topics)
+            && self.pub_bucket.full(limits.pub_rate, now_ms)
+            && self.sub_bucket.full(limits.sub_rate, now_ms)
+    }
+}
+
+/// The budgets a [`More`] keeps, to tell when it is at rest.
+pub(super) struct Limits {
+    pub pub_rate: super::rate::Rate,
+    pub sub_rate: super::rate::Rate,
+    pub new_topics: u64,
 }
 
 /// Window over which `--max-new-topics-per-conn` new topics are allowed.
@@ -123,6 +273,12 @@ impl TopicBudget {
             self.debt = self.debt.saturating_sub(paid);
             self.at_ms = now_ms;
         }
+    }
+
+    /// Is some of it still to be paid back at `now_ms`?
+    fn owes(&mut self, now_ms: u64, cap: u64) -> bool {
+        self.settle(now_ms, cap);
+        self.debt > 0
     }
 
     /// Is the budget spent?
@@ -223,6 +379,56 @@ impl Subscriber {
         }
     }
 
+    /// The part kept only while needed, made now if it is not there.
+    pub fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// Drop [`More`] if it is at rest (see [`More::at_rest`]).
+    pub fn tidy(&mut self, now_ms: u64, limits: &Limits) -> bool {
+        if self
+            .more
+            .as_mut()
+            .is_some_and(|m| m.at_rest(now_ms, limits))
+        {
+            self.more = None;
+            return true;
+        }
+        false
+    }
+
+    /// Holds a [`More`].
+    #[cfg(test)]
+    pub fn has_more(&self) -> bool {
+        self.more.is_some()
+    }
+
+    /// Messages held back under conflation?
+    pub fn conflating(&self) -> bool {
+        self.more
+            .as_ref()
+            .is_some_and(|m| !m.conflated_latest.is_empty())
+    }
+
+    /// (dropped, conflated, held under conflation) since `More` was made.
+    pub fn counters(&self) -> (u64, u64, usize) {
+        self.more.as_ref().map_or((0, 0, 0), |m| {
+            (m.dropped, m.conflated, m.conflated_latest.len())
+        })
+    }
+
+    /// Snapshot requests still on their way.
+    pub fn snapshots_in_flight(&self) -> usize {
+        self.more.as_ref().map_or(0, |m| m.snapshots.len())
+    }
+
+    /// Has the connection's new-topic budget run out?
+    pub fn new_topics_spent(&mut self, now_ms: u64, cap: u64) -> bool {
+        self.more
+            .as_mut()
+            .is_some_and(|m| m.new_topics.spent(now_ms, cap))
+    }
+
     /// A number for a request that waits on owners.
     pub fn next_req(&mut self) -> u32 {
         let req = self.next_req;
@@ -241,26 +447,23 @@ impl Subscriber {
 
     /// Hold `pattern` (not held yet).
     pub fn add_sub(&mut self, pattern: Box<str>) {
-        if is_pattern(&pattern) {
-            self.wild_subs.push(pattern.clone());
-        }
         self.subs.insert(pattern);
     }
 
     /// Every pattern held, dropped (the connection closed).
-    pub fn take_subs(&mut self) -> FxHashSet<Box<str>> {
-        self.wild_subs.clear();
-        std::mem::take(&mut self.subs)
+    pub fn take_subs(&mut self) -> Vec<Box<str>> {
+        self.subs.take_all()
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.more.as_ref().is_some_and(|m| !m.pending.is_empty())
     }
 
     /// `pattern` (just added) waits on the owners in `awaiting` for `req`.
     pub fn add_pending(&mut self, req: u32, pattern: Box<str>, awaiting: ShardMask) {
+        let m = self.more();
         if is_pattern(&pattern) {
-            self.wild_pending.push(pattern.clone());
+            m.wild_pending.push(pattern.clone());
         }
         let p = Pending {
             req,
@@ -268,19 +471,21 @@ impl Subscriber {
             started: 0,
             carried: Vec::new(),
         };
-        self.pending.insert(pattern, p);
+        m.pending.insert(pattern, p);
     }
 
     /// The pending subscriptions that may match `topic`: its exact one,
     /// and the wildcards that do.
     fn pending_matching<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a Pending> {
-        let exact = self.pending.get(topic);
-        let wild = self
-            .wild_pending
-            .iter()
-            .filter(move |p| matches(p, topic))
-            .filter_map(|p| self.pending.get(p));
-        exact.into_iter().chain(wild)
+        self.more.iter().flat_map(move |m| {
+            let exact = m.pending.get(topic);
+            let wild = m
+                .wild_pending
+                .iter()
+                .filter(move |p| matches(p, topic))
+                .filter_map(|p| m.pending.get(p));
+            exact.into_iter().chain(wild)
+        })
     }
 
     /// Is `topic` from `owner` streamed live to this client: matched by a
@@ -288,14 +493,20 @@ impl Subscriber {
     /// that is not one of request `except`'s), or carried for a pending
     /// one? O(1) per exact pattern, O(wildcards) in all.
     pub fn live_match(&self, topic: &str, owner: usize, except: Option<u32>) -> bool {
-        let live = |p: &str| match self.pending.get(p) {
+        let pending = self.more.as_ref().map(|m| &m.pending);
+        let live = |p: &str| match pending.and_then(|m| m.get(p)) {
             Some(q) => !q.holds_back(owner) && Some(q.req) != except,
             None => true,
         };
         if self.subs.contains(topic) && live(topic) {
             return true;
         }
-        if self.wild_subs.iter().any(|p| matches(p, topic) && live(p)) {
+        if self
+            .subs
+            .wild()
+            .iter()
+            .any(|p| matches(p, topic) && live(p))
+        {
             return true;
         }
         self.pending_matching(topic).any(|q| {
@@ -318,14 +529,17 @@ impl Subscriber {
     /// Does request `req` still want `owner`'s snapshot steps (some of its
     /// patterns are still subscribed and waiting on it)?
     pub fn wants(&self, req: u32, owner: usize) -> bool {
-        self.pending
-            .values()
-            .any(|p| p.req == req && p.awaiting & bit(owner) != 0)
+        self.more.as_ref().is_some_and(|m| {
+            m.pending
+                .values()
+                .any(|p| p.req == req && p.awaiting & bit(owner) != 0)
+        })
     }
 
     /// `owner` sent its first snapshot step for `req`.
     pub fn started(&mut self, req: u32, owner: usize) {
-        for p in self.pending.values_mut() {
+        let Some(m) = self.more.as_mut() else { return };
+        for p in m.pending.values_mut() {
             if p.req == req {
                 p.started |= bit(owner) & p.awaiting;
             }
@@ -338,9 +552,9 @@ impl Subscriber {
     /// [`Pending::carried`]).
     pub fn unsubscribe(&mut self, pattern: &str) -> Option<Box<str>> {
         let p = self.subs.take(pattern)?;
-        if is_pattern(&p) {
-            self.wild_subs.retain(|w| *w != p);
-        }
+        let Some(m) = self.more.as_mut() else {
+            return Some(p);
+        };
         // Where it was not streaming yet: owners that had not started its
         // snapshot. What the dropped snapshot carried was streaming too
         // (through it): the other pending snapshots carry it on, or a
@@ -349,14 +563,14 @@ impl Subscriber {
         // well (found by the broker fuzzer).
         let mut waited: ShardMask = 0;
         let mut inherited = Vec::new();
-        if let Some(x) = self.pending.remove(&p) {
+        if let Some(x) = m.pending.remove(&p) {
             if is_pattern(&p) {
-                self.wild_pending.retain(|w| *w != p);
+                m.wild_pending.retain(|w| *w != p);
             }
             waited = x.awaiting & !x.started;
             inherited = x.carried;
         }
-        for q in self.pending.values_mut() {
+        for q in m.pending.values_mut() {
             q.carried.push((p.clone(), !waited));
             q.carried.extend(inherited.iter().cloned());
         }
@@ -366,10 +580,10 @@ impl Subscriber {
     /// Send `frame` (a reply to a request with an id) now, or queue it
     /// behind replies still waiting: returns it if it may go now.
     pub fn reply(&mut self, frame: Bytes) -> Option<Bytes> {
-        if self.replies.is_empty() {
+        let Some(m) = self.more.as_mut().filter(|m| !m.replies.is_empty()) else {
             return Some(frame);
-        }
-        self.replies.push_back(Reply {
+        };
+        m.replies.push_back(Reply {
             req: 0,
             awaiting: 0,
             frame,
@@ -379,7 +593,7 @@ impl Subscriber {
 
     /// Hold `frame` until every owner in `awaiting` answered `req`.
     pub fn reply_after(&mut self, req: u32, awaiting: ShardMask, frame: Bytes) {
-        self.replies.push_back(Reply {
+        self.more().replies.push_back(Reply {
             req,
             awaiting,
             frame,
@@ -390,33 +604,36 @@ impl Subscriber {
     /// or reply. Returns the replies now free to go, in request order, and
     /// whether this completed a snapshot request.
     pub fn answered(&mut self, req: u32, owner: usize) -> (Vec<Bytes>, bool) {
+        let Some(m) = self.more.as_mut() else {
+            return (Vec::new(), false);
+        };
         let mut done = false;
-        self.snapshots.retain_mut(|(r, awaiting)| {
+        m.snapshots.retain_mut(|(r, awaiting)| {
             if *r == req {
                 *awaiting &= !bit(owner);
                 done = *awaiting == 0;
             }
             *awaiting != 0
         });
-        for p in self.pending.values_mut() {
+        for p in m.pending.values_mut() {
             if p.req == req {
                 p.awaiting &= !bit(owner);
                 p.started &= !bit(owner);
             }
         }
-        if self.pending.values().any(|p| p.awaiting == 0) {
-            self.pending.retain(|_, p| p.awaiting != 0);
-            let pending = &self.pending;
-            self.wild_pending.retain(|w| pending.contains_key(w));
+        if m.pending.values().any(|p| p.awaiting == 0) {
+            m.pending.retain(|_, p| p.awaiting != 0);
+            let pending = &m.pending;
+            m.wild_pending.retain(|w| pending.contains_key(w));
         }
-        for r in self.replies.iter_mut() {
+        for r in m.replies.iter_mut() {
             if r.req == req {
                 r.awaiting &= !bit(owner);
             }
         }
         let mut ready = Vec::new();
-        while self.replies.front().is_some_and(|r| r.awaiting == 0) {
-            if let Some(r) = self.replies.pop_front() {
+        while m.replies.front().is_some_and(|r| r.awaiting == 0) {
+            if let Some(r) = m.replies.pop_front() {
                 ready.push(r.frame);
             }
         }
