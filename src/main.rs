@@ -113,7 +113,8 @@ struct Args {
     #[arg(long, default_value_t = rt().max_handshakes)]
     max_handshakes_per_shard: usize,
     /// Milliseconds a handshake may take while the shard's descriptor table
-    /// is more than 3/4 full; older ones are closed, oldest first.
+    /// is more than 3/4 full and the handshakes in progress could take every
+    /// free slot; older ones are closed, oldest first.
     #[arg(long, default_value_t = rt().handshake_timeout_busy.as_millis() as u64)]
     handshake_timeout_busy_ms: u64,
     /// Most connections open from one client address (IPv4, or IPv6 /64),

@@ -66,7 +66,8 @@ pub struct Config {
     /// Most connections per shard still in their HTTP handshake; past it
     /// the oldest is closed to make room.
     pub max_handshakes: usize,
-    /// When a shard's descriptor table is more than 3/4 full, handshakes
+    /// When a shard's descriptor table is more than 3/4 full and its
+    /// handshakes in progress could take every free slot left, handshakes
     /// older than this are closed, oldest first, so that `/healthz` and
     /// upgrades find a slot.
     pub handshake_timeout_busy: Duration,

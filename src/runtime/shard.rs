@@ -47,7 +47,7 @@ const BGID: u16 = 0;
 /// that `/healthz` and `/metrics` still get in, and a client that finds the
 /// shard full is told so (503) instead of waiting unanswered in the
 /// listen backlog: 16, or a quarter of a small table.
-fn http_reserve(table: u32) -> usize {
+pub(super) fn http_reserve(table: u32) -> usize {
     16.min(table as usize / 4)
 }
 
