@@ -310,6 +310,9 @@ fn main() {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone());
         let _ = signal_hook::flag::register(sig, flag.clone());
     }
+    for note in server.notes() {
+        println!("ringfan: {note}");
+    }
     println!(
         "ringfan: listening on {} ({shards} shards)",
         server.local_addr().unwrap_or(args.listen)

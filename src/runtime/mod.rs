@@ -7,7 +7,8 @@
 //! One concept per file:
 //! - [`app`]: the [`App`] trait and the types its callbacks take;
 //! - [`io`]: the application's handle on its shard ([`Io`]);
-//! - [`config`], [`server`]: setting a runtime up, starting and stopping it;
+//! - [`config`], [`server`]: setting a runtime up, starting and stopping it
+//!   (`capacity`: what caps the connection count, said at start-up);
 //! - `shard`: the loop and its completions; `inbound`: received bytes
 //!   through the handshake and the WebSocket core; `flush`: the sends and
 //!   teardown steps of a turn; `deadlines`: the timer tick; `dial`: client
@@ -28,6 +29,7 @@
 pub mod app;
 mod backpressure;
 pub mod bufring;
+mod capacity;
 pub mod config;
 mod conn;
 mod deadlines;

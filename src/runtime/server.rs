@@ -6,7 +6,7 @@ use super::config::{Config, StartError};
 use super::peer::PeerLimits;
 use super::shard::{Shard, Shared};
 use super::stats::ShardStats;
-use super::{listener, mailbox};
+use super::{capacity, listener, mailbox};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -18,6 +18,7 @@ pub struct Server {
     draining: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<[ShardStats]>,
+    notes: Vec<String>,
 }
 
 impl Server {
@@ -29,7 +30,18 @@ impl Server {
         F: Fn(usize) -> A + Send + Sync + 'static,
     {
         let shards = config.shards.max(1);
-        let table = raise_fd_limit().min(config.max_connections_per_shard as u64) as u32;
+        let nofile = raise_fd_limit();
+        let table = nofile.min(config.max_connections_per_shard as u64) as u32;
+        let notes = match config.listen {
+            Some(_) => capacity::notes(
+                capacity::Kernel::read(nofile),
+                shards,
+                u64::from(table),
+                u64::from(config.max_connections_per_shard),
+                config.listen_backlog.max(0) as u64,
+            ),
+            None => Vec::new(),
+        };
         let (listeners, addr) = match config.listen {
             Some(listen) => {
                 let (fds, addr) =
@@ -132,7 +144,14 @@ impl Server {
             draining,
             threads,
             stats,
+            notes,
         })
+    }
+
+    /// What caps the connection count, one line each, to say at start-up
+    /// (see `capacity.rs`).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The bound address (None for a client-only runtime).
