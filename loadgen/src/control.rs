@@ -76,6 +76,9 @@ pub struct StormResult {
     pub unheld_deliveries: u64,
     /// Snapshots received on resubscribing.
     pub snapshots: u64,
+    /// Resubscriptions the broker refused with `rate_limited` (retry
+    /// later) and that were sent again.
+    pub retried: u64,
     /// Held subscribers' delivery latency, by when it arrived: from the
     /// drop to the last resubscription answered, and outside that.
     pub during: Histogram<u64>,

@@ -26,6 +26,10 @@ const MAX_LATENCY_NS: u64 = 120_000_000_000;
 const INTERVAL_NS: u64 = 250_000_000;
 /// Largest message accepted from the broker.
 const MAX_MESSAGE: usize = 16 << 20;
+/// Storm: how often a resubscription refused with `rate_limited` is
+/// retried, and the wait before the n-th retry (n × this, at most 10×).
+const RESUB_RETRIES: u32 = 100;
+const RETRY_NS: u64 = 10_000_000;
 /// Other source ports a connection tries when its exact one is taken.
 const PORT_RETRIES: u32 = 8;
 
@@ -46,6 +50,8 @@ struct Slot {
     last_t: u64,
     sender: Option<usize>,
     rejoin: Rejoin,
+    /// Resubscriptions retried after `rate_limited`.
+    retries: u32,
 }
 
 /// Whether a connection is a storm's reconnection, and whether its
@@ -107,6 +113,9 @@ pub struct Driver {
     /// connections (plan indices) still to redial.
     stormed: bool,
     redial: Vec<u64>,
+    /// Resubscriptions refused with `rate_limited` ("retry later"), and
+    /// when to send them again.
+    retry: Vec<(u64, ConnId)>,
     storm: StormResult,
 }
 
@@ -134,12 +143,14 @@ impl Driver {
             reported: false,
             stormed: false,
             redial: Vec::new(),
+            retry: Vec::new(),
             storm: StormResult {
                 dropped: 0,
                 resubscribed: 0,
                 failed: 0,
                 unheld_deliveries: 0,
                 snapshots: 0,
+                retried: 0,
                 during: histogram(),
                 outside: histogram(),
             },
@@ -216,6 +227,39 @@ impl Driver {
         }
     }
 
+    fn subscribe(&mut self, io: &mut Io<'_, ()>, id: ConnId, topic: u32, snapshot: bool) {
+        self.buf.clear();
+        let name = self
+            .plan
+            .topics
+            .get(topic as usize)
+            .map_or("", String::as_str);
+        msg::write_sub(&mut self.buf, &[name], u64::from(topic) + 1, snapshot);
+        io.send_text(id, &self.buf);
+    }
+
+    /// Storm: resend the resubscriptions the broker asked to retry later
+    /// whose time has come.
+    fn resubscribe_due(&mut self, io: &mut Io<'_, ()>) {
+        if self.retry.is_empty() {
+            return;
+        }
+        let now = self.ctl.now_ns();
+        let mut due = Vec::new();
+        self.retry.retain(|&(at, id)| {
+            if at <= now {
+                due.push(id);
+            }
+            at > now
+        });
+        for id in due {
+            let Some(s) = self.slot(id) else { continue };
+            if let (Kind::Subscriber { topic }, Rejoin::Pending) = (s.kind, s.rejoin) {
+                self.subscribe(io, id, topic, true);
+            }
+        }
+    }
+
     /// Storm: a reconnection failed or ended before its answer.
     fn rejoin_failed(&mut self) {
         self.storm.failed += 1;
@@ -249,6 +293,7 @@ impl Driver {
             last_t: 0,
             sender: None,
             rejoin,
+            retries: 0,
         });
         self.dialing += 1;
     }
@@ -493,23 +538,18 @@ impl App for Driver {
 
     fn connected(&mut self, io: &mut Io<'_, ()>, id: ConnId) {
         self.dialing = self.dialing.saturating_sub(1);
-        self.counts.connections_opened += 1;
-        let Some((kind, rejoin)) = self.slot(id).map(|s| (s.kind, s.rejoin)) else {
+        let info = self.slot(id).map(|s| (s.kind, s.rejoin));
+        // Reconnections are the storm's figures, not the plan's count.
+        if info.is_none_or(|(_, r)| r == Rejoin::No) {
+            self.counts.connections_opened += 1;
+        }
+        let Some((kind, rejoin)) = info else {
             return;
         };
         // A storm's reconnection asks for the snapshot it missed.
         let snapshot = self.plan.snapshot || rejoin != Rejoin::No;
         match kind {
-            Kind::Subscriber { topic } => {
-                self.buf.clear();
-                let name = self
-                    .plan
-                    .topics
-                    .get(topic as usize)
-                    .map_or("", String::as_str);
-                msg::write_sub(&mut self.buf, &[name], u64::from(topic) + 1, snapshot);
-                io.send_text(id, &self.buf);
-            }
+            Kind::Subscriber { topic } => self.subscribe(io, id, topic, snapshot),
             Kind::Publisher { index } | Kind::Echo { index } => {
                 let s = self.new_sender(id, index);
                 self.senders.push(s);
@@ -550,7 +590,10 @@ impl App for Driver {
         self.counts.connect_failures += 1;
         if rejoin {
             self.rejoin_failed();
-            *self.failures.entry(format!("reconnect: {why}")).or_default() += 1;
+            *self
+                .failures
+                .entry(format!("reconnect: {why}"))
+                .or_default() += 1;
             self.redial_more(io);
             return;
         }
@@ -593,9 +636,32 @@ impl App for Driver {
                             }
                             return;
                         }
-                        Ok(Server::Err { .. }) | Ok(Server::Other) | Err(_) => {
+                        Ok(Server::Err { code, .. })
+                            if slot.rejoin == Rejoin::Pending
+                                && code == "rate_limited"
+                                && slot.retries < RESUB_RETRIES =>
+                        {
+                            // The broker sheds a storm with "retry later":
+                            // do as a client would, a little later each
+                            // time, and count it.
+                            slot.retries += 1;
+                            let wait = RETRY_NS * u64::from(slot.retries.min(10));
+                            self.retry.push((self.ctl.now_ns() + wait, id));
+                            self.storm.retried += 1;
+                            return;
+                        }
+                        other => {
                             if slot.rejoin == Rejoin::Pending {
+                                // Failures by cause: the broker's code.
                                 slot.rejoin = Rejoin::Answered;
+                                let why = match other {
+                                    Ok(Server::Err { code, .. }) => format!("`err` {code}"),
+                                    _ => "not an ack".to_string(),
+                                };
+                                *self
+                                    .failures
+                                    .entry(format!("resubscribe answered with {why}"))
+                                    .or_default() += 1;
                                 self.rejoin_failed();
                             }
                             self.counts.errors += 1;
@@ -684,13 +750,17 @@ impl App for Driver {
         match self.ctl.phase() {
             Phase::Connecting => self.dial_more(io),
             Phase::Holding => {}
-            Phase::Draining => self.redial_more(io),
+            Phase::Draining => {
+                self.redial_more(io);
+                self.resubscribe_due(io);
+            }
             Phase::Running => {
                 for s in 0..self.senders.len() {
                     self.pump(io, s);
                 }
                 self.storm(io);
                 self.redial_more(io);
+                self.resubscribe_due(io);
             }
             Phase::Collect => {
                 if !self.reported {

@@ -349,7 +349,8 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             let load = Load {
                 snapshot: a.snapshot,
                 subs_per_topic: plan::spread(a.connections, topics.len(), 0.0)?,
-                publishing: Publishing::Owned(vec![1.0; topics.len()]),
+                // Weights are shares of --rate (they sum to 1).
+                publishing: Publishing::Owned(vec![1.0 / topics.len() as f64; topics.len()]),
                 topics,
                 publishers: a.publishers.max(1),
                 rate: a.rate,
@@ -464,12 +465,20 @@ mod tests {
             })
         );
         assert_eq!((0..300).filter(|&i| p.dropped(i)).count(), 100);
+        // The feed's weights are shares of --rate.
+        let Publishing::Owned(w) = &p.publishing else {
+            panic!("a feed");
+        };
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         for bad in [
             &["storm", "--connections", "10", "--drop", "11"][..],
             &["storm", "--duration", "2s", "--drop-at", "2s"],
             &["storm", "--rate", "0"],
         ] {
-            assert!(build(parse(bad).expect("parses").scenario).is_err(), "{bad:?}");
+            assert!(
+                build(parse(bad).expect("parses").scenario).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -185,10 +185,8 @@ impl Plan {
     /// Nanoseconds (on the run's clock) at which the storm drops its
     /// connections, given when publishing started.
     pub fn storm_at_ns(&self, start_ns: u64) -> Option<u64> {
-        self.storm.map(|s| {
-            start_ns
-                .saturating_add((self.warmup + s.at).as_nanos() as u64)
-        })
+        self.storm
+            .map(|s| start_ns.saturating_add((self.warmup + s.at).as_nanos() as u64))
     }
 
     /// Which shard drives connection `i`.

@@ -344,6 +344,7 @@ impl Merged {
                 failed: 0,
                 unheld_deliveries: 0,
                 snapshots: 0,
+                retried: 0,
                 during: histogram(),
                 outside: histogram(),
             },
@@ -363,6 +364,7 @@ impl Merged {
             s.failed += t.failed;
             s.unheld_deliveries += t.unheld_deliveries;
             s.snapshots += t.snapshots;
+            s.retried += t.retried;
             let _ = s.during.add(&t.during);
             let _ = s.outside.add(&t.outside);
         }
@@ -460,22 +462,15 @@ fn assemble(
 
 /// Storm: what became of the dropped connections, how long they took to
 /// come back, and the held subscribers' latency in the storm and outside.
-fn storm_figures(
-    plan: &Plan,
-    s: &StormResult,
-    window: Option<(u64, u64)>,
-    report: &mut RunReport,
-) {
+fn storm_figures(plan: &Plan, s: &StormResult, window: Option<(u64, u64)>, report: &mut RunReport) {
     let planned = plan.storm.map_or(0, |st| st.drop.min(plan.subscribers));
     let e = &mut report.extra;
     e.insert("storm_dropped".into(), s.dropped as f64);
     e.insert("storm_resubscribed".into(), s.resubscribed as f64);
     e.insert("storm_reconnect_failures".into(), s.failed as f64);
     e.insert("storm_snapshots".into(), s.snapshots as f64);
-    e.insert(
-        "storm_unheld_deliveries".into(),
-        s.unheld_deliveries as f64,
-    );
+    e.insert("storm_resubscribe_retries".into(), s.retried as f64);
+    e.insert("storm_unheld_deliveries".into(), s.unheld_deliveries as f64);
     for (name, h) in [("during", &s.during), ("outside", &s.outside)] {
         e.insert(format!("held_{name}_storm_count"), h.len() as f64);
         if !h.is_empty() {
@@ -508,6 +503,14 @@ fn storm_figures(
             fmt_count(s.dropped),
             fmt_count(s.failed),
             fmt_count(s.dropped.saturating_sub(s.resubscribed + s.failed)),
+        ));
+    }
+    if s.retried > 0 {
+        // Not a failure (each was retried, as the broker asked), but the
+        // broker shedding the storm is part of what it measured.
+        report.notes.push(format!(
+            "the broker answered {} resubscriptions `rate_limited` (retry later); each was retried after 10-100 ms, and the reconnect time includes it",
+            fmt_count(s.retried)
         ));
     }
     if s.dropped > 0 && s.during.is_empty() {

@@ -29,7 +29,10 @@ fn ringfan(shards: usize) -> Server {
     };
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     Server::start(config, move |_| {
-        Node::new(Broker::new(broker.clone(), stats.clone()), Routes::default())
+        Node::new(
+            Broker::new(broker.clone(), stats.clone()),
+            Routes::default(),
+        )
     })
     .expect("broker starts")
 }
@@ -105,13 +108,13 @@ fn a_storm_of_100_of_300_comes_back_whole_and_reports_both_windows() {
     // Every topic had a last value by the drop, so each came back with it.
     assert_eq!(fig("storm_snapshots"), 100.0, "{stdout}");
     let reconnect = fig("storm_reconnect_s");
-    assert!(reconnect > 0.0 && reconnect < 3.0, "{reconnect} s\n{stdout}");
+    assert!(
+        reconnect > 0.0 && reconnect < 3.0,
+        "{reconnect} s\n{stdout}"
+    );
     // Both windows have the held subscribers' deliveries, and their figures.
     for window in ["during", "outside"] {
-        assert!(
-            fig(&format!("held_{window}_storm_count")) > 0.0,
-            "{stdout}"
-        );
+        assert!(fig(&format!("held_{window}_storm_count")) > 0.0, "{stdout}");
         let (p50, p99) = (
             fig(&format!("held_{window}_storm_p50_us")),
             fig(&format!("held_{window}_storm_p99_us")),
