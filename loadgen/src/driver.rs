@@ -735,6 +735,13 @@ impl App for Driver {
         }
         if slot.rejoin == Rejoin::Pending {
             self.rejoin_failed();
+            let why = code.map_or_else(|| "abnormally".to_string(), |c| format!("with {c}"));
+            *self
+                .failures
+                .entry(format!(
+                    "reconnected, then closed {why} before its resubscription was answered"
+                ))
+                .or_default() += 1;
         }
         if !self.reported {
             // Closes during the run (ours at the end are not counted).
