@@ -280,6 +280,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
             .unwrap_or(scenario.default_tick())
             .max(Duration::from_micros(10)),
         snapshot,
+        storm: None,
         prefix: Vec::new(),
     };
     p.seal();

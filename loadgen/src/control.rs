@@ -55,6 +55,34 @@ pub struct ShardResult {
     pub published_measured: u64,
     /// Why connections failed, with how many failed so.
     pub failures: BTreeMap<String, u64>,
+    /// Storm: what happened to the dropped connections, and the held
+    /// subscribers' latency during the storm and outside it.
+    pub storm: StormResult,
+}
+
+/// One shard's share of a storm.
+pub struct StormResult {
+    /// Subscribers closed by the storm (and so reconnected).
+    pub dropped: u64,
+    /// Reconnected connections whose resubscription was answered (the
+    /// ack, which follows the snapshot).
+    pub resubscribed: u64,
+    /// Reconnections that failed (connect or handshake), were closed
+    /// before their answer, or were answered with `err`.
+    pub failed: u64,
+    /// Deliveries to the dropped subscribers, before the drop and after
+    /// reconnecting (snapshots included): counted, not owed, since a
+    /// publish racing a drop may or may not reach them.
+    pub unheld_deliveries: u64,
+    /// Snapshots received on resubscribing.
+    pub snapshots: u64,
+    /// Resubscriptions the broker refused with `rate_limited` (retry
+    /// later) and that were sent again.
+    pub retried: u64,
+    /// Held subscribers' delivery latency, by when it arrived: from the
+    /// drop to the last resubscription answered, and outside that.
+    pub during: Histogram<u64>,
+    pub outside: Histogram<u64>,
 }
 
 pub struct Control {
@@ -67,6 +95,11 @@ pub struct Control {
     /// reach).
     pub topic_subs: Box<[AtomicU32]>,
     pub reports: Mutex<mpsc::Sender<(usize, Report)>>,
+    /// Storm: dropped connections not yet resolved (resubscribed, or
+    /// failed), from the plan's count down; the shard that takes it to
+    /// zero sets `storm_end_ns` (u64::MAX until then).
+    pub storm_pending: AtomicU64,
+    pub storm_end_ns: AtomicU64,
 }
 
 impl Control {
@@ -78,6 +111,8 @@ impl Control {
             live: (0..shards).map(|_| Live::default()).collect(),
             topic_subs: (0..topics).map(|_| AtomicU32::new(0)).collect(),
             reports: Mutex::new(reports),
+            storm_pending: AtomicU64::new(0),
+            storm_end_ns: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -104,6 +139,18 @@ impl Control {
 
     pub fn sum(&self, f: impl Fn(&Live) -> &AtomicU64) -> u64 {
         self.live.iter().map(|l| f(l).load(Ordering::Relaxed)).sum()
+    }
+
+    /// Storm: `n` dropped connections resolved (answered, or given up on).
+    /// The last one marks the end of the storm.
+    pub fn storm_resolved(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = self.storm_pending.fetch_sub(n, Ordering::AcqRel);
+        if before == n {
+            self.storm_end_ns.store(self.now_ns(), Ordering::Release);
+        }
     }
 
     pub fn report(&self, shard: usize, r: Report) {

@@ -9,7 +9,7 @@
 //! histogram record. Shared counters are published once a tick, never per
 //! message.
 
-use crate::control::{Control, Phase, Report, ShardResult};
+use crate::control::{Control, Phase, Report, ShardResult, StormResult};
 use crate::feed;
 use crate::msg::{self, Server};
 use crate::plan::{Kind, Plan, Publishing, Scenario};
@@ -26,6 +26,10 @@ const MAX_LATENCY_NS: u64 = 120_000_000_000;
 const INTERVAL_NS: u64 = 250_000_000;
 /// Largest message accepted from the broker.
 const MAX_MESSAGE: usize = 16 << 20;
+/// Storm: how often a resubscription refused with `rate_limited` is
+/// retried, and the wait before the n-th retry (n × this, at most 10×).
+const RESUB_RETRIES: u32 = 100;
+const RETRY_NS: u64 = 10_000_000;
 /// Other source ports a connection tries when its exact one is taken.
 const PORT_RETRIES: u32 = 8;
 
@@ -45,6 +49,18 @@ struct Slot {
     last_seq: u64,
     last_t: u64,
     sender: Option<usize>,
+    rejoin: Rejoin,
+    /// Resubscriptions retried after `rate_limited`.
+    retries: u32,
+}
+
+/// Whether a connection is a storm's reconnection, and whether its
+/// resubscription has been answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejoin {
+    No,
+    Pending,
+    Answered,
 }
 
 /// The slot of `id` if it still owns it. A function of the table alone, so
@@ -93,6 +109,14 @@ pub struct Driver {
     failures: BTreeMap<String, u64>,
     last_interval: u64,
     reported: bool,
+    /// Storm: whether this shard has dropped its share, and the dropped
+    /// connections (plan indices) still to redial.
+    stormed: bool,
+    redial: Vec<u64>,
+    /// Resubscriptions refused with `rate_limited` ("retry later"), and
+    /// when to send them again.
+    retry: Vec<(u64, ConnId)>,
+    storm: StormResult,
 }
 
 impl Driver {
@@ -117,6 +141,19 @@ impl Driver {
             failures: BTreeMap::new(),
             last_interval: 0,
             reported: false,
+            stormed: false,
+            redial: Vec::new(),
+            retry: Vec::new(),
+            storm: StormResult {
+                dropped: 0,
+                resubscribed: 0,
+                failed: 0,
+                unheld_deliveries: 0,
+                snapshots: 0,
+                retried: 0,
+                during: histogram(),
+                outside: histogram(),
+            },
             plan,
             ctl,
         }
@@ -131,12 +168,106 @@ impl Driver {
         while self.dialing < self.plan.connect_window && self.next < total {
             let i = self.next;
             self.next += self.plan.shards as u64;
-            self.dial(io, i, 0);
+            self.dial(io, i, 0, Rejoin::No);
         }
     }
 
+    /// Storm: once its time has come, close this shard's share of the
+    /// dropped subscribers at once and start reconnecting them.
+    fn storm(&mut self, io: &mut Io<'_, ()>) {
+        if self.stormed {
+            return;
+        }
+        let start = self.ctl.start_ns.load(Ordering::Acquire);
+        let Some(at) = self.plan.storm_at_ns(start) else {
+            return;
+        };
+        if start == u64::MAX || self.ctl.now_ns() < at {
+            return;
+        }
+        self.stormed = true;
+        for s in self.conns.iter_mut() {
+            let Some(slot) = s else { continue };
+            if !matches!(slot.kind, Kind::Subscriber { .. }) || !self.plan.dropped(slot.index) {
+                continue;
+            }
+            // The slot goes now, so its close is ours, not a problem; a
+            // subscriber not yet answered is not reconnected.
+            let id = slot.id;
+            let index = slot.index;
+            *s = None;
+            if io.close(id, 1001, "storm") {
+                self.redial.push(index);
+            }
+        }
+        self.storm.dropped = self.redial.len() as u64;
+        // The plan's dropped subscribers of this shard that were not open
+        // (failed at the start, closed since) will not come back.
+        let shards = self.plan.shards as u64;
+        let planned = (self.me as u64..self.plan.subscribers)
+            .step_by(shards as usize)
+            .filter(|&i| self.plan.dropped(i))
+            .count() as u64;
+        self.ctl
+            .storm_resolved(planned.saturating_sub(self.storm.dropped));
+        // Reconnect in the order they were dropped.
+        self.redial.reverse();
+        self.redial_more(io);
+    }
+
+    /// Storm: reconnect dropped subscribers, within the connect window.
+    fn redial_more(&mut self, io: &mut Io<'_, ()>) {
+        while self.dialing < self.plan.connect_window {
+            let Some(i) = self.redial.pop() else {
+                return;
+            };
+            // Attempt 1: with --source-ports, a port past the plan's own
+            // (the dropped connection's may still be closing).
+            self.dial(io, i, 1, Rejoin::Pending);
+        }
+    }
+
+    fn subscribe(&mut self, io: &mut Io<'_, ()>, id: ConnId, topic: u32, snapshot: bool) {
+        self.buf.clear();
+        let name = self
+            .plan
+            .topics
+            .get(topic as usize)
+            .map_or("", String::as_str);
+        msg::write_sub(&mut self.buf, &[name], u64::from(topic) + 1, snapshot);
+        io.send_text(id, &self.buf);
+    }
+
+    /// Storm: resend the resubscriptions the broker asked to retry later
+    /// whose time has come.
+    fn resubscribe_due(&mut self, io: &mut Io<'_, ()>) {
+        if self.retry.is_empty() {
+            return;
+        }
+        let now = self.ctl.now_ns();
+        let mut due = Vec::new();
+        self.retry.retain(|&(at, id)| {
+            if at <= now {
+                due.push(id);
+            }
+            at > now
+        });
+        for id in due {
+            let Some(s) = self.slot(id) else { continue };
+            if let (Kind::Subscriber { topic }, Rejoin::Pending) = (s.kind, s.rejoin) {
+                self.subscribe(io, id, topic, true);
+            }
+        }
+    }
+
+    /// Storm: a reconnection failed or ended before its answer.
+    fn rejoin_failed(&mut self) {
+        self.storm.failed += 1;
+        self.ctl.storm_resolved(1);
+    }
+
     /// Open connection `i` of the plan (its `attempt`-th try).
-    fn dial(&mut self, io: &mut Io<'_, ()>, i: u64, attempt: u32) {
+    fn dial(&mut self, io: &mut Io<'_, ()>, i: u64, attempt: u32, rejoin: Rejoin) {
         let kind = self.plan.kind(i);
         let path = match kind {
             Kind::Echo { .. } => "/echo".to_string(),
@@ -161,6 +292,8 @@ impl Driver {
             last_seq: 0,
             last_t: 0,
             sender: None,
+            rejoin,
+            retries: 0,
         });
         self.dialing += 1;
     }
@@ -275,7 +408,7 @@ impl Driver {
         let id = snd.sent;
         let conn = snd.id;
         self.data.clear();
-        if plan.scenario == Scenario::Feed {
+        if matches!(plan.scenario, Scenario::Feed | Scenario::Storm) {
             let book = self.books[topic as usize].get_or_insert_with(|| {
                 feed::Book::new(
                     plan.topics[topic as usize]
@@ -349,6 +482,22 @@ impl Driver {
             self.latency.saturating_record(v);
             self.interval.saturating_record(v);
             self.delivered_measured += 1;
+            if self.plan.storm.is_some() {
+                self.storm_latency(now, v);
+            }
+        }
+    }
+
+    /// A held subscriber's delivery, by when it arrived: from the drop to
+    /// the last resubscription answered, or outside that window.
+    fn storm_latency(&mut self, now: u64, v: u64) {
+        let start = self.ctl.start_ns.load(Ordering::Relaxed);
+        let from = self.plan.storm_at_ns(start).unwrap_or(u64::MAX);
+        let to = self.ctl.storm_end_ns.load(Ordering::Acquire);
+        if now >= from && now < to {
+            self.storm.during.saturating_record(v);
+        } else {
+            self.storm.outside.saturating_record(v);
         }
     }
 
@@ -374,6 +523,11 @@ impl Driver {
             delivered_measured: self.delivered_measured,
             published_measured: self.published_measured,
             failures: std::mem::take(&mut self.failures),
+            storm: StormResult {
+                during: std::mem::replace(&mut self.storm.during, histogram()),
+                outside: std::mem::replace(&mut self.storm.outside, histogram()),
+                ..self.storm
+            },
         };
         self.ctl.report(self.me, Report::Final(Box::new(r)));
     }
@@ -384,22 +538,18 @@ impl App for Driver {
 
     fn connected(&mut self, io: &mut Io<'_, ()>, id: ConnId) {
         self.dialing = self.dialing.saturating_sub(1);
-        self.counts.connections_opened += 1;
-        let snapshot = self.plan.snapshot;
-        let Some(kind) = self.slot(id).map(|s| s.kind) else {
+        let info = self.slot(id).map(|s| (s.kind, s.rejoin));
+        // Reconnections are the storm's figures, not the plan's count.
+        if info.is_none_or(|(_, r)| r == Rejoin::No) {
+            self.counts.connections_opened += 1;
+        }
+        let Some((kind, rejoin)) = info else {
             return;
         };
+        // A storm's reconnection asks for the snapshot it missed.
+        let snapshot = self.plan.snapshot || rejoin != Rejoin::No;
         match kind {
-            Kind::Subscriber { topic } => {
-                self.buf.clear();
-                let name = self
-                    .plan
-                    .topics
-                    .get(topic as usize)
-                    .map_or("", String::as_str);
-                msg::write_sub(&mut self.buf, &[name], u64::from(topic) + 1, snapshot);
-                io.send_text(id, &self.buf);
-            }
+            Kind::Subscriber { topic } => self.subscribe(io, id, topic, snapshot),
             Kind::Publisher { index } | Kind::Echo { index } => {
                 let s = self.new_sender(id, index);
                 self.senders.push(s);
@@ -409,7 +559,11 @@ impl App for Driver {
                 }
             }
         }
-        self.dial_more(io);
+        if rejoin == Rejoin::No {
+            self.dial_more(io);
+        } else {
+            self.redial_more(io);
+        }
     }
 
     fn connect_failed(&mut self, io: &mut Io<'_, ()>, id: ConnId, why: &str) {
@@ -419,6 +573,7 @@ impl App for Driver {
             .get_mut(id.key as usize)
             .filter(|s| s.as_ref().is_some_and(|s| s.id == id))
             .and_then(Option::take);
+        let rejoin = slot.as_ref().is_some_and(|s| s.rejoin != Rejoin::No);
         if let Some(s) = slot {
             // An exact source port another socket holds (a listener, a
             // connection of another process): try the next one, a few
@@ -428,11 +583,20 @@ impl App for Driver {
                 && s.attempt < PORT_RETRIES
             {
                 self.counts.port_retries += 1;
-                self.dial(io, s.index, s.attempt + 1);
+                self.dial(io, s.index, s.attempt + 1, s.rejoin);
                 return;
             }
         }
         self.counts.connect_failures += 1;
+        if rejoin {
+            self.rejoin_failed();
+            *self
+                .failures
+                .entry(format!("reconnect: {why}"))
+                .or_default() += 1;
+            self.redial_more(io);
+            return;
+        }
         *self.failures.entry(why.to_string()).or_default() += 1;
         if self.ctl.phase() == Phase::Connecting {
             self.dial_more(io);
@@ -445,18 +609,61 @@ impl App for Driver {
         };
         match slot.kind {
             Kind::Subscriber { topic } => {
-                let (seq, t) = match msg::delivery(m.payload) {
-                    Some(d) => (d.seq, d.stamp),
+                // Only subscribers the storm never drops are owed every
+                // delivery; the others are counted apart.
+                let held = !self.plan.dropped(slot.index);
+                let (seq, t, snapshot) = match msg::delivery(m.payload) {
+                    Some(d) => (d.seq, d.stamp, d.snapshot),
                     None => match msg::parse(m.payload) {
-                        Ok(Server::Msg { seq, data, .. }) => (seq, msg::stamp(data)),
+                        Ok(Server::Msg {
+                            seq,
+                            data,
+                            snapshot,
+                            ..
+                        }) => (seq, msg::stamp(data), snapshot),
                         Ok(Server::Ack { .. }) => {
+                            if slot.rejoin == Rejoin::Pending {
+                                slot.rejoin = Rejoin::Answered;
+                                self.storm.resubscribed += 1;
+                                self.ctl.storm_resolved(1);
+                                return;
+                            }
                             self.counts.subscribed += 1;
-                            if let Some(n) = self.ctl.topic_subs.get(topic as usize) {
-                                n.fetch_add(1, Ordering::Relaxed);
+                            if held {
+                                if let Some(n) = self.ctl.topic_subs.get(topic as usize) {
+                                    n.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                             return;
                         }
-                        Ok(Server::Err { .. }) | Ok(Server::Other) | Err(_) => {
+                        Ok(Server::Err { code, .. })
+                            if slot.rejoin == Rejoin::Pending
+                                && code == "rate_limited"
+                                && slot.retries < RESUB_RETRIES =>
+                        {
+                            // The broker sheds a storm with "retry later":
+                            // do as a client would, a little later each
+                            // time, and count it.
+                            slot.retries += 1;
+                            let wait = RETRY_NS * u64::from(slot.retries.min(10));
+                            self.retry.push((self.ctl.now_ns() + wait, id));
+                            self.storm.retried += 1;
+                            return;
+                        }
+                        other => {
+                            if slot.rejoin == Rejoin::Pending {
+                                // Failures by cause: the broker's code.
+                                slot.rejoin = Rejoin::Answered;
+                                let why = match other {
+                                    Ok(Server::Err { code, .. }) => format!("`err` {code}"),
+                                    _ => "not an ack".to_string(),
+                                };
+                                *self
+                                    .failures
+                                    .entry(format!("resubscribe answered with {why}"))
+                                    .or_default() += 1;
+                                self.rejoin_failed();
+                            }
                             self.counts.errors += 1;
                             return;
                         }
@@ -473,6 +680,13 @@ impl App for Driver {
                     }
                 }
                 slot.last_seq = last.max(seq);
+                if !held {
+                    self.storm.unheld_deliveries += 1;
+                    if snapshot && slot.rejoin != Rejoin::No {
+                        self.storm.snapshots += 1;
+                    }
+                    return;
+                }
                 self.counts.delivered += 1;
                 if let Some(t) = t {
                     self.latency(t);
@@ -519,6 +733,16 @@ impl App for Driver {
                 snd.open = false;
             }
         }
+        if slot.rejoin == Rejoin::Pending {
+            self.rejoin_failed();
+            let why = code.map_or_else(|| "abnormally".to_string(), |c| format!("with {c}"));
+            *self
+                .failures
+                .entry(format!(
+                    "reconnected, then closed {why} before its resubscription was answered"
+                ))
+                .or_default() += 1;
+        }
         if !self.reported {
             // Closes during the run (ours at the end are not counted).
             let key = code.map_or_else(|| "abnormal".to_string(), |c| c.to_string());
@@ -532,11 +756,18 @@ impl App for Driver {
     fn tick(&mut self, io: &mut Io<'_, ()>) {
         match self.ctl.phase() {
             Phase::Connecting => self.dial_more(io),
-            Phase::Holding | Phase::Draining => {}
+            Phase::Holding => {}
+            Phase::Draining => {
+                self.redial_more(io);
+                self.resubscribe_due(io);
+            }
             Phase::Running => {
                 for s in 0..self.senders.len() {
                     self.pump(io, s);
                 }
+                self.storm(io);
+                self.redial_more(io);
+                self.resubscribe_due(io);
             }
             Phase::Collect => {
                 if !self.reported {

@@ -39,6 +39,8 @@ enum Cmd {
     Echo(Echo),
     /// Open N connections (handshake + one subscription each), hold them, broadcast once.
     Conns(Conns),
+    /// Hold N subscribers under a feed, drop M of them at once, reconnect them with snapshots.
+    Storm(Storm),
 }
 
 #[derive(Args, Debug, serde::Serialize)]
@@ -161,6 +163,38 @@ struct Conns {
     common: cli::Common,
 }
 
+#[derive(Args, Debug, serde::Serialize)]
+struct Storm {
+    /// Subscriber connections, each on one topic of the feed.
+    #[arg(long, default_value_t = 10_000)]
+    connections: u64,
+    /// How many of them the storm closes at once and reconnects (each
+    /// resubscribing with `snapshot: true`); the rest are held throughout.
+    #[arg(long, default_value_t = 5_000)]
+    drop: u64,
+    /// When the storm drops them, after measuring starts.
+    #[arg(long, default_value = "3s", value_parser = cli::duration)]
+    #[serde(serialize_with = "cli::ser_duration")]
+    drop_at: Duration,
+    /// Topics (symbols md.<venue>.<symbol>); subscribers spread evenly.
+    #[arg(long, default_value_t = 100)]
+    topics: usize,
+    /// Feed updates per second over all topics (uniformly).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Feed handler connections; each owns a share of the topics.
+    #[arg(long, default_value_t = 1)]
+    publishers: u64,
+    /// Subscribe with `snapshot: true` at the start too (reconnections
+    /// always do).
+    #[arg(long)]
+    snapshot: bool,
+    #[command(flatten)]
+    timing: cli::Timing,
+    #[command(flatten)]
+    common: cli::Common,
+}
+
 fn main() {
     let cli = Cli::parse();
     let params = match &cli.scenario {
@@ -168,6 +202,7 @@ fn main() {
         Cmd::Feed(a) => serde_json::to_value(a),
         Cmd::Echo(a) => serde_json::to_value(a),
         Cmd::Conns(a) => serde_json::to_value(a),
+        Cmd::Storm(a) => serde_json::to_value(a),
     }
     .unwrap_or_default();
     let (plan, common) = match build(cli.scenario) {
@@ -294,6 +329,40 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
             };
             (cli::plan(&a.common, load)?, a.common)
         }
+        Cmd::Storm(a) => {
+            if a.rate <= 0.0 {
+                return Err("storm needs --rate > 0 (feed updates per second)".into());
+            }
+            if a.drop > a.connections {
+                return Err(format!(
+                    "--drop {} is more than --connections {}",
+                    a.drop, a.connections
+                ));
+            }
+            if a.drop_at >= a.timing.duration {
+                return Err(format!(
+                    "--drop-at {:?} must fall inside --duration {:?}, leaving time after the storm",
+                    a.drop_at, a.timing.duration
+                ));
+            }
+            let topics = feed::topics(a.topics.max(1), 1);
+            let load = Load {
+                snapshot: a.snapshot,
+                subs_per_topic: plan::spread(a.connections, topics.len(), 0.0)?,
+                // Weights are shares of --rate (they sum to 1).
+                publishing: Publishing::Owned(vec![1.0 / topics.len() as f64; topics.len()]),
+                topics,
+                publishers: a.publishers.max(1),
+                rate: a.rate,
+                ..Load::of(Scenario::Storm, a.timing)
+            };
+            let mut p = cli::plan(&a.common, load)?;
+            p.storm = Some(plan::Storm {
+                drop: a.drop,
+                at: a.drop_at,
+            });
+            (p, a.common)
+        }
     })
 }
 
@@ -370,5 +439,46 @@ mod tests {
             (Duration::from_secs(5), Duration::from_micros(100), false)
         );
         assert!(!plan_of(&["echo"]).snapshot);
+    }
+
+    #[test]
+    fn storm_plans_its_drop_inside_the_measured_window() {
+        let p = plan_of(&[
+            "storm",
+            "--connections",
+            "300",
+            "--drop",
+            "100",
+            "--topics",
+            "10",
+            "--duration",
+            "4s",
+            "--drop-at",
+            "1s",
+        ]);
+        assert_eq!((p.subscribers, p.publishers, p.topics.len()), (300, 1, 10));
+        assert_eq!(
+            p.storm,
+            Some(plan::Storm {
+                drop: 100,
+                at: Duration::from_secs(1)
+            })
+        );
+        assert_eq!((0..300).filter(|&i| p.dropped(i)).count(), 100);
+        // The feed's weights are shares of --rate.
+        let Publishing::Owned(w) = &p.publishing else {
+            panic!("a feed");
+        };
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        for bad in [
+            &["storm", "--connections", "10", "--drop", "11"][..],
+            &["storm", "--duration", "2s", "--drop-at", "2s"],
+            &["storm", "--rate", "0"],
+        ] {
+            assert!(
+                build(parse(bad).expect("parses").scenario).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

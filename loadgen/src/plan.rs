@@ -14,6 +14,8 @@ pub enum Scenario {
     Feed,
     Echo,
     Conns,
+    /// Hold subscribers under a feed, drop some at once, reconnect them.
+    Storm,
 }
 
 impl Scenario {
@@ -23,6 +25,7 @@ impl Scenario {
             Self::Feed => "feed",
             Self::Echo => "echo",
             Self::Conns => "conns",
+            Self::Storm => "storm",
         }
     }
 
@@ -55,6 +58,15 @@ pub enum Kind {
     Publisher { index: u32 },
     /// Sends to `/echo` and times the round trip; `index` among them.
     Echo { index: u32 },
+}
+
+/// A reconnect storm: `drop` of the subscribers are closed at once, `at`
+/// into the measured window, and reconnect at once, resubscribing with
+/// `snapshot: true`; the others are held throughout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storm {
+    pub drop: u64,
+    pub at: Duration,
 }
 
 /// How publishers choose the topic of each message.
@@ -107,6 +119,8 @@ pub struct Plan {
     pub connect_timeout: Duration,
     pub tick: Duration,
     pub snapshot: bool,
+    /// Storm: which subscribers are dropped, and when.
+    pub storm: Option<Storm>,
     /// Running sum of `subs_per_topic` (see [`Plan::seal`]).
     pub prefix: Vec<u64>,
 }
@@ -150,6 +164,29 @@ impl Plan {
             })
             .collect();
         self.subscribers = sum;
+    }
+
+    /// Whether connection `i` is one the storm drops (and reconnects):
+    /// `drop` of the subscribers, spread evenly over them (and so over the
+    /// topics, which group them).
+    pub fn dropped(&self, i: u64) -> bool {
+        let Some(s) = self.storm else {
+            return false;
+        };
+        let n = self.subscribers;
+        if i >= n || s.drop == 0 {
+            return false;
+        }
+        let m = u128::from(s.drop.min(n));
+        let (i, n) = (u128::from(i), u128::from(n));
+        (i + 1) * m / n > i * m / n
+    }
+
+    /// Nanoseconds (on the run's clock) at which the storm drops its
+    /// connections, given when publishing started.
+    pub fn storm_at_ns(&self, start_ns: u64) -> Option<u64> {
+        self.storm
+            .map(|s| start_ns.saturating_add((self.warmup + s.at).as_nanos() as u64))
     }
 
     /// Which shard drives connection `i`.
@@ -266,6 +303,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             tick: Duration::from_millis(1),
             snapshot: false,
+            storm: None,
             prefix: Vec::new(),
         };
         p.seal();
@@ -323,6 +361,29 @@ mod tests {
         // Never earlier for a later message.
         let times: Vec<f64> = (0..200).map(|k| p.due_at(10.0, k)).collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_storm_drops_exactly_its_share_spread_over_the_subscribers() {
+        let mut p = plan(vec![100, 100, 100], 1);
+        assert!(!(0..301).any(|i| p.dropped(i)), "no storm, no drop");
+        p.storm = Some(Storm {
+            drop: 100,
+            at: Duration::from_secs(1),
+        });
+        let dropped: Vec<u64> = (0..301).filter(|&i| p.dropped(i)).collect();
+        assert_eq!(dropped.len(), 100);
+        // A third of each topic's subscribers, and never the publisher.
+        for t in 0..3 {
+            let n = dropped.iter().filter(|&&i| i / 100 == t).count();
+            assert!((33..=34).contains(&n), "topic {t}: {n}");
+        }
+        assert!(!p.dropped(300));
+        p.storm = Some(Storm {
+            drop: 300,
+            at: Duration::ZERO,
+        });
+        assert!((0..300).all(|i| p.dropped(i)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the run through its phases (connect, hold, publish, drain, collect),
 //! samples the timeline, and assembles the report.
 
-use crate::control::{Control, Live, Phase, Report, ShardResult};
+use crate::control::{Control, Live, Phase, Report, ShardResult, StormResult};
 use crate::driver::{histogram, Driver};
 use crate::plan::{Plan, Scenario};
 use crate::progress::Progress;
@@ -40,6 +40,10 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let plan = Arc::new(plan);
     let (tx, rx) = mpsc::channel();
     let ctl = Arc::new(Control::new(plan.shards, plan.topics.len(), tx));
+    if let Some(s) = plan.storm {
+        ctl.storm_pending
+            .store(s.drop.min(plan.subscribers), Ordering::Release);
+    }
     let progress = Progress::new(opts.progress);
     progress.set_label(plan.scenario.name());
     let mut samples = Samples {
@@ -75,8 +79,9 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     co.progress.finish();
     runtime.shutdown();
     runtime.join();
+    let storm = co.storm_window();
     Ok(assemble(
-        &co.plan, opts, &finals, timeline, &connected, &samples,
+        &co.plan, opts, &finals, timeline, &connected, &samples, storm,
     ))
 }
 
@@ -154,6 +159,18 @@ impl Coordinator {
         let (plan, ctl) = (self.plan.clone(), self.ctl.clone());
         Server::start(config, move |i| Driver::new(plan.clone(), ctl.clone(), i))
             .map_err(|e| e.to_string())
+    }
+
+    /// Storm: when the drop was due and when the last dropped connection
+    /// was resolved (u64::MAX: never), on the run's clock; None without a
+    /// storm or when publishing never started.
+    fn storm_window(&self) -> Option<(u64, u64)> {
+        let start = self.ctl.start_ns.load(Ordering::Acquire);
+        if start == u64::MAX {
+            return None;
+        }
+        let at = self.plan.storm_at_ns(start)?;
+        Some((at, self.ctl.storm_end_ns.load(Ordering::Acquire)))
     }
 
     fn server(&self) -> Option<ProcSample> {
@@ -271,8 +288,13 @@ impl Coordinator {
             let expected = ctl.sum(|l| &l.expected);
             let delivered = ctl.sum(|l| &l.delivered);
             let pending_acks = ctl.sum(|l| &l.published) > ctl.sum(|l| &l.acked);
-            let done =
-                delivered >= expected && !(self.plan.scenario == Scenario::Echo && pending_acks);
+            // A storm's reconnections still in flight are waited for too.
+            let storming = self.plan.storm.is_some()
+                && ctl.storm_pending.load(Ordering::Acquire) > 0
+                && ctl.storm_end_ns.load(Ordering::Acquire) == u64::MAX;
+            let done = delivered >= expected
+                && !(self.plan.scenario == Scenario::Echo && pending_acks)
+                && !storming;
             if done || Instant::now() >= until {
                 break;
             }
@@ -304,6 +326,7 @@ struct Merged {
     failures: BTreeMap<String, u64>,
     delivered_measured: u64,
     published_measured: u64,
+    storm: StormResult,
 }
 
 impl Merged {
@@ -315,6 +338,16 @@ impl Merged {
             failures: BTreeMap::new(),
             delivered_measured: 0,
             published_measured: 0,
+            storm: StormResult {
+                dropped: 0,
+                resubscribed: 0,
+                failed: 0,
+                unheld_deliveries: 0,
+                snapshots: 0,
+                retried: 0,
+                during: histogram(),
+                outside: histogram(),
+            },
         };
         for f in finals {
             m.counts.add(&f.counts);
@@ -325,6 +358,15 @@ impl Merged {
             }
             m.delivered_measured += f.delivered_measured;
             m.published_measured += f.published_measured;
+            let (s, t) = (&mut m.storm, &f.storm);
+            s.dropped += t.dropped;
+            s.resubscribed += t.resubscribed;
+            s.failed += t.failed;
+            s.unheld_deliveries += t.unheld_deliveries;
+            s.snapshots += t.snapshots;
+            s.retried += t.retried;
+            let _ = s.during.add(&t.during);
+            let _ = s.outside.add(&t.outside);
         }
         let c = &mut m.counts;
         c.connections_target = connections;
@@ -343,6 +385,7 @@ fn assemble(
     timeline: Vec<Sample>,
     connected: &Connected,
     samples: &Samples,
+    storm: Option<(u64, u64)>,
 ) -> RunReport {
     let m = Merged::of(finals, plan.connections());
     let mut extra = client_figures(plan, connected, samples, &m);
@@ -373,6 +416,9 @@ fn assemble(
         aborted: None,
     };
     report.check();
+    if plan.storm.is_some() && !connected.none() {
+        storm_figures(plan, &m.storm, storm, &mut report);
+    }
     if connected.none() {
         report.aborted = Some(no_connection(
             &report.counts,
@@ -412,6 +458,74 @@ fn assemble(
             .push(format!("{n} connection(s) failed: {why}"));
     }
     report
+}
+
+/// Storm: what became of the dropped connections, how long they took to
+/// come back, and the held subscribers' latency in the storm and outside.
+fn storm_figures(plan: &Plan, s: &StormResult, window: Option<(u64, u64)>, report: &mut RunReport) {
+    let planned = plan.storm.map_or(0, |st| st.drop.min(plan.subscribers));
+    let e = &mut report.extra;
+    e.insert("storm_dropped".into(), s.dropped as f64);
+    e.insert("storm_resubscribed".into(), s.resubscribed as f64);
+    e.insert("storm_reconnect_failures".into(), s.failed as f64);
+    e.insert("storm_snapshots".into(), s.snapshots as f64);
+    e.insert("storm_resubscribe_retries".into(), s.retried as f64);
+    e.insert("storm_unheld_deliveries".into(), s.unheld_deliveries as f64);
+    for (name, h) in [("during", &s.during), ("outside", &s.outside)] {
+        e.insert(format!("held_{name}_storm_count"), h.len() as f64);
+        if !h.is_empty() {
+            let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+            e.insert(format!("held_{name}_storm_p50_us"), us(0.5));
+            e.insert(format!("held_{name}_storm_p99_us"), us(0.99));
+            e.insert(format!("held_{name}_storm_max_us"), h.max() as f64 / 1e3);
+        }
+    }
+    match window {
+        Some((from, to)) if to != u64::MAX => {
+            e.insert(
+                "storm_reconnect_s".into(),
+                to.saturating_sub(from) as f64 / 1e9,
+            );
+        }
+        _ => {}
+    }
+    if s.dropped < planned {
+        report.problems.push(format!(
+            "the storm dropped {} of {} planned connections (the rest were not open at the drop)",
+            fmt_count(s.dropped),
+            fmt_count(planned)
+        ));
+    }
+    if s.resubscribed < s.dropped {
+        report.problems.push(format!(
+            "{} of {} dropped connections did not come back ({} failed, {} unresolved by the end of the run)",
+            fmt_count(s.dropped - s.resubscribed),
+            fmt_count(s.dropped),
+            fmt_count(s.failed),
+            fmt_count(s.dropped.saturating_sub(s.resubscribed + s.failed)),
+        ));
+    }
+    if s.retried > 0 {
+        // Not a failure (each was retried, as the broker asked), but the
+        // broker shedding the storm is part of what it measured.
+        report.notes.push(format!(
+            "the broker answered {} resubscriptions `rate_limited` (retry later); each was retried after 10-100 ms, and the reconnect time includes it",
+            fmt_count(s.retried)
+        ));
+    }
+    if s.dropped > 0 && s.during.is_empty() {
+        report.notes.push(
+            "no held subscriber's delivery arrived during the storm: raise --rate or --topics' subscribers".into(),
+        );
+    }
+    if let (Some((from, to)), Some(st)) = (window, plan.storm) {
+        let room = plan.duration.saturating_sub(st.at);
+        if to != u64::MAX && Duration::from_nanos(to.saturating_sub(from)) > room {
+            report.notes.push(
+                "the storm outlasted the measured window: deliveries outside it are only those before the drop (lengthen --duration)".into(),
+            );
+        }
+    }
 }
 
 /// Why a run stopped after its connect phase: how many attempts failed,

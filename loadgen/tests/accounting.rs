@@ -78,6 +78,7 @@ fn plan(
         connect_timeout: Duration::from_secs(10),
         tick: Duration::from_millis(1),
         snapshot: false,
+        storm: None,
         prefix: Vec::new(),
     };
     p.seal();
