@@ -54,3 +54,41 @@ fn help_explains_every_flag() {
         assert!(text.contains(flag), "{flag} missing from --help");
     }
 }
+
+/// The lines before "listening on": what caps the connection count.
+#[test]
+fn says_what_caps_the_connection_count() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfan"))
+        .args(["--listen", "127.0.0.1:0", "--no-pin", "--shards", "2"])
+        .args(["--max-connections-per-shard", "100"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ringfan");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done || lines.len() > 10 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                == "ringfan: up to 200 connections: 2 shards × 100 (--max-connections-per-shard)"),
+        "{lines:?}"
+    );
+    // And when the kernel cuts the listen backlog, it says which setting.
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    let warned = lines.iter().any(|l| l.contains("net.core.somaxconn"));
+    assert_eq!(warned, somaxconn < 65_535, "{lines:?}");
+}
