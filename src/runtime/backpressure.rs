@@ -60,14 +60,14 @@ impl<M> Shard<M> {
         }
         if c.phase != Phase::Open {
             c.read_paused = false;
-            c.rx = Vec::new();
+            c.rx.clear();
             return;
         }
         if c.backlog() > limit / 2 {
             return;
         }
         c.read_paused = false;
-        let mut rx = std::mem::take(&mut c.rx);
+        let mut rx = c.rx.take();
         if !rx.is_empty() {
             let (table, mail) = (&mut self.table, &mut self.mail);
             inbound::received_buffered(app, table, mail, &self.config, key, &mut rx);
@@ -75,7 +75,7 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        c.rx = rx;
+        c.rx.put(rx);
         self.check_backpressure(key);
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
@@ -83,7 +83,7 @@ impl<M> Shard<M> {
         if c.eof && !c.read_paused && c.phase == Phase::Open {
             // The peer half-closed while we were not reading: now that
             // its last requests are parsed, answer them and close.
-            c.rx = Vec::new();
+            c.rx.clear();
             c.phase = Phase::Flushing;
             c.since = now;
             let at = now + self.periods.keepalive.close;

@@ -108,7 +108,7 @@ impl<M> Shard<M> {
             return;
         };
         let id = ConnId { key, gen: c.gen };
-        if let Some((status, reason)) = c.close_req.take() {
+        if let Some((status, reason)) = c.take_close_req() {
             if c.phase == Phase::Open {
                 if let Some(f) = c.ws.close(status, reason) {
                     c.tx.push_close_now(f);

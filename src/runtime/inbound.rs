@@ -42,7 +42,7 @@ pub(super) fn delivered<A: App>(
     // Detach the buffered bytes so the application may use `Io` (which
     // reaches every connection, including this one) while we hand it
     // slices of them.
-    let mut rx = std::mem::take(&mut c.rx);
+    let mut rx = c.rx.take();
     if rx.is_empty() {
         // The common case: parse in place in the kernel's buffer; copy
         // only an unfinished tail.
@@ -55,7 +55,7 @@ pub(super) fn delivered<A: App>(
         received_buffered(app, table, mail, config, key, &mut rx);
     }
     if let Some(c) = table.conns.get_mut(key as usize) {
-        c.rx = rx;
+        c.rx.put(rx);
     }
     true
 }
@@ -283,7 +283,7 @@ fn read_frames<A: App>(
                 match event {
                     Event::Message(m) => {
                         inc(&table.my_stats().messages_received_total, 1);
-                        if table.conn(id).is_some_and(|c| c.close_req.is_none()) {
+                        if table.conn(id).is_some_and(|c| c.close_req().is_none()) {
                             app.message(&mut Io { table, mail }, id, m);
                         }
                     }
@@ -291,7 +291,7 @@ fn read_frames<A: App>(
                         let cap = table.max_backlog;
                         if let Some(c) = table.conn(id) {
                             if c.backlog() + super::conn::cost(p.len()) > cap {
-                                c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
+                                c.set_close_req(code::POLICY_VIOLATION, "send queue overflow");
                             } else {
                                 c.tx.push_control(p);
                             }

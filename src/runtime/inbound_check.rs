@@ -276,7 +276,7 @@ impl Harness {
             phase: c.phase,
             ws: c.ws.state(),
             close_code: c.close_code,
-            close_req: c.close_req,
+            close_req: c.close_req(),
             read_paused: c.read_paused,
             rx_len: c.rx.len(),
             rx_capacity: c.rx.capacity(),
@@ -326,13 +326,13 @@ impl Harness {
     /// under half the bound). False when there is nothing to resume.
     fn resume(&mut self) -> bool {
         let c = self.conn();
-        if !c.read_paused || c.phase != Phase::Open || c.close_req.is_some() {
+        if !c.read_paused || c.phase != Phase::Open || c.close_req().is_some() {
             return false;
         }
         self.send_all();
         let c = self.conn();
         c.read_paused = false;
-        let mut rx = std::mem::take(&mut c.rx);
+        let mut rx = c.rx.take();
         if !rx.is_empty() {
             inbound::received_buffered(
                 &mut self.app,
@@ -343,7 +343,7 @@ impl Harness {
                 &mut rx,
             );
         }
-        self.conn().rx = rx;
+        self.conn().rx.put(rx);
         self.check_backpressure();
         let s = self.snapshot();
         self.steps.push((Step::Resumed, s));

@@ -35,7 +35,7 @@ impl<M> Io<'_, M> {
         let Some(c) = self.table.conn(id) else {
             return Offered::Gone;
         };
-        if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req.is_some() {
+        if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req().is_some() {
             return Offered::Gone;
         }
         let backlog = c.backlog();
@@ -52,7 +52,7 @@ impl<M> Io<'_, M> {
         if backlog != 0 && backlog + frame_cost > cap {
             // A peer that sends but never reads must not grow our memory
             // without bound (echo replies, acks, errors...).
-            c.close_req = Some((code::POLICY_VIOLATION, "send queue overflow"));
+            c.set_close_req(code::POLICY_VIOLATION, "send queue overflow");
             self.table.mark(id.key);
             return Offered::Gone;
         }
@@ -122,8 +122,8 @@ impl<M> Io<'_, M> {
     /// True if this call asked for it (false: gone, or already closing).
     pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) -> bool {
         match self.table.conn(id) {
-            Some(c) if c.close_req.is_none() && c.phase == Phase::Open => {
-                c.close_req = Some((status, reason));
+            Some(c) if c.close_req().is_none() && c.phase == Phase::Open => {
+                c.set_close_req(status, reason);
                 self.table.mark(id.key);
                 true
             }

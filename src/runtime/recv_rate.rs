@@ -62,8 +62,8 @@ pub(super) fn judge(c: &mut Conn, now: Ticks, rate: u32) -> (bool, Option<Ticks>
     let need = u64::from(rate) * RATE_WINDOW.as_secs();
     if u64::from(c.hold_bytes) < need {
         c.hold_since = NOT_HOLDING;
-        if c.close_req.is_none() {
-            c.close_req = Some((code::POLICY_VIOLATION, TOO_SLOW));
+        if c.close_req().is_none() {
+            c.set_close_req(code::POLICY_VIOLATION, TOO_SLOW);
             return (true, None);
         }
         return (false, None);

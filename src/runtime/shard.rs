@@ -642,7 +642,7 @@ impl<M> Shard<M> {
                 // (a half-close after its last request). Answer what is
                 // queued, then close. A frame it left unfinished dies here.
                 c.eof = true;
-                c.rx = Vec::new();
+                c.rx.clear();
                 if matches!(c.phase, Phase::Handshake | Phase::Open) {
                     c.phase = Phase::Flushing;
                     c.since = self.table.now;
@@ -772,7 +772,7 @@ impl<M> Shard<M> {
             if c.phase != Phase::Releasing {
                 c.phase = Phase::Dead;
                 c.tx.clear();
-                c.rx = Vec::new();
+                c.rx.clear();
             }
         }
         self.table.mark(key);
