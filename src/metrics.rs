@@ -17,14 +17,17 @@ macro_rules! counters {
         }
 
         impl $ty {
-            /// Prometheus text for the sum over `shards`.
+            /// Prometheus text for the sum over `shards`. Wrapping: a
+            /// gauge one shard raises and another lowers (an entry of a
+            /// table all shards share) is below zero on the second, in
+            /// two's complement, and only the sum is right.
             pub fn render(shards: &[$ty], out: &mut String) {
                 use std::fmt::Write as _;
                 $(
                     let total: u64 = shards
                         .iter()
                         .map(|s| s.$name.load(std::sync::atomic::Ordering::Relaxed))
-                        .sum();
+                        .fold(0u64, u64::wrapping_add);
                     let _ = writeln!(out, "# HELP ringfan_{} {}", stringify!($name), $help);
                     let _ = writeln!(out, "# TYPE ringfan_{} {}", stringify!($name), $kind);
                     let _ = writeln!(out, "ringfan_{} {}", stringify!($name), total);

@@ -138,3 +138,36 @@ async fn without_limits_one_address_may_open_many() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_gauge_sums_right_whichever_shard_adds_or_removes() {
+    // An address's entry is added by the shard that accepted its first
+    // connection and removed by the one that saw its last close: one
+    // shard's gauge goes below zero. Summed with overflow checks (the test
+    // build) that made /metrics panic the shard (2 runs of 4 before).
+    let b = Broker::start(&["--shards", "2", "--max-connections-per-ip", "100"]);
+    for round in 0..6 {
+        let from = format!("127.0.2.{}", round + 1);
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            held.push(connect_from(&from, b.addr).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if round % 2 == 1 {
+            held.reverse();
+        }
+        for s in held {
+            drop(s);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Only the /metrics request's own address is left.
+        let tracked = bounded(
+            10,
+            "/metrics",
+            metric(b.addr, "ringfan_peer_addresses_tracked"),
+        )
+        .await;
+        assert_eq!(tracked, 1, "round {round}");
+    }
+}

@@ -33,13 +33,21 @@ use std::sync::atomic::{AtomicU16, Ordering};
 struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    guard: usize,
 }
 
-const GUARD: usize = 4096;
+/// The page size: guard pages and `madvise` ranges are whole pages (64 KiB
+/// on some arm64 kernels, not 4 KiB).
+fn page() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+}
 
 impl Mapping {
     fn new(len: usize) -> io::Result<Self> {
-        let whole = len + 2 * GUARD;
+        let guard = page();
+        let whole = len + 2 * guard;
         // SAFETY: anonymous private mapping with no address hint; the
         // result is checked before use.
         let p = unsafe {
@@ -57,9 +65,9 @@ impl Mapping {
         }
         let base =
             NonNull::new(p as *mut u8).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        // SAFETY: `base + GUARD .. + len` lies inside the mapping above.
-        let ptr = unsafe { NonNull::new_unchecked(base.as_ptr().add(GUARD)) };
-        let mapping = Self { ptr, len };
+        // SAFETY: `base + guard .. + len` lies inside the mapping above.
+        let ptr = unsafe { NonNull::new_unchecked(base.as_ptr().add(guard)) };
+        let mapping = Self { ptr, len, guard };
         // SAFETY: the range is page-aligned and inside our mapping; on
         // failure `mapping`'s drop unmaps the whole of it.
         let r = unsafe {
@@ -82,8 +90,8 @@ impl Drop for Mapping {
         // exactly what mmap returned.
         unsafe {
             libc::munmap(
-                self.ptr.as_ptr().sub(GUARD) as *mut libc::c_void,
-                self.len + 2 * GUARD,
+                self.ptr.as_ptr().sub(self.guard) as *mut libc::c_void,
+                self.len + 2 * self.guard,
             )
         };
     }
@@ -265,19 +273,26 @@ impl BufRing {
         if self.offered > self.target && bid < self.entries {
             self.offered -= 1;
             self.spare.push(bid);
-            // SAFETY: the buffer lies inside the `bufs` mapping, and it is
-            // ours: handed over by a completion, not offered again.
-            unsafe {
-                libc::madvise(
-                    self.bufs
-                        .ptr
-                        .as_ptr()
-                        .add(bid as usize * self.buf_size)
-                        .cast(),
-                    self.buf_size,
-                    libc::MADV_DONTNEED,
-                )
-            };
+            // Only the whole pages inside this buffer: the kernel rounds a
+            // range out to pages, and with a buffer size that is not a
+            // multiple of the page a neighbour's bytes (maybe a receive
+            // not yet handled) would be zeroed.
+            let page = page();
+            let start = bid as usize * self.buf_size;
+            let from = start.next_multiple_of(page);
+            let to = (start + self.buf_size) / page * page;
+            if to > from {
+                // SAFETY: `from..to` lies inside this buffer, inside the
+                // `bufs` mapping, and the buffer is ours: handed over by a
+                // completion, not offered again.
+                unsafe {
+                    libc::madvise(
+                        self.bufs.ptr.as_ptr().add(from).cast(),
+                        to - from,
+                        libc::MADV_DONTNEED,
+                    )
+                };
+            }
             return;
         }
         self.push(bid);
@@ -297,9 +312,29 @@ mod tests {
     use io_uring::IoUring;
 
     fn pool(entries: u16, initial: u16) -> (IoUring, BufRing) {
+        pool_of(entries, initial, 4096)
+    }
+
+    fn pool_of(entries: u16, initial: u16, size: usize) -> (IoUring, BufRing) {
         let ring = IoUring::new(8).expect("io_uring");
-        let bufs = BufRing::new(&ring.submitter(), 0, entries, initial, 4096).expect("buf ring");
+        let bufs = BufRing::new(&ring.submitter(), 0, entries, initial, size).expect("buf ring");
         (ring, bufs)
+    }
+
+    #[test]
+    fn a_shrink_never_zeroes_a_neighbour() {
+        // 6 KiB buffers straddle pages: releasing bid 2 (12..18 KiB) may
+        // hand back only the page at 12..16 KiB, not 16..20 where bid 3
+        // starts.
+        let (ring, mut b) = pool_of(8, 8, 6144);
+        b.buf(3, 6144).fill(0xAB);
+        b.buf(2, 6144).fill(0xCD);
+        b.shrink_to(4);
+        b.recycle(2);
+        assert!(b.buf(3, 6144).iter().all(|&x| x == 0xAB));
+        // Its own whole page went.
+        assert!(b.buf(2, 4096).iter().all(|&x| x == 0));
+        b.unregister(&ring.submitter());
     }
 
     #[test]

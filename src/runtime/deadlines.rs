@@ -50,6 +50,10 @@ impl<M> Shard<M> {
     pub(super) fn on_tick<A: App<Mail = M>>(&mut self, app: &mut A) {
         let now = timer::now(self.start.elapsed());
         self.table.now = now;
+        // First, before anything below can submit (a full submission
+        // queue submits inline, and a receive could then fill a buffer
+        // that `release_idle` would zero).
+        self.tend_buffers(now);
         if !self.table.draining && self.draining_flag.load(Ordering::Relaxed) {
             self.begin_drain();
         }
@@ -66,7 +70,6 @@ impl<M> Shard<M> {
         }
         self.tidy_handshakes();
         self.sweep_peers();
-        self.tend_buffers(now);
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
         for e in due.drain(..) {

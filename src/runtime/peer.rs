@@ -332,6 +332,12 @@ impl<M> Shard<M> {
             }
             return;
         };
+        if c.phase != super::conn::Phase::Handshake {
+            // Already shed or closing (killed in the batch that accepted
+            // it): keep the address, count and refuse nothing.
+            c.peer = peer;
+            return;
+        }
         let verdict = self.peers.admit(&mut peer);
         c.peer = peer;
         let stats = &self.table.stats[self.table.me];
