@@ -117,6 +117,11 @@ struct Args {
     /// free slot; older ones are closed, oldest first.
     #[arg(long, default_value_t = rt().handshake_timeout_busy.as_millis() as u64)]
     handshake_timeout_busy_ms: u64,
+    /// Most request heads a shard parses in one loop turn; the rest wait,
+    /// their bytes kept, for the next turns, so that a storm of new
+    /// connections cannot hold up fan-out.
+    #[arg(long, default_value_t = rt().handshakes_per_turn)]
+    handshakes_per_turn: usize,
     /// Most connections open from one client address (IPv4, or IPv6 /64),
     /// over all shards; past it new ones get 429. 0 = no limit (the
     /// default: behind a proxy or a carrier NAT all clients share one).
@@ -257,6 +262,7 @@ fn main() {
         min_recv_rate_pending: args.min_recv_rate_pending,
         max_handshakes: args.max_handshakes_per_shard.max(1),
         handshake_timeout_busy: Duration::from_millis(args.handshake_timeout_busy_ms),
+        handshakes_per_turn: args.handshakes_per_turn.max(1),
         max_connections_per_ip: args.max_connections_per_ip,
         max_handshakes_per_ip: args.max_handshakes_per_ip,
         mailbox_capacity: args.mailbox_capacity.max(1),

@@ -71,6 +71,10 @@ pub struct Config {
     /// older than this are closed, oldest first, so that `/healthz` and
     /// upgrades find a slot.
     pub handshake_timeout_busy: Duration,
+    /// Most request heads a shard parses in one loop turn; the rest wait,
+    /// their bytes kept, for the next turns. A storm of new connections
+    /// then cannot make one turn long enough to delay fan-out.
+    pub handshakes_per_turn: usize,
     /// Most connections open from one client address (an IPv4 address, or
     /// an IPv6 /64), over all shards; past it a new one is answered 429.
     /// 0 (the default) turns it off: behind a proxy or a carrier NAT every
@@ -128,6 +132,9 @@ impl Default for Config {
             // shard is ~13,000 new connections a second per shard.
             max_handshakes: 4096,
             handshake_timeout_busy: Duration::from_secs(1),
+            // An upgrade costs ~10 µs here (parse, SHA-1, the app's
+            // checks, the 101): 256 is ~2.5 ms of a turn.
+            handshakes_per_turn: 256,
             max_connections_per_ip: 0,
             max_handshakes_per_ip: 0,
             write_delay: Duration::ZERO,

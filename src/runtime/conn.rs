@@ -302,6 +302,8 @@ pub struct Conn {
     /// A cancel of the multishot receive is in flight (its ECANCELED end
     /// is expected, not a transport error).
     pub recv_cancelling: bool,
+    /// Its request head waits in `rx` for a later turn (`ConnTable::deferred`).
+    pub deferred: bool,
     /// Since when more than `Config::min_recv_rate_pending` bytes of an
     /// unfinished message are held ([`NOT_HOLDING`] if not), and the bytes
     /// received since then.
@@ -345,6 +347,7 @@ impl Conn {
             close_code: 0,
             read_paused: false,
             recv_cancelling: false,
+            deferred: false,
             hold_since: NOT_HOLDING,
             hold_bytes: 0,
             peer: Peer::default(),

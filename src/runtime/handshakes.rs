@@ -14,12 +14,60 @@
 //! 20,000 slots lost 32 whose requests came after a second (the load
 //! generator's core was saturated) with 5,000 slots free a shard.
 
+use super::app::App;
 use super::conn::Phase;
+use super::inbound;
 use super::shard::{http_reserve, Shard};
 use super::timer::{Entry, Ticks};
 use crate::metrics::inc;
 
 impl<M> Shard<M> {
+    /// Parse the request heads left over from earlier turns (see
+    /// `Config::handshakes_per_turn`), oldest first, within this turn's
+    /// budget; the rest wait again.
+    pub(super) fn run_deferred<A: App<Mail = M>>(&mut self, app: &mut A) {
+        let keys = std::mem::take(&mut self.table.deferred);
+        let mut rest = Vec::new();
+        for key in keys {
+            if self.table.handshake_budget == 0 {
+                rest.push(key);
+                continue;
+            }
+            let Some(c) = self.table.conns.get_mut(key as usize) else {
+                continue;
+            };
+            if !c.deferred {
+                // Its slot's earlier connection's entry, or handled.
+                continue;
+            }
+            c.deferred = false;
+            if c.phase != Phase::Handshake {
+                c.rx.clear();
+                continue;
+            }
+            let mut rx = c.rx.take();
+            let (table, mail) = (&mut self.table, &mut self.mail);
+            inbound::received_buffered(app, table, mail, &self.config, key, &mut rx);
+            let Some(c) = self.table.conns.get_mut(key as usize) else {
+                continue;
+            };
+            c.rx.put(rx);
+            let opened = c.phase == Phase::Open;
+            let rearm = !c.recv_armed;
+            if opened {
+                // As `on_recv`: the idle-ping clock runs from now.
+                let at = self.table.now + self.periods.keepalive.idle_ping;
+                self.reschedule(key, at);
+            }
+            if rearm {
+                self.table.mark(key);
+            }
+            self.check_backpressure(key);
+        }
+        rest.append(&mut self.table.deferred);
+        self.table.deferred = rest;
+    }
+
     /// A connection was accepted: note its handshake, then shed.
     pub(super) fn handshake_started(&mut self, key: u32, gen: u32, now: Ticks) {
         self.handshakes.push_back((Entry { key, gen }, now));

@@ -39,6 +39,16 @@ pub(super) fn delivered<A: App>(
         c.rx.extend_from_slice(data);
         return false;
     }
+    if c.phase == Phase::Handshake && !c.outbound() && (c.deferred || table.handshake_budget == 0) {
+        // This turn's handshakes are spent: keep the bytes for the next.
+        c.rx.extend_from_slice(data);
+        if !c.deferred {
+            c.deferred = true;
+            table.deferred.push(key);
+            inc(&table.my_stats().handshakes_deferred_total, 1);
+        }
+        return false;
+    }
     // Detach the buffered bytes so the application may use `Io` (which
     // reaches every connection, including this one) while we hand it
     // slices of them.
@@ -156,7 +166,11 @@ fn server_handshake<A: App>(
         respond(table, key, response);
         Step::Done
     };
-    let (consumed, upgrade) = match handshake::accept(buf, &config.handshake) {
+    let outcome = handshake::accept(buf, &config.handshake);
+    if !matches!(outcome, Outcome::Partial) {
+        table.handshake_budget = table.handshake_budget.saturating_sub(1);
+    }
+    let (consumed, upgrade) = match outcome {
         Outcome::Partial => return Step::Wait,
         Outcome::Reject { response, .. } => return refused(table, response),
         Outcome::Http { request, .. } => {

@@ -241,6 +241,10 @@ impl Harness {
             dials: Vec::new(),
             gen: 0,
             outbound: FxHashMap::default(),
+            // The harness parses every head at once; the per-turn budget
+            // is the shard's (`handshakes.rs`).
+            handshake_budget: usize::MAX,
+            deferred: Vec::new(),
         };
         // As `Shard::on_accept` takes a connection in.
         let gen = table.next_gen();

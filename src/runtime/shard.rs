@@ -208,6 +208,8 @@ impl<M> Shard<M> {
                 dials: Vec::new(),
                 gen: 0,
                 outbound: FxHashMap::default(),
+                handshake_budget: config.handshakes_per_turn,
+                deferred: Vec::new(),
             },
             mail,
             config: config.clone(),
@@ -333,6 +335,11 @@ impl<M> Shard<M> {
             self.elapsed = self.start.elapsed();
             self.table.now = timer::now(self.elapsed);
             self.grew_this_turn = false;
+            self.table.handshake_budget = self.config.handshakes_per_turn.max(1);
+            // Heads left over from earlier turns go first.
+            if !self.table.deferred.is_empty() {
+                self.run_deferred(&mut app);
+            }
             let mut cqes = std::mem::take(&mut self.cqes);
             cqes.clear();
             cqes.extend(
@@ -443,8 +450,10 @@ impl<M> Shard<M> {
         }
         // Dials left over from the turn's budget (`DIALS_PER_TURN`) keep
         // the loop awake, as dirty connections do.
-        let sleep =
-            self.table.dirty.is_empty() && self.table.dials.is_empty() && self.mail.prepare_sleep();
+        let sleep = self.table.dirty.is_empty()
+            && self.table.dials.is_empty()
+            && self.table.deferred.is_empty()
+            && self.mail.prepare_sleep();
         let r = if !sleep {
             // Submit, then (DEFER_TASKRUN runs completion work only when
             // we ask for events) GETEVENTS without blocking: one enter, and

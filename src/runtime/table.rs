@@ -46,6 +46,11 @@ pub struct ConnTable {
     /// Outbound connections until they open: where to, and the handshake
     /// to verify the answer with.
     pub outbound: FxHashMap<u32, Box<Outbound>>,
+    /// Request heads this turn may still parse (`Config::handshakes_per_turn`).
+    pub handshake_budget: usize,
+    /// Connections whose request head waits, in `rx`, for a later turn's
+    /// budget, in arrival order.
+    pub deferred: Vec<u32>,
 }
 
 impl ConnTable {
