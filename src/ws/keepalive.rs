@@ -47,29 +47,39 @@ pub enum Due {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     last_rx: Time,
-    ping_sent: Option<Time>,
+    /// When our ping went out, or [`NOT_SENT`]: a sentinel, not an
+    /// `Option` (8 bytes for 4), since every connection holds one.
+    ping_sent: Time,
 }
+
+/// `Keepalive::ping_sent` when no ping is waiting for its pong (the
+/// runtime's clock stops at `u32::MAX / 2` ticks).
+const NOT_SENT: Time = Time::MAX;
 
 impl Keepalive {
     /// A connection that opened at `now`.
     pub fn new(now: Time) -> Self {
         Self {
             last_rx: now,
-            ping_sent: None,
+            ping_sent: NOT_SENT,
         }
     }
 
     /// Bytes arrived at `now`: the peer is alive.
     pub fn received(&mut self, now: Time) {
         self.last_rx = now;
-        self.ping_sent = None;
+        self.ping_sent = NOT_SENT;
     }
 
     /// When [`Keepalive::on_timeout`] has something to do next, for a
     /// connection in `state` whose close (if it sent one) went out at
     /// `close_sent`.
+    fn ping_sent(&self) -> Option<Time> {
+        (self.ping_sent != NOT_SENT).then_some(self.ping_sent)
+    }
+
     pub fn next(&self, t: &Timeouts, state: State, close_sent: Time) -> Time {
-        match (state, self.ping_sent) {
+        match (state, self.ping_sent()) {
             (State::CloseSent | State::Closed, _) => close_sent.saturating_add(t.close),
             (_, Some(sent)) => sent.saturating_add(t.pong),
             (_, None) => self.last_rx.saturating_add(t.idle_ping),
@@ -88,13 +98,13 @@ impl Keepalive {
         if now < self.next(t, ws.state(), close_sent) {
             return None;
         }
-        match (ws.state(), self.ping_sent) {
+        match (ws.state(), self.ping_sent()) {
             (State::CloseSent | State::Closed, _) => Some(Due::CloseTimeout),
             (State::Open, Some(_)) => {
                 Some(Due::PingTimeout(ws.close(code::GOING_AWAY, "ping timeout")))
             }
             (State::Open, None) => {
-                self.ping_sent = Some(now);
+                self.ping_sent = now.min(NOT_SENT - 1);
                 Some(Due::Ping(ws.encode(OpCode::Ping, b"")))
             }
         }

@@ -13,7 +13,12 @@ def start(bin_, flags):
     """Start `bin_` on 127.0.0.1 with `flags`; returns (process, port)."""
     p = subprocess.Popen([bin_, "--listen", "127.0.0.1:0", "--no-pin", *flags],
                          stdout=subprocess.PIPE, text=True)
+    # Start-up notes (what caps the connection count...) come first.
     line = p.stdout.readline()
+    while line and "listening on" not in line:
+        line = p.stdout.readline()
+    if not line:
+        raise SystemExit(f"{bin_} exited before listening")
     port = int(line.split("127.0.0.1:")[1].split()[0])
     threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
     return p, port

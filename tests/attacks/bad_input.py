@@ -92,6 +92,8 @@ def main():
                           *extra], stdout=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
+        while line and "listening on" not in line:  # start-up notes first
+            line = p.stdout.readline()
         port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
 
         c = Ws(port)

@@ -18,6 +18,8 @@ def main():
                          stdout=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
+        while line and "listening on" not in line:  # start-up notes first
+            line = p.stdout.readline()
         addr = next(w for w in line.split() if w.count(":") == 1 and w[0].isdigit())
         host, port = addr.split(":")
         idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(n)]
