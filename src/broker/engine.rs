@@ -13,7 +13,7 @@ use super::config::{BrokerConfig, SlowPolicy};
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
 use super::owner::{Owned, OwnedLimits};
-use super::snapshots::{ConnKey, Served};
+use super::snapshots::{ConnKey, Parked, Served};
 use super::stats::BrokerStats;
 use super::subscriber::{Limits, Subscriber};
 use super::topic::{check_topic, first_bad_pattern, is_pattern};
@@ -46,6 +46,9 @@ pub struct Broker {
     pub(super) snapshots_in_flight: usize,
     /// As an owner: the requests being served, per subscribing connection.
     pub(super) served: FxHashMap<ConnKey, Served>,
+    /// As a subscriber's shard: remote scans' steps taken in, the next
+    /// waiting for the connection's queue to drain.
+    pub(super) parked: FxHashMap<Client, Vec<Parked>>,
     /// Where the tick's sweep of subscribers' spare state goes on.
     tidy_at: usize,
 }
@@ -89,6 +92,7 @@ impl Broker {
             targets: Vec::new(),
             snapshots_in_flight: 0,
             served: FxHashMap::default(),
+            parked: FxHashMap::default(),
             tidy_at: 0,
         }
     }
@@ -240,6 +244,7 @@ impl Broker {
                         self.unsubscribe_one(io, conn, &p);
                     }
                 }
+                self.remote_scan_unsub(io, conn);
                 if let Some(id) = id {
                     self.answer(io, conn, wire::ack(id));
                 }
@@ -510,6 +515,7 @@ impl Broker {
     /// The host sent everything queued: release conflated messages.
     pub fn writable<H: Host>(&mut self, io: &mut H, conn: Client) {
         self.local_scan_writable(io, conn);
+        self.remote_scan_writable(io, conn);
         let max = self.config.max_queued;
         let me = io.shard();
         let Some(st) = self.state(conn) else { return };
@@ -702,7 +708,7 @@ impl Broker {
             } => {
                 let go = self.sub_reply(io, from, conn, req, entries, more);
                 if more {
-                    io.post(from, Mail::SnapMore { conn, req, go });
+                    self.step_taken(io, from, conn, req, go);
                 }
             }
             Mail::SnapMore { conn, req, go } => self.scan_more(io, (from, conn), req, go),
@@ -713,7 +719,7 @@ impl Broker {
 /// A subscriber's state if `conn` is still that connection. A function of
 /// the table alone, so a caller holding it can still use the broker's
 /// other fields (counters) without a second lookup.
-fn live(conns: &mut [Option<Subscriber>], conn: Client) -> Option<&mut Subscriber> {
+pub(super) fn live(conns: &mut [Option<Subscriber>], conn: Client) -> Option<&mut Subscriber> {
     conns
         .get_mut(conn.slot as usize)
         .and_then(|s| s.as_mut())

@@ -39,7 +39,9 @@ pub enum Mail {
         entries: Vec<(Bytes, TopicAt)>,
         more: bool,
     },
-    /// To the owner: the step of request `req` was taken in; send the
-    /// next (`go`), or stop and answer (nothing of it is wanted any more).
+    /// To the owner: the step of request `req` was taken in and the
+    /// client's queue drained (or the tick's rule, `snapshots.rs`); send
+    /// the next (`go`), or stop and answer (nothing of it is wanted any
+    /// more, or the connection closed).
     SnapMore { conn: Client, req: u32, go: bool },
 }

@@ -23,6 +23,8 @@ mod engine_tests;
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
+mod remote_pace_tests;
+#[cfg(test)]
 mod scan_tests;
 
 pub use config::{BrokerConfig, SlowPolicy};

@@ -9,12 +9,18 @@
 //! FIFO ring, live messages after it go through (`Subscriber::started`),
 //! and later steps leave out topics published since.
 //!
-//! What paces a scan: a remote subscriber's shard asks for the next step
-//! (`Mail::SnapMore`) once it took one in, so at most one step per scan is
-//! in the mail. A local one goes on when the subscriber's queue has drained
-//! (`Broker::writable`), or at the next tick (`Broker::tick`, 100 ms) if
-//! nothing was sent: the runtime has no mail to oneself to wake the shard
-//! on the next turn.
+//! What paces a scan: the client reading it. A local subscriber's scan goes
+//! on when the subscriber's queue has drained (`Broker::writable`), or at
+//! the next tick (`Broker::tick`, 100 ms) if nothing was sent: the runtime
+//! has no mail to oneself to wake the shard on the next turn. A remote
+//! subscriber's shard asks for the next step (`Mail::SnapMore`) the same
+//! way: at once if the step queued nothing, else once the queue drained or
+//! at a tick that finds it empty, so at most one step per scan is in the
+//! mail or in the queue. Asking as soon as a step was taken in let a
+//! 200,000-topic scan outrun its reader: closed as a slow consumer after
+//! ~12,000 messages (1 MiB), where a local one got all. Either way a client
+//! whose queue does not drain for [`STUCK_TICKS`] gets the next step anyway,
+//! and a close or an unsubscribe tells the owner to stop at once.
 //!
 //! An owner serves one request of a connection at a time: later ones
 //! (a `sub` without snapshot too) wait until its scan is done, so a scan
@@ -25,7 +31,7 @@
 use bytes::Bytes;
 use std::collections::VecDeque;
 
-use super::engine::Broker;
+use super::engine::{live, Broker};
 use super::host::{Client, Host};
 use super::mail::Mail;
 use super::owner::Scan;
@@ -55,11 +61,21 @@ struct Active {
     ticks: u32,
 }
 
-/// Ticks (100 ms) a local scan waits for a subscriber whose queue does
-/// not drain before it sends the next step anyway: a client that never
+/// Ticks (100 ms) a scan waits for a subscriber whose queue does not
+/// drain before it goes on anyway (a local one sends the next step, a
+/// remote subscriber's shard asks for it): a client that never
 /// reads must not hold its snapshot slot (64 per shard) for ever; the
 /// steps then meet its slow-consumer policy, as a one-go snapshot did.
 const STUCK_TICKS: u32 = 10;
+
+/// On the subscriber's shard: a remote scan's step taken in, the next one
+/// not asked for yet (see the module doc).
+pub(super) struct Parked {
+    owner: usize,
+    req: u32,
+    /// Ticks it has waited so.
+    ticks: u32,
+}
 
 struct Queued {
     req: u32,
@@ -221,6 +237,7 @@ impl Broker {
     /// goes on, and so does one whose subscriber has not drained its
     /// queue for [`STUCK_TICKS`].
     pub(super) fn scan_tick<H: Host>(&mut self, io: &mut H) {
+        self.remote_scan_tick(io);
         let me = io.shard();
         let mut ready: Vec<ConnKey> = Vec::new();
         for (k, s) in self.served.iter_mut() {
@@ -237,16 +254,114 @@ impl Broker {
         }
     }
 
-    /// Do local scans wait for a tick or their subscriber's queue?
+    /// Do scans wait for a tick or their subscriber's queue (local ones
+    /// here as the owner, remote ones as the subscriber's shard)?
     pub fn scans_waiting(&self) -> bool {
-        self.served
-            .values()
-            .any(|s| s.active.as_ref().is_some_and(|a| a.ready))
+        !self.parked.is_empty()
+            || self
+                .served
+                .values()
+                .any(|s| s.active.as_ref().is_some_and(|a| a.ready))
     }
 
-    /// `conn` closed: what this shard serves it, as its owner, is dropped.
+    /// `conn` closed: what this shard serves it, as its owner, is dropped,
+    /// and owners it waits on for the next step are told to stop.
     pub(super) fn forget_served<H: Host>(&mut self, io: &mut H, conn: Client) {
         self.served.remove(&(io.shard(), conn));
+        for p in self.parked.remove(&conn).unwrap_or_default() {
+            io.post(
+                p.owner,
+                Mail::SnapMore {
+                    conn,
+                    req: p.req,
+                    go: false,
+                },
+            );
+        }
+    }
+
+    /// On the subscriber's shard: `conn` took in a step of `owner`'s scan
+    /// for `req`. Ask for the next now if it is not wanted (`go` false) or
+    /// the step queued nothing (no `writable` would follow), else once the
+    /// queue drains.
+    pub(super) fn step_taken<H: Host>(
+        &mut self,
+        io: &mut H,
+        owner: usize,
+        conn: Client,
+        req: u32,
+        go: bool,
+    ) {
+        if go && io.backlog(conn).is_some_and(|b| b > 0) {
+            let p = Parked {
+                owner,
+                req,
+                ticks: 0,
+            };
+            return self.parked.entry(conn).or_default().push(p);
+        }
+        io.post(owner, Mail::SnapMore { conn, req, go });
+    }
+
+    /// Ask `owner` for the next step of `req`, or to stop if none of it
+    /// is wanted any more.
+    fn ask_more<H: Host>(&mut self, io: &mut H, conn: Client, p: Parked) {
+        let go = self.state(conn).is_some_and(|st| st.wants(p.req, p.owner));
+        let req = p.req;
+        io.post(p.owner, Mail::SnapMore { conn, req, go });
+    }
+
+    /// `conn`'s queue drained: the remote scans it paces go on.
+    pub(super) fn remote_scan_writable<H: Host>(&mut self, io: &mut H, conn: Client) {
+        if self.parked.is_empty() {
+            return;
+        }
+        for p in self.parked.remove(&conn).unwrap_or_default() {
+            self.ask_more(io, conn, p);
+        }
+    }
+
+    /// `conn` unsubscribed: owners whose steps none of its patterns want
+    /// any more stop now, not at its next drained queue.
+    pub(super) fn remote_scan_unsub<H: Host>(&mut self, io: &mut H, conn: Client) {
+        let Some(mut ps) = self.parked.remove(&conn) else {
+            return;
+        };
+        let st = live(&mut self.conns, conn);
+        let (keep, stop): (Vec<Parked>, Vec<Parked>) = ps
+            .drain(..)
+            .partition(|p| st.as_ref().is_some_and(|s| s.wants(p.req, p.owner)));
+        if !keep.is_empty() {
+            self.parked.insert(conn, keep);
+        }
+        for p in stop {
+            self.ask_more(io, conn, p);
+        }
+    }
+
+    /// On the timer tick: as for local scans, a remote step waits no more
+    /// once its subscriber's queue is empty (nothing to wake `writable`),
+    /// nor after [`STUCK_TICKS`].
+    fn remote_scan_tick<H: Host>(&mut self, io: &mut H) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let mut ready: Vec<(Client, Parked)> = Vec::new();
+        self.parked.retain(|&conn, ps| {
+            let drained = io.backlog(conn).is_none_or(|b| b == 0);
+            for mut p in std::mem::take(ps) {
+                p.ticks += 1;
+                if drained || p.ticks >= STUCK_TICKS {
+                    ready.push((conn, p));
+                } else {
+                    ps.push(p);
+                }
+            }
+            !ps.is_empty()
+        });
+        for (conn, p) in ready {
+            self.ask_more(io, conn, p);
+        }
     }
 
     /// `owner` sent a step (`more`) or its answer to request `req` of
