@@ -169,3 +169,50 @@ fn closing_or_unsubscribing_a_remote_reader_mid_scan_frees_the_owner() {
     assert!(cl.brokers[0].parked.is_empty());
     assert_eq!(cl.brokers[0].snapshots_in_flight, 0);
 }
+
+#[test]
+fn a_reading_subscriber_gets_a_big_snapshot_from_every_owner_at_the_default_limits() {
+    // Two owners, default step and queue limit (1 MiB): each owner's first
+    // step used to be 4,096 entries (~800 kB here), and both landed in the
+    // queue before the client could read: closed 1008 with most of the
+    // snapshot missing.
+    let mut cl = Cluster::new(2);
+    let data = "x".repeat(150);
+    let publisher = cl.connect(1);
+    for i in 0..12_000 {
+        cl.send(
+            publisher,
+            json!({"op": "pub", "topic": format!("t.n{i}"), "data": data}),
+        );
+    }
+    cl.settle();
+    cl.hosts[0].enforce_limit = true;
+    let sub = cl.connect(0);
+    cl.send(
+        sub,
+        json!({"op": "sub", "topics": ["t.*"], "id": 1, "snapshot": true}),
+    );
+    let mut snaps = 0;
+    let mut acked = false;
+    for round in 0.. {
+        assert!(round < 10_000, "no ack after {snaps} entries");
+        deliver(&mut cl);
+        for m in cl.received(sub) {
+            if m["op"] == "ack" {
+                acked = true;
+            } else if m["snapshot"] == true {
+                snaps += 1;
+            }
+        }
+        assert!(cl.hosts[0].closes.is_empty(), "{:?}", cl.hosts[0].closes);
+        if acked {
+            break;
+        }
+        cl.writable(sub);
+        if round % 10 == 9 {
+            cl.tick(0);
+            cl.tick(1);
+        }
+    }
+    assert_eq!(snaps, 12_000);
+}
