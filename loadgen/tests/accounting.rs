@@ -4,44 +4,13 @@
 //! reorders on purpose, each fault is reported as what it is.
 
 mod fake_broker;
+mod real_broker;
 
 use loadgen::plan::{Plan, Publishing, Scenario};
 use loadgen::run::{self, Options};
-use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
-use ringfan::runtime::{Config, Server};
-use ringfan::server::{Node, Routes};
+use real_broker::ringfan;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::Duration;
-
-fn ringfan(shards: usize) -> Server {
-    let config = Config {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        shards,
-        pin: false,
-        ..Config::default()
-    };
-    let broker = BrokerConfig {
-        policy: SlowPolicy::Disconnect,
-        max_queued: 8 << 20,
-        max_message: 1 << 20,
-        max_subscriptions: 1024,
-        max_lvc_bytes: 64 << 20,
-        ..BrokerConfig::default()
-    };
-    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    Server::start(config, move |_| {
-        Node::new(
-            Broker::new(broker.clone(), stats.clone()),
-            // The echo scenario needs /echo, off by default.
-            Routes {
-                echo: true,
-                ..Routes::default()
-            },
-        )
-    })
-    .expect("broker starts")
-}
 
 fn plan(
     target: SocketAddr,

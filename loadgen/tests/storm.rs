@@ -3,39 +3,13 @@
 //! resubscribed with its snapshot, nothing fails, and the held
 //! subscribers' latency is reported for the storm window and outside it.
 
-use ringfan::broker::{Broker, BrokerConfig, BrokerStats, SlowPolicy};
-use ringfan::runtime::{Config, Server};
-use ringfan::server::{Node, Routes};
+mod real_broker;
+
+use real_broker::ringfan;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringfan-loadgen");
-
-fn ringfan(shards: usize) -> Server {
-    let config = Config {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        shards,
-        pin: false,
-        ..Config::default()
-    };
-    let broker = BrokerConfig {
-        policy: SlowPolicy::Disconnect,
-        max_queued: 8 << 20,
-        max_message: 1 << 20,
-        max_subscriptions: 1024,
-        max_lvc_bytes: 64 << 20,
-        ..BrokerConfig::default()
-    };
-    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    Server::start(config, move |_| {
-        Node::new(
-            Broker::new(broker.clone(), stats.clone()),
-            Routes::default(),
-        )
-    })
-    .expect("broker starts")
-}
 
 #[test]
 fn a_storm_of_100_of_300_comes_back_whole_and_reports_both_windows() {
