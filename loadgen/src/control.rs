@@ -85,6 +85,28 @@ pub struct StormResult {
     pub outside: Histogram<u64>,
 }
 
+impl StormResult {
+    /// Nothing dropped yet, empty histograms.
+    pub fn new() -> Self {
+        Self {
+            dropped: 0,
+            resubscribed: 0,
+            failed: 0,
+            unheld_deliveries: 0,
+            snapshots: 0,
+            retried: 0,
+            during: crate::driver::histogram(),
+            outside: crate::driver::histogram(),
+        }
+    }
+}
+
+impl Default for StormResult {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct Control {
     clock: Clock,
     phase: AtomicU8,

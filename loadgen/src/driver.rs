@@ -144,16 +144,7 @@ impl Driver {
             stormed: false,
             redial: Vec::new(),
             retry: Vec::new(),
-            storm: StormResult {
-                dropped: 0,
-                resubscribed: 0,
-                failed: 0,
-                unheld_deliveries: 0,
-                snapshots: 0,
-                retried: 0,
-                during: histogram(),
-                outside: histogram(),
-            },
+            storm: StormResult::new(),
             plan,
             ctl,
         }

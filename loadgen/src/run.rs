@@ -341,16 +341,7 @@ impl Merged {
             failures: BTreeMap::new(),
             delivered_measured: 0,
             published_measured: 0,
-            storm: StormResult {
-                dropped: 0,
-                resubscribed: 0,
-                failed: 0,
-                unheld_deliveries: 0,
-                snapshots: 0,
-                retried: 0,
-                during: histogram(),
-                outside: histogram(),
-            },
+            storm: StormResult::new(),
         };
         for f in finals {
             m.counts.add(&f.counts);
