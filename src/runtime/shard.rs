@@ -340,17 +340,7 @@ impl<M> Shard<M> {
             if !self.table.deferred.is_empty() {
                 self.run_deferred(&mut app);
             }
-            let mut cqes = std::mem::take(&mut self.cqes);
-            cqes.clear();
-            cqes.extend(
-                self.ring
-                    .completion()
-                    .map(|c| (c.user_data(), c.result(), c.flags())),
-            );
-            for &(ud, res, flags) in &cqes {
-                self.complete(&mut app, ud, res, flags);
-            }
-            self.cqes = cqes;
+            self.complete_all(&mut app);
             if self.tick_due {
                 // Deadlines judge what peers sent: after a long turn (a
                 // big broadcast, a stalled machine) the tick completes in
@@ -381,22 +371,8 @@ impl<M> Shard<M> {
         }
     }
 
-    /// Submit what is queued, run the kernel's deferred completion work
-    /// without waiting, and act on what it completed.
-    fn reap_now<A: App<Mail = M>>(&mut self, app: &mut A) {
-        let pending = self.ring.submission().len() as u32;
-        // SAFETY: no argument struct is passed; every queued entry's
-        // buffers stay alive until its completion (see `push`).
-        let r = unsafe {
-            self.ring
-                .submitter()
-                .enter::<libc::sigset_t>(pending, 0, IORING_ENTER_GETEVENTS, None)
-        };
-        if let Err(e) = r {
-            if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
-                log_error("io_uring_enter", &e);
-            }
-        }
+    /// Act on every completion in the queue, in order.
+    fn complete_all<A: App<Mail = M>>(&mut self, app: &mut A) {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         cqes.extend(
@@ -408,6 +384,31 @@ impl<M> Shard<M> {
             self.complete(app, ud, res, flags);
         }
         self.cqes = cqes;
+    }
+
+    /// One enter that submits what is queued and, since DEFER_TASKRUN runs
+    /// completion work only when events are asked for, GETEVENTS without
+    /// waiting: completions of work that arrived meanwhile are posted.
+    fn submit_and_poll(&mut self) -> std::io::Result<usize> {
+        let pending = self.ring.submission().len() as u32;
+        // SAFETY: no argument struct is passed; every queued entry's
+        // buffers stay alive until its completion (see `push`).
+        unsafe {
+            self.ring
+                .submitter()
+                .enter::<libc::sigset_t>(pending, 0, IORING_ENTER_GETEVENTS, None)
+        }
+    }
+
+    /// Submit what is queued, run the kernel's deferred completion work
+    /// without waiting, and act on what it completed.
+    fn reap_now<A: App<Mail = M>>(&mut self, app: &mut A) {
+        if let Err(e) = self.submit_and_poll() {
+            if !matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) {
+                log_error("io_uring_enter", &e);
+            }
+        }
+        self.complete_all(app);
     }
 
     pub(super) fn io(&mut self) -> Io<'_, M> {
@@ -455,21 +456,9 @@ impl<M> Shard<M> {
             && self.table.deferred.is_empty()
             && self.mail.prepare_sleep();
         let r = if !sleep {
-            // Submit, then (DEFER_TASKRUN runs completion work only when
-            // we ask for events) GETEVENTS without blocking: one enter, and
-            // input that arrived while this turn's sends ran inline is
-            // completed by it too, for the next turn.
-            let pending = self.ring.submission().len() as u32;
-            // SAFETY: no argument struct is passed; every queued entry's
-            // buffers stay alive until its completion (see `push`).
-            unsafe {
-                self.ring.submitter().enter::<libc::sigset_t>(
-                    pending,
-                    0,
-                    IORING_ENTER_GETEVENTS,
-                    None,
-                )
-            }
+            // Input that arrived while this turn's sends ran inline is
+            // completed by the same enter, for the next turn.
+            self.submit_and_poll()
         } else if backlog || self.write_delay.wake_at().is_some() {
             // Mail waits for room in a full ring: sleep, but only briefly,
             // rather than spin on a slow (or exited) shard. Held data waits
