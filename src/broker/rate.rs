@@ -30,21 +30,29 @@ pub(super) struct Bucket {
     last_ms: Option<u64>,
 }
 
+/// A full bucket under `rate`, in thousandths.
+fn cap(rate: Rate) -> i64 {
+    i64::from(rate.burst.max(1)) * MILLI
+}
+
 impl Bucket {
     /// Would the bucket be full at `now_ms` (as a new one is)? A full
     /// bucket can be forgotten without giving anyone a new burst.
     pub fn full(&self, rate: Rate, now_ms: u64) -> bool {
-        let Some(last) = self.last_ms else {
-            return true;
+        rate.is_off() || self.at(rate, now_ms) >= cap(rate)
+    }
+
+    /// The thousandths saved at `now_ms`, refilled since the last use and
+    /// capped at the burst (a bucket never used is full).
+    fn at(&self, rate: Rate, now_ms: u64) -> i64 {
+        let since = match self.last_ms {
+            Some(last) => now_ms.saturating_sub(last),
+            None => u64::MAX,
         };
-        if rate.is_off() {
-            return true;
-        }
-        let cap = i64::from(rate.burst.max(1)) * MILLI;
-        let refill = i64::try_from(now_ms.saturating_sub(last))
+        let refill = i64::try_from(since)
             .unwrap_or(i64::MAX)
             .saturating_mul(i64::from(rate.per_s));
-        self.milli.saturating_add(refill) >= cap
+        self.milli.saturating_add(refill).min(cap(rate))
     }
 
     /// Admit a request costing `cost` tokens at `now_ms` under `rate`: it
@@ -56,17 +64,8 @@ impl Bucket {
         if rate.is_off() {
             return true;
         }
-        let cap = i64::from(rate.burst.max(1)) * MILLI;
-        let since = match self.last_ms {
-            Some(last) => now_ms.saturating_sub(last),
-            // New: a full bucket.
-            None => u64::MAX,
-        };
+        self.milli = self.at(rate, now_ms);
         self.last_ms = Some(now_ms);
-        let refill = i64::try_from(since)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(i64::from(rate.per_s));
-        self.milli = self.milli.saturating_add(refill).min(cap);
         if self.milli < MILLI {
             return false;
         }
