@@ -3,8 +3,8 @@
 //! Layers, bottom up (see `docs/architecture.md`); every import points
 //! down:
 //! - [`ws`]: the sans-IO WebSocket protocol core (bytes in, events out).
-//! - [`metrics`] and [`sendbuf`]: leaves both layers above use (per-shard
-//!   counters; a frame as queues hold it).
+//! - [`metrics`], [`sendbuf`] and [`rate`]: leaves both layers above use
+//!   (per-shard counters; a frame as queues hold it; token buckets).
 //! - [`runtime`]: the io_uring thread-per-core server that drives `ws`; it
 //!   knows no topics, JSON or routes.
 //! - [`broker`]: the pub/sub data structures behind its own narrow
@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod metrics;
+pub mod rate;
 pub mod runtime;
 pub mod sendbuf;
 pub mod server;

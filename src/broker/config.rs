@@ -1,7 +1,7 @@
 //! What a broker may do and keep: its configuration and the defaults the
 //! binary's flags show (one place for each number, with why).
 
-use super::rate::Rate;
+use crate::rate::Rate;
 
 /// What to do when a subscriber's outgoing queue is full (protocol.md,
 /// "Slow consumers").

@@ -3,9 +3,9 @@
 //! mailboxes), played over the fake host of [`super::sim`].
 
 use super::config::{BrokerConfig, SlowPolicy};
-use super::rate::Rate;
 use super::sim::{summary, topic_owned_by, Cluster};
 use super::stats::BrokerStats;
+use crate::rate::Rate;
 use serde_json::json;
 
 fn config() -> BrokerConfig {

@@ -8,7 +8,6 @@ pub mod host;
 mod limits;
 pub mod mail;
 pub mod owner;
-pub mod rate;
 pub mod sim;
 mod snapshots;
 pub mod stats;
@@ -27,9 +26,9 @@ mod remote_pace_tests;
 #[cfg(test)]
 mod scan_tests;
 
+pub use crate::rate::Rate;
 pub use config::{BrokerConfig, SlowPolicy};
 pub use engine::Broker;
 pub use host::{Client, Host, MAX_SHARDS};
 pub use mail::Mail;
-pub use rate::Rate;
 pub use stats::BrokerStats;

@@ -21,9 +21,9 @@
 //! per entry, ~1e9 steps.
 
 use super::host::ShardMask;
-use super::rate::Bucket;
 use super::topic::{is_pattern, matches};
 use super::wire::TopicAt;
+use crate::rate::{Bucket, Rate};
 use bytes::Bytes;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::VecDeque;
@@ -239,8 +239,8 @@ impl More {
 
 /// The budgets a [`More`] keeps, to tell when it is at rest.
 pub(super) struct Limits {
-    pub pub_rate: super::rate::Rate,
-    pub sub_rate: super::rate::Rate,
+    pub pub_rate: Rate,
+    pub sub_rate: Rate,
     pub new_topics: u64,
 }
 

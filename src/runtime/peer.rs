@@ -23,6 +23,7 @@
 use super::shard::Shard;
 use super::token::{self, Op};
 use crate::metrics::{dec, inc};
+use crate::rate::{Bucket, Rate};
 use crate::ws::http;
 use bytes::Bytes;
 use io_uring::opcode;
@@ -120,14 +121,12 @@ pub enum Refusal {
     Rate,
 }
 
-/// One address's open connections and new-connection budget.
-#[derive(Debug, Clone, Copy)]
+/// One address's open connections and new-connection budget (a token
+/// per new connection, refilled at the rate, at most one second's worth).
+#[derive(Debug, Default)]
 struct Entry {
     conns: u32,
-    /// Tokens, each allowing one new connection (a token bucket refilled
-    /// at the rate, holding at most one second's worth).
-    tokens: f32,
-    at_ms: u64,
+    bucket: Bucket,
 }
 
 const STRIPES: usize = 64;
@@ -180,27 +179,16 @@ impl PeerLimits {
         let Ok(mut map) = self.stripe(key).lock() else {
             return Ok(false);
         };
-        let rate = self.rate as f32;
         let mut added = false;
         let e = map.entry(key).or_insert_with(|| {
             added = true;
-            Entry {
-                conns: 0,
-                tokens: rate,
-                at_ms: now,
-            }
+            Entry::default()
         });
-        if self.rate > 0 {
-            let refill = now.saturating_sub(e.at_ms) as f32 * rate / 1000.0;
-            e.tokens = (e.tokens + refill).min(rate);
-            e.at_ms = now;
-        }
         let verdict = if self.max_conns > 0 && e.conns >= self.max_conns {
             Err(Refusal::Connections)
-        } else if self.rate > 0 && e.tokens < 1.0 {
+        } else if !e.bucket.take(self.rate(), now, 1) {
             Err(Refusal::Rate)
         } else {
-            e.tokens -= 1.0;
             e.conns += 1;
             peer.counted = true;
             Ok(added)
@@ -241,9 +229,15 @@ impl PeerLimits {
     }
 
     fn refilled(&self, e: &Entry, now: u64) -> bool {
-        self.rate == 0
-            || e.tokens + now.saturating_sub(e.at_ms) as f32 * self.rate as f32 / 1000.0
-                >= self.rate as f32
+        e.bucket.full(self.rate(), now)
+    }
+
+    /// New connections a second, in bursts of one second's worth.
+    fn rate(&self) -> Rate {
+        Rate {
+            per_s: self.rate,
+            burst: self.rate,
+        }
     }
 
     /// Forget, in stripe `i`, addresses with no connection whose budget has

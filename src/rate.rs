@@ -1,6 +1,8 @@
-//! Per-connection request rates (protocol.md, "Request rates"): a token
-//! bucket per connection for `pub`, another for `sub` and `unsub`. The
-//! broker has no clock; the time comes from [`super::Host::now_ms`].
+//! Token buckets, shared by the layers that limit a rate: the broker's
+//! per-connection request rates (protocol.md, "Request rates": one bucket
+//! for `pub`, another for `sub` and `unsub`) and the runtime's new
+//! connections per client address (`runtime::peer`). No clock here: the
+//! caller passes the time in milliseconds.
 
 /// A rate limit: `per_s` tokens a second, at most `burst` saved up.
 /// `per_s == 0` is no limit.
@@ -22,7 +24,7 @@ const MILLI: i64 = 1000;
 
 /// One connection's bucket for one kind of request.
 #[derive(Debug, Default)]
-pub(super) struct Bucket {
+pub struct Bucket {
     /// Thousandths of a token; below zero after a request that cost more
     /// than was saved (its sender then waits the longer).
     milli: i64,
