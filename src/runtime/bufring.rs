@@ -205,18 +205,33 @@ impl BufRing {
             return false;
         }
         self.filled = 0;
-        let len = self.next_bid as usize * self.buf_size;
-        // SAFETY: the range lies inside the `bufs` mapping; no buffer in it
-        // is being read by us (all recycled) or written by the kernel
-        // (which writes only inside our own io_uring_enter, see above).
-        unsafe {
-            libc::madvise(
-                self.bufs.ptr.as_ptr() as *mut libc::c_void,
-                len,
-                libc::MADV_DONTNEED,
-            )
-        };
+        // No buffer in the range is being read by us (all recycled) or
+        // written by the kernel (only inside our own io_uring_enter).
+        self.hand_back(0, self.next_bid as usize * self.buf_size);
         true
+    }
+
+    /// Give the memory of the whole pages inside `bufs[start..start + len]`
+    /// back to the kernel. Only whole pages inside: the kernel rounds a
+    /// range out to pages, and with a buffer size that is not a multiple
+    /// of the page a neighbour's bytes (maybe a receive not yet handled)
+    /// would be zeroed. The caller says that nothing in the range is in
+    /// use (by us or the kernel).
+    fn hand_back(&self, start: usize, len: usize) {
+        let page = page();
+        let from = start.next_multiple_of(page);
+        let to = ((start + len).min(self.bufs.len) / page) * page;
+        if to > from {
+            // SAFETY: `from..to` lies inside the `bufs` mapping, and the
+            // caller vouches that nothing in it is in use.
+            unsafe {
+                libc::madvise(
+                    self.bufs.ptr.as_ptr().add(from).cast(),
+                    to - from,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
     }
 
     /// A completion handed us buffer `bid`, filled.
@@ -273,26 +288,8 @@ impl BufRing {
         if self.offered > self.target && bid < self.entries {
             self.offered -= 1;
             self.spare.push(bid);
-            // Only the whole pages inside this buffer: the kernel rounds a
-            // range out to pages, and with a buffer size that is not a
-            // multiple of the page a neighbour's bytes (maybe a receive
-            // not yet handled) would be zeroed.
-            let page = page();
-            let start = bid as usize * self.buf_size;
-            let from = start.next_multiple_of(page);
-            let to = (start + self.buf_size) / page * page;
-            if to > from {
-                // SAFETY: `from..to` lies inside this buffer, inside the
-                // `bufs` mapping, and the buffer is ours: handed over by a
-                // completion, not offered again.
-                unsafe {
-                    libc::madvise(
-                        self.bufs.ptr.as_ptr().add(from).cast(),
-                        to - from,
-                        libc::MADV_DONTNEED,
-                    )
-                };
-            }
+            // Ours: handed over by a completion, not offered again.
+            self.hand_back(bid as usize * self.buf_size, self.buf_size);
             return;
         }
         self.push(bid);
