@@ -12,7 +12,8 @@ Starts BINARY on 127.0.0.1 (two shards) and, on raw sockets, sends:
   echo    an upgrade on /echo with the flags given: the status line.
 One line per probe. Standard library only; every wait is bounded (5 s).
 """
-import json, re, socket, struct, subprocess, sys
+import json, socket, struct, sys
+from attack import start
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -88,13 +89,8 @@ def show(payload: bytes) -> str:
 
 def main():
     binary, extra = sys.argv[1], sys.argv[2:]
-    p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--shards", "2", "--no-pin",
-                          *extra], stdout=subprocess.PIPE, text=True)
+    p, port = start(binary, ["--shards", "2", *extra])
     try:
-        line = p.stdout.readline()
-        while line and "listening on" not in line:  # start-up notes first
-            line = p.stdout.readline()
-        port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
 
         c = Ws(port)
         c.send(json.dumps({"op": "x" * 300_000, "id": 1}))

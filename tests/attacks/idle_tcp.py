@@ -6,22 +6,17 @@ Starts BINARY on 127.0.0.1 with one shard and a 40-slot table, opens
 N_IDLE (default 60) TCP connections that send nothing, then times one
 GET /healthz (10 s timeout). Prints the status (or the error) and ms.
 """
-import socket, subprocess, sys, time
+import socket, sys, time
+from attack import start
 
 
 def main():
     binary = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 60
     extra = sys.argv[3:]
-    p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--shards", "1", "--no-pin",
-                          "--max-connections-per-shard", "40", *extra],
-                         stdout=subprocess.PIPE, text=True)
+    p, port = start(binary, ["--shards", "1", "--max-connections-per-shard", "40", *extra])
+    host = "127.0.0.1"
     try:
-        line = p.stdout.readline()
-        while line and "listening on" not in line:  # start-up notes first
-            line = p.stdout.readline()
-        addr = next(w for w in line.split() if w.count(":") == 1 and w[0].isdigit())
-        host, port = addr.split(":")
         idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(n)]
         time.sleep(0.2)
         t0 = time.time()
