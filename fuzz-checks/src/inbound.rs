@@ -243,18 +243,23 @@ fn comparable(t: &Trace) -> (&[Vec<u8>], &[Seen], Snapshot) {
     (&t.sent, &t.seen, end)
 }
 
-pub fn check(data: &[u8]) {
-    let [flags, max, splits, rest @ ..] = data else {
-        return;
-    };
+/// The harness's settings, from the input's first two bytes.
+fn setup(flags: u8, max: u8) -> Setup {
     let read_limit = [512, 2048, 16384, 2 << 20][usize::from(flags & 3)];
-    let setup = Setup {
-        max_message: 64 + 32 * usize::from(*max),
+    Setup {
+        max_message: 64 + 32 * usize::from(max),
         max_backlog_read: read_limit,
         max_backlog: 2 * read_limit,
         draining: flags & 4 != 0,
         full: flags & 8 != 0,
+    }
+}
+
+pub fn check(data: &[u8]) {
+    let [flags, max, splits, rest @ ..] = data else {
+        return;
     };
+    let setup = setup(*flags, *max);
     let n = usize::from(splits & 15);
     if rest.len() < 2 * n {
         return;
@@ -296,16 +301,8 @@ mod tests {
         let [flags, max, _, rest @ ..] = &data[..] else {
             panic!("short seed");
         };
-        let read_limit = [512, 2048, 16384, 2 << 20][usize::from(flags & 3)];
-        let setup = Setup {
-            max_message: 64 + 32 * usize::from(*max),
-            max_backlog_read: read_limit,
-            max_backlog: 2 * read_limit,
-            draining: flags & 4 != 0,
-            full: flags & 8 != 0,
-        };
         let n = usize::from(data[2] & 15);
-        run(&setup, [&rest[2 * n..]])
+        run(&setup(*flags, *max), [&rest[2 * n..]])
     }
 
     fn status(t: &Trace) -> Option<u16> {
