@@ -257,7 +257,7 @@ fn client_handshake<A: App>(
 }
 
 /// Queue an HTTP response and close after it.
-fn respond(table: &mut ConnTable, key: u32, response: Bytes) {
+pub(super) fn respond(table: &mut ConnTable, key: u32, response: Bytes) {
     if let Some(c) = table.conns.get_mut(key as usize) {
         c.tx.push(response);
         c.phase = Phase::Flushing;

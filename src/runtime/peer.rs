@@ -25,7 +25,6 @@ use super::token::{self, Op};
 use crate::metrics::{dec, inc};
 use crate::rate::{Bucket, Rate};
 use crate::ws::http;
-use bytes::Bytes;
 use io_uring::opcode;
 use io_uring::types::Fixed;
 use rustc_hash::FxHashMap;
@@ -354,17 +353,8 @@ impl<M> Shard<M> {
                 // may answer early, and the close lingers for the request
                 // so that it does not turn into a reset.
                 let response = http::error(429, &[("Retry-After", "1")], body);
-                self.refuse_early(op.key, response);
+                super::inbound::respond(&mut self.table, op.key, response);
             }
-        }
-    }
-
-    fn refuse_early(&mut self, key: u32, response: Bytes) {
-        if let Some(c) = self.table.conns.get_mut(key as usize) {
-            c.tx.push(response);
-            c.phase = super::conn::Phase::Flushing;
-            c.since = self.table.now;
-            self.table.mark(key);
         }
     }
 
