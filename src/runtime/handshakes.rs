@@ -52,17 +52,7 @@ impl<M> Shard<M> {
                 continue;
             };
             c.rx.put(rx);
-            let opened = c.phase == Phase::Open;
-            let rearm = !c.recv_armed;
-            if opened {
-                // As `on_recv`: the idle-ping clock runs from now.
-                let at = self.table.now + self.periods.keepalive.idle_ping;
-                self.reschedule(key, at);
-            }
-            if rearm {
-                self.table.mark(key);
-            }
-            self.check_backpressure(key);
+            self.after_input(key, true);
         }
         rest.append(&mut self.table.deferred);
         self.table.deferred = rest;

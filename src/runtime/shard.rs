@@ -669,28 +669,29 @@ impl<M> Shard<M> {
         let parsed = inbound::delivered(app, table, mail, &self.config, key, data);
         self.bufs.recycle(bid);
         if !parsed {
-            // Reading is paused: kept for the resume.
+            // Reading is paused (or the head deferred): kept for later.
             return;
         }
-        if was_handshake
-            && self
-                .table
-                .conns
-                .get(key as usize)
-                .is_some_and(|c| c.phase == Phase::Open)
-        {
-            // Upgraded: from now on the idle-ping clock runs, not the
-            // handshake deadline.
+        self.after_input(key, was_handshake);
+        self.track_hold(key, res as usize);
+    }
+
+    /// Input for `key` was parsed: an upgrade starts the idle-ping clock
+    /// (no longer the handshake deadline), a receive that stopped is
+    /// re-armed by the flush, and the backlog is checked.
+    pub(super) fn after_input(&mut self, key: u32, was_handshake: bool) {
+        let Some(c) = self.table.conns.get(key as usize) else {
+            return;
+        };
+        let (opened, rearm) = (c.phase == Phase::Open, !c.recv_armed);
+        if was_handshake && opened {
             let at = self.table.now + self.periods.keepalive.idle_ping;
             self.reschedule(key, at);
         }
-        if let Some(c) = self.table.conns.get_mut(key as usize) {
-            if !c.recv_armed {
-                self.table.mark(key);
-            }
+        if rearm {
+            self.table.mark(key);
         }
         self.check_backpressure(key);
-        self.track_hold(key, res as usize);
     }
 
     /// A send completed. True when the connection's queue is now empty
