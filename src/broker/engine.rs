@@ -13,6 +13,7 @@ use super::config::{BrokerConfig, SlowPolicy};
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
 use super::owner::{Owned, OwnedLimits};
+use super::patterns::{Patterns, Shared};
 use super::snapshots::{ConnKey, Parked, Served};
 use super::stats::BrokerStats;
 use super::subscriber::{Limits, Subscriber};
@@ -35,8 +36,9 @@ pub struct Broker {
     pub(super) owned: Owned,
     /// Local subscriptions: pattern → connections.
     pub(super) subs: Trie<Client>,
-    /// Local connections per pattern, to tell owners when it changes 0↔1.
-    pub(super) refs: FxHashMap<Box<str>, u32>,
+    /// The patterns local connections hold, one copy each, counted by
+    /// holder to tell owners when it changes 0↔1.
+    pub(super) patterns: Patterns,
     /// By the host's dense client slot.
     pub(super) conns: Vec<Option<Subscriber>>,
     pub(super) stamp: u64,
@@ -86,7 +88,7 @@ impl Broker {
             config,
             stats,
             subs: Trie::new(),
-            refs: FxHashMap::default(),
+            patterns: Patterns::default(),
             conns: Vec::new(),
             stamp: 0,
             targets: Vec::new(),
@@ -162,8 +164,8 @@ impl Broker {
         let snapshots = st.snapshots_in_flight();
         self.conns[conn.slot as usize] = None;
         self.snapshots_done(io, snapshots);
-        for p in subs {
-            self.unsubscribe_one(io, conn, &p);
+        for (p, pos) in subs {
+            self.unsubscribe_one(io, conn, p, pos);
         }
     }
 
@@ -240,8 +242,8 @@ impl Broker {
                 }
                 for t in &topics {
                     let removed = self.state(conn).and_then(|st| st.unsubscribe(t));
-                    if let Some(p) = removed {
-                        self.unsubscribe_one(io, conn, &p);
+                    if let Some((p, pos)) = removed {
+                        self.unsubscribe_one(io, conn, p, pos);
                     }
                 }
                 self.remote_scan_unsub(io, conn);
@@ -564,25 +566,24 @@ impl Broker {
                 return self.reply(io, conn, id, code, &msg);
             }
         }
-        let Some(st) = self.state(conn) else { return };
         let mut new: Vec<Box<str>> = Vec::new();
         for t in topics {
+            let Some(st) = live(&mut self.conns, conn) else {
+                return;
+            };
             // Already subscribed: no second delivery, no second snapshot.
-            if !st.has_sub(t) {
-                let p: Box<str> = t.as_ref().into();
-                st.add_sub(p.clone());
-                new.push(p);
+            if st.has_sub(t) {
+                continue;
             }
-        }
-        for p in &new {
-            self.subs.insert(p, conn);
+            let (p, first) = self.patterns.hold(t);
+            let pos = self.subs.push(t, conn);
+            st.add_sub(p, pos);
+            new.push(t.as_ref().into());
             inc(&self.stats[me].subscriptions, 1);
-            let r = self.refs.entry(p.clone()).or_insert(0);
-            *r += 1;
-            if *r == 1 {
+            if first {
                 // Interest first: the owner must know of us before it
                 // answers the sub request behind it on the same ring.
-                self.announce(io, p, true);
+                self.announce(io, t, true);
             }
         }
         if new.is_empty() {
@@ -660,22 +661,26 @@ impl Broker {
         }
     }
 
-    fn unsubscribe_one<H: Host>(&mut self, io: &mut H, conn: Client, pattern: &str) {
-        if !self.subs.remove(pattern, conn) {
-            return;
+    /// `conn` let go of `pattern`, which was at `pos` of its trie list.
+    fn unsubscribe_one<H: Host>(&mut self, io: &mut H, conn: Client, pattern: Shared, pos: u32) {
+        match self.subs.remove_at(&pattern, pos, conn) {
+            Ok(Some(moved)) => {
+                if let Some(m) = live(&mut self.conns, moved) {
+                    m.sub_moved(&pattern, pos);
+                }
+            }
+            Ok(None) => {}
+            Err(()) => {
+                // The subscriber's record and the trie disagree: a bug.
+                // Nothing was removed; keep the counts as they were.
+                debug_assert!(false, "{conn:?} not at {pos} of {}", &*pattern);
+                return;
+            }
         }
         let me = io.shard();
         dec(&self.stats[me].subscriptions, 1);
-        let gone = match self.refs.get_mut(pattern) {
-            Some(r) => {
-                *r -= 1;
-                *r == 0
-            }
-            None => false,
-        };
-        if gone {
-            self.refs.remove(pattern);
-            self.announce(io, pattern, false);
+        if self.patterns.release(&pattern) {
+            self.announce(io, &pattern, false);
         }
     }
 

@@ -291,10 +291,14 @@ fn what_a_dropped_pending_snapshot_carried_is_carried_on() {
 
 #[test]
 fn an_idle_subscriber_is_small_and_its_spare_state_goes_once_at_rest() {
+    // 344 bytes with everything inline; 48 with the spare state boxed; 40
+    // with the pattern a pointer to the shard's one copy and its trie
+    // position kept in the padding beside it. The broker's table holds
+    // an `Option` of one per slot: the niche keeps that 40 too.
+    let size = std::mem::size_of::<Option<super::subscriber::Subscriber>>();
     assert!(
-        std::mem::size_of::<super::subscriber::Subscriber>() <= 48,
-        "Subscriber grew to {} bytes: every idle connection holds one",
-        std::mem::size_of::<super::subscriber::Subscriber>()
+        size <= 40,
+        "Subscriber grew to {size} bytes: every idle connection holds one"
     );
     let mut cl = Cluster::new(2);
     let t = topic_owned_by(1, 2, "md");

@@ -8,6 +8,7 @@ pub mod host;
 mod limits;
 pub mod mail;
 pub mod owner;
+mod patterns;
 pub mod sim;
 mod snapshots;
 pub mod stats;

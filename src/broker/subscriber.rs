@@ -21,11 +21,12 @@
 //! per entry, ~1e9 steps.
 
 use super::host::ShardMask;
+use super::patterns::Shared;
 use super::topic::{is_pattern, matches};
 use super::wire::TopicAt;
 use crate::rate::{Bucket, Rate};
 use bytes::Bytes;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
 /// A subscription whose snapshot has not come back from every owner yet.
@@ -108,15 +109,18 @@ pub(super) struct More {
     pub sub_bucket: Bucket,
 }
 
-/// The patterns a subscriber holds. Most clients hold one, kept inline;
-/// more go to a set (exact ones are looked up per message) with the
+/// The patterns a subscriber holds, each with its position in the trie's
+/// list for that pattern (so an unsubscribe needs no search and the trie
+/// no index, see `Trie::push`). Most clients hold one, kept inline in 16
+/// bytes; more go to a map (exact ones are looked up per message) with the
 /// wildcards listed again (those are walked per message).
 #[derive(Debug, Default)]
 enum Subs {
     #[default]
     None,
     One {
-        pattern: Box<str>,
+        pattern: Shared,
+        pos: u32,
         wild: bool,
     },
     Many(Box<SubSet>),
@@ -124,16 +128,16 @@ enum Subs {
 
 #[derive(Debug, Default)]
 struct SubSet {
-    all: FxHashSet<Box<str>>,
-    wild: Vec<Box<str>>,
+    all: FxHashMap<Shared, u32>,
+    wild: Vec<Shared>,
 }
 
 impl Subs {
     fn contains(&self, pattern: &str) -> bool {
         match self {
             Subs::None => false,
-            Subs::One { pattern: p, .. } => &**p == pattern,
-            Subs::Many(s) => s.all.contains(pattern),
+            Subs::One { pattern: p, .. } => p.as_str() == pattern,
+            Subs::Many(s) => s.all.contains_key(pattern),
         }
     }
 
@@ -146,80 +150,94 @@ impl Subs {
     }
 
     /// The wildcard patterns held.
-    fn wild(&self) -> &[Box<str>] {
+    fn wild(&self) -> &[Shared] {
         match self {
             Subs::One {
                 pattern,
                 wild: true,
+                ..
             } => std::slice::from_ref(pattern),
             Subs::Many(s) => &s.wild,
             _ => &[],
         }
     }
 
-    fn insert(&mut self, pattern: Box<str>) {
+    fn insert(&mut self, pattern: Shared, pos: u32) {
         let wild = is_pattern(&pattern);
         match std::mem::take(self) {
-            Subs::None => *self = Subs::One { pattern, wild },
+            Subs::None => *self = Subs::One { pattern, pos, wild },
             Subs::One {
                 pattern: first,
+                pos: first_pos,
                 wild: first_wild,
             } => {
                 let mut s = SubSet::default();
-                if first_wild {
-                    s.wild.push(first.clone());
-                }
-                s.all.insert(first);
-                s.insert(pattern, wild);
+                s.insert(first, first_pos, first_wild);
+                s.insert(pattern, pos, wild);
                 *self = Subs::Many(Box::new(s));
             }
             Subs::Many(mut s) => {
-                s.insert(pattern, wild);
+                s.insert(pattern, pos, wild);
                 *self = Subs::Many(s);
             }
         }
     }
 
-    fn take(&mut self, pattern: &str) -> Option<Box<str>> {
+    /// `pattern`'s entry now has position `pos` in the trie.
+    fn moved(&mut self, pattern: &Shared, to: u32) {
+        match self {
+            Subs::One {
+                pattern: p, pos, ..
+            } if p.same(pattern) => *pos = to,
+            Subs::Many(s) => {
+                if let Some(pos) = s.all.get_mut(pattern.as_str()) {
+                    *pos = to;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn take(&mut self, pattern: &str) -> Option<(Shared, u32)> {
         match self {
             Subs::None => None,
             Subs::One { pattern: p, .. } => {
-                if &**p != pattern {
+                if p.as_str() != pattern {
                     return None;
                 }
                 match std::mem::take(self) {
-                    Subs::One { pattern, .. } => Some(pattern),
+                    Subs::One { pattern, pos, .. } => Some((pattern, pos)),
                     _ => None,
                 }
             }
             Subs::Many(s) => {
-                let p = s.all.take(pattern)?;
+                let (p, pos) = s.all.remove_entry(pattern)?;
                 if is_pattern(&p) {
-                    s.wild.retain(|w| *w != p);
+                    s.wild.retain(|w| !w.same(&p));
                 }
                 if s.all.is_empty() {
                     *self = Subs::None;
                 }
-                Some(p)
+                Some((p, pos))
             }
         }
     }
 
-    fn take_all(&mut self) -> Vec<Box<str>> {
+    fn take_all(&mut self) -> Vec<(Shared, u32)> {
         match std::mem::take(self) {
             Subs::None => Vec::new(),
-            Subs::One { pattern, .. } => vec![pattern],
+            Subs::One { pattern, pos, .. } => vec![(pattern, pos)],
             Subs::Many(s) => s.all.into_iter().collect(),
         }
     }
 }
 
 impl SubSet {
-    fn insert(&mut self, pattern: Box<str>, wild: bool) {
+    fn insert(&mut self, pattern: Shared, pos: u32, wild: bool) {
         if wild {
             self.wild.push(pattern.clone());
         }
-        self.all.insert(pattern);
+        self.all.insert(pattern, pos);
     }
 }
 
@@ -445,13 +463,20 @@ impl Subscriber {
         self.subs.len()
     }
 
-    /// Hold `pattern` (not held yet).
-    pub fn add_sub(&mut self, pattern: Box<str>) {
-        self.subs.insert(pattern);
+    /// Hold `pattern` (not held yet), at position `pos` of its trie list.
+    pub fn add_sub(&mut self, pattern: Shared, pos: u32) {
+        self.subs.insert(pattern, pos);
     }
 
-    /// Every pattern held, dropped (the connection closed).
-    pub fn take_subs(&mut self) -> Vec<Box<str>> {
+    /// A removal from the trie moved this subscriber's entry for `pattern`
+    /// to position `to`.
+    pub fn sub_moved(&mut self, pattern: &Shared, to: u32) {
+        self.subs.moved(pattern, to);
+    }
+
+    /// Every pattern held, with its trie position, dropped (the
+    /// connection closed).
+    pub fn take_subs(&mut self) -> Vec<(Shared, u32)> {
         self.subs.take_all()
     }
 
@@ -550,11 +575,12 @@ impl Subscriber {
     /// snapshot still on its way for it is no longer wanted, and other
     /// pending snapshots carry it where it was streaming (see
     /// [`Pending::carried`]).
-    pub fn unsubscribe(&mut self, pattern: &str) -> Option<Box<str>> {
-        let p = self.subs.take(pattern)?;
+    pub fn unsubscribe(&mut self, pattern: &str) -> Option<(Shared, u32)> {
+        let held = self.subs.take(pattern)?;
         let Some(m) = self.more.as_mut() else {
-            return Some(p);
+            return Some(held);
         };
+        let p: Box<str> = pattern.into();
         // Where it was not streaming yet: owners that had not started its
         // snapshot. What the dropped snapshot carried was streaming too
         // (through it): the other pending snapshots carry it on, or a
@@ -574,7 +600,7 @@ impl Subscriber {
             q.carried.push((p.clone(), !waited));
             q.carried.extend(inherited.iter().cloned());
         }
-        Some(p)
+        Some(held)
     }
 
     /// Send `frame` (a reply to a request with an id) now, or queue it
