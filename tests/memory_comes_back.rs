@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::wsraw::{bounded, masked, metric, RawWs, OP_TEXT};
+use common::wsraw::{bounded, masked, metric, RawWs, OP_PING, OP_TEXT};
 use common::Broker;
 use std::time::Duration;
 
@@ -118,5 +118,44 @@ async fn receive_buffers_grown_in_a_storm_are_handed_back() {
     assert_eq!(
         metric(b.addr, "ringfan_connections_open").await,
         CONNS as u64 + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_of_input_keeps_only_a_quiet_pools_pages() {
+    // The kernel takes offered buffers in turn, so a trickle of small
+    // receives (pongs from 15,000 idle connections a shard) touches a page
+    // of every buffer offered: 256 buffers, 1 MiB a shard. A quiet shard
+    // offers 32, and the rest's pages go back although input never stops.
+    const CONNS: usize = 300;
+    const POOL_KIB: u64 = 2048 * 16;
+    let b = Broker::start(&["--shards", "1", "--recv-buffers-max", "2048"]);
+    let pid = b.child.id();
+    let mut conns = Vec::with_capacity(CONNS);
+    for _ in 0..CONNS {
+        conns.push(RawWs::connect(b.addr, "/ws").await);
+    }
+    let ping = masked(OP_PING, b"x");
+    let start = std::time::Instant::now();
+    let mut touched = 0;
+    let mut i = 0;
+    // Two pings every 20 ms, round the connections, for 16 s: never ten
+    // seconds without input, so the idle release never runs.
+    while start.elapsed() < Duration::from_secs(16) {
+        for _ in 0..2 {
+            bounded(5, "a ping", conns[i % CONNS].send(&ping)).await;
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if start.elapsed() < Duration::from_secs(5) {
+            touched = touched.max(mapping_rss_kib(pid, POOL_KIB).1);
+        }
+    }
+    // 400 small receives in the first 4 s went round all 256 buffers.
+    assert!(touched >= 512, "the trickle touched only {touched} KiB");
+    let (_, now) = mapping_rss_kib(pid, POOL_KIB);
+    assert!(
+        now <= 48 * 4,
+        "{now} KiB of buffers resident after 16 s of trickle (peak {touched} KiB)"
     );
 }

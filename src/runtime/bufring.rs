@@ -113,6 +113,11 @@ pub struct BufRing {
     target: u16,
     /// Buffers the kernel filled since the last `release_idle`.
     filled: u64,
+    /// Buffers filled in this turn, and the most in one turn since the
+    /// last [`BufRing::take_peak`]: what the pool must be able to offer at
+    /// once, to tell a quiet shard from a busy one.
+    turn_filled: u16,
+    peak: u16,
     /// Our copy of the tail; published with a release store.
     tail: u16,
     bgid: u16,
@@ -153,6 +158,8 @@ impl BufRing {
             next_bid: 0,
             target: entries,
             filled: 0,
+            turn_filled: 0,
+            peak: 0,
             tail: 0,
             bgid,
         };
@@ -238,6 +245,19 @@ impl BufRing {
     #[inline]
     pub fn filled(&mut self) {
         self.filled += 1;
+        self.turn_filled = self.turn_filled.saturating_add(1);
+    }
+
+    /// A loop turn ended: remember its buffer count if it is the peak.
+    #[inline]
+    pub fn end_turn(&mut self) {
+        self.peak = self.peak.max(self.turn_filled);
+        self.turn_filled = 0;
+    }
+
+    /// The most buffers filled in one turn since the last call.
+    pub fn take_peak(&mut self) -> u16 {
+        std::mem::take(&mut self.peak)
     }
 
     /// Buffer `bid`'s first `len` bytes, as filled by a receive.

@@ -104,6 +104,10 @@ pub struct Shard<M> {
     /// (the tick shrinks the pool and hands back idle buffers' memory).
     pub(super) last_grow: Ticks,
     pub(super) last_input: Ticks,
+    /// The most receive buffers one loop turn took lately, and since when
+    /// that is the figure (see `tend_buffers`).
+    pub(super) buffers_peak: u16,
+    pub(super) buffers_peak_at: Ticks,
     /// What one connect has cost lately, in ns (`dial.rs` budgets by it).
     pub(super) dial_cost_ns: u64,
     /// Accepted connections in their HTTP handshake, oldest first, with
@@ -232,6 +236,8 @@ impl<M> Shard<M> {
             grew_this_turn: false,
             last_grow: 0,
             last_input: 0,
+            buffers_peak: 0,
+            buffers_peak_at: 0,
             dial_cost_ns: super::dial::DIAL_COST_START_NS,
             handshakes: VecDeque::new(),
             peer_ops: Slab::new(),
@@ -335,6 +341,7 @@ impl<M> Shard<M> {
             self.elapsed = self.start.elapsed();
             self.table.now = timer::now(self.elapsed);
             self.grew_this_turn = false;
+            self.bufs.end_turn();
             self.table.handshake_budget = self.config.handshakes_per_turn.max(1);
             // Heads left over from earlier turns go first.
             if !self.table.deferred.is_empty() {
