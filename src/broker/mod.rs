@@ -16,6 +16,7 @@ pub mod topic;
 pub mod topic_index;
 pub mod trie;
 pub mod wire;
+pub mod within;
 
 #[cfg(test)]
 mod engine_tests;
@@ -25,6 +26,8 @@ mod limits_tests;
 mod remote_pace_tests;
 #[cfg(test)]
 mod scan_tests;
+#[cfg(test)]
+mod within_tests;
 
 pub use crate::rate::Rate;
 pub use config::{BrokerConfig, SlowPolicy};
