@@ -8,6 +8,7 @@ pub mod host;
 mod limits;
 pub mod mail;
 pub mod owner;
+pub mod permissions;
 pub mod sim;
 mod snapshots;
 pub mod stats;
@@ -23,6 +24,8 @@ mod engine_tests;
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
+mod permissions_tests;
+#[cfg(test)]
 mod remote_pace_tests;
 #[cfg(test)]
 mod scan_tests;
@@ -34,4 +37,5 @@ pub use config::{BrokerConfig, SlowPolicy};
 pub use engine::Broker;
 pub use host::{Client, Host, MAX_SHARDS};
 pub use mail::Mail;
+pub use permissions::Permissions;
 pub use stats::BrokerStats;
