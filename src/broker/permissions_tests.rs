@@ -150,6 +150,18 @@ proptest! {
                         "{} under {:?}", sub, allowed);
     }
 
+    /// `may_publish` (and `covers_topic`) match split patterns against
+    /// a split topic: the same answer as `topic::matches` on the text.
+    #[test]
+    fn may_publish_agrees_with_matches(allowed in proptest::collection::vec(pattern(&["a", "b"], 4), 0..5)) {
+        let p = Permissions::new(&allowed, &allowed).map_err(|(p, e)| TestCaseError::fail(format!("{p}: {e}")))?;
+        for t in topics_abc() {
+            let want = allowed.iter().any(|a| matches(a, t));
+            prop_assert_eq!(p.may_publish(t), want, "{} under {:?}", t, allowed);
+            prop_assert_eq!(p.covers_topic(t), want, "{} under {:?}", t, allowed);
+        }
+    }
+
     /// The same under small limits, where every topic there is gets tried:
     /// lengths run out by token count or by bytes.
     #[test]

@@ -67,8 +67,17 @@ pub fn within(inner: &str, outer: &str) -> bool {
 
 /// [`within`] for topics bounded by `limits` instead of the protocol's.
 pub(crate) fn within_under(inner: &str, outer: &str, limits: Limits) -> bool {
-    let mut i = inner.split('.');
-    let mut o = outer.split('.');
+    within_tokens(inner.split('.'), inner.len(), outer.split('.'), limits)
+}
+
+/// [`within`] on patterns already split into tokens (`Permissions` splits
+/// its own once); `inner_len` is `inner`'s length in bytes, dots included.
+pub(crate) fn within_tokens<'i, 'o>(
+    mut i: impl Iterator<Item = &'i str>,
+    inner_len: usize,
+    mut o: impl Iterator<Item = &'o str>,
+    limits: Limits,
+) -> bool {
     // The 1-based position of the tokens being compared.
     let mut n = 0;
     loop {
@@ -80,7 +89,7 @@ pub(crate) fn within_under(inner: &str, outer: &str, limits: Limits) -> bool {
             // `>` one token long is `*`; any longer escapes a final `*`,
             // and a `*` with more after it misses the one-token topic.
             (Some(">"), Some("*")) => {
-                return o.next().is_none() && limits.gt_reach(inner.len(), n) <= n
+                return o.next().is_none() && limits.gt_reach(inner_len, n) <= n
             }
             (Some(_), Some("*")) => {}
             // `b` is a literal here, so equal means the same literal.
