@@ -9,6 +9,7 @@ mod limits;
 pub mod mail;
 pub mod owner;
 mod patterns;
+pub mod permissions;
 pub mod sim;
 mod snapshots;
 pub mod stats;
@@ -17,19 +18,25 @@ pub mod topic;
 pub mod topic_index;
 pub mod trie;
 pub mod wire;
+pub mod within;
 
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]
+mod permissions_tests;
+#[cfg(test)]
 mod remote_pace_tests;
 #[cfg(test)]
 mod scan_tests;
+#[cfg(test)]
+mod within_tests;
 
 pub use crate::rate::Rate;
 pub use config::{BrokerConfig, SlowPolicy};
 pub use engine::Broker;
 pub use host::{Client, Host, MAX_SHARDS};
 pub use mail::Mail;
+pub use permissions::Permissions;
 pub use stats::BrokerStats;
