@@ -9,9 +9,13 @@
 //!   knows no topics, JSON or routes.
 //! - [`broker`]: the pub/sub data structures behind its own narrow
 //!   [`broker::Host`] seam; it knows no io_uring.
+//! - [`auth`]: JWT verification for connection entitlements (issue #13);
+//!   it uses only `broker::topic` (to validate patterns) and never the
+//!   runtime, so the server decides when and with what clock to call it.
 //! - [`server`]: the application the binary runs: routes, and the broker
 //!   over the runtime.
 
+pub mod auth;
 pub mod broker;
 pub mod metrics;
 pub mod rate;
