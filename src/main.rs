@@ -4,6 +4,7 @@ use clap::{Parser, ValueEnum};
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, SlowPolicy, MAX_SHARDS};
 use ringfan::runtime::config::DEFAULT_LISTEN;
 use ringfan::runtime::{Config, Server};
+use ringfan::server::auth::{AuthConfig, Gate, Mode};
 use ringfan::server::{Node, Routes};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +23,73 @@ fn br() -> BrokerConfig {
     BrokerConfig::default()
 }
 
+/// Entitlements (issue #13; docs/protocol.md, "Authentication").
+#[derive(clap::Args, Debug)]
+struct AuthArgs {
+    /// Who may connect: off (tokens ignored, everyone may do everything),
+    /// optional (a token grants its permissions, no token the anonymous
+    /// ones), required (no valid token, no service).
+    #[arg(long, value_enum, default_value_t = Mode::Off)]
+    auth: Mode,
+    /// HS256/384/512 secret: a file's raw bytes (>= 32; trailing newline
+    /// dropped). Repeatable; its kid is the file name up to the first dot.
+    #[arg(long, value_name = "PATH")]
+    jwt_secret_file: Vec<std::path::PathBuf>,
+    /// HS secret from an environment variable (kid: the variable's name).
+    /// Repeatable. Never a value on the command line, which `ps` shows.
+    #[arg(long, value_name = "VAR")]
+    jwt_secret_env: Vec<String>,
+    /// RS256/ES256/EdDSA public key, PEM. Repeatable; kid as for secrets.
+    #[arg(long, value_name = "PATH")]
+    jwt_public_key: Vec<std::path::PathBuf>,
+    /// A local JWKS file of public keys (kid from each key).
+    #[arg(long, value_name = "PATH")]
+    jwks_file: Option<std::path::PathBuf>,
+    /// Seconds of clock skew allowed on exp and nbf.
+    #[arg(long, default_value_t = ringfan::auth::verify::DEFAULT_LEEWAY_S)]
+    jwt_leeway: u64,
+    /// Accepted iss (repeatable); without any, iss is not checked.
+    #[arg(long, value_name = "ISS")]
+    jwt_issuer: Vec<String>,
+    /// Accepted aud (repeatable); without any, a token with aud is refused.
+    #[arg(long, value_name = "AUD")]
+    jwt_audience: Vec<String>,
+    /// The claim holding {"sub": [patterns], "pub": [patterns]}.
+    #[arg(long, default_value = ringfan::auth::claims::DEFAULT_PERMISSIONS_CLAIM)]
+    jwt_claim: String,
+    /// Refuse tokens without exp.
+    #[arg(long)]
+    jwt_require_exp: bool,
+    /// Token IDs (jti) refused, one per line; reloaded on SIGHUP with the
+    /// keys, and connections holding one are closed 4004.
+    #[arg(long, value_name = "PATH")]
+    jti_denylist: Option<std::path::PathBuf>,
+    /// Pattern a connection without a token may subscribe to, under
+    /// --auth optional (repeatable; default none).
+    #[arg(long, value_name = "PATTERN")]
+    anonymous_sub: Vec<String>,
+    /// Topic pattern a connection without a token may publish to.
+    #[arg(long, value_name = "PATTERN")]
+    anonymous_pub: Vec<String>,
+    /// Seconds a connection upgraded without a token has to send
+    /// {"op":"auth"} under --auth required; then it is closed 4001.
+    #[arg(long, default_value_t = 10)]
+    auth_timeout: u64,
+    /// Seconds before a token's exp that the client hears "expiring".
+    #[arg(long, default_value_t = 60)]
+    expiring_lead: u64,
+    /// Connections one user (the token's sub) may hold over all shards;
+    /// 0: no cap.
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_user: u32,
+}
+
 /// ringfan: a WebSocket pub/sub fan-out broker on io_uring.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Address and port to listen on (all shards share it via SO_REUSEPORT).
     #[arg(long, default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -225,6 +289,66 @@ impl From<Policy> for SlowPolicy {
     }
 }
 
+/// The JWT gate for `--auth optional|required`; exits naming the file and
+/// reason when a key or the denylist cannot be loaded.
+fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
+    let mode = a.auth;
+    if mode == Mode::Off {
+        return None;
+    }
+    let rules = ringfan::auth::Rules {
+        leeway_s: a.jwt_leeway,
+        require_exp: a.jwt_require_exp,
+        issuers: a.jwt_issuer,
+        audiences: a.jwt_audience,
+        permissions_claim: a.jwt_claim,
+        ..Default::default()
+    };
+    let config = AuthConfig {
+        mode,
+        keys: ringfan::auth::KeyConfig {
+            hs_secret_files: a.jwt_secret_file,
+            hs_secret_env: a.jwt_secret_env,
+            pem_files: a.jwt_public_key,
+            jwks_file: a.jwks_file,
+        },
+        rules,
+        denylist: a.jti_denylist,
+        anonymous_sub: a.anonymous_sub,
+        anonymous_pub: a.anonymous_pub,
+        auth_timeout: Duration::from_secs(a.auth_timeout),
+        expiring_lead: Duration::from_secs(a.expiring_lead),
+        max_per_user: a.max_connections_per_user,
+    };
+    match Gate::new(config) {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) => {
+            eprintln!("ringfan: --auth: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// SIGHUP reloads the keys and the denylist; a failed reload keeps the
+/// ones in use and says why.
+fn reload_on_sighup(gate: Arc<Gate>) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringfan: cannot watch SIGHUP ({e}): keys will not reload");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            match gate.reload() {
+                Ok(what) => println!("ringfan: reloaded {what}"),
+                Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+            }
+        }
+    });
+}
+
 fn main() {
     // mimalloc asks for transparent huge pages on its arenas (MADV_HUGEPAGE,
     // which the stock `madvise` THP mode honours), so each shard thread's
@@ -236,6 +360,7 @@ fn main() {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let args = Args::parse();
+    let has_origins = !args.allow_origins.is_empty();
     let defaults = Config::default();
     let config = Config {
         listen: Some(args.listen),
@@ -301,8 +426,16 @@ fn main() {
         echo: args.echo && !args.no_echo,
         max_message_echo: args.max_message_echo,
     };
+    let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    let make = move |_| Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
+    let shard_gate = gate.clone();
+    let make = move |_| {
+        let node = Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
+        match &shard_gate {
+            Some(g) => node.with_auth(g.clone()),
+            None => node,
+        }
+    };
     let server = match Server::start(config, make) {
         Ok(s) => s,
         Err(e) => {
@@ -315,6 +448,13 @@ fn main() {
         // A second signal while draining exits at once.
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone());
         let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    if let Some(g) = gate {
+        reload_on_sighup(g);
+    } else if !server.local_addr().is_some_and(|a| a.ip().is_loopback()) && !has_origins {
+        println!(
+            "ringfan: note: auth is off and no --allow-origin is set on a non-loopback address: anyone who reaches the port may subscribe to every topic and publish anywhere (see --auth)"
+        );
     }
     for note in server.notes() {
         println!("ringfan: {note}");

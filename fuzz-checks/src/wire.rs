@@ -217,6 +217,13 @@ pub fn check(data: &[u8]) {
         Ok(Request::Sub { topics, .. }) | Ok(Request::Unsub { topics, .. }) => {
             assert!(!topics.is_empty(), "a subscription request without topics");
         }
+        Ok(Request::Auth { token, id }) => {
+            // Whatever the token, the frames it can lead to are JSON.
+            let m = payload(&wire::err(id, wire::ErrCode::Unauthorized, &token));
+            assert_eq!(m["code"], "unauthorized");
+            let r = payload(&wire::revoked(&[token.as_ref()]));
+            assert_eq!(r["topics"][0], Value::from(token.as_ref()));
+        }
         Err(r) => {
             let m = payload(&wire::err(r.id, r.code, &r.message));
             assert_eq!(m["op"], "err");

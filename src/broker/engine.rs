@@ -9,6 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use std::sync::Arc;
 
+use super::auth::Auth;
 use super::config::{BrokerConfig, SlowPolicy};
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
@@ -53,6 +54,8 @@ pub struct Broker {
     pub(super) parked: FxHashMap<Client, Vec<Parked>>,
     /// Where the tick's sweep of subscribers' spare state goes on.
     tidy_at: usize,
+    /// Who may do what (issue #13); empty with auth off.
+    pub(super) auth: Auth,
 }
 
 /// Subscribers whose spare state ([`super::subscriber::More`]) the tick
@@ -96,6 +99,7 @@ impl Broker {
             served: FxHashMap::default(),
             parked: FxHashMap::default(),
             tidy_at: 0,
+            auth: Auth::default(),
         }
     }
 
@@ -126,6 +130,7 @@ impl Broker {
     pub fn tick<H: Host>(&mut self, io: &mut H) {
         self.scan_tick(io);
         self.tidy_some(io.now_ms());
+        self.auth_tick(io);
     }
 
     fn tidy_some(&mut self, now_ms: u64) {
@@ -158,6 +163,7 @@ impl Broker {
     }
 
     pub fn closed<H: Host>(&mut self, io: &mut H, conn: Client) {
+        self.auth_closed(conn);
         self.forget_served(io, conn);
         let Some(st) = self.state(conn) else { return };
         let subs = st.take_subs();
@@ -190,7 +196,7 @@ impl Broker {
 
     /// Send a reply to a request with an id, in request order: behind any
     /// earlier reply still waiting on owners.
-    fn answer<H: Host>(&mut self, io: &mut H, conn: Client, frame: Bytes) {
+    pub(super) fn answer<H: Host>(&mut self, io: &mut H, conn: Client, frame: Bytes) {
         let frame = match self.state(conn) {
             Some(st) => st.reply(frame),
             None => Some(frame),
@@ -213,9 +219,21 @@ impl Broker {
 
     /// A text message on `/ws` (valid UTF-8, checked by the frame layer).
     pub fn text<H: Host>(&mut self, io: &mut H, conn: Client, text: &str) {
-        match wire::parse(text) {
+        let request = wire::parse(text);
+        if self.awaiting_auth(conn) && !matches!(request, Ok(Request::Auth { .. })) {
+            let id = match &request {
+                Err(r) => r.id,
+                Ok(r) => r.id(),
+            };
+            return self.auth_first(io, conn, id);
+        }
+        match request {
             Err(r) => self.reply(io, conn, r.id, r.code, &r.message),
+            Ok(Request::Auth { token, id }) => self.authenticate(io, conn, &token, id),
             Ok(Request::Pub { topic, data, id }) => {
+                if check_topic(&topic).is_ok() && !self.pub_allowed(conn, &topic) {
+                    return self.forbidden(io, conn, id, "publish to", &topic);
+                }
                 if self.admit(io, conn, true, 1, id) {
                     self.publish_request(io, conn, &topic, data, id)
                 }
@@ -240,13 +258,7 @@ impl Broker {
                 {
                     return;
                 }
-                for t in &topics {
-                    let removed = self.state(conn).and_then(|st| st.unsubscribe(t));
-                    if let Some((p, pos)) = removed {
-                        self.unsubscribe_one(io, conn, p, pos);
-                    }
-                }
-                self.remote_scan_unsub(io, conn);
+                self.drop_subscriptions(io, conn, &topics);
                 if let Some(id) = id {
                     self.answer(io, conn, wire::ack(id));
                 }
@@ -551,6 +563,9 @@ impl Broker {
         if let Some((t, e)) = first_bad_pattern(topics) {
             return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
         }
+        if let Some(t) = self.sub_refused(conn, topics) {
+            return self.forbidden(io, conn, id, "subscribe to", t);
+        }
         let me = io.shard();
         let shards = io.shards();
         let limit = self.config.max_subscriptions;
@@ -642,6 +657,22 @@ impl Broker {
         }
     }
 
+    /// Remove `patterns` from `conn`'s subscriptions (those it holds).
+    pub(super) fn drop_subscriptions<H: Host, S: AsRef<str>>(
+        &mut self,
+        io: &mut H,
+        conn: Client,
+        patterns: &[S],
+    ) {
+        for t in patterns {
+            let removed = self.state(conn).and_then(|st| st.unsubscribe(t.as_ref()));
+            if let Some((p, pos)) = removed {
+                self.unsubscribe_one(io, conn, p, pos);
+            }
+        }
+        self.remote_scan_unsub(io, conn);
+    }
+
     /// Tell the owners that may hold topics matching `pattern` that this
     /// shard gained its first (or lost its last) subscriber of it.
     fn announce<H: Host>(&mut self, io: &mut H, pattern: &str, add: bool) {
@@ -670,7 +701,7 @@ impl Broker {
                 }
             }
             Ok(None) => {}
-            Err(()) => {
+            Err(_) => {
                 // The subscriber's record and the trie disagree: a bug.
                 // Nothing was removed; keep the counts as they were.
                 debug_assert!(false, "{conn:?} not at {pos} of {}", &*pattern);

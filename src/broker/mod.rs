@@ -2,6 +2,7 @@
 //! ([`Host`]), testable without sockets. It knows topics, JSON and
 //! WebSocket close codes; it knows nothing of io_uring.
 
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod host;

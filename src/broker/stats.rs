@@ -25,4 +25,9 @@ counters! { BrokerStats {
     snapshots_refused_total: "counter", "Snapshot subscriptions refused: too many patterns, or too many snapshots in flight (connection or shard).";
     snapshot_requests_in_flight: "gauge", "Snapshot requests waiting on owners.";
     json_too_deep_total: "counter", "Publishes answered bad_json: data nested deeper than --max-json-depth.";
+    forbidden_total: "counter", "Requests answered forbidden: a sub or pub outside the connection's permissions.";
+    auth_refreshes_total: "counter", "Fresh tokens taken by an auth op on an authenticated connection.";
+    auth_revoked_total: "counter", "Subscriptions removed because a fresh token no longer covered them.";
+    auth_expired_total: "counter", "Connections closed 4002: their token expired.";
+    auth_denied_total: "counter", "Connections closed 4004: their token ID was denied by a reload.";
 }}

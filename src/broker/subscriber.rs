@@ -198,6 +198,18 @@ impl Subs {
         }
     }
 
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let one = match self {
+            Subs::One { pattern, .. } => Some(pattern.as_str()),
+            _ => None,
+        };
+        let many = match self {
+            Subs::Many(s) => Some(s.all.keys().map(|p| p.as_str())),
+            _ => None,
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
     fn take(&mut self, pattern: &str) -> Option<(Shared, u32)> {
         match self {
             Subs::None => None,
@@ -457,6 +469,11 @@ impl Subscriber {
     /// Is `pattern` held?
     pub fn has_sub(&self, pattern: &str) -> bool {
         self.subs.contains(pattern)
+    }
+
+    /// Every pattern held.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.subs.iter()
     }
 
     pub fn sub_count(&self) -> usize {

@@ -89,9 +89,9 @@ impl<V: Copy + Eq + Hash> Members<V> {
 
     /// Take out `v`, which is at `i`: the value moved into `i` in its
     /// place, if any. Err if `v` is not at `i`.
-    fn remove_at(&mut self, i: usize, v: &V) -> Result<Option<V>, ()> {
+    fn remove_at(&mut self, i: usize, v: &V) -> Result<Option<V>, NotThere> {
         if self.list.get(i) != Some(v) {
-            return Err(());
+            return Err(NotThere);
         }
         self.list.swap_remove(i);
         let moved = self.list.get(i).copied();
@@ -122,6 +122,10 @@ impl<V: Copy + Eq + Hash> Members<V> {
         true
     }
 }
+
+/// [`Trie::remove_at`] found no such value at that position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotThere;
 
 #[derive(Debug)]
 struct Node<V> {
@@ -218,8 +222,8 @@ impl<V: Copy + Eq + Hash> Trie<V> {
     /// Unsubscribe `v`, at position `pos` of `pattern` (from
     /// [`Trie::push`]). Ok with the value that now has position `pos` (its
     /// holder must update what it kept), if any; Err if `v` is not there.
-    pub fn remove_at(&mut self, pattern: &str, pos: u32, v: V) -> Result<Option<V>, ()> {
-        let (node, rest) = self.find(pattern).ok_or(())?;
+    pub fn remove_at(&mut self, pattern: &str, pos: u32, v: V) -> Result<Option<V>, NotThere> {
+        let (node, rest) = self.find(pattern).ok_or(NotThere)?;
         let n = &mut self.nodes[node];
         let list = if rest { &mut n.rest } else { &mut n.exact };
         let moved = list.remove_at(pos as usize, &v)?;
@@ -500,8 +504,16 @@ mod tests {
             pos.insert(i, t.push("md.>", Counted(i)));
         }
         assert_eq!(matched_counted(&t, "md.x"), (0..N).collect::<Vec<_>>());
-        assert_eq!(t.remove_at("md.>", 0, Counted(1)), Err(()), "not there");
-        assert_eq!(t.remove_at("md.*", 0, Counted(0)), Err(()), "no such node");
+        assert_eq!(
+            t.remove_at("md.>", 0, Counted(1)),
+            Err(NotThere),
+            "not there"
+        );
+        assert_eq!(
+            t.remove_at("md.*", 0, Counted(0)),
+            Err(NotThere),
+            "no such node"
+        );
         for i in (0..N).rev().step_by(3).chain((0..N).filter(|i| i % 3 != 0)) {
             let p = pos.remove(&i).unwrap_or(u32::MAX);
             match t.remove_at("md.>", p, Counted(i)) {
@@ -509,7 +521,7 @@ mod tests {
                     pos.insert(m, p);
                 }
                 Ok(None) => {}
-                Err(()) => panic!("{i} not at {p}"),
+                Err(NotThere) => panic!("{i} not at {p}"),
             }
             if i == N / 2 {
                 let mut left: Vec<u32> = pos.keys().copied().collect();

@@ -20,6 +20,8 @@ pub enum ErrCode {
     TooLarge,
     RateLimited,
     Internal,
+    /// (new, issue #13) a token was missing or not valid.
+    Unauthorized,
 }
 
 impl ErrCode {
@@ -32,6 +34,7 @@ impl ErrCode {
             Self::TooLarge => "too_large",
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
+            Self::Unauthorized => "unauthorized",
         }
     }
 }
@@ -51,6 +54,9 @@ struct Raw<'a> {
     id: Option<&'a RawValue>,
     #[serde(default)]
     snapshot: bool,
+    /// The `auth` op's token.
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
     /// `Some` even for `null`: null is data, absence is an error.
     #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
@@ -77,6 +83,21 @@ pub enum Request<'a> {
         data: &'a str,
         id: Option<u64>,
     },
+    /// (new, issue #13) a token, first or fresh.
+    Auth {
+        token: Cow<'a, str>,
+        id: Option<u64>,
+    },
+}
+
+impl Request<'_> {
+    /// The request's `id`, if it has one.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Self::Sub { id, .. } | Self::Unsub { id, .. } | Self::Pub { id, .. } => *id,
+            Self::Auth { id, .. } => *id,
+        }
+    }
 }
 
 /// A request that could not be understood; `id` when it could be read.
@@ -258,6 +279,10 @@ pub fn parse(text: &str) -> Result<Request<'_>, Rejected> {
                 id,
             })
         }
+        "auth" => match raw.token {
+            Some(token) => Ok(Request::Auth { token, id }),
+            None => Err(bad(ErrCode::BadOp, "auth needs a token")),
+        },
         other => {
             // Debug quoting escapes control characters (`\u{7f}`: 6 bytes
             // for 1), so the quoted prefix can pass MESSAGE_MAX: cut the
@@ -275,6 +300,39 @@ pub fn ack(id: u64) -> Bytes {
     frame::server_frame_parts(
         OpCode::Text,
         &[b"{\"op\":\"ack\",\"id\":", buf.format(id).as_bytes(), b"}"],
+    )
+}
+
+/// A client's string as an `err` message quotes it (at most
+/// [`QUOTE_MAX`] bytes).
+pub fn quote(s: &str) -> Cow<'_, str> {
+    cut(s, QUOTE_MAX)
+}
+
+/// `{"op":"revoked","topics":[…]}`: subscriptions a fresh token no longer
+/// covers, removed (issue #13).
+pub fn revoked<S: AsRef<str>>(patterns: &[S]) -> Bytes {
+    let list: Vec<&str> = patterns.iter().map(|p| p.as_ref()).collect();
+    // Valid patterns need no escaping, but serde_json says so for sure;
+    // a list of strings cannot fail to serialise.
+    let topics = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+    frame::server_frame_parts(
+        OpCode::Text,
+        &[b"{\"op\":\"revoked\",\"topics\":", topics.as_bytes(), b"}"],
+    )
+}
+
+/// `{"op":"expiring","in":S}`: the token expires in `S` seconds (issue
+/// #13).
+pub fn expiring(seconds: u64) -> Bytes {
+    let mut buf = itoa::Buffer::new();
+    frame::server_frame_parts(
+        OpCode::Text,
+        &[
+            b"{\"op\":\"expiring\",\"in\":",
+            buf.format(seconds).as_bytes(),
+            b"}",
+        ],
     )
 }
 

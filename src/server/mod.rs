@@ -2,14 +2,17 @@
 //! where (the pub/sub broker on `/ws`, `/echo` for conformance testing when turned on,
 //! `/healthz`, `/metrics`), and each connection's message limit.
 
+pub mod auth;
 mod host;
 
 use crate::broker::{Broker, BrokerStats};
 use crate::runtime::{Accepted, App, ConnId, Io, ShardStats};
 use crate::ws::handshake::{upgrade_required, Request, Upgrade};
 use crate::ws::{frame, http, Message, MessageKind, OpCode};
+use auth::Gate;
 use bytes::Bytes;
 use rustc_hash::FxHashSet;
+use std::sync::Arc;
 
 pub use host::client;
 
@@ -39,6 +42,8 @@ pub struct Node {
     routes: Routes,
     /// Connections upgraded on `/echo` (every other one is the broker's).
     echo: FxHashSet<ConnId>,
+    /// Token checks, with `--auth` on.
+    gate: Option<Arc<Gate>>,
 }
 
 impl Node {
@@ -47,7 +52,15 @@ impl Node {
             broker,
             routes,
             echo: FxHashSet::default(),
+            gate: None,
         }
+    }
+
+    /// Check tokens at the handshake and for the `auth` op.
+    pub fn with_auth(mut self, gate: Arc<Gate>) -> Self {
+        self.broker.set_authenticator(gate.clone());
+        self.gate = Some(gate);
+        self
     }
 
     pub fn broker(&self) -> &Broker {
@@ -71,6 +84,9 @@ impl Node {
                 let mut body = String::with_capacity(8192);
                 ShardStats::render(io.stats(), &mut body);
                 BrokerStats::render(self.broker.stats(), &mut body);
+                if let Some(g) = &self.gate {
+                    g.render(&mut body);
+                }
                 http::response(200, &[], "text/plain; version=0.0.4", body.as_bytes(), true)
             }
             _ => http::error(404, &[], "no such endpoint"),
@@ -89,7 +105,14 @@ impl App for Node {
     ) -> Result<Accepted, Bytes> {
         match &*upgrade.path {
             "/ws" => {
+                let opening = match &self.gate {
+                    Some(g) => Some(g.at_handshake(upgrade.token.as_deref())?),
+                    None => None,
+                };
                 self.broker.open(client(conn));
+                if let Some(o) = opening {
+                    self.broker.open_auth(client(conn), o);
+                }
                 let max_message = self.broker.config().max_message;
                 Ok(Accepted { max_message })
             }
