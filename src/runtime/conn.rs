@@ -259,51 +259,23 @@ pub struct Conn {
     pub rx: Rx,
     pub tx: SendQueue,
     pub sending: Option<Box<SendOp>>,
-    pub recv_armed: bool,
-    /// Queued in the shard's list of connections to flush this turn.
-    pub dirty: bool,
-    /// In the write delay's list of connections whose data waits
-    /// (`Config::write_delay`).
-    pub delayed: bool,
     /// The protocol's idle-ping and pong timers (`ws::keepalive`).
     pub keepalive: Keepalive,
     /// When the phase's deadline started (handshake, close, linger).
     pub since: Ticks,
     /// The earliest tick this connection is scheduled in the wheel.
     pub wheel_at: Ticks,
-    /// The application was told of this connection (and must be told
-    /// when it closes).
-    pub opened: bool,
     /// The application asked to close with this code (0: it did not) and
     /// reason. Two fields, not an `Option` of a pair: the code fits in
     /// padding, and every connection saves 8 bytes (see `close_req`).
     close_req_code: u16,
     close_req_reason: &'static str,
-    /// A shutdown(SHUT_RDWR) was submitted to end in-flight operations.
-    pub shut: bool,
-    /// The peer sent EOF: never re-arm the receive.
-    pub eof: bool,
-    /// A shutdown is in flight. The slot must not be closed before it
-    /// completes: shutdown runs in an io-wq worker that resolves the
-    /// direct descriptor only when it runs, and by then a closed slot may
-    /// hold the next connection.
-    pub shutting: bool,
-    /// Outbound and not yet open: the application still has to hear
-    /// `connected` or `connect_failed`.
-    pub dialing: bool,
-    /// A connect is in flight (an operation the slot must outlive).
-    pub connecting: bool,
     /// The close code the peer sent, or the one we failed the connection
     /// with; 0 for none (the TCP connection just ended).
     pub close_code: u16,
-    /// Reading stopped: the backlog is over `Config::max_backlog_read`.
-    /// `rx` may then hold whole frames not yet parsed.
-    pub read_paused: bool,
-    /// A cancel of the multishot receive is in flight (its ECANCELED end
-    /// is expected, not a transport error).
-    pub recv_cancelling: bool,
-    /// Its request head waits in `rx` for a later turn (`ConnTable::deferred`).
-    pub deferred: bool,
+    /// The yes/no state below (`recv_armed`, `dirty`...), a bit each:
+    /// twelve `bool`s cost every connection 12 bytes, this 2.
+    flags: u16,
     /// Since when more than `Config::min_recv_rate_pending` bytes of an
     /// unfinished message are held ([`NOT_HOLDING`] if not), and the bytes
     /// received since then.
@@ -311,6 +283,61 @@ pub struct Conn {
     pub hold_bytes: u32,
     /// Who is on the other end (accepted connections; see `peer.rs`).
     pub peer: Peer,
+}
+
+/// A getter and a setter on `Conn` for each bit of `Conn::flags`.
+macro_rules! flags {
+    ($($(#[$doc:meta])* $bit:literal: $get:ident, $set:ident;)*) => {
+        impl Conn {
+            $(
+                $(#[$doc])*
+                #[inline(always)]
+                pub fn $get(&self) -> bool {
+                    self.flags & (1 << $bit) != 0
+                }
+
+                #[inline(always)]
+                pub fn $set(&mut self, on: bool) {
+                    self.flags = (self.flags & !(1 << $bit)) | (u16::from(on) << $bit);
+                }
+            )*
+        }
+    };
+}
+
+flags! {
+    /// The multishot receive is armed.
+    0: recv_armed, set_recv_armed;
+    /// Queued in the shard's list of connections to flush this turn.
+    1: dirty, set_dirty;
+    /// In the write delay's list of connections whose data waits
+    /// (`Config::write_delay`).
+    2: delayed, set_delayed;
+    /// The application was told of this connection (and must be told
+    /// when it closes).
+    3: opened, set_opened;
+    /// A shutdown(SHUT_RDWR) was submitted to end in-flight operations.
+    4: shut, set_shut;
+    /// The peer sent EOF: never re-arm the receive.
+    5: eof, set_eof;
+    /// A shutdown is in flight. The slot must not be closed before it
+    /// completes: shutdown runs in an io-wq worker that resolves the
+    /// direct descriptor only when it runs, and by then a closed slot may
+    /// hold the next connection.
+    6: shutting, set_shutting;
+    /// Outbound and not yet open: the application still has to hear
+    /// `connected` or `connect_failed`.
+    7: dialing, set_dialing;
+    /// A connect is in flight (an operation the slot must outlive).
+    8: connecting, set_connecting;
+    /// Reading stopped: the backlog is over `Config::max_backlog_read`.
+    /// `rx` may then hold whole frames not yet parsed.
+    9: read_paused, set_read_paused;
+    /// A cancel of the multishot receive is in flight (its ECANCELED end
+    /// is expected, not a transport error).
+    10: recv_cancelling, set_recv_cancelling;
+    /// Its request head waits in `rx` for a later turn (`ConnTable::deferred`).
+    11: deferred, set_deferred;
 }
 
 /// `Conn::hold_since` when the connection holds no large unfinished message.
@@ -330,24 +357,13 @@ impl Conn {
             rx: Rx::default(),
             tx: SendQueue::default(),
             sending: None,
-            recv_armed: false,
-            dirty: false,
-            delayed: false,
             keepalive: Keepalive::new(now),
             since: now,
             wheel_at: now,
-            opened: false,
             close_req_code: 0,
             close_req_reason: "",
-            shut: false,
-            eof: false,
-            shutting: false,
-            dialing: false,
-            connecting: false,
             close_code: 0,
-            read_paused: false,
-            recv_cancelling: false,
-            deferred: false,
+            flags: 0,
             hold_since: NOT_HOLDING,
             hold_bytes: 0,
             peer: Peer::default(),

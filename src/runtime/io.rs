@@ -41,7 +41,7 @@ impl<M> Io<'_, M> {
         let backlog = c.backlog();
         // Data held by the write delay is not a slow consumer's backlog:
         // only what is in flight counts against the app's limit then.
-        let behind = if c.delayed {
+        let behind = if c.delayed() {
             c.sending.as_ref().map_or(0, |s| s.cost())
         } else {
             backlog
@@ -76,7 +76,7 @@ impl<M> Io<'_, M> {
     pub fn connect(&mut self, dial: Dial) -> ConnId {
         let table = &mut *self.table;
         let mut conn = Conn::new(NO_SLOT, 0, table.now);
-        conn.dialing = true;
+        conn.set_dialing(true);
         conn.phase = Phase::Connecting;
         conn.ws = Connection::new(Role::Client, 0);
         let key = table.conns.insert(conn) as u32;

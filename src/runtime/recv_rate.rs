@@ -33,7 +33,7 @@ impl<M> Shard<M> {
             return;
         };
         let pending = c.rx.len() + c.ws.buffered();
-        if rate == 0 || c.phase != Phase::Open || c.read_paused || pending <= pending_max {
+        if rate == 0 || c.phase != Phase::Open || c.read_paused() || pending <= pending_max {
             c.hold_since = NOT_HOLDING;
             return;
         }
@@ -51,7 +51,7 @@ impl<M> Shard<M> {
 /// was too slow (it is then asked to close with 1008). Returns the tick
 /// of the next judgement, if it still holds.
 pub(super) fn judge(c: &mut Conn, now: Ticks, rate: u32) -> (bool, Option<Ticks>) {
-    if c.hold_since == NOT_HOLDING || c.read_paused || c.phase != Phase::Open {
+    if c.hold_since == NOT_HOLDING || c.read_paused() || c.phase != Phase::Open {
         return (false, None);
     }
     let window = ticks(RATE_WINDOW);
