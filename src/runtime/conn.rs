@@ -10,6 +10,7 @@ use crate::ws::{Connection, Role};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
+use super::close_reason::Reason;
 use super::peer::Peer;
 use super::timer::Ticks;
 
@@ -267,9 +268,10 @@ pub struct Conn {
     pub wheel_at: Ticks,
     /// The application asked to close with this code (0: it did not) and
     /// reason. Two fields, not an `Option` of a pair: the code fits in
-    /// padding, and every connection saves 8 bytes (see `close_req`).
+    /// padding (see `close_req`). The reason is interned to a byte
+    /// (`close_reason`): a `&'static str` cost every connection 16.
     close_req_code: u16,
-    close_req_reason: &'static str,
+    close_req_reason: Reason,
     /// The close code the peer sent, or the one we failed the connection
     /// with; 0 for none (the TCP connection just ended).
     pub close_code: u16,
@@ -361,7 +363,7 @@ impl Conn {
             since: now,
             wheel_at: now,
             close_req_code: 0,
-            close_req_reason: "",
+            close_req_reason: Reason::NONE,
             close_code: 0,
             flags: 0,
             hold_since: NOT_HOLDING,
@@ -372,19 +374,37 @@ impl Conn {
 
     /// The close the application asked for, if any.
     pub fn close_req(&self) -> Option<(u16, &'static str)> {
-        (self.close_req_code != 0).then_some((self.close_req_code, self.close_req_reason))
+        if self.close_req_code == 0 {
+            return None;
+        }
+        Some((self.close_req_code, self.close_req_reason.as_str()))
     }
 
-    /// Ask to close with `code` (a WebSocket close code, never 0).
-    pub fn set_close_req(&mut self, code: u16, reason: &'static str) {
+    /// A close was asked for (what `close_req().is_some()` says, without
+    /// looking the reason up: the send path asks it per frame).
+    #[inline]
+    pub fn has_close_req(&self) -> bool {
+        self.close_req_code != 0
+    }
+
+    /// Ask to close with `code` (a WebSocket close code, never 0). False
+    /// if `reason` found the reason table full and the close goes with an
+    /// empty reason (see `close_reason`); the runtime's own reasons always
+    /// fit.
+    pub fn set_close_req(&mut self, code: u16, reason: &'static str) -> bool {
+        let (reason, fit) = match Reason::intern(reason) {
+            Ok(r) => (r, true),
+            Err(r) => (r, false),
+        };
         self.close_req_code = code.max(1);
         self.close_req_reason = reason;
+        fit
     }
 
     pub fn take_close_req(&mut self) -> Option<(u16, &'static str)> {
         let r = self.close_req();
         self.close_req_code = 0;
-        self.close_req_reason = "";
+        self.close_req_reason = Reason::NONE;
         r
     }
 

@@ -4,6 +4,7 @@
 //! (pongs, closes).
 
 use super::app::{App, ConnId};
+use super::close_reason::SEND_QUEUE_OVERFLOW;
 use super::config::Config;
 use super::conn::Phase;
 use super::io::Io;
@@ -298,7 +299,7 @@ fn read_frames<A: App>(
                 match event {
                     Event::Message(m) => {
                         inc(&table.my_stats().messages_received_total, 1);
-                        if table.conn(id).is_some_and(|c| c.close_req().is_none()) {
+                        if table.conn(id).is_some_and(|c| !c.has_close_req()) {
                             app.message(&mut Io { table, mail }, id, m);
                         }
                     }
@@ -306,7 +307,7 @@ fn read_frames<A: App>(
                         let cap = table.max_backlog;
                         if let Some(c) = table.conn(id) {
                             if c.backlog() + super::conn::cost(p.len()) > cap {
-                                c.set_close_req(code::POLICY_VIOLATION, "send queue overflow");
+                                c.set_close_req(code::POLICY_VIOLATION, SEND_QUEUE_OVERFLOW);
                             } else {
                                 c.tx.push_control(p);
                             }

@@ -2,6 +2,7 @@
 //! queue frames, close, dial, post mail to other shards.
 
 use super::app::ConnId;
+use super::close_reason::SEND_QUEUE_OVERFLOW;
 use super::conn::{Conn, Phase, NO_SLOT};
 use super::dial::{Dial, Outbound};
 use super::mailbox::Mailbox;
@@ -35,7 +36,7 @@ impl<M> Io<'_, M> {
         let Some(c) = self.table.conn(id) else {
             return Offered::Gone;
         };
-        if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req().is_some() {
+        if c.phase != Phase::Open || c.ws.state() != State::Open || c.has_close_req() {
             return Offered::Gone;
         }
         let backlog = c.backlog();
@@ -52,7 +53,7 @@ impl<M> Io<'_, M> {
         if backlog != 0 && backlog + frame_cost > cap {
             // A peer that sends but never reads must not grow our memory
             // without bound (echo replies, acks, errors...).
-            c.set_close_req(code::POLICY_VIOLATION, "send queue overflow");
+            c.set_close_req(code::POLICY_VIOLATION, SEND_QUEUE_OVERFLOW);
             self.table.mark(id.key);
             return Offered::Gone;
         }
@@ -122,8 +123,10 @@ impl<M> Io<'_, M> {
     /// True if this call asked for it (false: gone, or already closing).
     pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) -> bool {
         match self.table.conn(id) {
-            Some(c) if c.close_req().is_none() && c.phase == Phase::Open => {
-                c.set_close_req(status, reason);
+            Some(c) if !c.has_close_req() && c.phase == Phase::Open => {
+                if !c.set_close_req(status, reason) {
+                    inc(&self.table.my_stats().close_reasons_dropped_total, 1);
+                }
                 self.table.mark(id.key);
                 true
             }
