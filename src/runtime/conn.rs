@@ -11,6 +11,8 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 
 use super::close_reason::Reason;
+#[cfg(doc)]
+use super::config::MAX_BACKLOG_LIMIT;
 use super::peer::Peer;
 use super::timer::Ticks;
 
@@ -100,6 +102,12 @@ impl Rx {
     }
 }
 
+/// A frame's [`cost`] as a queue counts it: in a `u32`, clamped.
+#[inline(always)]
+fn cost32(len: usize) -> u32 {
+    (len.min(u32::MAX as usize) as u32).saturating_add(FRAME_OVERHEAD as u32)
+}
+
 /// Frames waiting to be sent. Control frames (pong, close) go ahead of
 /// queued data, never behind it.
 #[derive(Debug, Default)]
@@ -107,20 +115,25 @@ pub struct SendQueue {
     frames: VecDeque<SendBuf>,
     /// How many frames at the front are control frames.
     control: u32,
-    /// Bytes queued, each frame counted with [`FRAME_OVERHEAD`].
-    bytes: usize,
+    /// Bytes queued, each frame counted with [`FRAME_OVERHEAD`]. A `u32`
+    /// (a `usize` cost every connection 8 bytes more, with padding):
+    /// a queue is bounded by `Config::max_backlog` plus one frame, and
+    /// the configured backlog limits are capped at [`MAX_BACKLOG_LIMIT`],
+    /// far below 4 GiB. The sums saturate all the same: past 4 GiB the
+    /// count would read low, never wrap.
+    bytes: u32,
 }
 
 impl SendQueue {
     pub fn push(&mut self, frame: impl Into<SendBuf>) {
         let frame = frame.into();
-        self.bytes += cost(frame.len());
+        self.bytes = self.bytes.saturating_add(cost32(frame.len()));
         self.frames.push_back(frame);
     }
 
     /// Queue ahead of data, after earlier control frames.
     pub fn push_control(&mut self, frame: Bytes) {
-        self.bytes += cost(frame.len());
+        self.bytes = self.bytes.saturating_add(cost32(frame.len()));
         self.frames.insert(self.control as usize, frame.into());
         self.control += 1;
     }
@@ -131,7 +144,7 @@ impl SendQueue {
     pub fn push_close_now(&mut self, frame: Bytes) {
         let keep = self.control as usize;
         for f in self.frames.drain(keep..) {
-            self.bytes -= cost(f.len());
+            self.bytes = self.bytes.saturating_sub(cost32(f.len()));
         }
         self.push_control(frame);
     }
@@ -148,13 +161,13 @@ impl SendQueue {
     /// Bytes queued and not yet handed to the kernel, each frame counted
     /// with [`FRAME_OVERHEAD`].
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
     }
 
     pub fn pop(&mut self) -> Option<SendBuf> {
         let f = self.frames.pop_front()?;
         self.control = self.control.saturating_sub(1);
-        self.bytes -= cost(f.len());
+        self.bytes = self.bytes.saturating_sub(cost32(f.len()));
         Some(f)
     }
 
