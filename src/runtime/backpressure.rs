@@ -11,7 +11,7 @@
 //! are simply more bytes after the front) and parsed on resume.
 
 use super::app::App;
-use super::conn::{Phase, NOT_HOLDING};
+use super::conn::Phase;
 use super::inbound;
 use super::shard::Shard;
 use super::token::{self, Op};
@@ -31,7 +31,7 @@ impl<M> Shard<M> {
         }
         c.set_read_paused(true);
         // Not reading is our choice, not the client's slowness.
-        c.hold_since = NOT_HOLDING;
+        c.rx.end_hold();
         let gen = c.gen;
         let cancel = c.recv_armed() && !c.recv_cancelling();
         if cancel {

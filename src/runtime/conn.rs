@@ -55,50 +55,115 @@ pub fn cost(len: usize) -> usize {
 /// where this costs 8. The box stays while the buffer keeps capacity, so
 /// a connection that often holds a partial frame does not allocate it
 /// again each time.
+///
+/// The box also keeps the minimum receive rate's holding period
+/// (`recv_rate`): a connection only holds one while it holds a large
+/// unfinished message, in this buffer or in the WebSocket core's
+/// assembled message, so idle connections need not pay 8 bytes for it.
+/// The box stays while a period runs, whatever the buffer holds, and
+/// [`Rx::take`] leaves it (and the period) in place.
 #[derive(Debug, Default)]
-#[allow(clippy::box_collection)]
-pub struct Rx(Option<Box<Vec<u8>>>);
+pub struct Rx(Option<Box<RxBuf>>);
+
+#[derive(Debug)]
+struct RxBuf {
+    bytes: Vec<u8>,
+    /// Since when more than `Config::min_recv_rate_pending` bytes of an
+    /// unfinished message are held ([`NOT_HOLDING`] if not), and the
+    /// bytes received since then.
+    hold_since: Ticks,
+    hold_bytes: u32,
+}
+
+impl RxBuf {
+    fn new(bytes: Vec<u8>) -> Box<Self> {
+        Box::new(Self {
+            bytes,
+            hold_since: NOT_HOLDING,
+            hold_bytes: 0,
+        })
+    }
+
+    fn holding(&self) -> bool {
+        self.hold_since != NOT_HOLDING
+    }
+}
 
 impl Rx {
     /// The bytes, detached (so the caller may hand out slices of them
     /// while the connection table is borrowed again); give them back with
-    /// [`Rx::put`].
+    /// [`Rx::put`]. The holding period stays.
     pub fn take(&mut self) -> Vec<u8> {
         self.0
             .as_mut()
-            .map(|b| std::mem::take(&mut **b))
+            .map(|b| std::mem::take(&mut b.bytes))
             .unwrap_or_default()
     }
 
-    /// Keep `v` (its capacity too; with none, the box goes).
+    /// Keep `v` (its capacity too; with none, and no holding period, the
+    /// box goes).
     pub fn put(&mut self, v: Vec<u8>) {
-        if v.capacity() == 0 {
-            self.0 = None;
-        } else {
-            match &mut self.0 {
-                Some(b) => **b = v,
-                None => self.0 = Some(Box::new(v)),
-            }
+        match &mut self.0 {
+            Some(b) if v.capacity() != 0 || b.holding() => b.bytes = v,
+            Some(_) => self.0 = None,
+            None if v.capacity() != 0 => self.0 = Some(RxBuf::new(v)),
+            None => {}
         }
     }
 
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         self.0
-            .get_or_insert_with(Box::default)
+            .get_or_insert_with(|| RxBuf::new(Vec::new()))
+            .bytes
             .extend_from_slice(data);
     }
 
-    /// Drop the bytes and their memory.
+    /// Drop the bytes and their memory (not the holding period).
     pub fn clear(&mut self) {
-        self.0 = None;
+        self.put(Vec::new());
     }
 
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |b| b.len())
+        self.0.as_ref().map_or(0, |b| b.bytes.len())
     }
 
     pub fn capacity(&self) -> usize {
-        self.0.as_ref().map_or(0, |b| b.capacity())
+        self.0.as_ref().map_or(0, |b| b.bytes.capacity())
+    }
+
+    /// When the holding period began ([`NOT_HOLDING`]: none runs).
+    pub fn hold_since(&self) -> Ticks {
+        self.0.as_ref().map_or(NOT_HOLDING, |b| b.hold_since)
+    }
+
+    /// Bytes received since the holding period began (0: none runs).
+    pub fn hold_bytes(&self) -> u32 {
+        self.0.as_ref().map_or(0, |b| b.hold_bytes)
+    }
+
+    /// Begin a holding period at `now`, no bytes counted yet.
+    pub fn start_hold(&mut self, now: Ticks) {
+        let b = self.0.get_or_insert_with(|| RxBuf::new(Vec::new()));
+        b.hold_since = now;
+        b.hold_bytes = 0;
+    }
+
+    /// Count `n` more bytes received in the holding period, if one runs.
+    pub fn add_hold(&mut self, n: u32) {
+        if let Some(b) = self.0.as_mut().filter(|b| b.holding()) {
+            b.hold_bytes = b.hold_bytes.saturating_add(n);
+        }
+    }
+
+    /// No holding period runs (the box goes if it keeps nothing else).
+    pub fn end_hold(&mut self) {
+        if let Some(b) = &mut self.0 {
+            b.hold_since = NOT_HOLDING;
+            b.hold_bytes = 0;
+            if b.bytes.capacity() == 0 {
+                self.0 = None;
+            }
+        }
     }
 }
 
@@ -269,7 +334,8 @@ pub struct Conn {
     pub phase: Phase,
     pub ws: Connection,
     /// Bytes of an unfinished request head or frame (see the buffer
-    /// contract in `ws::connection`). Nothing at all when idle.
+    /// contract in `ws::connection`), and the minimum receive rate's
+    /// holding period. Nothing at all when idle.
     pub rx: Rx,
     pub tx: SendQueue,
     pub sending: Option<Box<SendOp>>,
@@ -291,11 +357,6 @@ pub struct Conn {
     /// The yes/no state below (`recv_armed`, `dirty`...), a bit each:
     /// twelve `bool`s cost every connection 12 bytes, this 2.
     flags: u16,
-    /// Since when more than `Config::min_recv_rate_pending` bytes of an
-    /// unfinished message are held ([`NOT_HOLDING`] if not), and the bytes
-    /// received since then.
-    pub hold_since: Ticks,
-    pub hold_bytes: u32,
     /// Who is on the other end (accepted connections; see `peer.rs`).
     pub peer: Peer,
 }
@@ -355,7 +416,7 @@ flags! {
     11: deferred, set_deferred;
 }
 
-/// `Conn::hold_since` when the connection holds no large unfinished message.
+/// `Rx::hold_since` when the connection holds no large unfinished message.
 pub const NOT_HOLDING: Ticks = Ticks::MAX;
 
 /// A slot number for a connection that has none yet (outbound, before its
@@ -379,8 +440,6 @@ impl Conn {
             close_req_reason: Reason::NONE,
             close_code: 0,
             flags: 0,
-            hold_since: NOT_HOLDING,
-            hold_bytes: 0,
             peer: Peer::default(),
         }
     }
@@ -472,6 +531,46 @@ mod tests {
             ["pong", "close"].map(|s| Bytes::from_static(s.as_bytes()))
         );
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn the_holding_period_survives_take_and_put() {
+        let mut rx = Rx::default();
+        assert_eq!(rx.hold_since(), NOT_HOLDING);
+        // A period with no bytes buffered (they may be in the WebSocket
+        // core's assembled message) keeps the box.
+        rx.start_hold(7);
+        let v = rx.take();
+        rx.add_hold(10);
+        rx.put(v);
+        assert_eq!((rx.hold_since(), rx.hold_bytes()), (7, 10));
+        // Bytes come and go around it.
+        rx.extend_from_slice(b"abc");
+        let mut v = rx.take();
+        assert_eq!((rx.hold_since(), rx.len()), (7, 0));
+        v.extend_from_slice(b"d");
+        rx.add_hold(1);
+        rx.put(v);
+        assert_eq!((rx.len(), rx.hold_bytes()), (4, 11));
+        rx.clear();
+        assert_eq!((rx.capacity(), rx.hold_since()), (0, 7));
+        // Ended with nothing buffered: nothing left at all.
+        rx.end_hold();
+        assert!(rx.0.is_none());
+        assert_eq!((rx.hold_since(), rx.hold_bytes()), (NOT_HOLDING, 0));
+        rx.add_hold(5);
+        assert!(rx.0.is_none());
+        // A period begun while the bytes are detached stays once they
+        // are back; ended then, the buffer stays.
+        rx.extend_from_slice(b"xy");
+        let v = rx.take();
+        rx.start_hold(9);
+        rx.put(v);
+        assert_eq!((rx.len(), rx.hold_since()), (2, 9));
+        rx.end_hold();
+        assert_eq!((rx.len(), rx.hold_since()), (2, NOT_HOLDING));
+        rx.put(Vec::new());
+        assert!(rx.0.is_none());
     }
 
     #[test]
