@@ -167,10 +167,17 @@ impl Rx {
     }
 }
 
-/// A frame's [`cost`] as a queue counts it: in a `u32`, clamped.
+/// `bytes` plus `cost`, clamped to a `u32` (one add in `usize` and one
+/// clamp: this runs per queued frame).
 #[inline(always)]
-fn cost32(len: usize) -> u32 {
-    (len.min(u32::MAX as usize) as u32).saturating_add(FRAME_OVERHEAD as u32)
+fn add32(bytes: u32, cost: usize) -> u32 {
+    (bytes as usize + cost).min(u32::MAX as usize) as u32
+}
+
+/// `bytes` less `cost`, never below 0.
+#[inline(always)]
+fn sub32(bytes: u32, cost: usize) -> u32 {
+    (bytes as usize).saturating_sub(cost) as u32
 }
 
 /// Frames waiting to be sent. Control frames (pong, close) go ahead of
@@ -192,13 +199,13 @@ pub struct SendQueue {
 impl SendQueue {
     pub fn push(&mut self, frame: impl Into<SendBuf>) {
         let frame = frame.into();
-        self.bytes = self.bytes.saturating_add(cost32(frame.len()));
+        self.bytes = add32(self.bytes, cost(frame.len()));
         self.frames.push_back(frame);
     }
 
     /// Queue ahead of data, after earlier control frames.
     pub fn push_control(&mut self, frame: Bytes) {
-        self.bytes = self.bytes.saturating_add(cost32(frame.len()));
+        self.bytes = add32(self.bytes, cost(frame.len()));
         self.frames.insert(self.control as usize, frame.into());
         self.control += 1;
     }
@@ -209,7 +216,7 @@ impl SendQueue {
     pub fn push_close_now(&mut self, frame: Bytes) {
         let keep = self.control as usize;
         for f in self.frames.drain(keep..) {
-            self.bytes = self.bytes.saturating_sub(cost32(f.len()));
+            self.bytes = sub32(self.bytes, cost(f.len()));
         }
         self.push_control(frame);
     }
@@ -232,7 +239,7 @@ impl SendQueue {
     pub fn pop(&mut self) -> Option<SendBuf> {
         let f = self.frames.pop_front()?;
         self.control = self.control.saturating_sub(1);
-        self.bytes = self.bytes.saturating_sub(cost32(f.len()));
+        self.bytes = sub32(self.bytes, cost(f.len()));
         Some(f)
     }
 
