@@ -154,13 +154,13 @@ struct Args {
     #[arg(long, default_value_t = br().max_queued)]
     max_queued_bytes: usize,
     /// Bytes any connection may have queued at all (echo replies, acks…);
-    /// past it the connection is closed with 1008.
+    /// past it the connection is closed with 1008. At most 1 GiB.
     #[arg(long, default_value_t = rt().max_backlog)]
     max_backlog_bytes: usize,
     /// Stop reading from a connection whose own send backlog is over this
     /// many bytes (each frame counted with 64 bytes of overhead) until it
     /// is down to half: a client that sends but never reads is held back,
-    /// not closed. Keep it above --max-queued-bytes.
+    /// not closed. Keep it above --max-queued-bytes. At most 1 GiB.
     #[arg(long, default_value_t = rt().max_backlog_read)]
     max_backlog_read: usize,
     /// Bytes/s a connection holding more than --min-recv-rate-pending bytes

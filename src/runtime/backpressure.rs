@@ -11,7 +11,7 @@
 //! are simply more bytes after the front) and parsed on resume.
 
 use super::app::App;
-use super::conn::{Phase, NOT_HOLDING};
+use super::conn::Phase;
 use super::inbound;
 use super::shard::Shard;
 use super::token::{self, Op};
@@ -26,16 +26,16 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if c.read_paused || c.phase != Phase::Open || c.backlog() <= limit {
+        if c.read_paused() || c.phase != Phase::Open || c.backlog() <= limit {
             return;
         }
-        c.read_paused = true;
+        c.set_read_paused(true);
         // Not reading is our choice, not the client's slowness.
-        c.hold_since = NOT_HOLDING;
+        c.rx.end_hold();
         let gen = c.gen;
-        let cancel = c.recv_armed && !c.recv_cancelling;
+        let cancel = c.recv_armed() && !c.recv_cancelling();
         if cancel {
-            c.recv_cancelling = true;
+            c.set_recv_cancelling(true);
         }
         inc(&self.table.my_stats().recv_paused_total, 1);
         if cancel {
@@ -55,18 +55,18 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if !c.read_paused {
+        if !c.read_paused() {
             return;
         }
         if c.phase != Phase::Open {
-            c.read_paused = false;
+            c.set_read_paused(false);
             c.rx.clear();
             return;
         }
         if c.backlog() > limit / 2 {
             return;
         }
-        c.read_paused = false;
+        c.set_read_paused(false);
         let mut rx = c.rx.take();
         if !rx.is_empty() {
             let (table, mail) = (&mut self.table, &mut self.mail);
@@ -80,7 +80,7 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if c.eof && !c.read_paused && c.phase == Phase::Open {
+        if c.eof() && !c.read_paused() && c.phase == Phase::Open {
             // The peer half-closed while we were not reading: now that
             // its last requests are parsed, answer them and close.
             c.rx.clear();

@@ -49,6 +49,9 @@ pub struct Config {
     /// acts much earlier; this bounds everything else (echo, acks, errors).
     /// Each queued frame counts its length plus [`FRAME_OVERHEAD`].
     ///
+    /// At most [`MAX_BACKLOG_LIMIT`] (1 GiB), as is `max_backlog_read`:
+    /// a connection's queue counts its bytes in 32 bits.
+    ///
     /// [`FRAME_OVERHEAD`]: super::conn::FRAME_OVERHEAD
     pub max_backlog: usize,
     /// Stop reading from a connection whose own backlog is over this
@@ -93,6 +96,33 @@ pub struct Config {
     /// How often an idle shard wakes to run timers and notice a shutdown.
     /// Cross-shard mail never waits for it (doorbells wake the shard).
     pub tick: Duration,
+}
+
+/// The most [`Config::max_backlog`] and [`Config::max_backlog_read`] may
+/// be: a connection's send queue counts its bytes in a `u32` (every
+/// connection holds one), and must still fit the limit plus one frame of
+/// up to 3 GiB. Far above any useful setting (the defaults are 4 and
+/// 2 MiB).
+pub const MAX_BACKLOG_LIMIT: usize = 1 << 30;
+
+impl Config {
+    /// Settings the runtime cannot honour, said in one line.
+    pub fn check(&self) -> Result<(), StartError> {
+        for (name, v) in [
+            ("max_backlog (--max-backlog-bytes)", self.max_backlog),
+            (
+                "max_backlog_read (--max-backlog-read)",
+                self.max_backlog_read,
+            ),
+        ] {
+            if v > MAX_BACKLOG_LIMIT {
+                return Err(StartError(format!(
+                    "{name} is {v}: at most {MAX_BACKLOG_LIMIT} (1 GiB), since a connection's send queue counts its bytes in 32 bits"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -154,3 +184,32 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlog_limits_must_fit_a_u32_queue_count() {
+        assert!(Config::default().check().is_ok());
+        let at_most = Config {
+            max_backlog: MAX_BACKLOG_LIMIT,
+            max_backlog_read: MAX_BACKLOG_LIMIT,
+            ..Config::default()
+        };
+        assert!(at_most.check().is_ok());
+        for over in [
+            Config {
+                max_backlog: MAX_BACKLOG_LIMIT + 1,
+                ..Config::default()
+            },
+            Config {
+                max_backlog_read: usize::MAX,
+                ..Config::default()
+            },
+        ] {
+            let e = over.check().unwrap_err().0;
+            assert!(e.contains("at most"), "{e}");
+        }
+    }
+}

@@ -10,6 +10,9 @@ use crate::ws::{Connection, Role};
 use bytes::Bytes;
 use std::collections::VecDeque;
 
+use super::close_reason::Reason;
+#[cfg(doc)]
+use super::config::MAX_BACKLOG_LIMIT;
 use super::peer::Peer;
 use super::timer::Ticks;
 
@@ -52,51 +55,129 @@ pub fn cost(len: usize) -> usize {
 /// where this costs 8. The box stays while the buffer keeps capacity, so
 /// a connection that often holds a partial frame does not allocate it
 /// again each time.
+///
+/// The box also keeps the minimum receive rate's holding period
+/// (`recv_rate`): a connection only holds one while it holds a large
+/// unfinished message, in this buffer or in the WebSocket core's
+/// assembled message, so idle connections need not pay 8 bytes for it.
+/// The box stays while a period runs, whatever the buffer holds, and
+/// [`Rx::take`] leaves it (and the period) in place.
 #[derive(Debug, Default)]
-#[allow(clippy::box_collection)]
-pub struct Rx(Option<Box<Vec<u8>>>);
+pub struct Rx(Option<Box<RxBuf>>);
+
+#[derive(Debug)]
+struct RxBuf {
+    bytes: Vec<u8>,
+    /// Since when more than `Config::min_recv_rate_pending` bytes of an
+    /// unfinished message are held ([`NOT_HOLDING`] if not), and the
+    /// bytes received since then.
+    hold_since: Ticks,
+    hold_bytes: u32,
+}
+
+impl RxBuf {
+    fn new(bytes: Vec<u8>) -> Box<Self> {
+        Box::new(Self {
+            bytes,
+            hold_since: NOT_HOLDING,
+            hold_bytes: 0,
+        })
+    }
+
+    fn holding(&self) -> bool {
+        self.hold_since != NOT_HOLDING
+    }
+}
 
 impl Rx {
     /// The bytes, detached (so the caller may hand out slices of them
     /// while the connection table is borrowed again); give them back with
-    /// [`Rx::put`].
+    /// [`Rx::put`]. The holding period stays.
     pub fn take(&mut self) -> Vec<u8> {
         self.0
             .as_mut()
-            .map(|b| std::mem::take(&mut **b))
+            .map(|b| std::mem::take(&mut b.bytes))
             .unwrap_or_default()
     }
 
-    /// Keep `v` (its capacity too; with none, the box goes).
+    /// Keep `v` (its capacity too; with none, and no holding period, the
+    /// box goes).
     pub fn put(&mut self, v: Vec<u8>) {
-        if v.capacity() == 0 {
-            self.0 = None;
-        } else {
-            match &mut self.0 {
-                Some(b) => **b = v,
-                None => self.0 = Some(Box::new(v)),
-            }
+        match &mut self.0 {
+            Some(b) if v.capacity() != 0 || b.holding() => b.bytes = v,
+            Some(_) => self.0 = None,
+            None if v.capacity() != 0 => self.0 = Some(RxBuf::new(v)),
+            None => {}
         }
     }
 
     pub fn extend_from_slice(&mut self, data: &[u8]) {
         self.0
-            .get_or_insert_with(Box::default)
+            .get_or_insert_with(|| RxBuf::new(Vec::new()))
+            .bytes
             .extend_from_slice(data);
     }
 
-    /// Drop the bytes and their memory.
+    /// Drop the bytes and their memory (not the holding period).
     pub fn clear(&mut self) {
-        self.0 = None;
+        self.put(Vec::new());
     }
 
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |b| b.len())
+        self.0.as_ref().map_or(0, |b| b.bytes.len())
     }
 
     pub fn capacity(&self) -> usize {
-        self.0.as_ref().map_or(0, |b| b.capacity())
+        self.0.as_ref().map_or(0, |b| b.bytes.capacity())
     }
+
+    /// When the holding period began ([`NOT_HOLDING`]: none runs).
+    pub fn hold_since(&self) -> Ticks {
+        self.0.as_ref().map_or(NOT_HOLDING, |b| b.hold_since)
+    }
+
+    /// Bytes received since the holding period began (0: none runs).
+    pub fn hold_bytes(&self) -> u32 {
+        self.0.as_ref().map_or(0, |b| b.hold_bytes)
+    }
+
+    /// Begin a holding period at `now`, no bytes counted yet.
+    pub fn start_hold(&mut self, now: Ticks) {
+        let b = self.0.get_or_insert_with(|| RxBuf::new(Vec::new()));
+        b.hold_since = now;
+        b.hold_bytes = 0;
+    }
+
+    /// Count `n` more bytes received in the holding period, if one runs.
+    pub fn add_hold(&mut self, n: u32) {
+        if let Some(b) = self.0.as_mut().filter(|b| b.holding()) {
+            b.hold_bytes = b.hold_bytes.saturating_add(n);
+        }
+    }
+
+    /// No holding period runs (the box goes if it keeps nothing else).
+    pub fn end_hold(&mut self) {
+        if let Some(b) = &mut self.0 {
+            b.hold_since = NOT_HOLDING;
+            b.hold_bytes = 0;
+            if b.bytes.capacity() == 0 {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+/// `bytes` plus `cost`, clamped to a `u32` (one add in `usize` and one
+/// clamp: this runs per queued frame).
+#[inline(always)]
+fn add32(bytes: u32, cost: usize) -> u32 {
+    (bytes as usize + cost).min(u32::MAX as usize) as u32
+}
+
+/// `bytes` less `cost`, never below 0.
+#[inline(always)]
+fn sub32(bytes: u32, cost: usize) -> u32 {
+    (bytes as usize).saturating_sub(cost) as u32
 }
 
 /// Frames waiting to be sent. Control frames (pong, close) go ahead of
@@ -106,20 +187,25 @@ pub struct SendQueue {
     frames: VecDeque<SendBuf>,
     /// How many frames at the front are control frames.
     control: u32,
-    /// Bytes queued, each frame counted with [`FRAME_OVERHEAD`].
-    bytes: usize,
+    /// Bytes queued, each frame counted with [`FRAME_OVERHEAD`]. A `u32`
+    /// (a `usize` cost every connection 8 bytes more, with padding):
+    /// a queue is bounded by `Config::max_backlog` plus one frame, and
+    /// the configured backlog limits are capped at [`MAX_BACKLOG_LIMIT`],
+    /// far below 4 GiB. The sums saturate all the same: past 4 GiB the
+    /// count would read low, never wrap.
+    bytes: u32,
 }
 
 impl SendQueue {
     pub fn push(&mut self, frame: impl Into<SendBuf>) {
         let frame = frame.into();
-        self.bytes += cost(frame.len());
+        self.bytes = add32(self.bytes, cost(frame.len()));
         self.frames.push_back(frame);
     }
 
     /// Queue ahead of data, after earlier control frames.
     pub fn push_control(&mut self, frame: Bytes) {
-        self.bytes += cost(frame.len());
+        self.bytes = add32(self.bytes, cost(frame.len()));
         self.frames.insert(self.control as usize, frame.into());
         self.control += 1;
     }
@@ -130,7 +216,7 @@ impl SendQueue {
     pub fn push_close_now(&mut self, frame: Bytes) {
         let keep = self.control as usize;
         for f in self.frames.drain(keep..) {
-            self.bytes -= cost(f.len());
+            self.bytes = sub32(self.bytes, cost(f.len()));
         }
         self.push_control(frame);
     }
@@ -147,13 +233,13 @@ impl SendQueue {
     /// Bytes queued and not yet handed to the kernel, each frame counted
     /// with [`FRAME_OVERHEAD`].
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
     }
 
     pub fn pop(&mut self) -> Option<SendBuf> {
         let f = self.frames.pop_front()?;
         self.control = self.control.saturating_sub(1);
-        self.bytes -= cost(f.len());
+        self.bytes = sub32(self.bytes, cost(f.len()));
         Some(f)
     }
 
@@ -255,65 +341,89 @@ pub struct Conn {
     pub phase: Phase,
     pub ws: Connection,
     /// Bytes of an unfinished request head or frame (see the buffer
-    /// contract in `ws::connection`). Nothing at all when idle.
+    /// contract in `ws::connection`), and the minimum receive rate's
+    /// holding period. Nothing at all when idle.
     pub rx: Rx,
     pub tx: SendQueue,
     pub sending: Option<Box<SendOp>>,
-    pub recv_armed: bool,
-    /// Queued in the shard's list of connections to flush this turn.
-    pub dirty: bool,
-    /// In the write delay's list of connections whose data waits
-    /// (`Config::write_delay`).
-    pub delayed: bool,
     /// The protocol's idle-ping and pong timers (`ws::keepalive`).
     pub keepalive: Keepalive,
     /// When the phase's deadline started (handshake, close, linger).
     pub since: Ticks,
     /// The earliest tick this connection is scheduled in the wheel.
     pub wheel_at: Ticks,
-    /// The application was told of this connection (and must be told
-    /// when it closes).
-    pub opened: bool,
     /// The application asked to close with this code (0: it did not) and
     /// reason. Two fields, not an `Option` of a pair: the code fits in
-    /// padding, and every connection saves 8 bytes (see `close_req`).
+    /// padding (see `close_req`). The reason is interned to a byte
+    /// (`close_reason`): a `&'static str` cost every connection 16.
     close_req_code: u16,
-    close_req_reason: &'static str,
-    /// A shutdown(SHUT_RDWR) was submitted to end in-flight operations.
-    pub shut: bool,
-    /// The peer sent EOF: never re-arm the receive.
-    pub eof: bool,
-    /// A shutdown is in flight. The slot must not be closed before it
-    /// completes: shutdown runs in an io-wq worker that resolves the
-    /// direct descriptor only when it runs, and by then a closed slot may
-    /// hold the next connection.
-    pub shutting: bool,
-    /// Outbound and not yet open: the application still has to hear
-    /// `connected` or `connect_failed`.
-    pub dialing: bool,
-    /// A connect is in flight (an operation the slot must outlive).
-    pub connecting: bool,
+    close_req_reason: Reason,
     /// The close code the peer sent, or the one we failed the connection
     /// with; 0 for none (the TCP connection just ended).
     pub close_code: u16,
-    /// Reading stopped: the backlog is over `Config::max_backlog_read`.
-    /// `rx` may then hold whole frames not yet parsed.
-    pub read_paused: bool,
-    /// A cancel of the multishot receive is in flight (its ECANCELED end
-    /// is expected, not a transport error).
-    pub recv_cancelling: bool,
-    /// Its request head waits in `rx` for a later turn (`ConnTable::deferred`).
-    pub deferred: bool,
-    /// Since when more than `Config::min_recv_rate_pending` bytes of an
-    /// unfinished message are held ([`NOT_HOLDING`] if not), and the bytes
-    /// received since then.
-    pub hold_since: Ticks,
-    pub hold_bytes: u32,
+    /// The yes/no state below (`recv_armed`, `dirty`...), a bit each:
+    /// twelve `bool`s cost every connection 12 bytes, this 2.
+    flags: u16,
     /// Who is on the other end (accepted connections; see `peer.rs`).
     pub peer: Peer,
 }
 
-/// `Conn::hold_since` when the connection holds no large unfinished message.
+/// A getter and a setter on `Conn` for each bit of `Conn::flags`.
+macro_rules! flags {
+    ($($(#[$doc:meta])* $bit:literal: $get:ident, $set:ident;)*) => {
+        impl Conn {
+            $(
+                $(#[$doc])*
+                #[inline(always)]
+                pub fn $get(&self) -> bool {
+                    self.flags & (1 << $bit) != 0
+                }
+
+                #[inline(always)]
+                pub fn $set(&mut self, on: bool) {
+                    self.flags = (self.flags & !(1 << $bit)) | (u16::from(on) << $bit);
+                }
+            )*
+        }
+    };
+}
+
+flags! {
+    /// The multishot receive is armed.
+    0: recv_armed, set_recv_armed;
+    /// Queued in the shard's list of connections to flush this turn.
+    1: dirty, set_dirty;
+    /// In the write delay's list of connections whose data waits
+    /// (`Config::write_delay`).
+    2: delayed, set_delayed;
+    /// The application was told of this connection (and must be told
+    /// when it closes).
+    3: opened, set_opened;
+    /// A shutdown(SHUT_RDWR) was submitted to end in-flight operations.
+    4: shut, set_shut;
+    /// The peer sent EOF: never re-arm the receive.
+    5: eof, set_eof;
+    /// A shutdown is in flight. The slot must not be closed before it
+    /// completes: shutdown runs in an io-wq worker that resolves the
+    /// direct descriptor only when it runs, and by then a closed slot may
+    /// hold the next connection.
+    6: shutting, set_shutting;
+    /// Outbound and not yet open: the application still has to hear
+    /// `connected` or `connect_failed`.
+    7: dialing, set_dialing;
+    /// A connect is in flight (an operation the slot must outlive).
+    8: connecting, set_connecting;
+    /// Reading stopped: the backlog is over `Config::max_backlog_read`.
+    /// `rx` may then hold whole frames not yet parsed.
+    9: read_paused, set_read_paused;
+    /// A cancel of the multishot receive is in flight (its ECANCELED end
+    /// is expected, not a transport error).
+    10: recv_cancelling, set_recv_cancelling;
+    /// Its request head waits in `rx` for a later turn (`ConnTable::deferred`).
+    11: deferred, set_deferred;
+}
+
+/// `Rx::hold_since` when the connection holds no large unfinished message.
 pub const NOT_HOLDING: Ticks = Ticks::MAX;
 
 /// A slot number for a connection that has none yet (outbound, before its
@@ -330,45 +440,50 @@ impl Conn {
             rx: Rx::default(),
             tx: SendQueue::default(),
             sending: None,
-            recv_armed: false,
-            dirty: false,
-            delayed: false,
             keepalive: Keepalive::new(now),
             since: now,
             wheel_at: now,
-            opened: false,
             close_req_code: 0,
-            close_req_reason: "",
-            shut: false,
-            eof: false,
-            shutting: false,
-            dialing: false,
-            connecting: false,
+            close_req_reason: Reason::NONE,
             close_code: 0,
-            read_paused: false,
-            recv_cancelling: false,
-            deferred: false,
-            hold_since: NOT_HOLDING,
-            hold_bytes: 0,
+            flags: 0,
             peer: Peer::default(),
         }
     }
 
     /// The close the application asked for, if any.
     pub fn close_req(&self) -> Option<(u16, &'static str)> {
-        (self.close_req_code != 0).then_some((self.close_req_code, self.close_req_reason))
+        if self.close_req_code == 0 {
+            return None;
+        }
+        Some((self.close_req_code, self.close_req_reason.as_str()))
     }
 
-    /// Ask to close with `code` (a WebSocket close code, never 0).
-    pub fn set_close_req(&mut self, code: u16, reason: &'static str) {
+    /// A close was asked for (what `close_req().is_some()` says, without
+    /// looking the reason up: the send path asks it per frame).
+    #[inline]
+    pub fn has_close_req(&self) -> bool {
+        self.close_req_code != 0
+    }
+
+    /// Ask to close with `code` (a WebSocket close code, never 0). False
+    /// if `reason` found the reason table full and the close goes with an
+    /// empty reason (see `close_reason`); the runtime's own reasons always
+    /// fit.
+    pub fn set_close_req(&mut self, code: u16, reason: &'static str) -> bool {
+        let (reason, fit) = match Reason::intern(reason) {
+            Ok(r) => (r, true),
+            Err(r) => (r, false),
+        };
         self.close_req_code = code.max(1);
         self.close_req_reason = reason;
+        fit
     }
 
     pub fn take_close_req(&mut self) -> Option<(u16, &'static str)> {
         let r = self.close_req();
         self.close_req_code = 0;
-        self.close_req_reason = "";
+        self.close_req_reason = Reason::NONE;
         r
     }
 
@@ -426,14 +541,62 @@ mod tests {
     }
 
     #[test]
+    fn the_holding_period_survives_take_and_put() {
+        let mut rx = Rx::default();
+        assert_eq!(rx.hold_since(), NOT_HOLDING);
+        // A period with no bytes buffered (they may be in the WebSocket
+        // core's assembled message) keeps the box.
+        rx.start_hold(7);
+        let v = rx.take();
+        rx.add_hold(10);
+        rx.put(v);
+        assert_eq!((rx.hold_since(), rx.hold_bytes()), (7, 10));
+        // Bytes come and go around it.
+        rx.extend_from_slice(b"abc");
+        let mut v = rx.take();
+        assert_eq!((rx.hold_since(), rx.len()), (7, 0));
+        v.extend_from_slice(b"d");
+        rx.add_hold(1);
+        rx.put(v);
+        assert_eq!((rx.len(), rx.hold_bytes()), (4, 11));
+        rx.clear();
+        assert_eq!((rx.capacity(), rx.hold_since()), (0, 7));
+        // Ended with nothing buffered: nothing left at all.
+        rx.end_hold();
+        assert!(rx.0.is_none());
+        assert_eq!((rx.hold_since(), rx.hold_bytes()), (NOT_HOLDING, 0));
+        rx.add_hold(5);
+        assert!(rx.0.is_none());
+        // A period begun while the bytes are detached stays once they
+        // are back; ended then, the buffer stays.
+        rx.extend_from_slice(b"xy");
+        let v = rx.take();
+        rx.start_hold(9);
+        rx.put(v);
+        assert_eq!((rx.len(), rx.hold_since()), (2, 9));
+        rx.end_hold();
+        assert_eq!((rx.len(), rx.hold_since()), (2, NOT_HOLDING));
+        rx.put(Vec::new());
+        assert!(rx.0.is_none());
+    }
+
+    #[test]
     fn idle_connection_is_small() {
         // What every idle connection costs in user space, before the
         // application's own state. Guard it: it is multiplied by 10^5.
         let size = std::mem::size_of::<Conn>();
         // 232 before the WebSocket state shrank, the receive buffer was
         // boxed and the close request split (issue #11's budget is 300
-        // bytes for everything an idle subscriber costs).
-        assert!(size <= 184, "Conn grew to {size} bytes");
+        // bytes for everything an idle subscriber costs). Then 184 -> 144
+        // (fields 181 -> 140 bytes): the close reason became a 1-byte
+        // index (16 -> 1), twelve bools bits of one u16 (12 -> 2), the
+        // send queue's byte count a u32 (SendQueue 48 -> 40), and the
+        // receive-rate hold (since, bytes: 8) moved into the boxed
+        // receive buffer, which exists while a large message is held.
+        // Left: ws 32 (7 of it its own padding), tx 40, peer 20, rx,
+        // sending and keepalive 8 each, slot, gen, since, wheel_at 4
+        // each, three u16s, phase and the reason byte.
+        assert!(size <= 144, "Conn grew to {size} bytes");
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl<M> Shard<M> {
             return Err("internal: no connection".into());
         };
         c.slot = slot;
-        c.connecting = true;
+        c.set_connecting(true);
         // SAFETY (of the pointer): `addr` lives in the boxed Outbound, which
         // stays in `table.outbound` until the connection opens or is
         // released, both after this connect completes.
@@ -163,7 +163,7 @@ impl<M> Shard<M> {
         let Some(c) = live(&mut self.table.conns, key, gen) else {
             return;
         };
-        c.connecting = false;
+        c.set_connecting(false);
         let out = self.table.outbound.get_mut(&key);
         if res < 0 || c.phase != Phase::Connecting {
             if let Some(o) = out {

@@ -34,7 +34,7 @@ impl<M> Shard<M> {
         let draining = self.drain_deadline.is_some();
         for key in self.write_delay.begin_flush(self.elapsed, draining) {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
-                c.delayed = false;
+                c.set_delayed(false);
             }
             self.table.mark(key);
         }
@@ -55,7 +55,7 @@ impl<M> Shard<M> {
                 break;
             };
             if let Some(c) = self.table.conns.get_mut(key as usize) {
-                c.dirty = false;
+                c.set_dirty(false);
             }
             sends += usize::from(self.flush_one(app, key));
         }
@@ -79,11 +79,11 @@ impl<M> Shard<M> {
             Phase::Connecting | Phase::Releasing => false,
             Phase::Handshake | Phase::Open | Phase::Flushing => self.flush_live(key),
             Phase::Lingering => {
-                if c.eof {
+                if c.eof() {
                     // The peer's EOF came: nothing left to wait for.
                     c.phase = Phase::Dead;
                     self.table.mark(key);
-                } else if !c.recv_armed {
+                } else if !c.recv_armed() {
                     // Receive stopped (ENOBUFS, or no MORE) with input
                     // still coming: keep reading it until EOF.
                     self.arm_recv(key);
@@ -121,11 +121,11 @@ impl<M> Shard<M> {
             c.phase = Phase::Flushing;
             c.since = now;
         }
-        if c.opened && c.phase != Phase::Open {
-            c.opened = false;
+        if c.opened() && c.phase != Phase::Open {
+            c.set_opened(false);
             app.closed(&mut self.io(), id);
-        } else if c.dialing && !matches!(c.phase, Phase::Connecting | Phase::Handshake) {
-            c.dialing = false;
+        } else if c.dialing() && !matches!(c.phase, Phase::Connecting | Phase::Handshake) {
+            c.set_dialing(false);
             let why = self
                 .table
                 .outbound
@@ -163,7 +163,9 @@ impl<M> Shard<M> {
             bytes: c.tx.bytes(),
         };
         if c.sending.is_none() && !c.tx.is_empty() && self.write_delay.holds(queue, draining) {
-            self.write_delay.hold(key, &mut c.delayed, self.elapsed);
+            let mut delayed = c.delayed();
+            self.write_delay.hold(key, &mut delayed, self.elapsed);
+            c.set_delayed(delayed);
         } else if c.sending.is_none() && !c.tx.is_empty() {
             let op = self.pool.pop().unwrap_or_else(SendOp::new);
             self.submit_send(key, op);
@@ -174,7 +176,7 @@ impl<M> Shard<M> {
             // destroys what we just sent.
             c.phase = Phase::Lingering;
             c.since = now;
-            c.shutting = true;
+            c.set_shutting(true);
             let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_WR)
                 .build()
                 .user_data(token::encode(Op::Shutdown, key, c.gen));
@@ -185,7 +187,7 @@ impl<M> Shard<M> {
             .table
             .conns
             .get(key as usize)
-            .is_some_and(|c| !c.recv_armed && !c.eof && !c.read_paused)
+            .is_some_and(|c| !c.recv_armed() && !c.eof() && !c.read_paused())
         {
             self.arm_recv(key);
         }
@@ -200,10 +202,10 @@ impl<M> Shard<M> {
         };
         if c.slot == NO_SLOT {
             self.release(key);
-        } else if c.recv_armed || c.sending.is_some() || c.shutting || c.connecting {
-            if !c.shut && !c.shutting {
-                c.shut = true;
-                c.shutting = true;
+        } else if c.recv_armed() || c.sending.is_some() || c.shutting() || c.connecting() {
+            if !c.shut() && !c.shutting() {
+                c.set_shut(true);
+                c.set_shutting(true);
                 let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_RDWR)
                     .build()
                     .user_data(token::encode(Op::Shutdown, key, c.gen));

@@ -36,11 +36,11 @@ impl<M> Shard<M> {
             let Some(c) = self.table.conns.get_mut(key as usize) else {
                 continue;
             };
-            if !c.deferred {
+            if !c.deferred() {
                 // Its slot's earlier connection's entry, or handled.
                 continue;
             }
-            c.deferred = false;
+            c.set_deferred(false);
             if c.phase != Phase::Handshake {
                 c.rx.clear();
                 continue;

@@ -4,6 +4,7 @@
 //! (pongs, closes).
 
 use super::app::{App, ConnId};
+use super::close_reason::SEND_QUEUE_OVERFLOW;
 use super::config::Config;
 use super::conn::Phase;
 use super::io::Io;
@@ -35,15 +36,16 @@ pub(super) fn delivered<A: App>(
     let Some(c) = table.conns.get_mut(key as usize) else {
         return false;
     };
-    if c.read_paused {
+    if c.read_paused() {
         c.rx.extend_from_slice(data);
         return false;
     }
-    if c.phase == Phase::Handshake && !c.outbound() && (c.deferred || table.handshake_budget == 0) {
+    if c.phase == Phase::Handshake && !c.outbound() && (c.deferred() || table.handshake_budget == 0)
+    {
         // This turn's handshakes are spent: keep the bytes for the next.
         c.rx.extend_from_slice(data);
-        if !c.deferred {
-            c.deferred = true;
+        if !c.deferred() {
+            c.set_deferred(true);
             table.deferred.push(key);
             inc(&table.my_stats().handshakes_deferred_total, 1);
         }
@@ -202,7 +204,7 @@ fn server_handshake<A: App>(
     };
     c.ws = Connection::new(Role::Server, accepted.max_message);
     c.phase = Phase::Open;
-    c.opened = true;
+    c.set_opened(true);
     c.keepalive = Keepalive::new(now);
     // As control: a write delay must not hold the handshake.
     c.tx.push_control(upgrade.response);
@@ -235,8 +237,8 @@ fn client_handshake<A: App>(
             table.outbound.remove(&key);
             c.ws = Connection::new(Role::Client, max);
             c.phase = Phase::Open;
-            c.opened = true;
-            c.dialing = false;
+            c.set_opened(true);
+            c.set_dialing(false);
             c.keepalive = Keepalive::new(now);
             inc(&table.my_stats().websocket_upgrades_total, 1);
             table.mark(key);
@@ -297,7 +299,7 @@ fn read_frames<A: App>(
                 match event {
                     Event::Message(m) => {
                         inc(&table.my_stats().messages_received_total, 1);
-                        if table.conn(id).is_some_and(|c| c.close_req().is_none()) {
+                        if table.conn(id).is_some_and(|c| !c.has_close_req()) {
                             app.message(&mut Io { table, mail }, id, m);
                         }
                     }
@@ -305,7 +307,7 @@ fn read_frames<A: App>(
                         let cap = table.max_backlog;
                         if let Some(c) = table.conn(id) {
                             if c.backlog() + super::conn::cost(p.len()) > cap {
-                                c.set_close_req(code::POLICY_VIOLATION, "send queue overflow");
+                                c.set_close_req(code::POLICY_VIOLATION, SEND_QUEUE_OVERFLOW);
                             } else {
                                 c.tx.push_control(p);
                             }

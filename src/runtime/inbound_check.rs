@@ -281,7 +281,7 @@ impl Harness {
             ws: c.ws.state(),
             close_code: c.close_code,
             close_req: c.close_req(),
-            read_paused: c.read_paused,
+            read_paused: c.read_paused(),
             rx_len: c.rx.len(),
             rx_capacity: c.rx.capacity(),
             buffered: c.ws.buffered(),
@@ -295,8 +295,8 @@ impl Harness {
     fn check_backpressure(&mut self) {
         let limit = self.table.max_backlog_read;
         let c = self.conn();
-        if !c.read_paused && c.phase == Phase::Open && c.backlog() > limit {
-            c.read_paused = true;
+        if !c.read_paused() && c.phase == Phase::Open && c.backlog() > limit {
+            c.set_read_paused(true);
         }
     }
 
@@ -330,12 +330,12 @@ impl Harness {
     /// under half the bound). False when there is nothing to resume.
     fn resume(&mut self) -> bool {
         let c = self.conn();
-        if !c.read_paused || c.phase != Phase::Open || c.close_req().is_some() {
+        if !c.read_paused() || c.phase != Phase::Open || c.close_req().is_some() {
             return false;
         }
         self.send_all();
         let c = self.conn();
-        c.read_paused = false;
+        c.set_read_paused(false);
         let mut rx = c.rx.take();
         if !rx.is_empty() {
             inbound::received_buffered(

@@ -2,6 +2,7 @@
 //! queue frames, close, dial, post mail to other shards.
 
 use super::app::ConnId;
+use super::close_reason::SEND_QUEUE_OVERFLOW;
 use super::conn::{Conn, Phase, NO_SLOT};
 use super::dial::{Dial, Outbound};
 use super::mailbox::Mailbox;
@@ -35,13 +36,13 @@ impl<M> Io<'_, M> {
         let Some(c) = self.table.conn(id) else {
             return Offered::Gone;
         };
-        if c.phase != Phase::Open || c.ws.state() != State::Open || c.close_req().is_some() {
+        if c.phase != Phase::Open || c.ws.state() != State::Open || c.has_close_req() {
             return Offered::Gone;
         }
         let backlog = c.backlog();
         // Data held by the write delay is not a slow consumer's backlog:
         // only what is in flight counts against the app's limit then.
-        let behind = if c.delayed {
+        let behind = if c.delayed() {
             c.sending.as_ref().map_or(0, |s| s.cost())
         } else {
             backlog
@@ -52,7 +53,7 @@ impl<M> Io<'_, M> {
         if backlog != 0 && backlog + frame_cost > cap {
             // A peer that sends but never reads must not grow our memory
             // without bound (echo replies, acks, errors...).
-            c.set_close_req(code::POLICY_VIOLATION, "send queue overflow");
+            c.set_close_req(code::POLICY_VIOLATION, SEND_QUEUE_OVERFLOW);
             self.table.mark(id.key);
             return Offered::Gone;
         }
@@ -76,7 +77,7 @@ impl<M> Io<'_, M> {
     pub fn connect(&mut self, dial: Dial) -> ConnId {
         let table = &mut *self.table;
         let mut conn = Conn::new(NO_SLOT, 0, table.now);
-        conn.dialing = true;
+        conn.set_dialing(true);
         conn.phase = Phase::Connecting;
         conn.ws = Connection::new(Role::Client, 0);
         let key = table.conns.insert(conn) as u32;
@@ -122,8 +123,10 @@ impl<M> Io<'_, M> {
     /// True if this call asked for it (false: gone, or already closing).
     pub fn close(&mut self, id: ConnId, status: u16, reason: &'static str) -> bool {
         match self.table.conn(id) {
-            Some(c) if c.close_req().is_none() && c.phase == Phase::Open => {
-                c.set_close_req(status, reason);
+            Some(c) if !c.has_close_req() && c.phase == Phase::Open => {
+                if !c.set_close_req(status, reason) {
+                    inc(&self.table.my_stats().close_reasons_dropped_total, 1);
+                }
                 self.table.mark(id.key);
                 true
             }

@@ -19,7 +19,8 @@
 //!   address and the per-address limits;
 //! - `inbound_check`: a socket-free harness around `inbound` for the
 //!   `inbound` fuzz target (not API);
-//! - `table`, `conn`: the connection table and one connection's state;
+//! - `table`, `conn`: the connection table and one connection's state
+//!   (`close_reason`: the reasons of asked-for closes, interned to a byte);
 //!   `bufring`, `mailbox`, `timer`, `token`, `uring`, `listener`: the
 //!   io_uring and cross-shard mechanisms under them.
 //!
@@ -30,6 +31,7 @@ pub mod app;
 mod backpressure;
 pub mod bufring;
 mod capacity;
+mod close_reason;
 pub mod config;
 mod conn;
 mod deadlines;

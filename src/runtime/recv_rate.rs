@@ -33,16 +33,15 @@ impl<M> Shard<M> {
             return;
         };
         let pending = c.rx.len() + c.ws.buffered();
-        if rate == 0 || c.phase != Phase::Open || c.read_paused || pending <= pending_max {
-            c.hold_since = NOT_HOLDING;
+        if rate == 0 || c.phase != Phase::Open || c.read_paused() || pending <= pending_max {
+            c.rx.end_hold();
             return;
         }
-        if c.hold_since == NOT_HOLDING {
-            c.hold_since = now;
-            c.hold_bytes = 0;
+        if c.rx.hold_since() == NOT_HOLDING {
+            c.rx.start_hold(now);
             self.reschedule(key, now + ticks(RATE_WINDOW));
         } else {
-            c.hold_bytes = c.hold_bytes.saturating_add(n.min(u32::MAX as usize) as u32);
+            c.rx.add_hold(n.min(u32::MAX as usize) as u32);
         }
     }
 }
@@ -51,24 +50,24 @@ impl<M> Shard<M> {
 /// was too slow (it is then asked to close with 1008). Returns the tick
 /// of the next judgement, if it still holds.
 pub(super) fn judge(c: &mut Conn, now: Ticks, rate: u32) -> (bool, Option<Ticks>) {
-    if c.hold_since == NOT_HOLDING || c.read_paused || c.phase != Phase::Open {
+    let since = c.rx.hold_since();
+    if since == NOT_HOLDING || c.read_paused() || c.phase != Phase::Open {
         return (false, None);
     }
     let window = ticks(RATE_WINDOW);
-    let end = c.hold_since.saturating_add(window);
+    let end = since.saturating_add(window);
     if now < end {
         return (false, Some(end));
     }
     let need = u64::from(rate) * RATE_WINDOW.as_secs();
-    if u64::from(c.hold_bytes) < need {
-        c.hold_since = NOT_HOLDING;
+    if u64::from(c.rx.hold_bytes()) < need {
+        c.rx.end_hold();
         if c.close_req().is_none() {
             c.set_close_req(code::POLICY_VIOLATION, TOO_SLOW);
             return (true, None);
         }
         return (false, None);
     }
-    c.hold_since = now;
-    c.hold_bytes = 0;
+    c.rx.start_hold(now);
     (false, Some(now + window))
 }

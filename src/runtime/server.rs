@@ -29,6 +29,7 @@ impl Server {
         A: App,
         F: Fn(usize) -> A + Send + Sync + 'static,
     {
+        config.check()?;
         let shards = config.shards.max(1);
         let nofile = raise_fd_limit();
         let table = nofile.min(config.max_connections_per_shard as u64) as u32;

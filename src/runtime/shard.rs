@@ -529,7 +529,7 @@ impl<M> Shard<M> {
             }
             Op::Shutdown => {
                 if let Some(c) = live(&mut self.table.conns, key, gen) {
-                    c.shutting = false;
+                    c.set_shutting(false);
                     self.table.mark(key);
                 }
             }
@@ -588,10 +588,10 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if c.recv_armed {
+        if c.recv_armed() {
             return;
         }
-        c.recv_armed = true;
+        c.set_recv_armed(true);
         let e = opcode::RecvMulti::new(Fixed(c.slot), self.bufs.bgid())
             .build()
             .user_data(token::encode(Op::Recv, key, c.gen));
@@ -606,10 +606,10 @@ impl<M> Shard<M> {
             }
             return;
         };
-        let cancelled = c.recv_cancelling;
+        let cancelled = c.recv_cancelling();
         if !cqueue::more(flags) {
-            c.recv_armed = false;
-            c.recv_cancelling = false;
+            c.set_recv_armed(false);
+            c.set_recv_cancelling(false);
         }
         if res <= 0 {
             if let Some(b) = bid {
@@ -630,23 +630,23 @@ impl<M> Shard<M> {
                 self.table.mark(key);
                 return;
             }
-            if res == -libc::ECANCELED && (c.recv_armed || cancelled) {
+            if res == -libc::ECANCELED && (c.recv_armed() || cancelled) {
                 // Our own cancel (backpressure): the flush re-arms it once
                 // the backlog drains.
                 self.table.mark(key);
                 return;
             }
-            if res == 0 && c.read_paused && c.phase == Phase::Open {
+            if res == 0 && c.read_paused() && c.phase == Phase::Open {
                 // EOF while what came before it waits unparsed: keep it;
                 // `resume_read` answers it and then closes.
-                c.eof = true;
+                c.set_eof(true);
                 return;
             }
             if res == 0 && c.phase != Phase::Dead && c.phase != Phase::Releasing {
                 // EOF: the peer is done sending, maybe not done reading
                 // (a half-close after its last request). Answer what is
                 // queued, then close. A frame it left unfinished dies here.
-                c.eof = true;
+                c.set_eof(true);
                 c.rx.clear();
                 if matches!(c.phase, Phase::Handshake | Phase::Open) {
                     c.phase = Phase::Flushing;
@@ -690,7 +690,7 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get(key as usize) else {
             return;
         };
-        let (opened, rearm) = (c.phase == Phase::Open, !c.recv_armed);
+        let (opened, rearm) = (c.phase == Phase::Open, !c.recv_armed());
         if was_handshake && opened {
             let at = self.table.now + self.periods.keepalive.idle_ping;
             self.reschedule(key, at);
@@ -721,7 +721,7 @@ impl<M> Shard<M> {
         inc(&s.bytes_sent_total, res as u64);
         inc(&s.frames_sent_total, frames as u64);
         if op.is_empty() || c.phase == Phase::Dead {
-            let drained = c.tx.is_empty() && c.phase == Phase::Open && c.opened;
+            let drained = c.tx.is_empty() && c.phase == Phase::Open && c.opened();
             if c.tx.is_empty() {
                 // Idle again: hold no send buffer at all.
                 c.tx.release();

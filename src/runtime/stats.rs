@@ -25,6 +25,7 @@ counters! { ShardStats {
     peer_connections_refused_total: "counter", "Connections answered 429: their address already had --max-connections-per-ip open.";
     peer_rate_refused_total: "counter", "Connections answered 429: their address opened more than --max-handshakes-per-ip a second.";
     peer_addresses_tracked: "gauge", "Client addresses (IPv4, or IPv6 /64) counted by the per-address limits.";
+    close_reasons_dropped_total: "counter", "Closes the application asked for whose reason was sent empty: over 255 distinct reasons were seen.";
     mail_received_total: "counter", "Cross-shard messages received.";
     doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
     doorbells_received_total: "counter", "Wake-ups received from other shards.";

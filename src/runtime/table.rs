@@ -60,8 +60,8 @@ impl ConnTable {
 
     pub fn mark(&mut self, key: u32) {
         if let Some(c) = self.conns.get_mut(key as usize) {
-            if !c.dirty {
-                c.dirty = true;
+            if !c.dirty() {
+                c.set_dirty(true);
                 self.dirty.push_back(key);
             }
         }
