@@ -70,6 +70,8 @@ pub struct Common {
     /// them only. Without it such a run exits with status 3.
     #[arg(long)]
     pub report_only: bool,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
     /// Accepted for old scripts and ignored: exiting with status 3 on
     /// problems is the default now (see --report-only).
     #[arg(long, hide = true, conflicts_with = "report_only")]
@@ -213,6 +215,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         publishing,
     } = load;
     let (target, path) = parse_url(&c.url)?;
+    let auth = c.auth.resolve()?;
     if !(rate >= 0.0 && rate.is_finite()) {
         return Err("--rate must be >= 0".into());
     }
@@ -281,6 +284,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
             .max(Duration::from_micros(10)),
         snapshot,
         storm: None,
+        auth,
         prefix: Vec::new(),
     };
     p.seal();

@@ -261,14 +261,18 @@ impl Driver {
     fn dial(&mut self, io: &mut Io<'_, ()>, i: u64, attempt: u32, rejoin: Rejoin) {
         let kind = self.plan.kind(i);
         let path = match kind {
-            Kind::Echo { .. } => "/echo".to_string(),
-            _ => self.plan.path.clone(),
+            Kind::Echo { .. } => "/echo",
+            _ => self.plan.path.as_str(),
         };
+        // A minted token is minted here, per dial (a reconnection gets a
+        // fresh one).
+        let (path, headers) = self.plan.auth.request(i, path);
         let id = io.connect(Dial {
             to: self.plan.target,
             from: self.plan.bind_of(i, attempt),
             path,
             protocols: Vec::new(),
+            headers,
             max_message: MAX_MESSAGE,
         });
         let k = id.key as usize;

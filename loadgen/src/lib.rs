@@ -1,6 +1,7 @@
 //! The load generator as a library (the binary is a thin CLI over it), so
 //! that its accounting can be tested against brokers whose output is known.
 
+pub mod auth;
 pub mod cli;
 pub mod control;
 pub mod driver;

@@ -411,6 +411,34 @@ mod tests {
     }
 
     #[test]
+    fn every_scenario_takes_a_token() {
+        for scenario in ["fanout", "feed", "echo", "conns", "storm"] {
+            let p = plan_of(&[scenario, "--token", "h.p.s", "--token-via", "header"]);
+            assert_eq!(
+                p.auth.request(0, "/ws").1,
+                vec![("Authorization".to_string(), "Bearer h.p.s".to_string())],
+                "{scenario}"
+            );
+            assert!(p.auth.request(0, "/ws").0 == "/ws", "{scenario}");
+            let cli = parse(&[scenario, "--token", "h.p.s"]).expect("parses");
+            let params = match &cli.scenario {
+                Cmd::Fanout(a) => serde_json::to_value(a),
+                Cmd::Feed(a) => serde_json::to_value(a),
+                Cmd::Echo(a) => serde_json::to_value(a),
+                Cmd::Conns(a) => serde_json::to_value(a),
+                Cmd::Storm(a) => serde_json::to_value(a),
+            }
+            .unwrap();
+            assert_eq!(
+                params["common"]["auth"],
+                serde_json::json!({"source": "token", "via": "query"}),
+                "{scenario}"
+            );
+            assert!(!params.to_string().contains("h.p.s"), "{scenario}");
+        }
+    }
+
+    #[test]
     fn strict_is_a_no_op_and_report_only_is_not() {
         assert!(parse(&["fanout", "--strict"]).is_ok());
         assert!(parse(&["fanout", "--report-only"]).is_ok());

@@ -121,6 +121,9 @@ pub struct Plan {
     pub snapshot: bool,
     /// Storm: which subscribers are dropped, and when.
     pub storm: Option<Storm>,
+    /// The token each connection presents, if any (--token, --token-file,
+    /// --mint-secret-file).
+    pub auth: crate::auth::Auth,
     /// Running sum of `subs_per_topic` (see [`Plan::seal`]).
     pub prefix: Vec<u64>,
 }
@@ -304,6 +307,7 @@ mod tests {
             tick: Duration::from_millis(1),
             snapshot: false,
             storm: None,
+            auth: Default::default(),
             prefix: Vec::new(),
         };
         p.seal();

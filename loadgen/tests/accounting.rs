@@ -48,6 +48,7 @@ fn plan(
         tick: Duration::from_millis(1),
         snapshot: false,
         storm: None,
+        auth: Default::default(),
         prefix: Vec::new(),
     };
     p.seal();

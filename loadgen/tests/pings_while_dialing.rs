@@ -76,6 +76,7 @@ impl App for Dialer {
                 from: None,
                 path: "/ws".into(),
                 protocols: Vec::new(),
+                headers: Vec::new(),
                 max_message: 1024,
             });
         }

@@ -35,6 +35,9 @@ pub struct Dial {
     pub path: String,
     /// Subprotocols to offer.
     pub protocols: Vec<String>,
+    /// Extra request headers, e.g. `("Authorization", "Bearer <jwt>")`
+    /// (see [`ClientHandshake::with_headers`]).
+    pub headers: Vec<(String, String)>,
     /// Largest message accepted from the server.
     pub max_message: usize,
 }
@@ -180,7 +183,8 @@ impl<M> Shard<M> {
         };
         let host = o.dial.to.to_string();
         let protocols: Vec<&str> = o.dial.protocols.iter().map(String::as_str).collect();
-        let (handshake, request) = ClientHandshake::new(&host, &o.dial.path, &protocols);
+        let (handshake, request) =
+            ClientHandshake::with_headers(&host, &o.dial.path, &protocols, &o.dial.headers);
         o.handshake = Some(handshake);
         c.phase = Phase::Handshake;
         c.since = now;

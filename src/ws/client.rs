@@ -46,6 +46,19 @@ pub struct ClientHandshake {
 impl ClientHandshake {
     /// A handshake for `ws://host{path}`; returns it and the request bytes.
     pub fn new(host: &str, path: &str, protocols: &[&str]) -> (Self, Vec<u8>) {
+        Self::with_headers(host, path, protocols, &[])
+    }
+
+    /// [`ClientHandshake::new`] with extra request headers, e.g.
+    /// `("Authorization", "Bearer <jwt>")`, written as `Name: value` after
+    /// the standard ones. A header whose name or value holds CR or LF
+    /// would end the head early, so it is left out.
+    pub fn with_headers(
+        host: &str,
+        path: &str,
+        protocols: &[&str],
+        headers: &[(String, String)],
+    ) -> (Self, Vec<u8>) {
         let mut raw = [0u8; 16];
         fastrand::fill(&mut raw);
         let key = B64.encode(raw);
@@ -56,6 +69,15 @@ impl ClientHandshake {
             req.push_str("Sec-WebSocket-Protocol: ");
             req.push_str(&protocols.join(", "));
             req.push_str("\r\n");
+        }
+        let clean = |t: &str| !t.contains(['\r', '\n']);
+        for (name, value) in headers {
+            if !name.is_empty() && clean(name) && clean(value) {
+                req.push_str(name);
+                req.push_str(": ");
+                req.push_str(value);
+                req.push_str("\r\n");
+            }
         }
         req.push_str("\r\n");
         let hs = Self {
@@ -134,6 +156,45 @@ mod tests {
         let acc = hs.verify(&resp).unwrap().unwrap();
         assert_eq!(acc.consumed, head_len);
         assert_eq!(acc.protocol.as_deref(), Some("ringfan.v1"));
+    }
+
+    #[test]
+    fn extra_headers_reach_the_server_and_unsafe_ones_are_left_out() {
+        let headers = [
+            (
+                "Authorization".to_string(),
+                "Bearer aaa.bbb.ccc".to_string(),
+            ),
+            ("X-Evil".to_string(), "a\r\nHost: other".to_string()),
+            ("Bad\nName".to_string(), "v".to_string()),
+        ];
+        let (hs, req) = ClientHandshake::with_headers("h:1", "/ws", &[], &headers);
+        let text = std::str::from_utf8(&req).unwrap();
+        assert!(
+            text.contains("\r\nAuthorization: Bearer aaa.bbb.ccc\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Evil") && !text.contains("Bad"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"));
+        // The server reads the token from the header (the auth layer's input).
+        let up = match handshake::accept(&req, &Config::default()) {
+            Outcome::Upgrade { consumed, upgrade } => {
+                assert_eq!(consumed, req.len());
+                upgrade
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(up.token.as_deref(), Some("aaa.bbb.ccc"));
+        assert!(hs.verify(&up.response).unwrap().is_some());
+        // And from the query, with no header.
+        let (_, req) = ClientHandshake::new("h:1", "/ws?token=q.r.s", &[]);
+        match handshake::accept(&req, &Config::default()) {
+            Outcome::Upgrade { upgrade, .. } => {
+                assert_eq!(&*upgrade.path, "/ws");
+                assert_eq!(upgrade.token.as_deref(), Some("q.r.s"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
