@@ -91,6 +91,34 @@ pub fn accept_key(key: &[u8]) -> String {
     B64.encode(h.finalize())
 }
 
+/// Does `origin` match an `--allow-origin` entry? Exact (case-insensitive),
+/// or a host pattern `scheme://*.example.com[:port]` whose `*` stands for
+/// one or more whole DNS labels (`https://a.example.com`,
+/// `https://a.b.example.com`; not `https://example.com`, nor
+/// `https://evil-example.com`: the dot before the suffix is part of it).
+pub fn origin_allowed(allowed: &str, origin: &[u8]) -> bool {
+    let Some(at) = allowed.find("://*.") else {
+        return allowed.as_bytes().eq_ignore_ascii_case(origin);
+    };
+    let scheme = &allowed.as_bytes()[..at + 3];
+    let suffix = &allowed.as_bytes()[at + 4..];
+    let Some(rest) = origin
+        .get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &origin[scheme.len()..])
+    else {
+        return false;
+    };
+    if rest.len() <= suffix.len() {
+        return false;
+    }
+    let (labels, tail) = rest.split_at(rest.len() - suffix.len());
+    tail.eq_ignore_ascii_case(suffix)
+        && labels
+            .split(|&b| b == b'.')
+            .all(|l| !l.is_empty() && l.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
 /// Does a comma-separated header value hold `token` (case-insensitive)?
 pub(crate) fn has_token(value: &[u8], token: &str) -> bool {
     value
@@ -212,10 +240,7 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
     }
     if let (Some(allowed), Some(origin)) = (&config.allowed_origins, h.origin) {
         let origin = origin.trim_ascii();
-        if !allowed
-            .iter()
-            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
-        {
+        if !allowed.iter().any(|a| origin_allowed(a, origin)) {
             return reject(403, &[], "origin not allowed");
         }
     }

@@ -363,3 +363,35 @@ fn token_from_query_or_bearer() {
     ));
     assert_eq!(up.token, None);
 }
+
+#[test]
+fn origin_host_patterns() {
+    let p = "https://*.example.com";
+    for ok in [
+        "https://a.example.com",
+        "https://a.b.example.com",
+        "HTTPS://App.Example.COM",
+        "https://x-1.example.com",
+    ] {
+        assert!(origin_allowed(p, ok.as_bytes()), "{ok}");
+    }
+    for bad in [
+        "https://example.com",
+        "https://.example.com",
+        "https://a..example.com",
+        "https://evil-example.com",
+        "https://a.example.com.evil.org",
+        "http://a.example.com",
+        "https://a.example.com:8443",
+        "https://a_b.example.com",
+        "https://a.example.co",
+        "",
+    ] {
+        assert!(!origin_allowed(p, bad.as_bytes()), "{bad}");
+    }
+    assert!(origin_allowed("https://*.example.com:8443", b"https://a.example.com:8443"));
+    assert!(!origin_allowed("https://*.example.com:8443", b"https://a.example.com"));
+    // Exact entries stay exact and case-insensitive.
+    assert!(origin_allowed("https://app.example.com", b"https://APP.example.com"));
+    assert!(!origin_allowed("https://app.example.com", b"https://x.app.example.com"));
+}
