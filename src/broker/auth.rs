@@ -94,10 +94,26 @@ pub(super) struct ConnAuth {
 
 #[derive(Debug)]
 enum State {
-    Granted { grant: Grant, warned: bool },
+    Granted {
+        grant: Grant,
+        warned: bool,
+    },
     Anonymous(Arc<Permissions>),
     Awaiting,
+    /// Refused before it authenticated: its `err` is on the way and the
+    /// close follows once that has left (see [`Broker::close_after_reply`]);
+    /// meanwhile it is served nothing. Until `by` (Unix ms) at most.
+    Closing {
+        code: u16,
+        reason: &'static str,
+        by: u64,
+    },
 }
+
+/// How often a closing connection's send queue is looked at, and how long
+/// its `err` may take to leave before the close goes regardless.
+const CLOSE_POLL_MS: u64 = 50;
+const CLOSE_GRACE_MS: u64 = 2_000;
 
 /// Timed auth events, by Unix millisecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -108,6 +124,8 @@ enum Due {
     End,
     /// An `auth` first message is overdue.
     Deadline,
+    /// A refused connection's `err` may have left: close it.
+    Close,
 }
 
 /// The broker's auth bookkeeping: empty, and never looked at, with auth off.
@@ -144,7 +162,9 @@ impl Auth {
         Some(match self.get(conn) {
             Some(State::Granted { grant, .. }) => &grant.perms,
             Some(State::Anonymous(p)) => p,
-            Some(State::Awaiting) | None => NONE.get_or_init(Permissions::none),
+            Some(State::Awaiting | State::Closing { .. }) | None => {
+                NONE.get_or_init(Permissions::none)
+            }
         })
     }
 
@@ -223,15 +243,52 @@ impl Broker {
         self.auth.conns.remove(&conn.slot);
     }
 
-    /// Must `conn` still send `auth` before anything else?
+    /// Must `conn` still send `auth` before anything else? (Also true of
+    /// a connection being closed for its first message, so that nothing
+    /// it sends meanwhile is served.)
     pub(super) fn awaiting_auth(&self, conn: Client) -> bool {
-        self.auth.checker.is_some() && matches!(self.auth.get(conn), Some(State::Awaiting))
+        self.auth.checker.is_some()
+            && matches!(
+                self.auth.get(conn),
+                Some(State::Awaiting | State::Closing { .. })
+            )
+    }
+
+    fn closing(&self, conn: Client) -> bool {
+        matches!(self.auth.get(conn), Some(State::Closing { .. }))
     }
 
     /// `conn` sent something other than `auth` first, under `required`.
     pub(super) fn auth_first<H: Host>(&mut self, io: &mut H, conn: Client, id: Option<u64>) {
+        if self.closing(conn) {
+            return;
+        }
         self.reply(io, conn, id, ErrCode::Unauthorized, "authenticate first");
-        io.close(conn, close::AUTH_REQUIRED, "authentication required");
+        self.close_after_reply(io, conn, close::AUTH_REQUIRED, "authentication required");
+    }
+
+    /// Close `conn` once the `err` just sent to it has left. `Host::close`
+    /// drops whatever is still queued, so closing at once (in the turn
+    /// that queued the reply) loses the `err` the client is promised
+    /// before the close; the close is put off until the send queue is
+    /// empty, checked on the tick, for at most `CLOSE_GRACE_MS`.
+    fn close_after_reply<H: Host>(
+        &mut self,
+        io: &mut H,
+        conn: Client,
+        code: u16,
+        reason: &'static str,
+    ) {
+        let Some(a) = self.auth.checker.clone() else {
+            io.close(conn, code, reason);
+            return;
+        };
+        let now = a.now_ms();
+        let by = now.saturating_add(CLOSE_GRACE_MS);
+        self.auth.set(conn, State::Closing { code, reason, by });
+        self.auth
+            .timers
+            .insert((now, conn.slot, conn.gen, Due::Close));
     }
 
     /// The first pattern of a `sub` that `conn` may not subscribe to.
@@ -279,6 +336,9 @@ impl Broker {
             let msg = "auth is not enabled on this server";
             return self.reply(io, conn, id, ErrCode::BadOp, msg);
         };
+        if self.closing(conn) {
+            return;
+        }
         let first = self.awaiting_auth(conn);
         let grant = match a.verify(token) {
             Ok(g) => g,
@@ -286,7 +346,7 @@ impl Broker {
                 let msg = format!("invalid token: {}", r.message);
                 self.reply(io, conn, id, ErrCode::Unauthorized, &msg);
                 if first {
-                    io.close(conn, close::INVALID_TOKEN, "invalid token");
+                    self.close_after_reply(io, conn, close::INVALID_TOKEN, "invalid token");
                 }
                 return;
             }
@@ -301,7 +361,8 @@ impl Broker {
                 let msg = "too many connections for this user";
                 self.reply(io, conn, id, ErrCode::Unauthorized, msg);
                 if first {
-                    io.close(
+                    self.close_after_reply(
+                        io,
                         conn,
                         close::TOO_MANY_FOR_USER,
                         "too many connections for this user",
@@ -393,6 +454,14 @@ impl Broker {
         match (&mut entry.state, due) {
             (State::Awaiting, Due::Deadline) => {
                 io.close(c, close::AUTH_REQUIRED, "authentication required");
+            }
+            (&mut State::Closing { code, reason, by }, Due::Close) => {
+                if io.backlog(c).is_some_and(|n| n > 0) && now < by {
+                    let at = now.saturating_add(CLOSE_POLL_MS);
+                    self.auth.timers.insert((at, c.slot, c.gen, Due::Close));
+                } else {
+                    io.close(c, code, reason);
+                }
             }
             (State::Granted { grant, warned }, Due::Warn) => {
                 // An entry from an earlier token fires early: not yet.
