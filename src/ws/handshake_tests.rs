@@ -389,9 +389,21 @@ fn origin_host_patterns() {
     ] {
         assert!(!origin_allowed(p, bad.as_bytes()), "{bad}");
     }
-    assert!(origin_allowed("https://*.example.com:8443", b"https://a.example.com:8443"));
-    assert!(!origin_allowed("https://*.example.com:8443", b"https://a.example.com"));
+    assert!(origin_allowed(
+        "https://*.example.com:8443",
+        b"https://a.example.com:8443"
+    ));
+    assert!(!origin_allowed(
+        "https://*.example.com:8443",
+        b"https://a.example.com"
+    ));
     // Exact entries stay exact and case-insensitive.
-    assert!(origin_allowed("https://app.example.com", b"https://APP.example.com"));
-    assert!(!origin_allowed("https://app.example.com", b"https://x.app.example.com"));
+    assert!(origin_allowed(
+        "https://app.example.com",
+        b"https://APP.example.com"
+    ));
+    assert!(!origin_allowed(
+        "https://app.example.com",
+        b"https://x.app.example.com"
+    ));
 }
