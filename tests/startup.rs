@@ -92,3 +92,82 @@ fn says_what_caps_the_connection_count() {
     let warned = lines.iter().any(|l| l.contains("net.core.somaxconn"));
     assert_eq!(warned, somaxconn < 65_535, "{lines:?}");
 }
+
+/// The start-up lines up to "listening on".
+fn startup_lines(args: &[&str]) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringfan"))
+        .args(["--no-pin", "--shards", "1"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ringfan");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let done = line.contains("listening on");
+        lines.push(line);
+        if done || lines.len() > 10 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn says_when_anyone_may_read_everything() {
+    // Issue #13: auth off on a non-loopback address, with no Origin
+    // allow-list, is said in one line; on loopback, or with either, not.
+    let open = |l: &String| l.contains("auth is off and no --allow-origin");
+    let lines = startup_lines(&["--listen", "0.0.0.0:0"]);
+    assert_eq!(lines.iter().filter(|l| open(l)).count(), 1, "{lines:?}");
+    let lines = startup_lines(&["--listen", "127.0.0.1:0"]);
+    assert!(!lines.iter().any(open), "{lines:?}");
+    let origin = [
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-origin",
+        "https://a.example.com",
+    ];
+    let lines = startup_lines(&origin);
+    assert!(!lines.iter().any(open), "{lines:?}");
+    let secret = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/hs.secret");
+    let auth = [
+        "--listen",
+        "0.0.0.0:0",
+        "--auth",
+        "required",
+        "--jwt-secret-file",
+        secret,
+    ];
+    let lines = startup_lines(&auth);
+    assert!(!lines.iter().any(open), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("listening on")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn auth_without_usable_keys_is_one_line_and_exit_2() {
+    let (code, err) = run(&["--listen", "127.0.0.1:0", "--auth", "required"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim(),
+        "ringfan: --auth: no JWT verification keys configured"
+    );
+    let (code, err) = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--auth",
+        "optional",
+        "--jwt-secret-file",
+        "/nonexistent/secret",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("/nonexistent/secret"), "names the file: {err}");
+}
