@@ -100,20 +100,11 @@ enum State {
     },
     Anonymous(Arc<Permissions>),
     Awaiting,
-    /// Refused before it authenticated: its `err` is on the way and the
-    /// close follows once that has left (see [`Broker::close_after_reply`]);
-    /// meanwhile it is served nothing. Until `by` (Unix ms) at most.
-    Closing {
-        code: u16,
-        reason: &'static str,
-        by: u64,
-    },
+    /// Refused before it authenticated: its `err` and then its close are
+    /// on the way (see [`Broker::close_after_reply`]); it is served
+    /// nothing meanwhile.
+    Closing,
 }
-
-/// How often a closing connection's send queue is looked at, and how long
-/// its `err` may take to leave before the close goes regardless.
-const CLOSE_POLL_MS: u64 = 50;
-const CLOSE_GRACE_MS: u64 = 2_000;
 
 /// Timed auth events, by Unix millisecond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,8 +115,6 @@ enum Due {
     End,
     /// An `auth` first message is overdue.
     Deadline,
-    /// A refused connection's `err` may have left: close it.
-    Close,
 }
 
 /// The broker's auth bookkeeping: empty, and never looked at, with auth off.
@@ -162,9 +151,7 @@ impl Auth {
         Some(match self.get(conn) {
             Some(State::Granted { grant, .. }) => &grant.perms,
             Some(State::Anonymous(p)) => p,
-            Some(State::Awaiting | State::Closing { .. }) | None => {
-                NONE.get_or_init(Permissions::none)
-            }
+            Some(State::Awaiting | State::Closing) | None => NONE.get_or_init(Permissions::none),
         })
     }
 
@@ -248,14 +235,11 @@ impl Broker {
     /// it sends meanwhile is served.)
     pub(super) fn awaiting_auth(&self, conn: Client) -> bool {
         self.auth.checker.is_some()
-            && matches!(
-                self.auth.get(conn),
-                Some(State::Awaiting | State::Closing { .. })
-            )
+            && matches!(self.auth.get(conn), Some(State::Awaiting | State::Closing))
     }
 
     fn closing(&self, conn: Client) -> bool {
-        matches!(self.auth.get(conn), Some(State::Closing { .. }))
+        matches!(self.auth.get(conn), Some(State::Closing))
     }
 
     /// `conn` sent something other than `auth` first, under `required`.
@@ -267,11 +251,9 @@ impl Broker {
         self.close_after_reply(io, conn, close::AUTH_REQUIRED, "authentication required");
     }
 
-    /// Close `conn` once the `err` just sent to it has left. `Host::close`
-    /// drops whatever is still queued, so closing at once (in the turn
-    /// that queued the reply) loses the `err` the client is promised
-    /// before the close; the close is put off until the send queue is
-    /// empty, checked on the tick, for at most `CLOSE_GRACE_MS`.
+    /// Close `conn` after the `err` just queued for it: `Host::close`
+    /// drops what is still queued, and the client is promised the `err`
+    /// before the close (found by tests/python/test_auth.py).
     fn close_after_reply<H: Host>(
         &mut self,
         io: &mut H,
@@ -279,16 +261,8 @@ impl Broker {
         code: u16,
         reason: &'static str,
     ) {
-        let Some(a) = self.auth.checker.clone() else {
-            io.close(conn, code, reason);
-            return;
-        };
-        let now = a.now_ms();
-        let by = now.saturating_add(CLOSE_GRACE_MS);
-        self.auth.set(conn, State::Closing { code, reason, by });
-        self.auth
-            .timers
-            .insert((now, conn.slot, conn.gen, Due::Close));
+        self.auth.set(conn, State::Closing);
+        io.close_after(conn, code, reason);
     }
 
     /// The first pattern of a `sub` that `conn` may not subscribe to.
@@ -454,14 +428,6 @@ impl Broker {
         match (&mut entry.state, due) {
             (State::Awaiting, Due::Deadline) => {
                 io.close(c, close::AUTH_REQUIRED, "authentication required");
-            }
-            (&mut State::Closing { code, reason, by }, Due::Close) => {
-                if io.backlog(c).is_some_and(|n| n > 0) && now < by {
-                    let at = now.saturating_add(CLOSE_POLL_MS);
-                    self.auth.timers.insert((at, c.slot, c.gen, Due::Close));
-                } else {
-                    io.close(c, code, reason);
-                }
             }
             (State::Granted { grant, warned }, Due::Warn) => {
                 // An entry from an earlier token fires early: not yet.

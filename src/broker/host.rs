@@ -45,6 +45,10 @@ pub trait Host {
     /// dropped. True if this call asked for it.
     fn close(&mut self, to: Client, code: u16, reason: &'static str) -> bool;
 
+    /// Close the client after what is already queued for it (an `err`
+    /// that says why). True if this call asked for it.
+    fn close_after(&mut self, to: Client, code: u16, reason: &'static str) -> bool;
+
     /// Bytes queued for the client and not yet taken by the kernel.
     fn backlog(&self, to: Client) -> Option<usize>;
 

@@ -77,6 +77,11 @@ impl Host for FakeHost {
         true
     }
 
+    fn close_after(&mut self, to: Client, code: u16, reason: &'static str) -> bool {
+        // The fake wire keeps every frame: closing now loses nothing.
+        self.close(to, code, reason)
+    }
+
     fn backlog(&self, to: Client) -> Option<usize> {
         if self.full.contains(&to) {
             return Some(1);

@@ -134,7 +134,6 @@ impl<M> Shard<M> {
     fn begin_drain(&mut self) {
         self.table.draining = true;
         self.drain_deadline = Some(self.table.now + ticks(self.config.drain_timeout).max(1));
-        let now = self.table.now;
         let open: Vec<u32> = self
             .table
             .conns
@@ -143,15 +142,9 @@ impl<M> Shard<M> {
             .map(|(k, _)| k as u32)
             .collect();
         for key in open {
-            let Some(c) = self.table.conns.get_mut(key as usize) else {
-                continue;
-            };
             // After what is already queued: 1001, going away.
-            if let Some(f) = c.ws.close(code::GOING_AWAY, "server shutting down") {
-                c.tx.push(f);
-            }
-            c.since = now;
-            self.table.mark(key);
+            self.table
+                .close_after_queued(key, code::GOING_AWAY, "server shutting down");
         }
     }
 

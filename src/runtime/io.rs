@@ -134,6 +134,16 @@ impl<M> Io<'_, M> {
         }
     }
 
+    /// Close with a WebSocket close frame after what is already queued
+    /// (an error message that says why goes first). True if this call
+    /// asked for it.
+    pub fn close_after(&mut self, id: ConnId, status: u16, reason: &str) -> bool {
+        if self.table.conn(id).is_none() {
+            return false;
+        }
+        self.table.close_after_queued(id.key, status, reason)
+    }
+
     /// Bytes queued for the connection and not yet acknowledged by the
     /// kernel's send.
     pub fn backlog(&self, id: ConnId) -> Option<usize> {

@@ -3,7 +3,7 @@
 //! through [`super::io::Io`].
 
 use super::app::ConnId;
-use super::conn::Conn;
+use super::conn::{Conn, Phase};
 use super::dial::Outbound;
 use super::stats::ShardStats;
 use super::timer::Ticks;
@@ -56,6 +56,27 @@ pub struct ConnTable {
 impl ConnTable {
     pub fn conn(&mut self, id: ConnId) -> Option<&mut Conn> {
         live(&mut self.conns, id.key, id.gen)
+    }
+
+    /// Queue a close frame behind what is already queued (the drain's
+    /// 1001; an `err` and then the close): the peer has the close timeout
+    /// to answer from now. False if the connection is not open, or
+    /// already closing.
+    pub fn close_after_queued(&mut self, key: u32, status: u16, reason: &str) -> bool {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(key as usize) else {
+            return false;
+        };
+        if c.phase != Phase::Open || c.has_close_req() {
+            return false;
+        }
+        let Some(f) = c.ws.close(status, reason) else {
+            return false;
+        };
+        c.tx.push(f);
+        c.since = now;
+        self.mark(key);
+        true
     }
 
     pub fn mark(&mut self, key: u32) {

@@ -44,6 +44,10 @@ impl Host for Io<'_, Mail> {
         Io::close(self, conn(to), code, reason)
     }
 
+    fn close_after(&mut self, to: Client, code: u16, reason: &'static str) -> bool {
+        Io::close_after(self, conn(to), code, reason)
+    }
+
     fn backlog(&self, to: Client) -> Option<usize> {
         Io::backlog(self, conn(to))
     }
