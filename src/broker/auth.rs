@@ -99,7 +99,10 @@ enum State {
         warned: bool,
     },
     Anonymous(Arc<Permissions>),
-    Awaiting,
+    /// Until `deadline` (Unix ms) for its first `auth`.
+    Awaiting {
+        deadline: u64,
+    },
     /// Refused before it authenticated: its `err` and then its close are
     /// on the way (see [`Broker::close_after_reply`]); it is served
     /// nothing meanwhile.
@@ -151,7 +154,9 @@ impl Auth {
         Some(match self.get(conn) {
             Some(State::Granted { grant, .. }) => &grant.perms,
             Some(State::Anonymous(p)) => p,
-            Some(State::Awaiting | State::Closing) | None => NONE.get_or_init(Permissions::none),
+            Some(State::Awaiting { .. } | State::Closing) | None => {
+                NONE.get_or_init(Permissions::none)
+            }
         })
     }
 
@@ -166,13 +171,45 @@ impl Auth {
         if let Some(end) = grant.ends_ms {
             self.timers.insert((end, conn.slot, conn.gen, Due::End));
             if let Some(exp) = grant.exp {
-                let warn = exp.saturating_sub(lead_s).saturating_mul(1000);
+                let warn = warn_at(exp, lead_s);
                 self.timers.insert((warn, conn.slot, conn.gen, Due::Warn));
             }
         }
     }
 
+    /// Forget the timers of `slot`'s state: a refresh or a close must not
+    /// leave them until a token's `exp` (a day-long token on a connection
+    /// churning every second kept ~60 bytes each for a day).
+    fn drop_timers(&mut self, slot: u32) {
+        let Auth {
+            checker,
+            conns,
+            timers,
+            ..
+        } = self;
+        let Some(a) = conns.get(&slot) else {
+            return;
+        };
+        let gen = a.gen;
+        match &a.state {
+            State::Granted { grant, .. } => {
+                if let Some(end) = grant.ends_ms {
+                    timers.remove(&(end, slot, gen, Due::End));
+                }
+                if let (Some(exp), Some(c)) = (grant.exp, checker) {
+                    timers.remove(&(warn_at(exp, c.expiring_lead_s()), slot, gen, Due::Warn));
+                }
+            }
+            State::Awaiting { deadline } => {
+                timers.remove(&(*deadline, slot, gen, Due::Deadline));
+            }
+            State::Anonymous(_) | State::Closing => {}
+        }
+    }
+
+    /// Set `conn`'s state, dropping the timers of the one it replaces.
     fn set(&mut self, conn: Client, state: State) {
+        self.drop_timers(conn.slot);
         self.conns.insert(
             conn.slot,
             ConnAuth {
@@ -181,6 +218,12 @@ impl Auth {
             },
         );
     }
+}
+
+/// When a token expiring at `exp` (Unix seconds) is warned of, in Unix
+/// milliseconds.
+fn warn_at(exp: u64, lead_s: u64) -> u64 {
+    exp.saturating_sub(lead_s).saturating_mul(1000)
 }
 
 impl Broker {
@@ -196,22 +239,23 @@ impl Broker {
         };
         match opening {
             Opening::Granted(grant) => {
-                self.auth.schedule(conn, &grant, a.expiring_lead_s());
+                let lead = a.expiring_lead_s();
                 self.auth.set(
                     conn,
                     State::Granted {
-                        grant,
+                        grant: grant.clone(),
                         warned: false,
                     },
                 );
+                self.auth.schedule(conn, &grant, lead);
             }
             Opening::Anonymous(p) => self.auth.set(conn, State::Anonymous(p)),
             Opening::Awaiting => {
-                let at = a.now_ms().saturating_add(a.auth_timeout_ms());
+                let deadline = a.now_ms().saturating_add(a.auth_timeout_ms());
+                self.auth.set(conn, State::Awaiting { deadline });
                 self.auth
                     .timers
-                    .insert((at, conn.slot, conn.gen, Due::Deadline));
-                self.auth.set(conn, State::Awaiting);
+                    .insert((deadline, conn.slot, conn.gen, Due::Deadline));
             }
         }
     }
@@ -227,7 +271,14 @@ impl Broker {
         if let Some(user) = self.auth.user(conn) {
             a.release_user(user);
         }
+        self.auth.drop_timers(conn.slot);
         self.auth.conns.remove(&conn.slot);
+    }
+
+    /// Timed auth events held (tests: none may outlive what they are for).
+    #[cfg(test)]
+    pub(super) fn auth_timers(&self) -> usize {
+        self.auth.timers.len()
     }
 
     /// Must `conn` still send `auth` before anything else? (Also true of
@@ -235,7 +286,10 @@ impl Broker {
     /// it sends meanwhile is served.)
     pub(super) fn awaiting_auth(&self, conn: Client) -> bool {
         self.auth.checker.is_some()
-            && matches!(self.auth.get(conn), Some(State::Awaiting | State::Closing))
+            && matches!(
+                self.auth.get(conn),
+                Some(State::Awaiting { .. } | State::Closing)
+            )
     }
 
     fn closing(&self, conn: Client) -> bool {
@@ -363,14 +417,16 @@ impl Broker {
             inc(&self.my_stats(io).auth_revoked_total, gone.len() as u64);
             io.send(conn, wire::revoked(&gone));
         }
-        self.auth.schedule(conn, &grant, a.expiring_lead_s());
+        // Set first: it drops the replaced token's timers, which may be
+        // the very ones the new token schedules (the same `exp`).
         self.auth.set(
             conn,
             State::Granted {
-                grant,
+                grant: grant.clone(),
                 warned: false,
             },
         );
+        self.auth.schedule(conn, &grant, a.expiring_lead_s());
         if let Some(id) = id {
             self.answer(io, conn, wire::ack(id));
         }
@@ -407,8 +463,9 @@ impl Broker {
                 })
                 .collect();
             for c in denied {
-                inc(&self.my_stats(io).auth_denied_total, 1);
-                io.close(c, close::TOKEN_REVOKED, "token revoked");
+                if io.close(c, close::TOKEN_REVOKED, "token revoked") {
+                    inc(&self.my_stats(io).auth_denied_total, 1);
+                }
             }
         }
     }
@@ -426,7 +483,7 @@ impl Broker {
             return;
         };
         match (&mut entry.state, due) {
-            (State::Awaiting, Due::Deadline) => {
+            (State::Awaiting { .. }, Due::Deadline) => {
                 io.close(c, close::AUTH_REQUIRED, "authentication required");
             }
             (State::Granted { grant, warned }, Due::Warn) => {

@@ -208,6 +208,9 @@ impl Broker {
 
     /// A binary message on `/ws`.
     pub fn binary<H: Host>(&mut self, io: &mut H, conn: Client) {
+        if self.awaiting_auth(conn) {
+            return self.auth_first(io, conn, None);
+        }
         self.reply(
             io,
             conn,
@@ -229,7 +232,15 @@ impl Broker {
         }
         match request {
             Err(r) => self.reply(io, conn, r.id, r.code, &r.message),
-            Ok(Request::Auth { token, id }) => self.authenticate(io, conn, &token, id),
+            Ok(Request::Auth { token, id }) => {
+                // A token check costs up to four signature checks: charged
+                // to the subscribe rate, as a request that changes what
+                // the connection may receive (the first one under
+                // `required` is free, and its failure closes).
+                if self.awaiting_auth(conn) || self.admit(io, conn, false, 1, id) {
+                    self.authenticate(io, conn, &token, id)
+                }
+            }
             Ok(Request::Pub { topic, data, id }) => {
                 if check_topic(&topic).is_ok() && !self.pub_allowed(conn, &topic) {
                     return self.forbidden(io, conn, id, "publish to", &topic);
@@ -243,6 +254,12 @@ impl Broker {
                 id,
                 snapshot,
             }) => {
+                if let Some((t, e)) = first_bad_pattern(&topics) {
+                    return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
+                }
+                if let Some(t) = self.sub_refused(conn, &topics) {
+                    return self.forbidden(io, conn, id, "subscribe to", t);
+                }
                 if self.admit(io, conn, false, topics.len(), id)
                     && self.mail_has_room(io, conn, &topics, id)
                 {
@@ -563,9 +580,6 @@ impl Broker {
         if let Some((t, e)) = first_bad_pattern(topics) {
             return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
         }
-        if let Some(t) = self.sub_refused(conn, topics) {
-            return self.forbidden(io, conn, id, "subscribe to", t);
-        }
         let me = io.shard();
         let shards = io.shards();
         let limit = self.config.max_subscriptions;
@@ -703,8 +717,13 @@ impl Broker {
             Ok(None) => {}
             Err(_) => {
                 // The subscriber's record and the trie disagree: a bug.
-                // Nothing was removed; keep the counts as they were.
+                // The subscriber has let the pattern go all the same, so
+                // its hold on the shared copy goes too (kept, a later
+                // subscriber would never announce its interest).
                 debug_assert!(false, "{conn:?} not at {pos} of {}", &*pattern);
+                if self.patterns.release(&pattern) {
+                    self.announce(io, &pattern, false);
+                }
                 return;
             }
         }

@@ -22,6 +22,8 @@ pub mod wire;
 pub mod within;
 
 #[cfg(test)]
+mod auth_tests;
+#[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
 mod limits_tests;

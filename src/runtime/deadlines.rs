@@ -97,7 +97,9 @@ impl<M> Shard<M> {
     /// of buffers per shard must not stay resident for good.
     ///
     /// Between storms the pool offers what the load needs: half again the
-    /// most buffers one loop turn took in the last `BUFFERS_SETTLE`
+    /// most buffers one loop turn took lately (the peak is kept until a
+    /// higher one comes or `BUFFERS_SETTLE` passes, then restarts from the
+    /// last tick's)
     /// (rounded up to 16, at least [`QUIET_BUFFERS`], at most
     /// `recv_buffers`; a turn that finds it short grows it as in a storm).
     /// The kernel takes offered buffers in turn, so a trickle of pongs

@@ -137,9 +137,12 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if c.phase == Phase::Flushing && c.wheel_at > c.since + close_t {
-            // Bound the flush by the close timeout, not by whatever the
-            // connection's timer was set to before.
+        let close_sent = c.phase == Phase::Open && c.ws.state() == crate::ws::State::CloseSent;
+        if (c.phase == Phase::Flushing || close_sent) && c.wheel_at > c.since + close_t {
+            // Bound the flush (or the wait for the peer's close after
+            // `close_after_queued`) by the close timeout, not by whatever
+            // the connection's timer was set to before (the idle ping's
+            // 30 s).
             let at = c.since + close_t;
             self.reschedule(key, at);
         }

@@ -98,7 +98,9 @@ impl Gate {
             v.denylist.len()
         );
         *self.verifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(v);
-        self.epoch.fetch_add(1, Relaxed);
+        // Release: a shard that sees the new epoch sees the new denylist.
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(summary)
     }
 
@@ -261,7 +263,7 @@ impl Authenticator for Gate {
     }
 
     fn epoch(&self) -> u64 {
-        self.epoch.load(Relaxed)
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn denied(&self, jti: &str) -> bool {

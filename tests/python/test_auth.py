@@ -405,6 +405,36 @@ def test_another_op_first_closes_4001(req_server):
     run(go())
 
 
+def test_a_binary_frame_first_closes_4001(req_server):
+    # Anything but `auth` first, binary frames too (review finding).
+    async def go():
+        async with connect(req_server.url("/ws")) as ws:
+            await ws.send(b"\x00\x01")
+            err = json.loads(await recv(ws))
+            assert err["op"] == "err" and err["code"] == "unauthorized", err
+            assert (await closed(ws)) == (4001, "authentication required", [])
+
+    run(go())
+
+
+def test_auth_is_charged_to_the_subscribe_rate(start_server):
+    # A token check costs signature checks: a client may not send them
+    # at will (review finding: a CPU flood from one connection).
+    s = start_server("--auth", "optional", "--jwt-secret-file", str(FIX / "hs.secret"),
+                     "--max-sub-rate", "1", "--sub-burst", "2")
+
+    async def go():
+        async with connect(s.url("/ws")) as ws:
+            codes = []
+            for i in range(4):
+                await send(ws, j(op="auth", token="x.y.z", id=i))
+                codes.append(json.loads(await recv(ws))["code"])
+            assert codes[:2] == ["unauthorized", "unauthorized"], codes
+            assert "rate_limited" in codes[2:], codes
+
+    run(go())
+
+
 # --- forbidden -------------------------------------------------------------------
 
 
