@@ -95,6 +95,16 @@ pub struct AuthArgs {
         requires = "mint_secret_file"
     )]
     pub mint_claim: String,
+    /// Minted tokens: spread the connections over N users (`sub` =
+    /// lg-<connection index mod N>), so the broker's
+    /// --max-connections-per-user can be measured; 0: one user each.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "mint_secret_file"
+    )]
+    pub mint_users: u64,
     /// Minted tokens: `aud`.
     #[arg(long, value_name = "AUD", requires = "mint_secret_file")]
     pub mint_aud: Option<String>,
@@ -118,6 +128,7 @@ impl Default for AuthArgs {
             mint_kid: None,
             mint_ttl: 3600,
             mint_claim: "ringfan".into(),
+            mint_users: 0,
             mint_aud: None,
             mint_iss: None,
             token_via: Via::Query,
@@ -145,7 +156,11 @@ impl AuthArgs {
                 "secret_file": f,
                 "alg": "HS256",
                 "kid": self.mint_kid,
-                "token_sub": "lg-<connection index>",
+                "token_sub": if self.mint_users == 0 {
+                    "lg-<connection index>".to_string()
+                } else {
+                    format!("lg-<connection index mod {}>", self.mint_users)
+                },
                 "ttl_s": self.mint_ttl,
                 "claim": self.mint_claim,
                 "sub": patterns(&self.mint_sub),
@@ -196,6 +211,7 @@ impl AuthArgs {
             kid: self.mint_kid.clone(),
             ttl: self.mint_ttl,
             claim: self.mint_claim.clone(),
+            users: self.mint_users,
             sub: patterns(&self.mint_sub),
             publ: patterns(&self.mint_pub),
             aud: self.mint_aud.clone(),
@@ -252,6 +268,8 @@ pub struct Minter {
     kid: Option<String>,
     ttl: u64,
     claim: String,
+    /// Connections share `users` users (0: one each).
+    users: u64,
     sub: Vec<String>,
     publ: Vec<String>,
     aud: Option<String>,
@@ -262,8 +280,12 @@ impl Minter {
     /// The claims of connection `conn`'s token, minted at `now` (Unix
     /// seconds).
     pub fn claims(&self, conn: u64, now: u64) -> Value {
+        let user = match self.users {
+            0 => conn,
+            n => conn % n,
+        };
         let mut c = json!({
-            "sub": format!("lg-{conn}"),
+            "sub": format!("lg-{user}"),
             "iat": now,
             "exp": now + self.ttl,
         });

@@ -255,3 +255,22 @@ fn mint_cost() {
     let each = t.elapsed().as_secs_f64() / n as f64;
     eprintln!("{:.2} us per minted request ({len} bytes)", each * 1e6);
 }
+
+#[test]
+fn minted_users_are_shared_by_connections_when_asked() {
+    let secret = TempFile::new("secret-users", SECRET);
+    let a = parse(&["--mint-secret-file", secret.path(), "--mint-users", "3"]).unwrap();
+    let auth = a.resolve().unwrap();
+    let subs: Vec<String> = (0..7)
+        .map(|i| {
+            decode(&token_of(&auth, i)).1["sub"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        subs,
+        ["lg-0", "lg-1", "lg-2", "lg-0", "lg-1", "lg-2", "lg-0"]
+    );
+}
