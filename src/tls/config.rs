@@ -103,7 +103,7 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub fn new(settings: TlsSettings) -> Result<Self, ConfigError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let set = load_cert_set(&settings, &provider)?;
         let resolver = Arc::new(SniResolver::new(set));
         let mut config = ServerConfig::builder_with_provider(provider.clone())
@@ -115,7 +115,8 @@ impl TlsServer {
         // Stateless tickets (rotating keys, shared by all connections of this
         // config) let a reconnecting client resume without a certificate
         // signature; the cache covers TLS 1.2 clients that use session IDs.
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(ConfigError::Rustls)?;
+        config.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(ConfigError::Rustls)?;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         Ok(Self {
             config: Arc::new(config),
@@ -169,7 +170,7 @@ fn load_pair(
     let names = leaf_dns_names(&chain[0], chain_path)?;
     let certified = CertifiedKey::new(chain, signing_key);
     // `keys_match` compares the key's public half with the leaf's SPKI.
-    // `Unknown` means the key type cannot tell; ring's keys always can, so
+    // `Unknown` means the key type cannot tell; aws-lc-rs keys always can, so
     // treat anything but `Ok` as a mismatch rather than serving a
     // certificate whose handshakes would all fail at the client.
     certified
