@@ -53,6 +53,8 @@ pub mod resolver;
 pub mod session;
 
 #[cfg(test)]
+mod idle_memory_tests;
+#[cfg(test)]
 mod test_certs;
 #[cfg(test)]
 mod tests;
