@@ -58,8 +58,11 @@ pub struct Feed {
 }
 
 /// A fatal TLS error. `alert` holds the ciphertext (a fatal alert record)
-/// to send before closing; it may be empty when rustls has nothing to say
-/// (for example when the peer already closed).
+/// to send before closing. During the handshake it is never empty (the
+/// session writes a plaintext alert when rustls queued none); after it, it
+/// may be: rustls queues no alert for some errors (too many TLS 1.2
+/// renegotiation requests) and we cannot forge an encrypted one, so the
+/// caller just closes.
 #[derive(Debug)]
 pub struct TlsError {
     pub error: rustls::Error,

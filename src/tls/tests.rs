@@ -374,3 +374,75 @@ fn handshake_completed_is_reported_once() {
     assert_eq!(completions, 1);
     assert_eq!(s.handshake_kind(), Some(super::HandshakeKind::Full));
 }
+
+/// A TLS 1.2 client asking to renegotiate (an encrypted ClientHello after
+/// the handshake). rustls never renegotiates: it answers each of the first
+/// few with a no_renegotiation warning and then fails the connection with
+/// `TooManyRenegotiationRequests`, queuing no fatal alert (the session
+/// cannot forge an encrypted one), so the caller just closes.
+#[test]
+fn renegotiation_attempts_are_refused() {
+    use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
+    use rustls::{ConnectionTrafficSecrets, ContentType, SupportedCipherSuite};
+
+    let pki = TestPki::new();
+    let server = one_cert(&pki, &["a.test"]);
+    let mut config = pki.client(&[&TLS12]);
+    config.enable_secret_extraction = true;
+    let (c, mut s) = connect(&server, &Arc::new(config.clone()), "a.test");
+    let Some(SupportedCipherSuite::Tls12(suite)) = c.negotiated_cipher_suite() else {
+        panic!("not TLS 1.2");
+    };
+    let (mut seq, secrets) = c.dangerous_extract_secrets().unwrap().tx;
+    let (key, iv) = match secrets {
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+        | ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (key, iv),
+        _ => panic!("unexpected suite"),
+    };
+    let mut enc = suite
+        .aead_alg
+        .encrypter(key, &iv.as_ref()[..4], &iv.as_ref()[4..]);
+
+    // A real ClientHello, without its record header.
+    let mut fresh =
+        ClientConnection::new(Arc::new(config), ServerName::try_from("a.test").unwrap()).unwrap();
+    let mut hello = Vec::new();
+    fresh.write_tls(&mut hello).unwrap();
+    let hello = &hello[5..];
+
+    let mut outcome = None;
+    for attempt in 0..100 {
+        let record = enc
+            .encrypt(
+                OutboundPlainMessage {
+                    typ: ContentType::Handshake,
+                    version: ProtocolVersion::TLSv1_2,
+                    payload: OutboundChunks::Single(hello),
+                },
+                seq,
+            )
+            .unwrap()
+            .encode();
+        seq += 1;
+        let mut out = Vec::new();
+        match s.feed(&record, &mut Vec::new(), &mut out) {
+            // The warning: one encrypted alert record, nothing else.
+            Ok(_) => assert_eq!(records(&out), vec![(21, out.len() - 5)], "{attempt}"),
+            Err(err) => {
+                assert!(
+                    matches!(
+                        err.error,
+                        rustls::Error::PeerMisbehaved(
+                            rustls::PeerMisbehaved::TooManyRenegotiationRequests
+                        )
+                    ),
+                    "{err:?}"
+                );
+                assert!(attempt > 0, "the first attempt only gets a warning");
+                outcome = Some(attempt);
+                break;
+            }
+        }
+    }
+    assert!(outcome.is_some(), "repeated renegotiation never failed");
+}
