@@ -33,7 +33,7 @@
 //! rustls bounds the deframer to one maximum-size record plus a header and
 //! refuses larger records; plaintext is drained into the caller's buffer
 //! after every record, so the received-plaintext queue never grows; our own
-//! outgoing buffer limit is lifted ([`ServerConnection::set_buffer_limit`])
+//! outgoing buffer limit is lifted (`set_buffer_limit(None)`)
 //! because [`TlsSession::seal`] moves everything into the caller's buffer
 //! before returning, and the caller bounds what it queues.
 
