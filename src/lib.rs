@@ -12,6 +12,9 @@
 //! - [`auth`]: JWT verification for connection entitlements (issue #13);
 //!   it uses only `broker::topic` (to validate patterns) and never the
 //!   runtime, so the server decides when and with what clock to call it.
+//! - [`tls`]: sans-IO TLS termination with rustls (issue #14): config
+//!   from PEM files with SNI and reload, and a per-connection session; it
+//!   imports neither the runtime nor the broker.
 //! - [`server`]: the application the binary runs: routes, and the broker
 //!   over the runtime.
 
@@ -22,4 +25,5 @@ pub mod rate;
 pub mod runtime;
 pub mod sendbuf;
 pub mod server;
+pub mod tls;
 pub mod ws;

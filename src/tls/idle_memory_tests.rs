@@ -1,0 +1,140 @@
+//! What an idle, established TLS connection costs: `size_of` plus the heap
+//! its session still holds. Measured with a counting allocator so the
+//! number in the `session` module docs (and the issue's "at most 3 KB more
+//! than plain" target) can be checked rather than guessed.
+//!
+//! The allocator counts per thread, so other tests running in parallel do
+//! not disturb the measurement; it wraps `System`, which the library's
+//! tests use anyway (only the binary installs mimalloc).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::Write;
+use std::sync::Arc;
+
+use rustls::version::{TLS12, TLS13};
+use rustls::{ClientConfig, ClientConnection};
+use rustls_pki_types::ServerName;
+
+use super::test_certs::TestPki;
+use super::{TlsServer, TlsSession, TlsSettings};
+
+struct Counting;
+
+thread_local! {
+    // Const-initialised and without a destructor, so touching it from the
+    // allocator never allocates or runs after teardown.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add(delta: isize) {
+    // `try_with` because allocations can happen while the thread's locals
+    // are being torn down; those are not ours to count.
+    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees carry over; the counting only reads
+// sizes and touches a thread-local `Cell`, which does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        // SAFETY: same contract as ours, forwarded unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        add(layout.size() as isize);
+        // SAFETY: same contract as ours, forwarded unchanged.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        add(-(layout.size() as isize));
+        // SAFETY: same contract as ours, forwarded unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        add(new_size as isize - layout.size() as isize);
+        // SAFETY: same contract as ours, forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+/// Runs `f` and returns how much heap it left allocated on this thread.
+fn retained<R>(f: impl FnOnce() -> R) -> (R, isize) {
+    let before = live();
+    let r = f();
+    (r, live() - before)
+}
+
+/// Heap held by the server side after a handshake and one small message
+/// each way: only allocations made inside the session's own calls count,
+/// with the caller's buffers preallocated so their growth is not included.
+/// The session is leaked on purpose: dropping it would free what we count.
+fn idle_heap(server: &TlsServer, client: Arc<ClientConfig>) -> (isize, isize) {
+    let mut c = ClientConnection::new(client, ServerName::try_from("a.test").unwrap()).unwrap();
+    let (mut s, mut held) = retained(|| TlsSession::new(server.config()).unwrap());
+    let fresh = held;
+    let mut plaintext = Vec::with_capacity(1 << 16);
+    let mut out = Vec::with_capacity(1 << 16);
+    c.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut sealed = false;
+    for _ in 0..10 {
+        let mut to_server = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut to_server).unwrap();
+        }
+        if to_server.is_empty() {
+            break;
+        }
+        out.clear();
+        let (_, d) = retained(|| s.feed(&to_server, &mut plaintext, &mut out).unwrap());
+        held += d;
+        if !s.is_handshaking() && !sealed {
+            sealed = true;
+            let (_, d) = retained(|| s.seal(&[b"pong"], &mut out).unwrap());
+            held += d;
+        }
+        let mut rd = &out[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets().unwrap();
+        }
+    }
+    assert!(sealed);
+    assert_eq!(plaintext, b"GET / HTTP/1.1\r\n\r\n");
+    std::mem::forget(s);
+    (fresh, held)
+}
+
+#[test]
+fn idle_session_memory() {
+    let pki = TestPki::new();
+    let server = TlsServer::new(TlsSettings {
+        certs: vec![pki.leaf(&["a.test"])],
+    })
+    .unwrap();
+    let size = std::mem::size_of::<TlsSession>();
+    for (name, version) in [("TLS 1.3", &TLS13), ("TLS 1.2", &TLS12)] {
+        let client = Arc::new(pki.client(&[version]));
+        // Warm up once so one-off allocations in shared state (the ticket
+        // key, the session cache's first buckets) are not charged to the
+        // connection we measure.
+        idle_heap(&server, client.clone());
+        let (fresh, heap) = idle_heap(&server, client);
+        println!("{name}: TlsSession size_of {size} B; heap {fresh} B when new, {heap} B idle after the handshake");
+        // A regression guard, not a target: the buffered connection keeps
+        // its deframer buffer. The issue's target (3 KB over plain) needs
+        // the unbuffered API; see the `session` module docs.
+        assert!(heap < 64 * 1024, "{name}: {heap} B");
+    }
+}
