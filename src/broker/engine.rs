@@ -577,9 +577,8 @@ impl Broker {
         id: Option<u64>,
         snapshot: bool,
     ) {
-        if let Some((t, e)) = first_bad_pattern(topics) {
-            return self.reply(io, conn, id, ErrCode::BadTopic, &wire::bad_topic(t, e));
-        }
+        // `text` checked the patterns (bad_topic, then forbidden) before
+        // the rate limits.
         let me = io.shard();
         let shards = io.shards();
         let limit = self.config.max_subscriptions;
