@@ -26,13 +26,13 @@ import uuid
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+import wsclient
 from conftest import REPO, Ringfan
+from wsclient import (STEP, ack, acked, bounded, j, metric, msg, nothing_more, recv, request,
+                      run, send, uid)
 
-TIMEOUT = 20  # seconds, per test
-STEP = 5  # seconds, per await
 
 FIX = REPO / "tests" / "fixtures" / "jwt"
 HS_SECRET = (FIX / "hs.secret").read_bytes().rstrip(b"\r\n")
@@ -82,14 +82,6 @@ def mint(sub_perms=(), pub_perms=(), *, user: str | None | object = UNSET, kid: 
 # --- helpers ----------------------------------------------------------------
 
 
-def run(coro, timeout: float = TIMEOUT):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def bounded(aw, timeout: float = STEP):
-    return await asyncio.wait_for(aw, timeout)
-
-
 def connect(url: str, token: str | None = None, bearer: str | None = None, **kw):
     """websockets' client, without proxies, compression or keepalive pings;
     `token` goes in `?token=`, `bearer` in `Authorization: Bearer`."""
@@ -97,58 +89,7 @@ def connect(url: str, token: str | None = None, bearer: str | None = None, **kw)
         url += "?token=" + token
     if bearer is not None:
         kw["additional_headers"] = {"Authorization": f"Bearer {bearer}"}
-    kw.setdefault("proxy", None)
-    kw.setdefault("compression", None)
-    kw.setdefault("open_timeout", STEP)
-    kw.setdefault("close_timeout", STEP)
-    kw.setdefault("ping_interval", None)
-    kw.setdefault("max_size", None)
-    return ws_connect(url, **kw)
-
-
-def uid() -> str:
-    return "u" + uuid.uuid4().hex[:12]
-
-
-def j(**kw) -> str:
-    return json.dumps(kw, separators=(",", ":"))
-
-
-def ack(id_: int) -> str:
-    return '{"op":"ack","id":%d}' % id_
-
-
-def msg(topic: str, seq: int, data: str) -> str:
-    return f'{{"op":"msg","topic":"{topic}","seq":{seq},"data":{data}}}'
-
-
-async def send(ws, text: str) -> None:
-    await bounded(ws.send(text))
-
-
-async def recv(ws, timeout: float = STEP) -> str:
-    got = await bounded(ws.recv(), timeout)
-    assert isinstance(got, str), f"binary frame from the broker: {got!r}"
-    return got
-
-
-async def nothing_more(ws, wait: float = 0.3) -> None:
-    try:
-        got = await asyncio.wait_for(ws.recv(), wait)
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected message: {got!r}")
-
-
-async def request(ws, **req) -> str:
-    await send(ws, j(**req))
-    return await recv(ws)
-
-
-async def acked(ws, **req) -> None:
-    assert "id" in req
-    got = await request(ws, **req)
-    assert got == ack(req["id"]), (req, got)
+    return wsclient.connect(url, **kw)
 
 
 async def refused(ws, code: str, **req) -> dict:
@@ -202,10 +143,6 @@ async def invalid_token(url: str, reason: str, **kw) -> None:
     assert status == 401, (status, body)
     assert headers.get("WWW-Authenticate") == 'Bearer error="invalid_token"', headers
     assert body.startswith(f"invalid token: {reason}"), body
-
-
-async def metric(server, name: str) -> int:
-    return await bounded(asyncio.to_thread(server.metric, name))
 
 
 def auth_total(result: str) -> str:

@@ -19,16 +19,13 @@ import asyncio
 import json
 import re
 import socket
-import uuid
 
 import pytest
-from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import wsraw
-
-TIMEOUT = 25  # seconds, per test
-STEP = 5  # seconds, per await
+from wsclient import (STEP, ack, acked, bounded, connect, j, metric, msg, nothing_more,
+                      recv, run, send, uid)
 
 MAIL = "ringfan_mail_received_total"
 DELIVERIES = "ringfan_deliveries_total"
@@ -42,25 +39,6 @@ MSG = re.compile(
 # --- helpers ----------------------------------------------------------------
 
 
-def run(coro, timeout: float = TIMEOUT):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def bounded(aw, timeout: float = STEP):
-    return await asyncio.wait_for(aw, timeout)
-
-
-def connect(url: str, **kw):
-    """websockets' client, without proxies, compression or keepalive pings."""
-    kw.setdefault("proxy", None)
-    kw.setdefault("compression", None)
-    kw.setdefault("open_timeout", STEP)
-    kw.setdefault("close_timeout", STEP)
-    kw.setdefault("ping_interval", None)
-    kw.setdefault("max_size", None)
-    return ws_connect(url, **kw)
-
-
 async def open_many(server, n: int) -> list:
     return list(await bounded(asyncio.gather(*(connect(server.url("/ws")) for _ in range(n)))))
 
@@ -69,65 +47,11 @@ async def close_all(conns) -> None:
     await bounded(asyncio.gather(*(c.close() for c in conns), return_exceptions=True))
 
 
-def uid() -> str:
-    """A fresh topic token, so tests on the shared server never meet."""
-    return "u" + uuid.uuid4().hex[:12]
-
-
-def j(**kw) -> str:
-    return json.dumps(kw, separators=(",", ":"))
-
-
-def ack(id_: int) -> str:
-    return '{"op":"ack","id":%d}' % id_
-
-
-def msg(topic: str, seq: int, data: str, snapshot: bool = False) -> str:
-    """A msg exactly as protocol.md writes it, `data` being the publisher's bytes."""
-    snap = '"snapshot":true,' if snapshot else ""
-    return f'{{"op":"msg","topic":"{topic}","seq":{seq},{snap}"data":{data}}}'
-
-
 def parse_msg(text: str) -> tuple[str, int, bool, str]:
     """(topic, seq, snapshot, raw data) of a msg; fails on anything else."""
     m = MSG.fullmatch(text)
     assert m, f"not a msg: {text!r}"
     return m.group(1), int(m.group(2)), m.group(3) is not None, m.group(4)
-
-
-async def send(ws, text: str | bytes) -> None:
-    await bounded(ws.send(text))
-
-
-async def recv(ws, timeout: float = STEP) -> str:
-    got = await bounded(ws.recv(), timeout)
-    assert isinstance(got, str), f"binary frame from the broker: {got!r}"
-    return got
-
-
-async def nothing_more(ws, wait: float = 0.2) -> None:
-    """Nothing arrives within `wait` seconds."""
-    try:
-        got = await asyncio.wait_for(ws.recv(), wait)
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected message: {got!r}")
-
-
-async def request(ws, **req) -> str:
-    """Send a request with an id and return the very next message."""
-    await send(ws, j(**req))
-    return await recv(ws)
-
-
-async def acked(ws, **req) -> None:
-    assert "id" in req
-    got = await request(ws, **req)
-    assert got == ack(req["id"]), got
-
-
-async def metric(server, name: str) -> int:
-    return await bounded(asyncio.to_thread(server.metric, name))
 
 
 async def settled(server, name: str, want: int) -> int:
