@@ -10,10 +10,12 @@ import http.client
 import os
 import re
 import signal
+import ssl
 import time
 from pathlib import Path
 
 import pytest
+import tlscerts
 from ringfan_proc import RingfanProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,14 +30,16 @@ def ringfan_bin() -> Path:
 
 class Ringfan(RingfanProcess):
     """One ringfan process: `--listen 127.0.0.1:0 --shards 2 --no-pin --echo`
-    plus any extra flags, stopped with SIGTERM (then SIGKILL) on `stop()`."""
+    plus any extra flags, stopped with SIGTERM (then SIGKILL) on `stop()`.
+    `listen="off"` for no plain listener (with `--listen-tls`)."""
 
-    def __init__(self, *extra: str, log_dir: Path):
+    def __init__(self, *extra: str, log_dir: Path, listen: str = "127.0.0.1:0"):
         binary = ringfan_bin()
         if not binary.exists():
             pytest.fail(f"no ringfan binary at {binary} (cargo build, or set RINGFAN_BIN)")
         # /echo is off by default; most of these tests speak to it.
-        super().__init__(binary, "--echo", *extra, log=log_dir / f"ringfan-{id(self):x}.log")
+        super().__init__(binary, "--echo", *extra, log=log_dir / f"ringfan-{id(self):x}.log",
+                         listen=listen)
         self.terminated = False
         if self.wait_ready(20) is None:
             pytest.fail(f"ringfan did not start: {self.args} (status {self.proc.returncode}); "
@@ -47,6 +51,25 @@ class Ringfan(RingfanProcess):
 
     def url(self, path: str = "/echo") -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
+
+    def wss_url(self, path: str = "/echo", host: str = "127.0.0.1") -> str:
+        return f"wss://{host}:{self.tls_port}{path}"
+
+    def https_get(self, path: str, context: ssl.SSLContext, timeout: float = 5
+                  ) -> tuple[int, dict[str, str], bytes]:
+        """GET over TLS on the TLS port (server name 127.0.0.1: no SNI)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=timeout,
+                                           context=context)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+    def log_text(self) -> str:
+        """Everything it printed so far, stdout and stderr."""
+        return self.log_path.read_text(errors="replace")
 
     def get(self, path: str, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
         """Plain HTTP GET (no proxy): status, headers, body."""
@@ -101,8 +124,8 @@ def start_server(tmp_path):
     """Factory for a ringfan with extra flags, stopped after the test."""
     started: list[Ringfan] = []
 
-    def start(*extra: str) -> Ringfan:
-        s = Ringfan(*extra, log_dir=tmp_path)
+    def start(*extra: str, listen: str = "127.0.0.1:0") -> Ringfan:
+        s = Ringfan(*extra, log_dir=tmp_path, listen=listen)
         started.append(s)
         return s
 
@@ -111,3 +134,29 @@ def start_server(tmp_path):
     for s in started:
         s.stop()
     assert not crashed, f"ringfan exited during the test: {[s.args for s in crashed]}"
+
+
+# --- TLS (wss://) -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory) -> tlscerts.CertSet:
+    """A test CA and the leaves of tlscerts.standard_set, shared (read-only:
+    tests that rewrite certificates make their own)."""
+    return tlscerts.standard_set(tmp_path_factory.mktemp("certs"))
+
+
+def tls_flags(certs: tlscerts.CertSet) -> list[str]:
+    """`--listen-tls 127.0.0.1:0` and every certificate of `certs`."""
+    return ["--listen-tls", "127.0.0.1:0", *certs.args()]
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory, tls_certs):
+    """A ringfan with a plain and a TLS listener, shared by the TLS tests
+    that need no special flags."""
+    s = Ringfan(*tls_flags(tls_certs), log_dir=tmp_path_factory.mktemp("ringfan-tls"))
+    yield s
+    crashed = s.crashed()
+    status, _ = s.stop()
+    assert not crashed, f"ringfan exited during the tests (status {status}); see {s.log_path}"

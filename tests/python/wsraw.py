@@ -19,8 +19,9 @@ class Response:
     head: bytes
 
 
-async def open_raw(port: int, host: str = "127.0.0.1"):
-    return await asyncio.open_connection(host, port)
+async def open_raw(port: int, host: str = "127.0.0.1", ssl=None):
+    """A TCP connection, or a TLS one when `ssl` is a client SSLContext."""
+    return await asyncio.open_connection(host, port, ssl=ssl)
 
 
 def handshake_request(port: int, path: str = "/echo", version: str = "13",
@@ -50,9 +51,9 @@ async def read_response(reader: asyncio.StreamReader) -> Response:
     return Response(status, headers, head)
 
 
-async def upgrade(port: int, path: str = "/echo"):
-    """A raw socket past a successful upgrade: (reader, writer)."""
-    reader, writer = await open_raw(port)
+async def upgrade(port: int, path: str = "/echo", ssl=None):
+    """A raw socket (TLS with `ssl`) past a successful upgrade: (reader, writer)."""
+    reader, writer = await open_raw(port, ssl=ssl)
     writer.write(handshake_request(port, path))
     await writer.drain()
     resp = await read_response(reader)
