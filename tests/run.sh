@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test ringfan has, from a fresh clone: `bash tests/run.sh`.
 # Installs what the tests need (a Python venv with websockets, pytest and
-# the kosoku Autobahn runner) by itself.
+# the kosoku Autobahn runner; Debian's chromium for the browser test) by
+# itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,12 @@ step "build tools (a C compiler and perl: mimalloc and aws-lc-rs build C)"
 if ! command -v cc >/dev/null || ! command -v perl >/dev/null; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -q && $SUDO apt-get install -y -q gcc perl
+fi
+
+step "chromium (test_chromium.py drives a real browser over wss://)"
+if ! command -v chromium >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium
 fi
 
 step "format and lints"
@@ -34,3 +41,6 @@ RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q tests/python
 
 step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
 .venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn
+
+step "Autobahn TestSuite, sections 1-10, over TLS (wss://, through a local ws-to-wss forwarder)"
+.venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn-tls --tls
