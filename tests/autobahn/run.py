@@ -8,6 +8,7 @@ tests/requirements.txt). Run it with the virtualenv's python so that the
     cargo build --release
     .venv/bin/python tests/autobahn/run.py
     .venv/bin/python tests/autobahn/run.py --update-baseline   # after an improvement
+    .venv/bin/python tests/autobahn/run.py --tls --out reports/autobahn-tls
 
 It starts `ringfan --listen 127.0.0.1:0 --shards 2 --no-pin --echo`, drives
 ws://127.0.0.1:PORT/echo with every case except 12.* and 13.* (permessage-
@@ -20,7 +21,17 @@ deflate, which ringfan does not negotiate), stops the server, and checks:
 * no case is worse than in the baseline (OK > NON-STRICT > INFORMATIONAL);
   a better one is noted, with a hint to run --update-baseline.
 
-Standard library only (its server helper, tests/python/ringfan_proc.py, too).
+With `--tls` the same cases go over TLS: ringfan also gets `--listen-tls`
+and a test certificate (tests/python/tlscerts.py, which needs the venv's
+`cryptography`), and kosoku, which speaks only ws:// (kosoku 0.1.0 refuses a
+wss:// URL: "invalid url scheme", its tungstenite is built without TLS),
+drives ws://127.0.0.1:FWD/echo on a forwarder in this process that relays
+every byte, as it comes, over a TLS connection to ringfan's TLS port (one
+TLS connection per kosoku connection; an end on either side closes both).
+The verdicts are checked against the same baseline.
+
+Standard library only (its server helper, tests/python/ringfan_proc.py, too),
+but for `--tls`.
 Exit status 0 when all checks pass, 1 otherwise
 (2 for usage errors).
 """
@@ -28,11 +39,15 @@ Exit status 0 when all checks pass, 1 otherwise
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -158,6 +173,78 @@ def summarise(cases: dict[str, dict]) -> dict[str, int]:
     return counts
 
 
+class TlsForwarder:
+    """ws:// in, wss:// out: accepts plain TCP on 127.0.0.1 and relays each
+    connection, byte for byte as it arrives, over its own TLS connection to
+    127.0.0.1:`port`. An end (EOF or error) on either side closes both, so
+    who closed first still shows. Runs its own event loop in a thread."""
+
+    def __init__(self, port: int, context: ssl.SSLContext):
+        self.port = port
+        self.context = context
+        self.loop = asyncio.new_event_loop()
+        self.listen_port: int | None = None
+        self.errors: list[str] = []
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> int:
+        self._thread.start()
+        if not self._started.wait(10) or self.listen_port is None:
+            raise RuntimeError("TLS forwarder did not start")
+        return self.listen_port
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._relay, "127.0.0.1", 0))
+        self.listen_port = server.sockets[0].getsockname()[1]
+        self._started.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            server.close()
+            self.loop.close()
+
+    async def _relay(self, c_reader, c_writer) -> None:
+        try:
+            s_reader, s_writer = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", self.port, ssl=self.context, server_hostname="localhost"), 10)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+            self.errors.append(f"TLS connection to ringfan failed: {e!r}")
+            c_writer.close()
+            return
+
+        async def pump(reader, writer) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (OSError, ssl.SSLError):
+                pass
+
+        up = asyncio.ensure_future(pump(c_reader, s_writer))
+        down = asyncio.ensure_future(pump(s_reader, c_writer))
+        await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+        for task in (up, down):
+            task.cancel()
+        for w in (s_writer, c_writer):
+            w.close()
+
+
+def tls_setup(workdir: Path) -> tuple[list[str], ssl.SSLContext]:
+    """ringfan's TLS flags and a client context trusting its certificate."""
+    import tlscerts  # tests/python; needs the venv's cryptography
+
+    ca = tlscerts.TestCA(workdir)
+    leaf = ca.write_leaf("server", ["localhost"], ["127.0.0.1"])
+    return ["--listen-tls", "127.0.0.1:0", *leaf.args()], ca.client_context()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", default=str(REPO / "target/release/ringfan"),
@@ -170,6 +257,9 @@ def main() -> int:
                     help="write the baseline from this run (only if every case passes)")
     ap.add_argument("--timeout", type=float, default=600,
                     help="overall limit for the kosoku run, seconds (default 600)")
+    ap.add_argument("--tls", action="store_true",
+                    help="drive ringfan's TLS listener (wss://) through a local "
+                         "ws-to-wss forwarder (kosoku has no TLS)")
     args = ap.parse_args()
 
     server_bin = Path(args.server)
@@ -191,15 +281,26 @@ def main() -> int:
     clean_outdir(outdir)
     problems: list[str] = []
     started = time.monotonic()
+    tls_args: list[str] = []
+    forwarder = None
+    certdir = None
+    if args.tls:
+        certdir = tempfile.TemporaryDirectory(prefix="autobahn-tls-")
+        tls_args, context = tls_setup(Path(certdir.name))
     # /echo is off unless asked for.
-    server = RingfanProcess(server_bin, "--echo", log=outdir / "server.log")
+    server = RingfanProcess(server_bin, "--echo", *tls_args, log=outdir / "server.log")
     try:
         port = server.wait_ready(30)
         if port is None:
             raise RuntimeError(
-                f"server did not print its port within 30s "
+                f"server did not print its port(s) within 30s "
                 f"(exit status {server.proc.returncode}); see {server.log_path}"
             )
+        if args.tls:
+            forwarder = TlsForwarder(server.tls_port, context)
+            port = forwarder.start()
+            print(f"autobahn: over TLS: ws://127.0.0.1:{port} is forwarded to "
+                  f"wss://127.0.0.1:{server.tls_port}", flush=True)
         url = f"ws://127.0.0.1:{port}/echo"
         cmd = [kosoku, url, "-o", str(outdir), *kosoku_args()]
         print(f"autobahn: {' '.join(cmd)}", flush=True)
@@ -219,6 +320,11 @@ def main() -> int:
         problems.append(str(e))
     finally:
         status, killed = server.stop()
+        if forwarder is not None:
+            forwarder.stop()
+            problems += forwarder.errors[:10]
+        if certdir is not None:
+            certdir.cleanup()
     elapsed = time.monotonic() - started
     if killed:
         print("autobahn: warning: server ignored SIGTERM for 10s and was killed")
