@@ -156,8 +156,18 @@ class WireTls:
     and can send its first flight one byte per TCP segment."""
 
     def __init__(self, port: int, ctx: ssl.SSLContext, server_hostname: str = "127.0.0.1",
-                 session: ssl.SSLSession | None = None, timeout: float = STEP):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 session: ssl.SSLSession | None = None, timeout: float = STEP,
+                 small_buffers: bool = False):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if small_buffers:
+            # A tiny receive window and a small MSS in the SYN: on loopback
+            # the server's kernel would otherwise grow its send buffer to
+            # megabytes and take in a whole flood for a client that reads
+            # nothing (as test_broker.stalled_subscriber does).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1024)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=server_hostname,
@@ -237,6 +247,23 @@ class WireTls:
     def recv_to_end(self) -> None:
         while self.recv_some():
             pass
+
+    def upgrade(self, port: int, path: str) -> None:
+        """The WebSocket upgrade; `plain` then holds what came after the 101."""
+        self.send(wsraw.handshake_request(port, path))
+        self.recv_until(lambda b: b"\r\n\r\n" in b)
+        head, _, rest = bytes(self.plain).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self.plain = bytearray(rest)
+
+    def frame(self) -> tuple[int, bytes]:
+        """The next server frame: (opcode, payload)."""
+        self.recv_until(lambda b: ws_frame_len(b) is not None)
+        n = ws_frame_len(bytes(self.plain))
+        raw = bytes(self.plain[:n])
+        del self.plain[:n]
+        head = 2 + {126: 2, 127: 8}.get(raw[1] & 0x7F, 0)
+        return raw[0] & 0x0F, raw[head:]
 
 
 def ws_frame_len(buf: bytes) -> int | None:
@@ -558,6 +585,77 @@ def test_broker_between_plain_and_tls_clients(tls_server, tls_certs):
     run(go())
 
 
+def test_slow_tls_subscriber_is_disconnected_and_slows_nobody(start_server, tls_certs):
+    """A wss subscriber that stops reading: the default policy closes it
+    1008 `slow consumer` once --max-queued-bytes is queued for it, while
+    the publisher and a wss subscriber that keeps up see every message."""
+    s = start_server("--max-queued-bytes", "65536", *tls_flags(tls_certs))
+    t = f"{uid()}.flood"
+    n = 3000
+    with WireTls(s.tls_port, tls_certs.context(), small_buffers=True) as stalled:
+        stalled.handshake()
+        stalled.upgrade(s.tls_port, "/ws")
+        stalled.send(wsraw.frame(wsraw.OP_TEXT, j(op="sub", topic=t, id=1).encode()))
+        assert stalled.frame() == (wsraw.OP_TEXT, ack(1).encode())
+
+        async def go():
+            async with wss(s, tls_certs, "/ws") as pub, wss(s, tls_certs, "/ws") as fast:
+                await acked(fast, op="sub", topic=t, id=1)
+                payload = "z" * 1000
+                received = 0
+                window = 48  # the publisher runs at most ~48 KiB ahead of `fast`
+
+                async def flood() -> None:
+                    for k in range(n):
+                        while k - received > window:
+                            await asyncio.sleep(0.001)
+                        await bounded(pub.send(
+                            f'{{"op":"pub","topic":"{t}","data":"{k:04d}{payload}","id":{k}}}'))
+
+                async def acks() -> None:
+                    for k in range(n):
+                        assert await recv(pub) == ack(k)
+
+                async def receive() -> None:
+                    nonlocal received
+                    for k in range(n):
+                        assert await recv(fast) == msg(t, k + 1, f'"{k:04d}{payload}"')
+                        received += 1
+
+                await bounded(asyncio.gather(flood(), acks(), receive()), 30)
+
+        run(go(), 40)
+        assert wait_metric(s, "ringfan_slow_disconnects_total", 1) == 1
+        # What the kernel had taken comes first, then the close.
+        while True:
+            op, payload = stalled.frame()
+            if op == wsraw.OP_CLOSE:
+                break
+            assert op == wsraw.OP_TEXT
+        assert (struct.unpack("!H", payload[:2])[0], payload[2:]) == (1008, b"slow consumer")
+
+
+def test_many_concurrent_tls_handshakes(start_server, tls_certs):
+    """A reconnect storm in small: 150 wss clients at once, each echoing;
+    every handshake counted, every slot freed."""
+    s = start_server(*tls_flags(tls_certs))
+    base = wait_metric(s, OPEN, 1)
+    n = 150
+
+    async def one(i: int) -> None:
+        async with wss(s, tls_certs) as ws:
+            await bounded(ws.send(f"hello {i}"), 20)
+            assert await bounded(ws.recv(), 20) == f"hello {i}"
+
+    async def go():
+        await bounded(asyncio.gather(*(one(i) for i in range(n))), 40)
+
+    run(go(), 50)
+    assert wait_metric(s, FULL, n) == n
+    assert s.metric(FAILED) == 0
+    assert wait_metric(s, OPEN, base) == base
+
+
 # --- metrics: handshakes and bytes ----------------------------------------------
 
 
@@ -631,11 +729,7 @@ def test_server_records_are_at_most_16k_and_one_mib_is_many(tls_server, tls_cert
     within the TLS limit, and the message takes many of them."""
     with WireTls(tls_server.tls_port, tls_certs.context()) as c:
         c.handshake()
-        c.send(wsraw.handshake_request(tls_server.tls_port, "/echo"))
-        c.recv_until(lambda b: b"\r\n\r\n" in b)
-        head, _, rest = bytes(c.plain).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        c.plain = bytearray(rest)
+        c.upgrade(tls_server.tls_port, "/echo")
         start = len(c.rx_wire)
         payload = os.urandom(1 << 20)
         c.send(wsraw.frame(wsraw.OP_BINARY, payload))
