@@ -64,4 +64,5 @@ mod tests;
 
 pub use client::{client_config, Trust};
 pub use config::{ConfigError, TlsServer, TlsSettings};
+pub use rustls::pki_types::ServerName;
 pub use session::{Feed, HandshakeKind, TlsError, TlsSession};
