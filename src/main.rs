@@ -3,10 +3,12 @@
 use clap::{Parser, ValueEnum};
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, SlowPolicy, MAX_SHARDS};
 use ringfan::runtime::config::DEFAULT_LISTEN;
-use ringfan::runtime::{Config, Server};
+use ringfan::runtime::{Config, Server, TlsListen};
 use ringfan::server::auth::{AuthConfig, Gate, Mode};
 use ringfan::server::{Node, Routes};
+use ringfan::tls::{TlsServer, TlsSettings};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,15 +86,99 @@ struct AuthArgs {
     max_connections_per_user: u32,
 }
 
+/// `--listen`: an address, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct Listen(Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "off" {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|e| format!("{e} (an address such as 127.0.0.1:8080, or off)"))
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+/// TLS (`wss://`, `https://`).
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// Address and port for TLS connections (wss://, and https:// for
+    /// /healthz and /metrics), alongside --listen or instead of it
+    /// (--listen off). Needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    listen_tls: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first). Repeat with --tls-key for more
+    /// certificates, picked by the client's SNI (exact name, then a
+    /// `*.` wildcard); the first is served when none matches. Reloaded
+    /// on SIGHUP.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "listen_tls")]
+    tls_cert: Vec<PathBuf>,
+    /// PEM private key of the --tls-cert at the same position.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    tls_key: Vec<PathBuf>,
+    /// Most TLS handshake flights a shard computes per loop turn (a full
+    /// one signs with the certificate's key); connections past it wait
+    /// for the next turns, so a storm of handshakes cannot starve fan-out.
+    #[arg(long, default_value_t = rt().tls_handshakes_per_turn)]
+    tls_handshakes_per_turn: usize,
+}
+
+/// The TLS listener the flags ask for, its certificates loaded; exits with
+/// a message naming the file when they cannot be.
+fn tls_listen(a: &TlsArgs) -> Option<TlsListen> {
+    let addr = a.listen_tls?;
+    if a.tls_cert.len() != a.tls_key.len() {
+        eprintln!(
+            "ringfan: --tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+            a.tls_cert.len(),
+            a.tls_key.len()
+        );
+        std::process::exit(2);
+    }
+    let settings = TlsSettings {
+        certs: a
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(a.tls_key.iter().cloned())
+            .collect(),
+    };
+    match TlsServer::new(settings) {
+        Ok(server) => Some(TlsListen {
+            addr,
+            server: Arc::new(server),
+        }),
+        Err(e) => {
+            eprintln!("ringfan: --tls-cert: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// ringfan: a WebSocket pub/sub fan-out broker on io_uring.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     #[command(flatten)]
     auth: AuthArgs,
-    /// Address and port to listen on (all shards share it via SO_REUSEPORT).
-    #[arg(long, default_value_t = DEFAULT_LISTEN)]
-    listen: SocketAddr,
+    /// Address and port to listen on (all shards share it via
+    /// SO_REUSEPORT), or `off` for none (TLS only, with --listen-tls).
+    #[arg(long, default_value_t = Listen(Some(DEFAULT_LISTEN)))]
+    listen: Listen,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Number of shards (threads, each with its own io_uring). Default: one
     /// per available core.
     #[arg(long)]
@@ -329,21 +415,35 @@ fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
     }
 }
 
-/// SIGHUP reloads the keys and the denylist; a failed reload keeps the
-/// ones in use and says why.
-fn reload_on_sighup(gate: Arc<Gate>) {
+/// SIGHUP reloads the keys and the denylist, and the TLS certificates; a
+/// failed reload keeps the ones in use and says why. Connections already
+/// open keep theirs either way.
+fn reload_on_sighup(gate: Option<Arc<Gate>>, tls: Option<Arc<TlsServer>>) {
+    if gate.is_none() && tls.is_none() {
+        return;
+    }
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ringfan: cannot watch SIGHUP ({e}): keys will not reload");
+            eprintln!("ringfan: cannot watch SIGHUP ({e}): keys and certificates will not reload");
             return;
         }
     };
     std::thread::spawn(move || {
         for _ in signals.forever() {
-            match gate.reload() {
-                Ok(what) => println!("ringfan: reloaded {what}"),
-                Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+            if let Some(gate) = &gate {
+                match gate.reload() {
+                    Ok(what) => println!("ringfan: reloaded {what}"),
+                    Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+                }
+            }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => println!("ringfan: reloaded tls certificates"),
+                    Err(e) => eprintln!(
+                        "ringfan: tls reload failed, keeping the certificates in use: {e}"
+                    ),
+                }
             }
         }
     });
@@ -362,8 +462,16 @@ fn main() {
     let args = Args::parse();
     let has_origins = !args.allow_origins.is_empty();
     let defaults = Config::default();
+    let tls = tls_listen(&args.tls);
+    let tls_server = tls.as_ref().map(|t| t.server.clone());
+    if args.listen.0.is_none() && tls.is_none() {
+        eprintln!("ringfan: --listen off needs --listen-tls: nothing would listen");
+        std::process::exit(2);
+    }
     let config = Config {
-        listen: Some(args.listen),
+        listen: args.listen.0,
+        tls,
+        tls_handshakes_per_turn: args.tls.tls_handshakes_per_turn.max(1),
         shards: args
             .shards
             .unwrap_or(defaults.shards.min(MAX_SHARDS))
@@ -449,19 +557,27 @@ fn main() {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone());
         let _ = signal_hook::flag::register(sig, flag.clone());
     }
-    if let Some(g) = gate {
-        reload_on_sighup(g);
-    } else if !server.local_addr().is_some_and(|a| a.ip().is_loopback()) && !has_origins {
+    let loopback = server
+        .local_addr()
+        .into_iter()
+        .chain(server.tls_addr())
+        .all(|a| a.ip().is_loopback());
+    if gate.is_none() && !loopback && !has_origins {
         println!(
             "ringfan: note: auth is off and no --allow-origin is set on a non-loopback address: anyone who reaches the port may subscribe to every topic and publish anywhere (see --auth)"
         );
     }
+    reload_on_sighup(gate, tls_server);
     for note in server.notes() {
         println!("ringfan: {note}");
     }
-    println!(
-        "ringfan: listening on {} ({shards} shards)",
-        server.local_addr().unwrap_or(args.listen)
-    );
+    // The plain line first: scripts that read the first "listening on"
+    // line get the plain port, as before TLS existed.
+    if let Some(addr) = server.local_addr() {
+        println!("ringfan: listening on {addr} ({shards} shards)");
+    }
+    if let Some(addr) = server.tls_addr() {
+        println!("ringfan: tls listening on {addr} ({shards} shards)");
+    }
     server.join();
 }

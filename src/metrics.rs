@@ -6,9 +6,12 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Declare a per-shard counter struct whose `render` writes Prometheus text
-/// summed over shards.
+/// summed over shards. An entry may name its family and label
+/// (`name ["family", "label=\"value\""]: ...`): entries of one family,
+/// written one after another, share its HELP and TYPE lines (the first
+/// entry's).
 macro_rules! counters {
-    ($ty:ident { $($name:ident: $kind:literal, $help:literal;)* }) => {
+    ($ty:ident { $($name:ident $([$family:literal, $label:literal])?: $kind:literal, $help:literal;)* }) => {
         /// One shard's counters, on their own cache lines.
         #[derive(Debug, Default)]
         #[repr(align(128))]
@@ -23,21 +26,41 @@ macro_rules! counters {
             /// two's complement, and only the sum is right.
             pub fn render(shards: &[$ty], out: &mut String) {
                 use std::fmt::Write as _;
+                let mut last = "";
                 $(
                     let total: u64 = shards
                         .iter()
                         .map(|s| s.$name.load(std::sync::atomic::Ordering::Relaxed))
                         .fold(0u64, u64::wrapping_add);
-                    let _ = writeln!(out, "# HELP ringfan_{} {}", stringify!($name), $help);
-                    let _ = writeln!(out, "# TYPE ringfan_{} {}", stringify!($name), $kind);
-                    let _ = writeln!(out, "ringfan_{} {}", stringify!($name), total);
+                    let (family, label) = $crate::metrics::family!($name $(, $family, $label)?);
+                    if family != last {
+                        let _ = writeln!(out, "# HELP ringfan_{} {}", family, $help);
+                        let _ = writeln!(out, "# TYPE ringfan_{} {}", family, $kind);
+                        last = family;
+                    }
+                    match label {
+                        "" => { let _ = writeln!(out, "ringfan_{} {}", family, total); }
+                        l => { let _ = writeln!(out, "ringfan_{}{{{}}} {}", family, l, total); }
+                    }
                 )*
+                let _ = last;
             }
         }
     };
 }
 
+/// An entry's family and label (see [`counters`]).
+macro_rules! family {
+    ($name:ident) => {
+        (stringify!($name), "")
+    };
+    ($name:ident, $family:literal, $label:literal) => {
+        ($family, $label)
+    };
+}
+
 pub(crate) use counters;
+pub(crate) use family;
 
 /// Add `n` to a counter only this shard writes: a plain load and store is
 /// enough, and cheaper than an atomic read-modify-write.
@@ -59,6 +82,8 @@ mod tests {
     counters! { Demo {
         open: "gauge", "Things open.";
         sent_total: "counter", "Things sent.";
+        done_ok ["done_total", "result=\"ok\""]: "counter", "Things done, by result.";
+        done_failed ["done_total", "result=\"failed\""]: "counter", "(unused)";
     }}
 
     #[test]
@@ -72,5 +97,18 @@ mod tests {
         Demo::render(&s, &mut out);
         assert!(out.contains("\nringfan_open 6\n"), "{out}");
         assert!(out.contains("# TYPE ringfan_sent_total counter\nringfan_sent_total 2\n"));
+        inc(&s[1].done_failed, 5);
+        let mut out = String::new();
+        Demo::render(&s, &mut out);
+        // One family, its HELP and TYPE once, then a line per label.
+        assert!(
+            out.ends_with(
+                "# HELP ringfan_done_total Things done, by result.\n\
+                 # TYPE ringfan_done_total counter\n\
+                 ringfan_done_total{result=\"ok\"} 0\n\
+                 ringfan_done_total{result=\"failed\"} 5\n"
+            ),
+            "{out}"
+        );
     }
 }

@@ -3,15 +3,27 @@
 use crate::limits::{self, PortRange, Ports};
 use crate::plan::{self, Plan, Publishing, Scenario};
 use clap::Args;
+use ringfan::runtime::TlsDial;
+use ringfan::tls::ServerName;
+use ringfan::tls::Trust;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone, serde::Serialize)]
 pub struct Common {
-    /// The broker: ws://HOST:PORT/PATH.
+    /// The broker: ws://HOST:PORT/PATH, or wss:// (with --ca or
+    /// --insecure).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub url: String,
+    /// wss://: trust the CA certificates in this PEM file (the server's
+    /// certificate must name the URL's host).
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub ca: Option<PathBuf>,
+    /// wss://: trust any certificate (handshake signatures are still
+    /// checked, so the handshake costs what it does for real clients).
+    #[arg(long)]
+    pub insecure: bool,
     /// Client shards (threads, each with its own io_uring). Each ring holds
     /// at most RLIMIT_NOFILE connections, so more connections than that
     /// need more shards; they are added automatically, with a note.
@@ -137,25 +149,66 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// ws://HOST:PORT/PATH into an address and a path.
-pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| {
-        format!("--url must start with ws:// (got {url:?}; wss is not supported yet)")
-    })?;
+/// A parsed `--url`: where to connect, the request path, and for wss://
+/// the host name the certificate must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub tls_host: Option<String>,
+}
+
+/// ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (default ports 80, 443).
+pub fn parse_url(url: &str) -> Result<Url, String> {
+    let (rest, tls, default_port) = if let Some(r) = url.strip_prefix("ws://") {
+        (r, false, 80)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        (r, true, 443)
+    } else {
+        return Err(format!(
+            "--url must start with ws:// or wss:// (got {url:?})"
+        ));
+    };
     let (hostport, path) = rest
         .find('/')
         .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let hostport = if hostport.contains(':') && !hostport.ends_with(']') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
+    let (host, hostport) = match hostport.rfind(':') {
+        Some(i) if !hostport.ends_with(']') => (&hostport[..i], hostport.to_string()),
+        _ => (hostport, format!("{hostport}:{default_port}")),
     };
     let addr = hostport
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
         .next()
         .ok_or_else(|| format!("{hostport} resolves to nothing"))?;
-    Ok((addr, path.to_string()))
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(Url {
+        addr,
+        path: path.to_string(),
+        tls_host: tls.then(|| host.to_string()),
+    })
+}
+
+/// The TLS side of every connection for a wss:// URL (`None` for ws://).
+fn tls_dial(c: &Common, url: &Url) -> Result<Option<TlsDial>, String> {
+    let Some(host) = &url.tls_host else {
+        if c.ca.is_some() || c.insecure {
+            return Err("--ca and --insecure are for wss:// URLs".into());
+        }
+        return Ok(None);
+    };
+    let trust = match (&c.ca, c.insecure) {
+        (Some(ca), _) => Trust::Ca(ca),
+        (None, true) => Trust::Insecure,
+        (None, false) => return Err(
+            "wss:// needs --ca FILE (the CA that signed the server's certificate) or --insecure"
+                .into(),
+        ),
+    };
+    let config = ringfan::tls::client_config(trust).map_err(|e| format!("--ca: {e}"))?;
+    let name = ServerName::try_from(host.clone())
+        .map_err(|e| format!("--url: {host:?} is not a host name or address: {e}"))?;
+    Ok(Some(TlsDial { config, name }))
 }
 
 /// What a scenario asks of the run; `plan` adds the common flags and the
@@ -214,7 +267,9 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         payload,
         publishing,
     } = load;
-    let (target, path) = parse_url(&c.url)?;
+    let url = parse_url(&c.url)?;
+    let tls = tls_dial(c, &url)?;
+    let (target, path) = (url.addr, url.path);
     let auth = c.auth.resolve()?;
     if !(rate >= 0.0 && rate.is_finite()) {
         return Err("--rate must be >= 0".into());
@@ -285,6 +340,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         snapshot,
         storm: None,
         auth,
+        tls,
         prefix: Vec::new(),
     };
     p.seal();
@@ -344,11 +400,24 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (a, p) = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        let Url {
+            addr: a,
+            path: p,
+            tls_host,
+        } = parse_url("ws://127.0.0.1:9000/ws").unwrap();
+        assert_eq!(tls_host, None);
         assert_eq!(a, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(p, "/ws");
-        let (_, p) = parse_url("ws://127.0.0.1:9000").unwrap();
+        let p = parse_url("ws://127.0.0.1:9000").unwrap().path;
         assert_eq!(p, "/");
         assert!(parse_url("http://x").is_err());
+        let u = parse_url("wss://localhost:9443/ws").unwrap();
+        assert_eq!(u.tls_host.as_deref(), Some("localhost"));
+        assert_eq!((u.addr.port(), u.path.as_str()), (9443, "/ws"));
+        let u = parse_url("wss://127.0.0.1").unwrap();
+        assert_eq!(
+            (u.addr.port(), u.tls_host.as_deref()),
+            (443, Some("127.0.0.1"))
+        );
     }
 }

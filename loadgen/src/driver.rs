@@ -274,6 +274,7 @@ impl Driver {
             protocols: Vec::new(),
             headers,
             max_message: MAX_MESSAGE,
+            tls: self.plan.tls.clone(),
         });
         let k = id.key as usize;
         if self.conns.len() <= k {

@@ -124,6 +124,8 @@ pub struct Plan {
     /// The token each connection presents, if any (--token, --token-file,
     /// --mint-secret-file).
     pub auth: crate::auth::Auth,
+    /// wss://: the client TLS configuration and the name to check.
+    pub tls: Option<ringfan::runtime::TlsDial>,
     /// Running sum of `subs_per_topic` (see [`Plan::seal`]).
     pub prefix: Vec<u64>,
 }
@@ -308,6 +310,7 @@ mod tests {
             snapshot: false,
             storm: None,
             auth: Default::default(),
+            tls: None,
             prefix: Vec::new(),
         };
         p.seal();

@@ -49,6 +49,7 @@ fn plan(
         snapshot: false,
         storm: None,
         auth: Default::default(),
+        tls: None,
         prefix: Vec::new(),
     };
     p.seal();

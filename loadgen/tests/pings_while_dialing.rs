@@ -78,6 +78,7 @@ impl App for Dialer {
                 protocols: Vec::new(),
                 headers: Vec::new(),
                 max_message: 1024,
+                tls: None,
             });
         }
     }

@@ -362,7 +362,7 @@ pub struct Conn {
     /// with; 0 for none (the TCP connection just ended).
     pub close_code: u16,
     /// The yes/no state below (`recv_armed`, `dirty`...), a bit each:
-    /// twelve `bool`s cost every connection 12 bytes, this 2.
+    /// thirteen `bool`s cost every connection 13 bytes, this 2.
     flags: u16,
     /// Who is on the other end (accepted connections; see `peer.rs`).
     pub peer: Peer,
@@ -421,6 +421,9 @@ flags! {
     10: recv_cancelling, set_recv_cancelling;
     /// Its request head waits in `rx` for a later turn (`ConnTable::deferred`).
     11: deferred, set_deferred;
+    /// It speaks TLS: its session is in `ConnTable::tls` (`runtime::tls`),
+    /// and `rx` holds ciphertext while the TLS handshake runs.
+    12: tls, set_tls;
 }
 
 /// `Rx::hold_since` when the connection holds no large unfinished message.

@@ -62,7 +62,7 @@ impl<M> Shard<M> {
             self.begin_drain();
         }
         let table_full = self.table.conns.len() >= self.table_size as usize;
-        if self.accept_paused && !self.accept_armed && !table_full {
+        if self.accept_paused && !self.accepting() && !table_full {
             // ENFILE/EMFILE may be system-wide, not ours: try again. But not
             // while our own table is full: an accept that finds no free
             // slot has already taken the connection off the listen queue

@@ -14,6 +14,7 @@ use io_uring::opcode;
 use io_uring::types::Fixed;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 /// An outbound WebSocket connection to open ([`Io::connect`]): the
 /// runtime's client mode, used by the load generator (and later by
@@ -40,6 +41,16 @@ pub struct Dial {
     pub headers: Vec<(String, String)>,
     /// Largest message accepted from the server.
     pub max_message: usize,
+    /// Speak TLS (`wss://`) with this client configuration, checking the
+    /// server's certificate against this name. `None`: plain `ws://`.
+    pub tls: Option<TlsDial>,
+}
+
+/// The TLS side of a [`Dial`].
+#[derive(Debug, Clone)]
+pub struct TlsDial {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
 }
 
 /// An outbound connection's state until it opens. Boxed: the kernel may
@@ -114,7 +125,7 @@ impl<M> Shard<M> {
             c.since = now;
             self.wheel.schedule(at, timer::Entry { key, gen: c.gen });
         }
-        if self.listener.is_some() {
+        if !self.listeners.is_empty() {
             // Accepts take kernel-allocated slots from the same table; a
             // shard that does both would need IORING_REGISTER_FILE_ALLOC_RANGE.
             return Err("outbound connections need a runtime without a listener".into());
@@ -186,9 +197,22 @@ impl<M> Shard<M> {
         let (handshake, request) =
             ClientHandshake::with_headers(&host, &o.dial.path, &protocols, &o.dial.headers);
         o.handshake = Some(handshake);
+        let tls = o.dial.tls.clone();
         c.phase = Phase::Handshake;
         c.since = now;
+        // With TLS the request waits in the queue until the TLS handshake
+        // is done (`tls_seal`); the ClientHello goes first.
         c.tx.push(Bytes::from(request));
+        if let Some(tls) = tls {
+            c.set_tls(true);
+            if let Err(why) = self.tls_dialed(key, tls.config, tls.name) {
+                if let Some(o) = self.table.outbound.get_mut(&key) {
+                    o.error.get_or_insert(format!("tls: {why}"));
+                }
+                self.kill(key);
+                return;
+            }
+        }
         self.table.mark(key);
     }
 }

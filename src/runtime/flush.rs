@@ -156,35 +156,49 @@ impl<M> Shard<M> {
         let now = self.table.now;
         let close_t = self.periods.keepalive.close;
         let draining = self.drain_deadline.is_some();
-        let Some(c) = self.table.conns.get_mut(key as usize) else {
+        let Some(c) = self.table.conns.get(key as usize) else {
             return false;
         };
-        let mut sent = false;
         let queue = Queue {
             open: c.phase == Phase::Open,
             has_control: c.tx.has_control(),
             bytes: c.tx.bytes(),
         };
-        if c.sending.is_none() && !c.tx.is_empty() && self.write_delay.holds(queue, draining) {
-            let mut delayed = c.delayed();
-            self.write_delay.hold(key, &mut delayed, self.elapsed);
-            c.set_delayed(delayed);
-        } else if c.sending.is_none() && !c.tx.is_empty() {
+        let idle = c.sending.is_none();
+        let closing = c.phase == Phase::Flushing && idle && c.tx.is_empty();
+        // TLS: handshake flights, tickets and alerts wait outside the queue
+        // and are never held; frames wait in it until the handshake is
+        // done; a closing connection sends close_notify before its
+        // half-close.
+        let tls = c.tls();
+        let tls_out = tls && self.table.tls.has_out(key);
+        let waits = tls && self.table.tls.handshaking(key);
+        let has_tx = !c.tx.is_empty() && !waits;
+        let notify = tls && closing && !tls_out && self.tls_close_notify(key);
+        let mut sent = false;
+        if idle && has_tx && !tls_out && self.write_delay.holds(queue, draining) {
+            if let Some(c) = self.table.conns.get_mut(key as usize) {
+                let mut delayed = c.delayed();
+                self.write_delay.hold(key, &mut delayed, self.elapsed);
+                c.set_delayed(delayed);
+            }
+        } else if idle && (has_tx || tls_out || notify) {
             let op = self.pool.pop().unwrap_or_else(SendOp::new);
-            self.submit_send(key, op);
-            sent = true;
-        } else if c.phase == Phase::Flushing && c.sending.is_none() && c.tx.is_empty() {
+            sent = self.submit_send(key, op);
+        } else if closing {
             // Everything is out: half-close, then wait for the peer's EOF
             // so unread input cannot turn our close into a reset that
             // destroys what we just sent.
-            c.phase = Phase::Lingering;
-            c.since = now;
-            c.set_shutting(true);
-            let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_WR)
-                .build()
-                .user_data(token::encode(Op::Shutdown, key, c.gen));
-            self.push(e);
-            self.reschedule(key, now + close_t);
+            if let Some(c) = self.table.conns.get_mut(key as usize) {
+                c.phase = Phase::Lingering;
+                c.since = now;
+                c.set_shutting(true);
+                let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_WR)
+                    .build()
+                    .user_data(token::encode(Op::Shutdown, key, c.gen));
+                self.push(e);
+                self.reschedule(key, now + close_t);
+            }
         }
         if self
             .table
@@ -224,16 +238,29 @@ impl<M> Shard<M> {
     }
 
     /// Submit `op` (holding the unsent rest of a short write, or empty)
-    /// topped up from the queue: one sendmsg for everything queued.
-    pub(super) fn submit_send(&mut self, key: u32, mut op: Box<SendOp>) {
+    /// topped up from the queue: one sendmsg for everything queued (for
+    /// TLS, one buffer of it sealed). False if there was nothing to send
+    /// (`op` goes back to the pool).
+    pub(super) fn submit_send(&mut self, key: u32, mut op: Box<SendOp>) -> bool {
+        if self.table.conns.get(key as usize).is_some_and(|c| c.tls())
+            && !self.tls_seal(key, &mut op)
+        {
+            self.pool_return(op);
+            return false;
+        }
         let Some(c) = self.table.conns.get_mut(key as usize) else {
-            return;
+            self.pool_return(op);
+            return false;
         };
-        while op.bufs.len() < MAX_IOV {
+        while op.bufs.len() < MAX_IOV && !c.tls() {
             match c.tx.pop() {
                 Some(f) => op.push(f),
                 None => break,
             }
+        }
+        if op.is_empty() {
+            self.pool_return(op);
+            return false;
         }
         let ud = token::encode(Op::Send, key, c.gen);
         let e = match op.bufs.front() {
@@ -260,5 +287,6 @@ impl<M> Shard<M> {
         c.sending = Some(op);
         inc(&self.table.my_stats().sends_total, 1);
         self.push(e);
+        true
     }
 }

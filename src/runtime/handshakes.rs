@@ -19,6 +19,7 @@ use super::conn::Phase;
 use super::inbound;
 use super::shard::{http_reserve, Shard};
 use super::timer::{Entry, Ticks};
+use super::tls;
 use crate::metrics::inc;
 
 impl<M> Shard<M> {
@@ -29,7 +30,15 @@ impl<M> Shard<M> {
         let keys = std::mem::take(&mut self.table.deferred);
         let mut rest = Vec::new();
         for key in keys {
-            if self.table.handshake_budget == 0 {
+            // A TLS connection still in its TLS handshake waits for the
+            // TLS budget, and its `rx` holds ciphertext.
+            let cipher = self.table.tls.handshaking(key);
+            let budget = if cipher {
+                self.table.tls.budget
+            } else {
+                self.table.handshake_budget
+            };
+            if budget == 0 {
                 rest.push(key);
                 continue;
             }
@@ -46,6 +55,14 @@ impl<M> Shard<M> {
                 continue;
             }
             let mut rx = c.rx.take();
+            if cipher {
+                // Decrypted, its plaintext (if any) goes where plaintext
+                // goes, `rx` included: the ciphertext is not put back.
+                let (table, mail) = (&mut self.table, &mut self.mail);
+                tls::delivered(app, table, mail, &self.config, key, &rx);
+                self.after_input(key, true);
+                continue;
+            }
             let (table, mail) = (&mut self.table, &mut self.mail);
             inbound::received_buffered(app, table, mail, &self.config, key, &mut rx);
             let Some(c) = self.table.conns.get_mut(key as usize) else {

@@ -33,6 +33,24 @@ pub(super) fn delivered<A: App>(
     key: u32,
     data: &mut [u8],
 ) -> bool {
+    match table.conns.get(key as usize) {
+        None => false,
+        // Ciphertext: decrypted first, then here again as plaintext.
+        Some(c) if c.tls() => super::tls::delivered(app, table, mail, config, key, data),
+        Some(_) => delivered_plain(app, table, mail, config, key, data),
+    }
+}
+
+/// [`delivered`] for plaintext: a plain connection's bytes, or what a TLS
+/// connection's session decrypted.
+pub(super) fn delivered_plain<A: App>(
+    app: &mut A,
+    table: &mut ConnTable,
+    mail: &mut Mailbox<A::Mail>,
+    config: &Config,
+    key: u32,
+    data: &mut [u8],
+) -> bool {
     let Some(c) = table.conns.get_mut(key as usize) else {
         return false;
     };

@@ -245,6 +245,7 @@ impl Harness {
             // is the shard's (`handshakes.rs`).
             handshake_budget: usize::MAX,
             deferred: Vec::new(),
+            tls: Default::default(),
         };
         // As `Shard::on_accept` takes a connection in.
         let gen = table.next_gen();

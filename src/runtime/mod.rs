@@ -27,6 +27,7 @@
 //! See `docs/architecture.md` for a connection's life and why each io_uring
 //! feature is used.
 
+mod accept;
 pub mod app;
 mod backpressure;
 pub mod bufring;
@@ -51,13 +52,14 @@ mod shard;
 pub mod stats;
 mod table;
 mod timer;
+mod tls;
 mod token;
 mod uring;
 mod write_delay;
 
 pub use app::{Accepted, App, ConnId};
-pub use config::{Config, StartError};
-pub use dial::{errno_text, Dial};
+pub use config::{Config, StartError, TlsListen};
+pub use dial::{errno_text, Dial, TlsDial};
 pub use io::Io;
 pub use server::{raise_fd_limit, Server};
 pub use stats::ShardStats;

@@ -279,8 +279,9 @@ pub struct PeerOp {
 
 impl<M> Shard<M> {
     /// Ask for the peer address of the connection just accepted in slot
-    /// `slot` (slab `key`, generation `gen`).
-    pub(super) fn ask_peer(&mut self, key: u32, gen: u32, slot: u32) {
+    /// `slot` (slab `key`, generation `gen`), `len` bytes of it (see
+    /// [`sockaddr_len`]: its listener's family).
+    pub(super) fn ask_peer(&mut self, key: u32, gen: u32, slot: u32, len: u32) {
         let op = PeerOp {
             key,
             gen,
@@ -293,7 +294,7 @@ impl<M> Shard<M> {
             libc::SOL_SOCKET as u32,
             libc::SO_PEERNAME as u32,
             ptr,
-            self.peer_len,
+            len,
         )
         .build();
         let e = getsockopt(e).user_data(token::encode(Op::Peer, i, gen));

@@ -1,6 +1,7 @@
 //! Starting and stopping a runtime: one thread per shard, each pinned to
 //! its core with its own ring, listener and mailbox.
 
+use super::accept::Listening;
 use super::app::App;
 use super::config::{Config, StartError};
 use super::peer::PeerLimits;
@@ -15,6 +16,7 @@ use std::thread::JoinHandle;
 /// A running server: its shards' threads.
 pub struct Server {
     addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<[ShardStats]>,
@@ -33,25 +35,34 @@ impl Server {
         let shards = config.shards.max(1);
         let nofile = raise_fd_limit();
         let table = nofile.min(config.max_connections_per_shard as u64) as u32;
-        let notes = match config.listen {
-            Some(_) => capacity::notes(
+        let listens = config.listen.is_some() || config.tls.is_some();
+        let notes = match listens {
+            true => capacity::notes(
                 capacity::Kernel::read(nofile),
                 shards,
                 u64::from(table),
                 u64::from(config.max_connections_per_shard),
                 config.listen_backlog.max(0) as u64,
             ),
-            None => Vec::new(),
+            false => Vec::new(),
         };
-        let (listeners, addr) = match config.listen {
-            Some(listen) => {
-                let (fds, addr) =
-                    listener::bind(listen, shards, config.listen_backlog, config.send_buffer)
-                        .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
-                (fds.into_iter().map(Some).collect(), Some(addr))
+        // Each shard gets its own socket of each listener (SO_REUSEPORT).
+        let mut listeners: Vec<Vec<Listening>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut bind = |listen: SocketAddr, tls: bool| {
+            let (fds, addr) =
+                listener::bind(listen, shards, config.listen_backlog, config.send_buffer)
+                    .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
+            for (mine, fd) in listeners.iter_mut().zip(fds) {
+                mine.push(Listening::new(fd, tls, addr));
             }
-            None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None),
+            Ok::<_, StartError>(addr)
         };
+        let addr = config.listen.map(|a| bind(a, false)).transpose()?;
+        let tls_addr = config
+            .tls
+            .as_ref()
+            .map(|t| bind(t.addr, true))
+            .transpose()?;
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -142,6 +153,7 @@ impl Server {
         }
         Ok(Server {
             addr,
+            tls_addr,
             draining,
             threads,
             stats,
@@ -158,6 +170,11 @@ impl Server {
     /// The bound address (None for a client-only runtime).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    /// The TLS listener's bound address, if it has one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     pub fn stats(&self) -> &Arc<[ShardStats]> {

@@ -1,4 +1,4 @@
-//! One shard: a thread, a ring, a listener, and the connections it accepted.
+//! One shard: a thread, a ring, its listeners, and the connections it accepted.
 //!
 //! Each loop turn: reap completions, act on them (this is where bytes are
 //! decoded and the application runs), read cross-shard mail, then flush:
@@ -8,15 +8,16 @@
 //! `io_uring_enter` submits it all, completes what arrived meanwhile, and
 //! waits for the next completion only when nothing is left to do.
 
+use super::accept::Listening;
 use super::app::{App, ConnId};
 use super::bufring::BufRing;
 use super::config::{Config, StartError};
-use super::conn::{Conn, Phase, SendOp, NO_SLOT};
+use super::conn::{Phase, SendOp, NO_SLOT};
 use super::deadlines::Periods;
 use super::inbound;
 use super::io::Io;
 use super::mailbox::Mailbox;
-use super::peer::{self, PeerLimits, PeerOp};
+use super::peer::{PeerLimits, PeerOp};
 use super::stats::ShardStats;
 use super::table::{live, ConnTable};
 use super::timer::{self, ticks, Ticks, Wheel};
@@ -29,17 +30,11 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Free descriptor slots at or below which accepts go one at a time: a
-/// multishot accept takes every queued connection in one go, and each one
-/// past the last free slot is reset by the kernel. 64 is more than one
-/// loop turn's burst at the accept rates measured here (~15k/s, a turn of
-/// a few ms).
-const ACCEPT_ONE_BY_ONE: usize = 64;
 /// Send buffers kept for reuse.
 const SENDOP_POOL: usize = 1024;
 const BGID: u16 = 0;
@@ -65,7 +60,9 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 pub struct Shard<M> {
     pub(super) ring: IoUring,
     pub(super) bufs: BufRing,
-    pub(super) listener: Option<OwnedFd>,
+    /// The listening sockets (none for a client-only runtime), each with
+    /// its accept's state (`accept.rs`).
+    pub(super) listeners: Vec<Listening>,
     pub(super) table: ConnTable,
     /// Direct descriptor slots never used yet (outbound connections pick
     /// their own slots; accepted ones get the kernel's).
@@ -77,13 +74,8 @@ pub struct Shard<M> {
     pub(super) config: Arc<Config>,
     pub(super) draining_flag: Arc<AtomicBool>,
     pub(super) drain_deadline: Option<Ticks>,
-    pub(super) accept_armed: bool,
+    /// Accepting stopped: the descriptor table is full.
     pub(super) accept_paused: bool,
-    /// The armed accept is multishot (else one at a time: the table is
-    /// nearly full).
-    accept_multi: bool,
-    /// A cancel of the multishot accept is in flight.
-    accept_cancelling: bool,
     tick: Box<Timespec>,
     pub(super) wheel: Wheel,
     pub(super) due: Vec<timer::Entry>,
@@ -115,8 +107,6 @@ pub struct Shard<M> {
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
     /// `SO_PEERNAME` requests in flight (`peer.rs`).
     pub(super) peer_ops: Slab<PeerOp>,
-    /// Bytes to ask `SO_PEERNAME` for (see `peer::sockaddr_len`).
-    pub(super) peer_len: u32,
     pub(super) peers: Arc<PeerLimits>,
     /// The stripe of `peers` the next tick sweeps.
     pub(super) peer_sweep: usize,
@@ -140,7 +130,7 @@ impl<M> Shard<M> {
         me: usize,
         config: &Arc<Config>,
         table_size: u32,
-        listener: Option<OwnedFd>,
+        listeners: Vec<Listening>,
         mail: Mailbox<M>,
         shared: Shared,
     ) -> Result<Self, StartError> {
@@ -193,7 +183,7 @@ impl<M> Shard<M> {
         Ok(Self {
             ring,
             bufs,
-            listener,
+            listeners,
             next_slot: 0,
             free_slots: Vec::new(),
             table_size,
@@ -214,15 +204,13 @@ impl<M> Shard<M> {
                 outbound: FxHashMap::default(),
                 handshake_budget: config.handshakes_per_turn,
                 deferred: Vec::new(),
+                tls: Default::default(),
             },
             mail,
             config: config.clone(),
             draining_flag: draining,
             drain_deadline: None,
-            accept_armed: false,
             accept_paused: false,
-            accept_multi: false,
-            accept_cancelling: false,
             tick: Box::new(Timespec::from(config.tick)),
             wheel: Wheel::new(span),
             due: Vec::new(),
@@ -241,7 +229,6 @@ impl<M> Shard<M> {
             dial_cost_ns: super::dial::DIAL_COST_START_NS,
             handshakes: VecDeque::new(),
             peer_ops: Slab::new(),
-            peer_len: config.listen.map_or(0, peer::sockaddr_len),
             peers,
             peer_sweep: me,
             peer_warned: false,
@@ -266,63 +253,6 @@ impl<M> Shard<M> {
         }
     }
 
-    /// Descriptor slots free for accepted connections.
-    fn slots_free(&self) -> usize {
-        (self.table_size as usize).saturating_sub(self.table.conns.len())
-    }
-
-    /// Arm the accept: multishot while the table has room to spare, one at
-    /// a time near the end of it, none when it is full. An accept that
-    /// finds no free slot has already taken the connection off the listen
-    /// queue, and the kernel resets it: a multishot accept armed on a full
-    /// table reset every client that arrived (a `/healthz` among them).
-    /// Connections wait in the listen backlog instead until a slot frees.
-    pub(super) fn arm_accept(&mut self) {
-        // Accepting goes on while draining: health checks must get their
-        // 503, and upgrades are refused with it.
-        if self.accept_armed || self.accept_paused {
-            return;
-        }
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        let free = self.slots_free();
-        if free == 0 {
-            self.accept_paused = true;
-            return;
-        }
-        let fd = Fd(listener.as_raw_fd());
-        self.accept_multi = free > ACCEPT_ONE_BY_ONE;
-        let e = if self.accept_multi {
-            opcode::AcceptMulti::new(fd)
-                .allocate_file_index(true)
-                .build()
-        } else {
-            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
-                .file_index(Some(io_uring::types::DestinationSlot::auto_target()))
-                .build()
-        };
-        self.push(e.user_data(token::encode(Op::Accept, 0, 0)));
-        self.accept_armed = true;
-        self.accept_cancelling = false;
-    }
-
-    /// A multishot accept near the end of the table is cancelled; its last
-    /// completion re-arms one at a time (`on_accept`).
-    fn narrow_accept(&mut self) {
-        if self.accept_armed
-            && self.accept_multi
-            && !self.accept_cancelling
-            && self.slots_free() <= ACCEPT_ONE_BY_ONE
-        {
-            self.accept_cancelling = true;
-            let e = opcode::AsyncCancel::new(token::encode(Op::Accept, 0, 0))
-                .build()
-                .user_data(token::encode(Op::Cancel, 0, 0));
-            self.push(e);
-        }
-    }
-
     fn arm_tick(&mut self) {
         let e = opcode::Timeout::new(&*self.tick as *const Timespec)
             .count(0)
@@ -343,6 +273,7 @@ impl<M> Shard<M> {
             self.grew_this_turn = false;
             self.bufs.end_turn();
             self.table.handshake_budget = self.config.handshakes_per_turn.max(1);
+            self.table.tls.budget = self.config.tls_handshakes_per_turn.max(1);
             // Heads left over from earlier turns go first.
             if !self.table.deferred.is_empty() {
                 self.run_deferred(&mut app);
@@ -520,7 +451,7 @@ impl<M> Shard<M> {
             return;
         };
         match op {
-            Op::Accept => self.on_accept(res, flags),
+            Op::Accept => self.on_accept(key, res, flags),
             Op::Recv => self.on_recv(app, key, gen, res, flags),
             Op::Send => {
                 if self.on_send(key, gen, res) {
@@ -546,42 +477,6 @@ impl<M> Shard<M> {
             Op::Cancel => {}
             Op::Peer => self.on_peer(key, res),
         }
-    }
-
-    fn on_accept(&mut self, res: i32, flags: u32) {
-        if !cqueue::more(flags) {
-            self.accept_armed = false;
-        }
-        if res < 0 {
-            if res == -libc::ENFILE || res == -libc::EMFILE {
-                // The direct descriptor table is full: stop accepting
-                // (connections wait in the backlog) until a slot frees.
-                inc(&self.table.my_stats().accept_table_full_total, 1);
-                self.accept_paused = true;
-            }
-            if !self.accept_armed {
-                self.arm_accept();
-            }
-            return;
-        }
-        let now = self.table.now;
-        let gen = self.table.next_gen();
-        let mut conn = Conn::new(res as u32, gen, now);
-        conn.wheel_at = now + self.periods.handshake;
-        let key = self.table.conns.insert(conn) as u32;
-        self.wheel
-            .schedule(now + self.periods.handshake, timer::Entry { key, gen });
-        let s = self.table.my_stats();
-        inc(&s.connections_accepted_total, 1);
-        inc(&s.connections_open, 1);
-        // Before the receive: its completion then comes first.
-        self.ask_peer(key, gen, res as u32);
-        self.arm_recv(key);
-        self.handshake_started(key, gen, now);
-        if !self.accept_armed {
-            self.arm_accept();
-        }
-        self.narrow_accept();
     }
 
     pub(super) fn arm_recv(&mut self, key: u32) {
@@ -719,7 +614,13 @@ impl<M> Shard<M> {
         let frames = op.advance(res as usize);
         let s = &self.table.stats[me];
         inc(&s.bytes_sent_total, res as u64);
-        inc(&s.frames_sent_total, frames as u64);
+        if c.tls() {
+            // Its frames were counted as they were sealed; these are
+            // ciphertext buffers.
+            inc(&s.tls_bytes_sent_total, res as u64);
+        } else {
+            inc(&s.frames_sent_total, frames as u64);
+        }
         if op.is_empty() || c.phase == Phase::Dead {
             let drained = c.tx.is_empty() && c.phase == Phase::Open && c.opened();
             if c.tx.is_empty() {
@@ -732,12 +633,12 @@ impl<M> Shard<M> {
         } else {
             // A short write: send the rest at once, topped up with
             // whatever was queued meanwhile.
-            self.submit_send(key, op);
+            let _ = self.submit_send(key, op);
             false
         }
     }
 
-    fn pool_return(&mut self, mut op: Box<SendOp>) {
+    pub(super) fn pool_return(&mut self, mut op: Box<SendOp>) {
         op.clear();
         if self.pool.len() < SENDOP_POOL {
             self.pool.push(op);
@@ -764,6 +665,9 @@ impl<M> Shard<M> {
             }
             self.forget_peer(&c.peer);
             self.table.outbound.remove(&key);
+            if c.tls() {
+                self.tls_released(key);
+            }
             dec(&self.table.my_stats().connections_open, 1);
             if self.accept_paused {
                 self.accept_paused = false;

@@ -26,6 +26,14 @@ counters! { ShardStats {
     peer_rate_refused_total: "counter", "Connections answered 429: their address opened more than --max-handshakes-per-ip a second.";
     peer_addresses_tracked: "gauge", "Client addresses (IPv4, or IPv6 /64) counted by the per-address limits.";
     close_reasons_dropped_total: "counter", "Closes the application asked for whose reason was sent empty: over 255 distinct reasons were seen.";
+    tls_handshakes_full ["tls_handshakes_total", "result=\"full\""]: "counter", "TLS handshakes, by result: full, resumed (a session ticket or ID), failed (an alert was sent), incomplete (the connection ended first: a timeout, EOF, or shed).";
+    tls_handshakes_resumed ["tls_handshakes_total", "result=\"resumed\""]: "counter", "";
+    tls_handshakes_failed ["tls_handshakes_total", "result=\"failed\""]: "counter", "";
+    tls_handshakes_incomplete ["tls_handshakes_total", "result=\"incomplete\""]: "counter", "";
+    tls_handshakes_deferred_total: "counter", "TLS handshake input left for a later loop turn: the turn had computed --tls-handshakes-per-turn flights already.";
+    tls_errors_total: "counter", "TLS connections failed after their handshake (a bad record, an unexpected message).";
+    tls_bytes_received_total: "counter", "TLS bytes received (ciphertext), included in bytes_received_total.";
+    tls_bytes_sent_total: "counter", "TLS bytes sent (ciphertext), included in bytes_sent_total.";
     mail_received_total: "counter", "Cross-shard messages received.";
     doorbells_rung_total: "counter", "Wake-ups sent to sleeping shards.";
     doorbells_received_total: "counter", "Wake-ups received from other shards.";

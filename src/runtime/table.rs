@@ -7,6 +7,7 @@ use super::conn::{Conn, Phase};
 use super::dial::Outbound;
 use super::stats::ShardStats;
 use super::timer::Ticks;
+use super::tls::TlsConns;
 use super::token;
 use rustc_hash::FxHashMap;
 use slab::Slab;
@@ -49,8 +50,10 @@ pub struct ConnTable {
     /// Request heads this turn may still parse (`Config::handshakes_per_turn`).
     pub handshake_budget: usize,
     /// Connections whose request head waits, in `rx`, for a later turn's
-    /// budget, in arrival order.
+    /// budget, in arrival order (TLS ones also for their handshake's).
     pub deferred: Vec<u32>,
+    /// TLS connections' sessions (`runtime::tls`).
+    pub tls: TlsConns,
 }
 
 impl ConnTable {

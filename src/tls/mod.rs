@@ -8,7 +8,9 @@
 //!   certificates picked by SNI ([`resolver`]), TLS 1.3 and 1.2, ALPN
 //!   `http/1.1`, session tickets plus a bounded session cache, and
 //!   [`TlsServer::reload`] for SIGHUP.
-//! - [`session`]: one connection's TLS state machine.
+//! - [`session`]: one connection's TLS state machine (server side, and
+//!   the client side for the runtime's outbound connections);
+//! - [`client`]: the client configuration (a CA file, or `--insecure`).
 //!
 //! # Crypto provider: `aws-lc-rs`, not `ring`
 //!
@@ -48,6 +50,7 @@
 //! See [`session`] for the decision and the per-idle-connection memory it
 //! costs.
 
+pub mod client;
 pub mod config;
 pub mod resolver;
 pub mod session;
@@ -59,5 +62,7 @@ mod test_certs;
 #[cfg(test)]
 mod tests;
 
+pub use client::{client_config, Trust};
 pub use config::{ConfigError, TlsServer, TlsSettings};
+pub use rustls::pki_types::ServerName;
 pub use session::{Feed, HandshakeKind, TlsError, TlsSession};

@@ -41,8 +41,9 @@ use std::fmt;
 use std::io::{IoSlice, Read, Write};
 use std::sync::Arc;
 
+use rustls::pki_types::ServerName;
 pub use rustls::HandshakeKind;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 /// What one [`TlsSession::feed`] produced, besides bytes appended to the
 /// caller's buffers.
@@ -78,22 +79,46 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 pub struct TlsSession {
-    conn: ServerConnection,
+    /// Server side for accepted connections; client side for the runtime's
+    /// outbound ones (the load generator's `wss://`).
+    conn: Connection,
     /// Whether `handshake_completed` was already reported.
     reported_handshake: bool,
 }
 
 impl TlsSession {
     pub fn new(config: Arc<ServerConfig>) -> Result<Self, TlsError> {
-        let mut conn = ServerConnection::new(config).map_err(|error| TlsError {
+        let conn = ServerConnection::new(config).map_err(|error| TlsError {
             error,
             alert: Vec::new(),
         })?;
+        Ok(Self::wrap(conn.into()))
+    }
+
+    /// The client side, connecting to `name` (checked against the server's
+    /// certificate by `config`'s verifier). Its first flight (the
+    /// ClientHello) is ready at once: seal nothing and call
+    /// [`TlsSession::pending`] to get it.
+    pub fn client(config: Arc<ClientConfig>, name: ServerName<'static>) -> Result<Self, TlsError> {
+        let conn = ClientConnection::new(config, name).map_err(|error| TlsError {
+            error,
+            alert: Vec::new(),
+        })?;
+        Ok(Self::wrap(conn.into()))
+    }
+
+    fn wrap(mut conn: Connection) -> Self {
         conn.set_buffer_limit(None);
-        Ok(Self {
+        Self {
             conn,
             reported_handshake: false,
-        })
+        }
+    }
+
+    /// Move whatever the session has to send (a client's ClientHello)
+    /// into `out`.
+    pub fn pending(&mut self, out: &mut Vec<u8>) {
+        self.drain_tls(out);
     }
 
     /// Process received ciphertext: decrypted application data is appended
@@ -171,9 +196,13 @@ impl TlsSession {
         self.conn.is_handshaking()
     }
 
-    /// The SNI the client sent, once the ClientHello was processed.
+    /// The SNI the client sent, once the ClientHello was processed (the
+    /// server side; `None` on the client side).
     pub fn sni(&self) -> Option<&str> {
-        self.conn.server_name()
+        match &self.conn {
+            Connection::Server(c) => c.server_name(),
+            Connection::Client(_) => None,
+        }
     }
 
     /// Full, full after a HelloRetryRequest, or resumed; `None` until the

@@ -12,6 +12,7 @@ use rustls_pki_types::CertificateDer;
 pub struct TestPki {
     dir: PathBuf,
     ca_der: CertificateDer<'static>,
+    ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
     files: AtomicUsize,
 }
@@ -32,6 +33,7 @@ impl TestPki {
         Self {
             dir,
             ca_der: ca.der().clone(),
+            ca_pem: ca.pem(),
             issuer: Issuer::new(params, key),
             files: AtomicUsize::new(0),
         }
@@ -55,6 +57,11 @@ impl TestPki {
         let path = self.dir.join(format!("{n}-{what}.pem"));
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    /// The CA certificate, PEM (what a client's `--ca` file holds).
+    pub fn ca_pem(&self) -> String {
+        self.ca_pem.clone()
     }
 
     pub fn dir(&self) -> &Path {

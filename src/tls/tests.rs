@@ -451,3 +451,77 @@ fn renegotiation_attempts_are_refused() {
     }
     assert!(outcome.is_some(), "repeated renegotiation never failed");
 }
+
+#[test]
+fn a_client_session_talks_to_a_server_session() {
+    // The runtime's outbound side (the load generator's wss://) drives a
+    // client `TlsSession` the same way: its ClientHello comes from
+    // `pending`, everything after from `feed` and `seal`.
+    let pki = TestPki::new();
+    let server = one_cert(&pki, &["localhost"]);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut c = TlsSession::client(Arc::new(pki.client(&[&TLS13, &TLS12])), name).unwrap();
+    let mut s = TlsSession::new(server.config()).unwrap();
+    let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
+    c.pending(&mut to_server);
+    assert!(!to_server.is_empty(), "no ClientHello");
+    let (mut c_plain, mut s_plain) = (Vec::new(), Vec::new());
+    let mut done = (false, false);
+    for _ in 0..8 {
+        let f = s.feed(&to_server, &mut s_plain, &mut to_client).unwrap();
+        done.1 |= f.handshake_completed;
+        to_server.clear();
+        let f = c.feed(&to_client, &mut c_plain, &mut to_server).unwrap();
+        done.0 |= f.handshake_completed;
+        to_client.clear();
+        if done == (true, true) && to_server.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(done, (true, true));
+    assert_eq!(s.sni(), Some("localhost"));
+    assert_eq!(c.sni(), None);
+    c.seal(&[b"GET / HTTP/1.1\r\n", b"\r\n"], &mut to_server)
+        .unwrap();
+    s.feed(&to_server, &mut s_plain, &mut to_client).unwrap();
+    assert_eq!(s_plain, b"GET / HTTP/1.1\r\n\r\n");
+    s.seal(&[b"HTTP/1.1 200 OK\r\n\r\n"], &mut to_client)
+        .unwrap();
+    c.feed(&to_client, &mut c_plain, &mut Vec::new()).unwrap();
+    assert!(c_plain.ends_with(b"200 OK\r\n\r\n"), "{c_plain:?}");
+}
+
+#[test]
+fn client_config_trusts_its_ca_file_and_insecure_trusts_anything() {
+    let pki = TestPki::new();
+    let server = one_cert(&pki, &["localhost"]);
+    let other = TestPki::new();
+    let handshake = |config: Arc<ClientConfig>| {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = TlsSession::client(config, name).unwrap();
+        let mut s = TlsSession::new(server.config()).unwrap();
+        let (mut to_s, mut to_c, mut p) = (Vec::new(), Vec::new(), Vec::new());
+        c.pending(&mut to_s);
+        for _ in 0..4 {
+            s.feed(&to_s, &mut p, &mut to_c).map_err(|e| e.error)?;
+            to_s.clear();
+            c.feed(&to_c, &mut p, &mut to_s).map_err(|e| e.error)?;
+            to_c.clear();
+        }
+        Ok::<bool, rustls::Error>(!c.is_handshaking())
+    };
+    let ca = pki.write("ca.pem", &pki.ca_pem());
+    let trusted = super::client_config(super::Trust::Ca(&ca)).unwrap();
+    assert_eq!(handshake(trusted), Ok(true));
+    let wrong_ca = other.write("ca.pem", &other.ca_pem());
+    let untrusted = super::client_config(super::Trust::Ca(&wrong_ca)).unwrap();
+    assert!(matches!(
+        handshake(untrusted),
+        Err(rustls::Error::InvalidCertificate(_))
+    ));
+    let insecure = super::client_config(super::Trust::Insecure).unwrap();
+    assert_eq!(handshake(insecure), Ok(true));
+    let empty = pki.write("empty.pem", "");
+    let e = super::client_config(super::Trust::Ca(&empty)).unwrap_err();
+    assert!(e.to_string().contains("empty.pem"), "{e}");
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Broker {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The TLS listener's address (with `--listen-tls`).
+    pub tls_addr: Option<SocketAddr>,
 }
 
 impl Broker {
@@ -42,6 +44,23 @@ impl Broker {
             assert!(n > 0, "ringfan exited before listening");
             assert!(Instant::now() < deadline, "ringfan did not start");
         }
+        let addr_of = |line: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.parse::<SocketAddr>().ok())
+                .expect("address in the listening line")
+        };
+        let addr = addr_of(&line);
+        let mut tls_addr = None;
+        if args.contains(&"--listen-tls") {
+            // Printed after the plain listener's line.
+            line.clear();
+            while !line.contains("tls listening on") {
+                line.clear();
+                let n = reader.read_line(&mut line).expect("read ringfan stdout");
+                assert!(n > 0, "ringfan exited before listening for TLS");
+            }
+            tls_addr = Some(addr_of(&line));
+        }
         // Keep draining stdout so the server never blocks on it.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -49,11 +68,11 @@ impl Broker {
                 sink.clear();
             }
         });
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.parse::<SocketAddr>().ok())
-            .expect("address in the listening line");
-        Broker { child, addr }
+        Broker {
+            child,
+            addr,
+            tls_addr,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
