@@ -236,6 +236,24 @@ class TlsForwarder:
             w.close()
 
 
+def tls_handshake_count(port: int) -> int | None:
+    """Completed TLS handshakes (full and resumed), from the plain port's
+    /metrics; None if it cannot be read."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+    found = re.findall(r'^ringfan_tls_handshakes_total\{result="(?:full|resumed)"\} (\d+)$',
+                       body, re.M)
+    return sum(int(n) for n in found) if found else None
+
+
 def tls_setup(workdir: Path) -> tuple[list[str], ssl.SSLContext]:
     """ringfan's TLS flags and a client context trusting its certificate."""
     import tlscerts  # tests/python; needs the venv's cryptography
@@ -284,6 +302,7 @@ def main() -> int:
     tls_args: list[str] = []
     forwarder = None
     certdir = None
+    tls_handshakes = None
     if args.tls:
         certdir = tempfile.TemporaryDirectory(prefix="autobahn-tls-")
         tls_args, context = tls_setup(Path(certdir.name))
@@ -316,6 +335,9 @@ def main() -> int:
             problems.append(f"kosoku did not finish within {args.timeout:.0f}s")
         if server.proc.poll() is not None:
             problems.append(f"server exited during the run (status {server.proc.returncode})")
+        elif args.tls:
+            tls_handshakes = tls_handshake_count(server.port)
+            print(f"autobahn: ringfan counted {tls_handshakes} TLS handshakes", flush=True)
     except RuntimeError as e:
         problems.append(str(e))
     finally:
@@ -342,6 +364,10 @@ def main() -> int:
     print(f"autobahn: behavior {dict(sorted(by_b.items()))}; "
           f"behaviorClose {dict(sorted(by_c.items()))}")
 
+    if args.tls and tls_handshakes is not None and tls_handshakes < len(results):
+        # Every case is a connection of its own: fewer handshakes than cases
+        # would mean that some did not go over TLS.
+        problems.append(f"only {tls_handshakes} TLS handshakes for {len(results)} cases")
     ids = sorted(results, key=case_key)
     failed = [c for c in ids if not passed(results[c])]
     for c in failed:
