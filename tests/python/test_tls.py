@@ -341,6 +341,34 @@ def test_alpn_offers(tls_server, tls_certs, offer, selected):
         assert http_get_over(s) == (200, b"ok\n")
 
 
+def test_alpn_without_http11_is_refused(fresh_tls, tls_certs):
+    """protocol.md: a client offering ALPN without http/1.1 gets a
+    no_application_protocol alert."""
+    s, base = fresh_tls
+    with pytest.raises(ssl.SSLError, match="NO_APPLICATION_PROTOCOL|no application protocol"):
+        tls_socket(s.tls_port, tls_certs.context(alpn=["h2"]))
+    assert wait_metric(s, FAILED, 1) == 1
+    still_serves(s, tls_certs, base)
+
+
+@pytest.mark.parametrize("suite", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                                   "ECDHE-ECDSA-CHACHA20-POLY1305"])
+def test_tls12_aead_suites(tls_server, tls_certs, suite):
+    ctx = tls_certs.context(max_version=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers(suite)
+    with tls_socket(tls_server.tls_port, ctx) as c:
+        assert c.cipher()[0] == suite
+        assert http_get_over(c) == (200, b"ok\n")
+
+
+def test_tls12_cbc_only_client_is_refused(tls_server, tls_certs):
+    """AEAD suites only: a TLS 1.2 client offering only CBC gets an alert."""
+    ctx = tls_certs.context(max_version=ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
+    with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
+        tls_socket(tls_server.tls_port, ctx)
+
+
 @pytest.mark.parametrize("sni, want, verify", [
     (None, "default", True),          # an IP address: no SNI at all
     ("localhost", "default", True),   # the default's own DNS name
@@ -704,6 +732,31 @@ def test_session_resumption_is_counted(start_server, tls_certs, max_version):
     assert s.metric(FULL) == 1
 
 
+@pytest.mark.parametrize("how", ["tls13 ticket", "tls12 ticket", "tls12 session id"])
+def test_resumption_works_on_every_shard(start_server, tls_certs, how):
+    """Ten reconnections with one session: SO_REUSEPORT spreads them over
+    both shards, and each must resume (tickets and the session-ID cache
+    are shared by the shards)."""
+    s = start_server(*tls_flags(tls_certs))
+    ctx = tls_certs.context(max_version=None if how.startswith("tls13")
+                            else ssl.TLSVersion.TLSv1_2)
+    if how.endswith("session id"):
+        ctx.options |= ssl.OP_NO_TICKET
+    with tls_socket(s.tls_port, ctx) as first:
+        assert http_get_over(first) == (200, b"ok\n")
+        session = first.session
+    resumed = []
+    for _ in range(10):
+        with tls_socket(s.tls_port, ctx, session=session) as c:
+            resumed.append(c.session_reused)
+            assert http_get_over(c) == (200, b"ok\n")
+            if how.startswith("tls13"):
+                session = c.session  # a fresh ticket each time, as clients do
+    assert resumed == [True] * 10, resumed
+    assert wait_metric(s, RESUMED, 10) == 10
+    assert s.metric(FULL) == 1
+
+
 def test_tls_byte_counters_match_the_wire(start_server, tls_certs):
     """ringfan_tls_bytes_{received,sent}_total count ciphertext: with one
     TLS connection (a handshake, a request, the answer and its close), they
@@ -1061,6 +1114,171 @@ def test_renegotiation_is_refused_without_a_hang(fresh_tls, tls_certs):
             proc.kill()
         proc.wait()
     still_serves(s, tls_certs, base)
+
+
+def test_key_update_from_client_keeps_the_connection(fresh_tls, tls_certs):
+    """TLS 1.3 KeyUpdate, with update_requested (`K` in openssl s_client):
+    the upgrade, a KeyUpdate, then a masked frame; the echo comes back
+    under the new keys."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (apt-get install openssl)")
+    s, base = fresh_tls
+    cmd = [openssl, "s_client", "-tls1_3", "-connect", f"127.0.0.1:{s.tls_port}",
+           "-CAfile", str(tls_certs.ca.cert_path), "-servername", "localhost"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    out = b""
+
+    def read_until(pattern: bytes, timeout: float = STEP) -> bool:
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while pattern not in out:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                return pattern in out
+            chunk = proc.stdout.read(65536)
+            if chunk:
+                out += chunk
+            else:
+                time.sleep(0.02)
+        return True
+
+    try:
+        os.set_blocking(proc.stdout.fileno(), False)
+        assert read_until(b"Verify return code"), out.decode(errors="replace")
+        proc.stdin.write(wsraw.handshake_request(s.tls_port, "/echo"))
+        proc.stdin.flush()
+        assert read_until(b"HTTP/1.1 101"), out.decode(errors="replace")
+        for cmd_letter, payload in ((b"K\n", b"after K"), (b"k\n", b"after k")):
+            proc.stdin.write(cmd_letter)
+            proc.stdin.flush()
+            assert read_until(b"KEYUPDATE"), out.decode(errors="replace")
+            out = out.replace(b"KEYUPDATE", b"keyupdate")
+            proc.stdin.write(wsraw.frame(wsraw.OP_TEXT, payload))
+            proc.stdin.flush()
+            echo = bytes([0x81, len(payload)]) + payload
+            assert read_until(echo), out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    still_serves(s, tls_certs, base)
+
+
+def test_tampered_record_after_handshake_is_fatal(fresh_tls, tls_certs):
+    """A record that fails authentication (one bit flipped): the server
+    closes, counts a TLS error, and frees the slot."""
+    s, base = fresh_tls
+    with WireTls(s.tls_port, tls_certs.context()) as c:
+        c.handshake()
+        c.upgrade(s.tls_port, "/echo")
+        c.obj.write(wsraw.frame(wsraw.OP_TEXT, b"hello"))
+        rec = bytearray(c.out.read())
+        rec[-3] ^= 0x01  # inside the AEAD tag
+        c.sock.sendall(rec)
+        data, how = read_to_eof(c.sock)
+        # An encrypted alert may come first (TLS 1.3 hides its type).
+        assert all(t in (ALERT, APPDATA) for t, _ in records(data)), records(data)
+    assert wait_metric(s, "ringfan_tls_errors_total", 1) == 1
+    assert wait_metric(s, OPEN, base) == base
+    still_serves(s, tls_certs, base)
+
+
+def test_client_close_notify_ends_the_connection(fresh_tls, tls_certs):
+    """A wss client that sends close_notify (no WebSocket close): the
+    server answers close_notify, closes, and frees the slot."""
+    s, base = fresh_tls
+    with WireTls(s.tls_port, tls_certs.context()) as c:
+        c.handshake()
+        c.upgrade(s.tls_port, "/echo")
+        with pytest.raises(ssl.SSLWantReadError):
+            c.obj.unwrap()  # sends close_notify, wants the peer's
+        c._flush()
+        assert c.recv_to_end() == "close_notify"
+    assert wait_metric(s, OPEN, base) == base
+
+
+@pytest.mark.parametrize("how", ["tls13 full", "tls12 resumed"])
+def test_finished_request_and_frame_in_one_segment(fresh_tls, tls_certs, how):
+    """The client's last flight (its Finished), the upgrade request and a
+    first frame in one TCP segment, as a client that does not wait sends
+    them: all are read. In TLS 1.2 the client's Finished comes last only in
+    a resumed (abbreviated) handshake."""
+    s, base = fresh_tls
+    ctx = tls_certs.context(max_version=ssl.TLSVersion.TLSv1_2 if "tls12" in how else None)
+    session = None
+    if "resumed" in how:
+        with tls_socket(s.tls_port, ctx) as first:
+            assert http_get_over(first) == (200, b"ok\n")
+            session = first.session
+    with WireTls(s.tls_port, ctx, session=session) as c:
+        try:
+            c.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        c._flush()  # the ClientHello
+        while True:
+            assert c._fill(), "EOF during the handshake"
+            try:
+                c.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                c._flush()  # a flight that is not the last
+        assert c.obj.session_reused == (session is not None)
+        last_flight = c.out.read()
+        assert last_flight, "nothing to coalesce"
+        c.obj.write(wsraw.handshake_request(s.tls_port, "/echo"))
+        c.obj.write(wsraw.frame(wsraw.OP_TEXT, b"early bird"))
+        c.sock.sendall(last_flight + c.out.read())
+        c.recv_until(lambda b: b"\r\n\r\n" in b)
+        head, _, rest = bytes(c.plain).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        c.plain = bytearray(rest)
+        assert c.frame() == (wsraw.OP_TEXT, b"early bird")
+    still_serves(s, tls_certs, base)
+
+
+def test_full_duplex_large_echo_over_wss(tls_server, tls_certs):
+    """Sending and receiving at once: 24 messages of 256 KiB in flight
+    both ways."""
+    async def go():
+        async with wss(tls_server, tls_certs) as ws:
+            msgs = [os.urandom(256 * 1024) for _ in range(24)]
+
+            async def sender():
+                for m in msgs:
+                    await bounded(ws.send(m))
+
+            async def receiver():
+                for m in msgs:
+                    assert await bounded(ws.recv()) == m
+
+            await bounded(asyncio.gather(sender(), receiver()), 30)
+
+    run(go(), 40)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "server bug: a TLS connection refused on accept by a per-address limit gets "
+    "no 429 and no alert: the ClientHello is left unanswered and the socket is "
+    "closed after --close-timeout (5 s); the plain port answers 429 at once"))
+@pytest.mark.parametrize("flag", ["--max-connections-per-ip", "--max-handshakes-per-ip"])
+def test_per_ip_limit_429_comes_over_tls(start_server, tls_certs, flag):
+    """protocol.md, Per client address: a connection past the limit is
+    answered 429 as soon as it is accepted; over TLS (everything holds over
+    TLS) that answer must come inside TLS, not leave the client hanging."""
+    s = start_server(flag, "1", *tls_flags(tls_certs))
+
+    async def go():
+        async with wss(s, tls_certs) as ws:
+            await bounded(ws.send("one"))
+            assert await bounded(ws.recv()) == "one"
+            status, headers, body = await asyncio.to_thread(
+                s.https_get, "/healthz", tls_certs.context(), 3)
+            assert status == 429, (status, body)
+            assert headers.get("Retry-After") == "1"
+
+    run(go())
 
 
 # --- TLS only ----------------------------------------------------------------
