@@ -678,10 +678,13 @@ def test_slow_tls_subscriber_is_disconnected_and_slows_nobody(start_server, tls_
         assert (struct.unpack("!H", payload[:2])[0], payload[2:]) == (1008, b"slow consumer")
 
 
-def test_many_concurrent_tls_handshakes(start_server, tls_certs):
+@pytest.mark.parametrize("budget", [[], ["--tls-handshakes-per-turn", "1"]],
+                         ids=["default", "one-per-turn"])
+def test_many_concurrent_tls_handshakes(start_server, tls_certs, budget):
     """A reconnect storm in small: 150 wss clients at once, each echoing;
-    every handshake counted, every slot freed."""
-    s = start_server(*tls_flags(tls_certs))
+    every handshake counted, every slot freed (also when a shard computes
+    one handshake flight per turn and the rest wait)."""
+    s = start_server(*budget, *tls_flags(tls_certs))
     base = wait_metric(s, OPEN, 1)
     n = 150
 
@@ -695,6 +698,8 @@ def test_many_concurrent_tls_handshakes(start_server, tls_certs):
 
     run(go(), 50)
     assert wait_metric(s, FULL, n) == n
+    if budget:
+        assert s.metric("ringfan_tls_handshakes_deferred_total") > 0
     assert s.metric(FAILED) == 0
     assert wait_metric(s, OPEN, base) == base
 
@@ -1279,6 +1284,85 @@ def test_per_ip_limit_429_comes_over_tls(start_server, tls_certs, flag):
             assert headers.get("Retry-After") == "1"
 
     run(go())
+
+
+def test_ping_timeout_over_tls(start_server, tls_certs):
+    """A wss client that answers nothing: pinged after --idle-ping, closed
+    1001 `ping timeout` after --pong-timeout, then close_notify."""
+    s = start_server("--idle-ping", "1", "--pong-timeout", "1", *tls_flags(tls_certs))
+    with WireTls(s.tls_port, tls_certs.context()) as c:
+        c.handshake()
+        c.upgrade(s.tls_port, "/echo")
+        c.sock.settimeout(STEP)
+        assert c.frame()[0] == wsraw.OP_PING
+        op, payload = c.frame()
+        assert (op, payload) == (wsraw.OP_CLOSE, struct.pack("!H", 1001) + b"ping timeout")
+        assert c.recv_to_end() == "close_notify"
+
+
+def test_draining_answers_503_over_https(start_server, tls_certs):
+    s = start_server("--drain-timeout", "3", *tls_flags(tls_certs))
+
+    async def go():
+        async with wss(s, tls_certs) as ws:
+            s.terminate()
+            with pytest.raises(ConnectionClosed) as e:
+                await bounded(ws.recv())
+            assert e.value.rcvd is not None and e.value.rcvd.code == 1001
+            status, _, body = await asyncio.to_thread(s.https_get, "/healthz",
+                                                      tls_certs.context())
+            assert (status, body) == (503, b"draining\n")
+        assert await asyncio.to_thread(s.proc.wait, 5) == 0
+
+    run(go())
+
+
+def test_dribbling_client_hello_is_bounded_by_the_handshake_timeout(start_server, tls_certs):
+    """A ClientHello trickling in a byte every 20 ms (about 10 s for all of
+    it) is still cut at --handshake-timeout 1: progress does not extend it."""
+    s = start_server("--handshake-timeout", "1", *tls_flags(tls_certs))
+    base = wait_metric(s, OPEN, 1)
+    hello = client_hello(tls_certs.context())
+    with socket.create_connection(("127.0.0.1", s.tls_port), timeout=STEP) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = time.monotonic() + STEP
+        closed = False
+        for i in range(len(hello)):
+            try:
+                sock.sendall(hello[i:i + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        if not closed:
+            read_to_eof(sock, timeout=max(0.1, deadline - time.monotonic()))
+    assert wait_metric(s, OPEN, base) == base
+
+
+def test_records_split_at_random_tcp_boundaries(tls_server, tls_certs):
+    """After the handshake: frames inside records, records cut into TCP
+    segments of random sizes (partial record headers included)."""
+    import random
+
+    rnd = random.Random(1234)
+    with WireTls(tls_server.tls_port, tls_certs.context()) as c:
+        c.handshake()
+        c.upgrade(tls_server.tls_port, "/echo")
+        payloads = [os.urandom(rnd.choice([1, 100, 5000, 70_000])) for _ in range(12)]
+        for pl in payloads:
+            c.obj.write(wsraw.frame(wsraw.OP_BINARY, pl))
+        wire = c.out.read()
+        i = 0
+        while i < len(wire):
+            n = rnd.choice([1, 2, 3, 5, 7, 100, 1500, 9000])
+            c.sock.sendall(wire[i:i + n])
+            i += n
+            if rnd.random() < 0.05:
+                time.sleep(0.002)  # let some cuts reach the server alone
+        for pl in payloads:
+            assert c.frame() == (wsraw.OP_BINARY, pl)
 
 
 # --- TLS only ----------------------------------------------------------------
