@@ -261,7 +261,12 @@ async def drive(browser: Chromium, url_prefix: str, server, topic: str, host: st
                 f"window.ws.send(JSON.stringify({{op: 'pub', topic: '{back}',"
                 f" data: {{browser: navigator.userAgent.includes('Chrome')}}, id: 9}}))")
             assert await recv(plain) == msg(back, 1, '{"browser":true}')
-        other = await dt.evaluate("window.other")
+        # Its ack may come after the Python subscriber got the message.
+        other = await dt.evaluate(
+            "(async () => { const t0 = Date.now();"
+            " while (window.other.length < 1 && Date.now() - t0 < 5000)"
+            "   await new Promise(r => setTimeout(r, 20));"
+            " return window.other; })()")
         assert other == ['{"op":"ack","id":9}'], other
         tls_info = await dt.evaluate("window.ws.readyState")
         assert tls_info == 1  # still open
