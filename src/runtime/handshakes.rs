@@ -50,7 +50,10 @@ impl<M> Shard<M> {
                 continue;
             }
             c.set_deferred(false);
-            if c.phase != Phase::Handshake {
+            // A TLS handshake may go on while its connection flushes an
+            // answer decided before it (`tls::delivered`), which checks
+            // that itself.
+            if c.phase != Phase::Handshake && !cipher {
                 c.rx.clear();
                 continue;
             }

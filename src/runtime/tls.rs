@@ -145,11 +145,16 @@ pub(super) fn delivered<A: App>(
     };
     let stats = &table.stats[me];
     inc(&stats.tls_bytes_received_total, data.len() as u64);
-    if !matches!(c.phase, Phase::Handshake | Phase::Open) || t.failed || t.peer_closed {
+    let handshaking = t.session.is_handshaking();
+    // An answer queued before the handshake ended (a 429 from the
+    // per-address limits, decided at the accept) goes out inside TLS once
+    // the handshake is done: the handshake goes on for it.
+    let answering = c.phase == Phase::Flushing && handshaking && !c.tx.is_empty();
+    let reading = matches!(c.phase, Phase::Handshake | Phase::Open) || answering;
+    if !reading || t.failed || t.peer_closed {
         // Closing: input is read only to notice EOF (as on plain ones).
         return true;
     }
-    let handshaking = t.session.is_handshaking();
     if handshaking && !c.outbound() && (c.deferred() || table.tls.budget == 0) {
         // This turn's flights are spent: keep the ciphertext (no plaintext
         // exists before the handshake completes) for the next.
