@@ -1263,10 +1263,6 @@ def test_full_duplex_large_echo_over_wss(tls_server, tls_certs):
     run(go(), 40)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: a TLS connection refused on accept by a per-address limit gets "
-    "no 429 and no alert: the ClientHello is left unanswered and the socket is "
-    "closed after --close-timeout (5 s); the plain port answers 429 at once"))
 @pytest.mark.parametrize("flag", ["--max-connections-per-ip", "--max-handshakes-per-ip"])
 def test_per_ip_limit_429_comes_over_tls(start_server, tls_certs, flag):
     """protocol.md, Per client address: a connection past the limit is
