@@ -25,6 +25,7 @@ import ssl
 import struct
 import subprocess
 import time
+import warnings
 
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
@@ -991,8 +992,10 @@ def test_openssl_tls11_client_is_refused(fresh_tls, tls_certs):
     ctx.verify_mode = ssl.CERT_NONE
     try:
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():  # TLSv1_1 is deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
         hello = client_hello(ctx)
     except (ssl.SSLError, ValueError) as e:
         pytest.skip(f"this OpenSSL cannot make a TLS 1.1 ClientHello: {e}")
