@@ -66,6 +66,8 @@ mod idle_memory_tests;
 mod test_certs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unbuffered_tests;
 
 pub use client::{client_config, Trust};
 pub use config::{ConfigError, TlsServer, TlsSettings};
