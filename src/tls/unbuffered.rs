@@ -126,6 +126,30 @@ fn with_scratch<R>(key: &'static LocalKey<Cell<Vec<u8>>>, f: impl FnOnce(&mut Ve
     r
 }
 
+/// Appends every decrypted record `$records` (a `ReadTraffic` or
+/// `ReadEarlyData`) has to `$plaintext`; evaluates to the error that
+/// stopped it, if any. A macro because the two types share no trait and
+/// each record borrows from its reader.
+macro_rules! drain_records {
+    ($records:ident, $discard:ident, $plaintext:ident, $feed:ident) => {{
+        let mut error = None;
+        while let Some(record) = $records.next_record() {
+            match record {
+                Ok(record) => {
+                    $discard += record.discard;
+                    $plaintext.extend_from_slice(record.payload);
+                    $feed.plaintext += record.payload.len();
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        error
+    }};
+}
+
 pub(super) struct UnbufferedServer {
     conn: UnbufferedServerConnection,
     /// Input rustls still needs between calls: pending handshake fragments
@@ -253,38 +277,14 @@ impl UnbufferedServer {
             match state {
                 Err(error) => return Err(self.fail(error)),
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
-                    while let Some(record) = records.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                plaintext.extend_from_slice(record.payload);
-                                feed.plaintext += record.payload.len();
-                            }
-                            Err(error) => {
-                                read_error = Some(error);
-                                break;
-                            }
-                        }
-                    }
+                    read_error = drain_records!(records, discard, plaintext, feed);
                 }
                 // Only reached if a config enables 0-RTT (TlsServer's does
                 // not: `max_early_data_size` stays 0). The records must be
                 // drained or rustls stops here; they are the start of the
                 // stream, so they go where the rest of it goes.
                 Ok(ConnectionState::ReadEarlyData(mut records)) => {
-                    while let Some(record) = records.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                plaintext.extend_from_slice(record.payload);
-                                feed.plaintext += record.payload.len();
-                            }
-                            Err(error) => {
-                                read_error = Some(error);
-                                break;
-                            }
-                        }
-                    }
+                    read_error = drain_records!(records, discard, plaintext, feed);
                 }
                 Ok(ConnectionState::EncodeTlsData(mut e)) => encode(&mut e, out),
                 // Everything encoded is in `out` already; the caller sends it.
