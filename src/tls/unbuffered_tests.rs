@@ -328,3 +328,34 @@ fn sixty_four_small_frames_make_one_record() {
         assert_eq!(client_reads(&mut c, &out).len(), 40_200);
     }
 }
+
+/// The unbuffered connection has no `server_name()`: the SNI comes from
+/// the certificate resolver, which rustls calls for resumed handshakes too.
+#[test]
+fn sni_is_reported_for_full_and_resumed_handshakes() {
+    let pki = TestPki::new();
+    let server = one_cert(&pki, &["a.test", "b.test"]);
+    for version in VERSIONS {
+        let client = Arc::new(pki.client(&[version]));
+        let (mut c, mut s) = connect(&server, &client, "B.test");
+        assert_eq!(s.sni(), Some("b.test"), "lower-cased, as rustls gives it");
+        c.writer().write_all(b"x").unwrap();
+        pump(&mut c, &mut s); // TLS 1.3 tickets follow the handshake
+        let (_c, s2) = connect(&server, &client, "b.test");
+        assert!(s2.resumed(), "{version:?}");
+        assert_eq!(s2.sni(), Some("b.test"), "{version:?}");
+    }
+}
+
+/// Before rustls can encrypt, `close_notify` is a plaintext alert, and
+/// nothing can be sealed after it.
+#[test]
+fn close_notify_before_the_handshake_is_plaintext() {
+    let pki = TestPki::new();
+    let server = one_cert(&pki, &["a.test"]);
+    let mut s = TlsSession::new(server.config()).unwrap();
+    let mut out = Vec::new();
+    s.close_notify(&mut out);
+    assert_eq!(out, [21, 3, 3, 0, 2, 1, 0]);
+    assert!(s.seal(&[b"x"], &mut Vec::new()).is_err());
+}
