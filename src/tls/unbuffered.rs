@@ -83,7 +83,8 @@ const RECORD_OVERHEAD: usize = 32;
 const QUEUED_SLACK: usize = 64;
 
 /// A scratch buffer bigger than this after use is given back rather than
-/// kept for the thread: 4 x the 64 KiB a receive usually brings.
+/// kept for the thread: 16 of the runtime's 16 KiB receive buffers
+/// (`recv_buffer_size`), in case it feeds several at once.
 const SCRATCH_KEEP: usize = 256 << 10;
 
 /// A plaintext warning `close_notify` alert (type 21, version 3.3, length
