@@ -8,8 +8,9 @@
 //!   certificates picked by SNI ([`resolver`]), TLS 1.3 and 1.2, ALPN
 //!   `http/1.1`, session tickets plus a bounded session cache, and
 //!   [`TlsServer::reload`] for SIGHUP.
-//! - [`session`]: one connection's TLS state machine (server side, and
-//!   the client side for the runtime's outbound connections);
+//! - [`session`]: one connection's TLS state machine: the server side on
+//!   rustls' unbuffered API (`unbuffered`), the client side for the
+//!   runtime's outbound connections on the buffered one (`buffered`);
 //! - [`client`]: the client configuration (a CA file, or `--insecure`).
 //!
 //! # Crypto provider: `aws-lc-rs`, not `ring`
@@ -45,15 +46,19 @@
 //! for the hybrid group still get it. Switching provider is one
 //! `default_provider()` and one `Ticketer` in [`config`].
 //!
-//! # Buffered connection, not the unbuffered API (yet)
+//! # Unbuffered server connections
 //!
-//! See [`session`] for the decision and the per-idle-connection memory it
-//! costs.
+//! An idle, established TLS connection costs 2,592 B (TLS 1.3) or 2,230 B
+//! (TLS 1.2) all told, inside the 3 KB over plain; on rustls'
+//! buffered connection it was about 6.4 KB. See [`session`] for the
+//! figures and `unbuffered` for how the session drives rustls.
 
+mod buffered;
 pub mod client;
 pub mod config;
 pub mod resolver;
 pub mod session;
+mod unbuffered;
 
 #[cfg(test)]
 mod idle_memory_tests;
@@ -61,6 +66,8 @@ mod idle_memory_tests;
 mod test_certs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unbuffered_tests;
 
 pub use client::{client_config, Trust};
 pub use config::{ConfigError, TlsServer, TlsSettings};

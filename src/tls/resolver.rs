@@ -100,6 +100,9 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // The unbuffered server connection does not expose the SNI; rustls
+        // gives it to us here, on the session's thread (see `unbuffered`).
+        super::unbuffered::note_client_hello_sni(client_hello.server_name());
         Some(self.current().pick(client_hello.server_name()).clone())
     }
 }

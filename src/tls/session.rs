@@ -1,49 +1,57 @@
 //! One connection's TLS, sans-IO: the runtime feeds received ciphertext and
 //! sends the ciphertext this returns.
 //!
-//! # Buffered `ServerConnection`, not `UnbufferedServerConnection`
+//! # Server side on the unbuffered API
 //!
-//! This wraps rustls' buffered [`ServerConnection`]. The unbuffered API
-//! would let an idle connection own no TLS buffers at all (the runtime's
-//! own receive and send buffers would hold the records), but it turns each
-//! call into a state machine of borrowed `ConnectionState` variants that
-//! the caller must drive record by record; that is the next step, not this
-//! one.
+//! Accepted connections run on rustls' `UnbufferedServerConnection`
+//! (`tls/unbuffered.rs`): between calls a session owns no input buffer
+//! (an incomplete record is kept, sized to fit, only until it completes)
+//! and no output buffer (records go straight into the caller's `out`).
+//! The client side (the load generator's outbound `wss://`) stays on the
+//! buffered `ClientConnection` (`tls/buffered.rs`), where a few KB per
+//! connection do not matter.
 //!
-//! What the buffered connection costs an idle, established connection is
-//! measured by `tls::idle_memory_tests::idle_session_memory` (a counting
-//! allocator; aws-lc-rs provider): `size_of::<TlsSession>()` is 1,176 B;
-//! its heap is 792 B when new and 5,262 B (TLS 1.3) / 5,150 B (TLS 1.2)
-//! once the handshake is done and a message went each way, so about
-//! 6.4 KB per idle connection. About 4 KiB of that heap is rustls'
-//! deframer buffer: it reads in 4 KiB steps and, when empty, shrinks back
-//! to 4 KiB but never to zero (`msgs/deframer/buffers.rs`,
-//! `prepare_read`). The rest (about 1.1 KB) is the record layer's AEAD key
-//! contexts and the handshake-completed state, which any API must keep.
+//! What an idle, established server connection costs is measured by
+//! `tls::idle_memory_tests::idle_session_memory` (a counting allocator,
+//! aws-lc-rs, a message each way after the handshake):
 //!
-//! Moving to the unbuffered API would drop the deframer buffer (the
-//! runtime's receive buffer would hold partial records, and those are
-//! already per-turn or provided-buffer memory) and the inline send and
-//! plaintext queues, bringing an idle TLS connection to roughly 1.5-2 KB
-//! over plain, inside the 3 KB target; the buffered one is about
-//! 6.4 KB over, which misses it.
+//! | | TLS 1.3 | TLS 1.2 |
+//! |---|---:|---:|
+//! | `size_of::<TlsSession>()` | 1,176 B | 1,176 B |
+//! | heap when new | 792 B | 792 B |
+//! | heap when idle | 1,416 B | 1,054 B |
+//! | **idle, all told** | **2,592 B** | **2,230 B** |
+//! | buffered `ServerConnection` before, idle | 6,438 B | 6,326 B |
+//!
+//! The target is at most 3 KB over a plain connection, and the
+//! test fails above 3,000 B. Of the idle heap, 640 B is rustls' index of
+//! handshake fragments (`HandshakeDeframer::spans`, allocated with room
+//! for 16 at 40 B each and never shrunk); the rest is the record layer's
+//! two AEAD keys, the traffic state (TLS 1.3 keeps its traffic secrets for
+//! KeyUpdate, hence 362 B more) and the SNI and ALPN. What the buffered
+//! connection added is gone: its 4 KiB deframer buffer (never shrunk to
+//! zero) and its send and plaintext queues.
 //!
 //! # Limits on what a peer can make us hold
 //!
-//! rustls bounds the deframer to one maximum-size record plus a header and
-//! refuses larger records; plaintext is drained into the caller's buffer
-//! after every record, so the received-plaintext queue never grows; our own
-//! outgoing buffer limit is lifted (`set_buffer_limit(None)`)
-//! because [`TlsSession::seal`] moves everything into the caller's buffer
-//! before returning, and the caller bounds what it queues.
+//! A server session holds at most one maximum-size record of input,
+//! 16,645 B: a header announcing a longer body than TLS allows (2^14 +
+//! 256) is refused as soon as it arrives, and so is a handshake message
+//! split over records that would need more (the buffered connection
+//! allowed 64 KiB for those; no client handshake message to this server
+//! comes near: a ClientHello is 0.3-2 KB). Plaintext goes into the
+//! caller's buffer record by record and [`TlsSession::seal`] encrypts into
+//! the caller's `out` before returning; the caller bounds both.
 
 use std::fmt;
-use std::io::{IoSlice, Read, Write};
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 pub use rustls::HandshakeKind;
-use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+
+use super::buffered::Buffered;
+use super::unbuffered::UnbufferedServer;
 
 /// What one [`TlsSession::feed`] produced, besides bytes appended to the
 /// caller's buffers.
@@ -79,20 +87,40 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 pub struct TlsSession {
-    /// Server side for accepted connections; client side for the runtime's
-    /// outbound ones (the load generator's `wss://`).
-    conn: Connection,
-    /// Whether `handshake_completed` was already reported.
-    reported_handshake: bool,
+    inner: Inner,
+}
+
+// Nearly every session is a server one: boxing it would add an allocation
+// and 8 B per connection and save nothing (the runtime keeps sessions in a
+// slab either way).
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    /// Accepted connections: rustls' unbuffered API, no buffers when idle.
+    Server(UnbufferedServer),
+    /// The runtime's outbound connections (the load generator's `wss://`),
+    /// and a buffered server kept for comparison. Boxed so the server
+    /// variant sets the session's size.
+    Buffered(Box<Buffered>),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Inner::Server($s) => $e,
+            Inner::Buffered($s) => $e,
+        }
+    };
 }
 
 impl TlsSession {
     pub fn new(config: Arc<ServerConfig>) -> Result<Self, TlsError> {
-        let conn = ServerConnection::new(config).map_err(|error| TlsError {
+        let server = UnbufferedServer::new(config).map_err(|error| TlsError {
             error,
             alert: Vec::new(),
         })?;
-        Ok(Self::wrap(conn.into()))
+        Ok(Self {
+            inner: Inner::Server(server),
+        })
     }
 
     /// The client side, connecting to `name` (checked against the server's
@@ -104,21 +132,29 @@ impl TlsSession {
             error,
             alert: Vec::new(),
         })?;
-        Ok(Self::wrap(conn.into()))
+        Ok(Self {
+            inner: Inner::Buffered(Box::new(Buffered::new(conn.into()))),
+        })
     }
 
-    fn wrap(mut conn: Connection) -> Self {
-        conn.set_buffer_limit(None);
-        Self {
-            conn,
-            reported_handshake: false,
-        }
+    /// A server session on rustls' buffered `ServerConnection`, the
+    /// implementation [`TlsSession::new`] replaced: only for the benches
+    /// and the idle-memory test that compare the two.
+    #[doc(hidden)]
+    pub fn new_buffered(config: Arc<ServerConfig>) -> Result<Self, TlsError> {
+        let conn = ServerConnection::new(config).map_err(|error| TlsError {
+            error,
+            alert: Vec::new(),
+        })?;
+        Ok(Self {
+            inner: Inner::Buffered(Box::new(Buffered::new(conn.into()))),
+        })
     }
 
     /// Move whatever the session has to send (a client's ClientHello)
     /// into `out`.
     pub fn pending(&mut self, out: &mut Vec<u8>) {
-        self.drain_tls(out);
+        dispatch!(&mut self.inner, s => s.pending(out))
     }
 
     /// Process received ciphertext: decrypted application data is appended
@@ -127,137 +163,67 @@ impl TlsSession {
     /// to many records; a partial record is kept for the next call.
     pub fn feed(
         &mut self,
-        mut ciphertext: &[u8],
+        ciphertext: &[u8],
         plaintext: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<Feed, TlsError> {
-        let mut feed = Feed::default();
-        while !ciphertext.is_empty() {
-            // Reading from a slice cannot fail with I/O errors; the only
-            // errors are rustls refusing more input (buffer full, or after
-            // close_notify), which processing below resolves or reports.
-            let n = match self.conn.read_tls(&mut ciphertext) {
-                Ok(n) => n,
-                Err(e) => return Err(self.fail(rustls::Error::General(e.to_string()))),
-            };
-            match self.conn.process_new_packets() {
-                Ok(state) => feed.peer_closed |= state.peer_has_closed(),
-                Err(error) => return Err(self.fail(error)),
-            }
-            feed.plaintext += self.drain_plaintext(plaintext);
-            if n == 0 {
-                // rustls takes no more input once the peer has closed.
-                break;
-            }
-        }
-        if !self.reported_handshake && !self.conn.is_handshaking() {
-            self.reported_handshake = true;
-            feed.handshake_completed = true;
-        }
-        self.drain_tls(out);
-        Ok(feed)
+        dispatch!(&mut self.inner, s => s.feed(ciphertext, plaintext, out))
     }
 
     /// Encrypt `plaintext` (everything queued for this connection in a turn)
     /// into `out`. The slices are treated as one stream, so they fill
     /// records up to 16 KiB regardless of how they are split.
     pub fn seal(&mut self, plaintext: &[&[u8]], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        let mut slices: Vec<IoSlice<'_>> = plaintext
-            .iter()
-            .filter(|s| !s.is_empty())
-            .map(|s| IoSlice::new(s))
-            .collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = match self.conn.writer().write_vectored(rest) {
-                Ok(n) => n,
-                Err(e) => return Err(self.fail(rustls::Error::General(e.to_string()))),
-            };
-            self.drain_tls(out);
-            if n == 0 {
-                // With no buffer limit rustls takes everything unless the
-                // connection already failed or we already sent close_notify.
-                return Err(self.fail(rustls::Error::General(
-                    "connection no longer accepts data".into(),
-                )));
-            }
-            IoSlice::advance_slices(&mut rest, n);
-        }
-        Ok(())
+        dispatch!(&mut self.inner, s => s.seal(plaintext, out))
     }
 
     /// Queue a `close_notify` alert into `out`; seal nothing after this.
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
-        self.conn.send_close_notify();
-        self.drain_tls(out);
+        dispatch!(&mut self.inner, s => s.close_notify(out))
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        dispatch!(&self.inner, s => s.is_handshaking())
     }
 
     /// The SNI the client sent, once the ClientHello was processed (the
     /// server side; `None` on the client side).
     pub fn sni(&self) -> Option<&str> {
-        match &self.conn {
-            Connection::Server(c) => c.server_name(),
-            Connection::Client(_) => None,
-        }
+        dispatch!(&self.inner, s => s.sni())
     }
 
     /// Full, full after a HelloRetryRequest, or resumed; `None` until the
     /// handshake completes.
     pub fn handshake_kind(&self) -> Option<HandshakeKind> {
-        self.conn.handshake_kind()
+        dispatch!(&self.inner, s => s.handshake_kind())
     }
 
     pub fn resumed(&self) -> bool {
-        self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
+        self.handshake_kind() == Some(HandshakeKind::Resumed)
     }
 
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
-        self.conn.protocol_version()
+        dispatch!(&self.inner, s => s.protocol_version())
     }
 
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        dispatch!(&self.inner, s => s.alpn())
     }
 
-    fn drain_plaintext(&mut self, plaintext: &mut Vec<u8>) -> usize {
-        let before = plaintext.len();
-        // `read_to_end` stops at WouldBlock (nothing buffered) or at EOF
-        // (close_notify); both are normal here, so the error is ignored.
-        let _ = self.conn.reader().read_to_end(plaintext);
-        plaintext.len() - before
-    }
-
-    fn drain_tls(&mut self, out: &mut Vec<u8>) {
-        while self.conn.wants_write() {
-            // Writing into a Vec never fails.
-            if self.conn.write_tls(out).is_err() {
-                break;
-            }
+    /// Capacity of the input an unbuffered server session holds between
+    /// calls (0 for the buffered ones, whose buffer is rustls' own).
+    #[cfg(test)]
+    pub(super) fn held_capacity(&self) -> usize {
+        match &self.inner {
+            Inner::Server(s) => s.held_capacity(),
+            Inner::Buffered(_) => 0,
         }
-    }
-
-    fn fail(&mut self, error: rustls::Error) -> TlsError {
-        let mut alert = Vec::new();
-        self.drain_tls(&mut alert);
-        if alert.is_empty() && self.conn.is_handshaking() {
-            // rustls does not queue an alert for every deframing error (a
-            // record announcing an oversized handshake message gets none).
-            // Before the handshake completes our records are still
-            // plaintext as far as a confused peer is concerned, so say
-            // why in a plaintext fatal alert rather than just hanging up.
-            alert.extend_from_slice(&plaintext_fatal_alert(&error));
-        }
-        TlsError { error, alert }
     }
 }
 
 /// A fatal alert record (TLS 1.2 framing, which TLS 1.3 also uses for
 /// unencrypted alerts) whose description matches the error's class.
-fn plaintext_fatal_alert(error: &rustls::Error) -> [u8; 7] {
+pub(super) fn plaintext_fatal_alert(error: &rustls::Error) -> [u8; 7] {
     let description = match error {
         rustls::Error::InvalidMessage(_) => rustls::AlertDescription::DecodeError,
         rustls::Error::PeerMisbehaved(_) => rustls::AlertDescription::IllegalParameter,

@@ -14,7 +14,7 @@ use super::{ConfigError, TlsServer, TlsSession, TlsSettings};
 
 /// Moves bytes both ways until neither side has anything to say; returns
 /// the plaintext the server decrypted.
-fn pump(client: &mut ClientConnection, server: &mut TlsSession) -> Vec<u8> {
+pub(super) fn pump(client: &mut ClientConnection, server: &mut TlsSession) -> Vec<u8> {
     let mut plaintext = Vec::new();
     loop {
         let mut to_server = Vec::new();
@@ -38,7 +38,7 @@ fn pump(client: &mut ClientConnection, server: &mut TlsSession) -> Vec<u8> {
     }
 }
 
-fn connect(
+pub(super) fn connect(
     server: &TlsServer,
     client: &Arc<ClientConfig>,
     sni: &str,
@@ -63,7 +63,7 @@ fn served_leaf(c: &ClientConnection) -> CertificateDer<'static> {
     c.peer_certificates().unwrap()[0].clone().into_owned()
 }
 
-fn one_cert(pki: &TestPki, names: &[&str]) -> TlsServer {
+pub(super) fn one_cert(pki: &TestPki, names: &[&str]) -> TlsServer {
     TlsServer::new(TlsSettings {
         certs: vec![pki.leaf(names)],
     })
@@ -71,7 +71,7 @@ fn one_cert(pki: &TestPki, names: &[&str]) -> TlsServer {
 }
 
 /// Splits a ciphertext stream into TLS records: (content type, length).
-fn records(mut bytes: &[u8]) -> Vec<(u8, usize)> {
+pub(super) fn records(mut bytes: &[u8]) -> Vec<(u8, usize)> {
     let mut out = Vec::new();
     while bytes.len() >= 5 {
         let len = u16::from_be_bytes([bytes[3], bytes[4]]) as usize;
