@@ -317,13 +317,11 @@ fn a_ca_that_did_not_sign_the_certificate_fails_the_run_cleanly() {
     assert_eq!(handshakes, 0, "{stderr}");
 }
 
-/// The reason is lost on the way: the runtime's `tls::fail` sends the
-/// alert and closes but never records the rustls error as the outbound
-/// connection's error, so the load generator is told "connection closed
-/// during the handshake". Recording it there makes this pass ("TLS:
-/// invalid peer certificate: UnknownIssuer").
+/// The reason reaches the report: the runtime's `tls::fail` records the
+/// rustls error as the outbound connection's error ("TLS: invalid peer
+/// certificate: UnknownIssuer"); before it did, the load generator was
+/// told only "connection closed during the handshake".
 #[test]
-#[ignore = "runtime bug: src/runtime/tls.rs fail() drops an outbound connection's TLS error"]
 fn a_ca_that_did_not_sign_the_certificate_is_named_as_the_reason() {
     let (out, _) = run_with_a_stranger_ca();
     let stderr = text(&out.stderr);

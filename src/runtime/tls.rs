@@ -222,6 +222,11 @@ pub(super) fn delivered<A: App>(
 /// The session failed: send its alert, then close. Nothing more is read,
 /// and what was queued is dropped (it could not be sealed).
 fn fail(table: &mut ConnTable, key: u32, e: TlsError, handshaking: bool, now: Ticks) {
+    // Outbound: the application hears why (`connect_failed`), e.g. an
+    // untrusted certificate, not just that the connection closed.
+    if let Some(o) = table.outbound.get_mut(&key) {
+        o.error.get_or_insert_with(|| e.to_string());
+    }
     let stats = &table.stats[table.me];
     if let Some(t) = table.tls.conns.get_mut(&key) {
         t.failed = true;
