@@ -155,9 +155,11 @@ impl Default for Config {
         Self {
             listen: Some(DEFAULT_LISTEN),
             tls: None,
-            // A full TLS 1.3 handshake's server flight (ECDHE, an ECDSA
-            // P-256 signature) costs ~150 us here, a resumed one ~80 us:
-            // 16 is ~2.5 ms of a turn, as `handshakes_per_turn` is.
+            // A connection with a full TLS 1.3 handshake (X25519, an
+            // ECDSA P-256 signature) costs ~250 us of server CPU here from
+            // accept to close, a resumed one ~215 us (docs/benchmarks.md,
+            // "Full and resumed handshakes"): 16 flights bound a turn's
+            // handshake work to ~4 ms.
             tls_handshakes_per_turn: 16,
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin: true,
