@@ -241,3 +241,70 @@ fn tls_handshakes_past_the_turn_budget_wait_their_turn_and_complete() {
         0
     );
 }
+
+#[test]
+fn a_refused_tls_client_that_hangs_up_mid_handshake_frees_its_slot_at_once() {
+    // --max-connections-per-ip 1: the second connection is refused at the
+    // accept; its 429 waits for the TLS handshake. If the client hangs up
+    // before finishing it, the 429 can never go: the slot must be freed
+    // at its EOF, not held to the close timeout.
+    let pki = Pki::new();
+    let broker = pki.start(&[
+        "--shards",
+        "1",
+        "--max-connections-per-ip",
+        "1",
+        "--close-timeout",
+        "5",
+    ]);
+    let addr = broker.tls_addr.expect("tls address");
+    let mut first = pki.connect(addr);
+    let _ = upgrade(&mut first);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut c = ClientConnection::new(pki.client.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    c.write_tls(&mut hello).unwrap();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(&hello).unwrap();
+    tcp.shutdown(std::net::Shutdown::Write).unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    match tcp.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed: {e}"),
+    }
+    let waited = t.elapsed();
+    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+    // Only the first connection is open (plus the /metrics request
+    // itself, from another address: 127.0.0.1 is at its limit).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric_from_other_address(broker.addr, "ringfan_connections_open") != 2 {
+        assert!(Instant::now() < deadline, "the refused slot was not freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        metric_from_other_address(broker.addr, "ringfan_peer_connections_refused_total"),
+        1
+    );
+}
+
+/// A metric read over a connection from 127.0.0.2 (per-address limits
+/// count 127.0.0.1 separately).
+fn metric_from_other_address(addr: SocketAddr, name: &str) -> u64 {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing: {out}"))
+}

@@ -78,11 +78,24 @@ impl<M> Shard<M> {
             self.accept_paused = true;
             return;
         }
-        for i in 0..self.listeners.len() {
+        // Near the end of the table, no more accepts armed than free slots:
+        // with two listeners and one slot, the second accept to complete
+        // would find none and its client be reset. The listener served
+        // first rotates, so neither port waits behind the other.
+        let one_by_one = free <= ACCEPT_ONE_BY_ONE;
+        let mut armed = self.listeners.iter().filter(|l| l.armed).count();
+        let n = self.listeners.len();
+        self.accept_turn = self.accept_turn.wrapping_add(1);
+        for j in 0..n {
+            let i = self.accept_turn.wrapping_add(j) % n;
+            if one_by_one && armed >= free {
+                break;
+            }
             let l = &mut self.listeners[i];
             if l.armed {
                 continue;
             }
+            armed += 1;
             let fd = Fd(l.fd.as_raw_fd());
             l.multi = free > ACCEPT_ONE_BY_ONE;
             let e = if l.multi {

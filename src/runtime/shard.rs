@@ -76,6 +76,8 @@ pub struct Shard<M> {
     pub(super) drain_deadline: Option<Ticks>,
     /// Accepting stopped: the descriptor table is full.
     pub(super) accept_paused: bool,
+    /// Which listener `arm_accept` serves first (rotates).
+    pub(super) accept_turn: usize,
     tick: Box<Timespec>,
     pub(super) wheel: Wheel,
     pub(super) due: Vec<timer::Entry>,
@@ -211,6 +213,7 @@ impl<M> Shard<M> {
             draining_flag: draining,
             drain_deadline: None,
             accept_paused: false,
+            accept_turn: 0,
             tick: Box::new(Timespec::from(config.tick)),
             wheel: Wheel::new(span),
             due: Vec::new(),
@@ -543,6 +546,12 @@ impl<M> Shard<M> {
                 // queued, then close. A frame it left unfinished dies here.
                 c.set_eof(true);
                 c.rx.clear();
+                if self.table.tls.handshaking(key) {
+                    // What waits for the TLS handshake to end (a 429, an
+                    // outbound request) can never go: close now, not at
+                    // the close timeout.
+                    c.tx.clear();
+                }
                 if matches!(c.phase, Phase::Handshake | Phase::Open) {
                     c.phase = Phase::Flushing;
                     c.since = self.table.now;

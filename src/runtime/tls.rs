@@ -57,6 +57,12 @@ const SEAL_MAX: usize = 256 * 1024;
 /// buffer: 16 KiB by default).
 const KEEP_PLAIN: usize = 64 * 1024;
 
+/// Most ciphertext kept for a connection whose handshake waits for a later
+/// turn: a ClientHello with every extension a browser sends is under 2 KB
+/// (8 KB with a hybrid post-quantum key share), and nothing else may come
+/// before our answer to it.
+const MAX_DEFERRED: usize = 32 * 1024;
+
 /// One connection's TLS: the session and its ciphertext waiting to go.
 pub struct TlsConn {
     pub session: TlsSession,
@@ -73,6 +79,8 @@ pub struct TlsConn {
     peer_closed: bool,
     /// The handshake completed (counted in the metrics once).
     established: bool,
+    /// The first flight was computed (and charged to the turn's budget).
+    flight_charged: bool,
 }
 
 /// Every TLS connection of a shard, by connection key, and the shard's
@@ -97,6 +105,7 @@ impl TlsConns {
             close_notified: false,
             peer_closed: false,
             established: false,
+            flight_charged: false,
         });
         self.conns.insert(key, t);
         self.conns
@@ -144,7 +153,6 @@ pub(super) fn delivered<A: App>(
         return false;
     };
     let stats = &table.stats[me];
-    inc(&stats.tls_bytes_received_total, data.len() as u64);
     let handshaking = t.session.is_handshaking();
     // An answer queued before the handshake ended (a 429 from the
     // per-address limits, decided at the accept) goes out inside TLS once
@@ -155,9 +163,24 @@ pub(super) fn delivered<A: App>(
         // Closing: input is read only to notice EOF (as on plain ones).
         return true;
     }
-    if handshaking && !c.outbound() && (c.deferred() || table.tls.budget == 0) {
+    // Only the first flight (the answer to the ClientHello: key share,
+    // certificate, signature) is dear and budgeted; what follows it (the
+    // client's Finished, answered with tickets) is not held back.
+    let dear = handshaking && !c.outbound() && !t.flight_charged;
+    if dear && (c.deferred() || table.tls.budget == 0) {
         // This turn's flights are spent: keep the ciphertext (no plaintext
-        // exists before the handshake completes) for the next.
+        // exists before the handshake completes) for the next. An honest
+        // client sends nothing past its ClientHello before our flight, so
+        // more than `MAX_DEFERRED` is an attack: drop it.
+        if c.rx.len() + data.len() > MAX_DEFERRED {
+            inc(&stats.tls_handshakes_failed, 1);
+            t.failed = true;
+            c.phase = Phase::Dead;
+            c.rx.clear();
+            c.tx.clear();
+            table.mark(key);
+            return false;
+        }
         c.rx.extend_from_slice(data);
         if !c.deferred() {
             c.set_deferred(true);
@@ -166,11 +189,14 @@ pub(super) fn delivered<A: App>(
         }
         return false;
     }
+    // Counted here, not above: deferred bytes come back through here.
+    inc(&stats.tls_bytes_received_total, data.len() as u64);
     let mut plain = std::mem::take(&mut table.tls.plain);
     plain.clear();
     let before = t.out.len();
     let fed = t.session.feed(data, &mut plain, &mut t.out);
-    if handshaking && t.out.len() > before && !c.outbound() {
+    if dear && t.out.len() > before {
+        t.flight_charged = true;
         table.tls.budget = table.tls.budget.saturating_sub(1);
     }
     let mut parsed = true;
@@ -199,9 +225,13 @@ pub(super) fn delivered<A: App>(
             }
             if f.peer_closed {
                 // The peer will send nothing more: as an EOF, answer what
-                // is queued (then our close_notify), then close.
+                // is queued (then our close_notify), then close. Reading
+                // paused: what waits unparsed is answered first, then
+                // `resume_read` closes (it sees the EOF).
                 if let Some(c) = table.conns.get_mut(key as usize) {
-                    if matches!(c.phase, Phase::Handshake | Phase::Open) && !c.read_paused() {
+                    if c.read_paused() {
+                        c.set_eof(true);
+                    } else if matches!(c.phase, Phase::Handshake | Phase::Open) {
                         c.rx.clear();
                         c.phase = Phase::Flushing;
                         c.since = now;
