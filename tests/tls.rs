@@ -86,6 +86,29 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A real ClientHello for `localhost`, as the first bytes on the wire.
+    fn client_hello(&self) -> Vec<u8> {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = ClientConnection::new(self.client.clone(), name).unwrap();
+        let mut hello = Vec::new();
+        c.write_tls(&mut hello).unwrap();
+        hello
+    }
+}
+
+/// Reads until the server closes `tcp` (EOF or reset); how long it took.
+fn until_closed(tcp: &mut TcpStream) -> Duration {
+    let t = Instant::now();
+    let mut got = Vec::new();
+    match tcp.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("not closed: {e}"),
+    }
+    t.elapsed()
+}
+
 impl Drop for Pki {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -172,21 +195,11 @@ fn a_stalled_tls_handshake_is_closed_by_the_handshake_deadline() {
     let broker = pki.start(&["--shards", "1", "--handshake-timeout", "1"]);
     let addr = broker.tls_addr.expect("tls address");
     // A real ClientHello, cut short: the server waits for the rest.
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut c = ClientConnection::new(pki.client.clone(), name).unwrap();
-    let mut hello = Vec::new();
-    c.write_tls(&mut hello).unwrap();
+    let hello = pki.client_hello();
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     tcp.write_all(&hello[..hello.len() / 2]).unwrap();
-    let t = Instant::now();
-    let mut got = Vec::new();
-    match tcp.read_to_end(&mut got) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("not closed: {e}"),
-    }
-    let waited = t.elapsed();
+    let waited = until_closed(&mut tcp);
     assert!(
         waited >= Duration::from_millis(500) && waited < Duration::from_secs(8),
         "closed after {waited:?}"
@@ -260,22 +273,11 @@ fn a_refused_tls_client_that_hangs_up_mid_handshake_frees_its_slot_at_once() {
     let addr = broker.tls_addr.expect("tls address");
     let mut first = pki.connect(addr);
     let _ = upgrade(&mut first);
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut c = ClientConnection::new(pki.client.clone(), name).unwrap();
-    let mut hello = Vec::new();
-    c.write_tls(&mut hello).unwrap();
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    tcp.write_all(&hello).unwrap();
+    tcp.write_all(&pki.client_hello()).unwrap();
     tcp.shutdown(std::net::Shutdown::Write).unwrap();
-    let t = Instant::now();
-    let mut got = Vec::new();
-    match tcp.read_to_end(&mut got) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("not closed: {e}"),
-    }
-    let waited = t.elapsed();
+    let waited = until_closed(&mut tcp);
     assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
     // Only the first connection is open (plus the /metrics request
     // itself, from another address: 127.0.0.1 is at its limit).
@@ -290,11 +292,15 @@ fn a_refused_tls_client_that_hangs_up_mid_handshake_frees_its_slot_at_once() {
     );
 }
 
-/// A metric read over a connection from 127.0.0.2 (per-address limits
-/// count 127.0.0.1 separately).
+/// A metric read over a connection from another loopback address each
+/// time (127.0.0.2, .3, ...): the per-address limit counts 127.0.0.1, and
+/// an earlier request's connection may still be counted for its address
+/// while the server releases it.
 fn metric_from_other_address(addr: SocketAddr, name: &str) -> u64 {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250;
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+    s.bind(&SocketAddr::from(([127, 0, 0, 2 + n], 0)).into())
         .unwrap();
     s.connect(&addr.into()).unwrap();
     let mut s: TcpStream = s.into();

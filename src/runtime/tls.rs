@@ -107,10 +107,7 @@ impl TlsConns {
             established: false,
             flight_charged: false,
         });
-        self.conns.insert(key, t);
-        self.conns
-            .get_mut(&key)
-            .expect("an entry just inserted is there")
+        self.conns.entry(key).insert_entry(t).into_mut()
     }
 
     /// The session still runs its handshake (so the connection's `rx`
@@ -126,8 +123,9 @@ impl TlsConns {
         self.conns.get(&key).is_some_and(|t| !t.out.is_empty())
     }
 
-    /// Forget a released connection's session. Returns it if its handshake
-    /// never completed nor failed (it is counted as incomplete).
+    /// Forget a released connection's session. Returns whether its
+    /// handshake neither completed nor failed (it counts as incomplete);
+    /// `None` if it had no session.
     pub fn remove(&mut self, key: u32) -> Option<bool> {
         self.conns.remove(&key).map(|t| !t.established && !t.failed)
     }
