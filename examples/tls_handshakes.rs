@@ -73,7 +73,7 @@ use clap::{Parser, ValueEnum};
 use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,36 +137,6 @@ fn duration(s: &str) -> Result<Duration, String> {
         return Err(format!("bad duration {s:?}"));
     }
     Ok(Duration::from_secs_f64(v * scale))
-}
-
-/// Restrict this process (and so every client thread) to `spec`.
-fn pin(spec: &str) -> Result<(), String> {
-    let mut cpus = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("bad --cpus {spec:?}");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    // SAFETY: a zeroed cpu_set_t filled with CPU_SET, passed with its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &c in &cpus {
-            if c >= libc::CPU_SETSIZE as usize {
-                return Err(format!("CPU {c} out of range"));
-            }
-            libc::CPU_SET(c, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!("--cpus {spec}: {}", io::Error::last_os_error()));
-        }
-    }
-    Ok(())
 }
 
 /// CPUs this process may run on (after --cpus).
@@ -563,7 +533,7 @@ fn report(opts: &Opts, resumed: bool, t: &mut Tally, w: &Window) {
 fn main() {
     let opts = Opts::parse();
     if let Some(spec) = &opts.cpus {
-        if let Err(e) = pin(spec) {
+        if let Err(e) = ringfan::runtime::restrict_cpus(spec) {
             eprintln!("tls_handshakes: {e}");
             std::process::exit(2);
         }

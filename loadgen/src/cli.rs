@@ -350,38 +350,10 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
 /// Restrict this process (and the shards it starts, which pin themselves
 /// over the allowed CPUs) to `spec`, e.g. `1` or `0-3,8`.
 pub fn pin(spec: &Option<String>) -> Result<(), String> {
-    let Some(spec) = spec else {
-        return Ok(());
-    };
-    let mut cpus = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("bad --cpus {spec:?}");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) =
-                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
+    match spec {
+        Some(spec) => ringfan::runtime::restrict_cpus(spec),
+        None => Ok(()),
     }
-    // SAFETY: a zeroed cpu_set_t filled with CPU_SET, passed with its size.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in &cpus {
-            if *c >= libc::CPU_SETSIZE as usize {
-                return Err(format!("CPU {c} out of range"));
-            }
-            libc::CPU_SET(*c, &mut set);
-        }
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(format!(
-                "cannot run on CPUs {spec}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

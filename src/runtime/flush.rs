@@ -242,9 +242,10 @@ impl<M> Shard<M> {
     /// TLS, one buffer of it sealed). False if there was nothing to send
     /// (`op` goes back to the pool).
     pub(super) fn submit_send(&mut self, key: u32, mut op: Box<SendOp>) -> bool {
-        if self.table.conns.get(key as usize).is_some_and(|c| c.tls())
-            && !self.tls_seal(key, &mut op)
-        {
+        let tls = self.table.conns.get(key as usize).is_some_and(|c| c.tls());
+        // TLS: the queue is sealed into one buffer; plain: its frames go
+        // as they are, up to MAX_IOV of them.
+        if tls && !self.tls_seal(key, &mut op) {
             self.pool_return(op);
             return false;
         }
@@ -252,10 +253,12 @@ impl<M> Shard<M> {
             self.pool_return(op);
             return false;
         };
-        while op.bufs.len() < MAX_IOV && !c.tls() {
-            match c.tx.pop() {
-                Some(f) => op.push(f),
-                None => break,
+        if !tls {
+            while op.bufs.len() < MAX_IOV {
+                match c.tx.pop() {
+                    Some(f) => op.push(f),
+                    None => break,
+                }
             }
         }
         if op.is_empty() {

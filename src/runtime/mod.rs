@@ -61,5 +61,5 @@ pub use app::{Accepted, App, ConnId};
 pub use config::{Config, StartError, TlsListen};
 pub use dial::{errno_text, Dial, TlsDial};
 pub use io::Io;
-pub use server::{raise_fd_limit, Server};
+pub use server::{raise_fd_limit, restrict_cpus, Server};
 pub use stats::ShardStats;

@@ -225,3 +225,78 @@ pub fn raise_fd_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// Restrict this process (and the threads it starts later, which inherit
+/// the mask) to the CPUs in `spec`, e.g. `1` or `0-3,8`: the load
+/// generator's and the measurement examples' `--cpus`, so that a client
+/// and the broker it measures do not share cores.
+pub fn restrict_cpus(spec: &str) -> Result<(), String> {
+    let mut cpus = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("bad --cpus {spec:?}");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    // SAFETY: a zeroed cpu_set_t filled with CPU_SET, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in &cpus {
+            if c >= libc::CPU_SETSIZE as usize {
+                return Err(format!("CPU {c} out of range"));
+            }
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "cannot run on CPUs {spec}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPUs the calling thread may run on.
+    fn allowed() -> Vec<usize> {
+        // SAFETY: sched_getaffinity fills the zeroed set of the size passed.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn restrict_cpus_narrows_the_calling_thread_and_refuses_bad_lists() {
+        // On its own thread: the mask is per thread, and other tests run
+        // on theirs.
+        std::thread::spawn(|| {
+            let all = allowed();
+            let last = *all.last().unwrap();
+            restrict_cpus(&format!("{last}")).unwrap();
+            assert_eq!(allowed(), vec![last]);
+            let e = restrict_cpus("1-x").unwrap_err();
+            assert!(e.contains("bad --cpus"), "{e}");
+            let e = restrict_cpus("99999").unwrap_err();
+            assert!(e.contains("out of range"), "{e}");
+            assert_eq!(allowed(), vec![last]);
+        })
+        .join()
+        .unwrap();
+    }
+}

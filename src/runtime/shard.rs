@@ -546,7 +546,7 @@ impl<M> Shard<M> {
                 // queued, then close. A frame it left unfinished dies here.
                 c.set_eof(true);
                 c.rx.clear();
-                if self.table.tls.handshaking(key) {
+                if c.tls() && self.table.tls.handshaking(key) {
                     // What waits for the TLS handshake to end (a 429, an
                     // outbound request) can never go: close now, not at
                     // the close timeout.
