@@ -1,34 +1,13 @@
 //! The binary's exit status says whether a run can be trusted, without
 //! flags: the real `ringfan-loadgen` against a scripted broker on loopback.
 
+mod bounded;
 mod fake_broker;
 
+use bounded::run_bounded;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringfan-loadgen");
-
-/// Runs the binary, killing it after `limit`; its output and how long it
-/// took.
-fn run_bounded(args: &[&str], limit: Duration) -> (Output, Duration) {
-    let start = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
-    (out, start.elapsed())
-}
+use std::process::Output;
+use std::time::Duration;
 
 /// One subscriber and one publisher at 10 publishes a second for one
 /// second: ten publishes, ten deliveries owed.

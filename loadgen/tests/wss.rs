@@ -6,40 +6,19 @@
 //! ways `wss://` is refused: a CA that did not sign the server's
 //! certificate (a clean failure, not a hang), and the usage errors.
 
+mod bounded;
 mod real_broker;
 
+use bounded::run_bounded;
 use real_broker::{ringfan_tls, TlsBroker};
 use serde_json::Value;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringfan-loadgen");
+use std::time::Duration;
 
 /// No run here should take more than a few seconds; a TLS stall would
 /// otherwise hang the suite (the default connect timeout is 30 s).
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs the binary, killing it after [`LIMIT`]; its output and how long it
-/// took.
-fn run_bounded(args: &[&str]) -> (Output, Duration) {
-    let start = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > LIMIT {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    (out, start.elapsed())
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -61,7 +40,7 @@ fn run_wss(broker: &TlsBroker, scenario: &str, path: &str, trust: &[&str], args:
     all.extend_from_slice(args);
     let json_s = json.to_str().expect("a UTF-8 temp path");
     all.extend_from_slice(&["--json", json_s, "--quiet"]);
-    let (out, took) = run_bounded(&all);
+    let (out, took) = run_bounded(&all, LIMIT);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(took < LIMIT, "{scenario}: killed after {took:?}\n{stderr}");
     assert_eq!(
@@ -283,22 +262,25 @@ fn run_with_a_stranger_ca() -> (Output, u64) {
     let broker = ringfan_tls(1, false);
     let url = broker.url("/ws");
     let stranger = broker.stranger_ca.to_str().expect("a UTF-8 temp path");
-    let (out, took) = run_bounded(&[
-        "fanout",
-        "--url",
-        &url,
-        "--ca",
-        stranger,
-        "--subscribers",
-        "3",
-        "--publishers",
-        "1",
-        "--duration",
-        "1s",
-        "--warmup",
-        "0s",
-        "--quiet",
-    ]);
+    let (out, took) = run_bounded(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--ca",
+            stranger,
+            "--subscribers",
+            "3",
+            "--publishers",
+            "1",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--quiet",
+        ],
+        LIMIT,
+    );
     let handshakes = broker.handshakes();
     broker.stop();
     assert!(took < LIMIT, "killed after {took:?}: {}", text(&out.stderr));
@@ -333,7 +315,7 @@ fn a_ca_that_did_not_sign_the_certificate_is_named_as_the_reason() {
 /// arguments are refused before any connection); asserts exit 2 and
 /// returns stderr.
 fn usage_error(args: &[&str]) -> String {
-    let (out, took) = run_bounded(args);
+    let (out, took) = run_bounded(args, LIMIT);
     let stderr = text(&out.stderr);
     assert!(took < LIMIT, "killed after {took:?}: {stderr}");
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
