@@ -1,0 +1,255 @@
+//! `ringfan`: the broker binary.
+
+mod args;
+
+use args::{Args, AuthArgs, TlsArgs};
+use clap::Parser;
+use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, MAX_SHARDS};
+use ringfan::runtime::{Config, Server, TlsListen};
+use ringfan::server::auth::{AuthConfig, Gate, Mode};
+use ringfan::server::{Node, Routes};
+use ringfan::tls::{TlsServer, TlsSettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The TLS listener the flags ask for, its certificates loaded; exits with
+/// a message naming the file when they cannot be.
+fn tls_listen(a: &TlsArgs) -> Option<TlsListen> {
+    let addr = a.listen_tls?;
+    if a.tls_cert.len() != a.tls_key.len() {
+        eprintln!(
+            "ringfan: --tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+            a.tls_cert.len(),
+            a.tls_key.len()
+        );
+        std::process::exit(2);
+    }
+    let settings = TlsSettings {
+        certs: a
+            .tls_cert
+            .iter()
+            .cloned()
+            .zip(a.tls_key.iter().cloned())
+            .collect(),
+    };
+    match TlsServer::new(settings) {
+        Ok(server) => Some(TlsListen {
+            addr,
+            server: Arc::new(server),
+        }),
+        Err(e) => {
+            eprintln!("ringfan: --tls-cert: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The JWT gate for `--auth optional|required`; exits naming the file and
+/// reason when a key or the denylist cannot be loaded.
+fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
+    let mode = a.auth;
+    if mode == Mode::Off {
+        return None;
+    }
+    let rules = ringfan::auth::Rules {
+        leeway_s: a.jwt_leeway,
+        require_exp: a.jwt_require_exp,
+        issuers: a.jwt_issuer,
+        audiences: a.jwt_audience,
+        permissions_claim: a.jwt_claim,
+        ..Default::default()
+    };
+    let config = AuthConfig {
+        mode,
+        keys: ringfan::auth::KeyConfig {
+            hs_secret_files: a.jwt_secret_file,
+            hs_secret_env: a.jwt_secret_env,
+            pem_files: a.jwt_public_key,
+            jwks_file: a.jwks_file,
+        },
+        rules,
+        denylist: a.jti_denylist,
+        anonymous_sub: a.anonymous_sub,
+        anonymous_pub: a.anonymous_pub,
+        auth_timeout: Duration::from_secs(a.auth_timeout),
+        expiring_lead: Duration::from_secs(a.expiring_lead),
+        max_per_user: a.max_connections_per_user,
+    };
+    match Gate::new(config) {
+        Ok(g) => Some(Arc::new(g)),
+        Err(e) => {
+            eprintln!("ringfan: --auth: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// SIGHUP reloads the keys and the denylist, and the TLS certificates; a
+/// failed reload keeps the ones in use and says why. Connections already
+/// open keep theirs either way.
+fn reload_on_sighup(gate: Option<Arc<Gate>>, tls: Option<Arc<TlsServer>>) {
+    if gate.is_none() && tls.is_none() {
+        return;
+    }
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringfan: cannot watch SIGHUP ({e}): keys and certificates will not reload");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            if let Some(gate) = &gate {
+                match gate.reload() {
+                    Ok(what) => println!("ringfan: reloaded {what}"),
+                    Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+                }
+            }
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => println!("ringfan: reloaded tls certificates"),
+                    Err(e) => eprintln!(
+                        "ringfan: tls reload failed, keeping the certificates in use: {e}"
+                    ),
+                }
+            }
+        }
+    });
+}
+
+fn main() {
+    // mimalloc asks for transparent huge pages on its arenas (MADV_HUGEPAGE,
+    // which the stock `madvise` THP mode honours), so each shard thread's
+    // first touch made 2 MiB resident: 16 shards started at ~210 MiB of
+    // anonymous memory, ~140 MiB of it huge pages holding a few KiB each.
+    // Without them memory follows use (~70 MiB, most of it the receive
+    // buffers). The flag is checked when a page is faulted in, so it works
+    // although the allocator reserved its arena before `main`.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    let args = Args::parse();
+    let has_origins = !args.allow_origins.is_empty();
+    let defaults = Config::default();
+    let tls = tls_listen(&args.tls);
+    let tls_server = tls.as_ref().map(|t| t.server.clone());
+    if args.listen.0.is_none() && tls.is_none() {
+        eprintln!("ringfan: --listen off needs --listen-tls: nothing would listen");
+        std::process::exit(2);
+    }
+    let config = Config {
+        listen: args.listen.0,
+        tls,
+        tls_handshakes_per_turn: args.tls.tls_handshakes_per_turn.max(1),
+        shards: args
+            .shards
+            .unwrap_or(defaults.shards.min(MAX_SHARDS))
+            .max(1),
+        pin: !args.no_pin,
+        handshake: ringfan::ws::handshake::Config {
+            allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
+        },
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        idle_ping: Duration::from_secs(args.idle_ping),
+        pong_timeout: Duration::from_secs(args.pong_timeout),
+        close_timeout: Duration::from_secs(args.close_timeout),
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        max_connections_per_shard: args.max_connections_per_shard,
+        recv_buffer_size: args.recv_buffer_size,
+        recv_buffers: args.recv_buffers,
+        recv_buffers_max: args.recv_buffers_max,
+        max_backlog: args.max_backlog_bytes,
+        max_backlog_read: args.max_backlog_read,
+        min_recv_rate: args.min_recv_rate,
+        min_recv_rate_pending: args.min_recv_rate_pending,
+        max_handshakes: args.max_handshakes_per_shard.max(1),
+        handshake_timeout_busy: Duration::from_millis(args.handshake_timeout_busy_ms),
+        handshakes_per_turn: args.handshakes_per_turn.max(1),
+        max_connections_per_ip: args.max_connections_per_ip,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
+        mailbox_capacity: args.mailbox_capacity.max(1),
+        send_buffer: args.socket_send_buffer,
+        write_delay: Duration::from_millis(args.write_delay_ms),
+        ..defaults
+    };
+    let shards = config.shards;
+    if shards > MAX_SHARDS {
+        eprintln!("ringfan: --shards {shards}: at most {MAX_SHARDS} shards are supported");
+        std::process::exit(2);
+    }
+    let broker = BrokerConfig {
+        policy: args.slow_consumer.into(),
+        max_queued: args.max_queued_bytes,
+        max_message: args.max_message,
+        max_subscriptions: args.max_subscriptions,
+        max_lvc_bytes: args.max_snapshot_bytes,
+        max_topics: args.max_topics_per_shard.max(1),
+        max_new_topics_per_conn: args.max_new_topics_per_conn,
+        max_snapshot_patterns: args.max_snapshot_patterns,
+        max_snapshots_per_conn: args.max_snapshots_per_conn,
+        max_snapshots_per_shard: args.max_snapshots_per_shard,
+        pub_rate: Rate {
+            per_s: args.max_pub_rate,
+            burst: args.pub_burst,
+        },
+        sub_rate: Rate {
+            per_s: args.max_sub_rate,
+            burst: args.sub_burst,
+        },
+        max_json_depth: args.max_json_depth,
+        snapshot_step: ringfan::broker::config::SNAPSHOT_STEP,
+    };
+    let routes = Routes {
+        echo: args.echo && !args.no_echo,
+        max_message_echo: args.max_message_echo,
+    };
+    let gate = auth_gate(args.auth);
+    let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
+    let shard_gate = gate.clone();
+    let make = move |_| {
+        let node = Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
+        match &shard_gate {
+            Some(g) => node.with_auth(g.clone()),
+            None => node,
+        }
+    };
+    let server = match Server::start(config, make) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringfan: {e}");
+            std::process::exit(1);
+        }
+    };
+    let flag = server.drain_flag();
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while draining exits at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    let loopback = server
+        .local_addr()
+        .into_iter()
+        .chain(server.tls_addr())
+        .all(|a| a.ip().is_loopback());
+    if gate.is_none() && !loopback && !has_origins {
+        println!(
+            "ringfan: note: auth is off and no --allow-origin is set on a non-loopback address: anyone who reaches the port may subscribe to every topic and publish anywhere (see --auth)"
+        );
+    }
+    reload_on_sighup(gate, tls_server);
+    for note in server.notes() {
+        println!("ringfan: {note}");
+    }
+    // The plain line first: scripts that read the first "listening on"
+    // line get the plain port, as before TLS existed.
+    if let Some(addr) = server.local_addr() {
+        println!("ringfan: listening on {addr} ({shards} shards)");
+    }
+    if let Some(addr) = server.tls_addr() {
+        println!("ringfan: tls listening on {addr} ({shards} shards)");
+    }
+    server.join();
+}
