@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use ringfan::runtime::{Accepted, App, Config, ConnId, Io, Server, ShardStats};
+use ringfan::runtime::{Accepted, App, Config, ConnId, HttpReply, Io, Server, ShardStats};
 use ringfan::ws::handshake::{Request, Upgrade};
 use ringfan::ws::{frame, http, Message, OpCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,10 +58,22 @@ impl App for Relay {
         self.per_shard[io.shard()].fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn http(&mut self, io: &mut Io<'_, Bytes>, _request: &Request) -> Bytes {
+    fn http(
+        &mut self,
+        io: &mut Io<'_, Bytes>,
+        _conn: ConnId,
+        _request: &Request,
+        _body: &[u8],
+    ) -> HttpReply {
         let mut body = String::new();
         ShardStats::render(io.stats(), &mut body);
-        http::response(200, &[], "text/plain", body.as_bytes(), true)
+        HttpReply::Close(http::response(
+            200,
+            &[],
+            "text/plain",
+            body.as_bytes(),
+            true,
+        ))
     }
 
     fn mail(&mut self, io: &mut Io<'_, Bytes>, _from: usize, frame: Bytes) {

@@ -29,7 +29,7 @@ use std::hash::Hasher;
 
 /// Upper bound of a `msg` frame's bytes besides topic and data: the JSON
 /// envelope with `"snapshot":true` and a 20-digit seq, plus the header.
-const ENVELOPE: usize = 112;
+pub(super) const ENVELOPE: usize = 112;
 
 pub struct Broker {
     pub(super) config: BrokerConfig,
@@ -56,6 +56,8 @@ pub struct Broker {
     tidy_at: usize,
     /// Who may do what (issue #13); empty with auth off.
     pub(super) auth: Auth,
+    /// Publishes waiting for their seqs (`batch.rs`, HTTP publish).
+    pub(super) batches: super::batch::Batches,
 }
 
 /// Subscribers whose spare state ([`super::subscriber::More`]) the tick
@@ -100,6 +102,7 @@ impl Broker {
             parked: FxHashMap::default(),
             tidy_at: 0,
             auth: Auth::default(),
+            batches: Default::default(),
         }
     }
 
@@ -327,7 +330,10 @@ impl Broker {
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
             let me = io.shard();
-            if !self.publish_from(io, topic, data.as_bytes(), me, conn, id) {
+            if self
+                .publish_from(io, topic, data.as_bytes(), me, conn, id)
+                .is_none()
+            {
                 self.refuse_topic(io, conn, id);
             }
         } else {
@@ -388,10 +394,10 @@ impl Broker {
     /// On the owner: number, frame once, fan out to interested shards.
     /// `from` published it, on `from_shard`; a local publisher's `ack` id
     /// is answered once the message is numbered, before any delivery (so a
-    /// publisher that also subscribes gets the ack first). False: a new
-    /// topic with no room for it, nothing done (one topic lookup either
-    /// way).
-    fn publish_from<H: Host>(
+    /// publisher that also subscribes gets the ack first). Its seq; None:
+    /// a new topic with no room for it, nothing done (one topic lookup
+    /// either way).
+    pub(super) fn publish_from<H: Host>(
         &mut self,
         io: &mut H,
         topic: &str,
@@ -399,7 +405,7 @@ impl Broker {
         from_shard: usize,
         from: Client,
         ack: Option<u64>,
-    ) -> bool {
+    ) -> Option<u64> {
         let me = io.shard();
         let Some(p) = self.owned.publish(topic, data) else {
             self.count_forgotten(io);
@@ -409,7 +415,7 @@ impl Broker {
                 // one is refused by the caller (counted there).
                 inc(&self.my_stats(io).topics_refused_total, 1);
             }
-            return false;
+            return None;
         };
         self.count_forgotten(io);
         if let Some(id) = ack {
@@ -445,7 +451,7 @@ impl Broker {
                 }
             }
         }
-        true
+        Some(p.seq)
     }
 
     /// Queue a message from `owner` on every local subscriber, once each.
@@ -745,6 +751,18 @@ impl Broker {
                     self.publish_from(io, topic, data, from, conn, None);
                 }
             }
+            Mail::PublishFor {
+                buf,
+                topic_len,
+                batch,
+                index,
+            } => {
+                let (t, data) = buf.split_at(topic_len as usize);
+                if let Ok(topic) = std::str::from_utf8(t) {
+                    self.publish_for(io, from, topic, data, batch, index);
+                }
+            }
+            Mail::Numbered { batch, index, seq } => self.numbered(batch, index, seq),
             Mail::Created { conn } => self.created(io, conn),
             Mail::Deliver { frame, at } => self.deliver(io, from, &frame, at),
             Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),

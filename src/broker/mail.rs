@@ -15,6 +15,16 @@ pub enum Mail {
         topic_len: u8,
         from: Client,
     },
+    /// To the owner: as `Publish`, for a caller that wants the seq back
+    /// (`batch.rs`): message `index` of this shard's batch `batch`.
+    PublishFor {
+        buf: Bytes,
+        topic_len: u8,
+        batch: u32,
+        index: u32,
+    },
+    /// From the owner: the seq `PublishFor` got (0: not published).
+    Numbered { batch: u32, index: u32, seq: u64 },
     /// From the owner: a publish of `conn` created a topic (it counts
     /// against the connection's new-topic budget).
     Created { conn: Client },

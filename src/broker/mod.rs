@@ -3,6 +3,7 @@
 //! WebSocket close codes; it knows nothing of io_uring.
 
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod engine;
 pub mod host;

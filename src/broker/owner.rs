@@ -115,6 +115,8 @@ pub struct Published {
     pub shards: ShardMask,
     /// The topic was new (or forgotten before): its seq is 1.
     pub created: bool,
+    /// The seq the message got.
+    pub seq: u64,
 }
 
 /// Frame the next message of `st`, keep it as its last value.
@@ -206,11 +208,11 @@ impl Owned {
     /// Assign the next seq, frame the message once, remember it, and say
     /// which shards want it. None: a new topic and no room for it.
     pub fn publish(&mut self, topic: &str, data: &[u8]) -> Option<Published> {
-        let (frame, at, created) = if let Some(st) = self.topics.get_mut(topic) {
+        let (frame, at, created, seq) = if let Some(st) = self.topics.get_mut(topic) {
             self.clock += 1;
             st.stamp = self.clock;
             let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
-            (f, a, false)
+            (f, a, false, st.seq)
         } else {
             if !self.make_room() {
                 return None;
@@ -220,7 +222,7 @@ impl Owned {
             self.clock += 1;
             st.stamp = self.clock;
             let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
-            (f, a, true)
+            (f, a, true, st.seq)
         };
         if self.lvc_bytes > self.limits.max_lvc_bytes {
             self.evict(topic);
@@ -232,6 +234,7 @@ impl Owned {
             at,
             shards,
             created,
+            seq,
         })
     }
 

@@ -22,6 +22,23 @@ pub struct Accepted {
     pub max_message: usize,
 }
 
+/// The application's answer to a plain HTTP request.
+#[derive(Debug, Clone)]
+pub enum HttpReply {
+    /// Send this response (written with `Connection: close`) and close.
+    Close(Bytes),
+    /// Send this response (written without `Connection: close`) and read
+    /// the next request on the connection (HTTP keep-alive). For a refusal
+    /// too when the request was whole (a 429 to a backend that will retry
+    /// should not cost it a new connection); a refusal that ends trust (a
+    /// 401) is better a `Close`.
+    KeepAlive(Bytes),
+    /// The answer comes later, through [`Io::http_reply`] (it waits on
+    /// other shards). Until then the connection's further requests wait
+    /// unread.
+    Later,
+}
+
 /// What the runtime calls on the shard's thread. One instance per shard.
 /// Callbacks only one side needs (a server's `upgrade` and `http`, a
 /// client's `connected`) have bodies that refuse or ignore.
@@ -49,11 +66,18 @@ pub trait App: 'static {
         Err(http::error(404, &[], "no such endpoint"))
     }
 
-    /// The complete response to a plain HTTP request (`/healthz`,
-    /// `/metrics`…). The connection closes after it. Without a body:
-    /// every request gets 404.
-    fn http(&mut self, _io: &mut Io<'_, Self::Mail>, _request: &Request) -> Bytes {
-        http::error(404, &[], "no such endpoint")
+    /// The answer to a plain HTTP request (`/healthz`, `/metrics`,
+    /// `POST /publish`…) whose body (`request.content_length` bytes, at
+    /// most `Config::max_request_body`) is `body`. Without a body: every
+    /// request gets 404.
+    fn http(
+        &mut self,
+        _io: &mut Io<'_, Self::Mail>,
+        _conn: ConnId,
+        _request: &Request,
+        _body: &[u8],
+    ) -> HttpReply {
+        HttpReply::Close(http::error(404, &[], "no such endpoint"))
     }
 
     /// Mail from another shard.

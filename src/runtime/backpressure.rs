@@ -26,7 +26,8 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if c.read_paused() || c.phase != Phase::Open || c.backlog() <= limit {
+        if c.read_paused() || !matches!(c.phase, Phase::Open | Phase::Http) || c.backlog() <= limit
+        {
             return;
         }
         c.set_read_paused(true);
@@ -58,7 +59,7 @@ impl<M> Shard<M> {
         if !c.read_paused() {
             return;
         }
-        if c.phase != Phase::Open {
+        if !matches!(c.phase, Phase::Open | Phase::Http) {
             c.set_read_paused(false);
             c.rx.clear();
             return;
@@ -80,7 +81,8 @@ impl<M> Shard<M> {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
         };
-        if c.eof() && !c.read_paused() && c.phase == Phase::Open {
+        let idle = c.phase == Phase::Open || (c.phase == Phase::Http && !c.http_waiting());
+        if c.eof() && !c.read_paused() && idle {
             // The peer half-closed while we were not reading: now that
             // its last requests are parsed, answer them and close.
             c.rx.clear();

@@ -29,6 +29,12 @@ pub struct Config {
     pub pin: bool,
     pub handshake: handshake::Config,
     pub handshake_timeout: Duration,
+    /// How long an HTTP keep-alive connection may sit between requests
+    /// (or with an unfinished one) before it is closed.
+    pub http_keepalive: Duration,
+    /// Largest plain HTTP request body (`POST /publish`); a longer one
+    /// gets 413 before any of it is read.
+    pub max_request_body: usize,
     /// Ping a connection that sent nothing for this long.
     pub idle_ping: Duration,
     /// Close a connection whose ping went unanswered this long.
@@ -165,6 +171,16 @@ impl Default for Config {
             pin: true,
             handshake: handshake::Config::default(),
             handshake_timeout: Duration::from_secs(10),
+            // nginx's default keepalive_timeout: longer than the idle
+            // timeouts of common client pools (Python's urllib3 keeps none
+            // by default, Node's agent 4-5 s), so the client, not the
+            // server, ends an idle connection and never races a request
+            // against our close.
+            http_keepalive: Duration::from_secs(75),
+            // A batch of 1,000 market-data messages of ~200 bytes is
+            // ~250 KiB of JSON; 1 MiB leaves room without letting one
+            // request hold much of a shard's memory.
+            max_request_body: 1 << 20,
             idle_ping: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),

@@ -23,6 +23,11 @@ pub enum Phase {
     Connecting,
     /// Reading the HTTP request head (or, outbound, the response head).
     Handshake,
+    /// An HTTP keep-alive connection: it was answered (or waits for the
+    /// application's answer, `Conn::http_waiting`) and may send another
+    /// request. Not a handshake: not shed, and its deadline is
+    /// `Config::http_keepalive`.
+    Http,
     /// WebSocket frames flow.
     Open,
     /// Our last bytes are queued; once they are sent, shut down.
@@ -424,6 +429,9 @@ flags! {
     /// It speaks TLS: its session is in `ConnTable::tls` (`runtime::tls`),
     /// and `rx` holds ciphertext while the TLS handshake runs.
     12: tls, set_tls;
+    /// An HTTP request waits for the application's answer
+    /// (`HttpReply::Later`); later requests wait unread in `rx`.
+    13: http_waiting, set_http_waiting;
 }
 
 /// `Rx::hold_since` when the connection holds no large unfinished message.

@@ -28,6 +28,7 @@ pub(super) struct Periods {
     pub keepalive: Timeouts,
     pub handshake: Ticks,
     pub handshake_busy: Ticks,
+    pub http_keepalive: Ticks,
 }
 
 /// How long after a buffer shortage, or after the last input, the receive
@@ -45,6 +46,7 @@ impl Periods {
                 close: ticks(config.close_timeout).max(1),
             },
             handshake: ticks(config.handshake_timeout),
+            http_keepalive: ticks(config.http_keepalive),
             handshake_busy: ticks(config.handshake_timeout_busy),
         }
     }
@@ -148,6 +150,23 @@ impl<M> Shard<M> {
             self.table
                 .close_after_queued(key, code::GOING_AWAY, "server shutting down");
         }
+        // Idle keep-alive HTTP connections end now, after what is queued;
+        // one waiting for its answer ends after it (`http::answered`).
+        let now = self.table.now;
+        let idle: Vec<u32> = self
+            .table
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.phase == Phase::Http && !c.http_waiting())
+            .map(|(k, c)| {
+                c.phase = Phase::Flushing;
+                c.since = now;
+                k as u32
+            })
+            .collect();
+        for key in idle {
+            self.table.mark(key);
+        }
     }
 
     /// A connection's wheel entry fired: enforce whatever deadline its
@@ -187,6 +206,23 @@ impl<M> Shard<M> {
                     return;
                 }
                 at
+            }
+            Phase::Http => {
+                let at = c.since + self.periods.http_keepalive;
+                if now >= at && !c.http_waiting() {
+                    // Idle keep-alive: end it as a server does, with a
+                    // FIN after whatever is still queued.
+                    c.phase = Phase::Flushing;
+                    c.since = now;
+                    touched = true;
+                    now + close_t
+                } else if now >= at {
+                    // Its answer is on its way from another shard (mail
+                    // always comes back); look again later.
+                    now + self.periods.http_keepalive
+                } else {
+                    at
+                }
             }
             Phase::Open => match c.keepalive.on_timeout(now, &timeouts, &mut c.ws, c.since) {
                 None => c.keepalive.next(&timeouts, c.ws.state(), c.since),

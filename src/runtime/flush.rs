@@ -77,7 +77,7 @@ impl<M> Shard<M> {
         };
         match c.phase {
             Phase::Connecting | Phase::Releasing => false,
-            Phase::Handshake | Phase::Open | Phase::Flushing => self.flush_live(key),
+            Phase::Handshake | Phase::Http | Phase::Open | Phase::Flushing => self.flush_live(key),
             Phase::Lingering => {
                 if c.eof() {
                     // The peer's EOF came: nothing left to wait for.

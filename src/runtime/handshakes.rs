@@ -53,7 +53,7 @@ impl<M> Shard<M> {
             // A TLS handshake may go on while its connection flushes an
             // answer decided before it (`tls::delivered`), which checks
             // that itself.
-            if c.phase != Phase::Handshake && !cipher {
+            if !matches!(c.phase, Phase::Handshake | Phase::Http) && !cipher {
                 c.rx.clear();
                 continue;
             }

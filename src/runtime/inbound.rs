@@ -106,16 +106,43 @@ fn received<A: App>(
     };
     let id = ConnId { key, gen: c.gen };
     let mut used = 0;
-    if c.phase == Phase::Handshake {
-        let step = if c.outbound() {
-            client_handshake(app, table, mail, id, buf)
-        } else {
-            server_handshake(app, table, mail, config, id, buf)
-        };
-        match step {
-            Step::Wait => return 0,
+    if c.phase == Phase::Handshake && c.outbound() {
+        match client_handshake(app, table, mail, id, buf) {
+            Step::Wait | Step::Next(_) => return 0,
             Step::Done => return buf.len(),
             Step::Opened(consumed) => used = consumed,
+        }
+    }
+    // Requests, one after another on a keep-alive connection, until one
+    // upgrades, closes, is unfinished, or waits for its answer.
+    while let Some(c) = table.conns.get(key as usize) {
+        if !matches!(c.phase, Phase::Handshake | Phase::Http) || c.outbound() {
+            break;
+        }
+        if used == buf.len() {
+            return used;
+        }
+        match super::http::may_parse(c, table.max_backlog_read, config, buf.len() - used) {
+            Ok(true) => {}
+            Ok(false) => return used,
+            Err(()) => {
+                // Pipelined past a request still waiting for its answer.
+                if let Some(c) = table.conns.get_mut(key as usize) {
+                    c.phase = Phase::Dead;
+                    c.tx.clear();
+                }
+                table.mark(key);
+                return buf.len();
+            }
+        }
+        match server_handshake(app, table, mail, config, id, &buf[used..]) {
+            Step::Wait => return used,
+            Step::Done => return buf.len(),
+            Step::Next(consumed) => used += consumed,
+            Step::Opened(consumed) => {
+                used += consumed;
+                break;
+            }
         }
     }
     let Some(c) = table.conns.get_mut(key as usize) else {
@@ -169,6 +196,9 @@ enum Step {
     Done,
     /// Open; the head took this many bytes, frames may follow.
     Opened(usize),
+    /// A plain request (head and body) took this many bytes and was
+    /// answered or is waiting for its answer; another may follow.
+    Next(usize),
 }
 
 /// A client's request head: upgrade, answer plain HTTP, or refuse.
@@ -187,19 +217,41 @@ fn server_handshake<A: App>(
         Step::Done
     };
     let outcome = handshake::accept(buf, &config.handshake);
+    let waiting_body = matches!(&outcome, Outcome::Http { consumed, request }
+        if request.content_length <= config.max_request_body
+            && buf.len() - consumed < request.content_length);
+    if waiting_body {
+        return Step::Wait;
+    }
     if !matches!(outcome, Outcome::Partial) {
         table.handshake_budget = table.handshake_budget.saturating_sub(1);
     }
     let (consumed, upgrade) = match outcome {
         Outcome::Partial => return Step::Wait,
         Outcome::Reject { response, .. } => return refused(table, response),
-        Outcome::Http { request, .. } => {
-            let response = app.http(&mut Io { table, mail }, &request);
-            if http::status_of(&response).is_some_and(|s| s >= 400) {
-                return refused(table, response);
+        Outcome::Http { consumed, request } => {
+            if request.content_length > config.max_request_body {
+                let max = config.max_request_body;
+                let msg = format!("request body over {max} bytes (--max-request-body)");
+                return refused(table, http::json_error(413, &[], "too_large", &msg));
             }
-            respond(table, key, response);
-            return Step::Done;
+            let end = consumed + request.content_length;
+            let reply = app.http(&mut Io { table, mail }, id, &request, &buf[consumed..end]);
+            return match super::http::answered(table, id, reply) {
+                true => Step::Next(end),
+                false => Step::Done,
+            };
+        }
+        Outcome::Upgrade { .. }
+            if table
+                .conns
+                .get(key as usize)
+                .is_some_and(|c| c.phase == Phase::Http) =>
+        {
+            // One protocol per connection: a keep-alive connection that
+            // made plain requests stays plain.
+            let msg = "upgrade on a connection that made plain HTTP requests; open a new one";
+            return refused(table, http::error(400, &[], msg));
         }
         Outcome::Upgrade { .. } if table.draining => {
             return refused(table, http::error(503, &[], "server is shutting down"));

@@ -23,7 +23,7 @@
 //!   frames are moved to [`Trace::sent`]) and `Shard::resume_read`'s parse
 //!   of what was kept runs (`inbound::received_buffered`).
 
-use super::app::{Accepted, App, ConnId};
+use super::app::{Accepted, App, ConnId, HttpReply};
 use super::config::Config;
 use super::conn::Conn;
 pub use super::conn::Phase;
@@ -162,14 +162,23 @@ impl App for Recorder {
         answer
     }
 
-    fn http(&mut self, io: &mut Io<'_, Mail>, request: &Request) -> Bytes {
-        let response = self.node.http(io, request);
+    fn http(
+        &mut self,
+        io: &mut Io<'_, Mail>,
+        conn: ConnId,
+        request: &Request,
+        body: &[u8],
+    ) -> HttpReply {
+        let reply = self.node.http(io, conn, request, body);
         self.seen.push(Seen::Http {
             method: request.method.to_string(),
             path: request.path.to_string(),
-            response: response.to_vec(),
+            response: match &reply {
+                HttpReply::Close(r) | HttpReply::KeepAlive(r) => r.to_vec(),
+                HttpReply::Later => Vec::new(),
+            },
         });
-        response
+        reply
     }
 
     fn mail(&mut self, io: &mut Io<'_, Mail>, from: usize, mail: Mail) {

@@ -39,6 +39,7 @@ mod deadlines;
 mod dial;
 mod flush;
 mod handshakes;
+mod http;
 mod inbound;
 #[doc(hidden)]
 pub mod inbound_check;
@@ -57,7 +58,7 @@ mod token;
 mod uring;
 mod write_delay;
 
-pub use app::{Accepted, App, ConnId};
+pub use app::{Accepted, App, ConnId, HttpReply};
 pub use config::{Config, StartError, TlsListen};
 pub use dial::{errno_text, Dial, TlsDial};
 pub use io::Io;

@@ -552,7 +552,11 @@ impl<M> Shard<M> {
                     // the close timeout.
                     c.tx.clear();
                 }
-                if matches!(c.phase, Phase::Handshake | Phase::Open) {
+                if matches!(c.phase, Phase::Handshake | Phase::Open)
+                    || (c.phase == Phase::Http && !c.http_waiting())
+                {
+                    // (An HTTP request still waiting for its answer gets
+                    // it first: `http::answered` closes after it.)
                     c.phase = Phase::Flushing;
                     c.since = self.table.now;
                 }
@@ -595,7 +599,13 @@ impl<M> Shard<M> {
             return;
         };
         let (opened, rearm) = (c.phase == Phase::Open, !c.recv_armed());
-        if was_handshake && opened {
+        if c.phase == Phase::Http {
+            // Kept alive: its deadline is now the idle one (shorter or
+            // longer than the handshake's; `reschedule` only moves it
+            // earlier, a later one is found when the earlier fires).
+            let at = c.since + self.periods.http_keepalive;
+            self.reschedule(key, at);
+        } else if was_handshake && opened {
             let at = self.table.now + self.periods.keepalive.idle_ping;
             self.reschedule(key, at);
         }

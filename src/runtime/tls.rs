@@ -156,7 +156,7 @@ pub(super) fn delivered<A: App>(
     // per-address limits, decided at the accept) goes out inside TLS once
     // the handshake is done: the handshake goes on for it.
     let answering = c.phase == Phase::Flushing && handshaking && !c.tx.is_empty();
-    let reading = matches!(c.phase, Phase::Handshake | Phase::Open) || answering;
+    let reading = matches!(c.phase, Phase::Handshake | Phase::Http | Phase::Open) || answering;
     if !reading || t.failed || t.peer_closed {
         // Closing: input is read only to notice EOF (as on plain ones).
         return true;
@@ -227,9 +227,9 @@ pub(super) fn delivered<A: App>(
                 // paused: what waits unparsed is answered first, then
                 // `resume_read` closes (it sees the EOF).
                 if let Some(c) = table.conns.get_mut(key as usize) {
-                    if c.read_paused() {
+                    if c.read_paused() || c.http_waiting() {
                         c.set_eof(true);
-                    } else if matches!(c.phase, Phase::Handshake | Phase::Open) {
+                    } else if matches!(c.phase, Phase::Handshake | Phase::Http | Phase::Open) {
                         c.rx.clear();
                         c.phase = Phase::Flushing;
                         c.since = now;
@@ -271,7 +271,7 @@ fn fail(table: &mut ConnTable, key: u32, e: TlsError, handshaking: bool, now: Ti
     if let Some(c) = table.conns.get_mut(key as usize) {
         c.rx.clear();
         c.tx.clear();
-        if matches!(c.phase, Phase::Handshake | Phase::Open) {
+        if matches!(c.phase, Phase::Handshake | Phase::Http | Phase::Open) {
             c.phase = Phase::Flushing;
             c.since = now;
         }

@@ -88,6 +88,11 @@ impl Gate {
         self.config.mode
     }
 
+    /// What a request without a token may do under `--auth optional`.
+    pub fn anonymous(&self) -> Arc<Permissions> {
+        self.anonymous.clone()
+    }
+
     /// Load keys and denylist again (SIGHUP). On failure the old ones stay.
     /// Returns what was loaded, for the log.
     pub fn reload(&self) -> Result<String, String> {

@@ -2,16 +2,22 @@
 //! where (the pub/sub broker on `/ws`, `/echo` for conformance testing when turned on,
 //! `/healthz`, `/metrics`), and each connection's message limit.
 
+pub mod api_keys;
 pub mod auth;
 mod host;
+pub mod publish;
 
+use crate::broker::batch::BatchError;
+use crate::broker::topic::check_topic;
+use crate::broker::wire::{self, ErrCode};
 use crate::broker::{Broker, BrokerStats};
-use crate::runtime::{Accepted, App, ConnId, Io, ShardStats};
+use crate::runtime::{Accepted, App, ConnId, HttpReply, Io, ShardStats};
 use crate::ws::handshake::{upgrade_required, Request, Upgrade};
 use crate::ws::{frame, http, Message, MessageKind, OpCode};
 use auth::Gate;
 use bytes::Bytes;
-use rustc_hash::FxHashSet;
+use publish::{PublishAuth, Refused};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 pub use host::client;
@@ -44,6 +50,12 @@ pub struct Node {
     echo: FxHashSet<ConnId>,
     /// Token checks, with `--auth` on.
     gate: Option<Arc<Gate>>,
+    /// Who may `POST /publish`.
+    publish: PublishAuth,
+    /// `POST /publish` requests waiting for other shards' seqs, by
+    /// ticket (the connection): answered with `seqs` (a batch) or `seq`,
+    /// and kept alive or not.
+    waiting: FxHashMap<u64, (bool, bool)>,
 }
 
 impl Node {
@@ -53,14 +65,95 @@ impl Node {
             routes,
             echo: FxHashSet::default(),
             gate: None,
+            publish: PublishAuth::default(),
+            waiting: FxHashMap::default(),
         }
     }
 
-    /// Check tokens at the handshake and for the `auth` op.
+    /// Check tokens at the handshake and for the `auth` op (and on
+    /// `POST /publish`).
     pub fn with_auth(mut self, gate: Arc<Gate>) -> Self {
         self.broker.set_authenticator(gate.clone());
+        self.publish.gate = Some(gate.clone());
         self.gate = Some(gate);
         self
+    }
+
+    /// Take API keys for `POST /publish` (`--publish-key-file`).
+    pub fn with_publish_keys(mut self, keys: Arc<api_keys::ApiKeys>) -> Self {
+        self.publish.keys = Some(keys);
+        self
+    }
+
+    /// `POST /publish`.
+    fn publish(
+        &mut self,
+        io: &mut Io<'_, crate::broker::Mail>,
+        conn: ConnId,
+        request: &Request,
+        body: &[u8],
+    ) -> HttpReply {
+        let keep = request.keep_alive;
+        if &*request.method != "POST" {
+            let msg = "publish with POST";
+            return Refused::new_close(405, ErrCode::BadOp.as_str(), msg).reply(false);
+        }
+        if io.draining() {
+            let msg = "server is shutting down";
+            return Refused::new_close(503, "unavailable", msg).reply(false);
+        }
+        let perms = match self.publish.permissions(request) {
+            Ok(p) => p,
+            Err(r) => return r.reply(keep),
+        };
+        let parsed = match publish::parse(body) {
+            Ok(p) => p,
+            Err(r) => return r.reply(keep),
+        };
+        // A bad topic is a 400 whoever asks; then the rights.
+        for (index, (topic, _)) in parsed.messages.iter().enumerate() {
+            let refused = |code, message| {
+                publish::batch_refused(
+                    BatchError {
+                        index,
+                        code,
+                        message,
+                    },
+                    parsed.batch,
+                )
+            };
+            if let Err(e) = check_topic(topic) {
+                return refused(ErrCode::BadTopic, wire::bad_topic(topic, e)).reply(keep);
+            }
+            if !perms.may_publish(topic) {
+                let msg = format!("not allowed to publish to '{}'", wire::quote(topic));
+                return refused(ErrCode::Forbidden, msg).reply(keep);
+            }
+        }
+        let messages: Vec<(&str, &str)> = parsed.messages.iter().map(|(t, d)| (&**t, *d)).collect();
+        let ticket = (u64::from(conn.key) << 32) | u64::from(conn.gen);
+        match self.broker.publish_batch(io, ticket, &messages) {
+            Err(e) => publish::batch_refused(e, parsed.batch).reply(keep),
+            Ok(Some(outcome)) => publish::outcome_reply(&outcome, parsed.batch, keep),
+            Ok(None) => {
+                self.waiting.insert(ticket, (parsed.batch, keep));
+                HttpReply::Later
+            }
+        }
+    }
+
+    /// Answer the `POST /publish` requests whose seqs all came back.
+    fn finish_publishes(&mut self, io: &mut Io<'_, crate::broker::Mail>) {
+        for (ticket, outcome) in self.broker.take_batches() {
+            let Some((batch, keep)) = self.waiting.remove(&ticket) else {
+                continue;
+            };
+            let conn = ConnId {
+                key: (ticket >> 32) as u32,
+                gen: ticket as u32,
+            };
+            io.http_reply(conn, publish::outcome_reply(&outcome, batch, keep));
+        }
     }
 
     pub fn broker(&self) -> &Broker {
@@ -122,13 +215,7 @@ impl App for Node {
                 Ok(Accepted { max_message })
             }
             // A plain endpoint asked with an upgrade gets its plain answer.
-            path => Err(self.answer(
-                io,
-                &Request {
-                    method: "GET".into(),
-                    path: path.into(),
-                },
-            )),
+            path => Err(self.answer(io, &Request::get(path))),
         }
     }
 
@@ -162,12 +249,24 @@ impl App for Node {
         self.broker.writable(io, client(conn));
     }
 
-    fn http(&mut self, io: &mut Io<'_, Self::Mail>, request: &Request) -> Bytes {
-        self.answer(io, request)
+    fn http(
+        &mut self,
+        io: &mut Io<'_, Self::Mail>,
+        conn: ConnId,
+        request: &Request,
+        body: &[u8],
+    ) -> HttpReply {
+        if &*request.path == "/publish" {
+            return self.publish(io, conn, request, body);
+        }
+        HttpReply::Close(self.answer(io, request))
     }
 
     fn mail(&mut self, io: &mut Io<'_, Self::Mail>, from: usize, mail: Self::Mail) {
         self.broker.mail(io, from, mail);
+        if self.broker.has_batches() {
+            self.finish_publishes(io);
+        }
     }
 
     fn tick(&mut self, io: &mut Io<'_, Self::Mail>) {

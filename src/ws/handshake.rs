@@ -33,6 +33,28 @@ pub struct Request {
     pub method: Box<str>,
     /// The path, without the query string.
     pub path: Box<str>,
+    /// The body's length (`Content-Length`; 0 without one). The body
+    /// follows the head; the caller waits for all of it.
+    pub content_length: usize,
+    /// The client will send more requests on this connection: HTTP/1.1
+    /// without `Connection: close`, or HTTP/1.0 with `keep-alive`.
+    pub keep_alive: bool,
+    /// The `Authorization: Bearer` credential, for the caller to judge.
+    pub bearer: Option<Box<str>>,
+}
+
+impl Request {
+    /// A bodiless request (what an upgrade asked on a plain endpoint is
+    /// answered as).
+    pub fn get(path: &str) -> Self {
+        Self {
+            method: "GET".into(),
+            path: path.into(),
+            content_length: 0,
+            keep_alive: false,
+            bearer: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +158,16 @@ struct Headers<'h> {
     upgrade: bool,
     /// `Connection` holds the token `Upgrade`.
     connection: bool,
+    /// `Connection` holds `close` / `keep-alive`.
+    close: bool,
+    keep_alive: bool,
+    /// `Content-Length` values: how many, and the value (None: not a
+    /// number). RFC 9112 §6.3: several that differ, or one that is not a
+    /// number, is an unrecoverable framing error (400).
+    lengths: usize,
+    length: Option<usize>,
+    /// Any `Transfer-Encoding` (chunked bodies are not read: 411).
+    transfer_encoding: bool,
     version: Option<&'h [u8]>,
     key: Option<&'h [u8]>,
     keys: usize,
@@ -158,6 +190,21 @@ impl<'h> Headers<'h> {
                 s.upgrade |= has_token(h.value, "websocket");
             } else if name.eq_ignore_ascii_case("connection") {
                 s.connection |= has_token(h.value, "upgrade");
+                s.close |= has_token(h.value, "close");
+                s.keep_alive |= has_token(h.value, "keep-alive");
+            } else if name.eq_ignore_ascii_case("content-length") {
+                let v = std::str::from_utf8(h.value.trim_ascii())
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse().ok());
+                if s.lengths == 0 || s.length == v {
+                    s.length = v;
+                } else {
+                    s.length = None;
+                }
+                s.lengths += 1;
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                s.transfer_encoding = true;
             } else if name.eq_ignore_ascii_case("sec-websocket-version") {
                 s.version = Some(h.value);
             } else if name.eq_ignore_ascii_case("sec-websocket-key") {
@@ -202,9 +249,30 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
         return reject(400, &[], "more than one Host header");
     }
     if !h.upgrade {
+        if h.transfer_encoding {
+            return reject(
+                411,
+                &[],
+                "send the body with Content-Length (Transfer-Encoding is not accepted)",
+            );
+        }
+        let content_length = match (h.lengths, h.length) {
+            (0, _) => 0,
+            (_, Some(n)) => n,
+            (_, None) => return reject(400, &[], "bad Content-Length"),
+        };
+        let keep_alive = match req.version {
+            Some(1) => !h.close,
+            _ => h.keep_alive && !h.close,
+        };
         let request = Request {
             method: method.into(),
             path: path.into(),
+            content_length,
+            keep_alive,
+            bearer: h
+                .bearer
+                .map(|b| String::from_utf8_lossy(b).into_owned().into_boxed_str()),
         };
         return Outcome::Http { consumed, request };
     }

@@ -12,6 +12,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
@@ -74,6 +75,14 @@ pub fn error(status: u16, headers: &[(&str, &str)], message: &str) -> Bytes {
         body.as_bytes(),
         true,
     )
+}
+
+/// An error answer whose body is JSON, `{"error":code,"message":…}`, for
+/// JSON APIs (`POST /publish`): the shape of the WebSocket `err`.
+pub fn json_error(status: u16, headers: &[(&str, &str)], code: &str, message: &str) -> Bytes {
+    let mut body = serde_json::json!({ "error": code, "message": message }).to_string();
+    body.push('\n');
+    response(status, headers, "application/json", body.as_bytes(), true)
 }
 
 #[cfg(test)]

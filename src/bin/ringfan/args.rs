@@ -167,6 +167,20 @@ pub struct Args {
     /// requests without Origin (non-browser clients) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// API keys for `POST /publish`, one per line, each optionally followed
+    /// by the topic patterns it may publish to (default: all). Reloaded
+    /// on SIGHUP. Without it (and with --auth off) anyone may publish over
+    /// HTTP, as over WebSocket.
+    #[arg(long, value_name = "PATH")]
+    pub publish_key_file: Option<PathBuf>,
+    /// Largest HTTP request body (`POST /publish`), in bytes; larger gets
+    /// 413.
+    #[arg(long, default_value_t = rt().max_request_body)]
+    pub max_request_body: usize,
+    /// Seconds an HTTP keep-alive connection may stay idle between
+    /// requests.
+    #[arg(long, default_value_t = rt().http_keepalive.as_secs())]
+    pub http_keepalive_timeout: u64,
     /// Seconds a client has to complete the HTTP upgrade.
     #[arg(long, default_value_t = rt().handshake_timeout.as_secs())]
     pub handshake_timeout: u64,

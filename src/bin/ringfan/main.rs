@@ -6,6 +6,7 @@ use args::{Args, AuthArgs, TlsArgs};
 use clap::Parser;
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, MAX_SHARDS};
 use ringfan::runtime::{Config, Server, TlsListen};
+use ringfan::server::api_keys::ApiKeys;
 use ringfan::server::auth::{AuthConfig, Gate, Mode};
 use ringfan::server::{Node, Routes};
 use ringfan::tls::{TlsServer, TlsSettings};
@@ -90,8 +91,12 @@ fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
 /// SIGHUP reloads the keys and the denylist, and the TLS certificates; a
 /// failed reload keeps the ones in use and says why. Connections already
 /// open keep theirs either way.
-fn reload_on_sighup(gate: Option<Arc<Gate>>, tls: Option<Arc<TlsServer>>) {
-    if gate.is_none() && tls.is_none() {
+fn reload_on_sighup(
+    gate: Option<Arc<Gate>>,
+    tls: Option<Arc<TlsServer>>,
+    keys: Option<Arc<ApiKeys>>,
+) {
+    if gate.is_none() && tls.is_none() && keys.is_none() {
         return;
     }
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
@@ -107,6 +112,14 @@ fn reload_on_sighup(gate: Option<Arc<Gate>>, tls: Option<Arc<TlsServer>>) {
                 match gate.reload() {
                     Ok(what) => println!("ringfan: reloaded {what}"),
                     Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+                }
+            }
+            if let Some(keys) = &keys {
+                match keys.reload() {
+                    Ok(n) => println!("ringfan: reloaded {n} publish key(s)"),
+                    Err(e) => eprintln!(
+                        "ringfan: publish key reload failed, keeping the keys in use: {e}"
+                    ),
                 }
             }
             if let Some(tls) = &tls {
@@ -153,6 +166,8 @@ fn main() {
             allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
         },
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        http_keepalive: Duration::from_secs(args.http_keepalive_timeout.max(1)),
+        max_request_body: args.max_request_body,
         idle_ping: Duration::from_secs(args.idle_ping),
         pong_timeout: Duration::from_secs(args.pong_timeout),
         close_timeout: Duration::from_secs(args.close_timeout),
@@ -206,15 +221,28 @@ fn main() {
         echo: args.echo && !args.no_echo,
         max_message_echo: args.max_message_echo,
     };
+    let keys = args
+        .publish_key_file
+        .as_deref()
+        .map(|path| match ApiKeys::load(path) {
+            Ok(k) => Arc::new(k),
+            Err(e) => {
+                eprintln!("ringfan: --publish-key-file: {e}");
+                std::process::exit(2);
+            }
+        });
     let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    let shard_gate = gate.clone();
+    let (shard_gate, shard_keys) = (gate.clone(), keys.clone());
     let make = move |_| {
-        let node = Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
-        match &shard_gate {
-            Some(g) => node.with_auth(g.clone()),
-            None => node,
+        let mut node = Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
+        if let Some(g) = &shard_gate {
+            node = node.with_auth(g.clone());
         }
+        if let Some(k) = &shard_keys {
+            node = node.with_publish_keys(k.clone());
+        }
+        node
     };
     let server = match Server::start(config, make) {
         Ok(s) => s,
@@ -239,7 +267,7 @@ fn main() {
             "ringfan: note: auth is off and no --allow-origin is set on a non-loopback address: anyone who reaches the port may subscribe to every topic and publish anywhere (see --auth)"
         );
     }
-    reload_on_sighup(gate, tls_server);
+    reload_on_sighup(gate, tls_server, keys);
     for note in server.notes() {
         println!("ringfan: {note}");
     }
