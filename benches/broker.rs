@@ -122,7 +122,7 @@ fn publish_framing(c: &mut Criterion) {
     owned.interest("md.*.AAPL", 0, true);
     owned.interest("md.NASDAQ.>", 1, true);
     g.bench_function("owner_publish_seq_lvc_interest", |b| {
-        b.iter(|| owned.publish(black_box("md.NASDAQ.AAPL"), black_box(data)))
+        b.iter(|| owned.publish(black_box("md.NASDAQ.AAPL"), black_box(data), 0))
     });
     g.bench_function("parse_pub_request", |b| {
         let text = r#"{"op":"pub","topic":"md.NASDAQ.AAPL","data":{"bid":189.2,"ask":189.3,"bsz":300,"asz":200,"ts":1763712000123456789,"x":"Q"},"id":3}"#;

@@ -160,7 +160,7 @@ impl Auth {
         })
     }
 
-    fn user(&self, conn: Client) -> Option<&str> {
+    pub(super) fn user(&self, conn: Client) -> Option<&str> {
         match self.get(conn) {
             Some(State::Granted { grant, .. }) => grant.user.as_deref(),
             _ => None,

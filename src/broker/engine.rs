@@ -407,7 +407,7 @@ impl Broker {
         ack: Option<u64>,
     ) -> Option<u64> {
         let me = io.shard();
-        let Some(p) = self.owned.publish(topic, data) else {
+        let Some(p) = self.owned.publish(topic, data, io.now_ms()) else {
             self.count_forgotten(io);
             if from_shard != me {
                 // Remote publisher, acked already (the ack says "taken by
@@ -784,6 +784,7 @@ impl Broker {
                 }
             }
             Mail::SnapMore { conn, req, go } => self.scan_more(io, (from, conn), req, go),
+            Mail::Host(_) => {}
         }
     }
 }

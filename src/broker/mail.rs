@@ -54,4 +54,8 @@ pub enum Mail {
     /// the next (`go`), or stop and answer (nothing of it is wanted any
     /// more, or the connection closed).
     SnapMore { conn: Client, req: u32, go: bool },
+    /// Mail of the application around the broker (the admin API's
+    /// queries and answers), opaque to the broker: `Broker::mail` ignores
+    /// it, the application takes it out first.
+    Host(Box<dyn std::any::Any + Send>),
 }

@@ -19,6 +19,7 @@ mod subscriber;
 pub mod topic;
 pub mod topic_index;
 pub mod trie;
+pub mod view;
 pub mod wire;
 pub mod within;
 

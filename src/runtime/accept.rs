@@ -26,6 +26,8 @@ pub struct Listening {
     fd: OwnedFd,
     /// Connections accepted here speak TLS first.
     tls: bool,
+    /// The admin listener (`Config::admin`).
+    admin: bool,
     /// Bytes to ask `SO_PEERNAME` for (`peer::sockaddr_len`).
     peer_len: u32,
     pub(super) armed: bool,
@@ -37,10 +39,11 @@ pub struct Listening {
 }
 
 impl Listening {
-    pub fn new(fd: OwnedFd, tls: bool, addr: SocketAddr) -> Self {
+    pub fn new(fd: OwnedFd, tls: bool, admin: bool, addr: SocketAddr) -> Self {
         Self {
             fd,
             tls,
+            admin,
             peer_len: peer::sockaddr_len(addr),
             armed: false,
             multi: false,
@@ -140,7 +143,7 @@ impl<M> Shard<M> {
         if !cqueue::more(flags) {
             l.armed = false;
         }
-        let (tls, peer_len) = (l.tls, l.peer_len);
+        let (tls, admin, peer_len) = (l.tls, l.admin, l.peer_len);
         if res < 0 {
             if res == -libc::ENFILE || res == -libc::EMFILE {
                 // The direct descriptor table is full: stop accepting
@@ -156,6 +159,7 @@ impl<M> Shard<M> {
         let mut conn = Conn::new(res as u32, gen, now);
         conn.wheel_at = now + self.periods.handshake;
         conn.set_tls(tls);
+        conn.set_admin(admin);
         let key = self.table.conns.insert(conn) as u32;
         if tls {
             self.tls_accepted(key);

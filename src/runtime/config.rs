@@ -24,6 +24,9 @@ pub struct Config {
     /// Most TLS handshake flights a shard computes in one loop turn (see
     /// `runtime::tls`); connections past it wait, their bytes kept.
     pub tls_handshakes_per_turn: usize,
+    /// Where to accept admin connections (the admin API: plain HTTP, no
+    /// WebSocket), alongside the other listeners; `None` for none.
+    pub admin: Option<SocketAddr>,
     pub shards: usize,
     /// Pin shard i to core i (mod the cores available).
     pub pin: bool,
@@ -161,6 +164,7 @@ impl Default for Config {
         Self {
             listen: Some(DEFAULT_LISTEN),
             tls: None,
+            admin: None,
             // A connection with a full TLS 1.3 handshake (X25519, an
             // ECDSA P-256 signature) costs ~250 us of server CPU here from
             // accept to close, a resumed one ~215 us (docs/benchmarks.md,

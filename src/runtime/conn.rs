@@ -355,6 +355,9 @@ pub struct Conn {
     pub keepalive: Keepalive,
     /// When the phase's deadline started (handshake, close, linger).
     pub since: Ticks,
+    /// When it was accepted (or dialed): its age, for the admin view. In
+    /// what was padding: `Conn` stays 144 bytes.
+    pub opened: Ticks,
     /// The earliest tick this connection is scheduled in the wheel.
     pub wheel_at: Ticks,
     /// The application asked to close with this code (0: it did not) and
@@ -432,6 +435,9 @@ flags! {
     /// An HTTP request waits for the application's answer
     /// (`HttpReply::Later`); later requests wait unread in `rx`.
     13: http_waiting, set_http_waiting;
+    /// Accepted on the admin listener (`Config::admin`): the application
+    /// serves it the admin API, and nothing else.
+    14: admin, set_admin;
 }
 
 /// `Rx::hold_since` when the connection holds no large unfinished message.
@@ -453,6 +459,7 @@ impl Conn {
             sending: None,
             keepalive: Keepalive::new(now),
             since: now,
+            opened: now,
             wheel_at: now,
             close_req_code: 0,
             close_req_reason: Reason::NONE,
@@ -606,7 +613,8 @@ mod tests {
         // receive buffer, which exists while a large message is held.
         // Left: ws 32 (7 of it its own padding), tx 40, peer 20, rx,
         // sending and keepalive 8 each, slot, gen, since, wheel_at 4
-        // each, three u16s, phase and the reason byte.
+        // each, three u16s, phase and the reason byte. Then `opened` (4)
+        // took the last 4 bytes of padding.
         assert!(size <= 144, "Conn grew to {size} bytes");
     }
 

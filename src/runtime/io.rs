@@ -14,6 +14,18 @@ use crate::ws::close::code;
 use crate::ws::{Connection, OpCode, Role, State};
 use bytes::Bytes;
 
+/// A connection as the admin view shows it ([`Io::conn_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address, once known.
+    pub peer: Option<std::net::SocketAddr>,
+    /// Bytes queued for it, each frame with its overhead (`Conn::backlog`).
+    pub queued_bytes: usize,
+    /// Since it was accepted, to the shard's 100 ms tick.
+    pub age_ms: u64,
+    pub tls: bool,
+}
+
 /// The application's handle on its shard during a callback.
 pub struct Io<'a, M> {
     pub(super) table: &'a mut ConnTable,
@@ -169,6 +181,29 @@ impl<M> Io<'_, M> {
 
     /// Milliseconds since the shard started, as of this loop turn (the
     /// deadline wheel's clock: 100 ms resolution).
+    /// What the admin view shows of a connection, if it is still open.
+    pub fn conn_info(&self, id: ConnId) -> Option<ConnInfo> {
+        let c = self.table.conns.get(id.key as usize)?;
+        if c.gen != id.gen {
+            return None;
+        }
+        let tick = super::timer::TICK.as_millis() as u64;
+        Some(ConnInfo {
+            peer: c.peer.addr(),
+            queued_bytes: c.backlog(),
+            age_ms: u64::from(self.table.now.saturating_sub(c.opened)) * tick,
+            tls: c.tls(),
+        })
+    }
+
+    /// Was the connection accepted on the admin listener?
+    pub fn is_admin(&self, id: ConnId) -> bool {
+        self.table
+            .conns
+            .get(id.key as usize)
+            .is_some_and(|c| c.gen == id.gen && c.admin())
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.table.now as u64 * super::timer::TICK.as_millis() as u64
     }

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 pub struct Server {
     addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<[ShardStats]>,
@@ -35,7 +36,7 @@ impl Server {
         let shards = config.shards.max(1);
         let nofile = raise_fd_limit();
         let table = nofile.min(config.max_connections_per_shard as u64) as u32;
-        let listens = config.listen.is_some() || config.tls.is_some();
+        let listens = config.listen.is_some() || config.tls.is_some() || config.admin.is_some();
         let notes = match listens {
             true => capacity::notes(
                 capacity::Kernel::read(nofile),
@@ -48,21 +49,22 @@ impl Server {
         };
         // Each shard gets its own socket of each listener (SO_REUSEPORT).
         let mut listeners: Vec<Vec<Listening>> = (0..shards).map(|_| Vec::new()).collect();
-        let mut bind = |listen: SocketAddr, tls: bool| {
+        let mut bind = |listen: SocketAddr, tls: bool, admin: bool| {
             let (fds, addr) =
                 listener::bind(listen, shards, config.listen_backlog, config.send_buffer)
                     .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?;
             for (mine, fd) in listeners.iter_mut().zip(fds) {
-                mine.push(Listening::new(fd, tls, addr));
+                mine.push(Listening::new(fd, tls, admin, addr));
             }
             Ok::<_, StartError>(addr)
         };
-        let addr = config.listen.map(|a| bind(a, false)).transpose()?;
+        let addr = config.listen.map(|a| bind(a, false, false)).transpose()?;
         let tls_addr = config
             .tls
             .as_ref()
-            .map(|t| bind(t.addr, true))
+            .map(|t| bind(t.addr, true, false))
             .transpose()?;
+        let admin_addr = config.admin.map(|a| bind(a, false, true)).transpose()?;
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -154,6 +156,7 @@ impl Server {
         Ok(Server {
             addr,
             tls_addr,
+            admin_addr,
             draining,
             threads,
             stats,
@@ -175,6 +178,11 @@ impl Server {
     /// The TLS listener's bound address, if it has one.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The admin listener's address, if `Config::admin` asked for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn stats(&self) -> &Arc<[ShardStats]> {

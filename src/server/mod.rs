@@ -2,6 +2,8 @@
 //! where (the pub/sub broker on `/ws`, `/echo` for conformance testing when turned on,
 //! `/healthz`, `/metrics`), and each connection's message limit.
 
+pub mod admin;
+mod admin_routes;
 pub mod api_keys;
 pub mod auth;
 mod host;
@@ -56,6 +58,8 @@ pub struct Node {
     /// ticket (the connection): answered with `seqs` (a batch) or `seq`,
     /// and kept alive or not.
     waiting: FxHashMap<u64, (bool, bool)>,
+    /// The admin API (on the admin listener).
+    admin: admin::Admin,
 }
 
 impl Node {
@@ -67,7 +71,15 @@ impl Node {
             gate: None,
             publish: PublishAuth::default(),
             waiting: FxHashMap::default(),
+            admin: admin::Admin::default(),
         }
+    }
+
+    /// Serve the admin API's `/admin/` endpoints to holders of `token`
+    /// (`--admin-token-file`) on the admin listener.
+    pub fn with_admin_token(mut self, token: Arc<admin::AdminToken>) -> Self {
+        self.admin.token = Some(token);
+        self
     }
 
     /// Check tokens at the handshake and for the `auth` op (and on
@@ -166,9 +178,11 @@ impl Node {
         match &*request.path {
             "/ws" => upgrade_required(&request.method),
             "/echo" if self.routes.echo => upgrade_required(&request.method),
-            "/healthz" | "/metrics" if !get => {
-                http::error(405, &[("Allow", "GET")], "only GET is allowed")
-            }
+            "/healthz" | "/metrics" if !get => http::error(
+                405,
+                &[("Allow", "GET, HEAD")],
+                "only GET and HEAD are allowed",
+            ),
             "/healthz" if io.draining() => {
                 http::response(503, &[], "text/plain", b"draining\n", true)
             }
@@ -196,6 +210,13 @@ impl App for Node {
         conn: ConnId,
         upgrade: &Upgrade,
     ) -> Result<Accepted, Bytes> {
+        if io.is_admin(conn) {
+            return Err(http::error(
+                404,
+                &[],
+                "the admin listener serves no WebSocket",
+            ));
+        }
         match &*upgrade.path {
             "/ws" => {
                 let opening = match &self.gate {
@@ -256,13 +277,33 @@ impl App for Node {
         request: &Request,
         body: &[u8],
     ) -> HttpReply {
+        if io.is_admin(conn) {
+            return self.admin_http(io, conn, request, body);
+        }
         if &*request.path == "/publish" {
             return self.publish(io, conn, request, body);
+        }
+        if &*request.method == "HEAD" && matches!(&*request.path, "/healthz" | "/metrics") {
+            // HEAD works where GET does: the same head, no body.
+            let get = Request {
+                method: "GET".into(),
+                ..request.clone()
+            };
+            return HttpReply::Close(admin::head_only(self.answer(io, &get)));
         }
         HttpReply::Close(self.answer(io, request))
     }
 
     fn mail(&mut self, io: &mut Io<'_, Self::Mail>, from: usize, mail: Self::Mail) {
+        let mail = match mail {
+            crate::broker::Mail::Host(m) => {
+                if let Ok(m) = m.downcast::<admin::AdminMail>() {
+                    self.admin_mail(io, from, *m);
+                }
+                return;
+            }
+            other => other,
+        };
         self.broker.mail(io, from, mail);
         if self.broker.has_batches() {
             self.finish_publishes(io);

@@ -33,6 +33,8 @@ pub struct Request {
     pub method: Box<str>,
     /// The path, without the query string.
     pub path: Box<str>,
+    /// The query string (after `?`), if any, undecoded.
+    pub query: Option<Box<str>>,
     /// The body's length (`Content-Length`; 0 without one). The body
     /// follows the head; the caller waits for all of it.
     pub content_length: usize,
@@ -50,6 +52,7 @@ impl Request {
         Self {
             method: "GET".into(),
             path: path.into(),
+            query: None,
             content_length: 0,
             keep_alive: false,
             bearer: None,
@@ -268,6 +271,7 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
         let request = Request {
             method: method.into(),
             path: path.into(),
+            query: query.map(Into::into),
             content_length,
             keep_alive,
             bearer: h

@@ -167,6 +167,18 @@ pub struct Args {
     /// requests without Origin (non-browser clients) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// Serve the admin API (plain HTTP: /healthz, /readyz, /metrics,
+    /// POST /publish, and /admin/ with --admin-token-file) on this
+    /// address; `--admin-listen` alone means 127.0.0.1:9081. Off unless
+    /// this or --admin-token-file is given. Keep it on loopback or a
+    /// private network: it has no TLS.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9081")]
+    pub admin_listen: Option<Listen>,
+    /// The admin token (one word, at least 16 characters) that /admin/
+    /// requests must carry as `Authorization: Bearer`. Turns the admin
+    /// listener on (at 127.0.0.1:9081 unless --admin-listen says).
+    #[arg(long, value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
     /// API keys for `POST /publish`, one per line, each optionally followed
     /// by the topic patterns it may publish to (default: all). Reloaded
     /// on SIGHUP. Without it (and with --auth off) anyone may publish over

@@ -6,6 +6,7 @@ use args::{Args, AuthArgs, TlsArgs};
 use clap::Parser;
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, MAX_SHARDS};
 use ringfan::runtime::{Config, Server, TlsListen};
+use ringfan::server::admin::AdminToken;
 use ringfan::server::api_keys::ApiKeys;
 use ringfan::server::auth::{AuthConfig, Gate, Mode};
 use ringfan::server::{Node, Routes};
@@ -134,6 +135,10 @@ fn reload_on_sighup(
     });
 }
 
+/// `--admin-listen` without an address, or only `--admin-token-file`.
+const ADMIN_DEFAULT: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9081);
+
 fn main() {
     // mimalloc asks for transparent huge pages on its arenas (MADV_HUGEPAGE,
     // which the stock `madvise` THP mode honours), so each shard thread's
@@ -166,6 +171,11 @@ fn main() {
             allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
         },
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        admin: match (args.admin_listen, &args.admin_token_file) {
+            (Some(l), _) => l.0,
+            (None, Some(_)) => Some(ADMIN_DEFAULT),
+            (None, None) => None,
+        },
         http_keepalive: Duration::from_secs(args.http_keepalive_timeout.max(1)),
         max_request_body: args.max_request_body,
         idle_ping: Duration::from_secs(args.idle_ping),
@@ -231,6 +241,16 @@ fn main() {
                 std::process::exit(2);
             }
         });
+    let admin_token = args
+        .admin_token_file
+        .as_deref()
+        .map(|path| match AdminToken::load(path) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                eprintln!("ringfan: --admin-token-file: {e}");
+                std::process::exit(2);
+            }
+        });
     let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     let (shard_gate, shard_keys) = (gate.clone(), keys.clone());
@@ -241,6 +261,9 @@ fn main() {
         }
         if let Some(k) = &shard_keys {
             node = node.with_publish_keys(k.clone());
+        }
+        if let Some(t) = &admin_token {
+            node = node.with_admin_token(t.clone());
         }
         node
     };
@@ -278,6 +301,9 @@ fn main() {
     }
     if let Some(addr) = server.tls_addr() {
         println!("ringfan: tls listening on {addr} ({shards} shards)");
+    }
+    if let Some(addr) = server.admin_addr() {
+        println!("ringfan: admin listening on {addr}");
     }
     server.join();
 }
