@@ -26,6 +26,8 @@ pub mod within;
 #[cfg(test)]
 mod auth_tests;
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
 mod limits_tests;

@@ -5,6 +5,7 @@
 //! broker's unit tests and for the fuzzer (`fuzz-checks`); the runtime's
 //! `impl Host for Io` is the real one.
 
+use super::batch::{BatchError, BatchOutcome};
 use super::config::BrokerConfig;
 use super::engine::{owner_of, Broker};
 use super::host::{Client, Host, ShardMask};
@@ -39,6 +40,8 @@ pub struct FakeHost {
     pub closes: Vec<(Client, u16)>,
     /// Shards whose mail waits behind a full ring.
     pub waiting: ShardMask,
+    /// Shards whose ring is full: `try_post` to them fails.
+    pub full_rings: ShardMask,
 }
 
 impl Host for FakeHost {
@@ -101,6 +104,9 @@ impl Host for FakeHost {
     }
 
     fn try_post(&mut self, to: usize, mail: Mail) -> Result<(), Mail> {
+        if self.full_rings & 1 << to != 0 {
+            return Err(mail);
+        }
         self.outbox.push((to, mail));
         Ok(())
     }
@@ -141,6 +147,7 @@ impl Cluster {
                     full: Default::default(),
                     closes: Vec::new(),
                     waiting: 0,
+                    full_rings: 0,
                 })
                 .collect(),
             rings: FxHashMap::default(),
@@ -176,6 +183,19 @@ impl Cluster {
             peer,
             serde_json::json!({"op": "pub", "topic": topic, "data": n}),
         );
+    }
+
+    /// A batch published on `shard` for `ticket` (HTTP publish): the
+    /// outcome at once, or None (it waits for other shards' seqs).
+    pub fn publish_batch(
+        &mut self,
+        shard: usize,
+        ticket: u64,
+        messages: &[(&str, &str)],
+    ) -> Result<Option<BatchOutcome>, BatchError> {
+        let r = self.brokers[shard].publish_batch(&mut self.hosts[shard], ticket, messages);
+        self.post_outbox(shard);
+        r
     }
 
     /// A client sends one text message, whatever it holds.
