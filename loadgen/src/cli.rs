@@ -97,8 +97,8 @@ pub struct Common {
 pub struct Publish {
     /// `ws`: each publisher is a WebSocket connection sending `pub`s.
     /// `http`: each publisher is an HTTP/1.1 keep-alive connection sending
-    /// `POST /publish` to the same host and port (plain http only), on a
-    /// thread of its own; in closed loop --window requests are pipelined
+    /// `POST /publish` to the same host and port (https for a wss://
+    /// URL), on a thread of its own; in closed loop --window requests are pipelined
     /// on it.
     #[arg(long, value_enum, default_value_t = PublishVia::Ws)]
     pub publish_via: PublishVia,
@@ -316,15 +316,6 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         via,
     } = load;
     let url = parse_url(&c.url)?;
-    if via != Via::Ws && url.tls_host.is_some() {
-        // The HTTP publisher speaks plain TCP; https would need a TLS
-        // client in its poll loop, which it does not have yet.
-        return Err(format!(
-            "--publish-via http needs a plain ws:// URL (publishing to http://HOST:PORT/publish); \
-             https is not supported yet (got {})",
-            c.url
-        ));
-    }
     let tls = tls_dial(c, &url)?;
     let (target, path) = (url.addr, url.path);
     let auth = c.auth.resolve()?;

@@ -95,6 +95,9 @@ struct HttpPublisher {
     /// The request head up to `Content-Length: ` (host, credential).
     head: Vec<u8>,
     sock: Option<TcpStream>,
+    /// https (a wss:// URL): the TLS session over `sock`; `out` and `rx`
+    /// then hold plaintext.
+    tls: Option<rustls::ClientConnection>,
     /// Requests written and to write; `out[out_at..]` is not written yet.
     out: Vec<u8>,
     out_at: usize,
@@ -138,6 +141,7 @@ impl HttpPublisher {
             batch,
             head: head.into_bytes(),
             sock: None,
+            tls: None,
             out: Vec::with_capacity(1 << 20),
             out_at: 0,
             rx: Vec::with_capacity(READ_CHUNK * 2),
@@ -193,10 +197,22 @@ impl HttpPublisher {
                 // Requests are whole when written; Nagle would hold a
                 // pipelined one back for the previous one's ack.
                 let ok = s.set_nodelay(true).and_then(|()| s.set_nonblocking(true));
-                match ok {
-                    Ok(()) => self.sock = Some(s),
-                    Err(e) => self.failed(format!("http publisher: socket setup: {e}")),
+                if let Err(e) = ok {
+                    self.failed(format!("http publisher: socket setup: {e}"));
+                    return;
                 }
+                if let Some(dial) = &self.plan.tls {
+                    // The handshake runs in the poll loop: its first
+                    // flight is written as the first request is.
+                    match rustls::ClientConnection::new(dial.config.clone(), dial.name.clone()) {
+                        Ok(c) => self.tls = Some(c),
+                        Err(e) => {
+                            self.failed(format!("http publisher: TLS: {e}"));
+                            return;
+                        }
+                    }
+                }
+                self.sock = Some(s);
             }
             Err(e) => {
                 self.counts.connect_failures += 1;
@@ -331,17 +347,13 @@ impl HttpPublisher {
         let Some(sock) = self.sock.as_mut() else {
             return;
         };
-        while self.out_at < self.out.len() {
-            match sock.write(&self.out[self.out_at..]) {
-                Ok(0) => break,
-                Ok(k) => self.out_at += k,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.lost(format!("http publisher: write: {e}"));
-                    return;
-                }
-            }
+        let result = match self.tls.as_mut() {
+            None => write_plain(sock, &self.out, &mut self.out_at),
+            Some(tls) => write_tls(tls, sock, &self.out, &mut self.out_at),
+        };
+        if let Err(e) = result {
+            self.lost(format!("http publisher: write: {e}"));
+            return;
         }
         if self.out_at == self.out.len() {
             self.out.clear();
@@ -359,7 +371,7 @@ impl HttpPublisher {
             return false;
         };
         let mut events = libc::POLLIN;
-        if self.out_at < self.out.len() {
+        if self.out_at < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write()) {
             events |= libc::POLLOUT;
         }
         let mut fd = libc::pollfd {
@@ -380,26 +392,11 @@ impl HttpPublisher {
     fn read(&mut self) {
         let mut eof = None;
         if let Some(sock) = self.sock.as_mut() {
-            loop {
-                let r = sock.read(&mut self.chunk);
-                if let Ok(k) = r {
-                    self.rx.extend_from_slice(&self.chunk[..k]);
-                }
-                match r {
-                    Ok(0) => {
-                        eof = Some("the broker closed the connection".to_string());
-                        break;
-                    }
-                    Ok(k) if k < READ_CHUNK => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        eof = Some(format!("read: {e}"));
-                        break;
-                    }
-                }
-            }
+            let r = match self.tls.as_mut() {
+                None => read_plain(sock, &mut self.chunk, &mut self.rx),
+                Some(tls) => read_tls(tls, sock, &mut self.chunk, &mut self.rx),
+            };
+            eof = r.err();
         }
         let rx = std::mem::take(&mut self.rx);
         let (used, close) = self.answers(&rx);
@@ -517,6 +514,7 @@ impl HttpPublisher {
     /// (reconnecting after a 401 or 503 would only repeat it).
     fn lost(&mut self, why: String) {
         self.sock = None;
+        self.tls = None;
         self.counts.not_published += self.messages.len() as u64;
         self.messages.clear();
         self.requests.clear();
@@ -549,5 +547,93 @@ impl HttpPublisher {
             storm: StormResult::new(),
         };
         self.ctl.report(self.slot, Report::Final(Box::new(r)));
+    }
+}
+
+/// Write `out[*at..]` to a plain socket until it would block.
+fn write_plain(sock: &mut TcpStream, out: &[u8], at: &mut usize) -> std::io::Result<()> {
+    while *at < out.len() {
+        match sock.write(&out[*at..]) {
+            Ok(0) => break,
+            Ok(k) => *at += k,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Seal `out[*at..]` (as much as the session buffers) and write its
+/// records until the socket would block. Before the handshake completes
+/// the session holds the plaintext and writes the handshake instead.
+fn write_tls(
+    tls: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    out: &[u8],
+    at: &mut usize,
+) -> std::io::Result<()> {
+    loop {
+        if *at < out.len() {
+            *at += tls.writer().write(&out[*at..])?;
+        }
+        if !tls.wants_write() {
+            return Ok(());
+        }
+        match tls.write_tls(sock) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Read what a plain socket has into `rx`; Err says why it is over.
+fn read_plain(sock: &mut TcpStream, chunk: &mut [u8], rx: &mut Vec<u8>) -> Result<(), String> {
+    loop {
+        match sock.read(chunk) {
+            Ok(0) => return Err("the broker closed the connection".into()),
+            Ok(k) => {
+                rx.extend_from_slice(&chunk[..k]);
+                if k < chunk.len() {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// Read and open what a TLS socket has, its plaintext into `rx`.
+fn read_tls(
+    tls: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    chunk: &mut [u8],
+    rx: &mut Vec<u8>,
+) -> Result<(), String> {
+    loop {
+        let eof = match tls.read_tls(sock) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        tls.process_new_packets().map_err(|e| format!("TLS: {e}"))?;
+        loop {
+            match tls.reader().read(chunk) {
+                Ok(0) => return Err("the broker closed the TLS session".into()),
+                Ok(k) => rx.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("TLS read: {e}")),
+            }
+        }
+        if eof {
+            return Err("the broker closed the connection".into());
+        }
     }
 }

@@ -28,16 +28,20 @@ fn text(b: &[u8]) -> String {
 
 /// Runs `args` against `addr` with a JSON report; the exit and the report.
 fn run(addr: SocketAddr, args: &[&str]) -> (Output, Value) {
+    run_url(&format!("ws://{addr}/ws"), args)
+}
+
+/// Runs `args` against `url` with a JSON report; the exit and the report.
+fn run_url(url: &str, args: &[&str]) -> (Output, Value) {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let json = std::env::temp_dir().join(format!(
         "lg-http-it-{}-{}.json",
         std::process::id(),
         RUNS.fetch_add(1, Ordering::Relaxed)
     ));
-    let url = format!("ws://{addr}/ws");
     let json_s = json.to_str().expect("a UTF-8 temp path");
     let mut all = args.to_vec();
-    all.extend_from_slice(&["--url", &url, "--json", json_s, "--quiet"]);
+    all.extend_from_slice(&["--url", url, "--json", json_s, "--quiet"]);
     let (out, took) = run_bounded(&all, LIMIT);
     assert!(took < LIMIT, "killed after {took:?}\n{}", text(&out.stderr));
     let report = std::fs::read(&json)
@@ -186,6 +190,40 @@ fn an_open_loop_feed_over_http_keeps_its_schedule_and_loses_nothing() {
 }
 
 #[test]
+fn a_wss_url_publishes_over_https_to_the_same_port() {
+    // TLS only (no plain listener): the publishes can only have come
+    // over https.
+    let broker = real_broker::ringfan_tls(1, false);
+    let ca = broker.ca.to_str().expect("a UTF-8 temp path").to_string();
+    let (out, report) = run_url(
+        &broker.url("/ws"),
+        &[
+            "fanout",
+            "--subscribers",
+            "10",
+            "--topics",
+            "5",
+            "--publish-via",
+            "http",
+            "--batch",
+            "10",
+            "--window",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--ca",
+            &ca,
+        ],
+    );
+    clean(&out, &report);
+    // Ten subscribers and the publisher, each a TLS handshake.
+    assert!(broker.handshakes() >= 11, "{}", broker.handshakes());
+    broker.stop();
+}
+
+#[test]
 fn refused_requests_are_counted_by_status_and_owe_nothing() {
     // Topics `*.N`: a valid subscription pattern, but no topic one may
     // publish to, so every request is answered 400 (and kept alive).
@@ -223,17 +261,6 @@ fn combinations_it_cannot_run_are_refused_with_a_clear_message() {
         (
             &["fanout", "--publish-via", "http", "--batch", "10001"],
             "--batch must be 1 to 10000",
-        ),
-        (
-            &[
-                "fanout",
-                "--publish-via",
-                "http",
-                "--url",
-                "wss://127.0.0.1:9/ws",
-                "--insecure",
-            ],
-            "https is not supported yet",
         ),
         (&["echo", "--publish-via", "http"], "--publish-via"),
         (&["fanout", "--publish-via", "udp"], "udp"),
