@@ -341,17 +341,25 @@ impl Auth {
     /// this does not happen) leaves the connection without one, which the
     /// broker's answer then shows.
     pub fn request(&self, conn: u64, path: &str) -> Request {
-        let (token, via) = match self {
-            Self::None => return (path.to_string(), Vec::new()),
-            Self::Fixed { token, via } => (token.to_string(), *via),
-            Self::Mint { minter, via } => match minter.mint(conn, unix_now()) {
-                Ok(t) => (t, *via),
-                Err(_) => return (path.to_string(), Vec::new()),
-            },
+        let Some((token, via)) = self.token(conn) else {
+            return (path.to_string(), Vec::new());
         };
         match via {
             Via::Query => (with_query_token(path, &token), Vec::new()),
             Via::Header => (path.to_string(), vec![bearer(&token)]),
+        }
+    }
+}
+
+impl Auth {
+    /// Connection `conn`'s token and how it is meant to travel, if any
+    /// (`--publish-via http` always sends it as a bearer: `POST /publish`
+    /// reads no query token).
+    pub fn token(&self, conn: u64) -> Option<(String, Via)> {
+        match self {
+            Self::None => None,
+            Self::Fixed { token, via } => Some((token.to_string(), *via)),
+            Self::Mint { minter, via } => minter.mint(conn, unix_now()).ok().map(|t| (t, *via)),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Flags every scenario shares, and turning them into a [`Plan`].
 
 use crate::limits::{self, PortRange, Ports};
-use crate::plan::{self, Plan, Publishing, Scenario};
+use crate::plan::{self, Plan, Publishing, Scenario, Via};
 use clap::Args;
 use ringfan::runtime::TlsDial;
 use ringfan::tls::ServerName;
@@ -89,6 +89,51 @@ pub struct Common {
     #[arg(long, hide = true, conflicts_with = "report_only")]
     #[serde(skip)]
     pub strict: bool,
+}
+
+/// How publishers publish, for the scenarios that publish on a schedule
+/// (fanout, feed, storm).
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct Publish {
+    /// `ws`: each publisher is a WebSocket connection sending `pub`s.
+    /// `http`: each publisher is an HTTP/1.1 keep-alive connection sending
+    /// `POST /publish` to the same host and port (https for a wss://
+    /// URL), on a thread of its own; in closed loop --window requests are pipelined
+    /// on it.
+    #[arg(long, value_enum, default_value_t = PublishVia::Ws)]
+    pub publish_via: PublishVia,
+    /// Messages per HTTP request (`{"messages":[…]}` when above 1), at
+    /// most 10,000 (the broker's limit). Closed loop sends full batches;
+    /// open loop sends what is due, up to this many a request.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishVia {
+    Ws,
+    Http,
+}
+
+/// The broker's most messages in one `POST /publish`.
+pub const MAX_BATCH: u32 = 10_000;
+
+impl Publish {
+    pub fn via(&self) -> Result<Via, String> {
+        match self.publish_via {
+            PublishVia::Ws if self.batch != 1 => Err(format!(
+                "--batch {} needs --publish-via http (a WebSocket `pub` carries one message)",
+                self.batch
+            )),
+            PublishVia::Ws => Ok(Via::Ws),
+            PublishVia::Http if !(1..=MAX_BATCH).contains(&self.batch) => Err(format!(
+                "--batch must be 1 to {MAX_BATCH} messages a request (got {})",
+                self.batch
+            )),
+            PublishVia::Http => Ok(Via::Http { batch: self.batch }),
+        }
+    }
 }
 
 /// The measured window, for the scenarios that publish on a schedule
@@ -228,6 +273,7 @@ pub struct Load {
     pub window: u32,
     pub payload: usize,
     pub publishing: Publishing,
+    pub via: Via,
 }
 
 impl Load {
@@ -248,6 +294,7 @@ impl Load {
             window: 1,
             payload: 0,
             publishing: Publishing::Uniform,
+            via: Via::Ws,
         }
     }
 }
@@ -266,6 +313,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         window,
         payload,
         publishing,
+        via,
     } = load;
     let url = parse_url(&c.url)?;
     let tls = tls_dial(c, &url)?;
@@ -275,7 +323,8 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         return Err("--rate must be >= 0".into());
     }
     let subscribers: u64 = subs_per_topic.iter().sum();
-    let total = subscribers + publishers + echoers;
+    let ws_publishers = if via == Via::Ws { publishers } else { 0 };
+    let total = subscribers + ws_publishers + echoers;
     // Each shard's ring can hold RLIMIT_NOFILE connections (the kernel caps
     // a direct descriptor table there), less some headroom.
     let per_ring = ringfan::runtime::raise_fd_limit()
@@ -323,6 +372,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         window: window.max(1),
         payload,
         publishing,
+        via,
         burst: None,
         warmup: timing.warmup,
         duration: timing.duration,

@@ -38,6 +38,9 @@ pub struct Live {
     pub acked: AtomicU64,
     pub errors: AtomicU64,
     pub closed: AtomicU64,
+    /// `--publish-via http`: requests sent and not yet answered (the drain
+    /// waits for them: their messages are owed only once answered).
+    pub http_pending: AtomicU64,
 }
 
 /// What a shard reports: an interval's latencies for the live line and the

@@ -13,6 +13,7 @@ use crate::control::{Control, Phase, Report, ShardResult, StormResult};
 use crate::feed;
 use crate::msg::{self, Server};
 use crate::plan::{Kind, Plan, Publishing, Scenario};
+use crate::schedule::{self, Schedule};
 use hdrhistogram::Histogram;
 use ringfan::runtime::{App, ConnId, Dial, Io};
 use ringfan::ws::Message;
@@ -72,20 +73,13 @@ fn slot(conns: &mut [Option<Slot>], id: ConnId) -> Option<&mut Slot> {
         .filter(|s| s.id == id)
 }
 
-/// A publishing (or echoing) connection's schedule.
+/// A publishing (or echoing) connection and where it is in its schedule.
 struct Sender {
     id: ConnId,
-    index: u32,
     open: bool,
     sent: u64,
     acked: u64,
-    /// Messages per second (before any burst).
-    rate: f64,
-    /// Its first message's offset, so publishers interleave.
-    phase_s: f64,
-    /// Topics it publishes on, and their cumulative weights.
-    topics: Vec<u32>,
-    cdf: Vec<f64>,
+    schedule: Schedule,
 }
 
 pub struct Driver {
@@ -295,48 +289,12 @@ impl Driver {
     }
 
     fn new_sender(&mut self, id: ConnId, index: u32) -> Sender {
-        let plan = &self.plan;
-        let n = match plan.scenario {
-            Scenario::Echo => plan.echoers,
-            _ => plan.publishers,
-        }
-        .max(1);
-        let (topics, weights): (Vec<u32>, Vec<f64>) = match &plan.publishing {
-            Publishing::Owned(w) => (0..plan.topics.len() as u32)
-                .filter(|t| u64::from(*t) % n == u64::from(index))
-                .map(|t| (t, w[t as usize]))
-                .unzip(),
-            _ => (Vec::new(), Vec::new()),
-        };
-        let rate = match &plan.publishing {
-            // A feed handler publishes its symbols' share of the total.
-            Publishing::Owned(_) => plan.rate * weights.iter().sum::<f64>(),
-            _ => plan.rate_each(),
-        };
-        let mut acc = 0.0;
-        let total: f64 = weights.iter().sum();
-        let cdf = weights
-            .iter()
-            .map(|w| {
-                acc += w / total.max(f64::MIN_POSITIVE);
-                acc
-            })
-            .collect();
-        let phase_s = if rate > 0.0 {
-            f64::from(index) / n as f64 / plan.rate_each().max(f64::MIN_POSITIVE)
-        } else {
-            0.0
-        };
         Sender {
             id,
-            index,
             open: true,
             sent: 0,
             acked: 0,
-            rate,
-            phase_s: phase_s.min(1.0),
-            topics,
-            cdf,
+            schedule: Schedule::new(&self.plan, index),
         }
     }
 
@@ -357,20 +315,15 @@ impl Driver {
                 return;
             }
             let intended = if matches!(self.plan.publishing, Publishing::Once) {
-                if snd.sent > 0 || snd.index != 0 {
+                if snd.sent > 0 || snd.schedule.index != 0 {
                     return;
                 }
                 now
-            } else if snd.rate > 0.0 {
-                let at = snd.phase_s + self.plan.due_at(snd.rate, snd.sent);
-                if at >= end_s {
-                    return;
+            } else if snd.schedule.rate > 0.0 {
+                match snd.schedule.due_ns(&self.plan, start, snd.sent) {
+                    Some(at_ns) if at_ns <= now => at_ns,
+                    _ => return,
                 }
-                let at_ns = start + (at * 1e9) as u64;
-                if at_ns > now {
-                    return;
-                }
-                at_ns
             } else {
                 if now >= start + (end_s * 1e9) as u64
                     || snd.sent - snd.acked >= u64::from(self.plan.window)
@@ -388,36 +341,19 @@ impl Driver {
         let Some(snd) = self.senders.get_mut(s) else {
             return;
         };
-        let topic = match &plan.publishing {
-            Publishing::Once => 0,
-            Publishing::Uniform => self.rng.usize(..plan.topics.len().max(1)) as u32,
-            Publishing::Owned(_) => {
-                let x = self.rng.f64();
-                let i = snd.cdf.partition_point(|c| *c < x);
-                snd.topics
-                    .get(i.min(snd.topics.len().saturating_sub(1)))
-                    .copied()
-                    .unwrap_or(0)
-            }
-        };
+        let topic = snd.schedule.pick(plan, &mut self.rng);
         snd.sent += 1;
         let id = snd.sent;
         let conn = snd.id;
         self.data.clear();
-        if matches!(plan.scenario, Scenario::Feed | Scenario::Storm) {
-            let book = self.books[topic as usize].get_or_insert_with(|| {
-                feed::Book::new(
-                    plan.topics[topic as usize]
-                        .rsplit('.')
-                        .next()
-                        .unwrap_or("X"),
-                    &mut self.rng,
-                )
-            });
-            book.update(&mut self.rng, intended, &mut self.data);
-        } else {
-            msg::write_payload(&mut self.data, intended, plan.payload);
-        }
+        schedule::write_data(
+            plan,
+            &mut self.books,
+            &mut self.rng,
+            topic,
+            intended,
+            &mut self.data,
+        );
         let sent = if plan.scenario == Scenario::Echo {
             io.send_text(conn, &self.data)
         } else {

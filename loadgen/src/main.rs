@@ -61,7 +61,8 @@ struct Fanout {
     /// broker acknowledges, with --window publishes in flight per publisher.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Unacknowledged publishes per publisher when --rate is 0.
+    /// Unacknowledged publishes per publisher when --rate is 0 (with
+    /// --publish-via http: unanswered requests, each of --batch messages).
     #[arg(long, default_value_t = 64)]
     window: u32,
     /// Bytes of `data` per message (a JSON object carrying the send time).
@@ -73,6 +74,8 @@ struct Fanout {
     /// Subscribe with `snapshot: true`.
     #[arg(long)]
     snapshot: bool,
+    #[command(flatten)]
+    publish: cli::Publish,
     #[command(flatten)]
     timing: cli::Timing,
     #[command(flatten)]
@@ -114,6 +117,8 @@ struct Feed {
     /// Subscribe with `snapshot: true`.
     #[arg(long)]
     snapshot: bool,
+    #[command(flatten)]
+    publish: cli::Publish,
     #[command(flatten)]
     timing: cli::Timing,
     #[command(flatten)]
@@ -189,6 +194,8 @@ struct Storm {
     /// always do).
     #[arg(long)]
     snapshot: bool,
+    #[command(flatten)]
+    publish: cli::Publish,
     #[command(flatten)]
     timing: cli::Timing,
     #[command(flatten)]
@@ -279,6 +286,7 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 rate: a.rate,
                 window: a.window,
                 payload: a.payload,
+                via: a.publish.via()?,
                 ..Load::of(Scenario::Fanout, a.timing)
             };
             (cli::plan(&a.common, load)?, a.common)
@@ -295,6 +303,7 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 publishers: a.publishers.max(1),
                 rate: a.rate,
                 publishing: Publishing::Owned(weights),
+                via: a.publish.via()?,
                 ..Load::of(Scenario::Feed, a.timing)
             };
             let mut p = cli::plan(&a.common, load)?;
@@ -354,6 +363,7 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 topics,
                 publishers: a.publishers.max(1),
                 rate: a.rate,
+                via: a.publish.via()?,
                 ..Load::of(Scenario::Storm, a.timing)
             };
             let mut p = cli::plan(&a.common, load)?;

@@ -82,6 +82,17 @@ pub enum Publishing {
     Once,
 }
 
+/// How publishers reach the broker (`--publish-via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Each publisher is a WebSocket connection sending `pub`s.
+    Ws,
+    /// Each publisher is an HTTP/1.1 keep-alive connection sending
+    /// `POST /publish` with up to `batch` messages a request, driven by
+    /// its own thread (`http_pub`), not by the client shards.
+    Http { batch: u32 },
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub scenario: Scenario,
@@ -100,6 +111,8 @@ pub struct Plan {
     pub window: u32,
     pub payload: usize,
     pub publishing: Publishing,
+    /// How publishers publish.
+    pub via: Via,
     /// Feed: burst multiplier and its window in seconds after the start.
     pub burst: Option<(f64, f64, f64)>,
     pub warmup: Duration,
@@ -131,8 +144,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// WebSocket connections: what the client shards dial.
     pub fn connections(&self) -> u64 {
-        self.subscribers + self.publishers + self.echoers
+        self.subscribers + self.ws_publishers() + self.echoers
+    }
+
+    /// Publishers that are WebSocket connections.
+    pub fn ws_publishers(&self) -> u64 {
+        match self.via {
+            Via::Ws => self.publishers,
+            Via::Http { .. } => 0,
+        }
+    }
+
+    /// Publishers that are HTTP connections, each on its own thread.
+    pub fn http_publishers(&self) -> u64 {
+        self.publishers - self.ws_publishers()
     }
 
     /// Connection `i`'s role. Subscribers first (grouped by topic), then
@@ -145,13 +172,13 @@ impl Plan {
             Kind::Subscriber {
                 topic: topic as u32,
             }
-        } else if i < self.subscribers + self.publishers {
+        } else if i < self.subscribers + self.ws_publishers() {
             Kind::Publisher {
                 index: (i - self.subscribers) as u32,
             }
         } else {
             Kind::Echo {
-                index: (i - self.subscribers - self.publishers) as u32,
+                index: (i - self.subscribers - self.ws_publishers()) as u32,
             }
         }
     }
@@ -296,6 +323,7 @@ mod tests {
             window: 1,
             payload: 100,
             publishing: Publishing::Uniform,
+            via: Via::Ws,
             burst: None,
             warmup: Duration::ZERO,
             duration: Duration::from_secs(1),

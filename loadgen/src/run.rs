@@ -42,7 +42,9 @@ const GIVE_UP_AFTER: u64 = 100;
 pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let plan = Arc::new(plan);
     let (tx, rx) = mpsc::channel();
-    let ctl = Arc::new(Control::new(plan.shards, plan.topics.len(), tx));
+    // The HTTP publishers report through slots after the shards'.
+    let slots = plan.shards + plan.http_publishers() as usize;
+    let ctl = Arc::new(Control::new(slots, plan.topics.len(), tx));
     if let Some(s) = plan.storm {
         ctl.storm_pending
             .store(s.drop.min(plan.subscribers), Ordering::Release);
@@ -63,6 +65,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
         begin: Instant::now(),
     };
     let runtime = co.start_shards()?;
+    let http = co.start_http_publishers()?;
     let mut intervals = Intervals::default();
     let connected = co.connect(&mut intervals);
     samples.server_connected = co.server();
@@ -82,6 +85,9 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     co.progress.finish();
     runtime.shutdown();
     runtime.join();
+    for t in http {
+        let _ = t.join();
+    }
     let storm = co.storm_window();
     Ok(assemble(
         &co.plan, opts, &finals, timeline, &connected, &samples, storm,
@@ -162,6 +168,23 @@ impl Coordinator {
         let (plan, ctl) = (self.plan.clone(), self.ctl.clone());
         Server::start(config, move |i| Driver::new(plan.clone(), ctl.clone(), i))
             .map_err(|e| e.to_string())
+    }
+
+    /// `--publish-via http`: one thread per publisher, each with its own
+    /// slot after the shards'.
+    fn start_http_publishers(&self) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+        (0..self.plan.http_publishers())
+            .map(|j| {
+                let slot = self.plan.shards + j as usize;
+                crate::http_pub::spawn(self.plan.clone(), self.ctl.clone(), slot, j as u32)
+                    .map_err(|e| format!("cannot start HTTP publisher thread: {e}"))
+            })
+            .collect()
+    }
+
+    /// Reporting slots: the shards, then the HTTP publishers.
+    fn slots(&self) -> usize {
+        self.plan.shards + self.plan.http_publishers() as usize
     }
 
     /// Storm: when the drop was due and when the last dropped connection
@@ -295,9 +318,11 @@ impl Coordinator {
             let storming = self.plan.storm.is_some()
                 && ctl.storm_pending.load(Ordering::Acquire) > 0
                 && ctl.storm_end_ns.load(Ordering::Acquire) == u64::MAX;
-            let done = delivered >= expected
-                && !(self.plan.scenario == Scenario::Echo && pending_acks)
-                && !storming;
+            // HTTP publishes are owed once answered: wait for the answers.
+            let waiting = ctl.sum(|l| &l.http_pending) > 0
+                || (self.plan.scenario == Scenario::Echo && pending_acks)
+                || storming;
+            let done = delivered >= expected && !waiting;
             if done || Instant::now() >= until {
                 break;
             }
@@ -311,7 +336,7 @@ impl Coordinator {
         self.ctl.set_phase(Phase::Collect);
         let mut finals: Vec<ShardResult> = Vec::new();
         let wait_until = Instant::now() + Duration::from_secs(10);
-        while finals.len() < self.plan.shards && Instant::now() < wait_until {
+        while finals.len() < self.slots() && Instant::now() < wait_until {
             if let Ok((_, Report::Final(r))) = self.rx.recv_timeout(POLL) {
                 finals.push(*r);
             }
@@ -422,7 +447,8 @@ fn assemble(
         ));
     }
     if let Some(share) = report.extra.get("client_cpu_share").copied() {
-        let per_core = share / plan.shards.min(cores()) as f64;
+        let threads = plan.shards + plan.http_publishers() as usize;
+        let per_core = share / threads.min(cores()) as f64;
         if per_core >= 0.85 {
             // Trustworthy first: say when a figure may be ours, not the
             // broker's.
@@ -432,11 +458,12 @@ fn assemble(
             ));
         }
     }
-    if finals.len() < plan.shards {
+    let slots = plan.shards + plan.http_publishers() as usize;
+    if finals.len() < slots {
         report.problems.push(format!(
-            "only {} of {} client shards reported: figures are incomplete",
+            "only {} of {} client shards and HTTP publishers reported: figures are incomplete",
             finals.len(),
-            plan.shards
+            slots
         ));
     }
     if connected.unresolved > 0 {
@@ -500,6 +527,10 @@ fn client_figures(
             "publishes_per_s".into(),
             m.published_measured as f64 / measured_s,
         );
+    }
+    if let crate::plan::Via::Http { batch } = plan.via {
+        extra.insert("http_publishers".into(), plan.http_publishers() as f64);
+        extra.insert("http_batch".into(), f64::from(batch));
     }
     if let (Some(a), Some(b)) = (s.cpu_start, s.cpu_end) {
         extra.insert("client_cpu_total_s".into(), b - a);

@@ -6,7 +6,7 @@
 mod fake_broker;
 mod real_broker;
 
-use loadgen::plan::{Plan, Publishing, Scenario};
+use loadgen::plan::{Plan, Publishing, Scenario, Via};
 use loadgen::run::{self, Options};
 use real_broker::ringfan;
 use std::net::{SocketAddr, TcpListener};
@@ -35,6 +35,7 @@ fn plan(
         window: 8,
         payload: 100,
         publishing: Publishing::Uniform,
+        via: Via::Ws,
         burst: None,
         warmup: Duration::ZERO,
         duration,

@@ -70,6 +70,15 @@ pub struct Counts {
     /// Exact source ports found taken and replaced by another (--source-ports).
     #[serde(default)]
     pub port_retries: u64,
+    /// `--publish-via http`: HTTP status (`"429"`, `"400"`) to number of
+    /// `POST /publish` answers that were not 200 (each also an error).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_status: BTreeMap<String, u64>,
+    /// `--publish-via http`: messages the broker answered with a `null`
+    /// seq (not published under overload, a 429), or not at all (the
+    /// connection closed before their answer). Neither published nor owed.
+    #[serde(default)]
+    pub not_published: u64,
 }
 
 impl Counts {
@@ -91,6 +100,10 @@ impl Counts {
         for (k, v) in &c.closes {
             *self.closes.entry(k.clone()).or_default() += v;
         }
+        for (k, v) in &c.http_status {
+            *self.http_status.entry(k.clone()).or_default() += v;
+        }
+        self.not_published += c.not_published;
     }
 }
 
@@ -277,6 +290,18 @@ impl RunReport {
             };
             let conns = if n == 1 { "connection" } else { "connections" };
             found.push(format!("{} {conns} closed {how}", fmt_count(n)));
+        }
+        for (status, &n) in &c.http_status {
+            found.push(format!(
+                "broker answered {} POST /publish request(s) with HTTP {status}",
+                fmt_count(n)
+            ));
+        }
+        if c.not_published > 0 {
+            found.push(format!(
+                "{} message(s) sent over HTTP were not published (null seq or no answer)",
+                fmt_count(c.not_published)
+            ));
         }
         for p in found {
             if !self.problems.contains(&p) {
