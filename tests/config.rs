@@ -54,8 +54,25 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A file in a fresh directory of its own.
-fn file(name: &str, text: &str) -> PathBuf {
+/// A file in a fresh directory of its own, removed with it when dropped.
+struct Temp(PathBuf);
+
+impl std::ops::Deref for Temp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn file(name: &str, text: &str) -> Temp {
     let dir = std::env::temp_dir().join(format!(
         "ringfan-config-{}-{}",
         std::process::id(),
@@ -64,7 +81,7 @@ fn file(name: &str, text: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
-    path
+    Temp(path)
 }
 
 fn s(p: &Path) -> &str {
@@ -244,6 +261,12 @@ fn a_bad_value_is_named_with_its_key_file_and_what_was_expected() {
         all.push(s(&conf));
         refused(&["--config", s(&conf)], &[], &all);
     }
+    // Not read without end.
+    refused(
+        &["--config", "/dev/zero"],
+        &[],
+        &["/dev/zero", "larger than"],
+    );
     let missing = std::env::temp_dir().join("ringfan-no-such-dir/none.toml");
     refused(&["--config", s(&missing)], &[], &[s(&missing)]);
 }

@@ -314,10 +314,29 @@ fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
+/// Largest config file read: every key with a long comment is ~15 KiB
+/// (`--print-config`); a megabyte is a mistake (`--config /dev/zero`), not
+/// a configuration, and must not be read until memory runs out.
+const MAX_FILE: u64 = 1 << 20;
+
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_FILE} bytes: not a configuration file"
+        )));
+    }
+    Ok(text)
+}
+
 /// The `--config` file: each key's checked value, by setting id.
 fn read_file(path: &Path, settings: &[Setting]) -> Result<HashMap<String, Value>, String> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {shown}: {e}"))?;
+    let text = read_bounded(path).map_err(|e| format!("--config {shown}: {e}"))?;
     let table = DeTable::parse(&text).map_err(|mut e| {
         e.set_input(Some(&text));
         format!("--config {shown}: {e}")
