@@ -261,6 +261,16 @@ fn a_bad_value_is_named_with_its_key_file_and_what_was_expected() {
         all.push(s(&conf));
         refused(&["--config", s(&conf)], &[], &all);
     }
+    // Checked even where a flag overrides it: a broken file is found now.
+    let bad = file("o.toml", "max_message = \"big\"\n");
+    refused(
+        &["--config", s(&bad), "--max-message", "5"],
+        &[],
+        &["max_message", s(&bad)],
+    );
+    // Checks between flags hold for file values too.
+    let tls = file("tls.toml", "listen_tls = \"127.0.0.1:0\"\n");
+    refused(&["--config", s(&tls)], &[], &["--tls-cert"]);
     // Not read without end.
     refused(
         &["--config", "/dev/zero"],
