@@ -1,9 +1,9 @@
 //! `ringfan`: the broker binary.
 
 mod args;
+mod layered;
 
-use args::{Args, AuthArgs, TlsArgs};
-use clap::Parser;
+use args::{AuthArgs, TlsArgs};
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, MAX_SHARDS};
 use ringfan::runtime::{Config, Server, TlsListen};
 use ringfan::server::admin::AdminToken;
@@ -149,7 +149,8 @@ fn main() {
     // although the allocator reserved its arena before `main`.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    let args = Args::parse();
+    // Flags over RINGFAN_* variables over the --config file (layered.rs).
+    let args = layered::parse();
     let has_origins = !args.allow_origins.is_empty();
     let defaults = Config::default();
     let tls = tls_listen(&args.tls);
