@@ -7,6 +7,11 @@
 //! the build's environment, which wins over git. No `-dirty` mark: cargo
 //! reruns this script only when HEAD or the branch moves, not on every
 //! edit, so a mark would often be stale, which is worse than none.
+//!
+//! Only release builds (and benches) are stamped. A changed stamp rebuilds
+//! every target of the package, so stamping debug builds made every commit
+//! rebuild the library and all ~40 test binaries (several minutes on a
+//! 2-core machine); debug builds say `dev`.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +40,9 @@ fn commit() -> String {
         if !c.trim().is_empty() {
             return c.trim().to_string();
         }
+    }
+    if std::env::var("PROFILE").as_deref() != Ok("release") {
+        return "dev".into();
     }
     // Only this package's own repository: an unpacked tarball inside some
     // other checkout must not report that checkout's commit.
