@@ -1,6 +1,7 @@
 //! `ringfan`: the broker binary.
 
 mod args;
+mod logging;
 
 use args::{Args, AuthArgs, TlsArgs};
 use clap::Parser;
@@ -20,12 +21,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn tls_listen(a: &TlsArgs) -> Option<TlsListen> {
     let addr = a.listen_tls?;
     if a.tls_cert.len() != a.tls_key.len() {
-        eprintln!(
-            "ringfan: --tls-cert and --tls-key come in pairs: {} certificates, {} keys",
-            a.tls_cert.len(),
-            a.tls_key.len()
+        logging::fatal(
+            2,
+            format_args!(
+                "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+                a.tls_cert.len(),
+                a.tls_key.len()
+            ),
         );
-        std::process::exit(2);
     }
     let settings = TlsSettings {
         certs: a
@@ -40,10 +43,7 @@ fn tls_listen(a: &TlsArgs) -> Option<TlsListen> {
             addr,
             server: Arc::new(server),
         }),
-        Err(e) => {
-            eprintln!("ringfan: --tls-cert: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => logging::fatal(2, format_args!("--tls-cert: {e}")),
     }
 }
 
@@ -80,10 +80,7 @@ fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
     };
     match Gate::new(config) {
         Ok(g) => Some(Arc::new(g)),
-        Err(e) => {
-            eprintln!("ringfan: --auth: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => logging::fatal(2, format_args!("--auth: {e}")),
     }
 }
 
@@ -97,7 +94,11 @@ fn reload_on_sighup(gate: Option<Arc<Gate>>, tls: Option<Arc<TlsServer>>) {
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ringfan: cannot watch SIGHUP ({e}): keys and certificates will not reload");
+            tracing::warn!(
+                event = "sighup_unwatched",
+                error = %e,
+                "cannot watch SIGHUP: keys and certificates will not reload"
+            );
             return;
         }
     };
@@ -105,15 +106,32 @@ fn reload_on_sighup(gate: Option<Arc<Gate>>, tls: Option<Arc<TlsServer>>) {
         for _ in signals.forever() {
             if let Some(gate) = &gate {
                 match gate.reload() {
-                    Ok(what) => println!("ringfan: reloaded {what}"),
-                    Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+                    Ok(what) => {
+                        println!("ringfan: reloaded {what}");
+                        tracing::info!(
+                            event = "reloaded",
+                            what = "keys",
+                            detail = what,
+                            "reloaded"
+                        );
+                    }
+                    Err(e) => logging::reload_failed(
+                        "keys",
+                        &e,
+                        format_args!("reload failed, keeping the keys in use: {e}"),
+                    ),
                 }
             }
             if let Some(tls) = &tls {
                 match tls.reload() {
-                    Ok(()) => println!("ringfan: reloaded tls certificates"),
-                    Err(e) => eprintln!(
-                        "ringfan: tls reload failed, keeping the certificates in use: {e}"
+                    Ok(()) => {
+                        println!("ringfan: reloaded tls certificates");
+                        tracing::info!(event = "reloaded", what = "tls", "reloaded");
+                    }
+                    Err(e) => logging::reload_failed(
+                        "tls",
+                        &e.to_string(),
+                        format_args!("tls reload failed, keeping the certificates in use: {e}"),
                     ),
                 }
             }
@@ -132,13 +150,16 @@ fn main() {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     let args = Args::parse();
+    logging::init(&args.log);
     let has_origins = !args.allow_origins.is_empty();
     let defaults = Config::default();
     let tls = tls_listen(&args.tls);
     let tls_server = tls.as_ref().map(|t| t.server.clone());
     if args.listen.0.is_none() && tls.is_none() {
-        eprintln!("ringfan: --listen off needs --listen-tls: nothing would listen");
-        std::process::exit(2);
+        logging::fatal(
+            2,
+            format_args!("--listen off needs --listen-tls: nothing would listen"),
+        );
     }
     let config = Config {
         listen: args.listen.0,
@@ -177,8 +198,10 @@ fn main() {
     };
     let shards = config.shards;
     if shards > MAX_SHARDS {
-        eprintln!("ringfan: --shards {shards}: at most {MAX_SHARDS} shards are supported");
-        std::process::exit(2);
+        logging::fatal(
+            2,
+            format_args!("--shards {shards}: at most {MAX_SHARDS} shards are supported"),
+        );
     }
     let broker = BrokerConfig {
         policy: args.slow_consumer.into(),
@@ -218,10 +241,7 @@ fn main() {
     };
     let server = match Server::start(config, make) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ringfan: {e}");
-            std::process::exit(1);
-        }
+        Err(e) => logging::fatal(1, format_args!("{e}")),
     };
     let flag = server.drain_flag();
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -251,5 +271,29 @@ fn main() {
     if let Some(addr) = server.tls_addr() {
         println!("ringfan: tls listening on {addr} ({shards} shards)");
     }
+    log_start(&server, shards);
     server.join();
+    tracing::info!(event = "stopped", "stopped");
+}
+
+/// The start-up events: the process, then each listener.
+fn log_start(server: &Server, shards: usize) {
+    let listeners: Vec<String> = (server.local_addr().iter().map(|a| format!("ws://{a}")))
+        .chain(server.tls_addr().iter().map(|a| format!("wss://{a}")))
+        .collect();
+    tracing::info!(
+        event = "started",
+        version = env!("CARGO_PKG_VERSION"),
+        shards,
+        listeners = listeners.join(" "),
+        "started"
+    );
+    for (addr, tls) in server
+        .local_addr()
+        .map(|a| (a, false))
+        .into_iter()
+        .chain(server.tls_addr().map(|a| (a, true)))
+    {
+        tracing::info!(event = "listening", addr = %addr, tls, shards, "listening");
+    }
 }
