@@ -196,8 +196,10 @@ def close_code(s: socket.socket, rest: bytes = b"") -> int | None:
             return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
-def test_json_log_lines_parse_and_carry_the_fields(broker):
-    b = broker("--auth", "required", "--jwt-secret-file", str(HS_SECRET_FILE),
+def test_json_log_lines_parse_and_carry_the_fields(broker, tmp_path):
+    secret = tmp_path / "hs.secret"  # kid "hs", rewritten below
+    secret.write_bytes(HS_SECRET)
+    b = broker("--auth", "required", "--jwt-secret-file", str(secret),
                "--auth-timeout", "1", "--slow-consumer", "disconnect",
                "--max-queued-bytes", "16384", "--socket-send-buffer", "4096")
     run = uuid.uuid4().hex[:8]
@@ -284,6 +286,16 @@ def test_json_log_lines_parse_and_carry_the_fields(broker):
     assert (e["user"], e["policy"], e["code"]) == (slow, "disconnect", 1008)
     assert e["target"] == "ringfan::slow_consumer"
 
+    # SIGHUP: keys reloaded; then a key file too short: the reload fails,
+    # named, and the keys in use stay.
+    b.proc.send_signal(signal.SIGHUP)
+    e = b.wait_event("reloaded", what="keys")
+    assert e["level"] == "INFO" and "1 key(s)" in e["detail"]
+    secret.write_bytes(b"short")
+    b.proc.send_signal(signal.SIGHUP)
+    e = b.wait_event("reload_failed", what="keys")
+    assert e["level"] == "ERROR" and str(secret) in e["error"], e
+
     # SIGTERM: each shard drains; the publisher, still open, is told 1001
     # and answers, so no connection is left to cut at the deadline.
     sub.close()
@@ -306,6 +318,7 @@ def test_json_log_lines_parse_and_carry_the_fields(broker):
     for l in lines:
         assert {"timestamp", "level", "target", "message"} <= l.keys(), l
         assert l["level"] in {"ERROR", "WARN", "INFO"}, l
+    assert [l for l in lines if l["level"] == "ERROR"] == b.events("reload_failed")
 
 
 def test_a_flood_of_refused_handshakes_is_cut_and_counted(broker):
