@@ -3,8 +3,9 @@
 //! Layers, bottom up (see `docs/architecture.md`); every import points
 //! down:
 //! - [`ws`]: the sans-IO WebSocket protocol core (bytes in, events out).
-//! - [`metrics`], [`sendbuf`] and [`rate`]: leaves both layers above use
-//!   (per-shard counters; a frame as queues hold it; token buckets).
+//! - [`metrics`], [`sendbuf`], [`rate`] and [`logs`]: leaves both layers
+//!   above use (per-shard counters; a frame as queues hold it; token
+//!   buckets; rate-limited connection events through `tracing`).
 //! - [`runtime`]: the io_uring thread-per-core server that drives `ws`; it
 //!   knows no topics, JSON or routes.
 //! - [`broker`]: the pub/sub data structures behind its own narrow
@@ -20,6 +21,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod logs;
 pub mod metrics;
 pub mod rate;
 pub mod runtime;

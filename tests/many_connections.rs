@@ -90,8 +90,17 @@ fn holds_30000_websockets_under_a_20000_fd_limit() {
     // The idle ping would otherwise fire after 30 s of silence and close
     // connections whose holder is not polling (waiting for `ECHO`); on a
     // slow machine the test may take that long.
-    let mut broker =
-        Broker::start_with(&["--shards", "2", "--echo", "--idle-ping", "600"], |cmd| {
+    let mut broker = Broker::start_with(
+        &[
+            "--shards",
+            "2",
+            "--echo",
+            "--idle-ping",
+            "600",
+            "--log-level",
+            "warn",
+        ],
+        |cmd| {
             cmd.stderr(Stdio::piped());
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in the
             // forked child before exec.
@@ -107,7 +116,8 @@ fn holds_30000_websockets_under_a_20000_fd_limit() {
                     Ok(())
                 });
             }
-        });
+        },
+    );
     let pid = broker.child.id();
 
     // Everything the server writes to stderr, echoed and kept for the end.

@@ -23,6 +23,29 @@ fn port_in_use() {
     assert!(err.contains("already in use"), "{err}");
 }
 
+/// With `--log-format json` the failure is a JSON line, so that stderr
+/// holds nothing else.
+#[test]
+fn port_in_use_as_json() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run(&["--listen", &addr, "--log-format", "json"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let line: serde_json::Value = serde_json::from_str(err.trim()).expect("a JSON line");
+    assert_eq!(line["level"], "ERROR", "{err}");
+    assert_eq!(line["event"], "start_failed", "{err}");
+    let why = line["error"].as_str().unwrap_or_default();
+    assert!(why.contains("already in use"), "{err}");
+}
+
+#[test]
+fn bad_log_level() {
+    let (code, err) = run(&["--log-level", "wran"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("'wran' is neither a level"), "{err}");
+}
+
 #[test]
 fn bad_flag() {
     let (code, err) = run(&["--no-such-flag"]);

@@ -107,6 +107,27 @@ impl Verifier {
     /// Check `token`'s signature, times (against `now_unix`, seconds since
     /// the epoch), issuer, audience, jti and permissions claim.
     pub fn verify(&self, token: &str, now_unix: u64) -> Result<Claims, AuthError> {
+        self.verify_subject(token, now_unix).map_err(|(e, _)| e)
+    }
+
+    /// [`Verifier::verify`], with the token's `sub` beside a refusal made
+    /// after its signature verified (`expired`, `wrong_audience`,
+    /// `denied_jti`…), for the log: whose token it was. A token whose
+    /// signature did not verify names no one.
+    pub fn verify_subject(
+        &self,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<Claims, (AuthError, Option<String>)> {
+        let (claims, reg) = self.verify_signature(token).map_err(|e| (e, None))?;
+        match self.check(&claims, &reg, now_unix) {
+            Ok(()) => Ok(claims),
+            Err(e) => Err((e, claims.subject)),
+        }
+    }
+
+    /// The signature, and the claims parsed (not yet checked).
+    fn verify_signature(&self, token: &str) -> Result<(Claims, claims::Registered), AuthError> {
         if token.len() > self.rules.max_token_len {
             return Err(AuthError::Malformed(format!(
                 "longer than {} bytes",
@@ -126,9 +147,7 @@ impl Verifier {
             }
             None => self.decode_kidless(token, alg)?,
         };
-        let (claims, reg) = claims::parse(&payload, &self.rules.permissions_claim)?;
-        self.check(&claims, &reg, now_unix)?;
-        Ok(claims)
+        claims::parse(&payload, &self.rules.permissions_claim)
     }
 
     /// The algorithm (allowed by the rules) and kid of the token.

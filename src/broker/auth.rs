@@ -51,6 +51,9 @@ pub struct Refusal {
     pub reason: &'static str,
     /// For the client: the reason and what it was about.
     pub message: String,
+    /// The token's `sub` when its signature verified (an `expired`
+    /// token's), for the log; never from a token that did not verify.
+    pub user: Option<Box<str>>,
 }
 
 /// How the broker checks tokens; the server implements it with JWT.
@@ -220,6 +223,16 @@ impl Auth {
     }
 }
 
+/// A valid token refused for `reason` (`user_limit`, `other_user`), as the
+/// log reports it.
+fn refused(reason: &'static str, message: &str) -> Refusal {
+    Refusal {
+        reason,
+        message: message.into(),
+        user: None,
+    }
+}
+
 /// When a token expiring at `exp` (Unix seconds) is warned of, in Unix
 /// milliseconds.
 fn warn_at(exp: u64, lead_s: u64) -> u64 {
@@ -316,7 +329,9 @@ impl Broker {
         reason: &'static str,
     ) {
         self.auth.set(conn, State::Closing);
-        io.close_after(conn, code, reason);
+        if io.close_after(conn, code, reason) {
+            self.log_close(io, conn, code, reason);
+        }
     }
 
     /// The first pattern of a `sub` that `conn` may not subscribe to.
@@ -371,6 +386,7 @@ impl Broker {
         let grant = match a.verify(token) {
             Ok(g) => g,
             Err(r) => {
+                self.log_auth_failed(io, conn, &r, None);
                 let msg = format!("invalid token: {}", r.message);
                 self.reply(io, conn, id, ErrCode::Unauthorized, &msg);
                 if first {
@@ -383,10 +399,14 @@ impl Broker {
         match (&held_user, &grant.user) {
             (Some(held), new) if new.as_deref() != Some(&**held) => {
                 let msg = "token is for another user";
+                let r = refused("other_user", msg);
+                self.log_auth_failed(io, conn, &r, new.as_deref());
                 return self.reply(io, conn, id, ErrCode::Unauthorized, msg);
             }
             (None, Some(user)) if !a.admit_user(user) => {
                 let msg = "too many connections for this user";
+                let r = refused("user_limit", msg);
+                self.log_auth_failed(io, conn, &r, Some(user));
                 self.reply(io, conn, id, ErrCode::Unauthorized, msg);
                 if first {
                     self.close_after_reply(
@@ -465,6 +485,7 @@ impl Broker {
             for c in denied {
                 if io.close(c, close::TOKEN_REVOKED, "token revoked") {
                     inc(&self.my_stats(io).auth_denied_total, 1);
+                    self.log_close(io, c, close::TOKEN_REVOKED, "token revoked");
                 }
             }
         }
@@ -484,7 +505,10 @@ impl Broker {
         };
         match (&mut entry.state, due) {
             (State::Awaiting { .. }, Due::Deadline) => {
-                io.close(c, close::AUTH_REQUIRED, "authentication required");
+                let reason = "authentication required";
+                if io.close(c, close::AUTH_REQUIRED, reason) {
+                    self.log_close(io, c, close::AUTH_REQUIRED, reason);
+                }
             }
             (State::Granted { grant, warned }, Due::Warn) => {
                 // An entry from an earlier token fires early: not yet.
@@ -499,7 +523,9 @@ impl Broker {
             }
             (State::Granted { grant, .. }, Due::End) if grant.ends_ms.is_some_and(|e| e <= now) => {
                 inc(&self.my_stats(io).auth_expired_total, 1);
-                io.close(c, close::TOKEN_EXPIRED, "token expired");
+                if io.close(c, close::TOKEN_EXPIRED, "token expired") {
+                    self.log_close(io, c, close::TOKEN_EXPIRED, "token expired");
+                }
             }
             _ => {}
         }

@@ -23,16 +23,19 @@ impl Authenticator for Checker {
             return Err(Refusal {
                 reason: "malformed",
                 message: "malformed".into(),
+                user: None,
             });
         };
         let exp: u64 = exp.parse().map_err(|_| Refusal {
             reason: "malformed",
             message: "bad exp".into(),
+            user: None,
         })?;
         Ok(Grant {
             perms: Arc::new(Permissions::new([pattern], [pattern]).map_err(|_| Refusal {
                 reason: "bad_claim",
                 message: "bad pattern".into(),
+                user: None,
             })?),
             exp: Some(exp),
             ends_ms: Some(exp * 1000),

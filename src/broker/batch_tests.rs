@@ -74,10 +74,16 @@ fn one_bad_message_refuses_the_whole_batch() {
     for (msgs, index, code) in [
         (vec![("a", "1"), ("a..b", "2")], 1, ErrCode::BadTopic),
         (vec![("a", deep.as_str())], 0, ErrCode::BadJson),
-        (vec![("a", "1"), ("b", "2"), (&*long, "3")], 2, ErrCode::BadTopic),
+        (
+            vec![("a", "1"), ("b", "2"), (&*long, "3")],
+            2,
+            ErrCode::BadTopic,
+        ),
     ] {
         match c.publish_batch(0, 1, &msgs) {
-            Err(BatchError { index: i, code: k, .. }) => assert_eq!((i, k), (index, code)),
+            Err(BatchError {
+                index: i, code: k, ..
+            }) => assert_eq!((i, k), (index, code)),
             other => panic!("{other:?}"),
         }
     }
@@ -96,9 +102,7 @@ fn a_full_ring_leaves_exactly_those_messages_unnumbered() {
     let there = topic_owned_by(1, 2, "o");
     c.hosts[0].full_rings = 0b10;
     let out = c.publish_batch(0, 5, &[(&here, "1"), (&there, "2"), (&here, "3")]);
-    let Ok(Some(o)) = out else {
-        panic!("{out:?}")
-    };
+    let Ok(Some(o)) = out else { panic!("{out:?}") };
     assert_eq!(o.seqs, vec![Some(1), None, Some(2)]);
     assert!(o.refused.is_some_and(|r| r.contains("behind")));
     // The retry, once the ring has room, gets seq 1: nothing was lost or

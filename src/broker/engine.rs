@@ -524,6 +524,7 @@ impl Broker {
             SlowPolicy::Disconnect => {
                 if io.close(conn, code::POLICY_VIOLATION, "slow consumer") {
                     inc(&self.stats[me].slow_disconnects_total, 1);
+                    self.log_slow(io, conn);
                 }
             }
             SlowPolicy::Drop => {
@@ -543,6 +544,7 @@ impl Broker {
                     st.conflated_latest.clear();
                     if io.close(conn, code::POLICY_VIOLATION, "slow consumer") {
                         inc(&self.stats[me].conflate_overflows_total, 1);
+                        self.log_slow(io, conn);
                     }
                 }
             }

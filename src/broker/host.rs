@@ -67,4 +67,10 @@ pub trait Host {
     /// Does mail for shard `to` wait behind a full ring (what `post` put
     /// in the backlog and the ring has not taken yet)?
     fn mail_waiting(&self, to: usize) -> bool;
+
+    /// The client's address, for a log line (never per message). None
+    /// when the host cannot tell.
+    fn peer(&mut self, _to: Client) -> Option<std::net::SocketAddr> {
+        None
+    }
 }

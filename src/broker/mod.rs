@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod host;
 mod limits;
+mod log_events;
 pub mod mail;
 pub mod owner;
 mod patterns;

@@ -76,6 +76,7 @@ impl<M> Shard<M> {
         }
         self.tidy_handshakes();
         self.sweep_peers();
+        crate::logs::tick(self.table.me);
         let mut due = std::mem::take(&mut self.due);
         self.wheel.expire(now, &mut due);
         for e in due.drain(..) {
@@ -86,6 +87,7 @@ impl<M> Shard<M> {
         if let Some(deadline) = self.drain_deadline {
             if now >= deadline {
                 let keys: Vec<u32> = self.table.conns.iter().map(|(k, _)| k as u32).collect();
+                crate::logs::drain_forced(keys.len());
                 for k in keys {
                     self.kill(k);
                 }
@@ -145,6 +147,7 @@ impl<M> Shard<M> {
             .filter(|(_, c)| c.phase == Phase::Open)
             .map(|(k, _)| k as u32)
             .collect();
+        crate::logs::drain_began(self.table.me, open.len());
         for key in open {
             // After what is already queued: 1001, going away.
             self.table

@@ -110,6 +110,7 @@ impl<M> Shard<M> {
         let id = ConnId { key, gen: c.gen };
         if let Some((status, reason)) = c.take_close_req() {
             if c.phase == Phase::Open {
+                super::log::closing(self.table.me, id, c.peer.addr(), status, reason);
                 if let Some(f) = c.ws.close(status, reason) {
                     c.tx.push_close_now(f);
                 }

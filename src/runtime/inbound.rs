@@ -213,6 +213,7 @@ fn server_handshake<A: App>(
     let key = id.key;
     let refused = |table: &mut ConnTable, response: Bytes| {
         inc(&table.my_stats().handshakes_rejected_total, 1);
+        super::log::refused(table, key, &response);
         respond(table, key, response);
         Step::Done
     };

@@ -17,6 +17,8 @@
 //!   shard hold (input not read while answers pile up, slow unfinished
 //!   messages, idle handshakes); [`peer`]: each connection's peer
 //!   address and the per-address limits;
+//! - `log`: the refusals and closes the runtime decides, logged with
+//!   the peer address (through [`crate::logs`]);
 //! - `inbound_check`: a socket-free harness around `inbound` for the
 //!   `inbound` fuzz target (not API);
 //! - `table`, `conn`: the connection table and one connection's state
@@ -45,6 +47,7 @@ mod inbound;
 pub mod inbound_check;
 pub mod io;
 mod listener;
+mod log;
 pub mod mailbox;
 pub mod peer;
 mod recv_rate;

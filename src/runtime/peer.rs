@@ -319,9 +319,10 @@ impl<M> Shard<M> {
             // command needs Linux 6.7): say so once, and go on without.
             if res < 0 && res != -libc::ENOTCONN && !self.peer_warned {
                 self.peer_warned = true;
-                eprintln!(
-                    "ringfan: cannot read peer addresses ({}); per-address limits are off",
-                    std::io::Error::from_raw_os_error(-res)
+                tracing::warn!(
+                    target: "ringfan::runtime",
+                    error = %std::io::Error::from_raw_os_error(-res),
+                    "cannot read peer addresses: per-address limits are off, logs name no peer"
                 );
             }
             return;
@@ -354,6 +355,7 @@ impl<M> Shard<M> {
                 // may answer early, and the close lingers for the request
                 // so that it does not turn into a reset.
                 let response = http::error(429, &[("Retry-After", "1")], body);
+                super::log::refused(&self.table, op.key, &response);
                 super::inbound::respond(&mut self.table, op.key, response);
             }
         }

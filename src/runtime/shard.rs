@@ -301,6 +301,7 @@ impl<M> Shard<M> {
             }
             self.wait();
         }
+        crate::logs::drain_ended(self.table.me);
         self.bufs.unregister(&self.ring.submitter());
         // Sends still in flight (the drain deadline passed) may be read by
         // the kernel until the ring's teardown cancels them: leak their

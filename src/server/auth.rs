@@ -5,6 +5,7 @@
 use crate::auth::{AuthError, Claims, Denylist, KeyConfig, KeySet, Rules, Verifier};
 use crate::broker::auth::{Authenticator, Grant, Opening, Refusal};
 use crate::broker::Permissions;
+use crate::logs::{self, Who};
 use crate::ws::http;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -119,6 +120,12 @@ impl Gate {
     /// How a `/ws` upgrade carrying `token` (or none) starts, or the
     /// response refusing it (`401`, `429`).
     pub fn at_handshake(&self, token: Option<&str>) -> Result<Opening, Bytes> {
+        self.at_handshake_from(token, Who::default())
+    }
+
+    /// [`Gate::at_handshake`] for the connection `who` (its id and peer,
+    /// for the log line of a refusal).
+    pub fn at_handshake_from(&self, token: Option<&str>, who: Who<'_>) -> Result<Opening, Bytes> {
         let Some(token) = token else {
             return Ok(match self.config.mode {
                 Mode::Required => Opening::Awaiting,
@@ -126,12 +133,23 @@ impl Gate {
             });
         };
         let grant = self.verify(token).map_err(|r| {
+            let who = Who {
+                user: r.user.as_deref(),
+                ..who
+            };
+            logs::auth_failed(&who, "handshake", r.reason, &r.message);
             let body = format!("invalid token: {}", r.message);
             let challenge = [("WWW-Authenticate", "Bearer error=\"invalid_token\"")];
             http::error(401, &challenge, &body)
         })?;
         if let Some(user) = &grant.user {
             if !self.admit_user(user) {
+                let who = Who {
+                    user: Some(user),
+                    ..who
+                };
+                let msg = "too many connections for this user";
+                logs::auth_failed(&who, "handshake", "user_limit", msg);
                 return Err(http::error(
                     429,
                     &[("Retry-After", "1")],
@@ -146,6 +164,7 @@ impl Gate {
         let perms = Permissions::new(&claims.sub, &claims.publ).map_err(|(p, e)| Refusal {
             reason: "bad_claim",
             message: format!("bad_claim: pattern '{p}': {e}"),
+            user: claims.subject.as_deref().map(Into::into),
         })?;
         let leeway = self.config.rules.leeway_s;
         Ok(Grant {
@@ -210,13 +229,14 @@ fn unix_ms() -> u64 {
 
 impl Authenticator for Gate {
     fn verify(&self, token: &str) -> Result<Grant, Refusal> {
-        let refusal = |e: AuthError| Refusal {
+        let refusal = |(e, user): (AuthError, Option<String>)| Refusal {
             reason: e.reason(),
             message: e.to_string(),
+            user: user.map(Into::into),
         };
         let result = self
             .current()
-            .verify(token, unix_ms() / 1000)
+            .verify_subject(token, unix_ms() / 1000)
             .map_err(refusal)
             .and_then(|c| self.grant(c));
         self.count(match &result {

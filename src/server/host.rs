@@ -67,4 +67,8 @@ impl Host for Io<'_, Mail> {
     fn mail_waiting(&self, to: usize) -> bool {
         Io::mail_waiting(self, to)
     }
+
+    fn peer(&mut self, to: Client) -> Option<std::net::SocketAddr> {
+        Io::peer(self, conn(to))
+    }
 }

@@ -13,6 +13,7 @@ use crate::broker::batch::BatchError;
 use crate::broker::topic::check_topic;
 use crate::broker::wire::{self, ErrCode};
 use crate::broker::{Broker, BrokerStats};
+use crate::logs::{ConnLabel, Who};
 use crate::runtime::{Accepted, App, ConnId, HttpReply, Io, ShardStats};
 use crate::ws::handshake::{upgrade_required, Request, Upgrade};
 use crate::ws::{frame, http, Message, MessageKind, OpCode};
@@ -201,6 +202,19 @@ impl Node {
     }
 }
 
+/// Who `conn` is, for a log line (see `crate::logs`).
+fn who(io: &mut Io<'_, crate::broker::Mail>, conn: ConnId) -> Who<'static> {
+    Who {
+        conn: Some(ConnLabel {
+            shard: io.shard(),
+            key: conn.key,
+            gen: conn.gen,
+        }),
+        peer: io.peer(conn),
+        user: None,
+    }
+}
+
 impl App for Node {
     type Mail = crate::broker::Mail;
 
@@ -220,7 +234,7 @@ impl App for Node {
         match &*upgrade.path {
             "/ws" => {
                 let opening = match &self.gate {
-                    Some(g) => Some(g.at_handshake(upgrade.token.as_deref())?),
+                    Some(g) => Some(g.at_handshake_from(upgrade.token.as_deref(), who(io, conn))?),
                     None => None,
                 };
                 self.broker.open(client(conn));

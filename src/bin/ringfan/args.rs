@@ -135,6 +135,8 @@ pub struct TlsArgs {
 #[command(version, about)]
 pub struct Args {
     #[command(flatten)]
+    pub log: crate::logging::LogArgs,
+    #[command(flatten)]
     pub auth: AuthArgs,
     /// Address and port to listen on (all shards share it via
     /// SO_REUSEPORT), or `off` for none (TLS only, with --listen-tls).

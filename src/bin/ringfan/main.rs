@@ -2,6 +2,7 @@
 
 mod args;
 mod layered;
+mod logging;
 
 use args::{AuthArgs, TlsArgs};
 use ringfan::broker::{Broker, BrokerConfig, BrokerStats, Rate, MAX_SHARDS};
@@ -22,12 +23,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn tls_listen(a: &TlsArgs) -> Option<TlsListen> {
     let addr = a.listen_tls?;
     if a.tls_cert.len() != a.tls_key.len() {
-        eprintln!(
-            "ringfan: --tls-cert and --tls-key come in pairs: {} certificates, {} keys",
-            a.tls_cert.len(),
-            a.tls_key.len()
+        logging::fatal(
+            2,
+            format_args!(
+                "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+                a.tls_cert.len(),
+                a.tls_key.len()
+            ),
         );
-        std::process::exit(2);
     }
     let settings = TlsSettings {
         certs: a
@@ -42,10 +45,7 @@ fn tls_listen(a: &TlsArgs) -> Option<TlsListen> {
             addr,
             server: Arc::new(server),
         }),
-        Err(e) => {
-            eprintln!("ringfan: --tls-cert: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => logging::fatal(2, format_args!("--tls-cert: {e}")),
     }
 }
 
@@ -82,10 +82,7 @@ fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
     };
     match Gate::new(config) {
         Ok(g) => Some(Arc::new(g)),
-        Err(e) => {
-            eprintln!("ringfan: --auth: {e}");
-            std::process::exit(2);
-        }
+        Err(e) => logging::fatal(2, format_args!("--auth: {e}")),
     }
 }
 
@@ -103,7 +100,11 @@ fn reload_on_sighup(
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ringfan: cannot watch SIGHUP ({e}): keys and certificates will not reload");
+            tracing::warn!(
+                event = "sighup_unwatched",
+                error = %e,
+                "cannot watch SIGHUP: keys and certificates will not reload"
+            );
             return;
         }
     };
@@ -111,8 +112,20 @@ fn reload_on_sighup(
         for _ in signals.forever() {
             if let Some(gate) = &gate {
                 match gate.reload() {
-                    Ok(what) => println!("ringfan: reloaded {what}"),
-                    Err(e) => eprintln!("ringfan: reload failed, keeping the keys in use: {e}"),
+                    Ok(what) => {
+                        println!("ringfan: reloaded {what}");
+                        tracing::info!(
+                            event = "reloaded",
+                            what = "keys",
+                            detail = what,
+                            "reloaded"
+                        );
+                    }
+                    Err(e) => logging::reload_failed(
+                        "keys",
+                        &e,
+                        format_args!("reload failed, keeping the keys in use: {e}"),
+                    ),
                 }
             }
             if let Some(keys) = &keys {
@@ -125,9 +138,14 @@ fn reload_on_sighup(
             }
             if let Some(tls) = &tls {
                 match tls.reload() {
-                    Ok(()) => println!("ringfan: reloaded tls certificates"),
-                    Err(e) => eprintln!(
-                        "ringfan: tls reload failed, keeping the certificates in use: {e}"
+                    Ok(()) => {
+                        println!("ringfan: reloaded tls certificates");
+                        tracing::info!(event = "reloaded", what = "tls", "reloaded");
+                    }
+                    Err(e) => logging::reload_failed(
+                        "tls",
+                        &e.to_string(),
+                        format_args!("tls reload failed, keeping the certificates in use: {e}"),
                     ),
                 }
             }
@@ -151,13 +169,16 @@ fn main() {
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     // Flags over RINGFAN_* variables over the --config file (layered.rs).
     let args = layered::parse();
+    logging::init(&args.log);
     let has_origins = !args.allow_origins.is_empty();
     let defaults = Config::default();
     let tls = tls_listen(&args.tls);
     let tls_server = tls.as_ref().map(|t| t.server.clone());
     if args.listen.0.is_none() && tls.is_none() {
-        eprintln!("ringfan: --listen off needs --listen-tls: nothing would listen");
-        std::process::exit(2);
+        logging::fatal(
+            2,
+            format_args!("--listen off needs --listen-tls: nothing would listen"),
+        );
     }
     let config = Config {
         listen: args.listen.0,
@@ -203,8 +224,10 @@ fn main() {
     };
     let shards = config.shards;
     if shards > MAX_SHARDS {
-        eprintln!("ringfan: --shards {shards}: at most {MAX_SHARDS} shards are supported");
-        std::process::exit(2);
+        logging::fatal(
+            2,
+            format_args!("--shards {shards}: at most {MAX_SHARDS} shards are supported"),
+        );
     }
     let broker = BrokerConfig {
         policy: args.slow_consumer.into(),
@@ -270,10 +293,7 @@ fn main() {
     };
     let server = match Server::start(config, make) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("ringfan: {e}");
-            std::process::exit(1);
-        }
+        Err(e) => logging::fatal(1, format_args!("{e}")),
     };
     let flag = server.drain_flag();
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -306,5 +326,38 @@ fn main() {
     if let Some(addr) = server.admin_addr() {
         println!("ringfan: admin listening on {addr}");
     }
+    log_start(&server, shards);
     server.join();
+    tracing::info!(event = "stopped", "stopped");
+}
+
+/// The start-up events: the process, then each listener.
+fn log_start(server: &Server, shards: usize) {
+    let listeners: Vec<String> = (server.local_addr().iter().map(|a| format!("ws://{a}")))
+        .chain(server.tls_addr().iter().map(|a| format!("wss://{a}")))
+        .chain(
+            server
+                .admin_addr()
+                .iter()
+                .map(|a| format!("admin http://{a}")),
+        )
+        .collect();
+    tracing::info!(
+        event = "started",
+        version = env!("CARGO_PKG_VERSION"),
+        shards,
+        listeners = listeners.join(" "),
+        "started"
+    );
+    for (addr, tls) in server
+        .local_addr()
+        .map(|a| (a, false))
+        .into_iter()
+        .chain(server.tls_addr().map(|a| (a, true)))
+    {
+        tracing::info!(event = "listening", addr = %addr, tls, shards, "listening");
+    }
+    if let Some(addr) = server.admin_addr() {
+        tracing::info!(event = "listening", addr = %addr, admin = true, shards, "listening");
+    }
 }
