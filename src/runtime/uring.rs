@@ -33,10 +33,23 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Whether a seccomp filter is on this process (`Seccomp: 2`).
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.strip_prefix("Seccomp:").map(str::trim) == Some("2"))
+        })
+        .unwrap_or(false)
+}
+
 /// One line: why io_uring_setup failed and what to do about it.
 pub fn explain(e: &io::Error) -> String {
     let kernel = kernel_release();
     match e.raw_os_error() {
+        // Podman's default profile and others answer calls they refuse
+        // with ENOSYS, which would otherwise read as an old kernel.
+        Some(libc::ENOSYS) if seccomp_filtered() => "io_uring_setup was refused (ENOSYS) under a seccomp filter (Seccomp: 2 in /proc/self/status), as container runtimes' default profiles do; run with a profile that allows io_uring_setup, io_uring_enter and io_uring_register (docs/operations.md, \"Containers and io_uring\")".to_string(),
         Some(libc::ENOSYS) => format!(
             "io_uring is not available: this kernel ({kernel}) lacks io_uring_setup; ringfan needs Linux 6.1 or newer with CONFIG_IO_URING"
         ),
