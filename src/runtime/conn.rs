@@ -362,7 +362,7 @@ pub struct Conn {
     /// with; 0 for none (the TCP connection just ended).
     pub close_code: u16,
     /// The yes/no state below (`recv_armed`, `dirty`...), a bit each:
-    /// thirteen `bool`s cost every connection 13 bytes, this 2.
+    /// fifteen `bool`s cost every connection 15 bytes, this 2.
     flags: u16,
     /// Who is on the other end (accepted connections; see `peer.rs`).
     pub peer: Peer,
@@ -424,6 +424,12 @@ flags! {
     /// It speaks TLS: its session is in `ConnTable::tls` (`runtime::tls`),
     /// and `rx` holds ciphertext while the TLS handshake runs.
     12: tls, set_tls;
+    /// Accepted under `--proxy-protocol`, its PROXY header not read yet:
+    /// `rx` holds the header's first bytes (`runtime::proxied`).
+    13: awaiting_proxy, set_awaiting_proxy;
+    /// Its peer is a trusted proxy: the request head's forwarded header
+    /// names the client, who is counted then (`runtime::proxied`).
+    14: await_forwarded, set_await_forwarded;
 }
 
 /// `Rx::hold_since` when the connection holds no large unfinished message.

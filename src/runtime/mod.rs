@@ -16,7 +16,8 @@
 //!   `recv_rate`, `handshakes`: the bounds on what one client can make a
 //!   shard hold (input not read while answers pile up, slow unfinished
 //!   messages, idle handshakes); [`peer`]: each connection's peer
-//!   address and the per-address limits;
+//!   address and the per-address limits; `proxied`: the real client
+//!   behind a proxy (PROXY protocol, trusted `X-Forwarded-For`);
 //! - `inbound_check`: a socket-free harness around `inbound` for the
 //!   `inbound` fuzz target (not API);
 //! - `table`, `conn`: the connection table and one connection's state
@@ -46,6 +47,7 @@ pub mod io;
 mod listener;
 pub mod mailbox;
 pub mod peer;
+mod proxied;
 mod recv_rate;
 pub mod server;
 mod shard;

@@ -109,8 +109,7 @@ pub struct Shard<M> {
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
     /// `SO_PEERNAME` requests in flight (`peer.rs`).
     pub(super) peer_ops: Slab<PeerOp>,
-    pub(super) peers: Arc<PeerLimits>,
-    /// The stripe of `peers` the next tick sweeps.
+    /// The stripe of `table.peers` the next tick sweeps.
     pub(super) peer_sweep: usize,
     /// Reading a peer address failed once already (said so).
     pub(super) peer_warned: bool,
@@ -207,6 +206,7 @@ impl<M> Shard<M> {
                 handshake_budget: config.handshakes_per_turn,
                 deferred: Vec::new(),
                 tls: Default::default(),
+                peers,
             },
             mail,
             config: config.clone(),
@@ -232,7 +232,6 @@ impl<M> Shard<M> {
             dial_cost_ns: super::dial::DIAL_COST_START_NS,
             handshakes: VecDeque::new(),
             peer_ops: Slab::new(),
-            peers,
             peer_sweep: me,
             peer_warned: false,
             tick_due: false,
