@@ -566,6 +566,18 @@ impl<M> Shard<M> {
             self.kill(key);
             return;
         };
+        if c.keepalive.awaiting_pong() {
+            // The answer to our ping: the next one is due `idle_ping` from
+            // now. The timer still waits for the pong deadline, which is
+            // later when --pong-timeout is over --idle-ping: with 1 s and
+            // 10 s a silent client was pinged every 10 s, and a proxy that
+            // cuts connections idle for 2 s cut it.
+            let at = self.table.now + self.periods.keepalive.idle_ping;
+            if at < c.wheel_at {
+                c.wheel_at = at;
+                self.wheel.schedule(at, timer::Entry { key, gen });
+            }
+        }
         c.keepalive.received(self.table.now);
         self.bufs.filled();
         self.last_input = self.table.now;
