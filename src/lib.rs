@@ -23,6 +23,7 @@ pub mod auth;
 pub mod broker;
 pub mod logs;
 pub mod metrics;
+pub mod proxy;
 pub mod rate;
 pub mod runtime;
 pub mod sendbuf;

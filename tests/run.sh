@@ -20,6 +20,13 @@ if ! command -v chromium >/dev/null; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium
 fi
 
+step "nginx and haproxy (test_proxies.py runs ringfan behind both)"
+have() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
+if ! have nginx || ! have haproxy; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q nginx haproxy
+fi
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

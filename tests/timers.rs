@@ -243,3 +243,26 @@ async fn unanswered_ping_closes_the_connection_short_handshake_timeout() {
 async fn clients_that_answer_pings_stay_open_short_handshake_timeout() {
     with_broker(PING_1S_HANDSHAKE_1S, 20, answering_clients_stay_open).await;
 }
+
+/// A client that only answers pings is pinged every `--idle-ping`, even
+/// with a longer `--pong-timeout`: a proxy in front that cuts connections
+/// silent for twice the idle ping must never see one. (It was pinged once
+/// per pong timeout: every 10 s here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_come_every_idle_ping_whatever_the_pong_timeout() {
+    let args = ["--echo", "--idle-ping", "1", "--pong-timeout", "10"];
+    with_broker(&args, 20, |addr| async move {
+        let mut ws = RawWs::connect(addr, "/echo").await;
+        let t0 = Instant::now();
+        let mut pings = 0;
+        while t0.elapsed() < Duration::from_secs(6) {
+            let f = ws.frame().await;
+            assert_eq!(f.opcode, OP_PING, "{f:?}");
+            pings += 1;
+            ws.send(&wsraw::masked(OP_PONG, &f.payload)).await;
+        }
+        // One a second (the timer wheel's 100 ms steps add a little).
+        assert!(pings >= 4, "{pings} pings in {:?}", t0.elapsed());
+    })
+    .await;
+}

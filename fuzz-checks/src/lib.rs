@@ -10,6 +10,7 @@ pub mod broker;
 pub mod frames;
 pub mod handshake;
 pub mod inbound;
+pub mod proxy;
 pub mod wire;
 
 /// A target's check: panics on a broken invariant.
@@ -21,5 +22,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("frames", frames::check),
     ("handshake", handshake::check),
     ("inbound", inbound::check),
+    ("proxy", proxy::check),
     ("wire", wire::check),
 ];

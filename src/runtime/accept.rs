@@ -160,6 +160,7 @@ impl<M> Shard<M> {
         conn.wheel_at = now + self.periods.handshake;
         conn.set_tls(tls);
         conn.set_admin(admin);
+        conn.set_awaiting_proxy(self.config.proxy.protocol);
         let key = self.table.conns.insert(conn) as u32;
         if tls {
             self.tls_accepted(key);

@@ -111,6 +111,10 @@ pub struct Config {
     /// handshakes and closing connections are never held, and a queue of
     /// 64 KiB goes at once.
     pub write_delay: Duration,
+    /// Behind proxies: the PROXY protocol on every listener, and the
+    /// trusted proxies whose `X-Forwarded-For`/`Forwarded` names the
+    /// client (`runtime::proxied`).
+    pub proxy: crate::proxy::ProxyConfig,
     /// How often an idle shard wakes to run timers and notice a shutdown.
     /// Cross-shard mail never waits for it (doorbells wake the shard).
     pub tick: Duration,
@@ -220,6 +224,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             max_handshakes_per_ip: 0,
             write_delay: Duration::ZERO,
+            proxy: Default::default(),
             tick: Duration::from_millis(100),
         }
     }

@@ -370,7 +370,8 @@ pub struct Conn {
     /// with; 0 for none (the TCP connection just ended).
     pub close_code: u16,
     /// The yes/no state below (`recv_armed`, `dirty`...), a bit each:
-    /// thirteen `bool`s cost every connection 13 bytes, this 2.
+    /// seventeen yes/no states (two share bit 13) cost every connection 2
+    /// bytes, not 17.
     flags: u16,
     /// Who is on the other end (accepted connections; see `peer.rs`).
     pub peer: Peer,
@@ -432,12 +433,47 @@ flags! {
     /// It speaks TLS: its session is in `ConnTable::tls` (`runtime::tls`),
     /// and `rx` holds ciphertext while the TLS handshake runs.
     12: tls, set_tls;
-    /// An HTTP request waits for the application's answer
-    /// (`HttpReply::Later`); later requests wait unread in `rx`.
-    13: http_waiting, set_http_waiting;
+    /// Its peer is a trusted proxy: the request head's forwarded header
+    /// names the client, who is counted then (`runtime::proxied`).
+    14: await_forwarded, set_await_forwarded;
     /// Accepted on the admin listener (`Config::admin`): the application
     /// serves it the admin API, and nothing else.
-    14: admin, set_admin;
+    15: admin, set_admin;
+    /// Bit 13, read through `awaiting_proxy` and `http_waiting` below: it
+    /// means one thing per phase. Both states are short-lived and no phase
+    /// has both, and a sixteenth bit would cost `Conn` 8 bytes (u32
+    /// flags: 146 bytes, aligned to 152).
+    13: phase_bit, set_phase_bit;
+}
+
+impl Conn {
+    /// Accepted under `--proxy-protocol`, its PROXY header not read yet:
+    /// `rx` holds the header's first bytes (`runtime::proxied`). Only in
+    /// `Phase::Handshake` (bit 13).
+    #[inline(always)]
+    pub fn awaiting_proxy(&self) -> bool {
+        self.phase == Phase::Handshake && self.phase_bit()
+    }
+
+    #[inline(always)]
+    pub fn set_awaiting_proxy(&mut self, on: bool) {
+        debug_assert!(self.phase == Phase::Handshake || !on);
+        self.set_phase_bit(on);
+    }
+
+    /// An HTTP request waits for the application's answer
+    /// (`HttpReply::Later`); later requests wait unread in `rx`. Only in
+    /// `Phase::Http` (bit 13).
+    #[inline(always)]
+    pub fn http_waiting(&self) -> bool {
+        self.phase == Phase::Http && self.phase_bit()
+    }
+
+    #[inline(always)]
+    pub fn set_http_waiting(&mut self, on: bool) {
+        debug_assert!(self.phase == Phase::Http || !on);
+        self.set_phase_bit(on);
+    }
 }
 
 /// `Rx::hold_since` when the connection holds no large unfinished message.

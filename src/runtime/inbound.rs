@@ -35,6 +35,10 @@ pub(super) fn delivered<A: App>(
 ) -> bool {
     match table.conns.get(key as usize) {
         None => false,
+        // A PROXY protocol header comes before anything, TLS included.
+        Some(c) if c.awaiting_proxy() => {
+            super::proxied::delivered(app, table, mail, config, key, data)
+        }
         // Ciphertext: decrypted first, then here again as plaintext.
         Some(c) if c.tls() => super::tls::delivered(app, table, mail, config, key, data),
         Some(_) => delivered_plain(app, table, mail, config, key, data),
@@ -226,6 +230,12 @@ fn server_handshake<A: App>(
     }
     if !matches!(outcome, Outcome::Partial) {
         table.handshake_budget = table.handshake_budget.saturating_sub(1);
+    }
+    if let Outcome::Upgrade { consumed, .. } | Outcome::Http { consumed, .. } = outcome {
+        // Behind a trusted proxy the client is known (and counted) now.
+        if let Err(response) = super::proxied::at_head(table, config, key, &buf[..consumed]) {
+            return refused(table, response);
+        }
     }
     let (consumed, upgrade) = match outcome {
         Outcome::Partial => return Step::Wait,

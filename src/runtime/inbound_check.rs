@@ -255,6 +255,7 @@ impl Harness {
             handshake_budget: usize::MAX,
             deferred: Vec::new(),
             tls: Default::default(),
+            peers: super::peer::PeerLimits::new(0, 0),
         };
         // As `Shard::on_accept` takes a connection in.
         let gen = table.next_gen();

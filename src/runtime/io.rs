@@ -79,6 +79,9 @@ impl<M> Io<'_, M> {
 
     /// The client's address (accepted connections, once known: it is
     /// asked for on accept and known before the request head is read).
+    /// Behind a proxy it is the real client's (`proxied.rs`): the PROXY
+    /// header's source, or what a trusted proxy's `X-Forwarded-For`
+    /// names, from the `upgrade` callback on.
     pub fn peer(&mut self, id: ConnId) -> Option<std::net::SocketAddr> {
         self.table.conn(id).and_then(|c| c.peer.addr())
     }

@@ -16,7 +16,8 @@
 //!   `recv_rate`, `handshakes`: the bounds on what one client can make a
 //!   shard hold (input not read while answers pile up, slow unfinished
 //!   messages, idle handshakes); [`peer`]: each connection's peer
-//!   address and the per-address limits;
+//!   address and the per-address limits; `proxied`: the real client
+//!   behind a proxy (PROXY protocol, trusted `X-Forwarded-For`);
 //! - `log`: the refusals and closes the runtime decides, logged with
 //!   the peer address (through [`crate::logs`]);
 //! - `inbound_check`: a socket-free harness around `inbound` for the
@@ -50,6 +51,7 @@ mod listener;
 mod log;
 pub mod mailbox;
 pub mod peer;
+mod proxied;
 mod recv_rate;
 pub mod server;
 mod shard;

@@ -21,10 +21,13 @@
 //! table is not touched at all.
 
 use super::shard::Shard;
+use super::table::ConnTable;
 use super::token::{self, Op};
 use crate::metrics::{dec, inc};
+use crate::proxy::ProxyConfig;
 use crate::rate::{Bucket, Rate};
 use crate::ws::http;
+use bytes::Bytes;
 use io_uring::opcode;
 use io_uring::types::Fixed;
 use rustc_hash::FxHashMap;
@@ -56,6 +59,27 @@ impl Peer {
             None => IpAddr::V6(v6),
         };
         Some(SocketAddr::new(ip, self.port))
+    }
+
+    /// A client address named by a proxy (a PROXY header's source, a
+    /// trusted proxy's `X-Forwarded-For`), not counted yet.
+    pub fn from_addr(addr: SocketAddr) -> Self {
+        let ip = match addr.ip().to_canonical() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        Self {
+            ip: ip.octets(),
+            port: addr.port(),
+            known: true,
+            counted: false,
+        }
+    }
+
+    /// Counted in the per-address limits (released when the connection
+    /// goes): its address must not change any more.
+    pub fn counted(&self) -> bool {
+        self.counted
     }
 
     /// What the per-address bounds count by: the IPv4 address, or an
@@ -313,7 +337,7 @@ impl<M> Shard<M> {
         let Some(c) = super::table::live(&mut self.table.conns, op.key, op.gen) else {
             return;
         };
-        let Some(mut peer) = peer else {
+        let Some(peer) = peer else {
             // ENOTCONN: the client reset already; its receive ends it.
             // Anything else means this kernel cannot say (the socket
             // command needs Linux 6.7): say so once, and go on without.
@@ -327,55 +351,101 @@ impl<M> Shard<M> {
             }
             return;
         };
+        if self.config.proxy.protocol {
+            // The PROXY header names the client (`proxied.rs`); until it
+            // is read, and when it names none (LOCAL, UNKNOWN), the
+            // socket's peer stands in. Should the header have come first,
+            // what it said stays (also once the connection has moved on:
+            // a kept-alive HTTP one, a closing one).
+            if c.awaiting_proxy() {
+                c.peer = peer;
+            }
+            return;
+        }
         if c.phase != super::conn::Phase::Handshake {
-            // Already shed or closing (killed in the batch that accepted
-            // it): keep the address, count and refuse nothing.
+            // Already answered (kept alive), shed or closing: keep the
+            // address, count and refuse nothing.
             c.peer = peer;
             return;
         }
-        let verdict = self.peers.admit(&mut peer);
         c.peer = peer;
-        let stats = &self.table.stats[self.table.me];
-        match verdict {
-            Ok(added) => inc(&stats.peer_addresses_tracked, added as u64),
-            Err(why) => {
-                let (counter, body) = match why {
-                    Refusal::Connections => (
-                        &stats.peer_connections_refused_total,
-                        "too many connections from this address",
-                    ),
-                    Refusal::Rate => (
-                        &stats.peer_rate_refused_total,
-                        "too many new connections from this address",
-                    ),
-                };
-                inc(counter, 1);
-                inc(&stats.handshakes_rejected_total, 1);
-                // Answered now, before the request arrives: an HTTP server
-                // may answer early, and the close lingers for the request
-                // so that it does not turn into a reset.
-                let response = http::error(429, &[("Retry-After", "1")], body);
-                super::log::refused(&self.table, op.key, &response);
-                super::inbound::respond(&mut self.table, op.key, response);
-            }
+        if let Err(response) = settle(&mut self.table, &self.config.proxy, op.key) {
+            inc(&self.table.my_stats().handshakes_rejected_total, 1);
+            // Answered now, before the request arrives: an HTTP server
+            // may answer early, and the close lingers for the request
+            // so that it does not turn into a reset.
+            super::log::refused(&self.table, op.key, &response);
+            super::inbound::respond(&mut self.table, op.key, response);
         }
     }
 
     /// A connection left the table: release its count.
     pub(super) fn forget_peer(&mut self, peer: &Peer) {
-        if self.peers.release(peer) {
+        if self.table.peers.release(peer) {
             dec(&self.table.my_stats().peer_addresses_tracked, 1);
         }
     }
 
     /// On the tick: sweep one stripe of the shared table.
     pub(super) fn sweep_peers(&mut self) {
-        if !self.peers.enabled() {
+        if !self.table.peers.enabled() {
             return;
         }
         self.peer_sweep = self.peer_sweep.wrapping_add(1);
-        let gone = self.peers.sweep(self.peer_sweep);
+        let gone = self.table.peers.sweep(self.peer_sweep);
         dec(&self.table.my_stats().peer_addresses_tracked, gone as u64);
+    }
+}
+
+/// Connection `key`'s peer address is what the transport says it is (the
+/// socket's peer, or a PROXY header's source): count it against the
+/// per-address limits now, or, when it is a trusted proxy, leave that to
+/// the request head, whose forwarded header names the client
+/// (`proxied::at_head`). `Err`: the 429 to answer.
+pub(super) fn settle(table: &mut ConnTable, proxy: &ProxyConfig, key: u32) -> Result<(), Bytes> {
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return Ok(());
+    };
+    let trusted = !proxy.trusted.is_empty()
+        && c.peer
+            .addr()
+            .is_some_and(|a| proxy.trusted.contains(a.ip()));
+    if trusted {
+        c.set_await_forwarded(true);
+        return Ok(());
+    }
+    admit(table, key)
+}
+
+/// Count connection `key`'s peer, now final, against the per-address
+/// limits. `Err`: the 429 to answer (counted here; the caller counts the
+/// rejected handshake and sends it).
+pub(super) fn admit(table: &mut ConnTable, key: u32) -> Result<(), Bytes> {
+    let peers = &table.peers;
+    let Some(c) = table.conns.get_mut(key as usize) else {
+        return Ok(());
+    };
+    let verdict = peers.admit(&mut c.peer);
+    let stats = &table.stats[table.me];
+    match verdict {
+        Ok(added) => {
+            inc(&stats.peer_addresses_tracked, added as u64);
+            Ok(())
+        }
+        Err(why) => {
+            let (counter, body) = match why {
+                Refusal::Connections => (
+                    &stats.peer_connections_refused_total,
+                    "too many connections from this address",
+                ),
+                Refusal::Rate => (
+                    &stats.peer_rate_refused_total,
+                    "too many new connections from this address",
+                ),
+            };
+            inc(counter, 1);
+            Err(http::error(429, &[("Retry-After", "1")], body))
+        }
     }
 }
 

@@ -109,8 +109,7 @@ pub struct Shard<M> {
     pub(super) handshakes: VecDeque<(timer::Entry, Ticks)>,
     /// `SO_PEERNAME` requests in flight (`peer.rs`).
     pub(super) peer_ops: Slab<PeerOp>,
-    pub(super) peers: Arc<PeerLimits>,
-    /// The stripe of `peers` the next tick sweeps.
+    /// The stripe of `table.peers` the next tick sweeps.
     pub(super) peer_sweep: usize,
     /// Reading a peer address failed once already (said so).
     pub(super) peer_warned: bool,
@@ -207,6 +206,7 @@ impl<M> Shard<M> {
                 handshake_budget: config.handshakes_per_turn,
                 deferred: Vec::new(),
                 tls: Default::default(),
+                peers,
             },
             mail,
             config: config.clone(),
@@ -232,7 +232,6 @@ impl<M> Shard<M> {
             dial_cost_ns: super::dial::DIAL_COST_START_NS,
             handshakes: VecDeque::new(),
             peer_ops: Slab::new(),
-            peers,
             peer_sweep: me,
             peer_warned: false,
             tick_due: false,
@@ -572,6 +571,18 @@ impl<M> Shard<M> {
             self.kill(key);
             return;
         };
+        if c.keepalive.awaiting_pong() {
+            // The answer to our ping: the next one is due `idle_ping` from
+            // now. The timer still waits for the pong deadline, which is
+            // later when --pong-timeout is over --idle-ping: with 1 s and
+            // 10 s a silent client was pinged every 10 s, and a proxy that
+            // cuts connections idle for 2 s cut it.
+            let at = self.table.now + self.periods.keepalive.idle_ping;
+            if at < c.wheel_at {
+                c.wheel_at = at;
+                self.wheel.schedule(at, timer::Entry { key, gen });
+            }
+        }
         c.keepalive.received(self.table.now);
         self.bufs.filled();
         self.last_input = self.table.now;

@@ -25,6 +25,7 @@ counters! { ShardStats {
     peer_connections_refused_total: "counter", "Connections answered 429: their address already had --max-connections-per-ip open.";
     peer_rate_refused_total: "counter", "Connections answered 429: their address opened more than --max-handshakes-per-ip a second.";
     peer_addresses_tracked: "gauge", "Client addresses (IPv4, or IPv6 /64) counted by the per-address limits.";
+    proxy_header_errors_total: "counter", "Connections closed unanswered under --proxy-protocol: their first bytes were not a valid PROXY header.";
     close_reasons_dropped_total: "counter", "Closes the application asked for whose reason was sent empty: over 255 distinct reasons were seen.";
     tls_handshakes_full ["tls_handshakes_total", "result=\"full\""]: "counter", "TLS handshakes, by result: full, resumed (a session ticket or ID), failed (an alert was sent), incomplete (the connection ended first: a timeout, EOF, or shed).";
     tls_handshakes_resumed ["tls_handshakes_total", "result=\"resumed\""]: "counter", "";

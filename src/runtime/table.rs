@@ -5,6 +5,7 @@
 use super::app::ConnId;
 use super::conn::{Conn, Phase};
 use super::dial::Outbound;
+use super::peer::PeerLimits;
 use super::stats::ShardStats;
 use super::timer::Ticks;
 use super::tls::TlsConns;
@@ -54,6 +55,9 @@ pub struct ConnTable {
     pub deferred: Vec<u32>,
     /// TLS connections' sessions (`runtime::tls`).
     pub tls: TlsConns,
+    /// The per-address counts, shared by every shard (`peer.rs`); here so
+    /// that the request head, behind a trusted proxy, can count its client.
+    pub peers: Arc<PeerLimits>,
 }
 
 impl ConnTable {

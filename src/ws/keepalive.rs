@@ -65,6 +65,11 @@ impl Keepalive {
         }
     }
 
+    /// A ping of ours waits for its answer.
+    pub fn awaiting_pong(&self) -> bool {
+        self.ping_sent != NOT_SENT
+    }
+
     /// Bytes arrived at `now`: the peer is alive.
     pub fn received(&mut self, now: Time) {
         self.last_rx = now;

@@ -273,6 +273,21 @@ pub struct Args {
     /// 0 = no limit.
     #[arg(long, default_value_t = rt().max_handshakes_per_ip)]
     pub max_handshakes_per_ip: u32,
+    /// Every connection, on every listener, starts with a PROXY protocol
+    /// header (v1 or v2, before TLS) naming the client, which the
+    /// per-address limits and logs then see; one without is closed
+    /// unanswered. Only for listeners that nothing but the proxy reaches.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// A proxy network (CIDR, or one address) whose connections' client
+    /// is named by --forwarded-header: the rightmost address in it not
+    /// itself trusted. Repeatable. Without any, the header is ignored.
+    #[arg(long, value_name = "CIDR", value_parser = ringfan::proxy::forwarded::parse_cidr)]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+    /// Which header the trusted proxies write: only that one is read (a
+    /// proxy passes the other through from the client untouched).
+    #[arg(long, value_enum, default_value_t = ForwardedHeader::XForwardedFor)]
+    pub forwarded_header: ForwardedHeader,
     /// Kernel send buffer per connection, in bytes (SO_SNDBUF: the kernel
     /// caps it at net.core.wmem_max, then doubles it). Bounds what a
     /// stalled subscriber holds in the kernel before the slow-consumer
@@ -334,6 +349,24 @@ pub struct Args {
     /// bad_json): subscribers' parsers get the data verbatim.
     #[arg(long, default_value_t = br().max_json_depth)]
     pub max_json_depth: usize,
+}
+
+/// `--forwarded-header`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1` (nginx, HAProxy's forwardfor).
+    XForwardedFor,
+    /// `Forwarded: for=client` (RFC 7239).
+    Forwarded,
+}
+
+impl From<ForwardedHeader> for ringfan::proxy::Scheme {
+    fn from(h: ForwardedHeader) -> Self {
+        match h {
+            ForwardedHeader::XForwardedFor => Self::XForwardedFor,
+            ForwardedHeader::Forwarded => Self::Forwarded,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

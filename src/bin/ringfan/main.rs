@@ -220,6 +220,11 @@ fn main() {
         mailbox_capacity: args.mailbox_capacity.max(1),
         send_buffer: args.socket_send_buffer,
         write_delay: Duration::from_millis(args.write_delay_ms),
+        proxy: ringfan::proxy::ProxyConfig {
+            protocol: args.proxy_protocol,
+            trusted: ringfan::proxy::Trusted::new(args.trusted_proxy),
+            scheme: args.forwarded_header.into(),
+        },
         ..defaults
     };
     let shards = config.shards;

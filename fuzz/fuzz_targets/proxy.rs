@@ -1,0 +1,7 @@
+//! The `proxy` fuzz target: see `fuzz-checks/src/proxy.rs` for what it
+//! asserts (shared with the stable replay test).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ringfan_fuzz_checks::proxy::check(data));
