@@ -70,6 +70,7 @@ pub(super) fn answered(table: &mut ConnTable, id: ConnId, reply: HttpReply) -> b
     };
     if http::status_of(&response).is_some_and(|s| s >= 400) {
         inc(&table.my_stats().handshakes_rejected_total, 1);
+        super::log::refused(table, id.key, &response);
     }
     if !keep {
         respond(table, id.key, response);

@@ -34,7 +34,13 @@ const ENV_PREFIX: &str = "RINGFAN_";
 /// `--config` from the environment.
 const CONFIG_ENV: &str = "RINGFAN_CONFIG";
 /// `RINGFAN_…` names that are not settings, so not worth a warning.
-const OTHER_ENV: &[&str] = &[CONFIG_ENV, "RINGFAN_TEST_BIN", "RINGFAN_GIT_COMMIT"];
+const OTHER_ENV: &[&str] = &[
+    CONFIG_ENV,
+    "RINGFAN_TEST_BIN",
+    "RINGFAN_GIT_COMMIT",
+    // The test suites' path to the binary (tests/python, tests/autobahn).
+    "RINGFAN_BIN",
+];
 const CONFIG_ID: &str = "config";
 const PRINT_ID: &str = "print_config";
 
@@ -402,6 +408,16 @@ fn read_env(settings: &[Setting]) -> Result<HashMap<String, Value>, String> {
     Ok(out)
 }
 
+/// Notes about the configuration, said once logging is set up (`notes`):
+/// printed here, before `--log-format json` is known, they would be the
+/// one line of stderr that is not JSON.
+static NOTES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The notes `parse` left (each once).
+pub fn notes() -> Vec<String> {
+    std::mem::take(&mut *NOTES.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
 /// A `RINGFAN_…` variable that is no setting is most likely a typo; say so
 /// rather than ignore it silently (a note, not an error: other tools may
 /// share the prefix).
@@ -417,7 +433,8 @@ fn warn_unknown_env(settings: &[Setting]) {
         let hint = nearest(settings, key)
             .map(|k| format!(" (did you mean {ENV_PREFIX}{}?)", k.to_ascii_uppercase()))
             .unwrap_or_default();
-        eprintln!("ringfan: note: environment variable {name} is not a setting, ignored{hint}");
+        let note = format!("environment variable {name} is not a setting, ignored{hint}");
+        NOTES.lock().unwrap_or_else(|p| p.into_inner()).push(note);
     }
 }
 
@@ -629,6 +646,9 @@ pub fn parse() -> Args {
         .unwrap_or_else(|e| e.exit());
     let args = Args::from_arg_matches(&m).unwrap_or_else(|e| e.exit());
     if m.get_flag(PRINT_ID) {
+        for n in notes() {
+            eprintln!("ringfan: note: {n}");
+        }
         print!("{}", render(&settings, &m, &sources, config.as_deref()));
         std::process::exit(0);
     }

@@ -170,6 +170,9 @@ fn main() {
     // Flags over RINGFAN_* variables over the --config file (layered.rs).
     let args = layered::parse();
     logging::init(&args.log);
+    for note in layered::notes() {
+        tracing::warn!(target: "ringfan", event = "config_note", "{note}");
+    }
     let has_origins = !args.allow_origins.is_empty();
     let defaults = Config::default();
     let tls = tls_listen(&args.tls);
