@@ -324,10 +324,15 @@ impl Broker {
             );
             return self.reply(io, conn, id, ErrCode::RateLimited, &msg);
         }
+        // When the publish arrived: the clock of the loop turn that read
+        // it, carried to each send that delivers it (the publish-to-send
+        // latency histogram). Every publish path passes here.
+        let arrived = io.now_ns();
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
             let me = io.shard();
-            if !self.publish_from(io, topic, data.as_bytes(), me, conn, id) {
+            let from = (me, conn, arrived);
+            if !self.publish_from(io, topic, data.as_bytes(), from, id) {
                 self.refuse_topic(io, conn, id);
             }
         } else {
@@ -338,6 +343,7 @@ impl Broker {
                 buf: buf.freeze(),
                 topic_len: topic.len() as u8,
                 from: conn,
+                arrived,
             };
             // A full ring means the owner is behind by a whole ring of
             // mail. Queueing more would grow this shard without bound;
@@ -386,7 +392,8 @@ impl Broker {
     }
 
     /// On the owner: number, frame once, fan out to interested shards.
-    /// `from` published it, on `from_shard`; a local publisher's `ack` id
+    /// `from` is (shard, connection, arrival time) of the publish; a
+    /// local publisher's `ack` id
     /// is answered once the message is numbered, before any delivery (so a
     /// publisher that also subscribes gets the ack first). False: a new
     /// topic with no room for it, nothing done (one topic lookup either
@@ -396,8 +403,7 @@ impl Broker {
         io: &mut H,
         topic: &str,
         data: &[u8],
-        from_shard: usize,
-        from: Client,
+        (from_shard, from, arrived): (usize, Client, u64),
         ack: Option<u64>,
     ) -> bool {
         let me = io.shard();
@@ -430,11 +436,12 @@ impl Broker {
         }
         for shard in bits(p.shards) {
             if shard == me {
-                self.deliver(io, me, &p.frame, p.at);
+                self.deliver(io, me, &p.frame, p.at, arrived);
             } else {
                 let mail = Mail::Deliver {
                     frame: p.frame.clone(),
                     at: p.at,
+                    arrived,
                 };
                 // That shard is a whole ring behind: it is the slow
                 // consumer here. Shedding the message for it (its
@@ -448,8 +455,16 @@ impl Broker {
         true
     }
 
-    /// Queue a message from `owner` on every local subscriber, once each.
-    fn deliver<H: Host>(&mut self, io: &mut H, owner: usize, frame: &Bytes, at: TopicAt) {
+    /// Queue a message from `owner`, published at `arrived`, on every
+    /// local subscriber, once each.
+    fn deliver<H: Host>(
+        &mut self,
+        io: &mut H,
+        owner: usize,
+        frame: &Bytes,
+        at: TopicAt,
+        arrived: u64,
+    ) {
         let topic = at.get(frame);
         self.stamp += 1;
         let stamp = self.stamp;
@@ -460,8 +475,9 @@ impl Broker {
             return;
         }
         // One shard-local share for all of them: each queue then takes a
-        // plain reference count, not an atomic one (see `SendBuf`).
-        let local = SendBuf::local(frame.clone());
+        // plain reference count, not an atomic one (see `SendBuf`). It
+        // carries the arrival time to each send that takes it.
+        let local = SendBuf::local_at(frame.clone(), arrived);
         for c in targets.drain(..) {
             let Some(st) = self.state(c) else { continue };
             if st.stamp == stamp {
@@ -739,14 +755,15 @@ impl Broker {
                 buf,
                 topic_len,
                 from: conn,
+                arrived,
             } => {
                 let (t, data) = buf.split_at(topic_len as usize);
                 if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish_from(io, topic, data, from, conn, None);
+                    self.publish_from(io, topic, data, (from, conn, arrived), None);
                 }
             }
             Mail::Created { conn } => self.created(io, conn),
-            Mail::Deliver { frame, at } => self.deliver(io, from, &frame, at),
+            Mail::Deliver { frame, at, arrived } => self.deliver(io, from, &frame, at, arrived),
             Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
             Mail::SubRequest {
                 conn,
