@@ -41,7 +41,7 @@ pub fn scrape(runtime: &[ShardStats], broker: &[BrokerStats], gate: Option<&Gate
             user_limited,
         }));
     }
-    // 16 shards: ~150 KB (docs/operations.md "Metrics").
+    // 16 shards: 83 KB (docs/operations.md "Metrics").
     let mut body = String::with_capacity(16_384 * runtime.len().max(1));
     crate::metrics::encode(&registry, &mut body);
     body
