@@ -7,6 +7,7 @@ use ringfan::broker::owner::Owned;
 use ringfan::broker::topic::matches;
 use ringfan::broker::trie::Trie;
 use ringfan::broker::wire;
+use ringfan::metrics::{LatencyHistogram, Sampled};
 use ringfan::sendbuf::SendBuf;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -139,28 +140,77 @@ fn publish_framing(c: &mut Criterion) {
 /// One publish queued on 1,000 subscribers' send queues, then sent (popped
 /// and dropped): what a shard does per delivery besides the syscall. Each
 /// queue holding its own `Bytes` (an atomic count per queue) against one
-/// shard-local share (`SendBuf::local`, a plain count).
+/// shard-local share (`SendBuf::local`, a plain count); and the share with
+/// its arrival time, observed into the publish-to-send latency histogram
+/// as each frame is taken for its send (what `flush::submit_send` adds
+/// per delivery).
 fn fanout_queue(c: &mut Criterion) {
     let (frame, _) = wire::msg("md.NASDAQ.AAPL", 42, &[b'7'; 100], false);
     let mut queues: Vec<VecDeque<SendBuf>> =
         (0..1000).map(|_| VecDeque::with_capacity(8)).collect();
+    let latency = LatencyHistogram::default();
     let mut g = c.benchmark_group("fanout_queue");
     g.throughput(Throughput::Elements(queues.len() as u64));
-    let mut run = |b: &mut criterion::Bencher, share: &SendBuf| {
+    let mut run = |b: &mut criterion::Bencher, share: &SendBuf, observe: bool| {
+        // The flush's clock, read once per turn: a few ms after arrival.
+        let now = black_box(3_000_000_u64 + 1_234);
         b.iter(|| {
             for q in queues.iter_mut() {
                 q.push_back(share.clone());
             }
             for q in queues.iter_mut() {
-                black_box(q.pop_front());
+                let f = q.pop_front();
+                if observe {
+                    if let Some(at) = f.as_ref().and_then(SendBuf::arrived_ns) {
+                        latency.observe_ns(now.saturating_sub(at));
+                    }
+                }
+                black_box(f);
             }
         })
     };
     g.bench_function("bytes_per_queue_x1000", |b| {
-        run(b, &SendBuf::from(frame.clone()))
+        run(b, &SendBuf::from(frame.clone()), false)
     });
     g.bench_function("local_share_x1000", |b| {
-        run(b, &SendBuf::local(frame.clone()))
+        run(b, &SendBuf::local(frame.clone()), false)
+    });
+    g.bench_function("local_share_latency_observed_x1000", |b| {
+        run(b, &SendBuf::local_at(frame.clone(), 1_234), true)
+    });
+    g.finish();
+    black_box(latency.sample());
+}
+
+/// A `/metrics` scrape of 16 shards (what the shard that answers it
+/// spends; docs/operations.md "Metrics"), counters at realistic
+/// magnitudes (every digit is a byte), `/proc` read included.
+fn scrape(c: &mut Criterion) {
+    use ringfan::broker::BrokerStats;
+    use ringfan::metrics::inc;
+    use ringfan::runtime::ShardStats;
+    let runtime: Vec<ShardStats> = (0..16).map(|_| ShardStats::default()).collect();
+    let broker: Vec<BrokerStats> = (0..16).map(|_| BrokerStats::default()).collect();
+    for (r, b) in runtime.iter().zip(&broker) {
+        inc(&r.sends_total, 123_456_789);
+        inc(&b.deliveries_total, 9_876_543_210);
+        for v in [40_000, 700_000, 3_000_000, 80_000_000] {
+            r.publish_to_send_seconds.observe_ns(v);
+        }
+        r.connection_queued_bytes.observe(5_000);
+    }
+    let body = ringfan::server::metrics::scrape(&runtime, &broker, None);
+    eprintln!(
+        "scrape of 16 shards: {} bytes, {} lines",
+        body.len(),
+        body.lines().count()
+    );
+    let mut g = c.benchmark_group("metrics");
+    g.bench_function("scrape_16_shards", |b| {
+        b.iter(|| ringfan::server::metrics::scrape(&runtime, &broker, None))
+    });
+    g.bench_function("proc_read", |b| {
+        b.iter(ringfan::metrics::process::Process::read)
     });
     g.finish();
 }
@@ -170,6 +220,7 @@ criterion_group!(
     topic_match,
     trie_churn,
     publish_framing,
-    fanout_queue
+    fanout_queue,
+    scrape
 );
 criterion_main!(benches);

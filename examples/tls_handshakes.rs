@@ -282,13 +282,18 @@ const RESULTS: [&str; 4] = ["full", "resumed", "failed", "incomplete"];
 
 fn parse_metrics(text: &str) -> Counts {
     let mut c = [0; 4];
+    // One series per shard and result:
+    // ringfan_tls_handshakes_total{shard="0",result="full"} 12
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("ringfan_tls_handshakes_total{result=\"") else {
+        let Some(rest) = line.strip_prefix("ringfan_tls_handshakes_total{") else {
+            continue;
+        };
+        let Some((labels, v)) = rest.split_once("} ") else {
             continue;
         };
         for (i, r) in RESULTS.iter().enumerate() {
-            if let Some(v) = rest.strip_prefix(r).and_then(|v| v.strip_prefix("\"} ")) {
-                c[i] = v.trim().parse().unwrap_or(0);
+            if labels.contains(&format!("result=\"{r}\"")) {
+                c[i] += v.trim().parse::<u64>().unwrap_or(0);
             }
         }
     }

@@ -309,8 +309,5 @@ fn metric_from_other_address(addr: SocketAddr, name: &str) -> u64 {
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing: {out}"))
+    common::metric_sum(&out, name).unwrap_or_else(|| panic!("metric {name} missing: {out}"))
 }

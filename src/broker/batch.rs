@@ -122,10 +122,13 @@ impl Broker {
             gen: u32::MAX,
         };
         let mut waiting = 0;
+        // The request's arrival, for the publish-to-send latency (the
+        // loop turn's clock, as for a `pub`).
+        let arrived = io.now_ns();
         for (index, (topic, data)) in messages.iter().enumerate() {
             let owner = owner_of(topic, io.shards());
             if owner == me {
-                match self.publish_from(io, topic, data.as_bytes(), me, nobody, None) {
+                match self.publish_from(io, topic, data.as_bytes(), (me, nobody, arrived), None) {
                     Some(seq) => outcome.seqs[index] = Some(seq),
                     None => {
                         inc(&self.my_stats(io).topics_refused_total, 1);
@@ -142,6 +145,7 @@ impl Broker {
                 topic_len: topic.len() as u8,
                 batch: slot,
                 index: index as u32,
+                arrived,
             };
             // As for a `pub`: refused before the owner numbers it, so no
             // seq gap, and the caller is told which to retry.
@@ -172,14 +176,14 @@ impl Broker {
         from: usize,
         topic: &str,
         data: &[u8],
-        batch: u32,
-        index: u32,
+        (batch, index): (u32, u32),
+        arrived: u64,
     ) {
         let nobody = Client {
             slot: u32::MAX,
             gen: u32::MAX,
         };
-        let seq = self.publish_from(io, topic, data, from, nobody, None);
+        let seq = self.publish_from(io, topic, data, (from, nobody, arrived), None);
         // One answer per `PublishFor` taken off that shard's ring: bounded
         // by the ring, like `Created`.
         io.post(

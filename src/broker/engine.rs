@@ -327,11 +327,16 @@ impl Broker {
             );
             return self.reply(io, conn, id, ErrCode::RateLimited, &msg);
         }
+        // When the publish arrived: the clock of the loop turn that read
+        // it, carried to each send that delivers it (the publish-to-send
+        // latency histogram). Every publish path passes here.
+        let arrived = io.now_ns();
         let owner = owner_of(topic, io.shards());
         if owner == io.shard() {
             let me = io.shard();
+            let from = (me, conn, arrived);
             if self
-                .publish_from(io, topic, data.as_bytes(), me, conn, id)
+                .publish_from(io, topic, data.as_bytes(), from, id)
                 .is_none()
             {
                 self.refuse_topic(io, conn, id);
@@ -344,6 +349,7 @@ impl Broker {
                 buf: buf.freeze(),
                 topic_len: topic.len() as u8,
                 from: conn,
+                arrived,
             };
             // A full ring means the owner is behind by a whole ring of
             // mail. Queueing more would grow this shard without bound;
@@ -392,7 +398,8 @@ impl Broker {
     }
 
     /// On the owner: number, frame once, fan out to interested shards.
-    /// `from` published it, on `from_shard`; a local publisher's `ack` id
+    /// `from` is (shard, connection, arrival time) of the publish; a
+    /// local publisher's `ack` id
     /// is answered once the message is numbered, before any delivery (so a
     /// publisher that also subscribes gets the ack first). Its seq; None:
     /// a new topic with no room for it, nothing done (one topic lookup
@@ -402,8 +409,7 @@ impl Broker {
         io: &mut H,
         topic: &str,
         data: &[u8],
-        from_shard: usize,
-        from: Client,
+        (from_shard, from, arrived): (usize, Client, u64),
         ack: Option<u64>,
     ) -> Option<u64> {
         let me = io.shard();
@@ -436,11 +442,12 @@ impl Broker {
         }
         for shard in bits(p.shards) {
             if shard == me {
-                self.deliver(io, me, &p.frame, p.at);
+                self.deliver(io, me, &p.frame, p.at, arrived);
             } else {
                 let mail = Mail::Deliver {
                     frame: p.frame.clone(),
                     at: p.at,
+                    arrived,
                 };
                 // That shard is a whole ring behind: it is the slow
                 // consumer here. Shedding the message for it (its
@@ -454,8 +461,16 @@ impl Broker {
         Some(p.seq)
     }
 
-    /// Queue a message from `owner` on every local subscriber, once each.
-    fn deliver<H: Host>(&mut self, io: &mut H, owner: usize, frame: &Bytes, at: TopicAt) {
+    /// Queue a message from `owner`, published at `arrived`, on every
+    /// local subscriber, once each.
+    fn deliver<H: Host>(
+        &mut self,
+        io: &mut H,
+        owner: usize,
+        frame: &Bytes,
+        at: TopicAt,
+        arrived: u64,
+    ) {
         let topic = at.get(frame);
         self.stamp += 1;
         let stamp = self.stamp;
@@ -466,8 +481,9 @@ impl Broker {
             return;
         }
         // One shard-local share for all of them: each queue then takes a
-        // plain reference count, not an atomic one (see `SendBuf`).
-        let local = SendBuf::local(frame.clone());
+        // plain reference count, not an atomic one (see `SendBuf`). It
+        // carries the arrival time to each send that takes it.
+        let local = SendBuf::local_at(frame.clone(), arrived);
         for c in targets.drain(..) {
             let Some(st) = self.state(c) else { continue };
             if st.stamp == stamp {
@@ -747,10 +763,11 @@ impl Broker {
                 buf,
                 topic_len,
                 from: conn,
+                arrived,
             } => {
                 let (t, data) = buf.split_at(topic_len as usize);
                 if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish_from(io, topic, data, from, conn, None);
+                    self.publish_from(io, topic, data, (from, conn, arrived), None);
                 }
             }
             Mail::PublishFor {
@@ -758,15 +775,16 @@ impl Broker {
                 topic_len,
                 batch,
                 index,
+                arrived,
             } => {
                 let (t, data) = buf.split_at(topic_len as usize);
                 if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish_for(io, from, topic, data, batch, index);
+                    self.publish_for(io, from, topic, data, (batch, index), arrived);
                 }
             }
             Mail::Numbered { batch, index, seq } => self.numbered(batch, index, seq),
             Mail::Created { conn } => self.created(io, conn),
-            Mail::Deliver { frame, at } => self.deliver(io, from, &frame, at),
+            Mail::Deliver { frame, at, arrived } => self.deliver(io, from, &frame, at, arrived),
             Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
             Mail::SubRequest {
                 conn,

@@ -64,6 +64,12 @@ pub trait Host {
     /// clock: 100 ms resolution). For budgets refilled over time.
     fn now_ms(&self) -> u64;
 
+    /// Monotonic nanoseconds (`metrics::clock`, one epoch for all shards)
+    /// as of this loop turn: when a publish read in this turn arrived.
+    /// Carried with the message to the send that delivers it, for the
+    /// publish-to-send latency histogram.
+    fn now_ns(&self) -> u64;
+
     /// Does mail for shard `to` wait behind a full ring (what `post` put
     /// in the backlog and the ring has not taken yet)?
     fn mail_waiting(&self, to: usize) -> bool;

@@ -9,11 +9,13 @@ use bytes::Bytes;
 /// Cross-shard messages.
 pub enum Mail {
     /// To the owner: `buf` is the topic then the data; `from` published
-    /// it (charged if it creates the topic).
+    /// it (charged if it creates the topic) in the loop turn whose clock
+    /// read `arrived` (`Host::now_ns`).
     Publish {
         buf: Bytes,
         topic_len: u8,
         from: Client,
+        arrived: u64,
     },
     /// To the owner: as `Publish`, for a caller that wants the seq back
     /// (`batch.rs`): message `index` of this shard's batch `batch`.
@@ -22,14 +24,20 @@ pub enum Mail {
         topic_len: u8,
         batch: u32,
         index: u32,
+        arrived: u64,
     },
     /// From the owner: the seq `PublishFor` got (0: not published).
     Numbered { batch: u32, index: u32, seq: u64 },
     /// From the owner: a publish of `conn` created a topic (it counts
     /// against the connection's new-topic budget).
     Created { conn: Client },
-    /// From the owner: a framed message for this shard's subscribers.
-    Deliver { frame: Bytes, at: TopicAt },
+    /// From the owner: a framed message for this shard's subscribers,
+    /// published at `arrived` (`Host::now_ns` on the publisher's shard).
+    Deliver {
+        frame: Bytes,
+        at: TopicAt,
+        arrived: u64,
+    },
     /// A shard gained (or lost) its first (last) subscriber of a pattern.
     Interest { pattern: Box<str>, add: bool },
     /// Behind any `Interest` on the same ring: the owner answers once it

@@ -114,6 +114,10 @@ impl Host for FakeHost {
     fn now_ms(&self) -> u64 {
         self.now_ms
     }
+
+    fn now_ns(&self) -> u64 {
+        self.now_ms.saturating_mul(1_000_000)
+    }
 }
 
 /// Several shards and the FIFO mail rings between each pair.

@@ -170,6 +170,7 @@ impl<M> Shard<M> {
         let s = self.table.my_stats();
         inc(&s.connections_accepted_total, 1);
         inc(&s.connections_open, 1);
+        inc(&s.direct_descriptors, 1);
         // Before the receive: its completion then comes first.
         self.ask_peer(key, gen, res as u32, peer_len);
         self.arm_recv(key);

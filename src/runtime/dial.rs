@@ -8,6 +8,7 @@ use super::shard::Shard;
 use super::table::live;
 use super::timer;
 use super::token::{self, Op};
+use crate::metrics::inc;
 use crate::ws::client::ClientHandshake;
 use bytes::Bytes;
 use io_uring::opcode;
@@ -162,6 +163,7 @@ impl<M> Shard<M> {
         };
         c.slot = slot;
         c.set_connecting(true);
+        inc(&self.table.stats[self.table.me].direct_descriptors, 1);
         // SAFETY (of the pointer): `addr` lives in the boxed Outbound, which
         // stays in `table.outbound` until the connection opens or is
         // released, both after this connect completes.

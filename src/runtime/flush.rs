@@ -31,6 +31,9 @@ impl<M> Shard<M> {
     /// closed meanwhile, even one whose slot a new connection took, only
     /// costs that connection an idle look.
     pub(super) fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
+        // The turn's input and mail took their time: the submissions below
+        // read the clock afresh (once, and only if one carries a fan-out).
+        self.table.send_ns = None;
         let draining = self.drain_deadline.is_some();
         for key in self.write_delay.begin_flush(self.elapsed, draining) {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
@@ -243,7 +246,14 @@ impl<M> Shard<M> {
     /// TLS, one buffer of it sealed). False if there was nothing to send
     /// (`op` goes back to the pool).
     pub(super) fn submit_send(&mut self, key: u32, mut op: Box<SendOp>) -> bool {
-        let tls = self.table.conns.get(key as usize).is_some_and(|c| c.tls());
+        let Some(c) = self.table.conns.get(key as usize) else {
+            self.pool_return(op);
+            return false;
+        };
+        let tls = c.tls();
+        // The connection's backlog as this send takes from it (what the
+        // slow-consumer policy and --max-backlog-bytes judge).
+        let backlog = c.tx.bytes() + op.cost();
         // TLS: the queue is sealed into one buffer; plain: its frames go
         // as they are, up to MAX_IOV of them.
         if tls && !self.tls_seal(key, &mut op) {
@@ -255,9 +265,18 @@ impl<M> Shard<M> {
             return false;
         };
         if !tls {
+            let stats = &self.table.stats[self.table.me];
             while op.bufs.len() < MAX_IOV {
                 match c.tx.pop() {
-                    Some(f) => op.push(f),
+                    Some(f) => {
+                        if let Some(at) = f.arrived_ns() {
+                            let now = *self.table.send_ns.get_or_insert_with(send_clock);
+                            stats
+                                .publish_to_send_seconds
+                                .observe_ns(now.saturating_sub(at));
+                        }
+                        op.push(f)
+                    }
                     None => break,
                 }
             }
@@ -289,8 +308,15 @@ impl<M> Shard<M> {
             }
         };
         c.sending = Some(op);
-        inc(&self.table.my_stats().sends_total, 1);
+        let stats = self.table.my_stats();
+        inc(&stats.sends_total, 1);
+        stats.connection_queued_bytes.observe(backlog as u64);
         self.push(e);
         true
     }
+}
+
+/// The clock a turn's send submissions are timed by (read once a flush).
+pub(super) fn send_clock() -> u64 {
+    crate::metrics::clock::nanos(std::time::Instant::now())
 }

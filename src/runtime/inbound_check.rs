@@ -241,6 +241,8 @@ impl Harness {
             conns: Slab::new(),
             dirty: VecDeque::new(),
             now: 0,
+            turn_ns: 0,
+            send_ns: None,
             stats,
             draining: setup.draining,
             max_backlog: setup.max_backlog,

@@ -13,6 +13,7 @@ use crate::sendbuf::{Offered, SendBuf};
 use crate::ws::close::code;
 use crate::ws::{Connection, OpCode, Role, State};
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// A connection as the admin view shows it ([`Io::conn_info`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +212,12 @@ impl<M> Io<'_, M> {
         self.table.now as u64 * super::timer::TICK.as_millis() as u64
     }
 
+    /// Monotonic nanoseconds since the process-wide epoch
+    /// ([`crate::metrics::clock`]), as of the top of this loop turn.
+    pub fn now_ns(&self) -> u64 {
+        self.table.turn_ns
+    }
+
     /// Does mail for shard `to` wait in the backlog behind a full ring?
     /// The app refuses work that would add to it (see `post`).
     pub fn mail_waiting(&self, to: usize) -> bool {
@@ -226,7 +233,7 @@ impl<M> Io<'_, M> {
     }
 
     /// Every shard's runtime counters.
-    pub fn stats(&self) -> &[ShardStats] {
+    pub fn stats(&self) -> &Arc<[ShardStats]> {
         &self.table.stats
     }
 

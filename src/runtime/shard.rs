@@ -141,6 +141,11 @@ impl<M> Shard<M> {
             peers,
         } = shared;
         let ring = uring::new(config.ring_entries)?;
+        // Before any turn: every shard's arrival times count from it.
+        crate::metrics::clock::epoch();
+        stats[me]
+            .direct_descriptor_slots
+            .store(u64::from(table_size), std::sync::atomic::Ordering::Relaxed);
         ring.submitter()
             .register_files_sparse(table_size)
             .map_err(|e| {
@@ -195,6 +200,8 @@ impl<M> Shard<M> {
                 conns: Slab::with_capacity(table_size as usize),
                 dirty: VecDeque::new(),
                 now: 0,
+                turn_ns: 0,
+                send_ns: None,
                 stats,
                 draining: false,
                 max_backlog: config.max_backlog,
@@ -270,8 +277,13 @@ impl<M> Shard<M> {
         self.arm_tick();
         self.arm_accept();
         loop {
-            self.elapsed = self.start.elapsed();
+            // One clock read per turn: the deadline wheel's, the write
+            // delay's and the arrival time of what this turn reads.
+            let now = Instant::now();
+            self.elapsed = now.saturating_duration_since(self.start);
             self.table.now = timer::now(self.elapsed);
+            self.table.turn_ns = crate::metrics::clock::nanos(now);
+            self.table.send_ns = None;
             self.grew_this_turn = false;
             self.bufs.end_turn();
             self.table.handshake_budget = self.config.handshakes_per_turn.max(1);
@@ -691,6 +703,10 @@ impl<M> Shard<M> {
     pub(super) fn release(&mut self, key: u32) {
         if self.table.conns.contains(key as usize) {
             let c = self.table.conns.remove(key as usize);
+            if c.slot != NO_SLOT {
+                // Closed (IORING_OP_CLOSE completed) before its release.
+                dec(&self.table.my_stats().direct_descriptors, 1);
+            }
             if c.outbound() && c.slot != NO_SLOT {
                 self.free_slots.push(c.slot);
             }

@@ -30,6 +30,13 @@ pub struct ConnTable {
     /// got it: the flush serves them first come, first served.
     pub dirty: VecDeque<u32>,
     pub now: Ticks,
+    /// `metrics::clock` nanoseconds at the top of this loop turn: when
+    /// what the turn reads arrived (`Io::now_ns`).
+    pub turn_ns: u64,
+    /// The same clock read again for this turn's send submissions, once,
+    /// when the first frame with an arrival time is submitted
+    /// (`flush::send_clock`); cleared at the top of each turn and flush.
+    pub send_ns: Option<u64>,
     pub stats: Arc<[ShardStats]>,
     pub draining: bool,
     /// Most bytes one connection may have queued (see `Config`).

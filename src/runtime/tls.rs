@@ -321,8 +321,18 @@ impl<M> Shard<M> {
         if !t.failed && !t.close_notified && !t.session.is_handshaking() && !c.tx.is_empty() {
             let mut frames = std::mem::take(&mut self.table.tls.frames);
             let mut bytes = 0;
+            let stats = &self.table.stats[self.table.me];
             while bytes < SEAL_MAX {
                 let Some(f) = c.tx.pop() else { break };
+                if let Some(at) = f.arrived_ns() {
+                    let now = *self
+                        .table
+                        .send_ns
+                        .get_or_insert_with(super::flush::send_clock);
+                    stats
+                        .publish_to_send_seconds
+                        .observe_ns(now.saturating_sub(at));
+                }
                 bytes += f.len();
                 frames.push(f);
             }

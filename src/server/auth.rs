@@ -184,31 +184,17 @@ impl Gate {
         }
     }
 
-    /// The auth families of `/metrics`.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP ringfan_auth_total Token checks (handshake and auth op), by result: ok or why refused."
-        );
-        let _ = writeln!(out, "# TYPE ringfan_auth_total counter");
-        for (r, n) in RESULTS.iter().zip(&self.results) {
-            let _ = writeln!(
-                out,
-                "ringfan_auth_total{{result=\"{r}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ringfan_auth_user_limited_total Valid tokens refused: their user held --max-connections-per-user connections."
-        );
-        let _ = writeln!(out, "# TYPE ringfan_auth_user_limited_total counter");
-        let _ = writeln!(
-            out,
-            "ringfan_auth_user_limited_total {}",
-            self.user_limited.load(Relaxed)
-        );
+    /// The auth counters for `/metrics` (`server::metrics`): the checks
+    /// by result, and the valid tokens refused for their user's count.
+    /// Process-wide (the gate is shared by every shard; a check is once
+    /// per connection, so its shared counter costs nothing that matters).
+    pub fn counts(&self) -> (Vec<(&'static str, u64)>, u64) {
+        let results = RESULTS
+            .iter()
+            .zip(&self.results)
+            .map(|(r, n)| (*r, n.load(Relaxed)))
+            .collect();
+        (results, self.user_limited.load(Relaxed))
     }
 }
 

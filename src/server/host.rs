@@ -64,6 +64,10 @@ impl Host for Io<'_, Mail> {
         Io::now_ms(self)
     }
 
+    fn now_ns(&self) -> u64 {
+        Io::now_ns(self)
+    }
+
     fn mail_waiting(&self, to: usize) -> bool {
         Io::mail_waiting(self, to)
     }

@@ -7,14 +7,15 @@ mod admin_routes;
 pub mod api_keys;
 pub mod auth;
 mod host;
+pub mod metrics;
 pub mod publish;
 
 use crate::broker::batch::BatchError;
 use crate::broker::topic::check_topic;
 use crate::broker::wire::{self, ErrCode};
-use crate::broker::{Broker, BrokerStats};
+use crate::broker::Broker;
 use crate::logs::{ConnLabel, Who};
-use crate::runtime::{Accepted, App, ConnId, HttpReply, Io, ShardStats};
+use crate::runtime::{Accepted, App, ConnId, HttpReply, Io};
 use crate::ws::handshake::{upgrade_required, Request, Upgrade};
 use crate::ws::{frame, http, Message, MessageKind, OpCode};
 use auth::Gate;
@@ -189,13 +190,8 @@ impl Node {
             }
             "/healthz" => http::response(200, &[], "text/plain", b"ok\n", true),
             "/metrics" => {
-                let mut body = String::with_capacity(8192);
-                ShardStats::render(io.stats(), &mut body);
-                BrokerStats::render(self.broker.stats(), &mut body);
-                if let Some(g) = &self.gate {
-                    g.render(&mut body);
-                }
-                http::response(200, &[], "text/plain; version=0.0.4", body.as_bytes(), true)
+                let body = metrics::scrape(io.stats(), self.broker.stats(), self.gate.as_deref());
+                http::response(200, &[], metrics::CONTENT_TYPE, body.as_bytes(), true)
             }
             _ => http::error(404, &[], "no such endpoint"),
         }

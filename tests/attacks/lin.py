@@ -91,10 +91,10 @@ def metric(port, name):
             out += d
     except OSError:
         return None
-    for l in out.decode().splitlines():
-        if l.startswith(name + " "):
-            return int(l.split()[1])
-    return None
+    # Summed over the per-shard series (name{shard="N"}).
+    found = [int(l.split()[-1]) for l in out.decode().splitlines()
+             if l.startswith(name + " ") or l.startswith(name + "{")]
+    return sum(found) if found else None
 
 
 def probe(port, stop, worst):

@@ -50,10 +50,10 @@ def metric(port, name):
         if not d:
             break
         out += d
-    for l in out.decode().splitlines():
-        if l.startswith(name + " "):
-            return int(l.split()[1])
-    return None
+    # Summed over the per-shard series (name{shard="N"}).
+    found = [int(l.split()[-1]) for l in out.decode().splitlines()
+             if l.startswith(name + " ") or l.startswith(name + "{")]
+    return sum(found) if found else None
 
 def publish_all(s, topics, data):
     batch = []

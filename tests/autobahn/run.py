@@ -54,7 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # The server process helper is shared with the pytest fixtures.
 sys.path.insert(0, str(REPO / "tests" / "python"))
-from ringfan_proc import RingfanProcess  # noqa: E402
+from ringfan_proc import RingfanProcess, metric_sum  # noqa: E402
 
 PASS = ("OK", "NON-STRICT", "INFORMATIONAL")
 RANK = {"OK": 3, "NON-STRICT": 2, "INFORMATIONAL": 1}  # anything else: 0
@@ -249,9 +249,9 @@ def tls_handshake_count(port: int) -> int | None:
         return None
     finally:
         conn.close()
-    found = re.findall(r'^ringfan_tls_handshakes_total\{result="(?:full|resumed)"\} (\d+)$',
-                       body, re.M)
-    return sum(int(n) for n in found) if found else None
+    found = [metric_sum(body, f'ringfan_tls_handshakes_total{{result="{r}"}}')
+             for r in ("full", "resumed")]
+    return None if None in found else sum(found)
 
 
 def tls_setup(workdir: Path) -> tuple[list[str], ssl.SSLContext]:

@@ -99,14 +99,47 @@ impl Broker {
         None
     }
 
-    /// One metric's value from `/metrics`.
+    /// One metric's value from `/metrics`, summed over shards (see
+    /// [`metric_sum`]).
     pub fn metric(&self, name: &str) -> u64 {
         let body = http_get(self.addr, "/metrics").1;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
+        metric_sum(&body, name).unwrap_or_else(|| panic!("metric {name} missing"))
     }
+}
+
+/// The sum of the series of `/metrics` text that `query` selects: `name`
+/// selects every series of that name (one per shard), `name{k="v"}`
+/// those that also carry each given label. None if none does. A total
+/// over shards: what a test that reads "how many" wants.
+pub fn metric_sum(body: &str, query: &str) -> Option<u64> {
+    fn parse(series: &str) -> (&str, Vec<(&str, &str)>) {
+        let Some((name, rest)) = series.split_once('{') else {
+            return (series, Vec::new());
+        };
+        let labels = rest
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        (name, labels)
+    }
+    let (want, want_labels) = parse(query);
+    let mut sum: Option<i64> = None;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, labels) = parse(series);
+        if name != want || !want_labels.iter().all(|l| labels.contains(l)) {
+            continue;
+        }
+        let v: i64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}: not an integer"));
+        sum = Some(sum.unwrap_or(0) + v);
+    }
+    sum.map(|s| u64::try_from(s).unwrap_or_else(|_| panic!("{query} sums to {s}")))
 }
 
 impl Drop for Broker {
@@ -515,10 +548,7 @@ pub mod wsraw {
         let r = http_raw(addr, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").await;
         assert_eq!(r.status, 200, "{}", r.head);
         let body = String::from_utf8_lossy(&r.body);
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing"))
+        super::metric_sum(&body, name).unwrap_or_else(|| panic!("metric {name} missing"))
     }
 
     /// Poll `name` until it equals `want`, for at most `within`.

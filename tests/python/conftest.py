@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import signal
 import ssl
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import tlscerts
-from ringfan_proc import RingfanProcess
+from ringfan_proc import RingfanProcess, metric_sum
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,13 +81,14 @@ class Ringfan(RingfanProcess):
             conn.close()
 
     def metric(self, name: str) -> int:
-        """A metric's value. Note that the /metrics request's own connection
-        is open while it is answered, so `ringfan_connections_open` counts it."""
+        """A metric's value, summed over shards (`ringfan_proc.metric_sum`).
+        Note that the /metrics request's own connection is open while it is
+        answered, so `ringfan_connections_open` counts it."""
         status, _, body = self.get("/metrics")
         assert status == 200, body
-        m = re.search(rf"^{re.escape(name)} (\d+)$", body.decode(), re.M)
-        assert m, f"{name} not in /metrics:\n{body.decode()}"
-        return int(m.group(1))
+        value = metric_sum(body.decode(), name)
+        assert value is not None, f"{name} not in /metrics:\n{body.decode()}"
+        return value
 
     def wait_metric(self, name: str, want: int, timeout: float = 5) -> int:
         """Poll until `name` equals `want`; return the last value seen."""

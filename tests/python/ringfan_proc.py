@@ -18,6 +18,27 @@ LISTENING = re.compile(r"^ringfan: listening on 127\.0\.0\.1:(\d+)")
 TLS_LISTENING = re.compile(r"^ringfan: tls listening on 127\.0\.0\.1:(\d+)")
 
 
+SERIES = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def metric_sum(text: str, query: str) -> int | None:
+    """The sum of the /metrics series that `query` selects: `name` selects
+    every series of that name (one per shard), `name{k="v"}` those that also
+    carry each given label; None if none does. A total over shards."""
+    m = SERIES.match(query + " 0")
+    assert m, f"bad metric query {query!r}"
+    want_name, want = m.group(1), set(LABEL.findall(m.group(2) or ""))
+    total = None
+    for line in text.splitlines():
+        m = SERIES.match(line)
+        if not m or m.group(1) != want_name:
+            continue
+        if want <= set(LABEL.findall(m.group(2) or "")):
+            total = (total or 0) + int(m.group(3))
+    return total
+
+
 class RingfanProcess:
     """`BINARY --listen LISTEN --shards 2 --no-pin EXTRA...` (`LISTEN`
     defaults to `127.0.0.1:0`; `off` for no plain listener).

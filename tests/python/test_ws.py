@@ -344,4 +344,4 @@ def test_healthz_and_metrics(server):
     status, headers, body = server.get("/metrics")
     assert status == 200
     assert headers.get("Content-Type", "").startswith("text/plain")
-    assert b"\nringfan_connections_open " in b"\n" + body
+    assert b"\nringfan_connections_open{shard=" in b"\n" + body
