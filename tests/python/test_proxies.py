@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ringfan_proc import metric_sum
 from wsclient import STEP, ack, bounded, connect, j, msg, recv, run, uid
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,9 +172,9 @@ def metric(server, kind: str, name: str) -> int:
             time.sleep(0.05)
             continue
         assert text.startswith("HTTP/1.1 200"), text[:300]
-        m = re.search(rf"^{re.escape(name)} (\d+)$", text, re.M)
-        assert m, f"{name} not in /metrics"
-        return int(m.group(1))
+        value = metric_sum(text, name)  # a total over the shard label
+        assert value is not None, f"{name} not in /metrics"
+        return value
 
 
 def wait_metric(server, kind: str, name: str, want: int, timeout: float = 10) -> int:
