@@ -93,10 +93,8 @@ async fn metric(addr: SocketAddr, prefix: &[u8], name: &str) -> u64 {
     .await;
     assert_eq!(r.status, 200, "{}", r.head);
     let body = String::from_utf8_lossy(&r.body);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing"))
+    // A total over the shard label.
+    common::metric_sum(&body, name).unwrap_or_else(|| panic!("metric {name} missing"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
