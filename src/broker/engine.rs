@@ -389,7 +389,7 @@ impl Broker {
     }
 
     /// A publish of `from` (on the shard that sent it) created a topic.
-    fn created<H: Host>(&mut self, io: &mut H, from: Client) {
+    pub(super) fn created<H: Host>(&mut self, io: &mut H, from: Client) {
         let cap = self.config.max_new_topics_per_conn;
         let now = io.now_ms();
         if let Some(st) = self.state(from) {
@@ -463,7 +463,7 @@ impl Broker {
 
     /// Queue a message from `owner`, published at `arrived`, on every
     /// local subscriber, once each.
-    fn deliver<H: Host>(
+    pub(super) fn deliver<H: Host>(
         &mut self,
         io: &mut H,
         owner: usize,
@@ -754,57 +754,6 @@ impl Broker {
         dec(&self.stats[me].subscriptions, 1);
         if self.patterns.release(&pattern) {
             self.announce(io, &pattern, false);
-        }
-    }
-
-    pub fn mail<H: Host>(&mut self, io: &mut H, from: usize, mail: Mail) {
-        match mail {
-            Mail::Publish {
-                buf,
-                topic_len,
-                from: conn,
-                arrived,
-            } => {
-                let (t, data) = buf.split_at(topic_len as usize);
-                if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish_from(io, topic, data, (from, conn, arrived), None);
-                }
-            }
-            Mail::PublishFor {
-                buf,
-                topic_len,
-                batch,
-                index,
-                arrived,
-            } => {
-                let (t, data) = buf.split_at(topic_len as usize);
-                if let Ok(topic) = std::str::from_utf8(t) {
-                    self.publish_for(io, from, topic, data, (batch, index), arrived);
-                }
-            }
-            Mail::Numbered { batch, index, seq } => self.numbered(batch, index, seq),
-            Mail::Created { conn } => self.created(io, conn),
-            Mail::Deliver { frame, at, arrived } => self.deliver(io, from, &frame, at, arrived),
-            Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
-            Mail::SubRequest {
-                conn,
-                req,
-                patterns,
-                snapshot,
-            } => self.owner_request(io, from, conn, req, patterns, snapshot),
-            Mail::SubReply {
-                conn,
-                req,
-                entries,
-                more,
-            } => {
-                let go = self.sub_reply(io, from, conn, req, entries, more);
-                if more {
-                    self.step_taken(io, from, conn, req, go);
-                }
-            }
-            Mail::SnapMore { conn, req, go } => self.scan_more(io, (from, conn), req, go),
-            Mail::Host(_) => {}
         }
     }
 }

@@ -2,7 +2,8 @@
 //! FIFO: that is what keeps per-topic order and makes snapshots exact
 //! (see `Broker::sub_reply`).
 
-use super::host::Client;
+use super::engine::Broker;
+use super::host::{Client, Host};
 use super::wire::TopicAt;
 use bytes::Bytes;
 
@@ -66,4 +67,58 @@ pub enum Mail {
     /// queries and answers), opaque to the broker: `Broker::mail` ignores
     /// it, the application takes it out first.
     Host(Box<dyn std::any::Any + Send>),
+}
+
+impl Broker {
+    /// Mail from shard `from`, each kind to its handler.
+    pub fn mail<H: Host>(&mut self, io: &mut H, from: usize, mail: Mail) {
+        match mail {
+            Mail::Publish {
+                buf,
+                topic_len,
+                from: conn,
+                arrived,
+            } => {
+                let (t, data) = buf.split_at(topic_len as usize);
+                if let Ok(topic) = std::str::from_utf8(t) {
+                    self.publish_from(io, topic, data, (from, conn, arrived), None);
+                }
+            }
+            Mail::PublishFor {
+                buf,
+                topic_len,
+                batch,
+                index,
+                arrived,
+            } => {
+                let (t, data) = buf.split_at(topic_len as usize);
+                if let Ok(topic) = std::str::from_utf8(t) {
+                    self.publish_for(io, from, topic, data, (batch, index), arrived);
+                }
+            }
+            Mail::Numbered { batch, index, seq } => self.numbered(batch, index, seq),
+            Mail::Created { conn } => self.created(io, conn),
+            Mail::Deliver { frame, at, arrived } => self.deliver(io, from, &frame, at, arrived),
+            Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
+            Mail::SubRequest {
+                conn,
+                req,
+                patterns,
+                snapshot,
+            } => self.owner_request(io, from, conn, req, patterns, snapshot),
+            Mail::SubReply {
+                conn,
+                req,
+                entries,
+                more,
+            } => {
+                let go = self.sub_reply(io, from, conn, req, entries, more);
+                if more {
+                    self.step_taken(io, from, conn, req, go);
+                }
+            }
+            Mail::SnapMore { conn, req, go } => self.scan_more(io, (from, conn), req, go),
+            Mail::Host(_) => {}
+        }
+    }
 }
