@@ -18,11 +18,10 @@
 
 use super::engine::{owner_of, Broker, ENVELOPE};
 use super::host::{Client, Host};
-use super::mail::Mail;
+use super::mail::{topic_then_data, Mail};
 use super::topic::check_topic;
 use super::wire::{self, ErrCode};
 use crate::metrics::inc;
-use bytes::{BufMut, BytesMut};
 use slab::Slab;
 
 /// Why a batch was refused before anything of it was published.
@@ -137,11 +136,8 @@ impl Broker {
                 }
                 continue;
             }
-            let mut buf = BytesMut::with_capacity(topic.len() + data.len());
-            buf.put_slice(topic.as_bytes());
-            buf.put_slice(data.as_bytes());
             let mail = Mail::PublishFor {
-                buf: buf.freeze(),
+                buf: topic_then_data(topic, data),
                 topic_len: topic.len() as u8,
                 batch: slot,
                 index: index as u32,

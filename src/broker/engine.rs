@@ -6,7 +6,7 @@
 //! between two shards is FIFO, which is what keeps per-topic order and makes
 //! snapshots exact (see `snapshot_reply`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 
 use super::auth::Auth;
@@ -342,11 +342,8 @@ impl Broker {
                 self.refuse_topic(io, conn, id);
             }
         } else {
-            let mut buf = BytesMut::with_capacity(topic.len() + data.len());
-            buf.put_slice(topic.as_bytes());
-            buf.put_slice(data.as_bytes());
             let mail = Mail::Publish {
-                buf: buf.freeze(),
+                buf: super::mail::topic_then_data(topic, data),
                 topic_len: topic.len() as u8,
                 from: conn,
                 arrived,

@@ -5,7 +5,7 @@
 use super::engine::Broker;
 use super::host::{Client, Host};
 use super::wire::TopicAt;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Cross-shard messages.
 pub enum Mail {
@@ -67,6 +67,15 @@ pub enum Mail {
     /// queries and answers), opaque to the broker: `Broker::mail` ignores
     /// it, the application takes it out first.
     Host(Box<dyn std::any::Any + Send>),
+}
+
+/// The `buf` of `Publish` and `PublishFor`: the topic, then the data
+/// (`topic_len` says where one ends), in one allocation.
+pub(super) fn topic_then_data(topic: &str, data: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(topic.len() + data.len());
+    buf.put_slice(topic.as_bytes());
+    buf.put_slice(data.as_bytes());
+    buf.freeze()
 }
 
 impl Broker {
