@@ -58,6 +58,13 @@ pub(super) struct Batches {
     done: Vec<(u64, BatchOutcome)>,
 }
 
+/// The publisher of a batch: not a connection, so no new-topic budget to
+/// charge (no slot holds this generation).
+const NOBODY: Client = Client {
+    slot: u32::MAX,
+    gen: u32::MAX,
+};
+
 const OVERLOADED: &str = "broker overloaded: this topic's shard is behind; retry later";
 const NO_ROOM: &str = "too many topics on this topic's shard; retry later";
 
@@ -115,11 +122,6 @@ impl Broker {
         };
         let slot = self.batches.pending.vacant_key() as u32;
         let me = io.shard();
-        // Not a connection's publish: nobody's new-topic budget to charge.
-        let nobody = Client {
-            slot: u32::MAX,
-            gen: u32::MAX,
-        };
         let mut waiting = 0;
         // The request's arrival, for the publish-to-send latency (the
         // loop turn's clock, as for a `pub`).
@@ -127,7 +129,7 @@ impl Broker {
         for (index, (topic, data)) in messages.iter().enumerate() {
             let owner = owner_of(topic, io.shards());
             if owner == me {
-                match self.publish_from(io, topic, data.as_bytes(), (me, nobody, arrived), None) {
+                match self.publish_from(io, topic, data.as_bytes(), (me, NOBODY, arrived), None) {
                     Some(seq) => outcome.seqs[index] = Some(seq),
                     None => {
                         inc(&self.my_stats(io).topics_refused_total, 1);
@@ -175,11 +177,7 @@ impl Broker {
         (batch, index): (u32, u32),
         arrived: u64,
     ) {
-        let nobody = Client {
-            slot: u32::MAX,
-            gen: u32::MAX,
-        };
-        let seq = self.publish_from(io, topic, data, (from, nobody, arrived), None);
+        let seq = self.publish_from(io, topic, data, (from, NOBODY, arrived), None);
         // One answer per `PublishFor` taken off that shard's ring: bounded
         // by the ring, like `Created`.
         io.post(

@@ -15,12 +15,11 @@
 //! token (probes and scrapers carry none); everything under `/admin/`
 //! needs `Authorization: Bearer <token>` from `--admin-token-file`.
 
+use super::api_keys::digest;
 use crate::broker::Mail;
 use crate::runtime::{ConnId, HttpReply, Io};
 use crate::ws::handshake::Request;
-use crate::ws::http;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use slab::Slab;
 use std::path::Path;
 use std::sync::Arc;
@@ -56,12 +55,6 @@ impl AdminToken {
     fn admits(&self, bearer: Option<&str>) -> bool {
         bearer.is_some_and(|b| digest(b) == self.0)
     }
-}
-
-fn digest(s: &str) -> [u8; 32] {
-    let mut out = [0; 32];
-    out.copy_from_slice(&Sha256::digest(s.as_bytes()));
-    out
 }
 
 /// What `GET /admin/connections` sorts by.
@@ -234,10 +227,10 @@ pub struct Admin {
 
 /// A JSON answer; `head` leaves the body out (its length stays).
 pub fn json_reply(status: u16, body: &Value, head: bool) -> HttpReply {
-    let mut text = body.to_string();
-    text.push('\n');
-    let r = http::response(status, &[], "application/json", text.as_bytes(), true);
-    HttpReply::Close(if head { head_only(r) } else { r })
+    match super::publish::json_reply(status, &[], body, false) {
+        HttpReply::Close(r) if head => HttpReply::Close(head_only(r)),
+        reply => reply,
+    }
 }
 
 /// A response without its body (for `HEAD`): everything up to the blank
@@ -449,6 +442,7 @@ pub fn disconnect(io: &mut Io<'_, Mail>, conn: ConnId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::http;
 
     #[test]
     fn ids_round_trip_and_bad_ones_are_refused() {

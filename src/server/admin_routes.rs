@@ -41,14 +41,8 @@ impl Node {
                     Err(reply) => reply,
                 }
             }
-            _ => {
-                let get = Request {
-                    method: "GET".into(),
-                    ..request.clone()
-                };
-                let r = self.answer(io, if head { &get } else { request });
-                HttpReply::Close(if head { admin::head_only(r) } else { r })
-            }
+            _ if head => HttpReply::Close(self.answer_head(io, request)),
+            _ => HttpReply::Close(self.answer(io, request)),
         }
     }
 

@@ -82,7 +82,9 @@ impl KeySet {
     }
 }
 
-fn digest(key: &str) -> Digest32 {
+/// A credential as kept and compared: its SHA-256 (API keys, the admin
+/// token).
+pub(super) fn digest(key: &str) -> Digest32 {
     let mut out = [0; 32];
     out.copy_from_slice(&Sha256::digest(key.as_bytes()));
     out

@@ -174,6 +174,15 @@ impl Node {
         &self.broker
     }
 
+    /// The answer to `HEAD`: `GET`'s head (its length included), no body.
+    fn answer_head(&self, io: &Io<'_, crate::broker::Mail>, request: &Request) -> Bytes {
+        let get = Request {
+            method: "GET".into(),
+            ..request.clone()
+        };
+        admin::head_only(self.answer(io, &get))
+    }
+
     /// The answer to `GET path` (or another method) on the plain HTTP side.
     fn answer(&self, io: &Io<'_, crate::broker::Mail>, request: &Request) -> Bytes {
         let get = &*request.method == "GET";
@@ -294,12 +303,7 @@ impl App for Node {
             return self.publish(io, conn, request, body);
         }
         if &*request.method == "HEAD" && matches!(&*request.path, "/healthz" | "/metrics") {
-            // HEAD works where GET does: the same head, no body.
-            let get = Request {
-                method: "GET".into(),
-                ..request.clone()
-            };
-            return HttpReply::Close(admin::head_only(self.answer(io, &get)));
+            return HttpReply::Close(self.answer_head(io, request));
         }
         HttpReply::Close(self.answer(io, request))
     }

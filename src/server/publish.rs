@@ -80,7 +80,7 @@ impl Refused {
     }
 }
 
-fn json_reply(
+pub(super) fn json_reply(
     status: u16,
     headers: &[(&str, &str)],
     body: &serde_json::Value,
