@@ -222,11 +222,12 @@ export class Ringfan {
     this._ws = ws;
     // A handshake that hangs (a black-holed address) counts as a failure.
     this._timers.connect = setTimeout(() => {
-      if (conn === this._conn && ws.readyState !== 1) ws.close();
       if (conn === this._conn) this._dropped(conn, 0, "connect timeout");
     }, this.options.requestTimeoutMs);
+    let opened = false;
     ws.onopen = () => {
       if (conn !== this._conn) return;
+      opened = true;
       clearTimeout(this._timers.connect);
       if (token && this.options.tokenIn !== "query") {
         // First-message auth keeps the token out of URLs and proxy logs.
@@ -239,7 +240,14 @@ export class Ringfan {
       if (conn === this._conn) this._onText(ev.data, conn);
     };
     ws.onclose = (ev) => this._dropped(conn, ev.code, ev.reason);
-    ws.onerror = () => {}; // a close event always follows
+    // Browsers follow an error with a close event; Node 20's WebSocket
+    // does not for a failed handshake (it stays CONNECTING), and a close
+    // may not come for a socket that errs while open: count it as gone.
+    ws.onerror = () => {
+      if (conn !== this._conn) return;
+      if (!opened) return this._dropped(conn, 1006, "connection failed");
+      setTimeout(() => this._dropped(conn, 1006, "connection error"), 1000);
+    };
   }
 
   _ready(conn) {
@@ -278,8 +286,12 @@ export class Ringfan {
     const ws = this._ws;
     this._ws = null;
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = null;
-      if (ws.readyState < 2) ws.close();
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        if (ws.readyState < 2) ws.close();
+      } catch {
+        // Node 20 throws closing a socket whose handshake failed
+      }
     }
     // Requests on the wire may or may not have taken effect: they are
     // failed, never resent (a resent pub could be published twice).
@@ -319,7 +331,7 @@ export class Ringfan {
     this._ws = null;
     this._conn++;
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try {
         ws.close(1000);
       } catch {
