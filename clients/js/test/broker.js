@@ -6,6 +6,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { createHmac } from "node:crypto";
+import { createServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -118,3 +119,12 @@ export const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 /** A unique topic prefix per test, so tests sharing a broker never meet. */
 export const uid = () => "t" + Math.random().toString(36).slice(2, 10);
+
+/** A port nothing listens on (bound, then released). */
+export async function deadPort() {
+  const s = createServer();
+  await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
+  const { port } = s.address();
+  await new Promise((ok) => s.close(ok));
+  return port;
+}

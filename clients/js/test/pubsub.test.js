@@ -2,9 +2,8 @@
 // issued while disconnected, against the real broker.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { Ringfan, RingfanError, matches, backoffDelay } from "../ringfan.js";
-import { Broker, until, sleep, uid } from "./broker.js";
+import { Broker, until, sleep, uid, deadPort } from "./broker.js";
 
 let broker;
 const clients = [];
@@ -18,15 +17,6 @@ after(async () => {
   for (const c of clients) c.close();
   await broker.stop("SIGTERM");
 });
-
-/** A port nothing listens on (bound, then released). */
-export async function deadPort() {
-  const s = createServer();
-  await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
-  const { port } = s.address();
-  await new Promise((ok) => s.close(ok));
-  return port;
-}
 
 test("pattern matching follows the protocol's wildcards", () => {
   assert.ok(matches("md.*", "md.x"));

@@ -1,0 +1,141 @@
+// Reconnection: backoff bounds, the attempt counter's reset after a stable
+// period, and a broker restart in the middle of a stream.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Ringfan } from "../ringfan.js";
+import { Broker, until, sleep, uid, deadPort } from "./broker.js";
+
+test("backoff: full jitter under a capped, growing bound; reset only after a stable period", async () => {
+  const port = await deadPort();
+  const r = { initialMs: 20, maxMs: 160, factor: 2, stableMs: 400 };
+  const rf = new Ringfan(`ws://127.0.0.1:${port}/ws`, { reconnect: r });
+  const events = [];
+  rf.on("state", (s) => events.push({ ...s, at: performance.now() }));
+  const b = new Broker();
+  b.port = port;
+  try {
+    rf.connect();
+    await until(() => events.filter((e) => e.state === "reconnecting").length >= 8, 5000, "8 failed attempts");
+    const waits = events.filter((e) => e.state === "reconnecting");
+    waits.slice(0, 8).forEach((e, i) => {
+      assert.equal(e.attempt, i + 1);
+      const cap = Math.min(r.maxMs, r.initialMs * 2 ** i);
+      assert.ok(e.delayMs >= 0 && e.delayMs < cap, `attempt ${e.attempt}: ${e.delayMs} ms not under ${cap}`);
+    });
+    // Each retry waited the delay it announced (timers fire no earlier).
+    for (const e of waits.slice(0, 7)) {
+      const next = events.find((x) => x.state === "connecting" && x.at > e.at);
+      assert.ok(next.at - e.at >= e.delayMs - 2, `waited ${next.at - e.at} ms, announced ${e.delayMs}`);
+    }
+    // Jitter: the delays at the cap are not all the same.
+    assert.ok(new Set(waits.slice(3, 8).map((e) => e.delayMs)).size > 1);
+
+    // A connection that drops before stableMs keeps the count going...
+    await b.start();
+    await until(() => rf.state === "open", 3000, "open");
+    const before = rf.stats;
+    const n = events.filter((e) => e.state === "reconnecting").at(-1).attempt;
+    // The first "reconnecting" after event index i.
+    const dropAfter = (i) => events.slice(i).find((e) => e.state === "reconnecting");
+    let i = events.length;
+    await b.stop();
+    await until(() => dropAfter(i), 3000, "the drop");
+    assert.equal(dropAfter(i).attempt, n + 1, "not reset: the connection was not stable");
+    assert.equal(dropAfter(i).code, 1006);
+    // ...one that stays up for stableMs resets it.
+    await b.start();
+    await until(() => rf.state === "open", 3000, "open again");
+    await sleep(r.stableMs + 100);
+    i = events.length;
+    await b.stop("SIGTERM"); // drain: 1001 going away
+    await until(() => dropAfter(i), 3000, "the drop");
+    assert.equal(dropAfter(i).attempt, 1, "reset after a stable connection");
+    assert.equal(dropAfter(i).code, 1001);
+    assert.equal(rf.stats.reconnects, before.reconnects + 1);
+  } finally {
+    rf.close();
+    await b.stop();
+  }
+});
+
+test("a broker restart mid-stream: reconnect, resubscribe with snapshot, no duplicate, every discontinuity announced", async () => {
+  const b = await Broker.start();
+  const opts = { reconnect: { initialMs: 50, maxMs: 400, stableMs: 1000 } };
+  const sub = new Ringfan(b.url, opts);
+  const pub = new Ringfan(b.url, opts);
+  const t = uid();
+  // One log of what the handler saw and the events, in order.
+  const log = [];
+  const seen = [];
+  for (const ev of ["gap", "reset", "rebase"]) sub.on(ev, (e) => e.topic === t && log.push({ ev, ...e }));
+  const s = sub.subscribe(t, (m) => {
+    log.push({ ev: "msg", seq: m.seq, k: m.data.k, snapshot: m.snapshot });
+    seen.push(m.data.k);
+  });
+  let stop = false;
+  let k = 0;
+  const refused = new Map();
+  const acked = [];
+  const publisher = (async () => {
+    // A steady stream, a few publishes in flight at a time; refusals
+    // (the broker is down) are counted, never retried.
+    while (!stop) {
+      const batch = [];
+      for (let i = 0; i < 5; i++) {
+        const mine = k++;
+        batch.push(pub.publish(t, { k: mine }).then(() => acked.push(mine), (e) => refused.set(e.code, (refused.get(e.code) ?? 0) + 1)));
+      }
+      await Promise.all(batch);
+      await sleep(2);
+    }
+  })();
+  try {
+    await s.ready;
+    await until(() => seen.length >= 300, 10000, "300 messages before the restart");
+    await b.stop("SIGKILL");
+    const killedAt = seen.length;
+    await sleep(300);
+    await b.start(); // same port
+    const kAfter = k;
+    await until(() => seen.length >= killedAt + 300 && seen.at(-1) > kAfter, 15000, "300 messages after the restart");
+    stop = true;
+    await publisher;
+
+    assert.ok(sub.stats.reconnects >= 1 && pub.stats.reconnects >= 1, JSON.stringify(sub.stats));
+    assert.ok(seen.length > killedAt, "messages flow after the restart");
+    // No duplicate and in order: one publisher, so k only grows.
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1], `k ${seen[i]} after ${seen[i - 1]} at ${i}`);
+    assert.equal(sub.stats.duplicates >= 0, true);
+    // Every place where the handler's seq does not follow by one is
+    // announced before the message: a gap, a reset or a rebase.
+    let last = null;
+    let announced = false;
+    let discontinuities = 0;
+    for (const e of log) {
+      if (e.ev !== "msg") {
+        announced = true;
+        continue;
+      }
+      if (last !== null && e.seq !== last + 1) {
+        discontinuities++;
+        assert.ok(announced, `seq ${e.seq} after ${last} without an event`);
+      }
+      announced = false;
+      last = e.seq;
+    }
+    assert.ok(discontinuities >= 1, "the restart restarted the numbering");
+    if (process.env.RINGFAN_JS_VERBOSE) console.log({ stats: sub.stats, refused, events: log.filter((e) => e.ev !== "msg"), n: seen.length });
+    assert.ok(log.some((e) => e.ev === "reset" && e.reason === "reconnect") || log.some((e) => e.ev === "rebase"));
+    // The publishes that failed were the ones in flight or issued while
+    // the broker was down, each with a code that says whether it was sent.
+    for (const code of refused.keys()) assert.ok(["disconnected", "not_connected", "queue_full"].includes(code), code);
+    // Every message acked by the new broker after the subscriber was back
+    // reached it: the last one acked is the last one seen.
+    await until(() => seen.at(-1) === Math.max(...acked), 3000, "the last acked message");
+  } finally {
+    stop = true;
+    sub.close();
+    pub.close();
+    await b.stop();
+  }
+});
