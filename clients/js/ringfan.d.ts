@@ -79,6 +79,9 @@ export interface RingfanOptions {
   maxBufferedAmount?: number;
   /** Patterns per snapshot `sub` request (the broker's --max-snapshot-patterns). Default 1000. */
   maxSnapshotPatterns?: number;
+  /** Wait after a gap before the resync (the broker's queue for a slow
+   * consumer is still full right after one). Default 50. */
+  resyncDelayMs?: number;
   /** Subprotocols offered. Default ["ringfan.v1"]. */
   protocols?: string | string[];
   /** A WebSocket constructor; default globalThis.WebSocket. */

@@ -31,6 +31,7 @@ const DEFAULTS = {
   queueWhileDisconnected: 1000,
   maxBufferedAmount: 1 << 20,
   maxSnapshotPatterns: 1000,
+  resyncDelayMs: 50,
   protocols: ["ringfan.v1"],
   WebSocket: undefined,
 };
@@ -541,8 +542,10 @@ export class Ringfan {
       this._lane.inFlight = null;
       this._lane.retryMs = 0;
     }
+    const synced = [];
     for (const e of r.entries) {
       if (this._patterns.get(e.pattern) !== e) continue;
+      if (e.state === "syncing") synced.push(e);
       e.state = "active";
       e.acked = true;
       e.solo = false;
@@ -550,7 +553,16 @@ export class Ringfan {
     }
     // The snapshot is in: what follows on these topics is live again.
     for (const [name, t] of this._topics) {
-      if (t.mode === WINDOW && !windowed(this._entriesFor(name, t))) t.mode = LIVE;
+      const entries = this._entriesFor(name, t);
+      if (t.mode === WINDOW && !windowed(entries)) t.mode = LIVE;
+      // A resync acked without the gap topic's snapshot: the slow-consumer
+      // policy dropped it too (or the value was forgotten). Try again,
+      // later each time, a few times.
+      if (t.wantSnapshot && synced.some((e) => matches(e.pattern, name))) {
+        t.snapTries = (t.snapTries ?? 0) + 1;
+        if (t.snapTries > 5) t.wantSnapshot = false;
+        else this._resync(entries, name, 100 * 2 ** t.snapTries);
+      }
     }
     this._pumpLane();
   }
@@ -596,15 +608,24 @@ export class Ringfan {
     this._pumpLane();
   }
 
-  _resync(entries, topic) {
+  /** Re-subscribes the patterns with a snapshot after a gap on `topic`.
+   * Not at once: a gap says the broker's queue for us overflowed, and a
+   * snapshot asked for while it is still full is dropped like the rest. */
+  _resync(entries, topic, delayMs = this.options.resyncDelayMs) {
+    const t = this._topics.get(topic);
+    if (t) t.wantSnapshot = true;
+    const conn = this._conn;
     for (const e of entries) {
       if (e.state !== "active") continue; // already resyncing or not yet live
       e.state = "resync";
       this._stats.resyncs++;
       this._emit("resync", { pattern: e.pattern, topic });
-      this._lane.queue.push(e);
+      setTimeout(() => {
+        if (conn !== this._conn || this._patterns.get(e.pattern) !== e || e.state !== "resync") return;
+        this._lane.queue.push(e);
+        this._pumpLane();
+      }, delayMs);
     }
-    this._pumpLane();
   }
 
   // ---- input -------------------------------------------------------------
@@ -701,6 +722,7 @@ export class Ringfan {
       this._topics.set(topic, t);
       return this._deliver(m, entries);
     }
+    if (m.snapshot && t.wantSnapshot) t.wantSnapshot = false;
     const last = t.last;
     if (t.mode === FRESH) {
       // What the new connection sends after this first message has no

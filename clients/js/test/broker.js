@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { createHmac } from "node:crypto";
-import { createServer } from "node:net";
+import { createServer, connect } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -127,4 +127,73 @@ export async function deadPort() {
   const { port } = s.address();
   await new Promise((ok) => s.close(ok));
   return port;
+}
+
+/** A TCP proxy in front of the broker, so a test can cut connections (a
+ * network blip, the broker still up) or stop forwarding what the client
+ * sends (its socket buffers fill: backpressure). */
+export class Proxy {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.pairs = new Set();
+    this.stalled = false;
+    this.refusing = false;
+    this.server = createServer((client) => {
+      if (this.refusing) return client.resetAndDestroy();
+      const upstream = connect(this.targetPort, "127.0.0.1");
+      const pair = { client, upstream };
+      this.pairs.add(pair);
+      const drop = () => {
+        this.pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", drop).on("close", drop);
+      upstream.on("error", drop).on("close", drop);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      if (this.stalled) client.pause();
+    });
+  }
+
+  async listen() {
+    await new Promise((ok) => this.server.listen(0, "127.0.0.1", ok));
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  get url() {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** Resets every proxied connection (both sides see it drop). */
+  cut() {
+    for (const { client, upstream } of this.pairs) {
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    }
+    this.pairs.clear();
+  }
+
+  /** Stops reading what clients send (and so forwarding it). */
+  stall() {
+    this.stalled = true;
+    for (const { client } of this.pairs) {
+      client.unpipe();
+      client.pause();
+    }
+  }
+
+  resume() {
+    this.stalled = false;
+    for (const { client, upstream } of this.pairs) {
+      client.pipe(upstream);
+      client.resume();
+    }
+  }
+
+  async close() {
+    this.cut();
+    await new Promise((ok) => this.server.close(ok));
+  }
 }
