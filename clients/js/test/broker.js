@@ -39,7 +39,21 @@ export class Broker {
     return `ws://127.0.0.1:${this.port}/ws`;
   }
 
+  /** Starts it; on its own port again after a stop. A killed broker's
+   * io_uring may hold the listening socket a moment after the process
+   * has gone ("already in use"): retried for up to 5 s. */
   async start() {
+    for (let tries = 0; ; tries++) {
+      try {
+        return await this._start();
+      } catch (e) {
+        if (tries >= 50 || !/already in use/.test(e.message)) throw e;
+        await sleep(100);
+      }
+    }
+  }
+
+  async _start() {
     if (!existsSync(BIN)) throw new Error(`no ringfan binary at ${BIN} (cargo build --release, or set RINGFAN_BIN)`);
     const args = ["--listen", `127.0.0.1:${this.port}`, "--shards", "2", "--no-pin", ...this.flags];
     const proc = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"] });

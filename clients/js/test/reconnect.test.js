@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Ringfan } from "../ringfan.js";
-import { Broker, until, sleep, uid, deadPort } from "./broker.js";
+import { Broker, Proxy, until, sleep, uid, deadPort } from "./broker.js";
 
 test("backoff: full jitter under a capped, growing bound; reset only after a stable period", async () => {
   const port = await deadPort();
@@ -135,6 +135,81 @@ test("a broker restart mid-stream: reconnect, resubscribe with snapshot, no dupl
   } finally {
     stop = true;
     sub.close();
+    pub.close();
+    await b.stop();
+  }
+});
+
+test("a blip with the broker up: the restored snapshot is not delivered twice, and a jump is a rebase", async () => {
+  const b = await Broker.start();
+  const proxy = await new Proxy(b.port).listen();
+  const rf = new Ringfan(proxy.url, { reconnect: { initialMs: 20, maxMs: 50 } });
+  const pub = new Ringfan(b.url);
+  const t = uid();
+  const log = [];
+  for (const ev of ["gap", "reset", "rebase"]) rf.on(ev, (e) => log.push({ ev, ...e }));
+  try {
+    for (let i = 1; i <= 5; i++) await pub.publish(t, i);
+    await rf.subscribe(t, (m) => log.push({ ev: "msg", seq: m.seq, data: m.data, snapshot: m.snapshot })).ready;
+    assert.deepEqual(log, [{ ev: "msg", seq: 5, data: 5, snapshot: true }]);
+    // Cut: the restore's snapshot is seq 5 again, the same data.
+    proxy.cut();
+    await until(() => rf.stats.reconnects === 1 && rf.state === "open" && rf.stats.inFlight === 0, 3000, "restored");
+    assert.equal(rf.stats.duplicates, 1);
+    assert.equal(log.length, 1, "the snapshot already seen was dropped");
+    // Cut, and publish while it is down: the snapshot (seq 7) jumps over
+    // seq 6: announced as a rebase, then delivered.
+    proxy.refusing = true;
+    proxy.cut();
+    await until(() => rf.state === "reconnecting");
+    await pub.publish(t, 6);
+    await pub.publish(t, 7);
+    proxy.refusing = false;
+    await until(() => log.length === 3, 3000, "the rebase and the snapshot");
+    assert.deepEqual(log.slice(1), [
+      { ev: "rebase", topic: t, from: 6, to: 6, reason: "reconnect" },
+      { ev: "msg", seq: 7, data: 7, snapshot: true },
+    ]);
+    await pub.publish(t, 8);
+    await until(() => log.length === 4);
+    assert.deepEqual(log[3], { ev: "msg", seq: 8, data: 8, snapshot: false });
+  } finally {
+    rf.close();
+    pub.close();
+    await proxy.close();
+    await b.stop();
+  }
+});
+
+test("seq 1 after a higher one (the broker restarted before anything new) is a reset, not a gap", async () => {
+  const b = await Broker.start();
+  const rf = new Ringfan(b.url, { reconnect: { initialMs: 20, maxMs: 50 } });
+  const t = uid();
+  const log = [];
+  for (const ev of ["gap", "reset", "rebase"]) rf.on(ev, (e) => log.push({ ev, ...e }));
+  let pub = new Ringfan(b.url);
+  try {
+    await rf.subscribe(t, (m) => log.push({ ev: "msg", seq: m.seq, data: m.data })).ready;
+    for (let i = 1; i <= 3; i++) await pub.publish(t, i);
+    await until(() => log.length === 3);
+    pub.close();
+    await b.stop();
+    await b.start();
+    // Resubscribed (no snapshot: the new broker holds nothing yet).
+    await until(() => rf.stats.reconnects === 1 && rf.state === "open" && rf.stats.inFlight === 0, 5000, "restored");
+    pub = new Ringfan(b.url);
+    await pub.publish(t, "new");
+    await pub.publish(t, "newer");
+    await until(() => log.length === 6, 3000, "the reset and two messages");
+    assert.deepEqual(log.slice(3), [
+      { ev: "reset", topic: t, seq: 1, previous: 3, reason: "reconnect" },
+      { ev: "msg", seq: 1, data: "new" },
+      { ev: "msg", seq: 2, data: "newer" },
+    ]);
+    assert.equal(rf.stats.gaps, 0);
+    assert.equal(rf.stats.duplicates, 0);
+  } finally {
+    rf.close();
     pub.close();
     await b.stop();
   }
