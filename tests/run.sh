@@ -46,6 +46,13 @@ cargo build --release --bin ringfan
 step "Python websockets client tests"
 RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q tests/python
 
+step "ringfan.js: types and Node tests"
+# Node 20 has WebSocket only behind --experimental-websocket; 22+ by default.
+root=$PWD
+ws_flag=$(node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' && echo || echo --experimental-websocket)
+(cd clients/js && npm ci --silent --no-audit --no-fund && npx tsc --noEmit)
+(cd clients/js && RINGFAN_BIN="$root/target/release/ringfan" node $ws_flag --test test/*.test.js)
+
 step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
 .venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn
 
