@@ -261,7 +261,11 @@ export class Ringfan {
     this._timers.stable = setTimeout(() => {
       if (conn === this._conn) this._attempt = 0;
     }, this.options.reconnect.stableMs);
-    for (const t of this._topics.values()) t.mode = FRESH;
+    for (const t of this._topics.values()) {
+      t.mode = FRESH;
+      t.wantSnapshot = false; // the restore asks for every snapshot anyway
+      t.snapTries = 0;
+    }
     this._setState("open");
     // Every subscription is restored with a snapshot, one lane of
     // snapshot subs (the broker allows one in flight per connection).
@@ -489,8 +493,23 @@ export class Ringfan {
     this._patternsVersion++;
     e.state = "gone";
     this._lane.queue = this._lane.queue.filter((x) => x !== e);
-    if (this._open_()) this._request({ op: "unsub", topics: [e.pattern] }, "unsub", this._conn);
+    if (this._open_()) this._unsub([e.pattern]);
     this._forgetUnmatched();
+  }
+
+  _unsub(patterns) {
+    this._request({ op: "unsub", topics: patterns }, "unsub", this._conn, { patterns });
+  }
+
+  /** An unsub refused for the connection's rate left the patterns in
+   * place: ask again later for those nobody subscribed to since (a
+   * resync's pattern is held again: its snapshot retry unsubs anew). */
+  _unsubRefused(r) {
+    const conn = this._conn;
+    setTimeout(() => {
+      const gone = r.patterns.filter((p) => !this._patterns.has(p));
+      if (conn === this._conn && this._open_() && gone.length > 0) this._unsub(gone);
+    }, 200);
   }
 
   /** Drops sequencing state of topics no pattern matches any more. */
@@ -528,7 +547,7 @@ export class Ringfan {
     const conn = this._conn;
     if (resync.length > 0) {
       // Unsub first: a sub of a pattern still held gets no snapshot.
-      this._request({ op: "unsub", topics: resync.map((e) => e.pattern) }, "unsub", conn);
+      this._unsub(resync.map((e) => e.pattern));
       for (const [name, t] of this._topics) {
         if (t.mode === LIVE && resync.some((e) => matches(e.pattern, name))) t.mode = WINDOW;
       }
@@ -674,7 +693,8 @@ export class Ringfan {
         if (err) this._emit("error", err);
         return;
       default: // unsub
-        if (err) this._emit("error", err);
+        if (err?.code === "rate_limited") this._unsubRefused(r);
+        else if (err) this._emit("error", err);
     }
   }
 
