@@ -69,9 +69,7 @@ export function matches(pattern, topic) {
 // FRESH: the topic's first message on a new connection. The broker may
 //   have restarted (new numbering), so seq <= last is not proof of a
 //   duplicate: only the same seq with the same data is.
-const LIVE = 0;
-const WINDOW = 1;
-const FRESH = 2;
+const [LIVE, WINDOW, FRESH] = [0, 1, 2];
 
 class Subscription {
   constructor(rf, pattern, handler) {
@@ -165,9 +163,7 @@ export class Ringfan {
     }
   }
 
-  get state() {
-    return this._state;
-  }
+  get state() { return this._state; }
 
   get stats() {
     return {
@@ -221,6 +217,7 @@ export class Ringfan {
       return this._retry(conn, 0, String(e));
     }
     this._ws = ws;
+    this._lastRx = 0;
     // A handshake that hangs (a black-holed address) counts as a failure.
     this._timers.connect = setTimeout(() => {
       if (conn === this._conn) this._dropped(conn, 0, "connect timeout");
@@ -238,7 +235,9 @@ export class Ringfan {
       }
     };
     ws.onmessage = (ev) => {
-      if (conn === this._conn) this._onText(ev.data, conn);
+      if (conn !== this._conn) return;
+      this._lastRx = Date.now();
+      this._onText(ev.data, conn);
     };
     ws.onclose = (ev) => this._dropped(conn, ev.code, ev.reason);
     // Browsers follow an error with a close event; Node 20's WebSocket
@@ -395,18 +394,12 @@ export class Ringfan {
     this._fail(r, new RingfanError("timeout", `no reply within ${this.options.requestTimeoutMs} ms (it may have been published)`, { sent: true }));
   }
 
+  /** Settles a publish once: rejected with `err`, or resolved. */
   _fail(r, err) {
     if (r.done) return;
     r.done = true;
     clearTimeout(r.timer);
-    r.reject?.(err);
-  }
-
-  _settle(r, value) {
-    if (r.done) return;
-    r.done = true;
-    clearTimeout(r.timer);
-    r.resolve?.(value);
+    err ? r.reject(err) : r.resolve();
   }
 
   /** Sends queued publishes while the socket's buffer has room. */
@@ -440,13 +433,18 @@ export class Ringfan {
     const r = { kind, id, conn, done: false, timer: null, ...extra };
     this._pending.set(id, r);
     this._ws.send(JSON.stringify({ ...msg, id }));
-    // An unanswered control request means the connection is not working
-    // (replies come in request order): start over on a new one.
-    r.timer = setTimeout(() => {
+    // An unanswered control request on a silent connection means it is
+    // not working: start over on a new one. A big snapshot keeps the
+    // connection busy before its ack, so only silence counts.
+    const limit = this.options.requestTimeoutMs;
+    const check = () => {
       if (this._pending.get(id) !== r || conn !== this._conn) return;
-      this._emit("error", new RingfanError("timeout", `no reply to ${msg.op} within ${this.options.requestTimeoutMs} ms; reconnecting`, { sent: true }));
+      const quiet = Date.now() - this._lastRx;
+      if (quiet < limit) return (r.timer = setTimeout(check, limit - quiet));
+      this._emit("error", new RingfanError("timeout", `no reply to ${msg.op} within ${limit} ms; reconnecting`, { sent: true }));
       this._dropped(conn, 0, "request timeout");
-    }, this.options.requestTimeoutMs);
+    };
+    r.timer = setTimeout(check, limit);
     return r;
   }
 
@@ -674,26 +672,20 @@ export class Ringfan {
   _onReply(m, conn) {
     const err = m.op === "err" ? new RingfanError(m.code, m.message ?? m.code, { sent: true }) : null;
     const r = m.id === undefined ? undefined : this._pending.get(m.id);
-    if (!r) {
-      if (err) this._emit("error", err); // e.g. bad_json: carries no id
-      return;
-    }
+    if (!r) return err && this._emit("error", err); // e.g. bad_json: carries no id
     this._pending.delete(m.id);
     clearTimeout(r.timer);
     switch (r.kind) {
       case "pub":
-        return err ? this._fail(r, err) : this._settle(r, undefined);
+        return this._fail(r, err);
       case "sub":
         return err ? this._subRefused(r, err) : this._subAcked(r);
       case "auth-first":
         // A refused first auth is followed by the broker's close (4003).
         if (err) return this._emit("error", err);
         return this._ready(conn);
-      case "auth":
-        if (err) this._emit("error", err);
-        return;
-      default: // unsub
-        if (err?.code === "rate_limited") this._unsubRefused(r);
+      default: // auth (a refresh), unsub
+        if (r.kind === "unsub" && err?.code === "rate_limited") this._unsubRefused(r);
         else if (err) this._emit("error", err);
     }
   }
@@ -748,7 +740,7 @@ export class Ringfan {
       // What the new connection sends after this first message has no
       // hole, unless a resync is under way.
       t.mode = windowed(entries) ? WINDOW : LIVE;
-      if (seq === last && sameData(t.raw, raw)) return this._duplicate(t);
+      if (seq === last && sameData(t.raw, raw)) return void this._stats.duplicates++;
       if (seq <= last) {
         // A new connection sees a lower (or different) seq: the broker
         // restarted (counters live in memory) or the topic was reset.
@@ -764,7 +756,7 @@ export class Ringfan {
       this._stats.resets++;
       this._emit("reset", { topic, seq, previous: last, reason: "reset" });
     } else if (seq <= last) {
-      return this._duplicate(t);
+      return void this._stats.duplicates++;
     } else if (t.mode === WINDOW) {
       // The resync's snapshot (or the first live message after it) stands
       // for what was published while the pattern was re-subscribed.
@@ -778,10 +770,6 @@ export class Ringfan {
     t.last = seq;
     t.raw = raw;
     this._deliver(m, entries);
-  }
-
-  _duplicate(t) {
-    this._stats.duplicates++;
   }
 
   _deliver(m, entries) {

@@ -221,3 +221,28 @@ test("seq 1 after a higher one (the broker restarted before anything new) is a r
     await b.stop();
   }
 });
+
+test("a silent connection (a sub unanswered for requestTimeoutMs) is replaced", async () => {
+  const b = await Broker.start();
+  const proxy = await new Proxy(b.port).listen();
+  const rf = new Ringfan(proxy.url, { requestTimeoutMs: 300, reconnect: { initialMs: 20, maxMs: 50 } });
+  const errors = [];
+  rf.on("error", (e) => errors.push(e));
+  const drops = [];
+  rf.on("state", (s) => s.state === "reconnecting" && drops.push(s.reason));
+  try {
+    await rf.subscribe(`${uid()}.a`, () => {}).ready;
+    proxy.stall(); // what the client sends goes nowhere; the broker says nothing
+    const sub = rf.subscribe(`${uid()}.b`, () => {});
+    await until(() => drops.length >= 1, 3000, "the silent connection dropped");
+    assert.equal(drops[0], "request timeout");
+    assert.equal(errors[0].code, "timeout");
+    proxy.resume();
+    await sub.ready; // restored on a working connection
+    assert.ok(rf.stats.reconnects >= 1);
+  } finally {
+    rf.close();
+    await proxy.close();
+    await b.stop();
+  }
+});
