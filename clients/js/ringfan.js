@@ -362,6 +362,7 @@ export class Ringfan {
     const body = JSON.stringify({ op: "pub", topic, data: data === undefined ? null : data }).slice(0, -1);
     return new Promise((resolve, reject) => {
       const r = { kind: "pub", id: 0, body, resolve, reject, timer: null, done: false };
+      this.connect(); // a no-op unless idle
       if (!this._open_()) {
         const bound = this.options.queueWhileDisconnected;
         if (bound <= 0) return reject(new RingfanError("not_connected", "not connected (queueWhileDisconnected is 0)"));
@@ -369,7 +370,6 @@ export class Ringfan {
       }
       r.timer = setTimeout(() => this._expire(r), this.options.requestTimeoutMs);
       this._out.push(r);
-      if (!this._ws && !this._timers.retry && this._state !== "connecting") this.connect();
       this._flush();
     });
   }
@@ -569,7 +569,7 @@ export class Ringfan {
       for (const s of e.subs) s._resolve();
     }
     // The snapshot is in: what follows on these topics is live again.
-    for (const [name, t] of this._topics) {
+    for (const [name, t] of synced.length > 0 ? this._topics : []) {
       const entries = this._entriesFor(name, t);
       if (t.mode === WINDOW && !windowed(entries)) t.mode = LIVE;
       // A resync acked without the gap topic's snapshot: the slow-consumer

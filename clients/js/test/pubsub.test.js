@@ -104,6 +104,7 @@ test("while disconnected: queueWhileDisconnected 0 rejects at once", async () =>
   const t0 = Date.now();
   await assert.rejects(rf.publish("a.b", 1), (e) => e.code === "not_connected" && e.sent === false);
   assert.ok(Date.now() - t0 < 100);
+  assert.notEqual(rf.state, "idle", "the publish started a connection all the same");
 });
 
 test("while disconnected: requests queue up to the bound, then go out in order on connect", async () => {
