@@ -51,7 +51,7 @@ step "ringfan.js: types and Node tests"
 root=$PWD
 ws_flag=$(node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' && echo || echo --experimental-websocket)
 (cd clients/js && npm ci --silent --no-audit --no-fund && npx tsc --noEmit)
-(cd clients/js && RINGFAN_BIN="$root/target/release/ringfan" node $ws_flag --test test/*.test.js)
+(cd clients/js && RINGFAN_BIN="$root/target/release/ringfan" node $ws_flag --test --test-timeout=60000 --test-force-exit test/*.test.js)
 
 step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
 .venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn

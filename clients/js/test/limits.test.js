@@ -9,6 +9,7 @@ test("rate_limited sub and unsub are retried until the broker takes them", async
   // One pattern a second, a burst of two.
   const b = await Broker.start(["--max-sub-rate", "1", "--sub-burst", "2"]);
   const rf = new Ringfan(b.url);
+  const pub = new Ringfan(b.url);
   const errors = [];
   rf.on("error", (e) => errors.push(e));
   const t = uid();
@@ -23,7 +24,6 @@ test("rate_limited sub and unsub are retried until the broker takes them", async
     await z.ready;
     assert.ok(Date.now() - t0 >= 300, "acked without waiting for the rate");
     assert.ok((await b.metric("ringfan_requests_rate_limited_total")) >= 1);
-    const pub = new Ringfan(b.url);
     await pub.publish(`${t}.z`, "z");
     await until(() => got.length === 1);
     // Likewise an unsub: the broker ends up holding only y and z.
@@ -32,8 +32,8 @@ test("rate_limited sub and unsub are retried until the broker takes them", async
     await until(async () => (await b.metric("ringfan_subscriptions")) === 2, 8000, "the unsub taken");
     assert.ok((await b.metric("ringfan_requests_rate_limited_total")) > limited, "the unsub was never refused");
     assert.deepEqual(errors, [], "retried, not reported");
-    pub.close();
   } finally {
+    pub.close();
     rf.close();
     await b.stop();
   }

@@ -112,7 +112,6 @@ test("a broker restart mid-stream: reconnect, resubscribe with snapshot, no dupl
     assert.ok(seen.length > killedAt, "messages flow after the restart");
     // No duplicate and in order: one publisher, so k only grows.
     for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1], `k ${seen[i]} after ${seen[i - 1]} at ${i}`);
-    assert.equal(sub.stats.duplicates >= 0, true);
     // Every place where the handler's seq does not follow by one is
     // announced before the message: a gap, a reset or a rebase.
     let last = null;

@@ -10,9 +10,10 @@ const SLOW = ["--max-queued-bytes", "16384", "--socket-send-buffer", "4096"];
 
 /** Subscribes, then blocks this thread (no socket is read) while a worker
  * thread publishes `n` messages; returns the handler's and events' log. */
-async function stallWhileFlooded(b, n, opts = {}) {
+async function stallWhileFlooded(b, n, clients) {
   const t = uid();
-  const rf = new Ringfan(b.url, { reconnect: { initialMs: 50, maxMs: 200 }, ...opts });
+  const rf = new Ringfan(b.url, { reconnect: { initialMs: 50, maxMs: 200 } });
+  clients.push(rf);
   const log = [];
   for (const ev of ["gap", "reset", "rebase", "resync"]) rf.on(ev, (e) => log.push({ ev, ...e }));
   rf.on("state", (s) => log.push({ ev: "state", ...s }));
@@ -23,6 +24,7 @@ async function stallWhileFlooded(b, n, opts = {}) {
     workerData: { url: b.url, topic: t, n, size: 1000, flag },
   });
   const done = new Promise((ok, fail) => worker.once("message", ok).once("error", fail));
+  clients.push({ close: () => worker.terminate() });
   // Block: nothing on this thread runs, so the subscriber reads nothing.
   const waited = Atomics.wait(new Int32Array(flag), 0, 0, 20000);
   assert.equal(waited, "ok", "the flood did not finish in 20 s");
@@ -62,8 +64,9 @@ function checkAnnounced(log) {
 test("slow consumer, policy drop: gap events with the missing range, then a resync with snapshot", async () => {
   const b = await Broker.start(["--slow-consumer", "drop", ...SLOW]);
   const n = 3000;
+  const clients = [];
   try {
-    const { rf, log, t } = await stallWhileFlooded(b, n);
+    const { rf, log, t } = await stallWhileFlooded(b, n, clients);
     if (process.env.RINGFAN_JS_VERBOSE) console.log(log.filter((e) => e.ev !== "msg" || e.snapshot), rf.stats);
     assert.ok((await b.metric("ringfan_dropped_total")) > 0, "the broker dropped nothing");
     const gaps = log.filter((e) => e.ev === "gap");
@@ -82,12 +85,12 @@ test("slow consumer, policy drop: gap events with the missing range, then a resy
     assert.equal(rf.stats.gaps, gaps.length);
     // The resync leaves it live: the next publish arrives as seq n+1.
     const pub = new Ringfan(b.url);
+    clients.push(pub);
     await pub.publish(t, { k: n });
     await until(() => log.at(-1).seq === n + 1, 3000, "live again");
     assert.equal(log.filter((e) => e.ev === "gap").length, gaps.length, "no new gap after the resync");
-    pub.close();
-    rf.close();
   } finally {
+    for (const c of clients) c.close();
     await b.stop();
   }
 });
@@ -95,8 +98,9 @@ test("slow consumer, policy drop: gap events with the missing range, then a resy
 test("slow consumer, policy disconnect: close 1008, reconnect, snapshot restores the latest", async () => {
   const b = await Broker.start(["--slow-consumer", "disconnect", ...SLOW]);
   const n = 3000;
+  const clients = [];
   try {
-    const { rf, log } = await stallWhileFlooded(b, n);
+    const { rf, log } = await stallWhileFlooded(b, n, clients);
     assert.ok((await b.metric("ringfan_slow_disconnects_total")) >= 1);
     const drop = log.find((e) => e.ev === "state" && e.state === "reconnecting");
     assert.ok(drop, "no reconnect");
@@ -109,8 +113,8 @@ test("slow consumer, policy disconnect: close 1008, reconnect, snapshot restores
     assert.deepEqual([last.seq, last.k, last.snapshot], [n, n - 1, true]);
     assert.ok(checkAnnounced(log) >= 1);
     assert.ok(log.some((e) => e.ev === "rebase" && e.reason === "reconnect" && e.to === n - 1));
-    rf.close();
   } finally {
+    for (const c of clients) c.close();
     await b.stop();
   }
 });
