@@ -101,18 +101,20 @@ test("slow consumer, policy disconnect: close 1008, reconnect, snapshot restores
   const clients = [];
   try {
     const { rf, log } = await stallWhileFlooded(b, n, clients);
-    assert.ok((await b.metric("ringfan_slow_disconnects_total")) >= 1);
+    // What happened, for a failure's message.
+    const story = () => JSON.stringify({ stats: rf.stats, events: log.filter((e) => e.ev !== "msg" || e.snapshot), last: log.findLast((e) => e.ev === "msg") });
+    assert.ok((await b.metric("ringfan_slow_disconnects_total")) >= 1, story());
     const drop = log.find((e) => e.ev === "state" && e.state === "reconnecting");
-    assert.ok(drop, "no reconnect");
+    assert.ok(drop, `no reconnect: ${story()}`);
     assert.equal(drop.code, 1008);
     assert.equal(drop.reason, "slow consumer");
     assert.ok(rf.stats.reconnects >= 1);
     // The restored subscription's snapshot is seq n, after a jump that a
     // rebase event announced.
     const last = log.findLast((e) => e.ev === "msg");
-    assert.deepEqual([last.seq, last.k, last.snapshot], [n, n - 1, true]);
-    assert.ok(checkAnnounced(log) >= 1);
-    assert.ok(log.some((e) => e.ev === "rebase" && e.reason === "reconnect" && e.to === n - 1));
+    assert.deepEqual([last.seq, last.k, last.snapshot], [n, n - 1, true], story());
+    assert.ok(checkAnnounced(log) >= 1, story());
+    assert.ok(log.some((e) => e.ev === "rebase" && e.reason === "reconnect" && e.to === n - 1), story());
   } finally {
     for (const c of clients) c.close();
     await b.stop();
