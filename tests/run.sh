@@ -47,6 +47,11 @@ step "Python websockets client tests"
 RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q tests/python
 
 step "ringfan.js: types and Node tests"
+# Node >= 20 with npm: Debian bookworm's own nodejs is 18, too old.
+if ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' 2>/dev/null; then
+  echo "clients/js needs Node >= 20 and npm (Debian 12's nodejs is 18: NodeSource's nodejs 20, or Debian 13)" >&2
+  exit 1
+fi
 # Node 20 has WebSocket only behind --experimental-websocket; 22+ by default.
 root=$PWD
 ws_flag=$(node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' && echo || echo --experimental-websocket)
