@@ -146,7 +146,7 @@ export async function deadPort() {
 /** A TCP proxy in front of the broker, so a test can cut connections (a
  * network blip, the broker still up) or stop forwarding what the client
  * sends (its socket buffers fill: backpressure). */
-export class Proxy {
+export class TcpProxy {
   constructor(targetPort) {
     this.targetPort = targetPort;
     this.pairs = new Set();

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Ringfan } from "../ringfan.js";
-import { Broker, Proxy, until, sleep, uid, deadPort } from "./broker.js";
+import { Broker, TcpProxy, until, sleep, uid, deadPort } from "./broker.js";
 
 test("backoff: full jitter under a capped, growing bound; reset only after a stable period", async () => {
   const port = await deadPort();
@@ -148,7 +148,7 @@ test("a broker restart mid-stream: reconnect, resubscribe with snapshot, no dupl
 
 test("a blip with the broker up: the restored snapshot is not delivered twice, and a jump is a rebase", async () => {
   const b = await Broker.start();
-  const proxy = await new Proxy(b.port).listen();
+  const proxy = await new TcpProxy(b.port).listen();
   const rf = new Ringfan(proxy.url, { reconnect: { initialMs: 20, maxMs: 50 } });
   const pub = new Ringfan(b.url);
   const t = uid();
@@ -223,7 +223,7 @@ test("seq 1 after a higher one (the broker restarted before anything new) is a r
 
 test("a silent connection (a sub unanswered for requestTimeoutMs) is replaced", async () => {
   const b = await Broker.start();
-  const proxy = await new Proxy(b.port).listen();
+  const proxy = await new TcpProxy(b.port).listen();
   const rf = new Ringfan(proxy.url, { requestTimeoutMs: 300, reconnect: { initialMs: 20, maxMs: 50 } });
   const errors = [];
   rf.on("error", (e) => errors.push(e));

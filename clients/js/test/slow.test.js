@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Worker } from "node:worker_threads";
 import { Ringfan } from "../ringfan.js";
-import { Broker, Proxy, until, uid } from "./broker.js";
+import { Broker, TcpProxy, until, uid } from "./broker.js";
 
 const SLOW = ["--max-queued-bytes", "16384", "--socket-send-buffer", "4096"];
 
@@ -124,7 +124,7 @@ test("slow consumer, policy disconnect: close 1008, reconnect, snapshot restores
 test("backpressure: bufferedAmount stays bounded; publishes that cannot go out reject, unsent", async () => {
   // The subscriber takes the stalled burst at once: room for all of it.
   const b = await Broker.start(["--max-queued-bytes", "33554432", "--max-backlog-bytes", "67108864"]);
-  const proxy = await new Proxy(b.port).listen();
+  const proxy = await new TcpProxy(b.port).listen();
   const max = 256 * 1024;
   const size = 64 * 1024;
   const rf = new Ringfan(proxy.url, { maxBufferedAmount: max, requestTimeoutMs: 1500 });
