@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 import ringfan
-from support import STEP, Events, bounded, check_stream, client, run
+from support import STEP, Events, bounded, check_stream, client, run, until
 
 
 def test_publish_is_acked_and_reaches_an_iterated_subscription(broker):
@@ -175,6 +175,8 @@ def test_close_ends_subscriptions_and_refuses_requests(broker):
         ev = Events(c)
         sub = await bounded(c.subscribe("c.x"))
         await bounded(c.publish("c.x", 1))
+        # The msg may come after the pub's ack (it is not a reply).
+        await until(lambda: c.stats.messages == 1, what="the message")
         await bounded(c.close())
         assert c.state == "closed" and ev.states()[-1] == "closed"
         assert (await bounded(anext(sub))).seq == 1  # what was queued stays readable

@@ -1,0 +1,133 @@
+"""Slow consumers, both kinds: a subscriber the broker finds slow (its
+--slow-consumer policy `drop` leaves seq gaps, `disconnect` closes 1008),
+and an iterated subscription whose reader falls behind the client's own
+bounded queue. Every time: the loss is reported as a gap naming exactly
+the lost seqs, and a resync (or the reconnect's snapshot) brings the
+latest value."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import ringfan
+from support import STEP, Events, bounded, check_stream, client, run, until
+
+# A subscriber that stops reading is cut off quickly: 4 KiB of kernel send
+# buffer (doubled by the kernel) and 16 KiB of broker queue.
+SLOW_FLAGS = ("--max-queued-bytes", "16384", "--socket-send-buffer", "4096")
+N = 400  # messages of ~2 KB: 800 KB, more than every buffer on the way
+PAYLOAD = "x" * 2000
+
+
+def covered(msgs: list[ringfan.Message], gaps: list[tuple[int, int]], n: int) -> None:
+    """Every seq 1..n was either delivered or named by a gap, once."""
+    seqs = [m.seq for m in msgs] + [s for a, b in gaps for s in range(a, b + 1)]
+    assert sorted(seqs) == list(range(1, n + 1))
+
+
+async def stalled_stream(url: str, pattern: str, topic: str):
+    """A subscription whose handler stalls on its first message (the
+    reader with it: the socket fills, the broker's queue fills) until
+    another client has published N messages. Returns (subscriber client,
+    its events, what the handler got) once the handler has seen seq N."""
+    sub_client = client(url)
+    pub = client(url)
+    ev = Events(sub_client)
+    got: list[ringfan.Message] = []
+    release = asyncio.Event()
+
+    async def slow(m: ringfan.Message) -> None:
+        if not got:
+            await bounded(release.wait(), 3 * STEP)
+        got.append(m)
+
+    await bounded(sub_client.subscribe(pattern, slow))
+    await bounded(pub.publish(topic, {"i": 1, "pad": PAYLOAD}))
+    await until(lambda: len(got) == 0 and sub_client.stats.messages == 1, what="first message")
+    for i in range(2, N + 1):
+        await bounded(pub.publish(topic, {"i": i, "pad": PAYLOAD}))
+    await asyncio.sleep(0.2)  # what the broker still pushes meets the full queue
+    release.set()
+    await until(lambda: bool(got) and got[-1].seq == N, timeout=3 * STEP, what=f"seq {N}")
+    await pub.close()
+    return sub_client, ev, got
+
+
+def test_broker_drop_policy_gap_then_resync(broker):
+    b = broker("--slow-consumer", "drop", *SLOW_FLAGS)
+
+    async def go():
+        c, ev, got = await stalled_stream(b.url, "sd.*", "sd.x")
+        assert b.metric("ringfan_dropped_total") > 0  # the broker did drop
+        assert all(m.data["i"] == m.seq for m in got)
+        gaps = check_stream(got)
+        assert gaps, "no gap reported"
+        covered(got, gaps, N)
+        assert [(g.first, g.last) for g in ev.of("gap")] == gaps
+        # Each gap on a live message asked for a resync: unsubscribe, then
+        # subscribe with a snapshot; the snapshot brought the last value.
+        assert ringfan.Resync("sd.*", reconnect=False) in ev.of("resync")
+        assert c.stats.resyncs >= 1 and c.stats.reconnects == 0
+        assert got[-1].seq == N
+        await c.close()
+
+    run(go())
+
+
+def test_broker_disconnect_policy_1008_then_reconnect_with_snapshot(broker):
+    b = broker("--slow-consumer", "disconnect", *SLOW_FLAGS)
+
+    async def go():
+        c, ev, got = await stalled_stream(b.url, "sc.*", "sc.x")
+        assert b.metric("ringfan_slow_disconnects_total") == 1
+        closes = [s for s in ev.of("state") if s.state == "reconnecting"]
+        assert [(s.code, s.reason) for s in closes] == [(1008, "slow consumer")]
+        assert c.stats.reconnects == 1
+        assert ringfan.Resync("sc.*", reconnect=True) in ev.of("resync")
+        assert all(m.data["i"] == m.seq for m in got)
+        gaps = check_stream(got)
+        covered(got, gaps, N)
+        # The reconnect's snapshot brought seq N, naming what was lost.
+        assert got[-1].snapshot and got[-1].seq == N and got[-1].gap is not None
+        await c.close()
+
+    run(go())
+
+
+def test_iterated_subscription_queue_is_bounded_and_resyncs(broker):
+    """A reader that does not keep up with `async for`: its queue holds
+    max_queue messages, the rest is dropped (memory stays bounded); when the
+    reader has caught up to half, the pattern is resynced and the snapshot
+    carries the latest value with a gap naming what was dropped."""
+    b = broker()
+
+    async def go():
+        async with client(b.url) as c:
+            ev = Events(c)
+            sub = await bounded(c.subscribe("lq.x", max_queue=10))
+            for i in range(1, 101):
+                await bounded(c.publish("lq.x", i))
+            await until(lambda: c.stats.dropped == 90, what="90 dropped")
+            got = [await bounded(anext(sub)) for _ in range(11)]
+            assert [m.seq for m in got] == [*range(1, 11), 100]
+            assert got[-1].snapshot and got[-1].gap == ringfan.Gap("lq.x", 11, 99, "lq.x")
+            assert ev.of("gap") == [got[-1].gap]
+            assert ev.of("resync") == [ringfan.Resync("lq.x")]
+            assert c.stats.dropped == 90 and c.stats.resyncs == 1
+            # After the resync the stream carries on, gapless.
+            await bounded(c.publish("lq.x", 101))
+            m = await bounded(anext(sub))
+            assert (m.seq, m.gap, m.snapshot) == (101, None, False)
+
+    run(go())
+
+
+def test_max_queue_must_leave_room():
+    async def go():
+        c = client("ws://127.0.0.1:9/ws")
+        with pytest.raises(ValueError):
+            c.subscribe("a", max_queue=1)
+        await c.close()
+
+    run(go())
