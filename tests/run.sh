@@ -46,6 +46,10 @@ cargo build --release --bin ringfan
 step "Python websockets client tests"
 RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q tests/python
 
+step "Python client (clients/python)"
+.venv/bin/python -m pip install -q ./clients/python
+RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q clients/python/tests
+
 step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
 .venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn
 
