@@ -127,8 +127,9 @@ class Broker:
 
 class Forwarder:
     """A TCP forwarder between a client and the broker (real sockets both
-    ways), so a test can cut the client's connection, or refuse new ones,
-    while the broker and its topics' seqs carry on."""
+    ways), so a test can cut the client's connection, refuse new ones, or
+    stop passing the broker's bytes on (`stall`: the broker sees a client
+    that does not read), while the broker and its topics' seqs carry on."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -138,6 +139,8 @@ class Forwarder:
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.WriteTransport] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> Forwarder:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -170,9 +173,15 @@ class Forwarder:
         pair = (w.transport, uw.transport)
         self._transports.update(pair)
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       downstream: bool) -> None:
             try:
-                while data := await src.read(65536):
+                while True:
+                    if downstream:
+                        await self._flowing.wait()
+                    data = await src.read(65536)
+                    if not data:
+                        break
                     dst.write(data)
                     await dst.drain()
             except (OSError, ConnectionError):
@@ -180,8 +189,16 @@ class Forwarder:
             finally:
                 dst.transport.abort()
 
-        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+        await asyncio.gather(pipe(r, uw, False), pipe(ur, w, True))
         self._transports.difference_update(pair)
+
+    def stall(self) -> None:
+        """Stop reading what the broker sends (it piles up in the kernel's
+        buffers, then in the broker's queue for the client)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Drop every forwarded connection now (RST, no close frame)."""
@@ -189,6 +206,7 @@ class Forwarder:
             t.abort()
 
     async def close(self) -> None:
+        self.resume()
         self.cut()
         if self._server is not None:
             self._server.close()

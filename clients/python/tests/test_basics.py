@@ -120,7 +120,9 @@ def test_handler_subscription_sync_and_async(broker):
                 seen.append(("sync", m.seq))
 
             async def async_handler(m: ringfan.Message) -> None:
-                await asyncio.sleep(0)
+                # Handlers run in the subscription's task, not in the
+                # connection's reader: awaiting a request's reply is fine.
+                await c.publish("hd-echo.x", m.seq)
                 seen.append(("async", m.seq))
                 if m.seq == 3:
                     done.set()
@@ -133,6 +135,20 @@ def test_handler_subscription_sync_and_async(broker):
                 await bounded(c.publish("hd.x", i))
             await bounded(done.wait())
             assert sorted(seen) == sorted([(k, s) for k in ("sync", "async") for s in (1, 2, 3)])
+            # A handler's exception is reported and the stream carries on.
+            ev = Events(c)
+            boom = asyncio.Event()
+
+            def failing(m: ringfan.Message) -> None:
+                if m.seq == 1:
+                    raise RuntimeError("handler bug")
+                boom.set()
+
+            await bounded(c.subscribe("hd.f", failing))
+            await bounded(c.publish("hd.f", 1))
+            await bounded(c.publish("hd.f", 2))
+            await bounded(boom.wait())
+            assert [str(e) for e in ev.of("error")] == ["handler bug"]
 
     run(go())
 

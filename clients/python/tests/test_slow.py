@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 import ringfan
-from support import STEP, Events, bounded, check_stream, client, run, until
+from support import Events, Forwarder, bounded, check_stream, client, run, until
 
 # A subscriber that stops reading is cut off quickly: 4 KiB of kernel send
 # buffer (doubled by the kernel) and 16 KiB of broker queue.
@@ -26,31 +26,27 @@ def covered(msgs: list[ringfan.Message], gaps: list[tuple[int, int]], n: int) ->
     assert sorted(seqs) == list(range(1, n + 1))
 
 
-async def stalled_stream(url: str, pattern: str, topic: str):
-    """A subscription whose handler stalls on its first message (the
-    reader with it: the socket fills, the broker's queue fills) until
-    another client has published N messages. Returns (subscriber client,
-    its events, what the handler got) once the handler has seen seq N."""
-    sub_client = client(url)
-    pub = client(url)
+async def stalled_stream(b, pattern: str, topic: str):
+    """A subscriber whose bytes stop flowing (a forwarder between it and
+    the broker stops reading: the kernel's buffers fill, then the broker's
+    queue for it) while another client publishes N messages. Returns
+    (subscriber client, its events, what it read) once it has read seq N."""
+    fwd = await Forwarder(b.port).start()
+    sub_client = client(fwd.url)
+    pub = client(b.url)
     ev = Events(sub_client)
-    got: list[ringfan.Message] = []
-    release = asyncio.Event()
-
-    async def slow(m: ringfan.Message) -> None:
-        if not got:
-            await bounded(release.wait(), 3 * STEP)
-        got.append(m)
-
-    await bounded(sub_client.subscribe(pattern, slow))
-    await bounded(pub.publish(topic, {"i": 1, "pad": PAYLOAD}))
-    await until(lambda: len(got) == 0 and sub_client.stats.messages == 1, what="first message")
-    for i in range(2, N + 1):
+    sub = await bounded(sub_client.subscribe(pattern))
+    fwd.stall()
+    for i in range(1, N + 1):
         await bounded(pub.publish(topic, {"i": i, "pad": PAYLOAD}))
     await asyncio.sleep(0.2)  # what the broker still pushes meets the full queue
-    release.set()
-    await until(lambda: bool(got) and got[-1].seq == N, timeout=3 * STEP, what=f"seq {N}")
+    fwd.resume()
+    got: list[ringfan.Message] = []
+    while not got or got[-1].seq < N:
+        got.append(await bounded(anext(sub)))
     await pub.close()
+    await sub_client.close()
+    await fwd.close()
     return sub_client, ev, got
 
 
@@ -58,7 +54,7 @@ def test_broker_drop_policy_gap_then_resync(broker):
     b = broker("--slow-consumer", "drop", *SLOW_FLAGS)
 
     async def go():
-        c, ev, got = await stalled_stream(b.url, "sd.*", "sd.x")
+        c, ev, got = await stalled_stream(b, "sd.*", "sd.x")
         assert b.metric("ringfan_dropped_total") > 0  # the broker did drop
         assert all(m.data["i"] == m.seq for m in got)
         gaps = check_stream(got)
@@ -70,7 +66,6 @@ def test_broker_drop_policy_gap_then_resync(broker):
         assert ringfan.Resync("sd.*", reconnect=False) in ev.of("resync")
         assert c.stats.resyncs >= 1 and c.stats.reconnects == 0
         assert got[-1].seq == N
-        await c.close()
 
     run(go())
 
@@ -79,7 +74,7 @@ def test_broker_disconnect_policy_1008_then_reconnect_with_snapshot(broker):
     b = broker("--slow-consumer", "disconnect", *SLOW_FLAGS)
 
     async def go():
-        c, ev, got = await stalled_stream(b.url, "sc.*", "sc.x")
+        c, ev, got = await stalled_stream(b, "sc.*", "sc.x")
         assert b.metric("ringfan_slow_disconnects_total") == 1
         closes = [s for s in ev.of("state") if s.state == "reconnecting"]
         assert [(s.code, s.reason) for s in closes] == [(1008, "slow consumer")]
@@ -90,7 +85,6 @@ def test_broker_disconnect_policy_1008_then_reconnect_with_snapshot(broker):
         covered(got, gaps, N)
         # The reconnect's snapshot brought seq N, naming what was lost.
         assert got[-1].snapshot and got[-1].seq == N and got[-1].gap is not None
-        await c.close()
 
     run(go())
 

@@ -20,7 +20,10 @@ Handler = Callable[[Message], "Awaitable[None] | None"]
 
 class Subscription:
     """Made by `Client.subscribe`. Either iterate it (`async for msg in
-    sub`) or give `subscribe` a handler; not both.
+    sub`) or give `subscribe` a handler; not both. A handler is called by
+    the subscription's own task, one message at a time, in order (and
+    awaited when it returns an awaitable), never by the connection's
+    reader: it may await `publish` or anything else.
 
     Per topic the subscription delivers messages in seq order, each once:
     a seq it already delivered (a snapshot repeating the last value after a
@@ -28,9 +31,10 @@ class Subscription:
     `Gap` (on the message that follows them and as the client's "gap"
     event), and a seq lower than the last one as a reset.
 
-    Iterated, it holds at most `max_queue` messages. When a message finds
-    the queue full the subscription drops it and every later one until the
-    reader has taken the queue down to half; then it resyncs its pattern
+    It holds at most `max_queue` messages not yet taken by the reader (or
+    the handler). When a message finds the queue full the subscription
+    drops it and every later one until the reader has taken the queue down
+    to half; then it resyncs its pattern
     (unsubscribe, subscribe again with a snapshot), so the reader gets each
     topic's latest value, with a `Gap` naming exactly the seqs it lost.
     Memory stays bounded however slow the reader is.
@@ -52,6 +56,9 @@ class Subscription:
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._error: RingfanError | None = None
         self._active = True
+        self._task: asyncio.Task[None] | None = None
+        if handler is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run_handler(handler))
         # The connection it starts on: the open one, or else the next.
         self._born = client._generation + (client._ws is None)
 
@@ -98,6 +105,9 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Message:
+        return await self._next()
+
+    async def _next(self) -> Message:
         while True:
             if self._queue:
                 msg = self._queue.popleft()
@@ -113,6 +123,21 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
+
+    async def _run_handler(self, handler: Handler) -> None:
+        while True:
+            try:
+                msg = await self._next()
+            except (StopAsyncIteration, RingfanError):
+                return  # ended: unsubscribed, closed, refused or revoked
+            if not self._active:
+                return  # unsubscribed: what is still queued is not wanted
+            try:
+                result = handler(msg)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as e:  # noqa: BLE001 - a handler's bug must not end the stream
+                self._client._emit("error", e)
 
     # --- the client's side ------------------------------------------------
 
@@ -154,7 +179,7 @@ class Subscription:
     def _forget(self, topic: str) -> None:
         self._last.pop(topic, None)
 
-    async def _offer(self, topic: str, seq: int, data: Any, snapshot: bool) -> None:
+    def _offer(self, topic: str, seq: int, data: Any, snapshot: bool) -> None:
         """One `msg` whose topic matches this subscription's pattern."""
         if not self._active:
             return
@@ -181,7 +206,7 @@ class Subscription:
                 reset = True
             elif seq > last + 1:
                 gap = Gap(topic, last + 1, seq - 1, self.pattern)
-        if self._handler is None and (self._overflowed or len(self._queue) >= self._max_queue):
+        if self._overflowed or len(self._queue) >= self._max_queue:
             # Dropped without moving `last`: the next message delivered for
             # this topic reports these seqs as its gap.
             self._overflowed = True
@@ -192,17 +217,6 @@ class Subscription:
             client._reset(Reset(topic, seq, self.pattern))
         if gap is not None:
             client._gap(gap, resynced=snapshot)
-        msg = Message(topic, seq, data, snapshot, gap, reset)
         client._stats.messages += 1
-        if self._handler is None:
-            self._queue.append(msg)
-            self._wake()
-            return
-        try:
-            result = self._handler(msg)
-            if inspect.isawaitable(result):
-                # Awaited here, in the connection's reader: a slow handler
-                # slows reading, and the broker's slow-consumer policy applies.
-                await result
-        except Exception as e:  # noqa: BLE001 - a handler's bug must not kill the reader
-            client._emit("error", e)
+        self._queue.append(Message(topic, seq, data, snapshot, gap, reset))
+        self._wake()

@@ -223,8 +223,10 @@ class Client:
         """Subscribe to `pattern` (`*`, `>` wildcards). With `snapshot`,
         first each matching topic's last value. Without `handler` iterate
         the result (`async for msg in sub`); with one, it is called (and
-        awaited, if it returns an awaitable) for each message. `await sub`
-        (or `await sub.ready()`) waits for the broker's ack."""
+        awaited, if it returns an awaitable) for each message, in order,
+        from the subscription's own task. `await sub` (or `await
+        sub.ready()`) waits for the broker's ack. `max_queue` bounds the
+        messages not yet taken (see `Subscription`)."""
         self.connect()
         sub = Subscription(self, pattern, handler, snapshot, max_queue or self._max_queue)
         pat = self._patterns.get(pattern)
@@ -484,7 +486,7 @@ class Client:
                 self._emit("error", RingfanError("bad_json", f"unreadable frame: {raw[:100]!r}"))
                 continue
             if op == "msg":
-                await self._dispatch(m["topic"], m["seq"], m.get("data"), m.get("snapshot", False))
+                self._dispatch(m["topic"], m["seq"], m.get("data"), m.get("snapshot", False))
             elif op == "ack":
                 fut = self._pending.pop(m.get("id"), None)
                 if fut is not None and not fut.done():
@@ -501,11 +503,11 @@ class Client:
             elif op == "revoked":
                 self._revoke(m.get("topics", []))
 
-    async def _dispatch(self, topic: str, seq: int, data: Any, snapshot: bool) -> None:
+    def _dispatch(self, topic: str, seq: int, data: Any, snapshot: bool) -> None:
         for pattern, pat in list(self._patterns.items()):
             if matches(pattern, topic):
                 for sub in list(pat.subs):
-                    await sub._offer(topic, seq, data, snapshot)
+                    sub._offer(topic, seq, data, snapshot)
 
     async def _refresh(self, ws: ClientConnection, seconds: Any) -> None:
         """The token expires in `seconds`: send a fresh one on this
