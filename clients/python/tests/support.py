@@ -139,8 +139,9 @@ class Forwarder:
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.WriteTransport] = set()
         self._handlers: set[asyncio.Task[None]] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._flowing = {True: asyncio.Event(), False: asyncio.Event()}  # downstream?
+        for e in self._flowing.values():
+            e.set()
 
     async def start(self) -> Forwarder:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -177,8 +178,7 @@ class Forwarder:
                        downstream: bool) -> None:
             try:
                 while True:
-                    if downstream:
-                        await self._flowing.wait()
+                    await self._flowing[downstream].wait()
                     data = await src.read(65536)
                     if not data:
                         break
@@ -192,13 +192,15 @@ class Forwarder:
         await asyncio.gather(pipe(r, uw, False), pipe(ur, w, True))
         self._transports.difference_update(pair)
 
-    def stall(self) -> None:
+    def stall(self, downstream: bool = True) -> None:
         """Stop reading what the broker sends (it piles up in the kernel's
-        buffers, then in the broker's queue for the client)."""
-        self._flowing.clear()
+        buffers, then in the broker's queue for the client), or with
+        `downstream=False` what the client sends."""
+        self._flowing[downstream].clear()
 
     def resume(self) -> None:
-        self._flowing.set()
+        for e in self._flowing.values():
+            e.set()
 
     def cut(self) -> None:
         """Drop every forwarded connection now (RST, no close frame)."""

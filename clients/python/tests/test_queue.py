@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 import ringfan
-from support import STEP, Events, bounded, client, free_port, run, until
+from support import STEP, Events, Forwarder, bounded, client, free_port, run, until
 
 
 async def last_value(url: str, topic: str) -> ringfan.Message | None:
@@ -105,5 +105,36 @@ def test_publish_in_flight_when_the_connection_drops_fails_disconnected(broker):
         finally:
             b.stop(kill=True)
         await c.close()
+
+    run(go())
+
+
+def test_outgoing_queue_is_bounded_while_the_broker_does_not_read(broker):
+    """The path to the broker stalls: the socket's buffer fills to
+    `max_buffered`, at most `max_outgoing` publishes wait to be sent, and
+    further callers wait for room instead of growing a queue; when the path
+    flows again every publish is acknowledged, in order."""
+    b = broker()
+
+    async def go():
+        fwd = await Forwarder(b.port).start()
+        c = client(fwd.url, max_outgoing=4, max_buffered=64 * 1024, request_timeout=3 * STEP)
+        await bounded(c.wait_open())
+        fwd.stall(downstream=False)
+        big = "y" * 100_000  # 100 x 100 kB: past every kernel buffer on the way
+        tasks = [asyncio.create_task(c.publish("ob.x", {"i": i, "pad": big})) for i in range(100)]
+        most = 0
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            most = max(most, c.queued)
+            assert c.queued <= 4
+        assert most == 4  # full: the rest of the callers wait for room
+        assert sum(t.done() for t in tasks) < 100
+        fwd.resume()
+        await bounded(asyncio.gather(*tasks), 3 * STEP)
+        m = await last_value(b.url, "ob.x")
+        assert m is not None and (m.seq, m.data["i"]) == (100, 99)
+        await c.close()
+        await fwd.close()
 
     run(go())

@@ -157,6 +157,13 @@ class Client:
         """Live counters (a snapshot copy would go stale: read fields)."""
         return self._stats
 
+    @property
+    def queued(self) -> int:
+        """Publishes waiting to be sent (at most `max_outgoing` while
+        connected; `queue_while_disconnected` more may not be added while
+        not)."""
+        return len(self._outgoing)
+
     def _set_state(self, change: StateChange) -> None:
         self._stats.state = change.state
         if change.state == "open":
