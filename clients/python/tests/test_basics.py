@@ -213,3 +213,26 @@ def test_patterns():
     assert o("a.*", "a.b") and o("a.>", "*.b.c") and o(">", "x.y")
     assert not o("a.*", "a.b.c") and not o("a.b", "a.c") and not o("a.>", "a")
     assert o("*.x", "y.*") and not o("*.x", "y.*.z")
+
+
+def test_rate_limited_subscriptions_are_retried(broker):
+    """`rate_limited` on a `sub` changes nothing at the broker: the client
+    asks again after a pause until it goes through (docs/protocol.md "For
+    client authors"). Here one pattern per second, burst one."""
+    b = broker("--max-sub-rate", "1", "--sub-burst", "1")
+
+    async def go():
+        async with client(b.url) as c:
+            ev = Events(c)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            subs = []
+            for i in range(3):  # one request each: the 2nd and 3rd wait for a refill
+                subs.append(await bounded(c.subscribe(f"rl.{i}")))
+            assert loop.time() - t0 > 1.5
+            assert b.metric("ringfan_requests_rate_limited_total") >= 1
+            assert ev.of("error") == []
+            await bounded(c.publish("rl.2", 1))
+            assert (await bounded(anext(subs[2]))).data == 1
+
+    run(go())
