@@ -6,10 +6,21 @@ being sent later."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 import ringfan
 from support import STEP, Events, Forwarder, bounded, client, free_port, run, until
+
+
+def stopped(pid: int, tid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True  # the thread is gone
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
 
 
 async def last_value(url: str, topic: str) -> ringfan.Message | None:
@@ -93,8 +104,12 @@ def test_publish_in_flight_when_the_connection_drops_fails_disconnected(broker):
     async def go():
         c = client(b.url, request_timeout=STEP)
         await bounded(c.wait_open())
-        b.proc.proc.send_signal(19)  # SIGSTOP: the broker stops answering
+        pid = b.proc.proc.pid
+        os.kill(pid, signal.SIGSTOP)  # the broker stops answering
         try:
+            # Stopping is asynchronous: wait until every thread is stopped.
+            await until(lambda: all(stopped(pid, t) for t in os.listdir(f"/proc/{pid}/task")),
+                        what="the broker stopped")
             pending = asyncio.create_task(c.publish("d.x", 1))
             await asyncio.sleep(0.2)
             assert not pending.done()
