@@ -22,6 +22,7 @@ from typing import Any
 import ringfan
 
 import pytest
+import websockets.version
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.append(str(REPO / "tests" / "python"))
@@ -216,11 +217,16 @@ class Forwarder:
             await self._server.wait_closed()
 
 
+WS_PROXY_OPTION = int(websockets.version.version.split(".")[0]) >= 15
+
+
 def client(url: str, **kw: Any) -> ringfan.Client:
     """The client under test with quick reconnects (tests restart brokers)
     and no proxy from the environment."""
     kw.setdefault("reconnect", ringfan.Backoff(initial=0.05, max=0.5, stable=1.0))
-    kw.setdefault("websocket_options", {"proxy": None})
+    # websockets >= 15 takes proxies from the environment; older ones
+    # have no `proxy` option (and use no proxy).
+    kw.setdefault("websocket_options", {"proxy": None} if WS_PROXY_OPTION else {})
     kw.setdefault("request_timeout", STEP)
     return ringfan.Client(url, **kw)
 
