@@ -234,5 +234,14 @@ def test_rate_limited_subscriptions_are_retried(broker):
             assert ev.of("error") == []
             await bounded(c.publish("rl.2", 1))
             assert (await bounded(anext(subs[2]))).data == 1
+            # An `unsub` refused the same way is asked again too (the
+            # bucket is empty now), without dropping the connection.
+            refused = b.metric("ringfan_requests_rate_limited_total")
+            for sub in subs:
+                sub.unsubscribe()
+            await until(lambda: b.metric("ringfan_subscriptions") == 0, timeout=3 * STEP,
+                        what="the unsubscribes")
+            assert b.metric("ringfan_requests_rate_limited_total") > refused
+            assert c.stats.reconnects == 0 and ev.of("error") == []
 
     run(go())

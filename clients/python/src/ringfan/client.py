@@ -291,10 +291,9 @@ class Client:
     async def _sync_step(self, ws: ClientConnection) -> None:
         gone = [p for p in self._unwant if p not in self._patterns and p in self._live]
         self._unwant.clear()
-        if gone:
-            self._live.difference_update(gone)
-            self._acked.difference_update(gone)
-            await self._control(ws, {"op": "unsub", "topics": gone})
+        if gone and not await self._unsubscribe(ws, gone):
+            self._unwant.update(gone)
+            return
         plain = [p for p, snap in self._want.items() if not snap]
         if plain:
             for p in plain:
@@ -314,10 +313,10 @@ class Client:
         for p in group:
             self._want.pop(p, None)
         held = [p for p in group if p in self._live]
-        if held:
-            self._live.difference_update(held)
-            self._acked.difference_update(held)
-            await self._control(ws, {"op": "unsub", "topics": held})
+        if held and not await self._unsubscribe(ws, held):
+            for p in wanted:
+                self._want[p] = True
+            return
         for p in group:
             pat = self._patterns.get(p)
             if pat is not None and pat.synced:
@@ -327,6 +326,29 @@ class Client:
                 self._emit("resync", Resync(p, reconnect=p not in held))
             self._gap_resyncs.discard(p)
         await self._subscribe(ws, group, snapshot=True)
+
+    async def _unsubscribe(self, ws: ClientConnection, patterns: list[str]) -> bool:
+        """Unsubscribe `patterns`; False if the broker said `rate_limited`
+        (nothing changed; the caller asks again after a pause)."""
+        self._live.difference_update(patterns)
+        self._acked.difference_update(patterns)
+        try:
+            await self._control(ws, {"op": "unsub", "topics": patterns})
+        except RingfanError as e:
+            if e.code in ("timeout", "disconnected"):
+                raise
+            self._live.update(patterns)
+            self._acked.update(patterns)
+            if e.code != "rate_limited":
+                self._emit("error", e)
+                return True  # another refusal: asking again would not help
+            await self._pause()
+            return False
+        return True
+
+    async def _pause(self) -> None:
+        # After `rate_limited`: the broker's buckets refill within a second.
+        await asyncio.sleep(0.2 + self._backoff.rng.random() * 0.3)
 
     async def _subscribe(self, ws: ClientConnection, patterns: list[str], snapshot: bool) -> None:
         for i in range(0, len(patterns), SNAPSHOT_PATTERNS_PER_REQUEST):
@@ -349,7 +371,7 @@ class Client:
                 # Nothing was subscribed; ask again after a pause.
                 for p in chunk:
                     self._want[p] = self._want.get(p, False) or snapshot
-                await asyncio.sleep(0.2 + self._backoff.rng.random() * 0.3)
+                await self._pause()
                 return
             if e.code in ("timeout", "disconnected"):
                 raise
