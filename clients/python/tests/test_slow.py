@@ -26,13 +26,13 @@ def covered(msgs: list[ringfan.Message], gaps: list[tuple[int, int]], n: int) ->
     assert sorted(seqs) == list(range(1, n + 1))
 
 
-async def stalled_stream(b, pattern: str, topic: str):
+async def stalled_stream(b, pattern: str, topic: str, **options):
     """A subscriber whose bytes stop flowing (a forwarder between it and
     the broker stops reading: the kernel's buffers fill, then the broker's
     queue for it) while another client publishes N messages. Returns
     (subscriber client, its events, what it read) once it has read seq N."""
     fwd = await Forwarder(b.port).start()
-    sub_client = client(fwd.url)
+    sub_client = client(fwd.url, **options)
     pub = client(b.url)
     ev = Events(sub_client)
     sub = await bounded(sub_client.subscribe(pattern))
@@ -85,6 +85,24 @@ def test_broker_disconnect_policy_1008_then_reconnect_with_snapshot(broker):
         covered(got, gaps, N)
         # The reconnect's snapshot brought seq N, naming what was lost.
         assert got[-1].snapshot and got[-1].seq == N and got[-1].gap is not None
+
+    run(go())
+
+
+def test_broker_conflate_policy_gaps_without_resync(broker):
+    """Under `conflate` gaps are by design: with `resync_on_gap=False`
+    they are reported and the stream goes on to the latest value without
+    unsubscribing and subscribing again."""
+    b = broker("--slow-consumer", "conflate", *SLOW_FLAGS)
+
+    async def go():
+        c, ev, got = await stalled_stream(b, "sf.*", "sf.x", resync_on_gap=False)
+        assert b.metric("ringfan_conflated_total") > 0
+        gaps = check_stream(got)
+        assert gaps and [(g.first, g.last) for g in ev.of("gap")] == gaps
+        covered(got, gaps, N)
+        assert ev.of("resync") == [] and c.stats.resyncs == 0 and c.stats.reconnects == 0
+        assert got[-1].seq == N and not got[-1].snapshot
 
     run(go())
 

@@ -76,15 +76,19 @@ class Client:
     it `publish` waits for room (within its timeout). `max_buffered`: bytes
     the socket's write buffer may hold before sending waits (websockets'
     `write_limit`). `max_queue`: default queue bound of iterated
-    subscriptions. `websocket_options`: passed on to `websockets`' connect
-    (`proxy`, `ssl`, `ping_interval`, ...).
+    subscriptions. `resync_on_gap`: resync a pattern when one of its
+    subscriptions sees a gap (False suits a broker run with
+    `--slow-consumer conflate`, where gaps are by design and the next
+    message is the latest value anyway; gaps are still reported).
+    `websocket_options`: passed on to `websockets`' connect (`proxy`,
+    `ssl`, `ping_interval`, ...).
     """
 
     def __init__(self, url: str, *, token: TokenProvider | None = None,
                  reconnect: Backoff | None = None, request_timeout: float = 10.0,
                  queue_while_disconnected: int = 1000, max_outgoing: int = 1000,
                  max_buffered: int = 1 << 20, max_queue: int = 1000,
-                 open_timeout: float = 10.0,
+                 open_timeout: float = 10.0, resync_on_gap: bool = True,
                  websocket_options: Mapping[str, Any] | None = None) -> None:
         if queue_while_disconnected < 0 or max_outgoing < 1:
             raise ValueError("queue_while_disconnected >= 0 and max_outgoing >= 1")
@@ -97,6 +101,7 @@ class Client:
         self._max_buffered = max_buffered
         self._max_queue = max_queue
         self._open_timeout = open_timeout
+        self._resync_on_gap = resync_on_gap
         self._ws_options = dict(websocket_options or {})
         self._stats = Stats()
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
@@ -273,7 +278,7 @@ class Client:
     def _gap(self, gap: Gap, resynced: bool) -> None:
         self._stats.gaps += 1
         self._emit("gap", gap)
-        if not resynced:
+        if not resynced and self._resync_on_gap:
             self._request_resync(gap.pattern)
 
     def _reset(self, reset: Reset) -> None:
