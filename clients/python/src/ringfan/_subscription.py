@@ -34,10 +34,10 @@ class Subscription:
     It holds at most `max_queue` messages not yet taken by the reader (or
     the handler). When a message finds the queue full the subscription
     drops it and every later one until the reader has taken the queue down
-    to half; then it resyncs its pattern
-    (unsubscribe, subscribe again with a snapshot), so the reader gets each
-    topic's latest value, with a `Gap` naming exactly the seqs it lost.
-    Memory stays bounded however slow the reader is.
+    to half; then it resyncs its pattern (unsubscribe, subscribe again with
+    a snapshot), so the reader gets each topic's latest value, with a `Gap`
+    naming exactly the seqs it lost. Memory stays bounded however slow the
+    reader is: the queue, plus one last seq per topic the pattern matched.
     """
 
     def __init__(self, client: Client, pattern: str, handler: Handler | None,
