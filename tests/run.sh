@@ -58,6 +58,10 @@ ws_flag=$(node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' && ech
 (cd clients/js && npm ci --silent --no-audit --no-fund && npx tsc --noEmit)
 (cd clients/js && RINGFAN_BIN="$root/target/release/ringfan" node $ws_flag --test --test-timeout=60000 --test-force-exit test/*.test.js)
 
+step "Python client (clients/python)"
+.venv/bin/python -m pip install -q ./clients/python
+RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q clients/python/tests
+
 step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
 .venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn
 
