@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 from conftest import REPO
 from test_chromium import CHROMIUM, Chromium
@@ -90,14 +91,19 @@ class Session:
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        async for raw in self.ws:
-            m = json.loads(raw)
-            if "id" in m:
-                fut = self.waiting.pop(m["id"], None)
-                if fut and not fut.done():
-                    fut.set_result(m)
-            else:
-                self.events.append(m)
+        try:
+            async for raw in self.ws:
+                self._take(json.loads(raw))
+        except ConnectionClosed:
+            pass  # the test is over (or failing, and says why itself)
+
+    def _take(self, m: dict) -> None:
+        if "id" in m:
+            fut = self.waiting.pop(m["id"], None)
+            if fut and not fut.done():
+                fut.set_result(m)
+        else:
+            self.events.append(m)
 
     async def call(self, method: str, timeout: float = 15, **params):
         my_id = next(self.ids)
@@ -135,6 +141,7 @@ class Session:
 
 # What the page shows, read from its DOM (what a user sees).
 VIEW = """(() => {
+  if (!document.getElementById('messages')) return null;  // not loaded yet
   const rows = [...document.querySelectorAll('#rows tr')].map(tr => ({
     topic: tr.dataset.topic,
     bid: tr.querySelector('td.bid').textContent,
@@ -152,12 +159,18 @@ VIEW = """(() => {
 async def wait_view(s: Session, ok, what: str, timeout: float = 20) -> dict:
     """Poll the view until `ok(view)`; fail naming `what` and the last view."""
     deadline = time.monotonic() + timeout
+    view = None
     while True:
-        view = await s.js(VIEW)
-        if ok(view):
+        try:
+            view = await s.js(VIEW)
+        except AssertionError as e:
+            # The page navigating under the evaluation (its first load).
+            if "context" not in str(e).lower():
+                raise
+        if view is not None and ok(view):
             return view
         if time.monotonic() > deadline:
-            brief = {**view, "rows": view["rows"][:3], "row_count": len(view["rows"])}
+            brief = view and {**view, "rows": view["rows"][:3], "row_count": len(view["rows"])}
             raise AssertionError(f"{what} within {timeout}s; the page shows {brief}; "
                                  f"console: {s.errors()}")
         await asyncio.sleep(0.2)
