@@ -156,12 +156,11 @@ impl Site {
 
     fn read(&mut self, path: &Path, content_type: &'static str) -> Result<Entry, String> {
         let shown = || path.display();
-        let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", shown()))?;
-        // `take`: a file that grows after its size was read is still read
-        // no further than the bound.
+        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", shown()))?;
+        // `take`: a file larger than the bound (or growing while read) is
+        // read no further than one byte past it.
         let mut body = Vec::new();
-        (&mut f)
-            .take(MAX_FILE + 1)
+        f.take(MAX_FILE + 1)
             .read_to_end(&mut body)
             .map_err(|e| format!("{}: {e}", shown()))?;
         if body.len() as u64 > MAX_FILE {
@@ -172,13 +171,9 @@ impl Site {
             return Err(format!("more than {} MiB of files", MAX_TOTAL >> 20));
         }
         let digest = Sha256::digest(&body);
-        let etag = format!(
-            "\"{}\"",
-            digest[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        let etag = format!("\"{:016x}\"", u64::from_be_bytes(first));
         Ok(Entry::File(File {
             body: Bytes::from(body),
             content_type,
