@@ -31,6 +31,7 @@ const DEFAULTS = {
   queueWhileDisconnected: 1000,
   maxBufferedAmount: 1 << 20,
   maxSnapshotPatterns: 1000,
+  resyncDelayMs: 50,
   protocols: ["ringfan.v1"],
   WebSocket: undefined,
 };
@@ -68,9 +69,7 @@ export function matches(pattern, topic) {
 // FRESH: the topic's first message on a new connection. The broker may
 //   have restarted (new numbering), so seq <= last is not proof of a
 //   duplicate: only the same seq with the same data is.
-const LIVE = 0;
-const WINDOW = 1;
-const FRESH = 2;
+const [LIVE, WINDOW, FRESH] = [0, 1, 2];
 
 class Subscription {
   constructor(rf, pattern, handler) {
@@ -164,9 +163,7 @@ export class Ringfan {
     }
   }
 
-  get state() {
-    return this._state;
-  }
+  get state() { return this._state; }
 
   get stats() {
     return {
@@ -220,6 +217,7 @@ export class Ringfan {
       return this._retry(conn, 0, String(e));
     }
     this._ws = ws;
+    this._lastRx = 0;
     // A handshake that hangs (a black-holed address) counts as a failure.
     this._timers.connect = setTimeout(() => {
       if (conn === this._conn) this._dropped(conn, 0, "connect timeout");
@@ -237,7 +235,9 @@ export class Ringfan {
       }
     };
     ws.onmessage = (ev) => {
-      if (conn === this._conn) this._onText(ev.data, conn);
+      if (conn !== this._conn) return;
+      this._lastRx = Date.now();
+      this._onText(ev.data, conn);
     };
     ws.onclose = (ev) => this._dropped(conn, ev.code, ev.reason);
     // Browsers follow an error with a close event; Node 20's WebSocket
@@ -260,7 +260,11 @@ export class Ringfan {
     this._timers.stable = setTimeout(() => {
       if (conn === this._conn) this._attempt = 0;
     }, this.options.reconnect.stableMs);
-    for (const t of this._topics.values()) t.mode = FRESH;
+    for (const t of this._topics.values()) {
+      t.mode = FRESH;
+      t.wantSnapshot = false; // the restore asks for every snapshot anyway
+      t.snapTries = 0;
+    }
     this._setState("open");
     // Every subscription is restored with a snapshot, one lane of
     // snapshot subs (the broker allows one in flight per connection).
@@ -358,6 +362,7 @@ export class Ringfan {
     const body = JSON.stringify({ op: "pub", topic, data: data === undefined ? null : data }).slice(0, -1);
     return new Promise((resolve, reject) => {
       const r = { kind: "pub", id: 0, body, resolve, reject, timer: null, done: false };
+      this.connect(); // a no-op unless idle
       if (!this._open_()) {
         const bound = this.options.queueWhileDisconnected;
         if (bound <= 0) return reject(new RingfanError("not_connected", "not connected (queueWhileDisconnected is 0)"));
@@ -365,7 +370,6 @@ export class Ringfan {
       }
       r.timer = setTimeout(() => this._expire(r), this.options.requestTimeoutMs);
       this._out.push(r);
-      if (!this._ws && !this._timers.retry && this._state !== "connecting") this.connect();
       this._flush();
     });
   }
@@ -390,18 +394,12 @@ export class Ringfan {
     this._fail(r, new RingfanError("timeout", `no reply within ${this.options.requestTimeoutMs} ms (it may have been published)`, { sent: true }));
   }
 
+  /** Settles a publish once: rejected with `err`, or resolved. */
   _fail(r, err) {
     if (r.done) return;
     r.done = true;
     clearTimeout(r.timer);
-    r.reject?.(err);
-  }
-
-  _settle(r, value) {
-    if (r.done) return;
-    r.done = true;
-    clearTimeout(r.timer);
-    r.resolve?.(value);
+    err ? r.reject(err) : r.resolve();
   }
 
   /** Sends queued publishes while the socket's buffer has room. */
@@ -435,13 +433,18 @@ export class Ringfan {
     const r = { kind, id, conn, done: false, timer: null, ...extra };
     this._pending.set(id, r);
     this._ws.send(JSON.stringify({ ...msg, id }));
-    // An unanswered control request means the connection is not working
-    // (replies come in request order): start over on a new one.
-    r.timer = setTimeout(() => {
+    // An unanswered control request on a silent connection means it is
+    // not working: start over on a new one. A big snapshot keeps the
+    // connection busy before its ack, so only silence counts.
+    const limit = this.options.requestTimeoutMs;
+    const check = () => {
       if (this._pending.get(id) !== r || conn !== this._conn) return;
-      this._emit("error", new RingfanError("timeout", `no reply to ${msg.op} within ${this.options.requestTimeoutMs} ms; reconnecting`, { sent: true }));
+      const quiet = Date.now() - this._lastRx;
+      if (quiet < limit) return (r.timer = setTimeout(check, limit - quiet));
+      this._emit("error", new RingfanError("timeout", `no reply to ${msg.op} within ${limit} ms; reconnecting`, { sent: true }));
       this._dropped(conn, 0, "request timeout");
-    }, this.options.requestTimeoutMs);
+    };
+    r.timer = setTimeout(check, limit);
     return r;
   }
 
@@ -488,8 +491,23 @@ export class Ringfan {
     this._patternsVersion++;
     e.state = "gone";
     this._lane.queue = this._lane.queue.filter((x) => x !== e);
-    if (this._open_()) this._request({ op: "unsub", topics: [e.pattern] }, "unsub", this._conn);
+    if (this._open_()) this._unsub([e.pattern]);
     this._forgetUnmatched();
+  }
+
+  _unsub(patterns) {
+    this._request({ op: "unsub", topics: patterns }, "unsub", this._conn, { patterns });
+  }
+
+  /** An unsub refused for the connection's rate left the patterns in
+   * place: ask again later for those nobody subscribed to since (a
+   * resync's pattern is held again: its snapshot retry unsubs anew). */
+  _unsubRefused(r) {
+    const conn = this._conn;
+    setTimeout(() => {
+      const gone = r.patterns.filter((p) => !this._patterns.has(p));
+      if (conn === this._conn && this._open_() && gone.length > 0) this._unsub(gone);
+    }, 200);
   }
 
   /** Drops sequencing state of topics no pattern matches any more. */
@@ -527,7 +545,7 @@ export class Ringfan {
     const conn = this._conn;
     if (resync.length > 0) {
       // Unsub first: a sub of a pattern still held gets no snapshot.
-      this._request({ op: "unsub", topics: resync.map((e) => e.pattern) }, "unsub", conn);
+      this._unsub(resync.map((e) => e.pattern));
       for (const [name, t] of this._topics) {
         if (t.mode === LIVE && resync.some((e) => matches(e.pattern, name))) t.mode = WINDOW;
       }
@@ -541,16 +559,27 @@ export class Ringfan {
       this._lane.inFlight = null;
       this._lane.retryMs = 0;
     }
+    const synced = [];
     for (const e of r.entries) {
       if (this._patterns.get(e.pattern) !== e) continue;
+      if (e.state === "syncing") synced.push(e);
       e.state = "active";
       e.acked = true;
       e.solo = false;
       for (const s of e.subs) s._resolve();
     }
     // The snapshot is in: what follows on these topics is live again.
-    for (const [name, t] of this._topics) {
-      if (t.mode === WINDOW && !windowed(this._entriesFor(name, t))) t.mode = LIVE;
+    for (const [name, t] of synced.length > 0 ? this._topics : []) {
+      const entries = this._entriesFor(name, t);
+      if (t.mode === WINDOW && !windowed(entries)) t.mode = LIVE;
+      // A resync acked without the gap topic's snapshot: the slow-consumer
+      // policy dropped it too (or the value was forgotten). Try again,
+      // later each time, a few times.
+      if (t.wantSnapshot && synced.some((e) => matches(e.pattern, name))) {
+        t.snapTries = (t.snapTries ?? 0) + 1;
+        if (t.snapTries > 5) t.wantSnapshot = false;
+        else this._resync(entries, name, 100 * 2 ** t.snapTries);
+      }
     }
     this._pumpLane();
   }
@@ -596,15 +625,24 @@ export class Ringfan {
     this._pumpLane();
   }
 
-  _resync(entries, topic) {
+  /** Re-subscribes the patterns with a snapshot after a gap on `topic`.
+   * Not at once: a gap says the broker's queue for us overflowed, and a
+   * snapshot asked for while it is still full is dropped like the rest. */
+  _resync(entries, topic, delayMs = this.options.resyncDelayMs) {
+    const t = this._topics.get(topic);
+    if (t) t.wantSnapshot = true;
+    const conn = this._conn;
     for (const e of entries) {
       if (e.state !== "active") continue; // already resyncing or not yet live
       e.state = "resync";
       this._stats.resyncs++;
       this._emit("resync", { pattern: e.pattern, topic });
-      this._lane.queue.push(e);
+      setTimeout(() => {
+        if (conn !== this._conn || this._patterns.get(e.pattern) !== e || e.state !== "resync") return;
+        this._lane.queue.push(e);
+        this._pumpLane();
+      }, delayMs);
     }
-    this._pumpLane();
   }
 
   // ---- input -------------------------------------------------------------
@@ -634,26 +672,21 @@ export class Ringfan {
   _onReply(m, conn) {
     const err = m.op === "err" ? new RingfanError(m.code, m.message ?? m.code, { sent: true }) : null;
     const r = m.id === undefined ? undefined : this._pending.get(m.id);
-    if (!r) {
-      if (err) this._emit("error", err); // e.g. bad_json: carries no id
-      return;
-    }
+    if (!r) return err && this._emit("error", err); // e.g. bad_json: carries no id
     this._pending.delete(m.id);
     clearTimeout(r.timer);
     switch (r.kind) {
       case "pub":
-        return err ? this._fail(r, err) : this._settle(r, undefined);
+        return this._fail(r, err);
       case "sub":
         return err ? this._subRefused(r, err) : this._subAcked(r);
       case "auth-first":
         // A refused first auth is followed by the broker's close (4003).
         if (err) return this._emit("error", err);
         return this._ready(conn);
-      case "auth":
-        if (err) this._emit("error", err);
-        return;
-      default: // unsub
-        if (err) this._emit("error", err);
+      default: // auth (a refresh), unsub
+        if (r.kind === "unsub" && err?.code === "rate_limited") this._unsubRefused(r);
+        else if (err) this._emit("error", err);
     }
   }
 
@@ -701,12 +734,13 @@ export class Ringfan {
       this._topics.set(topic, t);
       return this._deliver(m, entries);
     }
+    if (m.snapshot && t.wantSnapshot) t.wantSnapshot = false;
     const last = t.last;
     if (t.mode === FRESH) {
       // What the new connection sends after this first message has no
       // hole, unless a resync is under way.
       t.mode = windowed(entries) ? WINDOW : LIVE;
-      if (seq === last && sameData(t.raw, raw)) return this._duplicate(t);
+      if (seq === last && sameData(t.raw, raw)) return void this._stats.duplicates++;
       if (seq <= last) {
         // A new connection sees a lower (or different) seq: the broker
         // restarted (counters live in memory) or the topic was reset.
@@ -722,7 +756,7 @@ export class Ringfan {
       this._stats.resets++;
       this._emit("reset", { topic, seq, previous: last, reason: "reset" });
     } else if (seq <= last) {
-      return this._duplicate(t);
+      return void this._stats.duplicates++;
     } else if (t.mode === WINDOW) {
       // The resync's snapshot (or the first live message after it) stands
       // for what was published while the pattern was re-subscribed.
@@ -736,10 +770,6 @@ export class Ringfan {
     t.last = seq;
     t.raw = raw;
     this._deliver(m, entries);
-  }
-
-  _duplicate(t) {
-    this._stats.duplicates++;
   }
 
   _deliver(m, entries) {
