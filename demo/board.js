@@ -42,9 +42,18 @@ const rf = new Ringfan(wsUrl, {
 // Date.now()), the true end-to-end latency is shown instead.
 const latency = {
   samples: [], // this second's delays, ms
-  minNow: Infinity, minPrev: Infinity, bucketAt: 0, absolute: null,
-  reset() { this.minNow = this.minPrev = Infinity; this.samples = []; this.absolute = null; },
+  minNow: Infinity, minPrev: Infinity, bucketAt: 0, absolute: null, lastT: 0,
+  reset() {
+    this.minNow = this.minPrev = Infinity;
+    this.samples = [];
+    this.absolute = null;
+    this.lastT = 0;
+  },
   add(tNs) {
+    // The feed's clock went back a second or more: a new feed process,
+    // a new epoch; the old offset means nothing.
+    if (tNs < this.lastT - 1e9) this.reset();
+    this.lastT = Math.max(this.lastT, tNs);
     const now = performance.timeOrigin + performance.now();
     const d = now - tNs / 1e6;
     if (this.absolute === null) this.absolute = Math.abs(d) < 60_000;
@@ -71,7 +80,7 @@ const rows = new Map();
 const dirty = new Set();
 let total = 0; // messages shown by this page (snapshots included)
 let perSecond = 0;
-let overflow = 0;
+const hidden = new Set(); // topics past MAX_ROWS
 
 function price(v) {
   return typeof v === "number" ? v.toFixed(2) : "–";
@@ -110,7 +119,10 @@ function onMessage(m) {
   if (!data || typeof data !== "object") return;
   let row = rows.get(m.topic);
   if (!row) {
-    if (rows.size >= MAX_ROWS) { overflow++; return; }
+    if (rows.size >= MAX_ROWS) {
+      if (hidden.size < 100_000) hidden.add(m.topic);
+      return;
+    }
     row = makeRow(m.topic);
     rows.set(m.topic, row);
   }
@@ -123,7 +135,7 @@ function onMessage(m) {
   if (data.type === "trade") {
     if (row.first === null && typeof data.px === "number") row.first = data.px;
     set("last", data.px);
-    if (row.changed.has("last")) row.changed.add("change");
+    if (row.last !== null) row.changed.add("change");
   } else {
     set("bid", data.bid);
     set("ask", data.ask);
@@ -190,7 +202,7 @@ function ages() {
   const s = rf.stats;
   el.gaps.textContent = String(s.gaps);
   el.reconnects.textContent = String(s.reconnects);
-  el.rowCount.textContent = overflow ? `${rows.size} (+${overflow} not shown)` : String(rows.size);
+  el.rowCount.textContent = hidden.size ? `${rows.size} (+${hidden.size} not shown)` : String(rows.size);
 }
 
 function everySecond() {
@@ -213,7 +225,7 @@ async function subscribe(pattern) {
   if (sub) sub.unsubscribe();
   rows.clear();
   dirty.clear();
-  overflow = 0;
+  hidden.clear();
   el.rows.replaceChildren();
   el.error.textContent = "";
   current = pattern;
@@ -240,7 +252,6 @@ rf.on("state", (s) => {
 // Seq 1 after a higher one: the topic started over (a restarted broker,
 // perhaps a restarted feed with new prices): change counts from anew.
 rf.on("reset", (r) => {
-  latency.reset();
   const row = rows.get(r.topic);
   if (row) row.first = null;
 });
