@@ -14,7 +14,7 @@ if ! command -v cc >/dev/null || ! command -v perl >/dev/null; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q gcc perl
 fi
 
-step "chromium (test_chromium.py drives a real browser over wss://)"
+step "chromium (test_chromium.py drives a real browser over wss://, test_demo.py the demo board)"
 if ! command -v chromium >/dev/null; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium
@@ -40,11 +40,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 
-step "release build"
-cargo build --release --bin ringfan
+step "release build (the broker, and the load generator whose feed drives the demo board in test_demo.py)"
+cargo build --release -p ringfan -p ringfan-loadgen --bin ringfan --bin ringfan-loadgen
 
 step "Python websockets client tests"
-RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q tests/python
+RINGFAN_BIN=target/release/ringfan RINGFAN_LOADGEN=target/release/ringfan-loadgen \
+  .venv/bin/python -m pytest -q tests/python
 
 step "ringfan.js: types and Node tests"
 # Node >= 20 with npm: Debian bookworm's own nodejs is 18, too old.

@@ -1,6 +1,7 @@
 //! The application the `ringfan` binary runs on each shard: what is served
 //! where (the pub/sub broker on `/ws`, `/echo` for conformance testing when turned on,
-//! `/healthz`, `/metrics`), and each connection's message limit.
+//! `/healthz`, `/metrics`, and with `--static` a directory's files), and
+//! each connection's message limit.
 
 pub mod admin;
 mod admin_routes;
@@ -9,6 +10,7 @@ pub mod auth;
 mod host;
 pub mod metrics;
 pub mod publish;
+pub mod static_files;
 
 use crate::broker::batch::BatchError;
 use crate::broker::topic::check_topic;
@@ -62,6 +64,8 @@ pub struct Node {
     waiting: FxHashMap<u64, (bool, bool)>,
     /// The admin API (on the admin listener).
     admin: admin::Admin,
+    /// `--static DIR`, served on the public listeners.
+    files: Option<Arc<static_files::StaticFiles>>,
 }
 
 impl Node {
@@ -74,7 +78,21 @@ impl Node {
             publish: PublishAuth::default(),
             waiting: FxHashMap::default(),
             admin: admin::Admin::default(),
+            files: None,
         }
+    }
+
+    /// Serve `files` (`--static DIR`) on every path of the public
+    /// listeners that no endpoint takes.
+    pub fn with_static(mut self, files: Arc<static_files::StaticFiles>) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// A path an endpoint takes (the rest is `--static`'s, when it is on).
+    fn routed(&self, path: &str) -> bool {
+        matches!(path, "/ws" | "/healthz" | "/metrics" | "/publish")
+            || (path == "/echo" && self.routes.echo)
     }
 
     /// Serve the admin API's `/admin/` endpoints to holders of `token`
@@ -301,6 +319,11 @@ impl App for Node {
         }
         if &*request.path == "/publish" {
             return self.publish(io, conn, request, body);
+        }
+        if let Some(files) = &self.files {
+            if !self.routed(&request.path) {
+                return files.answer(request);
+            }
         }
         if &*request.method == "HEAD" && matches!(&*request.path, "/healthz" | "/metrics") {
             return HttpReply::Close(self.answer_head(io, request));

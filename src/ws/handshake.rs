@@ -43,6 +43,8 @@ pub struct Request {
     pub keep_alive: bool,
     /// The `Authorization: Bearer` credential, for the caller to judge.
     pub bearer: Option<Box<str>>,
+    /// `If-None-Match` as sent (`--static` answers `304` to a match).
+    pub if_none_match: Option<Box<str>>,
 }
 
 impl Request {
@@ -56,6 +58,7 @@ impl Request {
             content_length: 0,
             keep_alive: false,
             bearer: None,
+            if_none_match: None,
         }
     }
 }
@@ -180,6 +183,7 @@ struct Headers<'h> {
     origins: usize,
     subprotocol: bool,
     bearer: Option<&'h [u8]>,
+    if_none_match: Option<&'h [u8]>,
 }
 
 impl<'h> Headers<'h> {
@@ -223,6 +227,8 @@ impl<'h> Headers<'h> {
                 if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
                     s.bearer = Some(v[7..].trim_ascii());
                 }
+            } else if name.eq_ignore_ascii_case("if-none-match") {
+                s.if_none_match = Some(h.value.trim_ascii());
             }
         }
         s
@@ -277,6 +283,9 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
             bearer: h
                 .bearer
                 .map(|b| String::from_utf8_lossy(b).into_owned().into_boxed_str()),
+            if_none_match: h
+                .if_none_match
+                .map(|v| String::from_utf8_lossy(v).into_owned().into_boxed_str()),
         };
         return Outcome::Http { consumed, request };
     }

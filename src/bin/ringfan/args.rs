@@ -187,6 +187,13 @@ pub struct Args {
     /// HTTP, as over WebSocket.
     #[arg(long, value_name = "PATH")]
     pub publish_key_file: Option<PathBuf>,
+    /// Serve this directory's files over HTTP GET/HEAD on the public
+    /// listeners (plain and TLS), on every path no endpoint takes: `/` is
+    /// its index.html (e.g. `--static demo`, the live board). Read at
+    /// start-up and on SIGHUP; files over 1 MiB are refused (413). Off by
+    /// default.
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
     /// Largest HTTP request body (`POST /publish`), in bytes; larger gets
     /// 413.
     #[arg(long, default_value_t = rt().max_request_body)]

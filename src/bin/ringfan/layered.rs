@@ -40,6 +40,8 @@ const OTHER_ENV: &[&str] = &[
     "RINGFAN_GIT_COMMIT",
     // The test suites' path to the binary (tests/python, tests/autobahn).
     "RINGFAN_BIN",
+    // tests/python's path to the load generator (test_demo.py's feed).
+    "RINGFAN_LOADGEN",
 ];
 const CONFIG_ID: &str = "config";
 const PRINT_ID: &str = "print_config";

@@ -10,6 +10,7 @@ use ringfan::runtime::{Config, Server, TlsListen};
 use ringfan::server::admin::AdminToken;
 use ringfan::server::api_keys::ApiKeys;
 use ringfan::server::auth::{AuthConfig, Gate, Mode};
+use ringfan::server::static_files::StaticFiles;
 use ringfan::server::{Node, Routes};
 use ringfan::tls::{TlsServer, TlsSettings};
 use std::sync::Arc;
@@ -86,15 +87,16 @@ fn auth_gate(a: AuthArgs) -> Option<Arc<Gate>> {
     }
 }
 
-/// SIGHUP reloads the keys and the denylist, and the TLS certificates; a
-/// failed reload keeps the ones in use and says why. Connections already
-/// open keep theirs either way.
+/// SIGHUP reloads the keys and the denylist, the TLS certificates and the
+/// `--static` files; a failed reload keeps the ones in use and says why.
+/// Connections already open keep theirs either way.
 fn reload_on_sighup(
     gate: Option<Arc<Gate>>,
     tls: Option<Arc<TlsServer>>,
     keys: Option<Arc<ApiKeys>>,
+    files: Option<Arc<StaticFiles>>,
 ) {
-    if gate.is_none() && tls.is_none() && keys.is_none() {
+    if gate.is_none() && tls.is_none() && keys.is_none() && files.is_none() {
         return;
     }
     let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]) {
@@ -134,6 +136,18 @@ fn reload_on_sighup(
                     Err(e) => eprintln!(
                         "ringfan: publish key reload failed, keeping the keys in use: {e}"
                     ),
+                }
+            }
+            if let Some(files) = &files {
+                match files.reload() {
+                    Ok(site) => println!(
+                        "ringfan: reloaded {} static file(s), {} bytes",
+                        site.files(),
+                        site.bytes()
+                    ),
+                    Err(e) => {
+                        eprintln!("ringfan: --static reload failed, keeping the files in use: {e}")
+                    }
                 }
             }
             if let Some(tls) = &tls {
@@ -283,9 +297,19 @@ fn main() {
                 std::process::exit(2);
             }
         });
+    let files = args
+        .static_dir
+        .as_deref()
+        .map(|dir| match StaticFiles::load(dir) {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                eprintln!("ringfan: --static: {e}");
+                std::process::exit(2);
+            }
+        });
     let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
-    let (shard_gate, shard_keys) = (gate.clone(), keys.clone());
+    let (shard_gate, shard_keys, shard_files) = (gate.clone(), keys.clone(), files.clone());
     let make = move |_| {
         let mut node = Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
         if let Some(g) = &shard_gate {
@@ -296,6 +320,9 @@ fn main() {
         }
         if let Some(t) = &admin_token {
             node = node.with_admin_token(t.clone());
+        }
+        if let Some(f) = &shard_files {
+            node = node.with_static(f.clone());
         }
         node
     };
@@ -319,7 +346,15 @@ fn main() {
             "ringfan: note: auth is off and no --allow-origin is set on a non-loopback address: anyone who reaches the port may subscribe to every topic and publish anywhere (see --auth)"
         );
     }
-    reload_on_sighup(gate, tls_server, keys);
+    if let Some(f) = &files {
+        let site = f.site();
+        println!(
+            "ringfan: serving {} static file(s), {} bytes",
+            site.files(),
+            site.bytes()
+        );
+    }
+    reload_on_sighup(gate, tls_server, keys, files);
     for note in server.notes() {
         println!("ringfan: {note}");
     }
