@@ -118,6 +118,10 @@ impl TlsServer {
         config.ticketer =
             rustls::crypto::aws_lc_rs::Ticketer::new().map_err(ConfigError::Rustls)?;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+        // After the handshake a session leaves rustls' connection for the
+        // compact `tls::established` state, which needs the traffic
+        // secrets: 2.2-2.6 KB less per idle connection (see that module).
+        config.enable_secret_extraction = true;
         Ok(Self {
             config: Arc::new(config),
             resolver,

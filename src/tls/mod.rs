@@ -56,10 +56,13 @@
 mod buffered;
 pub mod client;
 pub mod config;
+mod established;
 pub mod resolver;
 pub mod session;
 mod unbuffered;
 
+#[cfg(test)]
+mod established_tests;
 #[cfg(test)]
 mod idle_memory_tests;
 #[cfg(test)]

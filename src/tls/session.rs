@@ -51,6 +51,7 @@ pub use rustls::HandshakeKind;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 
 use super::buffered::Buffered;
+use super::established::Established;
 use super::unbuffered::UnbufferedServer;
 
 /// What one [`TlsSession::feed`] produced, besides bytes appended to the
@@ -90,24 +91,29 @@ pub struct TlsSession {
     inner: Inner,
 }
 
-// Nearly every session is a server one: boxing it would add an allocation
-// and 8 B per connection and save nothing (the runtime keeps sessions in a
-// slab either way).
-#[allow(clippy::large_enum_variant)]
 enum Inner {
-    /// Accepted connections: rustls' unbuffered API, no buffers when idle.
-    Server(UnbufferedServer),
+    /// Accepted connections during their handshake: rustls' unbuffered
+    /// API. Boxed: it is 1,176 B and only handshaking sessions have it.
+    Server(Box<UnbufferedServer>),
+    /// Accepted connections once the handshake is over (`established`):
+    /// the variant that sets the session's size.
+    Established(Established),
     /// The runtime's outbound connections (the load generator's `wss://`),
-    /// and a buffered server kept for comparison. Boxed so the server
-    /// variant sets the session's size.
+    /// and a buffered server kept for comparison.
     Buffered(Box<Buffered>),
+    /// The handover from rustls failed (it cannot, once
+    /// `ready_to_establish` holds; kept so a surprise is an error, not a
+    /// panic).
+    Failed(Box<rustls::Error>),
 }
 
 macro_rules! dispatch {
-    ($self:expr, $s:ident => $e:expr) => {
+    ($self:expr, $s:ident => $e:expr, $failed:ident => $f:expr) => {
         match $self {
             Inner::Server($s) => $e,
+            Inner::Established($s) => $e,
             Inner::Buffered($s) => $e,
+            Inner::Failed($failed) => $f,
         }
     };
 }
@@ -119,7 +125,7 @@ impl TlsSession {
             alert: Vec::new(),
         })?;
         Ok(Self {
-            inner: Inner::Server(server),
+            inner: Inner::Server(Box::new(server)),
         })
     }
 
@@ -154,7 +160,8 @@ impl TlsSession {
     /// Move whatever the session has to send (a client's ClientHello)
     /// into `out`.
     pub fn pending(&mut self, out: &mut Vec<u8>) {
-        dispatch!(&mut self.inner, s => s.pending(out))
+        dispatch!(&mut self.inner, s => s.pending(out), _e => ());
+        self.settle();
     }
 
     /// Process received ciphertext: decrypted application data is appended
@@ -167,35 +174,43 @@ impl TlsSession {
         plaintext: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<Feed, TlsError> {
-        dispatch!(&mut self.inner, s => s.feed(ciphertext, plaintext, out))
+        let fed = dispatch!(&mut self.inner, s => s.feed(ciphertext, plaintext, out), e => Err(failed(e)));
+        self.settle();
+        fed
     }
 
     /// Encrypt `plaintext` (everything queued for this connection in a turn)
     /// into `out`. The slices are treated as one stream, so they fill
     /// records up to 16 KiB regardless of how they are split.
     pub fn seal(&mut self, plaintext: &[&[u8]], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        dispatch!(&mut self.inner, s => s.seal(plaintext, out))
+        let sealed = dispatch!(&mut self.inner, s => s.seal(plaintext, out), e => Err(failed(e)));
+        self.settle();
+        sealed
     }
 
     /// Queue a `close_notify` alert into `out`; seal nothing after this.
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
-        dispatch!(&mut self.inner, s => s.close_notify(out))
+        dispatch!(&mut self.inner, s => s.close_notify(out), _e => ())
     }
 
     pub fn is_handshaking(&self) -> bool {
-        dispatch!(&self.inner, s => s.is_handshaking())
+        match &self.inner {
+            Inner::Server(s) => s.is_handshaking(),
+            Inner::Buffered(s) => s.is_handshaking(),
+            Inner::Established(_) | Inner::Failed(_) => false,
+        }
     }
 
     /// The SNI the client sent, once the ClientHello was processed (the
     /// server side; `None` on the client side).
     pub fn sni(&self) -> Option<&str> {
-        dispatch!(&self.inner, s => s.sni())
+        dispatch!(&self.inner, s => s.sni(), _e => None)
     }
 
     /// Full, full after a HelloRetryRequest, or resumed; `None` until the
     /// handshake completes.
     pub fn handshake_kind(&self) -> Option<HandshakeKind> {
-        dispatch!(&self.inner, s => s.handshake_kind())
+        dispatch!(&self.inner, s => s.handshake_kind(), _e => None)
     }
 
     pub fn resumed(&self) -> bool {
@@ -203,11 +218,11 @@ impl TlsSession {
     }
 
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
-        dispatch!(&self.inner, s => s.protocol_version())
+        dispatch!(&self.inner, s => s.protocol_version(), _e => None)
     }
 
     pub fn alpn(&self) -> Option<&[u8]> {
-        dispatch!(&self.inner, s => s.alpn())
+        dispatch!(&self.inner, s => s.alpn(), _e => None)
     }
 
     /// Capacity of the input an unbuffered server session holds between
@@ -216,8 +231,55 @@ impl TlsSession {
     pub(super) fn held_capacity(&self) -> usize {
         match &self.inner {
             Inner::Server(s) => s.held_capacity(),
-            Inner::Buffered(_) => 0,
+            Inner::Established(s) => s.held_capacity(),
+            Inner::Buffered(_) | Inner::Failed(_) => 0,
         }
+    }
+}
+
+impl TlsSession {
+    /// Moves a server session whose handshake is over out of rustls'
+    /// connection into [`Established`] (see `tls/established.rs`).
+    fn settle(&mut self) {
+        let Inner::Server(s) = &self.inner else {
+            return;
+        };
+        if !s.ready_to_establish() {
+            return;
+        }
+        let Inner::Server(s) = std::mem::replace(
+            &mut self.inner,
+            Inner::Failed(Box::new(rustls::Error::HandshakeNotComplete)),
+        ) else {
+            return;
+        };
+        self.inner = match (*s).establish().and_then(Established::new) {
+            Ok(e) => Inner::Established(e),
+            Err(error) => Inner::Failed(Box::new(error)),
+        };
+    }
+
+    /// See `Established::limit_tx_records` (tests).
+    #[cfg(test)]
+    pub(super) fn limit_tx_records(&mut self, records: u64) {
+        if let Inner::Established(e) = &mut self.inner {
+            e.limit_tx_records(records);
+        }
+    }
+
+    /// The session is past rustls' connection (tests).
+    #[cfg(test)]
+    pub(super) fn is_established(&self) -> bool {
+        matches!(self.inner, Inner::Established(_))
+    }
+}
+
+/// The error of a session whose handover failed; no alert: there are no
+/// keys to encrypt one with.
+fn failed(error: &rustls::Error) -> TlsError {
+    TlsError {
+        error: error.clone(),
+        alert: Vec::new(),
     }
 }
 

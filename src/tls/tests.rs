@@ -48,6 +48,7 @@ pub(super) fn connect(
     let mut s = TlsSession::new(server.config()).unwrap();
     pump(&mut c, &mut s);
     assert!(!c.is_handshaking() && !s.is_handshaking());
+    assert!(s.is_established(), "still on rustls' connection");
     (c, s)
 }
 
@@ -381,10 +382,10 @@ fn handshake_completed_is_reported_once() {
 }
 
 /// A TLS 1.2 client asking to renegotiate (an encrypted ClientHello after
-/// the handshake). rustls never renegotiates: it answers each of the first
-/// few with a no_renegotiation warning and then fails the connection with
-/// `TooManyRenegotiationRequests`, queuing no fatal alert (the session
-/// cannot forge an encrypted one), so the caller just closes.
+/// the handshake). The established session never renegotiates: as rustls
+/// does, it answers the first with a no_renegotiation warning and fails
+/// the connection at the next with `TooManyRenegotiationRequests`, and
+/// (which rustls' connection could not) with an encrypted fatal alert.
 #[test]
 fn renegotiation_attempts_are_refused() {
     use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
@@ -444,6 +445,7 @@ fn renegotiation_attempts_are_refused() {
                     "{err:?}"
                 );
                 assert!(attempt > 0, "the first attempt only gets a warning");
+                assert_eq!(records(&err.alert), vec![(21, err.alert.len() - 5)]);
                 outcome = Some(attempt);
                 break;
             }

@@ -53,6 +53,7 @@ use rustls::unbuffered::{
 };
 use rustls::{InvalidMessage, ServerConfig};
 
+use super::established::Handover;
 use super::session::{plaintext_fatal_alert, Feed, HandshakeKind, TlsError};
 
 /// TLS record header: type, version, length.
@@ -127,6 +128,12 @@ fn with_scratch<R>(key: &'static LocalKey<Cell<Vec<u8>>>, f: impl FnOnce(&mut Ve
     r
 }
 
+/// Runs `f` with the thread's input scratch buffer, emptied: where
+/// `established` decrypts whole records in place too.
+pub(super) fn with_input_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    with_scratch(&INPUT, f)
+}
+
 /// Appends every decrypted record `$records` (a `ReadTraffic` or
 /// `ReadEarlyData`) has to `$plaintext`; evaluates to the error that
 /// stopped it, if any. A macro because the two types share no trait and
@@ -167,10 +174,13 @@ pub(super) struct UnbufferedServer {
     reported_handshake: bool,
     peer_closed: bool,
     sent_close: bool,
+    /// The config lets rustls hand the secrets over (`established`).
+    can_establish: bool,
 }
 
 impl UnbufferedServer {
     pub(super) fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+        let can_establish = config.enable_secret_extraction;
         Ok(Self {
             conn: UnbufferedServerConnection::new(config)?,
             held: Vec::new(),
@@ -181,6 +191,38 @@ impl UnbufferedServer {
             reported_handshake: false,
             peer_closed: false,
             sent_close: false,
+            can_establish,
+        })
+    }
+
+    /// The handshake is over and nothing is left in rustls' hands: no
+    /// record queued to send, no handshake fragment held (an incomplete
+    /// record is fine: rustls has not read it, so its sequence numbers
+    /// still fit), no early plaintext, no close either way.
+    pub(super) fn ready_to_establish(&self) -> bool {
+        self.can_establish
+            && self.failed.is_none()
+            && !self.conn.is_handshaking()
+            && !self.conn.wants_write()
+            && self.tail == self.held.len()
+            && self.early.is_empty()
+            && !self.peer_closed
+            && !self.sent_close
+    }
+
+    /// Hands the connection's secrets over (after
+    /// [`UnbufferedServer::ready_to_establish`]).
+    pub(super) fn establish(self) -> Result<Handover, rustls::Error> {
+        let kind = self.conn.handshake_kind().unwrap_or(HandshakeKind::Full);
+        let alpn = self.conn.alpn_protocol().map(Box::from);
+        let (secrets, kernel) = self.conn.dangerous_into_kernel_connection()?;
+        Ok(Handover {
+            kernel,
+            secrets,
+            held: self.held,
+            sni: self.sni,
+            alpn,
+            kind,
         })
     }
 
