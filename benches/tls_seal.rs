@@ -78,7 +78,7 @@ fn connected(
 type New = fn(Arc<rustls::ServerConfig>) -> Result<TlsSession, TlsError>;
 
 const KINDS: [(&str, New); 2] = [
-    ("unbuffered", TlsSession::new),
+    ("established", TlsSession::new),
     ("buffered", TlsSession::new_buffered),
 ];
 

@@ -337,8 +337,9 @@ impl<M> Shard<M> {
                 frames.push(f);
             }
             let slices: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
-            // Each record adds 22 bytes (TLS 1.3: header 5, type 1, tag 16).
-            t.out.reserve(bytes + (bytes / (16 << 10) + 1) * 22);
+            // No reserve: `out` is usually empty with no capacity here (each
+            // send takes it), and then an established session's first
+            // record becomes the buffer rather than being copied into one.
             let sealed = t.session.seal(&slices, &mut t.out);
             drop(slices);
             inc(

@@ -85,6 +85,7 @@ fn idle_heap(
     new: fn(Arc<rustls::ServerConfig>) -> Result<TlsSession, super::TlsError>,
     server: &TlsServer,
     client: Arc<ClientConfig>,
+    handed_over: bool,
 ) -> (isize, isize) {
     let mut c = ClientConnection::new(client, ServerName::try_from("a.test").unwrap()).unwrap();
     let (mut s, mut held) = retained(|| new(server.config()).unwrap());
@@ -118,6 +119,10 @@ fn idle_heap(
     assert!(sealed);
     assert_eq!(plaintext, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(s.held_capacity(), 0, "an idle session holds no input");
+    assert!(
+        s.is_established() == handed_over,
+        "handed over to the established session"
+    );
     std::mem::forget(s);
     (fresh, held)
 }
@@ -141,13 +146,13 @@ fn idle_session_memory() {
         // key, the session cache's first buckets, this thread's scratch
         // buffers, which every session on the thread shares) are not
         // charged to the connection we measure.
-        idle_heap(TlsSession::new, &server, client.clone());
-        idle_heap(TlsSession::new_buffered, &server, client.clone());
-        let (fresh, heap) = idle_heap(TlsSession::new, &server, client.clone());
-        let (b_fresh, b_heap) = idle_heap(TlsSession::new_buffered, &server, client);
+        idle_heap(TlsSession::new, &server, client.clone(), true);
+        idle_heap(TlsSession::new_buffered, &server, client.clone(), false);
+        let (fresh, heap) = idle_heap(TlsSession::new, &server, client.clone(), true);
+        let (b_fresh, b_heap) = idle_heap(TlsSession::new_buffered, &server, client, false);
         let total = size + heap as usize;
         println!(
-            "{name}: unbuffered: TlsSession size_of {size} B; heap {fresh} B when new, \
+            "{name}: established: TlsSession size_of {size} B; heap {fresh} B when new, \
              {heap} B idle after the handshake; {total} B all told"
         );
         // The buffered session is boxed inside `TlsSession`, so its heap

@@ -1,6 +1,9 @@
-//! The server side of [`super::TlsSession`] on rustls' unbuffered API
-//! (`UnbufferedServerConnection`): the session owns no input or output
-//! buffer while idle.
+//! The server side of [`super::TlsSession`] during the handshake, on
+//! rustls' unbuffered API (`UnbufferedServerConnection`): the session owns
+//! no input or output buffer between calls. Once the handshake is over and
+//! rustls holds nothing more ([`UnbufferedServer::ready_to_establish`]),
+//! the session moves to `established.rs`; everything below still holds
+//! until then (and for a `ServerConfig` without secret extraction).
 //!
 //! # Input
 //!
