@@ -5,6 +5,7 @@
 pub mod client;
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 pub mod http;
