@@ -63,7 +63,7 @@ step "Python client (clients/python)"
 .venv/bin/python -m pip install -q ./clients/python
 RINGFAN_BIN=target/release/ringfan .venv/bin/python -m pytest -q clients/python/tests
 
-step "Autobahn TestSuite, sections 1-10, against /echo with 2 shards"
+step "Autobahn TestSuite, sections 1-10 and 12-13 (permessage-deflate), against /echo with 2 shards"
 .venv/bin/python tests/autobahn/run.py --server target/release/ringfan --out reports/autobahn
 
 step "Autobahn TestSuite, sections 1-10, over TLS (wss://, through a local ws-to-wss forwarder)"

@@ -156,10 +156,12 @@ fn received<A: App>(
         // Closing: input is read only to notice EOF.
         return buf.len();
     }
-    // The stand-in keeps the role: `Io::send_text` frames by it while the
+    // The stand-in keeps the role and the deflate agreement: `Io::send_text`
+    // frames by the one and `Io::deflate` reads the other while the
     // application handles a message from this very connection.
-    let role = c.ws.role();
-    let mut ws = std::mem::replace(&mut c.ws, Connection::new(role, 0));
+    let mut stand_in = Connection::new(c.ws.role(), 0);
+    stand_in.set_deflate(c.ws.deflate());
+    let mut ws = std::mem::replace(&mut c.ws, stand_in);
     used += read_frames(app, table, mail, id, &mut ws, &mut buf[used..]);
     // A large fragmented message was handed out: free its buffer now
     // rather than at the next frame, which may never come.
@@ -284,6 +286,7 @@ fn server_handshake<A: App>(
         return Step::Done;
     };
     c.ws = Connection::new(Role::Server, accepted.max_message);
+    c.ws.set_deflate(upgrade.deflate);
     c.phase = Phase::Open;
     c.set_opened(true);
     c.keepalive = Keepalive::new(now);

@@ -115,6 +115,13 @@ impl<M> Io<'_, M> {
         ConnId { key, gen }
     }
 
+    /// What permessage-deflate the connection agreed, if any: the
+    /// application may send it compressed frames
+    /// (`ws::frame::server_frame_deflated`).
+    pub fn deflate(&mut self, id: ConnId) -> Option<crate::ws::deflate::Agreed> {
+        self.table.conn(id).and_then(|c| c.ws.deflate())
+    }
+
     /// Queue one text message, framed for this connection's role (masked
     /// when we are the client). False if the connection is not open.
     pub fn send_text(&mut self, id: ConnId, payload: &[u8]) -> bool {

@@ -19,7 +19,7 @@ use crate::broker::Broker;
 use crate::logs::{ConnLabel, Who};
 use crate::runtime::{Accepted, App, ConnId, HttpReply, Io};
 use crate::ws::handshake::{upgrade_required, Request, Upgrade};
-use crate::ws::{frame, http, Message, MessageKind, OpCode};
+use crate::ws::{deflate, frame, http, Message, MessageKind, OpCode};
 use auth::Gate;
 use bytes::Bytes;
 use publish::{PublishAuth, Refused};
@@ -284,7 +284,20 @@ impl App for Node {
                 MessageKind::Text => OpCode::Text,
                 MessageKind::Binary => OpCode::Binary,
             };
-            io.send(conn, frame::server_frame(op, msg.payload));
+            // With deflate agreed, every echo goes back compressed (stored
+            // blocks when the client's window is too small for it): the
+            // conformance runner (kosoku 0.1.0) mishandles an uncompressed
+            // message on a connection that negotiated deflate, and /echo is
+            // for conformance (Autobahn 12 and 13).
+            let frame = match io.deflate(conn) {
+                Some(a) => {
+                    let mut packed = Vec::new();
+                    deflate::compress(a, msg.payload, &mut packed);
+                    frame::server_frame_deflated(op, &packed)
+                }
+                None => frame::server_frame(op, msg.payload),
+            };
+            io.send(conn, frame);
             return;
         }
         match msg.kind {

@@ -13,7 +13,8 @@
 //! appended. Moving them to another buffer is fine.
 
 use super::close::{code, ProtocolError};
-use super::frame::{self, parse_close, parse_header, CloseBody, Header, OpCode};
+use super::deflate::{self, Agreed, InflateError};
+use super::frame::{self, parse_close, parse_header, CloseBody, Header, OpCode, RSV1};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Validator};
 use bytes::Bytes;
@@ -118,6 +119,15 @@ pub struct Connection {
     /// Payload bytes of the frame at the buffer's front that are already
     /// unmasked and validated (see the buffer contract above).
     partial_done: u32,
+    /// permessage-deflate was negotiated (`ws::deflate`).
+    deflate: Option<Agreed>,
+    /// The fragmented message now open is compressed (its first frame had
+    /// RSV1): its bytes are assembled as they came and inflated whole.
+    compressed: bool,
+    /// The message handed out was inflated: free its buffer once released
+    /// whatever its size, so a connection that sent one compressed message
+    /// (a browser's subscribe) keeps no buffer for its life.
+    inflated_delivered: bool,
 }
 
 impl Connection {
@@ -131,7 +141,20 @@ impl Connection {
             assembled_delivered: false,
             utf8: Utf8Validator::new(),
             partial_done: 0,
+            deflate: None,
+            compressed: false,
+            inflated_delivered: false,
         }
+    }
+
+    /// permessage-deflate was agreed in the handshake: compressed messages
+    /// (RSV1) are accepted and inflated.
+    pub fn set_deflate(&mut self, agreed: Option<Agreed>) {
+        self.deflate = agreed;
+    }
+
+    pub fn deflate(&self) -> Option<Agreed> {
+        self.deflate
     }
 
     pub fn server() -> Self {
@@ -196,10 +219,11 @@ impl Connection {
             self.assembled_delivered = false;
             if let Some(a) = &mut self.assembled {
                 a.clear();
-                if a.capacity() > KEEP_ASSEMBLED {
+                if a.capacity() > KEEP_ASSEMBLED || self.inflated_delivered {
                     self.assembled = None;
                 }
             }
+            self.inflated_delivered = false;
         }
     }
 
@@ -249,13 +273,19 @@ impl Connection {
             _ => self.fragmented.unwrap_or(MessageKind::Binary),
         };
         let whole_message = header.fin && header.opcode != OpCode::Continuation;
+        let compressed = if header.opcode == OpCode::Continuation {
+            self.compressed
+        } else {
+            header.rsv & RSV1 != 0
+        };
         let complete = avail == payload_len;
         let done = self.partial_done as usize;
         let new = &mut payload[done..];
         if let Some(m) = header.mask {
             apply_mask(new, m, done);
         }
-        if kind == MessageKind::Text {
+        // A compressed message's UTF-8 is checked once it is inflated.
+        if kind == MessageKind::Text && !compressed {
             let ok = if whole_message && complete && done == 0 {
                 // Fast path: the message is all here, validate it at once.
                 utf8::validate(new)
@@ -291,35 +321,60 @@ impl Connection {
             // it is still checked above so a violation is still reported.
             if header.fin {
                 self.fragmented = None;
+                self.compressed = false;
                 if let Some(a) = &mut self.assembled {
                     a.clear();
                 }
             } else if header.opcode != OpCode::Continuation {
                 self.fragmented = Some(kind);
+                self.compressed = compressed;
             }
             return Ok(Read::Frame {
                 consumed: frame_len,
                 event: None,
             });
         }
-        if whole_message {
+        if whole_message && !compressed {
             return Ok(Read::Frame {
                 consumed: frame_len,
                 event: Some(Event::Message(Message { kind, payload })),
             });
         }
-        self.assembled
-            .get_or_insert_with(Box::default)
-            .extend_from_slice(payload);
-        if !header.fin {
-            self.fragmented = Some(kind);
-            return Ok(Read::Frame {
-                consumed: frame_len,
-                event: None,
-            });
+        if whole_message {
+            // Inflated into the assembly buffer, free while no fragmented
+            // message is open.
+            let mut out = self.assembled.take().unwrap_or_default();
+            if let Err(e) = self.inflate(kind, payload, &mut out) {
+                return Err(self.fail(e));
+            }
+            self.assembled = Some(out);
+        } else {
+            self.assembled
+                .get_or_insert_with(Box::default)
+                .extend_from_slice(payload);
+            if !header.fin {
+                self.fragmented = Some(kind);
+                self.compressed = compressed;
+                return Ok(Read::Frame {
+                    consumed: frame_len,
+                    event: None,
+                });
+            }
+            self.fragmented = None;
+            if compressed {
+                self.compressed = false;
+                let packed = self.assembled.take().unwrap_or_default();
+                let mut out = Box::default();
+                let inflated = self.inflate(kind, &packed, &mut out);
+                self.assembled = Some(packed);
+                if let Err(e) = inflated {
+                    return Err(self.fail(e));
+                }
+                self.assembled = Some(out);
+            }
         }
-        self.fragmented = None;
         self.assembled_delivered = true;
+        self.inflated_delivered = compressed;
         Ok(Read::Frame {
             consumed: frame_len,
             event: Some(Event::Message(Message {
@@ -329,8 +384,43 @@ impl Connection {
         })
     }
 
+    /// Inflates one compressed message into `out`, bounded by the message
+    /// limit, and checks a text message's UTF-8.
+    fn inflate(
+        &self,
+        kind: MessageKind,
+        packed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        deflate::inflate(packed, self.max_message as usize, out).map_err(|e| match e {
+            InflateError::TooBig => ProtocolError {
+                code: code::MESSAGE_TOO_BIG,
+                reason: "message too big once inflated",
+            },
+            InflateError::Invalid => ProtocolError::protocol("invalid compressed data"),
+        })?;
+        if kind == MessageKind::Text && utf8::validate(out).is_err() {
+            return Err(ProtocolError {
+                code: code::INVALID_PAYLOAD,
+                reason: "invalid UTF-8 in text message",
+            });
+        }
+        Ok(())
+    }
+
     /// The rules that depend on our state and role, not on the header alone.
     fn check(&self, h: &Header) -> Result<(), ProtocolError> {
+        if h.rsv & RSV1 != 0 {
+            if self.deflate.is_none() {
+                return Err(ProtocolError::protocol("reserved bits set"));
+            }
+            if h.opcode.is_control() {
+                return Err(ProtocolError::protocol("RSV1 set on a control frame"));
+            }
+            if h.opcode == OpCode::Continuation {
+                return Err(ProtocolError::protocol("RSV1 set on a continuation frame"));
+            }
+        }
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) => {
                 return Err(ProtocolError::protocol("client frame not masked"))
@@ -407,3 +497,7 @@ impl Connection {
 #[cfg(test)]
 #[path = "connection_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "connection_deflate_tests.rs"]
+mod deflate_tests;

@@ -252,10 +252,49 @@ fn inflate_into(
     Ok(())
 }
 
+/// The compressed form of `payload` under `agreed`, always (even when it
+/// is no smaller): DEFLATE when the message fits the window the peer
+/// allows, else the same bytes in stored (uncompressed) DEFLATE blocks,
+/// which need no window. For a sender that marks every message it sends
+/// as compressed (`/echo`: some clients mishandle an uncompressed message
+/// on a connection that negotiated deflate).
+pub fn compress(agreed: Agreed, payload: &[u8], out: &mut Vec<u8>) {
+    if !agreed.fits_window(payload.len()) || !deflate_into(payload, out) {
+        stored(payload, out);
+    }
+}
+
+/// `payload` in stored DEFLATE blocks (at most 65,535 bytes each), ending
+/// as a sync flush does once its 4-byte tail is removed (RFC 7692 section
+/// 7.2.3.3 shows "Hello" this way).
+pub fn stored(payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(payload.len() + 5 * (payload.len() / 65_535 + 1) + 1);
+    for block in payload.chunks(65_535) {
+        let len = block.len() as u16;
+        out.push(0); // BFINAL 0, BTYPE 00 (stored), padded to the byte
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    // The empty stored block's header; its LEN/NLEN are the tail.
+    out.push(0);
+}
+
 /// Deflates `payload` as one message (no context kept) into `out`,
 /// without the tail. Returns false, leaving `out` empty, when compressing
 /// would not make it smaller: the message then goes out as it is.
 pub fn deflate(payload: &[u8], out: &mut Vec<u8>) -> bool {
+    if !deflate_into(payload, out) || out.len() >= payload.len() {
+        out.clear();
+        return false;
+    }
+    true
+}
+
+/// Deflates `payload` into `out` (without the tail), whatever the size;
+/// false if the compressor failed (it does not, on a valid state).
+fn deflate_into(payload: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
     DEFLATE.with(|c| {
         let mut c = c.borrow_mut();
@@ -274,19 +313,11 @@ pub fn deflate(payload: &[u8], out: &mut Vec<u8>) -> bool {
             if input.is_empty() && out.len() < out.capacity() {
                 break;
             }
-            if out.len() > payload.len() + TAIL.len() {
-                out.clear();
-                return false;
-            }
-            out.reserve(64);
+            out.reserve(out.capacity().max(64));
         }
         c.reset();
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
-        }
-        if out.len() >= payload.len() {
-            out.clear();
-            return false;
         }
         true
     })

@@ -66,7 +66,10 @@ fn bad_offers_are_declined_and_a_later_one_accepted() {
 fn an_unterminated_quote_spoils_the_rest_of_its_header_only() {
     let broken = "permessage-deflate; server_max_window_bits=\"9, permessage-deflate";
     assert_eq!(agree(&[broken]), None);
-    assert_eq!(agree(&[broken, "permessage-deflate"]).map(|a| a.0), Some(15));
+    assert_eq!(
+        agree(&[broken, "permessage-deflate"]).map(|a| a.0),
+        Some(15)
+    );
 }
 
 #[test]
@@ -129,7 +132,8 @@ fn a_decompression_bomb_stops_at_the_limit() {
     let zeros = vec![0u8; 10 << 20];
     let mut c = Compress::new(Compression::best(), false);
     let mut packed = Vec::with_capacity(64 << 10);
-    c.compress_vec(&zeros, &mut packed, FlushCompress::Sync).unwrap();
+    c.compress_vec(&zeros, &mut packed, FlushCompress::Sync)
+        .unwrap();
     assert!(packed.len() < 20_000, "{}", packed.len());
     let mut out = Vec::new();
     assert_eq!(
@@ -184,4 +188,38 @@ fn rfc7692_examples() {
     )
     .unwrap();
     assert_eq!(out, b"Hello");
+}
+
+#[test]
+fn compress_always_marks_a_valid_message_whatever_the_window() {
+    let mut packed = Vec::new();
+    let mut back = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(3);
+    for bits in [8u8, 9, 12, 15] {
+        let a = Agreed {
+            server_window_bits: bits,
+        };
+        for len in [0usize, 1, 16, 255, 256, 257, 4096, 70_000, 200_000] {
+            let text: Vec<u8> = (0..len).map(|i| b"quote "[i % 6]).collect();
+            let noise: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            for payload in [text, noise] {
+                compress(a, &payload, &mut packed);
+                inflate(&packed, 1 << 20, &mut back).unwrap();
+                assert!(back == payload, "bits {bits} len {len}");
+                if !a.fits_window(len) {
+                    // Stored: the window is never used.
+                    assert_eq!(packed.len(), len + 5 * (len / 65_535 + 1) + 1);
+                }
+            }
+        }
+    }
+    // RFC 7692 section 7.2.3.3, and an empty message (section 7.2.3.6).
+    stored(b"Hello", &mut packed);
+    assert_eq!(
+        packed,
+        [0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00]
+    );
+    stored(b"", &mut packed);
+    inflate(&packed, 10, &mut back).unwrap();
+    assert!(back.is_empty());
 }

@@ -38,6 +38,10 @@ impl OpCode {
 /// Largest payload a control frame may carry (§5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// RSV1 in [`Header::rsv`]: set on the first frame of a message that
+/// permessage-deflate compressed (RFC 7692 section 6).
+pub const RSV1: u8 = 0b100;
+
 /// Largest header: 2 + 8 (64-bit length) + 4 (mask).
 pub const MAX_HEADER_LEN: usize = 14;
 
@@ -73,8 +77,9 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
     };
     let fin = b0 & 0x80 != 0;
     let rsv = (b0 >> 4) & 0x7;
-    if rsv != 0 {
-        // No extension is negotiated, so no reserved bit may be set.
+    if rsv & !RSV1 != 0 {
+        // RSV1 is permessage-deflate's; whether it may be set depends on
+        // the connection (`Connection::check`). No extension uses the others.
         return Err(ProtocolError::protocol("reserved bits set"));
     }
     let opcode = OpCode::from_u8(b0 & 0x0f).ok_or(ProtocolError::protocol("unknown opcode"))?;
@@ -179,6 +184,16 @@ pub fn server_frame_parts(opcode: OpCode, parts: &[&[u8]]) -> Bytes {
     for p in parts {
         b.put_slice(p);
     }
+    b.freeze()
+}
+
+/// A server frame (unmasked, FIN and RSV1 set) carrying a message that
+/// permessage-deflate compressed (`payload` is the compressed bytes).
+pub fn server_frame_deflated(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(header_len(payload.len(), false) + payload.len());
+    put_header(&mut b, true, opcode, payload.len(), None);
+    b[0] |= RSV1 << 4;
+    b.put_slice(payload);
     b.freeze()
 }
 
@@ -287,10 +302,13 @@ mod tests {
 
     #[test]
     fn rsv_bits_rejected() {
-        for rsv in [0x40u8, 0x20, 0x10, 0x70] {
+        for rsv in [0x20u8, 0x10, 0x70, 0x60] {
             let e = hdr(&[0x81 | rsv, 0x80, 0, 0, 0, 0]).unwrap_err();
             assert_eq!(e.code, 1002);
         }
+        // RSV1 is left to the connection, which knows about deflate.
+        let h = hdr(&[0xc1, 0x80, 0, 0, 0, 0]).unwrap().unwrap();
+        assert_eq!(h.rsv, RSV1);
     }
 
     #[test]

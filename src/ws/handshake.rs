@@ -5,6 +5,7 @@
 //! complete error response. It knows no routes: the request's path goes
 //! to the caller, who decides what is served where.
 
+use super::deflate::{self, Agreed};
 use super::http;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -24,6 +25,8 @@ pub struct Config {
     /// `Origin` values allowed to connect; None allows any. A request with
     /// no `Origin` (a non-browser client) is never refused for that.
     pub allowed_origins: Option<Vec<String>>,
+    /// Accept permessage-deflate offers (`--deflate`; see `ws::deflate`).
+    pub deflate: bool,
 }
 
 /// A plain HTTP request (one that asked for no WebSocket upgrade): what
@@ -74,6 +77,8 @@ pub struct Upgrade {
     /// A token from `?token=` or `Authorization: Bearer`, for the auth
     /// layer to check; the handshake itself does not judge it.
     pub token: Option<String>,
+    /// permessage-deflate was offered and accepted.
+    pub deflate: Option<Agreed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +189,8 @@ struct Headers<'h> {
     subprotocol: bool,
     bearer: Option<&'h [u8]>,
     if_none_match: Option<&'h [u8]>,
+    /// Every `Sec-WebSocket-Extensions` value, in order.
+    extensions: Vec<&'h [u8]>,
 }
 
 impl<'h> Headers<'h> {
@@ -229,6 +236,8 @@ impl<'h> Headers<'h> {
                 }
             } else if name.eq_ignore_ascii_case("if-none-match") {
                 s.if_none_match = Some(h.value.trim_ascii());
+            } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+                s.extensions.push(h.value);
             }
         }
         s
@@ -333,13 +342,24 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
         })
         .or_else(|| h.bearer.map(|b| String::from_utf8_lossy(b).into_owned()));
 
-    let mut r = BytesMut::with_capacity(160);
+    let deflate = if config.deflate {
+        deflate::negotiate(h.extensions.iter().copied())
+    } else {
+        None
+    };
+
+    let mut r = BytesMut::with_capacity(240);
     r.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     r.put_slice(accept_key(key).as_bytes());
     r.put_slice(b"\r\n");
     if h.subprotocol {
         r.put_slice(b"Sec-WebSocket-Protocol: ");
         r.put_slice(SUBPROTOCOL.as_bytes());
+        r.put_slice(b"\r\n");
+    }
+    if let Some((_, answer)) = &deflate {
+        r.put_slice(b"Sec-WebSocket-Extensions: ");
+        r.put_slice(answer.as_bytes());
         r.put_slice(b"\r\n");
     }
     r.put_slice(b"\r\n");
@@ -350,6 +370,7 @@ pub fn accept(buf: &[u8], config: &Config) -> Outcome {
             response: r.freeze(),
             subprotocol: h.subprotocol,
             token,
+            deflate: deflate.map(|(agreed, _)| agreed),
         },
     }
 }

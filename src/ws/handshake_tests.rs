@@ -257,6 +257,7 @@ fn key_must_decode_to_16_bytes() {
 fn origin_allow_list() {
     let cfg = Config {
         allowed_origins: Some(vec!["https://app.example.com".into()]),
+        ..Config::default()
     };
     let ok = request("/ws", "Origin: https://app.example.com\r\n");
     upgrade(accept(&ok, &cfg));
@@ -278,6 +279,7 @@ fn several_origin_headers_are_400() {
     };
     let allowed = Config {
         allowed_origins: Some(vec!["https://app.example.com".into()]),
+        ..Config::default()
     };
     // Before: the last one was judged, so an allowed origin after an evil
     // one let the evil one through to anything reading the first.
@@ -406,4 +408,69 @@ fn origin_host_patterns() {
         "https://app.example.com",
         b"https://x.app.example.com"
     ));
+}
+
+/// Response headers of an accepted upgrade, lower-cased names.
+fn response_header(o: &Outcome, name: &str) -> Option<String> {
+    let Outcome::Upgrade { upgrade, .. } = o else {
+        panic!("not an upgrade: {o:?}");
+    };
+    String::from_utf8_lossy(&upgrade.response)
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+}
+
+#[test]
+fn permessage_deflate_is_answered_only_when_enabled() {
+    let offer = request(
+        "/ws",
+        "Sec-WebSocket-Extensions: x-foo, permessage-deflate; client_max_window_bits\r\n",
+    );
+    let off = accept(&offer, &Config::default());
+    assert_eq!(response_header(&off, "sec-websocket-extensions"), None);
+    let Outcome::Upgrade { upgrade, .. } = &off else {
+        unreachable!()
+    };
+    assert_eq!(upgrade.deflate, None);
+
+    let on = Config {
+        deflate: true,
+        ..Config::default()
+    };
+    let yes = accept(&offer, &on);
+    assert_eq!(
+        response_header(&yes, "sec-websocket-extensions").as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    let Outcome::Upgrade { upgrade, .. } = &yes else {
+        unreachable!()
+    };
+    assert_eq!(upgrade.deflate.map(|a| a.server_window_bits), Some(15));
+
+    // Offers over two headers: the first acceptable one wins.
+    let two = request(
+        "/ws",
+        "Sec-WebSocket-Extensions: permessage-deflate; bogus\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n",
+    );
+    let yes = accept(&two, &on);
+    assert_eq!(
+        response_header(&yes, "sec-websocket-extensions").as_deref(),
+        Some(
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+             server_max_window_bits=9"
+        )
+    );
+    // Nothing acceptable: no extension, still an upgrade.
+    let none = request(
+        "/ws",
+        "Sec-WebSocket-Extensions: permessage-deflate; x=1\r\n",
+    );
+    assert_eq!(
+        response_header(&accept(&none, &on), "sec-websocket-extensions"),
+        None
+    );
 }

@@ -165,6 +165,12 @@ pub struct Args {
     /// that turned it off keep starting.
     #[arg(long, hide = true, conflicts_with = "echo")]
     pub no_echo: bool,
+    /// permessage-deflate (RFC 7692): on accepts clients' offers (always
+    /// without context takeover, so idle connections keep no compression
+    /// state); off declines them. Off by default until its fan-out path
+    /// is measured (issue #17).
+    #[arg(long, value_enum, default_value_t = Deflate::Off)]
+    pub deflate: Deflate,
     /// Allowed Origin (repeatable). Without any, every origin is allowed;
     /// requests without Origin (non-browser clients) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -356,6 +362,13 @@ pub struct Args {
     /// bad_json): subscribers' parsers get the data verbatim.
     #[arg(long, default_value_t = br().max_json_depth)]
     pub max_json_depth: usize,
+}
+
+/// `--deflate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Deflate {
+    Off,
+    On,
 }
 
 /// `--forwarded-header`.

@@ -208,6 +208,7 @@ fn main() {
         pin: !args.no_pin,
         handshake: ringfan::ws::handshake::Config {
             allowed_origins: (!args.allow_origins.is_empty()).then_some(args.allow_origins),
+            deflate: args.deflate == args::Deflate::On,
         },
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         admin: match (args.admin_listen, &args.admin_token_file) {
