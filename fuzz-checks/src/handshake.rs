@@ -1,5 +1,5 @@
 //! Arbitrary bytes as an HTTP request head to the server handshake
-//! (`handshake::accept`, under four configs) and as a response head to the
+//! (`handshake::accept`, under eight configs: origins × deflate) and as a response head to the
 //! client handshake (`ClientHandshake::verify`).
 //!
 //! Invariants: nothing panics; a Reject's response is a complete HTTP
@@ -37,9 +37,12 @@ fn fixture() -> &'static Fixture {
                 "http://localhost:8080".to_string(),
             ]),
         ] {
-            configs.push(Config {
-                allowed_origins: origins.clone(),
-            });
+            for deflate in [false, true] {
+                configs.push(Config {
+                    allowed_origins: origins.clone(),
+                    deflate,
+                });
+            }
         }
         // ClientHandshake::new draws its key from fastrand's thread-local
         // generator; seed it so runs (and crash reproductions) agree.

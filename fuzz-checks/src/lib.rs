@@ -10,6 +10,7 @@ pub mod broker;
 pub mod frames;
 pub mod handshake;
 pub mod inbound;
+pub mod inflate;
 pub mod proxy;
 pub mod wire;
 
@@ -22,6 +23,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("frames", frames::check),
     ("handshake", handshake::check),
     ("inbound", inbound::check),
+    ("inflate", inflate::check),
     ("proxy", proxy::check),
     ("wire", wire::check),
 ];
