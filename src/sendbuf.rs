@@ -1,10 +1,22 @@
 //! One frame to send, as the runtime's queues hold it and as the broker
 //! hands it over: a plain `Bytes`, or a shard-local share of a frame many
-//! connections send. A leaf module: both layers import it, neither owns it.
+//! connections send. Both layers import it, neither owns it; it imports
+//! only the WebSocket core (for a share's compressed variant).
 
+use crate::ws::deflate::{self, Agreed};
+use crate::ws::frame::{parse_header, server_frame_deflated};
 use bytes::{Buf, Bytes};
+use std::cell::OnceCell;
 use std::num::NonZeroU64;
 use std::rc::Rc;
+
+/// Messages shorter than this go uncompressed even to connections that
+/// agreed to permessage-deflate: below it deflate's own framing (a block
+/// header, a code table) eats what repetition saves, so the work would
+/// buy nothing (a 40-byte `{"op":"msg",...}` comes out the same size or
+/// larger). To be measured (issue #17); messages that do not shrink go
+/// uncompressed whatever their size.
+pub const DEFLATE_MIN: usize = 64;
 
 /// What offering a frame to a connection's queue did (see the broker's
 /// `Host::offer`).
@@ -45,6 +57,22 @@ pub struct Shared {
     /// When the published message arrived, in [`crate::metrics::clock`]
     /// nanoseconds; `None` when not known.
     arrived: Option<NonZeroU64>,
+    /// The same message compressed (permessage-deflate), made the first
+    /// time a connection that agreed to deflate is offered this share and
+    /// then shared by every such connection of the shard: a message is
+    /// framed at most twice, not once per subscriber. `None` inside: it
+    /// does not pay (too short, or no smaller).
+    deflated: OnceCell<Option<Rc<Shared>>>,
+}
+
+impl Shared {
+    fn new(frame: Bytes, arrived: Option<NonZeroU64>) -> Self {
+        Self {
+            frame,
+            arrived,
+            deflated: OnceCell::new(),
+        }
+    }
 }
 
 impl SendBuf {
@@ -56,10 +84,27 @@ impl SendBuf {
     /// A share of `frame`, a message that arrived at `arrived_ns`
     /// ([`crate::metrics::clock`] nanoseconds; 0: not known).
     pub fn local_at(frame: Bytes, arrived_ns: u64) -> Self {
-        Self::Local(Rc::new(Shared {
-            frame,
-            arrived: NonZeroU64::new(arrived_ns),
-        }))
+        Self::Local(Rc::new(Shared::new(frame, NonZeroU64::new(arrived_ns))))
+    }
+
+    /// For a connection that agreed to `agreed`: a share's compressed
+    /// variant when it pays and fits the connection's window; `None`: send
+    /// this frame as it is. `compressed` is set when this call did the
+    /// compression (once per share), for the metrics.
+    pub fn deflated(&self, agreed: Agreed, compressed: &mut bool) -> Option<SendBuf> {
+        let Self::Local(rc) = self else {
+            return None;
+        };
+        let variant = rc.deflated.get_or_init(|| {
+            *compressed = true;
+            deflate_frame(&rc.frame).map(|f| Rc::new(Shared::new(f, rc.arrived)))
+        });
+        match variant {
+            // A message no longer than the window obeys it however it was
+            // compressed (checked on the whole frame: a little stricter).
+            Some(d) if agreed.fits_window(rc.frame.len()) => Some(Self::Local(d.clone())),
+            _ => None,
+        }
     }
 
     /// The frame (a cheap, atomic clone of it keeps it beyond the share).
@@ -99,6 +144,18 @@ impl SendBuf {
     }
 }
 
+/// The compressed frame for a server frame (unmasked, final), or `None`
+/// when compressing does not pay.
+fn deflate_frame(frame: &Bytes) -> Option<Bytes> {
+    let h = parse_header(frame).ok().flatten()?;
+    let payload = frame.get(h.len..)?;
+    if payload.len() < DEFLATE_MIN || h.opcode.is_control() || !h.fin {
+        return None;
+    }
+    let mut packed = Vec::new();
+    deflate::deflate(payload, &mut packed).then(|| server_frame_deflated(h.opcode, &packed))
+}
+
 impl std::ops::Deref for SendBuf {
     type Target = [u8];
 
@@ -110,5 +167,66 @@ impl std::ops::Deref for SendBuf {
 impl From<Bytes> for SendBuf {
     fn from(b: Bytes) -> Self {
         Self::Own(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::deflate::inflate;
+    use crate::ws::frame::{server_frame, RSV1};
+    use crate::ws::OpCode;
+
+    const WIDE: Agreed = Agreed {
+        server_window_bits: 15,
+    };
+
+    fn quote() -> Vec<u8> {
+        br#"{"op":"msg","topic":"md.NASDAQ.AAPL","seq":7,"data":{"bid":189.51,"ask":189.52,"venue":"NASDAQ","venue2":"NASDAQ"}}"#.to_vec()
+    }
+
+    #[test]
+    fn a_share_is_compressed_once_and_shared() {
+        let plain = SendBuf::local_at(server_frame(OpCode::Text, &quote()), 5);
+        let mut first = false;
+        let a = plain.deflated(WIDE, &mut first).unwrap();
+        let mut second = false;
+        let b = plain.deflated(WIDE, &mut second).unwrap();
+        assert!(first && !second, "compressed by the first call only");
+        assert!(
+            std::ptr::eq(a.bytes().as_ptr(), b.bytes().as_ptr()),
+            "the same bytes"
+        );
+        assert_eq!(a.arrived_ns(), Some(5), "keeps the arrival time");
+        let h = parse_header(a.bytes()).unwrap().unwrap();
+        assert_eq!((h.opcode, h.rsv, h.fin), (OpCode::Text, RSV1, true));
+        assert!(a.len() < plain.len());
+        let mut back = Vec::new();
+        inflate(&a.bytes()[h.len..], 1 << 20, &mut back).unwrap();
+        assert_eq!(back, quote());
+    }
+
+    #[test]
+    fn what_does_not_pay_or_fit_goes_plain() {
+        let mut c = false;
+        let short = SendBuf::local(server_frame(OpCode::Text, b"{\"op\":\"ack\",\"id\":1}"));
+        assert!(short.deflated(WIDE, &mut c).is_none());
+        let own = SendBuf::Own(server_frame(OpCode::Text, &quote()));
+        assert!(own.deflated(WIDE, &mut c).is_none());
+        let mut rng = fastrand::Rng::with_seed(1);
+        let noise: Vec<u8> = (0..500).map(|_| rng.u8(..)).collect();
+        let noisy = SendBuf::local(server_frame(OpCode::Binary, &noise));
+        assert!(noisy.deflated(WIDE, &mut c).is_none());
+        // A window smaller than the message: plain for that connection,
+        // compressed for one with room.
+        let shared = SendBuf::local(server_frame(OpCode::Text, &quote().repeat(3)));
+        assert!(shared.len() > 256);
+        let narrow = Agreed {
+            server_window_bits: 8,
+        };
+        let mut c = false;
+        assert!(shared.deflated(narrow, &mut c).is_none());
+        let wide = shared.deflated(WIDE, &mut c).unwrap();
+        assert!(c && wide.len() < shared.len());
     }
 }

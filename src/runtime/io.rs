@@ -73,7 +73,19 @@ impl<M> Io<'_, M> {
         if behind != 0 && behind + frame_cost > limit {
             return Offered::Full;
         }
-        c.tx.push(frame.clone());
+        // permessage-deflate: the share's compressed variant, made once per
+        // share (`SendBuf::deflated`), when it pays and fits.
+        let mut compressed = false;
+        let deflated =
+            c.ws.deflate()
+                .and_then(|a| frame.deflated(a, &mut compressed));
+        let was_deflated = deflated.is_some();
+        c.tx.push(deflated.unwrap_or_else(|| frame.clone()));
+        if compressed || was_deflated {
+            let stats = &self.table.stats[self.table.me];
+            inc(&stats.deflate_compressions_total, u64::from(compressed));
+            inc(&stats.deflate_frames_total, u64::from(was_deflated));
+        }
         self.table.mark(id.key);
         Offered::Sent
     }

@@ -209,3 +209,46 @@ def test_websockets_client_sees_no_error(start_server):
         run(go())
     except ConnectionClosedError as e:  # pragma: no cover - the failure we test for
         raise AssertionError(f"closed: {e}") from e
+
+
+def test_fan_out_compresses_once_per_publish_not_per_subscriber(start_server):
+    """Five subscribers agreed to deflate, one did not: every one gets every
+    message; the deflate ones as compressed frames that inflate to exactly
+    what the plain one got; and the broker compressed each message at most
+    once per shard (two shards), not once per subscriber."""
+    s = start_server("--deflate", "on")
+    publishes = 30
+
+    async def go():
+        subs = []
+        for _ in range(5):
+            reader, writer, ext = await raw_upgrade(s.port, "/ws")
+            assert ext == ANSWER
+            writer.write(wsraw.frame(wsraw.OP_TEXT, json.dumps(
+                {"op": "sub", "topic": "md.*", "id": 1}).encode()))
+            await writer.drain()
+            _, rsv1, body = await read_frame_rsv(reader)
+            assert json.loads(body)["op"] == "ack"
+            subs.append((reader, writer))
+        async with ws_connect(s.url("/ws"), proxy=None, compression=None) as plain, \
+                ws_connect(s.url("/ws"), proxy=None, compression=None) as pub:
+            await plain.send(json.dumps({"op": "sub", "topic": "md.*", "id": 1}))
+            assert json.loads(await plain.recv())["op"] == "ack"
+            for i in range(publishes):
+                data = {"bid": 189.5 + i, "ask": 189.6 + i, "venue": "NASDAQ" * 20, "i": i}
+                await pub.send(json.dumps({"op": "pub", "topic": "md.S", "data": data}))
+            want = [await plain.recv() for _ in range(publishes)]
+            assert [json.loads(m)["data"]["i"] for m in want] == list(range(publishes))
+            for reader, writer in subs:
+                for expected in want:
+                    op, rsv1, body = await read_frame_rsv(reader)
+                    assert op == wsraw.OP_TEXT and rsv1, "compressed"
+                    assert len(body) < len(expected.encode())
+                    assert inflate(body).decode() == expected
+                writer.close()
+
+    run(go())
+    compressions = s.metric("ringfan_deflate_compressions_total")
+    frames = s.metric("ringfan_deflate_frames_total")
+    assert frames == 5 * publishes, frames
+    assert publishes <= compressions <= 2 * publishes, compressions
