@@ -16,7 +16,8 @@
 //!
 //! A client may ask us to use a smaller window (`server_max_window_bits`,
 //! 8-15); we accept any and echo it. Rather than a compressor per window
-//! size, a message longer than the window goes out uncompressed (a
+//! size, under a window below 15 bits a message longer than the window
+//! goes out uncompressed (a
 //! back-reference cannot reach further back than the message is long, so
 //! a message of at most 2^bits bytes obeys any window of `bits`); with a
 //! 256-byte window that still covers typical quotes (~150 B).
@@ -61,9 +62,11 @@ pub struct Agreed {
 
 impl Agreed {
     /// Whether a message of `len` bytes may go out compressed under this
-    /// agreement (see "Window bits" above).
+    /// agreement (see "Window bits" above): always under the full 32 KiB
+    /// window our compressors use at most, else when the message is no
+    /// longer than the window.
     pub fn fits_window(&self, len: usize) -> bool {
-        len <= 1 << self.server_window_bits
+        self.server_window_bits >= 15 || len <= 1 << self.server_window_bits
     }
 }
 

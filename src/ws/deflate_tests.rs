@@ -88,6 +88,11 @@ fn small_windows_only_compress_what_fits() {
         server_window_bits: 8,
     };
     assert!(a.fits_window(256) && !a.fits_window(257));
+    // The full window takes any length: our compressor's window is 15.
+    let full = Agreed {
+        server_window_bits: 15,
+    };
+    assert!(full.fits_window(16 << 20));
 }
 
 fn quote(i: usize) -> String {
