@@ -51,6 +51,11 @@ pub struct Common {
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "ser_opt_duration")]
     pub grace: Option<Duration>,
+    /// Offer permessage-deflate (RFC 7692) on every connection; compressed
+    /// messages from the broker are inflated, and the report gives the
+    /// bytes received per delivery (`client_rx_bytes_per_delivery`).
+    #[arg(long)]
+    pub deflate: bool,
     /// Handshakes in flight per shard while connecting.
     #[arg(long, default_value_t = 256)]
     pub connect_window: usize,
@@ -382,6 +387,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         source_ports: c.source_ports,
         shards,
         connect_window: c.connect_window.max(1),
+        deflate: c.deflate,
         connect_timeout: c.connect_timeout,
         tick: c
             .tick

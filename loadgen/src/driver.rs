@@ -260,7 +260,13 @@ impl Driver {
         };
         // A minted token is minted here, per dial (a reconnection gets a
         // fresh one).
-        let (path, headers) = self.plan.auth.request(i, path);
+        let (path, mut headers) = self.plan.auth.request(i, path);
+        if self.plan.deflate {
+            headers.push((
+                "Sec-WebSocket-Extensions".into(),
+                "permessage-deflate; client_max_window_bits".into(),
+            ));
+        }
         let id = io.connect(Dial {
             to: self.plan.target,
             from: self.plan.bind_of(i, attempt),

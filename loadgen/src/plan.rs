@@ -129,6 +129,8 @@ pub struct Plan {
     pub shards: usize,
     /// Handshakes in flight per shard while connecting.
     pub connect_window: usize,
+    /// Offer permessage-deflate (`--deflate`).
+    pub deflate: bool,
     pub connect_timeout: Duration,
     pub tick: Duration,
     pub snapshot: bool,
@@ -333,6 +335,7 @@ mod tests {
             source_ports: None,
             shards: 2,
             connect_window: 1,
+            deflate: false,
             connect_timeout: Duration::from_secs(1),
             tick: Duration::from_millis(1),
             snapshot: false,

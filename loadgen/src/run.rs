@@ -69,6 +69,13 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let mut intervals = Intervals::default();
     let connected = co.connect(&mut intervals);
     samples.server_connected = co.server();
+    let rx_bytes = |r: &Server| -> u64 {
+        r.stats()
+            .iter()
+            .map(|s| s.bytes_received_total.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    };
+    samples.rx_bytes.0 = rx_bytes(&runtime);
     let timeline = if connected.none() {
         // Nothing to measure: say why at once rather than run out the
         // duration with no connection.
@@ -80,6 +87,7 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
         timeline.samples
     };
     let finals = co.collect();
+    samples.rx_bytes.1 = rx_bytes(&runtime);
     samples.server_end = co.server();
     samples.cpu_end = self_cpu();
     co.progress.finish();
@@ -146,6 +154,9 @@ struct Samples {
     cpu_start: Option<f64>,
     cpu_end: Option<f64>,
     cpu_measure: (Option<f64>, Option<f64>),
+    /// Bytes this process received (all shards, after TLS: ciphertext),
+    /// once connected and at the end.
+    rx_bytes: (u64, u64),
 }
 
 impl Coordinator {
@@ -526,6 +537,15 @@ fn client_figures(
         extra.insert(
             "publishes_per_s".into(),
             m.published_measured as f64 / measured_s,
+        );
+    }
+    if m.counts.delivered > 0 {
+        // Wire bytes per delivery: what --deflate saves. After connecting,
+        // so handshakes are out; publishers' acks are in (a few tens of
+        // bytes a publish, spread over its deliveries).
+        extra.insert(
+            "client_rx_bytes_per_delivery".into(),
+            s.rx_bytes.1.saturating_sub(s.rx_bytes.0) as f64 / m.counts.delivered as f64,
         );
     }
     if let crate::plan::Via::Http { batch } = plan.via {

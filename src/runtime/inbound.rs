@@ -320,6 +320,7 @@ fn client_handshake<A: App>(
         Some((Ok(Some(accepted)), max)) => {
             table.outbound.remove(&key);
             c.ws = Connection::new(Role::Client, max);
+            c.ws.set_deflate(accepted.deflate);
             c.phase = Phase::Open;
             c.set_opened(true);
             c.set_dialing(false);

@@ -1,6 +1,7 @@
 //! The client side of the opening handshake (RFC 6455 §4.1), for the load
 //! generator and tests: build a request with a fresh key, verify the answer.
 
+use super::deflate::{self, Agreed};
 use super::handshake::{accept_key, has_token};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -14,6 +15,9 @@ pub enum ClientError {
     BadAccept,
     /// The server selected a subprotocol we did not offer.
     UnexpectedProtocol,
+    /// The server agreed to an extension we did not offer, or answered
+    /// our permessage-deflate offer with parameters it may not send.
+    UnexpectedExtension,
 }
 
 impl std::fmt::Display for ClientError {
@@ -24,6 +28,9 @@ impl std::fmt::Display for ClientError {
             Self::MissingUpgrade => f.write_str("response lacks Upgrade/Connection"),
             Self::BadAccept => f.write_str("wrong Sec-WebSocket-Accept"),
             Self::UnexpectedProtocol => f.write_str("server chose a subprotocol not offered"),
+            Self::UnexpectedExtension => {
+                f.write_str("server agreed to an extension not offered, or to bad parameters")
+            }
         }
     }
 }
@@ -35,12 +42,17 @@ pub struct Accepted {
     /// Bytes of the response head; anything after is WebSocket frames.
     pub consumed: usize,
     pub protocol: Option<String>,
+    /// The server agreed to the permessage-deflate we offered.
+    pub deflate: Option<Agreed>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
     expected_accept: String,
     offered: Vec<String>,
+    /// A `Sec-WebSocket-Extensions` header offering permessage-deflate was
+    /// among the extra headers.
+    offered_deflate: bool,
 }
 
 impl ClientHandshake {
@@ -80,9 +92,14 @@ impl ClientHandshake {
             }
         }
         req.push_str("\r\n");
+        let offered_deflate = headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("sec-websocket-extensions")
+                && v.to_ascii_lowercase().contains(deflate::NAME)
+        });
         let hs = Self {
             expected_accept: accept_key(key.as_bytes()),
             offered: protocols.iter().map(|p| p.to_string()).collect(),
+            offered_deflate,
         };
         (hs, req.into_bytes())
     }
@@ -105,7 +122,19 @@ impl ClientHandshake {
         }
         let (mut upgrade, mut connection, mut accept_ok) = (false, false, false);
         let mut protocol = None;
+        let mut deflate = None;
         for h in resp.headers.iter() {
+            if h.name.eq_ignore_ascii_case("sec-websocket-extensions") {
+                // Only what we offered may be agreed (RFC 6455 section 9.1).
+                let agreed = self
+                    .offered_deflate
+                    .then(|| deflate::accepted(h.value))
+                    .flatten();
+                if agreed.is_none() || deflate.is_some() {
+                    return Err(ClientError::UnexpectedExtension);
+                }
+                deflate = agreed;
+            }
             if h.name.eq_ignore_ascii_case("upgrade") {
                 upgrade |= has_token(h.value, "websocket");
             } else if h.name.eq_ignore_ascii_case("connection") {
@@ -126,7 +155,11 @@ impl ClientHandshake {
         if !accept_ok {
             return Err(ClientError::BadAccept);
         }
-        Ok(Some(Accepted { consumed, protocol }))
+        Ok(Some(Accepted {
+            consumed,
+            protocol,
+            deflate,
+        }))
     }
 }
 
@@ -232,5 +265,51 @@ mod tests {
             hs.verify(resp.as_bytes()),
             Err(ClientError::UnexpectedProtocol)
         );
+    }
+
+    #[test]
+    fn deflate_is_agreed_only_when_offered() {
+        let offer = [(
+            "Sec-WebSocket-Extensions".to_string(),
+            "permessage-deflate; client_no_context_takeover".to_string(),
+        )];
+        let on = Config {
+            deflate: true,
+            ..Config::default()
+        };
+        let response = |req: &[u8], config: &Config| match handshake::accept(req, config) {
+            Outcome::Upgrade { upgrade, .. } => upgrade.response.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        let (hs, req) = ClientHandshake::with_headers("h:1", "/ws", &[], &offer);
+        let acc = hs.verify(&response(&req, &on)).unwrap().unwrap();
+        assert_eq!(acc.deflate.map(|a| a.server_window_bits), Some(15));
+        // The server declined: no extension, still a connection.
+        let acc = hs
+            .verify(&response(&req, &Config::default()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(acc.deflate, None);
+        // Not offered, yet agreed: the client must fail (RFC 6455 9.1).
+        let (plain, req) = ClientHandshake::new("h:1", "/ws", &[]);
+        let mut forged = response(&req, &Config::default());
+        let at = forged.len() - 2;
+        forged.splice(
+            at..at,
+            b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+                .iter()
+                .copied(),
+        );
+        assert_eq!(plain.verify(&forged), Err(ClientError::UnexpectedExtension));
+        // Offered, but answered with a parameter that does not exist.
+        let mut bad = response(&req, &Config::default());
+        let at = bad.len() - 2;
+        bad.splice(
+            at..at,
+            b"Sec-WebSocket-Extensions: permessage-deflate; x=1\r\n"
+                .iter()
+                .copied(),
+        );
+        assert_eq!(hs.verify(&bad), Err(ClientError::UnexpectedExtension));
     }
 }

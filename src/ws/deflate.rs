@@ -116,6 +116,27 @@ pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<(Agre
     None
 }
 
+/// The client side: a server's `Sec-WebSocket-Extensions` answer to our
+/// offer (`permessage-deflate` with no parameters but the four of RFC 7692,
+/// each at most once), as what we may expect of its messages; `None` when
+/// it is not a valid permessage-deflate answer. The load generator's
+/// inflater takes any window, so only `server_max_window_bits` is kept.
+pub fn accepted(value: &[u8]) -> Option<Agreed> {
+    let value = std::str::from_utf8(value).ok()?;
+    let extensions = split_outside_quotes(value, ',');
+    let [only] = extensions.as_slice() else {
+        return None;
+    };
+    let mut parts = split_outside_quotes(only, ';').into_iter();
+    if !parts.next()?.trim().eq_ignore_ascii_case(NAME) {
+        return None;
+    }
+    let offer = parse_offer(parts)?;
+    Some(Agreed {
+        server_window_bits: offer.server_max_window_bits.unwrap_or(15),
+    })
+}
+
 fn parse_offer<'a>(params: impl Iterator<Item = &'a str>) -> Option<Offer> {
     let mut offer = Offer::default();
     for param in params {
