@@ -72,7 +72,10 @@ pub fn run(plan: Plan, opts: Options) -> Result<RunReport, String> {
     let rx_bytes = |r: &Server| -> u64 {
         r.stats()
             .iter()
-            .map(|s| s.bytes_received_total.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|s| {
+                s.bytes_received_total
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
             .sum()
     };
     samples.rx_bytes.0 = rx_bytes(&runtime);
