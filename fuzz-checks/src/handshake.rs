@@ -141,7 +141,13 @@ fn check_accept(data: &[u8], config: &Config) {
 fn check_verify(data: &[u8], hs: &ClientHandshake, protocols: &[&str]) {
     match hs.verify(data) {
         Ok(None) => assert!(data.len() <= MAX_HEAD, "Ok(None) for {} bytes", data.len()),
-        Ok(Some(Accepted { consumed, protocol })) => {
+        Ok(Some(Accepted {
+            consumed,
+            protocol,
+            deflate,
+        })) => {
+            // These clients offer no extension: none may be agreed.
+            assert!(deflate.is_none(), "deflate agreed though not offered");
             assert!(
                 consumed <= data.len(),
                 "consumed {consumed} > {}",
@@ -160,7 +166,11 @@ fn check_verify(data: &[u8], hs: &ClientHandshake, protocols: &[&str]) {
             // Same answer from the head alone.
             assert_eq!(
                 hs.verify(&data[..consumed]),
-                Ok(Some(Accepted { consumed, protocol }))
+                Ok(Some(Accepted {
+                    consumed,
+                    protocol,
+                    deflate
+                }))
             );
         }
         Err(ClientError::Status(s)) => assert_ne!(s, 101),

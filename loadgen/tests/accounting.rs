@@ -45,6 +45,7 @@ fn plan(
         source_ports: None,
         shards: 2,
         connect_window: 64,
+        deflate: false,
         connect_timeout: Duration::from_secs(10),
         tick: Duration::from_millis(1),
         snapshot: false,
