@@ -61,7 +61,11 @@ fn bench(c: &mut Criterion) {
             let share = SendBuf::local(frame.clone());
             let mut compressed = false;
             for _ in 0..1000 {
-                queue.push(share.deflated(agreed, &mut compressed).unwrap());
+                queue.push(
+                    share
+                        .deflated(agreed, ringfan::sendbuf::DEFLATE_MIN, &mut compressed)
+                        .unwrap(),
+                );
             }
             queue.clear();
         })

@@ -78,6 +78,10 @@ pub struct Config {
     /// `--max-queued-bytes`), so that a subscriber that is merely behind
     /// is still read.
     pub max_backlog_read: usize,
+    /// permessage-deflate: fan-out messages shorter than this go plain
+    /// even to connections that agreed to deflate (`--deflate-min-size`;
+    /// see `sendbuf::DEFLATE_MIN` for why 64).
+    pub deflate_min: usize,
     /// A connection holding more than `min_recv_rate_pending` bytes of an
     /// unfinished frame or fragmented message must keep sending at least
     /// `min_recv_rate` bytes/s (judged over `RATE_WINDOW`), or it is closed
@@ -210,6 +214,7 @@ impl Default for Config {
             // under the 4 MiB hard limit: a flood of pings stops being
             // read at ~32k queued pongs instead of being closed.
             max_backlog_read: 2 << 20,
+            deflate_min: crate::sendbuf::DEFLATE_MIN,
             // A 1 MiB message may take up to 256 s at 4 KiB/s: slow links
             // pass, a client that trickles a byte now and then does not.
             min_recv_rate: 4096,

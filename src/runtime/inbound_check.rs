@@ -247,6 +247,7 @@ impl Harness {
             draining: setup.draining,
             max_backlog: setup.max_backlog,
             max_backlog_read: setup.max_backlog_read,
+            deflate_min: crate::sendbuf::DEFLATE_MIN,
             // One connection open: 0 makes it the one past the limit.
             max_upgraded: if setup.full { 0 } else { 16 },
             dials: Vec::new(),

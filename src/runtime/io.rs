@@ -46,6 +46,7 @@ impl<M> Io<'_, M> {
     /// slow-consumer policy, with a [`SendBuf::local`] share of the frame.
     pub fn offer(&mut self, id: ConnId, frame: &SendBuf, limit: usize) -> Offered {
         let cap = self.table.max_backlog;
+        let deflate_min = self.table.deflate_min;
         let Some(c) = self.table.conn(id) else {
             return Offered::Gone;
         };
@@ -78,7 +79,7 @@ impl<M> Io<'_, M> {
         let mut compressed = false;
         let deflated =
             c.ws.deflate()
-                .and_then(|a| frame.deflated(a, &mut compressed));
+                .and_then(|a| frame.deflated(a, deflate_min, &mut compressed));
         let was_deflated = deflated.is_some();
         c.tx.push(deflated.unwrap_or_else(|| frame.clone()));
         if compressed || was_deflated {

@@ -206,6 +206,7 @@ impl<M> Shard<M> {
                 draining: false,
                 max_backlog: config.max_backlog,
                 max_backlog_read: config.max_backlog_read,
+                deflate_min: config.deflate_min,
                 max_upgraded: table_size as usize - http_reserve(table_size),
                 dials: Vec::new(),
                 gen: 0,

@@ -44,6 +44,8 @@ pub struct ConnTable {
     /// Past this backlog a connection's input is no longer parsed (see
     /// `Config::max_backlog_read`).
     pub max_backlog_read: usize,
+    /// permessage-deflate's smallest compressed message (see `Config`).
+    pub deflate_min: usize,
     /// Connections upgraded to WebSocket only while fewer than this many
     /// are open: the rest of the descriptor table is kept for plain HTTP.
     pub max_upgraded: usize,

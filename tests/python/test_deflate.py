@@ -281,3 +281,28 @@ def test_load_generator_negotiates_deflate_and_loses_nothing(start_server, tmp_p
     # The generator's padding compresses well: far fewer bytes with deflate.
     assert figures["deflate"] < 0.8 * figures["plain"], figures
     assert s.metric("ringfan_deflate_frames_total") > 0
+
+
+def test_deflate_min_size_leaves_shorter_messages_plain(start_server):
+    """`--deflate-min-size`: a message below it reaches a deflate
+    subscriber uncompressed (RSV1 clear); one at or above it compressed."""
+    s = start_server("--deflate", "on", "--deflate-min-size", "400")
+
+    async def go():
+        reader, writer, ext = await raw_upgrade(s.port, "/ws")
+        assert ext == ANSWER
+        writer.write(wsraw.frame(wsraw.OP_TEXT, json.dumps(
+            {"op": "sub", "topic": "m", "id": 1}).encode()))
+        await writer.drain()
+        await read_frame_rsv(reader)  # ack
+        async with ws_connect(s.url("/ws"), proxy=None, compression=None) as pub:
+            for pad in (100, 600):  # a ~150-byte msg, then a ~650-byte one
+                await pub.send(json.dumps({"op": "pub", "topic": "m", "data": "q" * pad}))
+                _, rsv1, body = await read_frame_rsv(reader)
+                text = inflate(body) if rsv1 else body
+                assert json.loads(text)["data"] == "q" * pad
+                assert rsv1 == (pad == 600), (pad, rsv1)
+        writer.close()
+
+    run(go())
+    assert s.metric("ringfan_deflate_frames_total") == 1

@@ -227,6 +227,7 @@ fn main() {
         recv_buffers: args.recv_buffers,
         recv_buffers_max: args.recv_buffers_max,
         max_backlog: args.max_backlog_bytes,
+        deflate_min: args.deflate_min_size,
         max_backlog_read: args.max_backlog_read,
         min_recv_rate: args.min_recv_rate,
         min_recv_rate_pending: args.min_recv_rate_pending,
