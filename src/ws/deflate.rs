@@ -234,9 +234,9 @@ pub fn inflate(compressed: &[u8], max: usize, out: &mut Vec<u8>) -> Result<(), I
     out.clear();
     INFLATE.with(|d| {
         let mut d = d.borrow_mut();
-        d.reset(false);
         let result = inflate_into(&mut d, compressed, max, out);
-        // Back to a clean state whatever happened, for the next message.
+        // Reset after use, not before (the state starts clean): clean for
+        // the next message whatever happened, one reset per message.
         d.reset(false);
         result
     })
@@ -348,28 +348,26 @@ fn deflate_into(payload: &[u8], out: &mut Vec<u8>) -> bool {
 }
 
 fn deflate_with(c: &mut Compress, payload: &[u8], out: &mut Vec<u8>) -> bool {
-    {
-        // Deflate never expands by more than 5 bytes per 16 KiB block plus
-        // a few for the flush; larger than the input is useless anyway.
-        out.reserve(payload.len() + 16);
-        let mut input = payload;
-        loop {
-            let before = c.total_in();
-            if c.compress_vec(input, out, FlushCompress::Sync).is_err() {
-                out.clear();
-                return false;
-            }
-            input = &input[(c.total_in() - before) as usize..];
-            if input.is_empty() && out.len() < out.capacity() {
-                break;
-            }
-            out.reserve(out.capacity().max(64));
+    // Deflate never expands by more than 5 bytes per 16 KiB block plus
+    // a few for the flush; larger than the input is useless anyway.
+    out.reserve(payload.len() + 16);
+    let mut input = payload;
+    loop {
+        let before = c.total_in();
+        if c.compress_vec(input, out, FlushCompress::Sync).is_err() {
+            out.clear();
+            return false;
         }
-        if out.ends_with(&TAIL) {
-            out.truncate(out.len() - TAIL.len());
+        input = &input[(c.total_in() - before) as usize..];
+        if input.is_empty() && out.len() < out.capacity() {
+            break;
         }
-        true
+        out.reserve(out.capacity().max(64));
     }
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+    true
 }
 
 #[cfg(test)]

@@ -178,9 +178,16 @@ pub fn put_header(
 /// envelope and the publisher's bytes go straight into the frame, with no
 /// intermediate payload buffer.
 pub fn server_frame_parts(opcode: OpCode, parts: &[&[u8]]) -> Bytes {
+    frame_with(opcode, 0, parts)
+}
+
+/// A server frame of `parts` with the reserved bits `rsv` (RSV1..3 as the
+/// low three bits, as in [`Header::rsv`]).
+fn frame_with(opcode: OpCode, rsv: u8, parts: &[&[u8]]) -> Bytes {
     let payload_len: usize = parts.iter().map(|p| p.len()).sum();
     let mut b = BytesMut::with_capacity(header_len(payload_len, false) + payload_len);
     put_header(&mut b, true, opcode, payload_len, None);
+    b[0] |= rsv << 4;
     for p in parts {
         b.put_slice(p);
     }
@@ -190,11 +197,7 @@ pub fn server_frame_parts(opcode: OpCode, parts: &[&[u8]]) -> Bytes {
 /// A server frame (unmasked, FIN and RSV1 set) carrying a message that
 /// permessage-deflate compressed (`payload` is the compressed bytes).
 pub fn server_frame_deflated(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(header_len(payload.len(), false) + payload.len());
-    put_header(&mut b, true, opcode, payload.len(), None);
-    b[0] |= RSV1 << 4;
-    b.put_slice(payload);
-    b.freeze()
+    frame_with(opcode, RSV1, &[payload])
 }
 
 /// A server frame (unmasked, FIN set) carrying `payload`.

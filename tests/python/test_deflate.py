@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import struct
 import zlib
 
 from websockets.asyncio.client import connect as ws_connect
@@ -48,13 +47,8 @@ def compressed_frame(opcode: int, payload: bytes) -> bytes:
 
 async def read_frame_rsv(reader) -> tuple[int, bool, bytes]:
     """One server frame: (opcode, rsv1, payload)."""
-    b0, b1 = await reader.readexactly(2)
-    n = b1 & 0x7F
-    if n == 126:
-        (n,) = struct.unpack("!H", await reader.readexactly(2))
-    elif n == 127:
-        (n,) = struct.unpack("!Q", await reader.readexactly(8))
-    return b0 & 0x0F, bool(b0 & 0x40), await reader.readexactly(n)
+    b0, payload = await wsraw.read_raw_frame(reader)
+    return b0 & 0x0F, bool(b0 & 0x40), payload
 
 
 async def raw_upgrade(port: int, path: str, offer=OFFER):

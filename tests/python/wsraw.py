@@ -80,8 +80,8 @@ def close_frame(code: int, reason: bytes = b"") -> bytes:
     return frame(OP_CLOSE, struct.pack("!H", code) + reason)
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
-    """One server frame (unmasked): (opcode, fin, payload)."""
+async def read_raw_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One server frame (unmasked): (its first header byte, payload)."""
     b0, b1 = await reader.readexactly(2)
     assert not b1 & 0x80, "server frames must not be masked"
     n = b1 & 0x7F
@@ -89,7 +89,13 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
         (n,) = struct.unpack("!H", await reader.readexactly(2))
     elif n == 127:
         (n,) = struct.unpack("!Q", await reader.readexactly(8))
-    return b0 & 0x0F, bool(b0 & 0x80), await reader.readexactly(n)
+    return b0, await reader.readexactly(n)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """One server frame (unmasked): (opcode, fin, payload)."""
+    b0, payload = await read_raw_frame(reader)
+    return b0 & 0x0F, bool(b0 & 0x80), payload
 
 
 async def read_close(reader: asyncio.StreamReader) -> tuple[int | None, bytes]:
