@@ -9,6 +9,7 @@ use bytes::{Buf, Bytes};
 use std::cell::OnceCell;
 use std::num::NonZeroU64;
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 
 /// The default shortest message compressed for connections that agreed to
 /// permessage-deflate (`--deflate-min-size`). Measured on the first n bytes
@@ -28,6 +29,61 @@ pub enum Offered {
     Full,
     /// Not queued: the connection is gone or closing.
     Gone,
+}
+
+/// The cell a message's compressed variant goes in, one per message for
+/// the whole process: the owner shard makes it with the frame and it
+/// travels with the frame to every shard (in the `Deliver` mail) and
+/// stays beside a last value (its snapshot frame). The first shard that
+/// has a deflate subscriber to offer the message compresses it; the
+/// others find it done (or wait for it: ~3 us, once). Per shard instead,
+/// a publish cost one compression per shard with a deflate subscriber,
+/// 16 on a 16-shard broker (2.8 us each, `benches/deflate.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Packed(Arc<OnceLock<Option<Bytes>>>);
+
+impl Packed {
+    /// The compressed frame for `frame` (`None`: it does not pay), made by
+    /// the first caller; `compressed` is set for that caller only.
+    fn get(&self, frame: &Bytes, min: usize, compressed: &mut bool) -> Option<Bytes> {
+        self.0
+            .get_or_init(|| {
+                *compressed = true;
+                deflate_frame(frame, min)
+            })
+            .clone()
+    }
+
+    /// Whether the variant was made (and paid): tests and accounting.
+    pub fn is_made(&self) -> bool {
+        self.0.get().is_some_and(Option::is_some)
+    }
+}
+
+/// A frame built once for the whole process, with the cell of its
+/// compressed variant (`None`: no connection can agree to deflate).
+#[derive(Debug, Clone)]
+pub struct Framed {
+    pub frame: Bytes,
+    pub packed: Option<Packed>,
+}
+
+impl Framed {
+    /// `frame`, with a cell for its compressed variant when `deflate`.
+    pub fn new(frame: Bytes, deflate: bool) -> Self {
+        Self {
+            frame,
+            packed: deflate.then(Packed::default),
+        }
+    }
+}
+
+impl std::ops::Deref for Framed {
+    type Target = Bytes;
+
+    fn deref(&self) -> &Bytes {
+        &self.frame
+    }
 }
 
 /// One frame to send: its own `Bytes`, or a shard-local share of a frame
@@ -58,19 +114,24 @@ pub struct Shared {
     /// When the published message arrived, in [`crate::metrics::clock`]
     /// nanoseconds; `None` when not known.
     arrived: Option<NonZeroU64>,
-    /// The same message compressed (permessage-deflate), made the first
-    /// time a connection that agreed to deflate is offered this share and
-    /// then shared by every such connection of the shard: a message is
-    /// framed at most twice, not once per subscriber. `None` inside: it
-    /// does not pay (too short, or no smaller).
+    /// The process-wide cell of the compressed variant (`None`: made here,
+    /// for this shard only).
+    packed: Option<Packed>,
+    /// The same message compressed (permessage-deflate), taken from
+    /// `packed` (made there if no shard did yet) the first time a
+    /// connection that agreed to deflate is offered this share, and then
+    /// shared by every such connection of the shard: a message is framed
+    /// at most twice, not once per subscriber. `None` inside: it does not
+    /// pay (too short, or no smaller).
     deflated: OnceCell<Option<Rc<Shared>>>,
 }
 
 impl Shared {
-    fn new(frame: Bytes, arrived: Option<NonZeroU64>) -> Self {
+    fn new(frame: Bytes, arrived: Option<NonZeroU64>, packed: Option<Packed>) -> Self {
         Self {
             frame,
             arrived,
+            packed,
             deflated: OnceCell::new(),
         }
     }
@@ -85,7 +146,21 @@ impl SendBuf {
     /// A share of `frame`, a message that arrived at `arrived_ns`
     /// ([`crate::metrics::clock`] nanoseconds; 0: not known).
     pub fn local_at(frame: Bytes, arrived_ns: u64) -> Self {
-        Self::Local(Rc::new(Shared::new(frame, NonZeroU64::new(arrived_ns))))
+        Self::Local(Rc::new(Shared::new(
+            frame,
+            NonZeroU64::new(arrived_ns),
+            None,
+        )))
+    }
+
+    /// A share of a frame built for the whole process (see [`Framed`]): its
+    /// compressed variant is made once in the process, not once per shard.
+    pub fn framed(framed: &Framed, arrived_ns: u64) -> Self {
+        Self::Local(Rc::new(Shared::new(
+            framed.frame.clone(),
+            NonZeroU64::new(arrived_ns),
+            framed.packed.clone(),
+        )))
     }
 
     /// For a connection that agreed to `agreed`: a share's compressed
@@ -97,8 +172,14 @@ impl SendBuf {
             return None;
         };
         let variant = rc.deflated.get_or_init(|| {
-            *compressed = true;
-            deflate_frame(&rc.frame, min).map(|f| Rc::new(Shared::new(f, rc.arrived)))
+            let packed = match &rc.packed {
+                Some(p) => p.get(&rc.frame, min, compressed),
+                None => {
+                    *compressed = true;
+                    deflate_frame(&rc.frame, min)
+                }
+            };
+            packed.map(|f| Rc::new(Shared::new(f, rc.arrived, None)))
         });
         match variant {
             // A message no longer than the window obeys it however it was
@@ -171,6 +252,18 @@ impl From<Bytes> for SendBuf {
     }
 }
 
+impl From<Framed> for SendBuf {
+    /// A frame of its own, or (with a variant cell) a share of one, so a
+    /// connection that agreed to deflate gets the process's compressed
+    /// variant (snapshot frames).
+    fn from(f: Framed) -> Self {
+        match f.packed {
+            Some(packed) => Self::Local(Rc::new(Shared::new(f.frame, None, Some(packed)))),
+            None => Self::Own(f.frame),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +298,39 @@ mod tests {
         let mut back = Vec::new();
         inflate(&a.bytes()[h.len..], 1 << 20, &mut back).unwrap();
         assert_eq!(back, quote());
+    }
+
+    #[test]
+    fn a_framed_message_is_compressed_once_in_the_process() {
+        // Two shards' shares of one published frame (as the Deliver mail
+        // carries it): the second shard finds the variant made.
+        let framed = Framed::new(server_frame(OpCode::Text, &quote()), true);
+        let mut made = [false; 2];
+        let variants: Vec<Bytes> = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                let share = SendBuf::framed(&framed, 1);
+                let mut c = false;
+                let v = share.deflated(WIDE, DEFLATE_MIN, &mut c).unwrap();
+                (c, v.bytes().clone())
+            });
+            let (c, v) = a.join().unwrap();
+            made[0] = c;
+            let share = SendBuf::framed(&framed, 1);
+            let w = share.deflated(WIDE, DEFLATE_MIN, &mut made[1]).unwrap();
+            vec![v, w.bytes().clone()]
+        });
+        assert_eq!(made, [true, false], "compressed by the first shard only");
+        assert!(std::ptr::eq(variants[0].as_ptr(), variants[1].as_ptr()));
+        assert!(framed.packed.as_ref().is_some_and(Packed::is_made));
+        // A snapshot frame (its own, no arrival time) takes the same path.
+        let snap = SendBuf::from(framed.clone());
+        let mut c = false;
+        let v = snap.deflated(WIDE, DEFLATE_MIN, &mut c).unwrap();
+        assert!(!c && std::ptr::eq(v.bytes().as_ptr(), variants[0].as_ptr()));
+        // Without a cell (deflate off): a frame of its own, never compressed.
+        let plain = SendBuf::from(Framed::new(server_frame(OpCode::Text, &quote()), false));
+        assert!(matches!(plain, SendBuf::Own(_)));
+        assert!(plain.deflated(WIDE, DEFLATE_MIN, &mut c).is_none());
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct BrokerConfig {
     /// Topics (index nodes or exact lookups) an owner visits per loop
     /// turn for one snapshot request; the rest waits for later turns.
     pub snapshot_step: usize,
+    /// Connections may agree to permessage-deflate (`--deflate on`): each
+    /// message carries a cell for its compressed variant, made at most
+    /// once in the process (`sendbuf::Packed`).
+    pub deflate: bool,
 }
 
 /// See [`BrokerConfig::snapshot_step`]: measured in docs/benchmarks.md.
@@ -106,6 +110,7 @@ impl Default for BrokerConfig {
             // (one level more) it stays well under serde_json's 128.
             max_json_depth: 64,
             snapshot_step: SNAPSHOT_STEP,
+            deflate: false,
         }
     }
 }

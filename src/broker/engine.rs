@@ -22,7 +22,7 @@ use super::topic::{check_topic, first_bad_pattern, is_pattern};
 use super::trie::Trie;
 use super::wire::{self, ErrCode, Request, TopicAt};
 use crate::metrics::{dec, inc};
-use crate::sendbuf::{Offered, SendBuf};
+use crate::sendbuf::{Framed, Offered, SendBuf};
 use crate::ws::code;
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
@@ -89,6 +89,7 @@ impl Broker {
             owned: Owned::new(OwnedLimits {
                 max_lvc_bytes: config.max_lvc_bytes,
                 max_topics: config.max_topics,
+                deflate: config.deflate,
             }),
             config,
             stats,
@@ -464,7 +465,7 @@ impl Broker {
         &mut self,
         io: &mut H,
         owner: usize,
-        frame: &Bytes,
+        frame: &Framed,
         at: TopicAt,
         arrived: u64,
     ) {
@@ -480,7 +481,7 @@ impl Broker {
         // One shard-local share for all of them: each queue then takes a
         // plain reference count, not an atomic one (see `SendBuf`). It
         // carries the arrival time to each send that takes it.
-        let local = SendBuf::local_at(frame.clone(), arrived);
+        let local = SendBuf::framed(frame, arrived);
         for c in targets.drain(..) {
             let Some(st) = self.state(c) else { continue };
             if st.stamp == stamp {
@@ -546,7 +547,7 @@ impl Broker {
             }
             SlowPolicy::Conflate => {
                 let st = st.more();
-                if st.conflated_latest.hold(frame.bytes().clone(), at) {
+                if st.conflated_latest.hold(frame.clone(), at) {
                     st.conflated += 1;
                     inc(&self.stats[me].conflated_total, 1);
                 }
@@ -583,7 +584,10 @@ impl Broker {
             }
             queued += len;
             if let Some(f) = st.conflated_latest.pop_front() {
-                io.send(conn, f);
+                // Offered past any limit (it was held for room that is
+                // there now), as a share: deflate subscribers get the
+                // compressed variant.
+                io.offer(conn, &f, usize::MAX);
             }
             n += 1;
         }

@@ -5,6 +5,7 @@
 use super::engine::Broker;
 use super::host::{Client, Host};
 use super::wire::TopicAt;
+use crate::sendbuf::Framed;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Cross-shard messages.
@@ -35,7 +36,7 @@ pub enum Mail {
     /// From the owner: a framed message for this shard's subscribers,
     /// published at `arrived` (`Host::now_ns` on the publisher's shard).
     Deliver {
-        frame: Bytes,
+        frame: Framed,
         at: TopicAt,
         arrived: u64,
     },
@@ -55,7 +56,7 @@ pub enum Mail {
     SubReply {
         conn: Client,
         req: u32,
-        entries: Vec<(Bytes, TopicAt)>,
+        entries: Vec<(Framed, TopicAt)>,
         more: bool,
     },
     /// To the owner: the step of request `req` was taken in and the

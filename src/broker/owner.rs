@@ -10,6 +10,7 @@ use super::topic::is_pattern;
 use super::topic_index::{Cursor, TopicIndex};
 use super::trie::Trie;
 use super::wire::{self, TopicAt};
+use crate::sendbuf::Framed;
 
 #[derive(Debug, Default)]
 struct TopicState {
@@ -32,14 +33,23 @@ struct Last {
     /// The snapshot frame (`"snapshot":true`), built by the first snapshot
     /// request after this publish and shared (one `Bytes`) by every later
     /// one until the next publish replaces it: forty snapshot requests of
-    /// 8 MB of last values cost one 8 MB copy, not forty.
-    snap: Option<(Bytes, TopicAt)>,
+    /// 8 MB of last values cost one 8 MB copy, not forty. With deflate
+    /// on it carries the cell of its compressed variant, made by the
+    /// first deflate subscriber it goes to and kept as long as it.
+    snap: Option<(Framed, TopicAt)>,
+}
+
+/// What a snapshot frame costs against `max_lvc_bytes`: its bytes, twice
+/// with a variant cell (the compressed variant is kept only when smaller,
+/// so the cap still bounds what both hold).
+fn snap_bytes(f: &Framed) -> usize {
+    f.len() * if f.packed.is_some() { 2 } else { 1 }
 }
 
 impl Last {
     /// What it costs against `max_lvc_bytes`.
     fn bytes(&self) -> usize {
-        self.frame.len() + self.snap.as_ref().map_or(0, |(f, _)| f.len())
+        self.frame.len() + self.snap.as_ref().map_or(0, |(f, _)| snap_bytes(f))
     }
 }
 
@@ -50,6 +60,9 @@ pub struct OwnedLimits {
     pub max_lvc_bytes: usize,
     /// Topics kept (seq counters, last values, index nodes).
     pub max_topics: usize,
+    /// Connections may agree to permessage-deflate: frames carry the cell
+    /// of their compressed variant ([`Framed`]).
+    pub deflate: bool,
 }
 
 #[derive(Debug)]
@@ -106,13 +119,14 @@ impl Default for Owned {
         Self::new(OwnedLimits {
             max_lvc_bytes: usize::MAX,
             max_topics: usize::MAX,
+            deflate: false,
         })
     }
 }
 
 /// A published message, framed.
 pub struct Published {
-    pub frame: Bytes,
+    pub frame: Framed,
     pub at: TopicAt,
     /// Shards with a matching subscription, as a bitmask.
     pub shards: ShardMask,
@@ -147,7 +161,8 @@ fn snap_of(
     topics: &mut FxHashMap<Box<str>, TopicState>,
     lvc: &mut usize,
     topic: &str,
-) -> Option<(Bytes, TopicAt)> {
+    deflate: bool,
+) -> Option<(Framed, TopicAt)> {
     let st = topics.get_mut(topic)?;
     let seq = st.seq;
     let last = st.last.as_mut()?;
@@ -156,9 +171,10 @@ fn snap_of(
             .frame
             .get(last.data_at as usize..last.frame.len() - 1)
             .unwrap_or_default();
-        let s = wire::msg(topic, seq, data, true);
-        *lvc += s.0.len();
-        last.snap = Some(s);
+        let (f, at) = wire::msg(topic, seq, data, true);
+        let f = Framed::new(f, deflate);
+        *lvc += snap_bytes(&f);
+        last.snap = Some((f, at));
     }
     last.snap.clone()
 }
@@ -235,7 +251,7 @@ impl Owned {
         let mut shards: ShardMask = 0;
         self.interest.for_each_match(topic, |s| shards |= 1 << s);
         Some(Published {
-            frame,
+            frame: Framed::new(frame, self.limits.deflate),
             at,
             shards,
             created,
@@ -349,15 +365,16 @@ impl Owned {
     /// lookups). Exact topics are a lookup and wildcards walk the topic
     /// index: the work is proportional to the topics matched, not to
     /// those held.
-    pub fn scan_step(&mut self, scan: &mut Scan, budget: usize) -> Vec<(Bytes, TopicAt)> {
+    pub fn scan_step(&mut self, scan: &mut Scan, budget: usize) -> Vec<(Framed, TopicAt)> {
         let mut out = Vec::new();
         let mut left = budget.max(1);
         let (topics, index, lvc) = (&mut self.topics, &self.index, &mut self.lvc_bytes);
+        let deflate = self.limits.deflate;
         let start = scan.start;
         let mut emit = |topic: &str| {
             // Published since the scan started: it went out live.
             if topics.get(topic).is_some_and(|st| st.stamp <= start) {
-                if let Some(e) = snap_of(topics, lvc, topic) {
+                if let Some(e) = snap_of(topics, lvc, topic, deflate) {
                     out.push(e);
                 }
             }
@@ -388,7 +405,7 @@ impl Owned {
     /// The last message of every owned topic matching any of `patterns`,
     /// in one go (tests; the broker serves scans in steps).
     #[cfg(test)]
-    pub fn snapshot(&mut self, patterns: &[Box<str>]) -> Vec<(Bytes, TopicAt)> {
+    pub fn snapshot(&mut self, patterns: &[Box<str>]) -> Vec<(Framed, TopicAt)> {
         let mut scan = self.scan(patterns);
         let mut out = Vec::new();
         while !scan.done() {
@@ -435,6 +452,7 @@ mod tests {
         let mut o = Owned::new(OwnedLimits {
             max_lvc_bytes: 10_000,
             max_topics: usize::MAX,
+            deflate: false,
         });
         o.interest("t0", 1, true);
         for i in 0..1000 {
@@ -464,6 +482,7 @@ mod tests {
         let mut o = Owned::new(OwnedLimits {
             max_lvc_bytes: usize::MAX,
             max_topics: 100,
+            deflate: false,
         });
         o.interest("keep.*", 0, true);
         for i in 0..50 {

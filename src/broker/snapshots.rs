@@ -28,7 +28,6 @@
 //! each sees the earlier ones in force, and their replies keep the order
 //! of the requests.
 
-use bytes::Bytes;
 use std::collections::VecDeque;
 
 use super::engine::{live, Broker};
@@ -37,7 +36,7 @@ use super::mail::Mail;
 use super::owner::Scan;
 use super::wire::TopicAt;
 use crate::metrics::inc;
-use crate::sendbuf::SendBuf;
+use crate::sendbuf::{Framed, SendBuf};
 
 /// A subscribing connection, as its owners know it: its shard and id.
 pub(super) type ConnKey = (usize, Client);
@@ -189,7 +188,7 @@ impl Broker {
         io: &mut H,
         (from, conn): ConnKey,
         req: u32,
-        entries: Vec<(Bytes, TopicAt)>,
+        entries: Vec<(Framed, TopicAt)>,
         more: bool,
     ) {
         let me = io.shard();
@@ -392,14 +391,14 @@ impl Broker {
         owner: usize,
         conn: Client,
         req: u32,
-        entries: Vec<(Bytes, TopicAt)>,
+        entries: Vec<(Framed, TopicAt)>,
         more: bool,
     ) -> bool {
         let me = io.shard();
         let Some(st) = self.state(conn) else {
             return false;
         };
-        let send: Vec<(Bytes, TopicAt)> = entries
+        let send: Vec<(Framed, TopicAt)> = entries
             .into_iter()
             .filter(|(f, at)| st.snapshot_wanted(req, owner, at.get(f)))
             .collect();

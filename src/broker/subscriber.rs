@@ -25,6 +25,7 @@ use super::patterns::Shared;
 use super::topic::{is_pattern, matches};
 use super::wire::TopicAt;
 use crate::rate::{Bucket, Rate};
+use crate::sendbuf::SendBuf;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -325,7 +326,7 @@ impl TopicBudget {
 }
 
 /// What holding one more topic costs besides its frame: its queue entry
-/// (`Bytes` 32 and `TopicAt` 8), its index entry (`Box<str>` 16, position 8,
+/// (`SendBuf` 32 and `TopicAt` 8), its index entry (`Box<str>` 16, position 8,
 /// hash-table slack ~1/8) and the topic's own copy (counted apart). Held
 /// bytes are frames plus this, so the cap bounds the real memory.
 const HELD_OVERHEAD: usize = 80;
@@ -337,7 +338,7 @@ const HELD_OVERHEAD: usize = 80;
 #[derive(Debug, Default)]
 pub(super) struct Conflated {
     /// In order; the entry at index `i` has position `base + i`.
-    queue: VecDeque<(Bytes, TopicAt)>,
+    queue: VecDeque<(SendBuf, TopicAt)>,
     /// Topic → its entry's position.
     index: FxHashMap<Box<str>, u64>,
     base: u64,
@@ -359,9 +360,10 @@ impl Conflated {
     }
 
     /// Hold `frame` as its topic's latest, in the place of an older one if
-    /// any (true then: that one is conflated away).
-    pub fn hold(&mut self, frame: Bytes, at: TopicAt) -> bool {
-        let topic = at.get(&frame);
+    /// any (true then: that one is conflated away). A fan-out share is held
+    /// as it is, so its compressed variant goes with it.
+    pub fn hold(&mut self, frame: SendBuf, at: TopicAt) -> bool {
+        let topic = at.get(frame.bytes());
         if let Some(&pos) = self.index.get(topic) {
             if let Some(slot) = self.queue.get_mut((pos - self.base) as usize) {
                 self.bytes = self.bytes - slot.0.len() + frame.len();
@@ -382,9 +384,9 @@ impl Conflated {
     }
 
     /// Release the oldest held frame.
-    pub fn pop_front(&mut self) -> Option<Bytes> {
+    pub fn pop_front(&mut self) -> Option<SendBuf> {
         let (frame, at) = self.queue.pop_front()?;
-        let topic = at.get(&frame);
+        let topic = at.get(frame.bytes());
         self.index.remove(topic);
         self.bytes -= frame.len() + topic.len() + HELD_OVERHEAD;
         self.base += 1;

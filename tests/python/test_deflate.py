@@ -209,7 +209,7 @@ def test_fan_out_compresses_once_per_publish_not_per_subscriber(start_server):
     """Five subscribers agreed to deflate, one did not: every one gets every
     message; the deflate ones as compressed frames that inflate to exactly
     what the plain one got; and the broker compressed each message at most
-    once per shard (two shards), not once per subscriber."""
+    once in the process (two shards), not once per shard or per subscriber."""
     s = start_server("--deflate", "on")
     publishes = 30
 
@@ -245,7 +245,43 @@ def test_fan_out_compresses_once_per_publish_not_per_subscriber(start_server):
     compressions = s.metric("ringfan_deflate_compressions_total")
     frames = s.metric("ringfan_deflate_frames_total")
     assert frames == 5 * publishes, frames
-    assert publishes <= compressions <= 2 * publishes, compressions
+    assert compressions == publishes, compressions
+
+
+def test_snapshots_go_compressed_once_per_value(start_server):
+    """A snapshot frame reaches deflate subscribers compressed, made once for
+    all of them (three subscribers with snapshot, two shards), and inflates
+    to the same `msg` with `"snapshot":true` a plain subscriber gets."""
+    s = start_server("--deflate", "on")
+    data = {"bid": 189.5, "ask": 189.6, "venue": "NASDAQ" * 20}
+
+    async def go():
+        async with ws_connect(s.url("/ws"), proxy=None, compression=None) as pub:
+            await pub.send(json.dumps({"op": "pub", "topic": "md.S", "data": data, "id": 1}))
+            assert json.loads(await pub.recv())["op"] == "ack"
+        sub = json.dumps({"op": "sub", "topic": "md.S", "id": 2, "snapshot": True})
+        async with ws_connect(s.url("/ws"), proxy=None, compression=None) as plain:
+            await plain.send(sub)
+            got = [json.loads(await plain.recv()) for _ in range(2)]
+            snap = next(m for m in got if m["op"] == "msg")
+            assert snap["snapshot"] is True and snap["data"] == data
+        for _ in range(3):
+            reader, writer, ext = await raw_upgrade(s.port, "/ws")
+            assert ext == ANSWER
+            writer.write(wsraw.frame(wsraw.OP_TEXT, sub.encode()))
+            await writer.drain()
+            seen = []
+            for _ in range(2):
+                op, rsv1, body = await read_frame_rsv(reader)
+                seen.append((rsv1, json.loads(inflate(body) if rsv1 else body)))
+            msg = [(rsv1, m) for rsv1, m in seen if m["op"] == "msg"]
+            assert len(msg) == 1 and msg[0][0], f"snapshot compressed: {seen}"
+            assert msg[0][1] == snap
+            writer.close()
+
+    run(go())
+    assert s.metric("ringfan_deflate_compressions_total") == 1
+    assert s.metric("ringfan_deflate_frames_total") == 3
 
 
 def test_load_generator_negotiates_deflate_and_loses_nothing(start_server, tmp_path):

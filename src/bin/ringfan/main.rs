@@ -274,6 +274,7 @@ fn main() {
         },
         max_json_depth: args.max_json_depth,
         snapshot_step: ringfan::broker::config::SNAPSHOT_STEP,
+        deflate: args.deflate == args::Deflate::On,
     };
     let routes = Routes {
         echo: args.echo && !args.no_echo,
