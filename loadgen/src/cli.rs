@@ -1,7 +1,7 @@
 //! Flags every scenario shares, and turning them into a [`Plan`].
 
 use crate::limits::{self, PortRange, Ports};
-use crate::plan::{self, Plan, Publishing, Scenario, Via};
+use crate::plan::{self, Data, Plan, Publishing, Scenario, Via};
 use clap::Args;
 use ringfan::runtime::TlsDial;
 use ringfan::tls::ServerName;
@@ -277,6 +277,7 @@ pub struct Load {
     pub rate: f64,
     pub window: u32,
     pub payload: usize,
+    pub data: Data,
     pub publishing: Publishing,
     pub via: Via,
 }
@@ -298,6 +299,7 @@ impl Load {
             rate: 0.0,
             window: 1,
             payload: 0,
+            data: Data::Pad,
             publishing: Publishing::Uniform,
             via: Via::Ws,
         }
@@ -317,6 +319,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         rate,
         window,
         payload,
+        data,
         publishing,
         via,
     } = load;
@@ -376,6 +379,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         rate,
         window: window.max(1),
         payload,
+        data,
         publishing,
         via,
         burst: None,

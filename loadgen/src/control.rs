@@ -56,6 +56,8 @@ pub struct ShardResult {
     pub send_lag: Histogram<u64>,
     pub delivered_measured: u64,
     pub published_measured: u64,
+    /// Bytes of `data` in the deliveries counted (`counts.delivered`).
+    pub data_bytes: u64,
     /// Why connections failed, with how many failed so.
     pub failures: BTreeMap<String, u64>,
     /// Storm: what happened to the dropped connections, and the held

@@ -100,6 +100,8 @@ pub struct Driver {
     lag: Histogram<u64>,
     delivered_measured: u64,
     published_measured: u64,
+    /// Bytes of `data` in the deliveries counted.
+    data_bytes: u64,
     failures: BTreeMap<String, u64>,
     last_interval: u64,
     reported: bool,
@@ -115,7 +117,6 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(plan: Arc<Plan>, ctl: Arc<Control>, me: usize) -> Self {
-        let topics = plan.topics.len();
         Self {
             next: me as u64,
             me,
@@ -125,13 +126,14 @@ impl Driver {
             rng: fastrand::Rng::with_seed(0x5eed ^ me as u64),
             buf: Vec::with_capacity(plan.payload + 256),
             data: Vec::with_capacity(plan.payload + 64),
-            books: (0..topics).map(|_| None).collect(),
+            books: schedule::books(&plan),
             counts: Default::default(),
             latency: histogram(),
             interval: histogram(),
             lag: histogram(),
             delivered_measured: 0,
             published_measured: 0,
+            data_bytes: 0,
             failures: BTreeMap::new(),
             last_interval: 0,
             reported: false,
@@ -460,6 +462,7 @@ impl Driver {
             send_lag: std::mem::replace(&mut self.lag, histogram()),
             delivered_measured: self.delivered_measured,
             published_measured: self.published_measured,
+            data_bytes: self.data_bytes,
             failures: std::mem::take(&mut self.failures),
             storm: StormResult {
                 during: std::mem::replace(&mut self.storm.during, histogram()),
@@ -550,15 +553,15 @@ impl App for Driver {
                 // Only subscribers the storm never drops are owed every
                 // delivery; the others are counted apart.
                 let held = !self.plan.dropped(slot.index);
-                let (seq, t, snapshot) = match msg::delivery(m.payload) {
-                    Some(d) => (d.seq, d.stamp, d.snapshot),
+                let (seq, t, snapshot, len) = match msg::delivery(m.payload) {
+                    Some(d) => (d.seq, d.stamp, d.snapshot, d.data_len),
                     None => match msg::parse(m.payload) {
                         Ok(Server::Msg {
                             seq,
                             data,
                             snapshot,
                             ..
-                        }) => (seq, msg::stamp(data), snapshot),
+                        }) => (seq, msg::stamp(data), snapshot, data.len()),
                         Ok(Server::Ack { .. }) => {
                             if slot.rejoin == Rejoin::Pending {
                                 slot.rejoin = Rejoin::Answered;
@@ -626,6 +629,7 @@ impl App for Driver {
                     return;
                 }
                 self.counts.delivered += 1;
+                self.data_bytes += len as u64;
                 if let Some(t) = t {
                     self.latency(t);
                 }

@@ -152,7 +152,7 @@ impl HttpPublisher {
             messages: VecDeque::new(),
             sent: 0,
             rng: fastrand::Rng::with_seed(0x4774_7000 ^ u64::from(index)),
-            books: (0..plan.topics.len()).map(|_| None).collect(),
+            books: schedule::books(&plan),
             counts: Default::default(),
             lag: histogram(),
             published_measured: 0,
@@ -543,6 +543,7 @@ impl HttpPublisher {
             send_lag: std::mem::replace(&mut self.lag, histogram()),
             delivered_measured: 0,
             published_measured: self.published_measured,
+            data_bytes: 0,
             failures: std::mem::take(&mut self.failures),
             storm: StormResult::new(),
         };

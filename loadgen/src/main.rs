@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use loadgen::cli::{self, Load};
-use loadgen::plan::{self, Plan, Publishing, Scenario};
+use loadgen::plan::{self, Data, Plan, Publishing, Scenario};
 use loadgen::report::{self, RunReport};
 use loadgen::{feed, run};
 use std::time::Duration;
@@ -65,9 +65,16 @@ struct Fanout {
     /// --publish-via http: unanswered requests, each of --batch messages).
     #[arg(long, default_value_t = 64)]
     window: u32,
-    /// Bytes of `data` per message (a JSON object carrying the send time).
+    /// Bytes of `data` per message (a JSON object carrying the send time);
+    /// ignored with --data quote.
     #[arg(long, default_value_t = 100)]
     payload: usize,
+    /// What `data` is: `pad`, the send time padded with letters to
+    /// --payload bytes; or `quote`, the feed scenario's quotes and trades
+    /// (about 100 bytes, a symbol and price walk per topic), realistic to
+    /// compress (--deflate).
+    #[arg(long, value_enum, default_value_t = Data::Pad)]
+    data: Data,
     /// Topic name prefix.
     #[arg(long, default_value = "lg")]
     prefix: String,
@@ -286,6 +293,7 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 rate: a.rate,
                 window: a.window,
                 payload: a.payload,
+                data: a.data,
                 via: a.publish.via()?,
                 ..Load::of(Scenario::Fanout, a.timing)
             };
@@ -477,6 +485,59 @@ mod tests {
             (Duration::from_secs(5), Duration::from_micros(100), false)
         );
         assert!(!plan_of(&["echo"]).snapshot);
+    }
+
+    #[test]
+    fn fanout_quote_data_round_trips_through_the_receive_side() {
+        use loadgen::{msg, schedule};
+        let p = plan_of(&["fanout", "--topics", "3"]);
+        assert_eq!(p.data, Data::Pad, "padding unless asked");
+        let cli = parse(&["fanout", "--topics", "3", "--data", "quote"]).expect("parses");
+        let Cmd::Fanout(a) = &cli.scenario else {
+            panic!("fanout");
+        };
+        assert_eq!(serde_json::to_value(a).unwrap()["data"], "quote");
+        let p = build(cli.scenario).expect("builds").0;
+        assert_eq!(p.data, Data::Quote);
+        // Each topic has its own symbol, and every publisher starts it alike.
+        let mut books = schedule::books(&p);
+        let syms: Vec<String> = books.iter().flatten().map(|b| b.sym().into()).collect();
+        assert_eq!(syms, feed::symbols(3));
+        let again = schedule::books(&p);
+        assert!(books.iter().zip(&again).all(|(a, b)| {
+            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+            a.bid_cents() == b.bid_cents()
+        }));
+        let mut rng = fastrand::Rng::with_seed(1);
+        for (i, t) in (0..300u64).map(|i| (i, 1_700_000_000_000_000_000 + i * 977)) {
+            let topic = (i % 3) as u32;
+            let mut data = Vec::new();
+            schedule::write_data(&p, &mut books, &mut rng, topic, t, &mut data);
+            let v: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            assert_eq!(v["sym"], syms[topic as usize].as_str());
+            assert!(v["type"] == "quote" || v["type"] == "trade", "{v}");
+            assert!((60..200).contains(&data.len()), "{}", data.len());
+            // Framed as the broker delivers it, read as a subscriber does.
+            let name = &p.topics[topic as usize];
+            let frame = format!(
+                r#"{{"op":"msg","topic":"{name}","seq":{},"data":{}}}"#,
+                i + 1,
+                std::str::from_utf8(&data).unwrap()
+            );
+            let d = msg::delivery(frame.as_bytes()).expect("the fast path");
+            assert_eq!((d.seq, d.stamp, d.data_len), (i + 1, Some(t), data.len()));
+            match msg::parse(frame.as_bytes()) {
+                Ok(msg::Server::Msg { seq, data: got, .. }) => {
+                    assert_eq!((seq, msg::stamp(got)), (i + 1, Some(t)));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Padding is written as before, --payload bytes.
+        let p = plan_of(&["fanout", "--payload", "120"]);
+        let mut data = Vec::new();
+        schedule::write_data(&p, &mut schedule::books(&p), &mut rng, 0, 5, &mut data);
+        assert_eq!((data.len(), msg::stamp(&data)), (120, Some(5)));
     }
 
     #[test]

@@ -82,6 +82,19 @@ pub enum Publishing {
     Once,
 }
 
+/// What a published message's `data` is (fanout's `--data`; feed and
+/// storm always publish quotes).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Data {
+    /// `{"t":…,"p":"abc…"}`, padded to `--payload` bytes.
+    #[default]
+    Pad,
+    /// The feed's quotes and trades (about 100 bytes): realistic to
+    /// compress, unlike the padding.
+    Quote,
+}
+
 /// How publishers reach the broker (`--publish-via`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -110,6 +123,8 @@ pub struct Plan {
     pub rate: f64,
     pub window: u32,
     pub payload: usize,
+    /// Padding or quotes (`--data`).
+    pub data: Data,
     pub publishing: Publishing,
     /// How publishers publish.
     pub via: Via,
@@ -324,6 +339,7 @@ mod tests {
             rate: 100.0,
             window: 1,
             payload: 100,
+            data: Data::Pad,
             publishing: Publishing::Uniform,
             via: Via::Ws,
             burst: None,

@@ -370,6 +370,7 @@ struct Merged {
     failures: BTreeMap<String, u64>,
     delivered_measured: u64,
     published_measured: u64,
+    data_bytes: u64,
     storm: StormResult,
 }
 
@@ -382,6 +383,7 @@ impl Merged {
             failures: BTreeMap::new(),
             delivered_measured: 0,
             published_measured: 0,
+            data_bytes: 0,
             storm: StormResult::new(),
         };
         for f in finals {
@@ -393,6 +395,7 @@ impl Merged {
             }
             m.delivered_measured += f.delivered_measured;
             m.published_measured += f.published_measured;
+            m.data_bytes += f.data_bytes;
             let (s, t) = (&mut m.storm, &f.storm);
             s.dropped += t.dropped;
             s.resubscribed += t.resubscribed;

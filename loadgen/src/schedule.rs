@@ -5,7 +5,7 @@
 
 use crate::feed;
 use crate::msg;
-use crate::plan::{Plan, Publishing, Scenario};
+use crate::plan::{Data, Plan, Publishing, Scenario};
 
 /// A publishing (or echoing) connection's schedule.
 pub struct Schedule {
@@ -91,9 +91,31 @@ impl Schedule {
     }
 }
 
+/// Each topic's book, for [`write_data`]: fanout with `--data quote`
+/// starts every topic's book now, on the symbol of the topic's index
+/// ([`feed::symbols`]) at a price seeded by that index, so every publisher
+/// quotes a topic alike; otherwise none yet (feed and storm make each on
+/// first use, from the publisher's generator, as they always have).
+pub fn books(plan: &Plan) -> Vec<Option<feed::Book>> {
+    let n = plan.topics.len();
+    if plan.scenario == Scenario::Fanout && plan.data == Data::Quote {
+        feed::symbols(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, sym)| {
+                let mut seed = fastrand::Rng::with_seed(0x7175_6f74_6500 ^ i as u64); // "quote"
+                Some(feed::Book::new(sym, &mut seed))
+            })
+            .collect()
+    } else {
+        (0..n).map(|_| None).collect()
+    }
+}
+
 /// The `data` of a message on `topic` meant for time `intended`: the
-/// feed's book update (feed, storm) or the timestamped padding payload,
-/// appended to `out`. `books` holds each topic's book, made on first use.
+/// feed's book update (feed, storm, fanout with `--data quote`) or the
+/// timestamped padding payload, appended to `out`. `books` holds each
+/// topic's book (see [`books`]), made on first use when not there yet.
 pub fn write_data(
     plan: &Plan,
     books: &mut [Option<feed::Book>],
@@ -102,7 +124,12 @@ pub fn write_data(
     intended: u64,
     out: &mut Vec<u8>,
 ) {
-    if matches!(plan.scenario, Scenario::Feed | Scenario::Storm) {
+    let quotes = match plan.scenario {
+        Scenario::Feed | Scenario::Storm => true,
+        Scenario::Fanout => plan.data == Data::Quote,
+        Scenario::Echo | Scenario::Conns => false,
+    };
+    if quotes {
         let Some(slot) = books.get_mut(topic as usize) else {
             msg::write_payload(out, intended, plan.payload);
             return;

@@ -6,7 +6,7 @@
 mod fake_broker;
 mod real_broker;
 
-use loadgen::plan::{Plan, Publishing, Scenario, Via};
+use loadgen::plan::{Data, Plan, Publishing, Scenario, Via};
 use loadgen::run::{self, Options};
 use real_broker::ringfan;
 use std::net::{SocketAddr, TcpListener};
@@ -34,6 +34,7 @@ fn plan(
         rate,
         window: 8,
         payload: 100,
+        data: Data::Pad,
         publishing: Publishing::Uniform,
         via: Via::Ws,
         burst: None,
@@ -95,6 +96,30 @@ fn ten_publishes_to_a_hundred_subscribers_are_a_thousand_deliveries() {
         (0, 0, 0, 0, 0)
     );
     assert_eq!(r.latency.count, 1000, "every delivery was timed");
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+#[test]
+fn quote_data_is_timed_and_sized_like_any_other() {
+    let server = ringfan(1);
+    let addr = server.local_addr().unwrap();
+    let mut p = plan(
+        addr,
+        Scenario::Fanout,
+        vec![20, 20],
+        1,
+        20.0,
+        Duration::from_secs(1),
+    );
+    p.data = Data::Quote;
+    let r = run::run(p, opts(addr)).expect("run");
+    server.shutdown();
+    server.join();
+    let c = &r.counts;
+    assert_eq!((c.published, c.delivered, c.lost), (20, 400, 0));
+    assert_eq!(r.latency.count, 400, "every delivery was timed");
+    let size = r.extra["data_bytes_per_delivery"];
+    assert!((60.0..200.0).contains(&size), "{size}");
     assert!(r.problems.is_empty(), "{:?}", r.problems);
 }
 

@@ -39,6 +39,14 @@ pub(super) fn client_figures(
             s.rx_bytes.1.saturating_sub(s.rx_bytes.0) as f64 / m.counts.delivered as f64,
         );
     }
+    if m.counts.delivered > 0 && m.data_bytes > 0 {
+        // Mean `data` per delivery, what the wire bytes above carry
+        // (--data quote: about 100; pad: --payload).
+        extra.insert(
+            "data_bytes_per_delivery".into(),
+            m.data_bytes as f64 / m.counts.delivered as f64,
+        );
+    }
     if let crate::plan::Via::Http { batch } = plan.via {
         extra.insert("http_publishers".into(), plan.http_publishers() as f64);
         extra.insert("http_batch".into(), f64::from(batch));
