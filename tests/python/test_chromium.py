@@ -219,8 +219,11 @@ def page_url(tmp_path: Path, wss_url: str, topic: str) -> str:
     return f"{page.as_uri()}#url={wss_url}&topic={topic}"
 
 
+DEFLATE_ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+
 async def drive(browser: Chromium, url_prefix: str, server, topic: str, host: str,
-                extensions: str = "") -> None:
+                extensions: str = DEFLATE_ANSWER) -> None:
     port = await asyncio.to_thread(browser.devtools_port)
     target = await asyncio.to_thread(browser.page_ws_url, port, url_prefix)
     async with ws_connect(target, proxy=None, max_size=None, ping_interval=None,
@@ -242,7 +245,7 @@ async def drive(browser: Chromium, url_prefix: str, server, topic: str, host: st
                     raise
                 await asyncio.sleep(0.05)
         assert protocol == "ringfan.v1"
-        # What the browser agreed to (permessage-deflate with --deflate on).
+        # What the browser agreed to (permessage-deflate unless --deflate off).
         assert await dt.evaluate("window.ws.extensions") == extensions
         # Python publishes on the plain listener and over TLS.
         async with connect(server.url("/ws")) as plain, \
@@ -291,21 +294,25 @@ def test_chromium_receives_over_wss_by_ip(wss_server, tls_certs, chromium, tmp_p
     run(drive(browser, "file://", wss_server, topic, "127.0.0.1"), timeout=60)
 
 
-def test_chromium_receives_over_wss_by_sni_name(wss_server, tls_certs, chromium, tmp_path):
+def test_chromium_receives_over_wss_by_sni_name(start_server, tls_certs, chromium, tmp_path):
     """wss://a.test:PORT, a.test mapped to 127.0.0.1: Chromium sends SNI
     a.test and, pinning only a.test's key, accepts nothing but that
-    certificate."""
+    certificate. With --deflate off: the browser's offer is declined and
+    everything goes plain."""
+    s = start_server("--deflate", "off", *tls_flags(tls_certs))
+    s.tls_context = tls_certs.context()
     topic = f"{uid()}.browser"
-    url = page_url(tmp_path, wss_server.wss_url("/ws", host="a.test"), topic)
+    url = page_url(tmp_path, s.wss_url("/ws", host="a.test"), topic)
     browser = chromium(url, [
         "--host-resolver-rules=MAP a.test 127.0.0.1",
         f"--ignore-certificate-errors-spki-list={tls_certs.a.spki_sha256_b64}"])
-    run(drive(browser, "file://", wss_server, topic, "a.test"), timeout=60)
+    run(drive(browser, "file://", s, topic, "a.test", extensions=""), timeout=60)
+    assert s.metric("ringfan_deflate_frames_total") == 0
 
 
 def test_chromium_negotiates_deflate_and_reads_compressed_messages(
         start_server, tls_certs, chromium, tmp_path):
-    """--deflate on: Chromium offers permessage-deflate, agrees to our
+    """--deflate on (the default, said explicitly): Chromium offers permessage-deflate, agrees to our
     answer, inflates the compressed 100 KB message (the short one comes
     plain: both kinds on one connection) and compresses what it publishes,
     which ringfan inflates."""
@@ -315,9 +322,7 @@ def test_chromium_negotiates_deflate_and_reads_compressed_messages(
     url = page_url(tmp_path, s.wss_url("/ws"), topic)
     browser = chromium(url, [
         f"--ignore-certificate-errors-spki-list={tls_certs.default.spki_sha256_b64}"])
-    run(drive(browser, "file://", s, topic, "127.0.0.1",
-              extensions="permessage-deflate; server_no_context_takeover; "
-                         "client_no_context_takeover"), timeout=60)
+    run(drive(browser, "file://", s, topic, "127.0.0.1"), timeout=60)
     # The 100 KB message went to the browser compressed, once.
     assert s.metric("ringfan_deflate_frames_total") >= 1
     assert s.metric("ringfan_deflate_compressions_total") >= 1

@@ -1,5 +1,5 @@
-"""permessage-deflate (RFC 7692) through the real binary: off by default,
-agreed with `--deflate on`, compressed frames both ways on /echo checked
+"""permessage-deflate (RFC 7692) through the real binary: on by default,
+declined with `--deflate off`, compressed frames both ways on /echo checked
 byte by byte on a raw socket, a real client (`websockets`, which offers
 deflate and compresses what it sends) through the broker, and a
 decompression bomb answered with 1009 while another client is served.
@@ -60,9 +60,20 @@ async def raw_upgrade(port: int, path: str, offer=OFFER):
     return reader, writer, resp.headers.get("sec-websocket-extensions")
 
 
-def test_off_by_default(server):
+def test_on_by_default(server):
     async def go():
         reader, writer, ext = await raw_upgrade(server.port, "/echo")
+        assert ext == ANSWER
+        writer.close()
+
+    run(go())
+
+
+def test_off_declines_every_offer(start_server):
+    s = start_server("--deflate", "off")
+
+    async def go():
+        reader, writer, ext = await raw_upgrade(s.port, "/echo")
         assert ext is None
         # RSV1 without the extension is still a protocol error.
         writer.write(compressed_frame(wsraw.OP_TEXT, deflate(b"hello")))
