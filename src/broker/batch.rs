@@ -16,6 +16,7 @@
 //! (`None`), and the caller may retry exactly those without duplicating
 //! any.
 
+use super::cluster::Origin;
 use super::engine::{owner_of, Broker, ENVELOPE};
 use super::host::{Client, Host};
 use super::mail::{topic_then_data, Mail};
@@ -67,6 +68,11 @@ const NOBODY: Client = Client {
 
 const OVERLOADED: &str = "broker overloaded: this topic's shard is behind; retry later";
 const NO_ROOM: &str = "too many topics on this topic's shard; retry later";
+const UNAVAILABLE: &str = "the cluster could not confirm a message (NATS unreachable or no stream leader); it may or may not have been published";
+
+/// Cluster mode: the seq a `Numbered` carries for a message the cluster
+/// could not confirm (0 is "no room").
+pub(super) const UNAVAILABLE_SEQ: u64 = u64::MAX;
 
 impl Broker {
     /// Whether `topic` and `data` (JSON, verbatim) may be published at
@@ -120,6 +126,9 @@ impl Broker {
             seqs: vec![None; messages.len()],
             refused: None,
         };
+        if self.cluster.is_some() {
+            return Ok(self.cluster_batch(io, ticket, messages, outcome));
+        }
         let slot = self.batches.pending.vacant_key() as u32;
         let me = io.shard();
         let mut waiting = 0;
@@ -198,6 +207,8 @@ impl Broker {
         if let Some(s) = p.outcome.seqs.get_mut(index as usize) {
             if seq == 0 {
                 p.outcome.refused.get_or_insert(NO_ROOM);
+            } else if seq == UNAVAILABLE_SEQ {
+                p.outcome.refused.get_or_insert(UNAVAILABLE);
             } else {
                 *s = Some(seq);
             }
@@ -207,6 +218,40 @@ impl Broker {
             let p = self.batches.pending.remove(batch as usize);
             self.batches.done.push((p.ticket, p.outcome));
         }
+    }
+
+    /// Cluster mode: every message goes to the stream through its owner
+    /// shard and is answered by [`Broker::numbered`]: later, or at once
+    /// when it cannot be sent (then the outcome may be complete here).
+    fn cluster_batch<H: Host>(
+        &mut self,
+        io: &mut H,
+        ticket: u64,
+        messages: &[(&str, &str)],
+        outcome: BatchOutcome,
+    ) -> Option<BatchOutcome> {
+        if messages.is_empty() {
+            return Some(outcome);
+        }
+        let slot = self.batches.pending.insert(Pending {
+            ticket,
+            outcome,
+            waiting: messages.len(),
+        }) as u32;
+        let me = io.shard();
+        for (index, (topic, data)) in messages.iter().enumerate() {
+            let owner = owner_of(topic, io.shards());
+            let origin = Origin::Batch {
+                shard: me,
+                batch: slot,
+                index: index as u32,
+            };
+            self.cluster_route(io, owner, topic, data, origin);
+        }
+        // Every answer came at once (all refused): the outcome is done.
+        let done = &mut self.batches.done;
+        let at = done.iter().position(|(t, _)| *t == ticket)?;
+        Some(done.remove(at).1)
     }
 
     /// Batches completed since the last call, with their tickets.

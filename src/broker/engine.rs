@@ -10,10 +10,11 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 use super::auth::Auth;
+use super::cluster::Origin;
 use super::config::{BrokerConfig, SlowPolicy};
 use super::host::{Client, Host, ShardMask};
 use super::mail::Mail;
-use super::owner::{Owned, OwnedLimits};
+use super::owner::{Owned, OwnedLimits, Published};
 use super::patterns::{Patterns, Shared};
 use super::snapshots::{ConnKey, Parked, Served};
 use super::stats::BrokerStats;
@@ -58,6 +59,8 @@ pub struct Broker {
     pub(super) auth: Auth,
     /// Publishes waiting for their seqs (`batch.rs`, HTTP publish).
     pub(super) batches: super::batch::Batches,
+    /// Cluster mode (`cluster.rs`): topics numbered through NATS.
+    pub(super) cluster: Option<Box<super::cluster::Cluster>>,
 }
 
 /// Subscribers whose spare state ([`super::subscriber::More`]) the tick
@@ -104,7 +107,15 @@ impl Broker {
             tidy_at: 0,
             auth: Auth::default(),
             batches: Default::default(),
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: publishes are numbered by the stream behind
+    /// `cluster`'s bridge, and delivered from its copies (`cluster.rs`).
+    pub fn with_cluster(mut self, cluster: super::cluster::Cluster) -> Self {
+        self.cluster = Some(Box::new(cluster));
+        self
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -132,6 +143,9 @@ impl Broker {
     /// On the host's timer tick (100 ms): local snapshot scans go on, and
     /// some subscribers drop the state they no longer need.
     pub fn tick<H: Host>(&mut self, io: &mut H) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.resend_interest();
+        }
         self.scan_tick(io);
         self.tidy_some(io.now_ms());
         self.auth_tick(io);
@@ -333,6 +347,15 @@ impl Broker {
         // latency histogram). Every publish path passes here.
         let arrived = io.now_ns();
         let owner = owner_of(topic, io.shards());
+        if self.cluster.is_some() {
+            // Answered once the stream stored it (`cluster.rs`).
+            let origin = Origin::Conn {
+                shard: io.shard(),
+                conn,
+                id,
+            };
+            return self.cluster_route(io, owner, topic, data, origin);
+        }
         if owner == io.shard() {
             let me = io.shard();
             let from = (me, conn, arrived);
@@ -438,6 +461,13 @@ impl Broker {
                 io.post(from_shard, Mail::Created { conn: from });
             }
         }
+        self.fan_out(io, &p, arrived);
+        Some(p.seq)
+    }
+
+    /// Hand a framed message to every shard with a matching subscriber.
+    pub(super) fn fan_out<H: Host>(&mut self, io: &mut H, p: &Published, arrived: u64) {
+        let me = io.shard();
         for shard in bits(p.shards) {
             if shard == me {
                 self.deliver(io, me, &p.frame, p.at, arrived);
@@ -456,7 +486,6 @@ impl Broker {
                 }
             }
         }
-        Some(p.seq)
     }
 
     /// Queue a message from `owner`, published at `arrived`, on every
@@ -714,6 +743,9 @@ impl Broker {
     /// Tell the owners that may hold topics matching `pattern` that this
     /// shard gained its first (or lost its last) subscriber of it.
     fn announce<H: Host>(&mut self, io: &mut H, pattern: &str, add: bool) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.interest(pattern, add);
+        }
         let me = io.shard();
         for o in owners(pattern, io.shards()) {
             if o == me {

@@ -2,6 +2,7 @@
 //! FIFO: that is what keeps per-topic order and makes snapshots exact
 //! (see `Broker::sub_reply`).
 
+use super::cluster::{ClusterIn, Origin};
 use super::engine::Broker;
 use super::host::{Client, Host};
 use super::wire::TopicAt;
@@ -64,6 +65,18 @@ pub enum Mail {
     /// the next (`go`), or stop and answer (nothing of it is wanted any
     /// more, or the connection closed).
     SnapMore { conn: Client, req: u32, go: bool },
+    /// Cluster mode, to the owner: a publish to number through the stream
+    /// (`cluster.rs`); the owner answers `origin` when it is stored.
+    ClusterPublish {
+        buf: Bytes,
+        topic_len: u8,
+        origin: Origin,
+    },
+    /// Cluster mode, from a topic's owner: the answer to a publish of
+    /// `conn` (an `ack` or `err` frame).
+    Reply { conn: Client, frame: Bytes },
+    /// From the NATS bridge (not a shard).
+    Cluster(ClusterIn),
     /// Mail of the application around the broker (the admin API's
     /// queries and answers), opaque to the broker: `Broker::mail` ignores
     /// it, the application takes it out first.
@@ -128,6 +141,19 @@ impl Broker {
                 }
             }
             Mail::SnapMore { conn, req, go } => self.scan_more(io, (from, conn), req, go),
+            Mail::ClusterPublish {
+                buf,
+                topic_len,
+                origin,
+            } => {
+                let n = topic_len as usize;
+                if let Some(topic) = buf.get(..n).and_then(|t| std::str::from_utf8(t).ok()) {
+                    let topic: Box<str> = topic.into();
+                    self.cluster_publish(io, &topic, buf.slice(n..), origin);
+                }
+            }
+            Mail::Reply { conn, frame } => self.answer(io, conn, frame),
+            Mail::Cluster(m) => self.cluster_in(io, m),
             Mail::Host(_) => {}
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod host;
@@ -28,6 +29,8 @@ pub mod within;
 mod auth_tests;
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]

@@ -227,11 +227,46 @@ impl Owned {
     /// Assign the next seq, frame the message once, remember it, and say
     /// which shards want it. None: a new topic and no room for it.
     pub fn publish(&mut self, topic: &str, data: &[u8], now_ms: u64) -> Option<Published> {
+        self.keep(topic, now_ms, |st, lvc| record(st, topic, data, lvc))
+    }
+
+    /// Cluster mode: keep a message numbered through NATS (`seq`, framed
+    /// by [`wire::frame_copy`], its data at `data_at`) as `topic`'s last
+    /// value and say which shards want it. None: a new topic and no room.
+    pub fn record_copy(
+        &mut self,
+        topic: &str,
+        seq: u64,
+        (frame, at, data_at): (Bytes, TopicAt, u32),
+        now_ms: u64,
+    ) -> Option<Published> {
+        self.keep(topic, now_ms, |st, lvc| {
+            st.seq = seq;
+            let old = st.last.as_ref().map_or(0, Last::bytes);
+            *lvc = *lvc + frame.len() - old;
+            st.last = Some(Last {
+                frame: frame.clone(),
+                data_at,
+                snap: None,
+            });
+            (frame, at)
+        })
+    }
+
+    /// `topic`'s state (made if there is room), updated by `update` (which
+    /// returns the frame to fan out), and the shards that want it.
+    fn keep(
+        &mut self,
+        topic: &str,
+        now_ms: u64,
+        update: impl FnOnce(&mut TopicState, &mut usize) -> (Bytes, TopicAt),
+    ) -> Option<Published> {
+        // One lookup for a known topic (the common case): no key made.
         let (frame, at, created, seq) = if let Some(st) = self.topics.get_mut(topic) {
             self.clock += 1;
             st.stamp = self.clock;
             st.last_ms = now_ms;
-            let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
+            let (f, a) = update(st, &mut self.lvc_bytes);
             (f, a, false, st.seq)
         } else {
             if !self.make_room() {
@@ -242,7 +277,7 @@ impl Owned {
             self.clock += 1;
             st.stamp = self.clock;
             st.last_ms = now_ms;
-            let (f, a) = record(st, topic, data, &mut self.lvc_bytes);
+            let (f, a) = update(st, &mut self.lvc_bytes);
             (f, a, true, st.seq)
         };
         if self.lvc_bytes > self.limits.max_lvc_bytes {

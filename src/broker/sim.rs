@@ -225,6 +225,14 @@ impl Cluster {
         true
     }
 
+    /// Mail to `to` from outside the shards (the NATS bridge): `from` is
+    /// one past the last shard, as the runtime's external inbox says.
+    pub fn external(&mut self, to: usize, m: Mail) {
+        let from = self.hosts.len();
+        self.brokers[to].mail(&mut self.hosts[to], from, m);
+        self.post_outbox(to);
+    }
+
     /// Deliver all mail to `to` (from every shard, one at a time).
     pub fn drain_to(&mut self, to: usize) {
         while (0..self.hosts.len()).any(|from| self.step(from, to)) {}

@@ -22,6 +22,9 @@ pub enum ErrCode {
     Internal,
     /// (new, issue #13) a token was missing or not valid.
     Unauthorized,
+    /// (new, issue #18) cluster mode: the publish could not be confirmed
+    /// stored (NATS unreachable, or the stream without a leader).
+    Unavailable,
 }
 
 impl ErrCode {
@@ -35,6 +38,7 @@ impl ErrCode {
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::Unauthorized => "unauthorized",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -387,6 +391,32 @@ pub fn msg(topic: &str, seq: u64, data: &[u8], snapshot: bool) -> (Bytes, TopicA
     )
 }
 
+/// A `msg` that another node framed (its JSON text, as [`msg`] builds it,
+/// carried by NATS) as this node's frame, checked first: it came over the
+/// network. Returns the frame, where its topic sits and where its data
+/// starts (for the snapshot frame); `None` when it is not the `msg` of
+/// `topic` with a seq, or not UTF-8 (a WebSocket text frame must be).
+pub fn frame_copy(topic: &str, payload: &[u8]) -> Option<(Bytes, TopicAt, u32)> {
+    const HEAD: &[u8] = b"{\"op\":\"msg\",\"topic\":\"";
+    let rest = payload.strip_prefix(HEAD)?;
+    let rest = rest.strip_prefix(topic.as_bytes())?;
+    let rest = rest.strip_prefix(b"\",\"seq\":".as_slice())?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let data = rest.get(digits..)?.strip_prefix(b",\"data\":".as_slice())?;
+    if digits == 0 || data.len() < 2 || payload.last() != Some(&b'}') {
+        return None;
+    }
+    simdutf8::basic::from_utf8(payload).ok()?;
+    let f = frame::server_frame(OpCode::Text, payload);
+    let header = f.len() - payload.len();
+    let data_at = header + payload.len() - data.len();
+    let at = TopicAt {
+        start: (header + HEAD.len()) as u32,
+        len: u8::try_from(topic.len()).ok()?,
+    };
+    Some((f, at, data_at as u32))
+}
+
 /// Where a frame carries its topic, so mail can name the topic without a
 /// separate allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -655,5 +685,28 @@ mod tests {
         assert_eq!(at.get(&f), "a.b");
         let v: serde_json::Value = serde_json::from_str(payload(&f)).unwrap();
         assert_eq!(v["seq"], 1);
+    }
+
+    #[test]
+    fn a_copy_from_another_node_is_checked_then_framed_as_here() {
+        let (f, at) = msg("md.A", 7, br#"{"bid":1}"#, false);
+        let h = frame::parse_header(&f).unwrap().unwrap();
+        let (g, at2, data_at) = frame_copy("md.A", &f[h.len..]).unwrap();
+        assert_eq!((g, at2), (f.clone(), at));
+        assert_eq!(&f[data_at as usize..f.len() - 1], br#"{"bid":1}"#);
+        for bad in [
+            &br#"{"op":"msg","topic":"md.B","seq":7,"data":1}"#[..],
+            br#"{"op":"msg","topic":"md.A","seq":,"data":1}"#,
+            br#"{"op":"msg","topic":"md.A","seq":7,"data":1"#,
+            br#"{"op":"ack","id":1}"#,
+            b"{\"op\":\"msg\",\"topic\":\"md.A\",\"seq\":7,\"data\":\"\xff\"}",
+            b"",
+        ] {
+            assert!(
+                frame_copy("md.A", bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

@@ -1,0 +1,274 @@
+//! Cluster mode's numbering (`cluster.rs`) on simulated nodes: each node a
+//! simulated set of shards, the stream played by the rules the real one
+//! follows (expected last subject sequence, republish to interest). The
+//! real NATS server is exercised by tests/cluster.rs and
+//! tests/python/test_cluster.py; this checks the broker's state machine
+//! step by step, including orders the real one rarely shows.
+
+use super::cluster::{Cluster as Link, ClusterIn, ClusterOut, Copy, PublishResult};
+use super::sim::{summary, topic_owned_by, Cluster};
+use super::topic::matches;
+use super::Mail;
+use bytes::Bytes;
+use rustc_hash::FxHashMap;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+type Outbox = Arc<Mutex<Vec<(usize, ClusterOut)>>>;
+
+/// The stream: per topic its last (stream seq, seq, payload).
+#[derive(Default)]
+struct Stream {
+    seq: u64,
+    last: FxHashMap<Box<str>, (u64, u64, Bytes)>,
+    /// Interest per node: pattern → shards holding it.
+    interest: Vec<FxHashMap<Box<str>, usize>>,
+    down: bool,
+}
+
+struct Nodes {
+    nodes: Vec<Cluster>,
+    out: Vec<Outbox>,
+    stream: Stream,
+}
+
+fn nodes(n: usize, shards: usize) -> Nodes {
+    let mut out = Vec::new();
+    let nodes = (0..n)
+        .map(|node| {
+            let mut c = Cluster::new(shards);
+            let o: Outbox = Arc::default();
+            for (shard, b) in c.brokers.iter_mut().enumerate() {
+                let o = o.clone();
+                let sink = Box::new(move |m: ClusterOut| {
+                    o.lock().unwrap().push((shard, m));
+                    Ok(())
+                });
+                let broker =
+                    std::mem::replace(b, super::Broker::new(Default::default(), b.stats.clone()));
+                *b = broker.with_cluster(Link::new(sink, node as u64));
+            }
+            out.push(o);
+            c
+        })
+        .collect();
+    Nodes {
+        nodes,
+        out,
+        stream: Stream {
+            interest: vec![FxHashMap::default(); n],
+            ..Default::default()
+        },
+    }
+}
+
+impl Nodes {
+    fn tell(&mut self, node: usize, shard: usize, m: ClusterIn) {
+        let c = &mut self.nodes[node];
+        c.external(shard, Mail::Cluster(m));
+        c.settle();
+    }
+
+    /// Play the stream until nothing is asked of it, settling every node.
+    fn settle(&mut self) {
+        loop {
+            for n in &mut self.nodes {
+                n.settle();
+            }
+            let mut asked = Vec::new();
+            for (node, o) in self.out.iter().enumerate() {
+                asked.extend(o.lock().unwrap().drain(..).map(|(s, m)| (node, s, m)));
+            }
+            if asked.is_empty() {
+                return;
+            }
+            for (node, shard, m) in asked {
+                self.serve(node, shard, m);
+            }
+        }
+    }
+
+    fn serve(&mut self, node: usize, shard: usize, m: ClusterOut) {
+        match m {
+            ClusterOut::Interest { pattern, add } => {
+                let n = self.stream.interest[node]
+                    .entry(pattern.clone())
+                    .or_default();
+                if add {
+                    *n += 1;
+                } else {
+                    *n -= 1;
+                }
+            }
+            ClusterOut::Last { token, topic } => {
+                let found = self
+                    .stream
+                    .last
+                    .get(&topic)
+                    .map(|(s, q, p)| copy(&topic, *s, *q, p));
+                self.tell(node, shard, ClusterIn::Last { token, found });
+            }
+            ClusterOut::Publish {
+                token,
+                topic,
+                expected_last,
+                rf_seq,
+                payload,
+                ..
+            } => {
+                let last = self.stream.last.get(&topic).map_or(0, |l| l.0);
+                let result = if self.stream.down {
+                    PublishResult::Unavailable
+                } else if last != expected_last {
+                    PublishResult::Conflict
+                } else {
+                    self.stream.seq += 1;
+                    let s = self.stream.seq;
+                    self.stream
+                        .last
+                        .insert(topic.clone(), (s, rf_seq, payload.clone()));
+                    PublishResult::Stored { stream_seq: s }
+                };
+                let stored = matches!(result, PublishResult::Stored { .. });
+                self.tell(node, shard, ClusterIn::Published { token, result });
+                if stored {
+                    self.republish(&topic);
+                }
+            }
+        }
+    }
+
+    /// One copy per matching subscription (as NATS does), to the topic's
+    /// owner shard on each interested node.
+    fn republish(&mut self, topic: &str) {
+        let (s, q, p) = self.stream.last[topic].clone();
+        for node in 0..self.nodes.len() {
+            let subs: Vec<usize> = self.stream.interest[node]
+                .iter()
+                .filter(|(pat, n)| **n > 0 && matches(pat, topic))
+                .map(|_| 1)
+                .collect();
+            let owner = super::engine::owner_of(topic, self.nodes[node].hosts.len());
+            for _ in subs {
+                self.tell(node, owner, ClusterIn::Copy(copy(topic, s, q, &p)));
+            }
+        }
+    }
+}
+
+fn copy(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes) -> Copy {
+    Copy {
+        topic: topic.into(),
+        stream_seq,
+        last_stream_seq: 0,
+        rf_seq,
+        payload: payload.clone(),
+    }
+}
+
+#[test]
+fn publishes_on_two_nodes_get_one_gapless_seq_and_reach_both() {
+    let mut n = nodes(2, 2);
+    let t = topic_owned_by(1, 2, "md");
+    let subs = [n.nodes[0].connect(0), n.nodes[1].connect(1)];
+    for (i, s) in subs.iter().enumerate() {
+        n.nodes[i].send(*s, json!({"op": "sub", "topic": "md.*", "id": 1}));
+    }
+    // Two overlapping patterns on node 1: NATS sends two copies, one is
+    // delivered.
+    n.nodes[1].send(subs[1], json!({"op": "sub", "topic": t, "id": 2}));
+    n.settle();
+    let pubs = [n.nodes[0].connect(1), n.nodes[1].connect(0)];
+    // Both nodes publish the topic at once: one of each pair conflicts,
+    // learns the last message and is numbered again.
+    for round in 0..3 {
+        for (i, p) in pubs.iter().enumerate() {
+            let id = round * 2 + i as u64;
+            n.nodes[i].send(*p, json!({"op": "pub", "topic": t, "data": id, "id": id}));
+        }
+        n.settle();
+    }
+    for (i, s) in subs.iter().enumerate() {
+        let got = n.nodes[i].received(*s);
+        let seqs: Vec<String> = summary(&got)
+            .into_iter()
+            .filter(|m| m.starts_with("msg"))
+            .collect();
+        let want: Vec<String> = (1..=6).map(|q| format!("msg {t} {q}")).collect();
+        assert_eq!(seqs, want, "node {i}");
+    }
+    for (i, p) in pubs.iter().enumerate() {
+        let acks = summary(&n.nodes[i].received(*p));
+        assert_eq!(acks.len(), 3, "node {i}: {acks:?}");
+        assert!(acks.iter().all(|a| a.starts_with("ack")), "{acks:?}");
+    }
+    let dups: u64 = (0..2)
+        .map(|s| {
+            n.nodes[1].brokers[s].stats()[s]
+                .cluster_duplicates_total
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(dups, 6, "the second subscription's copies");
+    let conflicts: u64 = n
+        .nodes
+        .iter()
+        .flat_map(|c| {
+            (0..2).map(move |s| {
+                c.brokers[s].stats()[s]
+                    .cluster_conflicts_total
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+        })
+        .sum();
+    assert!(
+        conflicts >= 3,
+        "each round, one node's publish was numbered again: {conflicts}"
+    );
+}
+
+#[test]
+fn an_unavailable_stream_answers_every_publisher_and_the_next_publish_asks_again() {
+    let mut n = nodes(1, 2);
+    let t = topic_owned_by(0, 2, "x");
+    let p = n.nodes[0].connect(1);
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 1, "id": 1}));
+    n.settle();
+    assert_eq!(summary(&n.nodes[0].received(p)), ["ack 1"]);
+    n.stream.down = true;
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 2, "id": 2}));
+    n.settle();
+    let got = n.nodes[0].received(p);
+    assert_eq!(got[0]["code"], "unavailable", "{got:?}");
+    n.stream.down = false;
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 3, "id": 3}));
+    n.settle();
+    assert_eq!(summary(&n.nodes[0].received(p)), ["ack 3"]);
+    assert_eq!(
+        n.stream.last[t.as_str()].1,
+        2,
+        "numbered after the stored one"
+    );
+}
+
+#[test]
+fn a_batch_waits_for_the_stream_and_gets_its_seqs() {
+    let mut n = nodes(1, 2);
+    let a = topic_owned_by(0, 2, "b");
+    let b = topic_owned_by(1, 2, "b");
+    let msgs: Vec<(&str, &str)> = vec![(&a, "1"), (&b, "2"), (&a, "3")];
+    let r = n.nodes[0].publish_batch(0, 9, &msgs);
+    assert_eq!(r, Ok(None));
+    n.settle();
+    let done = n.nodes[0].brokers[0].take_batches();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].1.seqs, vec![Some(1), Some(1), Some(2)]);
+    n.stream.down = true;
+    let _ = n.nodes[0].publish_batch(0, 10, &msgs);
+    n.settle();
+    let done = n.nodes[0].brokers[0].take_batches();
+    assert!(
+        done[0].1.refused.is_some_and(|r| r.contains("cluster")),
+        "{done:?}"
+    );
+}
