@@ -80,7 +80,9 @@ pub trait App: 'static {
         HttpReply::Close(http::error(404, &[], "no such endpoint"))
     }
 
-    /// Mail from another shard.
+    /// Mail from another shard, or (`from == io.shards()`, see
+    /// [`Io::is_external`]) from a thread outside the runtime through the
+    /// shard's external inbox ([`super::external`]).
     fn mail(&mut self, _io: &mut Io<'_, Self::Mail>, _from: usize, _mail: Self::Mail) {}
 
     /// Everything queued for the connection has been handed to the kernel

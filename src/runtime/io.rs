@@ -252,6 +252,15 @@ impl<M> Io<'_, M> {
         self.mail.shards()
     }
 
+    /// Whether [`App::mail`]'s `from` is the outside: mail through the
+    /// shard's external inbox ([`super::external`]) comes `from ==
+    /// shards()`, one past the last shard.
+    ///
+    /// [`App::mail`]: super::App::mail
+    pub fn is_external(&self, from: usize) -> bool {
+        from == self.shards()
+    }
+
     /// Every shard's runtime counters.
     pub fn stats(&self) -> &Arc<[ShardStats]> {
         &self.table.stats

@@ -20,6 +20,8 @@
 //!   behind a proxy (PROXY protocol, trusted `X-Forwarded-For`);
 //! - `log`: the refusals and closes the runtime decides, logged with
 //!   the peer address (through [`crate::logs`]);
+//! - [`external`]: mail to a shard from a thread that is not one (a
+//!   cluster bridge), through a queue and an eventfd the shard polls;
 //! - `inbound_check`: a socket-free harness around `inbound` for the
 //!   `inbound` fuzz target (not API);
 //! - `table`, `conn`: the connection table and one connection's state
@@ -40,6 +42,7 @@ pub mod config;
 mod conn;
 mod deadlines;
 mod dial;
+pub mod external;
 mod flush;
 mod handshakes;
 mod http;
@@ -66,6 +69,7 @@ mod write_delay;
 pub use app::{Accepted, App, ConnId, HttpReply};
 pub use config::{Config, StartError, TlsListen};
 pub use dial::{errno_text, Dial, TlsDial};
+pub use external::{inboxes, ExternalInbox, ExternalSender};
 pub use io::{ConnInfo, Io};
 pub use server::{raise_fd_limit, restrict_cpus, Server};
 pub use stats::ShardStats;

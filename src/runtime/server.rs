@@ -4,6 +4,7 @@
 use super::accept::Listening;
 use super::app::App;
 use super::config::{Config, StartError};
+use super::external::ExternalInbox;
 use super::peer::PeerLimits;
 use super::shard::{Shard, Shared};
 use super::stats::ShardStats;
@@ -32,8 +33,47 @@ impl Server {
         A: App,
         F: Fn(usize) -> A + Send + Sync + 'static,
     {
+        Self::start_inner(config, None, make_app)
+    }
+
+    /// [`start`](Self::start), and each shard also takes mail from
+    /// threads outside the runtime through its external inbox: `inboxes`
+    /// holds one per shard (`config.shards`, at least 1), in shard order,
+    /// made by [`inboxes`](super::external::inboxes) with their senders.
+    /// Without this, no shard watches for outside mail at all.
+    pub fn start_with_inboxes<A, F>(
+        config: Config,
+        inboxes: Vec<ExternalInbox<A::Mail>>,
+        make_app: F,
+    ) -> Result<Server, StartError>
+    where
+        A: App,
+        F: Fn(usize) -> A + Send + Sync + 'static,
+    {
+        Self::start_inner(config, Some(inboxes), make_app)
+    }
+
+    fn start_inner<A, F>(
+        config: Config,
+        inboxes: Option<Vec<ExternalInbox<A::Mail>>>,
+        make_app: F,
+    ) -> Result<Server, StartError>
+    where
+        A: App,
+        F: Fn(usize) -> A + Send + Sync + 'static,
+    {
         config.check()?;
         let shards = config.shards.max(1);
+        let mut inboxes: Vec<Option<ExternalInbox<A::Mail>>> = match inboxes {
+            None => (0..shards).map(|_| None).collect(),
+            Some(v) if v.len() == shards => v.into_iter().map(Some).collect(),
+            Some(v) => {
+                return Err(StartError(format!(
+                    "{} external inboxes for {shards} shards: give one per shard",
+                    v.len()
+                )))
+            }
+        };
         let nofile = raise_fd_limit();
         let table = nofile.min(config.max_connections_per_shard as u64) as u32;
         let listens = config.listen.is_some() || config.tls.is_some() || config.admin.is_some();
@@ -91,6 +131,7 @@ impl Server {
         let failed = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(shards);
         for (i, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+            let external = inboxes[i].take();
             let core = cores.get(i % cores.len().max(1)).copied();
             let shared = Shared {
                 stats: stats.clone(),
@@ -107,7 +148,8 @@ impl Server {
                     }
                     let shard = Shard::new(i, &config, table, listener, mailbox, shared);
                     let mut shard = match shard {
-                        Ok(s) => {
+                        Ok(mut s) => {
+                            s.external = external;
                             let _ = ready_tx.send(Ok(()));
                             s
                         }

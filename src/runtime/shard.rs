@@ -14,6 +14,7 @@ use super::bufring::BufRing;
 use super::config::{Config, StartError};
 use super::conn::{Phase, SendOp, NO_SLOT};
 use super::deadlines::Periods;
+use super::external::ExternalInbox;
 use super::inbound;
 use super::io::Io;
 use super::mailbox::Mailbox;
@@ -71,6 +72,9 @@ pub struct Shard<M> {
     /// Size of the direct descriptor table.
     pub(super) table_size: u32,
     pub(super) mail: Mailbox<M>,
+    /// Mail from a thread that is not a shard (`external.rs`), if the
+    /// server was started with inboxes.
+    pub(super) external: Option<ExternalInbox<M>>,
     pub(super) config: Arc<Config>,
     pub(super) draining_flag: Arc<AtomicBool>,
     pub(super) drain_deadline: Option<Ticks>,
@@ -217,6 +221,7 @@ impl<M> Shard<M> {
                 peers,
             },
             mail,
+            external: None,
             config: config.clone(),
             draining_flag: draining,
             drain_deadline: None,
@@ -277,6 +282,7 @@ impl<M> Shard<M> {
     pub fn run<A: App<Mail = M>>(&mut self, mut app: A) {
         self.arm_tick();
         self.arm_accept();
+        self.arm_external();
         loop {
             // One clock read per turn: the deadline wheel's, the write
             // delay's and the arrival time of what this turn reads.
@@ -381,6 +387,7 @@ impl<M> Shard<M> {
         }
         self.inbox = inbox;
         self.mail.retry_backlog();
+        self.read_external(app);
     }
 
     /// Submit this turn's work and sleep until a completion arrives, unless
@@ -492,6 +499,7 @@ impl<M> Shard<M> {
             Op::Connect => self.on_connect(key, gen, res),
             Op::Cancel => {}
             Op::Peer => self.on_peer(key, res),
+            Op::External => self.on_external(app, res, flags),
         }
     }
 

@@ -20,6 +20,9 @@ pub enum Op {
     /// An accepted connection's peer address (`peer.rs`); the key is the
     /// request's index in the shard's table of them.
     Peer = 10,
+    /// The multishot poll on the shard's external inbox eventfd
+    /// (`external.rs`); no key.
+    External = 11,
 }
 
 impl Op {
@@ -35,6 +38,7 @@ impl Op {
             8 => Self::Connect,
             9 => Self::Cancel,
             10 => Self::Peer,
+            11 => Self::External,
             _ => return None,
         })
     }
@@ -72,6 +76,7 @@ mod tests {
             Op::Connect,
             Op::Cancel,
             Op::Peer,
+            Op::External,
         ] {
             for (key, gen) in [(0, 0), (u32::MAX, GEN_MASK), (12345, 77)] {
                 assert_eq!(decode(encode(op, key, gen)), Some((op, key, gen)));
