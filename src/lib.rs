@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod logs;
 pub mod metrics;
 pub mod proxy;

@@ -27,12 +27,19 @@ if ! have nginx || ! have haproxy; then
   $SUDO apt-get update -q && $SUDO apt-get install -y -q nginx haproxy
 fi
 
+step "nats-server (tests/cluster_bridge.rs runs the NATS bridge against a real JetStream server)"
+if ! command -v nats-server >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -q && $SUDO apt-get install -y -q nats-server
+fi
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "Rust unit, property and integration tests (real sockets, real binary)"
-cargo test --workspace
+# The NATS bridge tests skip without nats-server unless this says it must be there.
+RINGFAN_REQUIRE_NATS=1 cargo test --workspace
 
 step "Python environment (tests/requirements.txt)"
 if [ ! -x .venv/bin/python ]; then

@@ -1,0 +1,590 @@
+//! The bridge's async side, all on the `ringfan-nats` thread's
+//! current-thread runtime. The main loop never awaits the NATS client:
+//! publishes, last-value reads, subscriptions and slow answers run as
+//! spawned tasks, so a disconnected client (whose command channel stops
+//! draining while it reconnects) can never stall the loop.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, Context};
+use async_nats::{Client, ConnectOptions, Event, HeaderValue, Message, ServerAddr};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, sleep_until, timeout, timeout_at};
+
+use super::wire::{self, RF_SEQ};
+use super::{BridgeStats, ClusterConfig, ClusterError, Copy, FromBridge, Owner, PublishResult};
+use super::{Sink, ToBridge};
+
+/// What every task of the bridge shares.
+pub(crate) struct Shared {
+    pub cfg: ClusterConfig,
+    pub owner: Owner,
+    pub shards: usize,
+    pub sink: Sink,
+    pub stats: Arc<BridgeStats>,
+}
+
+type Ready = std::sync::mpsc::Sender<Result<(), ClusterError>>;
+
+/// The thread's body: build the runtime, connect, ensure the stream,
+/// report to [`super::Bridge::start`], then serve until stopped.
+pub(crate) fn thread_main(
+    sh: Shared,
+    rx: mpsc::Receiver<ToBridge>,
+    stop: oneshot::Receiver<()>,
+    ready: Ready,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(ClusterError::Thread(e.to_string())));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let sh = Arc::new(sh);
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let bound = sh.cfg.publish_timeout;
+        let client = match timeout(bound, connect(&sh.cfg, ev_tx)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+            Err(_) => {
+                let _ = ready.send(Err(ClusterError::Connect(format!(
+                    "no connection within {bound:?}"
+                ))));
+                return;
+            }
+        };
+        let mut js = jetstream::new(client.clone());
+        // Bounds JetStream API calls (stream create/info, MSG.GET); each
+        // publish attempt has its own shorter bound (retry_every).
+        js.set_timeout(sh.cfg.publish_timeout);
+        match timeout(bound, ensure_stream(&js, &sh.cfg)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+            Err(_) => {
+                let _ = ready.send(Err(ClusterError::Stream(format!(
+                    "no answer within {bound:?}"
+                ))));
+                return;
+            }
+        }
+        if ready.send(Ok(())).is_err() {
+            return; // start() gave up waiting: nobody holds a Bridge
+        }
+        run(sh, client, js, rx, stop, ev_rx).await;
+    });
+}
+
+async fn connect(
+    cfg: &ClusterConfig,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<Client, ClusterError> {
+    let addrs = cfg
+        .urls
+        .iter()
+        .map(|u| {
+            u.parse::<ServerAddr>()
+                .map_err(|e| ClusterError::Config(format!("{u}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut opts = ConnectOptions::new()
+        .name("ringfan")
+        .ping_interval(cfg.ping_interval)
+        .connection_timeout(cfg.publish_timeout)
+        .request_timeout(Some(cfg.publish_timeout))
+        .event_callback(move |ev| {
+            let events = events.clone();
+            async move {
+                let _ = events.send(ev);
+            }
+        });
+    if let Some(creds) = &cfg.credentials {
+        opts = opts
+            .credentials_file(creds)
+            .await
+            .map_err(|e| ClusterError::Config(format!("{}: {e}", creds.display())))?;
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        // rustls through async-nats; its only provider in our build is
+        // aws-lc-rs (the `ring` feature is off), the one src/tls uses.
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    opts.connect(addrs)
+        .await
+        .map_err(|e| ClusterError::Connect(e.to_string()))
+}
+
+/// Creates the stream, or checks an existing one has the shape the bridge
+/// needs. Creating with an identical config is idempotent on the server,
+/// so every node (and every reconnect) runs this.
+async fn ensure_stream(js: &Context, cfg: &ClusterConfig) -> Result<(), ClusterError> {
+    let want = wire::stream_config(cfg);
+    let created = match js.create_stream(want.clone()).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    // Typically 10058 "stream name already in use with a different
+    // configuration": fine if only tunables differ.
+    let stream = js
+        .get_stream(&cfg.stream)
+        .await
+        .map_err(|e| ClusterError::Stream(format!("create: {created}; info: {e}")))?;
+    let have = &stream.cached_info().config;
+    let diff = wire::stream_mismatches(&want, have);
+    if diff.is_empty() {
+        tracing::info!(
+            stream = %cfg.stream,
+            "cluster: using the existing stream (its tunables differ from ours: {created})"
+        );
+        Ok(())
+    } else {
+        Err(ClusterError::Stream(format!(
+            "{} exists with another shape: {}",
+            cfg.stream,
+            diff.join("; ")
+        )))
+    }
+}
+
+/// A held pattern: holders across shards, and the task owning its NATS
+/// subscription (dropping `_stop` ends the task, which unsubscribes).
+struct Held {
+    count: usize,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn run(
+    sh: Arc<Shared>,
+    client: Client,
+    js: Context,
+    mut rx: mpsc::Receiver<ToBridge>,
+    mut stop: oneshot::Receiver<()>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) {
+    let stats = sh.stats.clone();
+    let mut connected = true;
+    let mut held: HashMap<Box<str>, Held> = HashMap::new();
+    stats.connected.store(true, Ordering::Relaxed);
+    // Connected(bool) goes through one task per shard, in order, so a
+    // shard with a full inbox still sees false before true (a blip
+    // matters: it ends the right to serve snapshots locally,
+    // docs/cluster.md §5), and a stuck shard delays no other.
+    let conn_tx: Vec<mpsc::UnboundedSender<bool>> = (0..sh.shards)
+        .map(|shard| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(tell_connected(sh.clone(), shard, rx));
+            tx
+        })
+        .collect();
+    let broadcast = |up: bool| {
+        for tx in &conn_tx {
+            let _ = tx.send(up);
+        }
+    };
+    broadcast(true);
+
+    // RTT: a message to our own inbox every ping_interval.
+    let rtt_subject = client.new_inbox();
+    let mut rtt_sub = match client.subscribe(rtt_subject.clone()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cluster: no RTT subscription: {e}");
+            None
+        }
+    };
+    let mut rtt_sent: Option<Instant> = None;
+    let mut tick = tokio::time::interval(sh.cfg.ping_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    loop {
+        let rtt_next = async {
+            match rtt_sub.as_mut() {
+                Some(s) => s.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            Some(ev) = events.recv() => match ev {
+                Event::Connected => {
+                    if !connected {
+                        connected = true;
+                        BridgeStats::inc(&stats.reconnects);
+                        stats.connected.store(true, Ordering::Relaxed);
+                        broadcast(true);
+                        // A memory stream vanishes with a restarted server
+                        // (measured on 2.9.10): recreate it.
+                        let (js, sh) = (js.clone(), sh.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = ensure_stream(&js, &sh.cfg).await {
+                                tracing::warn!("cluster: after reconnect: {e}");
+                            }
+                        });
+                    }
+                }
+                Event::Disconnected | Event::Closed => {
+                    if connected {
+                        connected = false;
+                        rtt_sent = None;
+                        stats.connected.store(false, Ordering::Relaxed);
+                        broadcast(false);
+                    }
+                }
+                Event::SlowConsumer(_) => BridgeStats::inc(&stats.slow_consumers),
+                other => tracing::warn!("cluster: NATS: {other}"),
+            },
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => command(&sh, &client, &js, &mut held, cmd),
+                None => break,
+            },
+            _ = tick.tick() => {
+                // A ping lost to a disconnect is forgotten after 10 periods.
+                let stale = rtt_sent.is_some_and(|t| t.elapsed() > sh.cfg.ping_interval * 10);
+                if rtt_sub.is_some()
+                    && (rtt_sent.is_none() || stale)
+                    && client.connection_state() == State::Connected
+                {
+                    // try-publish semantics: publish() awaits only the
+                    // client's channel, which drains while connected.
+                    let send = client.publish(rtt_subject.clone(), bytes::Bytes::new());
+                    if timeout(sh.cfg.retry_every, send).await.is_ok() {
+                        rtt_sent = Some(Instant::now());
+                    }
+                }
+            }
+            Some(_) = rtt_next => {
+                if let Some(t) = rtt_sent.take() {
+                    let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    stats.rtt_ns_last.store(ns, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    held.clear(); // each subscription task unsubscribes as it ends
+    stats.subscriptions.store(0, Ordering::Relaxed);
+    let _ = timeout(Duration::from_secs(1), client.flush()).await;
+}
+
+fn command(
+    sh: &Arc<Shared>,
+    client: &Client,
+    js: &Context,
+    held: &mut HashMap<Box<str>, Held>,
+    cmd: ToBridge,
+) {
+    let stats = &sh.stats;
+    match cmd {
+        ToBridge::Publish {
+            shard,
+            token,
+            topic,
+            expected_last,
+            rf_seq,
+            msg_id,
+            payload,
+        } => {
+            // async-nats would queue a publish silently while it
+            // reconnects (docs/cluster.md §3): answer now, send nothing.
+            if client.connection_state() != State::Connected {
+                BridgeStats::inc(&stats.unavailable);
+                let result = PublishResult::Unavailable;
+                answer_now(sh, shard.into(), FromBridge::Published { token, result });
+                return;
+            }
+            BridgeStats::inc(&stats.messages_out);
+            let msg = PublishMessage::build()
+                .payload(payload)
+                .message_id(&*msg_id)
+                .expected_last_subject_sequence(expected_last)
+                .header(RF_SEQ, HeaderValue::from(rf_seq));
+            let subject = wire::publish_subject(&sh.cfg.prefix, &topic);
+            let (sh, client, js) = (sh.clone(), client.clone(), js.clone());
+            tokio::spawn(async move {
+                let result = publish(&sh, &client, &js, subject, msg).await;
+                match &result {
+                    PublishResult::Unavailable => BridgeStats::inc(&sh.stats.unavailable),
+                    PublishResult::Conflict { .. } => BridgeStats::inc(&sh.stats.conflicts),
+                    _ => {}
+                }
+                answer(&sh, shard.into(), FromBridge::Published { token, result }).await;
+            });
+        }
+        ToBridge::Interest { pattern, add } => {
+            if add {
+                if let Some(h) = held.get_mut(&pattern) {
+                    h.count += 1;
+                } else {
+                    let (stop_tx, stop_rx) = oneshot::channel();
+                    let task = hold(sh.clone(), client.clone(), pattern.clone(), stop_rx);
+                    tokio::spawn(task);
+                    held.insert(
+                        pattern,
+                        Held {
+                            count: 1,
+                            _stop: stop_tx,
+                        },
+                    );
+                }
+            } else {
+                match held.get_mut(&pattern) {
+                    Some(h) if h.count > 1 => h.count -= 1,
+                    Some(_) => {
+                        held.remove(&pattern);
+                    }
+                    None => {
+                        BridgeStats::inc(&stats.interest_errors);
+                        tracing::warn!("cluster: interest removed for {pattern:?}, not held");
+                    }
+                }
+            }
+            let n = u64::try_from(held.len()).unwrap_or(u64::MAX);
+            stats.subscriptions.store(n, Ordering::Relaxed);
+        }
+        ToBridge::Last {
+            shard,
+            token,
+            topic,
+        } => {
+            if client.connection_state() != State::Connected {
+                let reason = "NATS not connected".into();
+                answer_now(
+                    sh,
+                    shard.into(),
+                    FromBridge::LastUnavailable { token, reason },
+                );
+                return;
+            }
+            let (sh, client, js) = (sh.clone(), client.clone(), js.clone());
+            tokio::spawn(async move {
+                let msg = last(&sh, &client, &js, token, topic).await;
+                answer(&sh, shard.into(), msg).await;
+            });
+        }
+    }
+}
+
+/// One publish to its outcome (docs/cluster.md §3): resend the same
+/// message every `retry_every` without an ack, while connected, until
+/// `publish_timeout`.
+async fn publish(
+    sh: &Shared,
+    client: &Client,
+    js: &Context,
+    subject: String,
+    msg: PublishMessage,
+) -> PublishResult {
+    let cfg = &sh.cfg;
+    let deadline = tokio::time::Instant::now() + cfg.publish_timeout;
+    let mut attempts = 0u32;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return PublishResult::Unavailable;
+        }
+        let tick_end = (now + cfg.retry_every).min(deadline);
+        // While disconnected a send would only queue in async-nats: wait
+        // for the reconnect (or the deadline) instead.
+        if client.connection_state() == State::Connected {
+            if attempts > 0 {
+                BridgeStats::inc(&sh.stats.publish_retries);
+            }
+            attempts += 1;
+            let attempt = async {
+                let ack = js.send_publish(subject.clone(), msg.clone()).await?;
+                ack.await
+            };
+            match timeout_at(tick_end, attempt).await {
+                Err(_) => continue, // no ack in time: resend
+                Ok(Ok(ack)) => {
+                    return PublishResult::Stored {
+                        stream_seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    }
+                }
+                Ok(Err(e)) => match e.kind() {
+                    PublishErrorKind::WrongLastSequence => {
+                        let text = e.to_string();
+                        return match wire::parse_conflict(&text) {
+                            Some(last) => PublishResult::Conflict { last },
+                            None => PublishResult::Error(text.into()),
+                        };
+                    }
+                    // No responders (a stream without a leader), a lost
+                    // connection, the ack window full: retry next tick.
+                    PublishErrorKind::StreamNotFound
+                    | PublishErrorKind::TimedOut
+                    | PublishErrorKind::BrokenPipe
+                    | PublishErrorKind::MaxAckPending => {}
+                    _ => return PublishResult::Error(e.to_string().into()),
+                },
+            }
+        }
+        sleep_until(tick_end).await;
+    }
+}
+
+/// The topic's last stored message from the stream leader, retried like a
+/// publish (a read is idempotent).
+async fn last(
+    sh: &Shared,
+    client: &Client,
+    js: &Context,
+    token: u64,
+    topic: Box<str>,
+) -> FromBridge {
+    let cfg = &sh.cfg;
+    let unavailable = |reason: String| FromBridge::LastUnavailable {
+        token,
+        reason: reason.into(),
+    };
+    let stream = match js.get_stream_no_info(&cfg.stream).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e.to_string()),
+    };
+    let subject = wire::publish_subject(&cfg.prefix, &topic);
+    let deadline = tokio::time::Instant::now() + cfg.publish_timeout;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return unavailable(format!("no answer within {:?}", cfg.publish_timeout));
+        }
+        let tick_end = (now + cfg.retry_every).min(deadline);
+        if client.connection_state() == State::Connected {
+            let get = stream.get_last_raw_message_by_subject(&subject);
+            match timeout_at(tick_end, get).await {
+                Err(_) => continue,
+                Ok(Ok(m)) => {
+                    let Some(rf_seq) = wire::header_u64(Some(&m.headers), RF_SEQ) else {
+                        return unavailable("stored message without Rf-Seq".into());
+                    };
+                    let found = Copy {
+                        topic,
+                        stream_seq: m.sequence,
+                        last_stream_seq: 0,
+                        rf_seq,
+                        payload: m.payload,
+                    };
+                    return FromBridge::Last {
+                        token,
+                        found: Some(found),
+                    };
+                }
+                Ok(Err(e)) => match e.kind() {
+                    LastRawMessageErrorKind::NoMessageFound => {
+                        return FromBridge::Last { token, found: None }
+                    }
+                    LastRawMessageErrorKind::Other => {} // timeout, no responders: retry
+                    _ => return unavailable(e.to_string()),
+                },
+            }
+        }
+        sleep_until(tick_end).await;
+    }
+}
+
+/// Owns one NATS subscription (`{prefix}.d.{pattern}`) and hands each
+/// copy to the topic's owner shard, until `stop` resolves (its sender
+/// dropped). Dropping the subscriber unsubscribes.
+async fn hold(sh: Arc<Shared>, client: Client, pattern: Box<str>, mut stop: oneshot::Receiver<()>) {
+    let subject = wire::copy_subject(&sh.cfg.prefix, &pattern);
+    let mut sub = match client.subscribe(subject).await {
+        Ok(s) => s,
+        Err(e) => {
+            BridgeStats::inc(&sh.stats.interest_errors);
+            tracing::warn!("cluster: cannot subscribe {pattern:?}: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            m = sub.next() => match m {
+                Some(m) => on_copy(&sh, m),
+                None => break,
+            },
+        }
+    }
+}
+
+fn on_copy(sh: &Shared, m: Message) {
+    let stats = &sh.stats;
+    let Some(topic) = wire::topic_of_copy(&sh.cfg.prefix, m.subject.as_str()) else {
+        BridgeStats::inc(&stats.copies_bad);
+        return;
+    };
+    let Some((stream_seq, last_stream_seq, rf_seq)) = wire::copy_numbers(m.headers.as_ref()) else {
+        BridgeStats::inc(&stats.copies_bad);
+        return;
+    };
+    BridgeStats::inc(&stats.messages_in);
+    let shard = (sh.owner)(topic) % sh.shards;
+    let copy = Copy {
+        topic: topic.into(),
+        stream_seq,
+        last_stream_seq,
+        rf_seq,
+        payload: m.payload,
+    };
+    // Data: shed when full. The shard's seq chain shows the gap.
+    if (sh.sink)(shard, FromBridge::Copy(copy)).is_err() {
+        BridgeStats::inc(&stats.copies_shed);
+    }
+}
+
+async fn tell_connected(sh: Arc<Shared>, shard: usize, mut rx: mpsc::UnboundedReceiver<bool>) {
+    while let Some(up) = rx.recv().await {
+        answer(&sh, shard, FromBridge::Connected(up)).await;
+    }
+}
+
+/// Control answers are never shed on the first try: try once here, and
+/// if the inbox is full, keep trying in a task of its own.
+fn answer_now(sh: &Arc<Shared>, shard: usize, msg: FromBridge) {
+    if let Err(msg) = (sh.sink)(shard, msg) {
+        let sh = sh.clone();
+        tokio::spawn(async move { answer(&sh, shard, msg).await });
+    }
+}
+
+/// Delivers a control answer, retrying a full inbox with backoff (1 ms
+/// doubling to 50 ms) for up to `publish_timeout`; then counts it dropped
+/// rather than hold a task forever.
+async fn answer(sh: &Shared, shard: usize, mut msg: FromBridge) {
+    let give_up = Instant::now() + sh.cfg.publish_timeout;
+    let mut wait = Duration::from_millis(1);
+    loop {
+        match (sh.sink)(shard, msg) {
+            Ok(()) => return,
+            Err(back) => msg = back,
+        }
+        if Instant::now() >= give_up {
+            BridgeStats::inc(&sh.stats.answers_dropped);
+            tracing::warn!(
+                "cluster: shard {shard} took no answer for {:?}",
+                sh.cfg.publish_timeout
+            );
+            return;
+        }
+        sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(50));
+    }
+}
