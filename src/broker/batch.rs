@@ -68,7 +68,7 @@ const NOBODY: Client = Client {
 
 const OVERLOADED: &str = "broker overloaded: this topic's shard is behind; retry later";
 const NO_ROOM: &str = "too many topics on this topic's shard; retry later";
-const UNAVAILABLE: &str = "the cluster could not confirm a message (NATS unreachable or no stream leader); it may or may not have been published";
+pub const UNAVAILABLE: &str = "the cluster could not confirm a message (NATS unreachable or no stream leader); it may or may not have been published";
 
 /// Cluster mode: the seq a `Numbered` carries for a message the cluster
 /// could not confirm (0 is "no room").

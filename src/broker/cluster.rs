@@ -36,7 +36,7 @@ use super::wire::{self, ErrCode};
 use crate::metrics::{dec, inc};
 
 /// What the broker asks of the NATS bridge.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ClusterOut {
     /// Store `payload` (a `msg`'s JSON text with seq `rf_seq`) as the next
     /// message of `topic`, only if the stream's last one of it is
@@ -96,12 +96,17 @@ pub enum ClusterIn {
         token: u64,
         found: Option<Copy>,
     },
+    /// The last message could not be read (NATS unreachable): unknown,
+    /// not absent.
+    LastFailed {
+        token: u64,
+    },
     Connected(bool),
 }
 
-/// Where the broker's requests to the bridge go. `Err` gives the request
-/// back: the bridge's queue is full.
-pub type ClusterSink = Box<dyn FnMut(ClusterOut) -> Result<(), ClusterOut> + Send>;
+/// Where the broker's requests to the bridge go; false: not taken (the
+/// bridge's queue is full, or it is gone).
+pub type ClusterSink = Box<dyn FnMut(ClusterOut) -> bool + Send>;
 
 /// Who published, to answer once the stream stored it (or did not).
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +148,8 @@ struct TopicSeq {
     /// Highest stream sequence delivered here (copies at or below it are
     /// duplicates).
     delivered: u64,
-    inflight: Option<(u64, Pending)>,
+    /// The publish in flight: its token, its seq, itself.
+    inflight: Option<(u64, u64, Pending)>,
     waiting: VecDeque<Pending>,
 }
 
@@ -193,11 +199,11 @@ impl Cluster {
     }
 
     pub(super) fn resend_interest(&mut self) {
-        while let Some(m) = self.interest.pop_front() {
-            if let Err(m) = (self.sink)(m) {
-                self.interest.push_front(m);
+        while let Some(m) = self.interest.front() {
+            if !(self.sink)(m.clone()) {
                 return;
             }
+            self.interest.pop_front();
         }
     }
 }
@@ -280,7 +286,7 @@ impl Broker {
                 token,
                 topic: topic.into(),
             };
-            if (c.sink)(ask).is_err() {
+            if !(c.sink)(ask) {
                 c.tokens.remove(&token);
                 if let Some(st) = c.topics.get_mut(topic) {
                     st.asking = false;
@@ -309,9 +315,9 @@ impl Broker {
             payload,
         };
         if let Some(st) = c.topics.get_mut(topic) {
-            st.inflight = Some((token, p));
+            st.inflight = Some((token, seq, p));
         }
-        if (c.sink)(out).is_err() {
+        if !(c.sink)(out) {
             c.tokens.remove(&token);
             return self.cluster_fail_all(io, topic);
         }
@@ -327,7 +333,7 @@ impl Broker {
         let mut failed: Vec<Origin> = st
             .inflight
             .take()
-            .map(|(_, p)| p.origin)
+            .map(|(_, _, p)| p.origin)
             .into_iter()
             .collect();
         failed.extend(st.waiting.drain(..).map(|p| p.origin));
@@ -348,6 +354,19 @@ impl Broker {
             ClusterIn::Published { token, result } => self.cluster_published(io, token, result),
             ClusterIn::Copy(copy) => self.cluster_copy(io, copy),
             ClusterIn::Last { token, found } => self.cluster_last(io, token, found),
+            ClusterIn::LastFailed { token } => {
+                let topic = self.cluster.as_mut().and_then(|c| c.tokens.remove(&token));
+                if let Some(topic) = topic {
+                    if let Some(st) = self
+                        .cluster
+                        .as_mut()
+                        .and_then(|c| c.topics.get_mut(&*topic))
+                    {
+                        st.asking = false;
+                    }
+                    self.cluster_fail_all(io, &topic);
+                }
+            }
             ClusterIn::Connected(up) => {
                 if let Some(c) = self.cluster.as_mut() {
                     c.connected = up;
@@ -370,14 +389,16 @@ impl Broker {
         let Some(st) = c.topics.get_mut(&*topic) else {
             return;
         };
-        let Some((_, p)) = st.inflight.take_if(|(t, _)| *t == token) else {
+        let Some((_, seq, p)) = st.inflight.take_if(|(t, _, _)| *t == token) else {
             return;
         };
         match result {
             PublishResult::Stored { stream_seq } => {
-                st.seq += 1;
-                st.stream = stream_seq;
-                let seq = st.seq;
+                // Its copy may have come first (the ack and the copy take
+                // different ways through NATS): it said the same then.
+                if stream_seq >= st.stream {
+                    (st.stream, st.seq) = (stream_seq, seq);
+                }
                 dec(&self.stats[me].cluster_waiting, 1);
                 self.cluster_answer(io, p.origin, Ok(seq));
             }

@@ -42,7 +42,7 @@ fn nodes(n: usize, shards: usize) -> Nodes {
                 let o = o.clone();
                 let sink = Box::new(move |m: ClusterOut| {
                     o.lock().unwrap().push((shard, m));
-                    Ok(())
+                    true
                 });
                 let broker =
                     std::mem::replace(b, super::Broker::new(Default::default(), b.stats.clone()));
@@ -130,8 +130,14 @@ impl Nodes {
                     PublishResult::Stored { stream_seq: s }
                 };
                 let stored = matches!(result, PublishResult::Stored { .. });
+                // The ack and the copies take different ways through NATS:
+                // every other stored message's copies come first.
+                let copies_first = stored && self.stream.seq.is_multiple_of(2);
+                if copies_first {
+                    self.republish(&topic);
+                }
                 self.tell(node, shard, ClusterIn::Published { token, result });
-                if stored {
+                if stored && !copies_first {
                     self.republish(&topic);
                 }
             }

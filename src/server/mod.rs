@@ -7,6 +7,7 @@ pub mod admin;
 mod admin_routes;
 pub mod api_keys;
 pub mod auth;
+pub mod cluster;
 mod host;
 pub mod metrics;
 pub mod publish;

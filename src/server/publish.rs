@@ -229,6 +229,15 @@ pub fn outcome_reply(outcome: &BatchOutcome, batch: bool, keep_alive: bool) -> H
             &serde_json::json!({ key: seqs(outcome) }),
             keep_alive,
         ),
+        // Cluster mode: not confirmed by the stream (issue #18).
+        Some(why) if why == crate::broker::batch::UNAVAILABLE => {
+            let body = serde_json::json!({
+                "error": ErrCode::Unavailable.as_str(),
+                "message": why,
+                key: seqs(outcome),
+            });
+            json_reply(503, &[("Retry-After", "1")], &body, keep_alive)
+        }
         Some(why) => {
             let body = serde_json::json!({
                 "error": ErrCode::RateLimited.as_str(),

@@ -144,6 +144,8 @@ pub struct Args {
     pub listen: Listen,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
     /// Number of shards (threads, each with its own io_uring). Default: one
     /// per available core.
     #[arg(long)]

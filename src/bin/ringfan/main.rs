@@ -1,6 +1,7 @@
 //! `ringfan`: the broker binary.
 
 mod args;
+mod cluster;
 mod layered;
 mod logging;
 
@@ -310,11 +311,24 @@ fn main() {
                 std::process::exit(2);
             }
         });
+    let joined = match cluster::join(&args.cluster, shards) {
+        Ok(j) => j,
+        Err(e) => logging::fatal(2, format_args!("{e}")),
+    };
+    let link = joined.as_ref().map(|j| (j.sender.clone(), j.node));
     let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     let (shard_gate, shard_keys, shard_files) = (gate.clone(), keys.clone(), files.clone());
-    let make = move |_| {
-        let mut node = Node::new(Broker::new(broker.clone(), stats.clone()), routes.clone());
+    let make = move |shard| {
+        let mut b = Broker::new(broker.clone(), stats.clone());
+        if let Some((sender, node)) = &link {
+            b = b.with_cluster(ringfan::server::cluster::broker_link(
+                sender.clone(),
+                shard,
+                *node,
+            ));
+        }
+        let mut node = Node::new(b, routes.clone());
         if let Some(g) = &shard_gate {
             node = node.with_auth(g.clone());
         }
@@ -329,7 +343,15 @@ fn main() {
         }
         node
     };
-    let server = match Server::start(config, make) {
+    let (bridge, inboxes) = match joined {
+        Some(j) => (Some(j.bridge), Some(j.inboxes)),
+        None => (None, None),
+    };
+    let started = match inboxes {
+        Some(inboxes) => Server::start_with_inboxes(config, inboxes, make),
+        None => Server::start(config, make),
+    };
+    let server = match started {
         Ok(s) => s,
         Err(e) => logging::fatal(1, format_args!("{e}")),
     };
@@ -372,8 +394,16 @@ fn main() {
     if let Some(addr) = server.admin_addr() {
         println!("ringfan: admin listening on {addr}");
     }
+    if bridge.is_some() {
+        println!(
+            "ringfan: cluster joined through NATS {}",
+            args.cluster.cluster.join(",")
+        );
+    }
     log_start(&server, shards);
     server.join();
+    // The bridge outlives the shards: their last answers go out first.
+    drop(bridge);
     tracing::info!(event = "stopped", "stopped");
 }
 

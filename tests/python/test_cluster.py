@@ -1,0 +1,283 @@
+"""Cluster mode (issue #18, docs/cluster.md) with a real `nats-server -js`
+(Debian's; tests/run.sh installs it) on a loopback port and three real
+ringfan nodes joined to it with `--cluster`.
+
+Checked: a publish on any node reaches subscribers on every node with one
+gapless seq per topic, also when all three publish one topic at once;
+wildcards across nodes; a killed node loses nothing for the others; with
+NATS gone publishes get `err` `unavailable` (never a silent local publish)
+and everything recovers by itself when NATS is back, numbering on from the
+stream's file storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+TIMEOUT = 30
+
+
+def nats_binary() -> str | None:
+    found = shutil.which("nats-server") or ("/usr/bin/nats-server" if Path("/usr/bin/nats-server").exists() else None)
+    if found is None and os.environ.get("RINGFAN_REQUIRE_NATS") == "1":
+        pytest.fail("nats-server is not installed (tests/run.sh installs Debian's nats-server)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nats:
+    """`nats-server -js` on a fixed loopback port with its own store, so a
+    restart comes back where it was."""
+
+    def __init__(self, tmp: Path):
+        binary = nats_binary()
+        if binary is None:
+            pytest.skip("nats-server not installed")
+        self.binary = binary
+        self.port = free_port()
+        self.store = tmp / "nats-store"
+        self.log = tmp / "nats.log"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"nats-server did not listen: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def nats(tmp_path):
+    n = Nats(tmp_path)
+    yield n
+    n.stop()
+
+
+def run(coro, timeout=TIMEOUT):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def recv_json(ws, timeout=10):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def acked(ws, **req):
+    await ws.send(json.dumps(req))
+    m = await recv_json(ws)
+    assert m == {"op": "ack", "id": req["id"]}, m
+    return m
+
+
+async def msgs(ws, n, timeout=10):
+    """The next `n` messages (`msg` only), in order."""
+    out = []
+    while len(out) < n:
+        m = await recv_json(ws, timeout)
+        if m["op"] == "msg":
+            out.append(m)
+    return out
+
+
+def post(server, body):
+    """POST /publish on `server`: (status, parsed JSON body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        conn.request("POST", "/publish", body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def nodes(start_server, nats, n=3, *extra):
+    return [start_server("--cluster", nats.url, *extra) for _ in range(n)]
+
+
+def test_a_publish_on_any_node_reaches_every_node_with_one_gapless_seq(start_server, nats):
+    ns = nodes(start_server, nats)
+
+    async def go():
+        subs = [await connect(n.url("/ws")) for n in ns]
+        pubs = [await connect(n.url("/ws")) for n in ns]
+        try:
+            for i, s in enumerate(subs):
+                await acked(s, op="sub", topic="md.>", id=i)
+            # Interest reaches NATS asynchronously after the ack: give the
+            # bridges' SUBs a moment (a publish before it is not lost, it
+            # is just not for this node yet).
+            await asyncio.sleep(0.5)
+            # Each node publishes in turn, then all three at once on one
+            # topic: the stream orders them, every node sees that order.
+            for round_ in range(4):
+                for i, p in enumerate(pubs):
+                    data = {"node": i, "round": round_}
+                    await p.send(json.dumps({"op": "pub", "topic": "md.X", "data": data, "id": 100 + round_}))
+                for p in pubs:
+                    m = await recv_json(p)
+                    assert m["op"] == "ack", m
+            for i, p in enumerate(pubs):
+                await acked(p, op="pub", topic=f"md.N{i}", data={"only": i}, id=7)
+            got = [await msgs(s, 12 + 3) for s in subs]
+            for g in got:
+                x = [m for m in g if m["topic"] == "md.X"]
+                assert [m["seq"] for m in x] == list(range(1, 13)), x
+                assert sorted((m["topic"], m["seq"]) for m in g if m["topic"] != "md.X") == \
+                    [("md.N0", 1), ("md.N1", 1), ("md.N2", 1)]
+            # One order everywhere, per topic.
+            x = [[m for m in g if m["topic"] == "md.X"] for g in got]
+            assert x[0] == x[1] == x[2]
+            assert sorted((m["data"]["round"], m["data"]["node"]) for m in x[0]) == \
+                [(r, n) for r in range(4) for n in range(3)]
+        finally:
+            for w in subs + pubs:
+                await w.close()
+
+    run(go())
+    # Framed once per node: one frame per message per node, whatever the
+    # number of its subscribers.
+    for n in ns:
+        assert n.metric("ringfan_cluster_copies_total") == 15
+        assert n.metric("ringfan_frames_built_total") == 15
+
+
+def test_http_batches_get_cluster_seqs(start_server, nats):
+    a, b = nodes(start_server, nats, 2)
+
+    async def go():
+        async with connect(b.url("/ws")) as sub:
+            await acked(sub, op="sub", topic="h.>", id=1)
+            await asyncio.sleep(0.5)
+            batch = {"messages": [{"topic": "h.A", "data": i} for i in range(3)]
+                     + [{"topic": "h.B", "data": 9}]}
+            status, body = await asyncio.to_thread(post, a, batch)
+            assert (status, body) == (200, {"seqs": [1, 2, 3, 1]}), body
+            status, body = await asyncio.to_thread(post, b, {"topic": "h.A", "data": 3})
+            assert (status, body) == (200, {"seq": 4}), body
+            got = await msgs(sub, 5)
+            assert sorted((m["topic"], m["seq"], m["data"]) for m in got) == [
+                ("h.A", 1, 0), ("h.A", 2, 1), ("h.A", 3, 2), ("h.A", 4, 3), ("h.B", 1, 9)]
+
+    run(go())
+
+
+def test_wildcards_across_nodes_and_overlapping_patterns_deliver_once(start_server, nats):
+    a, b = nodes(start_server, nats, 2)
+
+    async def go():
+        async with connect(b.url("/ws")) as sub, connect(a.url("/ws")) as pub:
+            await acked(sub, op="sub", topics=["q.*.AAPL", "q.>", "q.NASDAQ.AAPL"], id=1)
+            await asyncio.sleep(0.5)
+            for i, t in enumerate(["q.NASDAQ.AAPL", "q.ARCA.AAPL", "q.NASDAQ.MSFT", "r.NASDAQ.AAPL"]):
+                await acked(pub, op="pub", topic=t, data=i, id=10 + i)
+            got = await msgs(sub, 3)
+            assert [(m["topic"], m["seq"], m["data"]) for m in got] == [
+                ("q.NASDAQ.AAPL", 1, 0), ("q.ARCA.AAPL", 1, 1), ("q.NASDAQ.MSFT", 1, 2)]
+            # Nothing more (r.* matches nothing; no duplicates).
+            with pytest.raises(asyncio.TimeoutError):
+                await recv_json(sub, timeout=0.5)
+
+    run(go())
+    assert b.metric("ringfan_cluster_duplicates_total") >= 2, "NATS sent one copy per matching pattern"
+
+
+def test_a_killed_node_loses_nothing_for_the_others(start_server, nats):
+    ns = nodes(start_server, nats)
+
+    async def go():
+        subs = [await connect(n.url("/ws")) for n in ns[:2]]
+        for i, s in enumerate(subs):
+            await acked(s, op="sub", topic="k", id=i)
+        await asyncio.sleep(0.5)
+        async with connect(ns[0].url("/ws")) as pub, connect(ns[2].url("/ws")) as doomed:
+            await acked(doomed, op="pub", topic="k", data="from the doomed node", id=1)
+            for i in range(50):
+                await pub.send(json.dumps({"op": "pub", "topic": "k", "data": i, "id": i}))
+                if i == 20:
+                    ns[2].proc.kill()
+                    ns[2].terminated = True
+            for i in range(50):
+                assert (await recv_json(pub))["op"] == "ack"
+        for s in subs:
+            got = await msgs(s, 51)
+            assert [m["seq"] for m in got] == list(range(1, 52))
+            await s.close()
+
+    run(go())
+
+
+def test_nats_down_means_unavailable_then_everything_recovers_by_itself(start_server, nats):
+    a, b = nodes(start_server, nats, 2)
+
+    async def go():
+        sub = await connect(b.url("/ws"))
+        pub = await connect(a.url("/ws"))
+        await acked(sub, op="sub", topic="u.*", id=1)
+        await asyncio.sleep(0.5)
+        await acked(pub, op="pub", topic="u.A", data=1, id=1)
+        assert [m["seq"] for m in await msgs(sub, 1)] == [1]
+        nats.stop()
+        # Without NATS a publish is refused, never published locally only
+        # (that would fork the numbering).
+        deadline = time.monotonic() + 15
+        while True:
+            await pub.send(json.dumps({"op": "pub", "topic": "u.A", "data": 2, "id": 2}))
+            m = await recv_json(pub, timeout=15)
+            if m.get("code") == "unavailable" or time.monotonic() > deadline:
+                break
+        assert m["op"] == "err" and m["code"] == "unavailable" and m["id"] == 2, m
+        status, body = await asyncio.to_thread(post, a, {"topic": "u.A", "data": 9})
+        assert (status, body["error"], body["seq"]) == (503, "unavailable", None), body
+        nats.start()
+        # Recovers by itself: reconnect, re-subscribe, publishes stored
+        # again, numbering on from the stream's file storage.
+        deadline = time.monotonic() + 20
+        while True:
+            await pub.send(json.dumps({"op": "pub", "topic": "u.A", "data": 3, "id": 3}))
+            m = await recv_json(pub, timeout=15)
+            if m["op"] == "ack" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert m == {"op": "ack", "id": 3}, m
+        got = await msgs(sub, 1, timeout=15)
+        # The refused publish left no gap: nothing was stored while NATS
+        # was gone, so the first one stored after is seq 2.
+        assert (got[0]["topic"], got[0]["seq"], got[0]["data"]) == ("u.A", 2, 3), got
+        await sub.close()
+        await pub.close()
+
+    run(go(), timeout=60)
+    assert a.metric("ringfan_cluster_unavailable_total") >= 1
