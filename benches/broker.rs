@@ -199,7 +199,7 @@ fn scrape(c: &mut Criterion) {
         }
         r.connection_queued_bytes.observe(5_000);
     }
-    let body = ringfan::server::metrics::scrape(&runtime, &broker, None);
+    let body = ringfan::server::metrics::scrape(&runtime, &broker, None, None);
     eprintln!(
         "scrape of 16 shards: {} bytes, {} lines",
         body.len(),
@@ -207,7 +207,7 @@ fn scrape(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("metrics");
     g.bench_function("scrape_16_shards", |b| {
-        b.iter(|| ringfan::server::metrics::scrape(&runtime, &broker, None))
+        b.iter(|| ringfan::server::metrics::scrape(&runtime, &broker, None, None))
     });
     g.bench_function("proc_read", |b| {
         b.iter(ringfan::metrics::process::Process::read)

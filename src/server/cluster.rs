@@ -7,8 +7,12 @@
 
 use crate::broker::cluster::{Cluster, ClusterIn, ClusterOut, Copy, PublishResult};
 use crate::broker::Mail;
-use crate::cluster::{self as bridge, BridgeSender, FromBridge, ToBridge};
+use crate::cluster::{self as bridge, BridgeSender, BridgeStats, FromBridge, ToBridge};
 use crate::runtime::ExternalSender;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Shard `shard`'s cluster state, sending through `sender`. `node` tells
@@ -94,5 +98,58 @@ fn from_bridge(m: &FromBridge) -> ClusterIn {
         },
         FromBridge::LastUnavailable { token, .. } => ClusterIn::LastFailed { token: *token },
         FromBridge::Connected(up) => ClusterIn::Connected(*up),
+    }
+}
+
+/// The NATS link's counters in `/metrics` (one per process: the bridge is
+/// one thread, so no `shard` label).
+#[derive(Debug)]
+pub struct BridgeCounts(pub Arc<BridgeStats>);
+
+impl Collector for BridgeCounts {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let gauges: [(&str, &str, u64); 2] = [
+            (
+                "cluster_connected",
+                "1 while the NATS link is up.",
+                u64::from(s.connected.load(Relaxed)),
+            ),
+            (
+                "cluster_subscriptions",
+                "NATS subscriptions held: one per distinct pattern this node's subscribers hold.",
+                s.subscriptions.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&(v as i64))?;
+        }
+        let rtt = s.rtt_ns_last.load(Relaxed) as f64 / 1e9;
+        encoder
+            .encode_descriptor(
+                "cluster_rtt_seconds",
+                "The last NATS round trip measured (a message to the bridge's own inbox, every second).",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&rtt)?;
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 8] = [
+            ("cluster_reconnects", "NATS reconnections after the first connection.", &s.reconnects),
+            ("cluster_nats_publishes", "Publishes sent to the stream by the bridge (first attempts).", &s.messages_out),
+            ("cluster_nats_copies", "Stored messages received from NATS (handed to shards, or shed).", &s.messages_in),
+            ("cluster_publish_retries", "Publishes resent with the same message id after 250 ms without an answer.", &s.publish_retries),
+            ("cluster_copies_shed", "Copies dropped because their shard's inbox was full (its subscribers see a seq gap).", &s.copies_shed),
+            ("cluster_nats_bad_messages", "NATS messages without the headers or subject of a stored copy (dropped).", &s.copies_bad),
+            ("cluster_answers_dropped", "Answers a shard did not take in time (its publisher times out).", &s.answers_dropped),
+            ("cluster_slow_consumers", "NATS client slow-consumer events (messages dropped before the bridge saw them).", &s.slow_consumers),
+        ];
+        for (name, help, v) in counters {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(&v.load(Relaxed), None)?;
+        }
+        Ok(())
     }
 }

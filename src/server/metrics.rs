@@ -14,6 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 pub use crate::metrics::CONTENT_TYPE;
 
@@ -27,7 +28,12 @@ pub const COMMIT: &str = match option_env!("RINGFAN_GIT_COMMIT") {
 };
 
 /// The body of `/metrics`.
-pub fn scrape(runtime: &[ShardStats], broker: &[BrokerStats], gate: Option<&Gate>) -> String {
+pub fn scrape(
+    runtime: &[ShardStats],
+    broker: &[BrokerStats],
+    gate: Option<&Gate>,
+    cluster: Option<&Arc<crate::cluster::BridgeStats>>,
+) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Process::read()));
     let ringfan = registry.sub_registry_with_prefix("ringfan");
@@ -40,6 +46,9 @@ pub fn scrape(runtime: &[ShardStats], broker: &[BrokerStats], gate: Option<&Gate
             results,
             user_limited,
         }));
+    }
+    if let Some(c) = cluster {
+        ringfan.register_collector(Box::new(super::cluster::BridgeCounts(c.clone())));
     }
     // 16 shards: 83 KB (docs/operations.md "Metrics").
     let mut body = String::with_capacity(16_384 * runtime.len().max(1));
@@ -115,7 +124,7 @@ mod tests {
         inc(&broker[0].deliveries_total, 3);
         runtime[0].publish_to_send_seconds.observe_ns(1_000);
         runtime[1].connection_queued_bytes.observe(2_000);
-        let body = scrape(&runtime, &broker, None);
+        let body = scrape(&runtime, &broker, None, None);
         assert_eq!(value(&body, "ringfan_sends_total{shard=\"1\"}"), Some(7.0));
         assert_eq!(
             value(&body, "ringfan_deliveries_total{shard=\"0\"}"),

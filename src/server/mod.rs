@@ -67,6 +67,8 @@ pub struct Node {
     admin: admin::Admin,
     /// `--static DIR`, served on the public listeners.
     files: Option<Arc<static_files::StaticFiles>>,
+    /// `--cluster`: the NATS link's counters, for `/metrics`.
+    cluster: Option<Arc<crate::cluster::BridgeStats>>,
 }
 
 impl Node {
@@ -80,7 +82,14 @@ impl Node {
             waiting: FxHashMap::default(),
             admin: admin::Admin::default(),
             files: None,
+            cluster: None,
         }
+    }
+
+    /// `--cluster`: show the NATS link's counters in `/metrics`.
+    pub fn with_cluster_stats(mut self, stats: Arc<crate::cluster::BridgeStats>) -> Self {
+        self.cluster = Some(stats);
+        self
     }
 
     /// Serve `files` (`--static DIR`) on every path of the public
@@ -218,7 +227,12 @@ impl Node {
             }
             "/healthz" => http::response(200, &[], "text/plain", b"ok\n", true),
             "/metrics" => {
-                let body = metrics::scrape(io.stats(), self.broker.stats(), self.gate.as_deref());
+                let body = metrics::scrape(
+                    io.stats(),
+                    self.broker.stats(),
+                    self.gate.as_deref(),
+                    self.cluster.as_ref(),
+                );
                 http::response(200, &[], metrics::CONTENT_TYPE, body.as_bytes(), true)
             }
             _ => http::error(404, &[], "no such endpoint"),

@@ -136,6 +136,8 @@ def test_a_publish_on_any_node_reaches_every_node_with_one_gapless_seq(start_ser
         try:
             for i, s in enumerate(subs):
                 await acked(s, op="sub", topic="md.>", id=i)
+            for n in ns:
+                assert n.wait_metric("ringfan_cluster_subscriptions", 1) == 1
             # Interest reaches NATS asynchronously after the ack: give the
             # bridges' SUBs a moment (a publish before it is not lost, it
             # is just not for this node yet).
@@ -172,6 +174,11 @@ def test_a_publish_on_any_node_reaches_every_node_with_one_gapless_seq(start_ser
     for n in ns:
         assert n.metric("ringfan_cluster_copies_total") == 15
         assert n.metric("ringfan_frames_built_total") == 15
+        # The NATS link: up, the copies it took from NATS, and the one
+        # pattern's subscription given back once its subscriber left.
+        assert n.metric("ringfan_cluster_connected") == 1
+        assert n.wait_metric("ringfan_cluster_subscriptions", 0) == 0
+        assert n.metric("ringfan_cluster_nats_copies_total") == 15
 
 
 def test_http_batches_get_cluster_seqs(start_server, nats):
@@ -281,3 +288,5 @@ def test_nats_down_means_unavailable_then_everything_recovers_by_itself(start_se
 
     run(go(), timeout=60)
     assert a.metric("ringfan_cluster_unavailable_total") >= 1
+    assert a.metric("ringfan_cluster_reconnects_total") >= 1
+    assert a.metric("ringfan_cluster_connected") == 1

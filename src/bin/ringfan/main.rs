@@ -315,13 +315,15 @@ fn main() {
         Ok(j) => j,
         Err(e) => logging::fatal(2, format_args!("{e}")),
     };
-    let link = joined.as_ref().map(|j| (j.sender.clone(), j.node));
+    let link = joined
+        .as_ref()
+        .map(|j| (j.sender.clone(), j.node, j.bridge.stats()));
     let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     let (shard_gate, shard_keys, shard_files) = (gate.clone(), keys.clone(), files.clone());
     let make = move |shard| {
         let mut b = Broker::new(broker.clone(), stats.clone());
-        if let Some((sender, node)) = &link {
+        if let Some((sender, node, _)) = &link {
             b = b.with_cluster(ringfan::server::cluster::broker_link(
                 sender.clone(),
                 shard,
@@ -329,6 +331,9 @@ fn main() {
             ));
         }
         let mut node = Node::new(b, routes.clone());
+        if let Some((_, _, bridge_stats)) = &link {
+            node = node.with_cluster_stats(bridge_stats.clone());
+        }
         if let Some(g) = &shard_gate {
             node = node.with_auth(g.clone());
         }
