@@ -314,6 +314,10 @@ impl<M> Shard<M> {
             }
             self.read_mail(&mut app);
             self.flush(&mut app);
+            self.table
+                .my_stats()
+                .loop_turn_seconds
+                .observe_ns(now.elapsed().as_nanos() as u64);
             if self.finished() {
                 break;
             }

@@ -45,5 +45,6 @@ counters! { ShardStats {
     doorbells_received_total: counter, "Wake-ups received from other shards.";
 } histograms {
     publish_to_send_seconds: LatencyHistogram, "From a publish's arrival (the loop turn that read its pub frame, on the publisher's shard) to the submission of the send carrying it to a subscriber, once per (message, subscriber). Not counted: snapshots, messages held back by --slow-consumer conflate, messages never sent (dropped, shed, closed connections).";
+    loop_turn_seconds: LatencyHistogram, "How long one loop turn's work took (completions, deadlines, mail, flush; not the wait for the next completion), once per turn that did any.";
     connection_queued_bytes: BytesHistogram, "A connection's backlog (queued and unsent bytes, each frame counted with 64 bytes of overhead) when a send to it is submitted, once per send.";
 }}
