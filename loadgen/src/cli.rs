@@ -1,7 +1,7 @@
 //! Flags every scenario shares, and turning them into a [`Plan`].
 
 use crate::limits::{self, PortRange, Ports};
-use crate::plan::{self, Data, Plan, Publishing, Scenario, Via};
+use crate::plan::{self, Data, Endpoint, Plan, Publishing, Scenario, Via};
 use clap::Args;
 use ringfan::runtime::TlsDial;
 use ringfan::tls::ServerName;
@@ -13,9 +13,19 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone, serde::Serialize)]
 pub struct Common {
     /// The broker: ws://HOST:PORT/PATH, or wss:// (with --ca or
-    /// --insecure).
-    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub url: String,
+    /// --insecure). Several (comma-separated or repeated: the nodes of a
+    /// cluster): subscribers are spread over them round-robin, each
+    /// topic's evenly, and so are publishers unless --publish-url says.
+    #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:8080/ws")]
+    #[serde(serialize_with = "ser_urls")]
+    pub url: Vec<String>,
+    /// Where publishers connect instead: a URL, or the index (from 0) of
+    /// one of --url; several (comma-separated or repeated) take publishers
+    /// round-robin. E.g. `--url B,C --publish-url A`: publish on one
+    /// node, deliver on the others.
+    #[arg(long, value_delimiter = ',', value_name = "URL|INDEX")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish_url: Vec<String>,
     /// wss://: trust the CA certificates in this PEM file (the server's
     /// certificate must name the URL's host).
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
@@ -179,6 +189,40 @@ pub fn ser_opt_duration<S: serde::Serializer>(
     }
 }
 
+/// The URLs as given to one `--url`, comma-separated: a single URL reads
+/// as it always did.
+fn ser_urls<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&urls.join(","))
+}
+
+impl Common {
+    /// The broker URLs as the report names them (comma-separated), with
+    /// where publishers go when --publish-url says.
+    pub fn target(&self) -> String {
+        let urls = self.url.join(",");
+        match resolve_publish(&self.url, &self.publish_url) {
+            Ok(p) if !p.is_empty() => format!("{urls} (publishing to {})", p.join(",")),
+            _ => urls,
+        }
+    }
+}
+
+/// --publish-url's entries as URLs: an index picks one of --url.
+pub fn resolve_publish(urls: &[String], publish: &[String]) -> Result<Vec<String>, String> {
+    publish
+        .iter()
+        .map(|p| match p.trim().parse::<usize>() {
+            Ok(i) => urls.get(i).cloned().ok_or_else(|| {
+                format!(
+                    "--publish-url {i}: there are {} --url(s), indexed from 0",
+                    urls.len()
+                )
+            }),
+            Err(_) => Ok(p.trim().to_string()),
+        })
+        .collect()
+}
+
 /// `10`, `10s`, `250ms`, `100us`, `2m`.
 pub fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -239,10 +283,31 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     })
 }
 
+/// The brokers of `--url` (or of `--publish-url`), parsed, each with
+/// the TLS side of its dial.
+fn endpoints(c: &Common, urls: &[String]) -> Result<Vec<Endpoint>, String> {
+    urls.iter()
+        .map(|u| {
+            let url = parse_url(u.trim())?;
+            let tls = tls_dial(c, &url)?;
+            Ok(Endpoint {
+                addr: url.addr,
+                path: url.path,
+                tls,
+            })
+        })
+        .collect()
+}
+
 /// The TLS side of every connection for a wss:// URL (`None` for ws://).
 fn tls_dial(c: &Common, url: &Url) -> Result<Option<TlsDial>, String> {
     let Some(host) = &url.tls_host else {
-        if c.ca.is_some() || c.insecure {
+        let any_tls = c
+            .url
+            .iter()
+            .chain(&c.publish_url)
+            .any(|u| u.trim().starts_with("wss://"));
+        if (c.ca.is_some() || c.insecure) && !any_tls {
             return Err("--ca and --insecure are for wss:// URLs".into());
         }
         return Ok(None);
@@ -323,9 +388,18 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         publishing,
         via,
     } = load;
-    let url = parse_url(&c.url)?;
-    let tls = tls_dial(c, &url)?;
-    let (target, path) = (url.addr, url.path);
+    if c.url.is_empty() {
+        return Err("--url: no broker given".into());
+    }
+    let targets = endpoints(c, &c.url)?;
+    let publish = resolve_publish(&c.url, &c.publish_url)?;
+    if !publish.is_empty() && publishers == 0 {
+        return Err(format!(
+            "--publish-url: {} has no publishers",
+            scenario.name()
+        ));
+    }
+    let publish_targets = endpoints(c, &publish)?;
     let auth = c.auth.resolve()?;
     if !(rate >= 0.0 && rate.is_finite()) {
         return Err("--rate must be >= 0".into());
@@ -351,7 +425,11 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         Some((lo, hi)) => Ports::Explicit { lo, hi },
         None => Ports::Kernel(PortRange::read()?),
     };
-    let loopback = target.ip().is_loopback() && matches!(target.ip(), IpAddr::V4(_));
+    // Loopback sources only when every broker is on IPv4 loopback.
+    let loopback = targets
+        .iter()
+        .chain(&publish_targets)
+        .all(|t| t.addr.ip().is_loopback() && matches!(t.addr.ip(), IpAddr::V4(_)));
     let sources = if c.sources > 0 {
         plan::loopback_sources(c.sources)
     } else if loopback {
@@ -369,8 +447,8 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
     }
     let mut p = Plan {
         scenario,
-        target,
-        path,
+        endpoints: targets,
+        publish_endpoints: publish_targets,
         topics,
         subs_per_topic,
         subscribers,
@@ -400,7 +478,6 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         snapshot,
         storm: None,
         auth,
-        tls,
         prefix: Vec::new(),
     };
     p.seal();

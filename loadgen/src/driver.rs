@@ -256,9 +256,10 @@ impl Driver {
     /// Open connection `i` of the plan (its `attempt`-th try).
     fn dial(&mut self, io: &mut Io<'_, ()>, i: u64, attempt: u32, rejoin: Rejoin) {
         let kind = self.plan.kind(i);
+        let at = self.plan.endpoint_of(i);
         let path = match kind {
             Kind::Echo { .. } => "/echo",
-            _ => self.plan.path.as_str(),
+            _ => at.path.as_str(),
         };
         // A minted token is minted here, per dial (a reconnection gets a
         // fresh one).
@@ -270,13 +271,13 @@ impl Driver {
             ));
         }
         let id = io.connect(Dial {
-            to: self.plan.target,
+            to: at.addr,
             from: self.plan.bind_of(i, attempt),
             path,
             protocols: Vec::new(),
             headers,
             max_message: MAX_MESSAGE,
-            tls: self.plan.tls.clone(),
+            tls: at.tls.clone(),
         });
         let k = id.key as usize;
         if self.conns.len() <= k {

@@ -90,6 +90,8 @@ struct HttpPublisher {
     plan: Arc<Plan>,
     ctl: Arc<Control>,
     slot: usize,
+    /// Among the publishers: which broker it publishes to.
+    index: u32,
     schedule: Schedule,
     batch: usize,
     /// The request head up to `Content-Length: ` (host, credential).
@@ -127,7 +129,7 @@ impl HttpPublisher {
         };
         let mut head = format!(
             "POST /publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",
-            plan.target
+            plan.publisher_endpoint(index).addr
         );
         // The credential of the WebSocket connection it replaces (the
         // publishers come after the subscribers in the plan), always as a
@@ -160,6 +162,7 @@ impl HttpPublisher {
             plan,
             ctl,
             slot,
+            index,
         }
     }
 
@@ -191,7 +194,9 @@ impl HttpPublisher {
     }
 
     fn connect(&mut self) {
-        let to = self.plan.target;
+        let plan = self.plan.clone();
+        let at = plan.publisher_endpoint(self.index);
+        let to = at.addr;
         match TcpStream::connect_timeout(&to, self.plan.connect_timeout) {
             Ok(s) => {
                 // Requests are whole when written; Nagle would hold a
@@ -201,7 +206,7 @@ impl HttpPublisher {
                     self.failed(format!("http publisher: socket setup: {e}"));
                     return;
                 }
-                if let Some(dial) = &self.plan.tls {
+                if let Some(dial) = &at.tls {
                     // The handshake runs in the poll loop: its first
                     // flight is written as the first request is.
                     match rustls::ClientConnection::new(dial.config.clone(), dial.name.clone()) {

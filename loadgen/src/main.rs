@@ -234,7 +234,7 @@ fn main() {
         progress: !common.quiet,
         server_pid: common.server_pid,
         params,
-        target: common.url.clone(),
+        target: common.target(),
     };
     let report = match run::run(plan, opts) {
         Ok(r) => r,
@@ -425,6 +425,101 @@ mod tests {
             ],
         ] {
             assert!(parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn several_urls_comma_separated_or_repeated_spread_the_connections() {
+        let (a, b, c) = (
+            "ws://127.0.0.1:7001/ws",
+            "ws://127.0.0.1:7002/x",
+            "ws://127.0.0.1:7003/ws",
+        );
+        let ab = format!("{a},{b}");
+        let args = [
+            "fanout",
+            "--subscribers",
+            "6",
+            "--publishers",
+            "2",
+            "--url",
+            &ab,
+            "--url",
+            c,
+        ];
+        let p = plan_of(&args);
+        let port = |i| p.endpoint_of(i).addr.port();
+        assert_eq!(
+            (0..6).map(port).collect::<Vec<_>>(),
+            [7001, 7002, 7003, 7001, 7002, 7003]
+        );
+        assert_eq!(
+            (port(6), port(7)),
+            (7001, 7002),
+            "publishers round-robin too"
+        );
+        assert_eq!(p.endpoint_of(1).path, "/x");
+        let Cmd::Fanout(f) = parse(&args).unwrap().scenario else {
+            unreachable!()
+        };
+        let params = serde_json::to_value(&f).unwrap();
+        assert_eq!(params["common"]["url"], format!("{ab},{c}"));
+        assert!(params["common"].get("publish_url").is_none());
+        assert_eq!(f.common.target(), format!("{ab},{c}"));
+
+        // Publishers on A (by index, or by a URL not among --url).
+        let bc = format!("{b},{c}");
+        for (urls, publish) in [(ab.as_str(), "0"), (bc.as_str(), a)] {
+            let args = [
+                "fanout",
+                "--subscribers",
+                "4",
+                "--publishers",
+                "3",
+                "--url",
+                urls,
+                "--publish-url",
+                publish,
+            ];
+            let p = plan_of(&args);
+            assert!(
+                (4..7).all(|i| p.endpoint_of(i).addr.port() == 7001),
+                "{publish}"
+            );
+            let Cmd::Fanout(f) = parse(&args).unwrap().scenario else {
+                unreachable!()
+            };
+            assert_eq!(f.common.target(), format!("{urls} (publishing to {a})"));
+        }
+        let p = plan_of(&[
+            "fanout",
+            "--subscribers",
+            "4",
+            "--url",
+            &bc,
+            "--publish-url",
+            a,
+        ]);
+        let subs: Vec<u16> = (0..4).map(|i| p.endpoint_of(i).addr.port()).collect();
+        assert_eq!(subs, [7002, 7003, 7002, 7003], "subscribers only on --url");
+
+        // One URL: as it always was.
+        let p = plan_of(&["fanout", "--subscribers", "3", "--url", a]);
+        assert!((0..4).all(|i| p.endpoint_of(i).addr.port() == 7001));
+        assert_eq!(p.endpoints.len(), 1);
+        let p = plan_of(&["feed", "--url", &ab]);
+        assert_eq!(p.endpoints.len(), 2);
+
+        for (bad, why) in [
+            (
+                &["fanout", "--url", a, "--publish-url", "1"][..],
+                "indexed from 0",
+            ),
+            (&["fanout", "--url", "ws://127.0.0.1:1,http://y"], "ws://"),
+            (&["echo", "--url", a, "--publish-url", "0"], "no publishers"),
+        ] {
+            let e = build(parse(bad).unwrap().scenario).expect_err("an error");
+            assert!(e.contains(why), "{bad:?}: {e}");
         }
     }
 

@@ -106,11 +106,35 @@ pub enum Via {
     Http { batch: u32 },
 }
 
+/// One broker to connect to (a `--url`): its address, request path, and
+/// for wss:// the TLS side of the dial.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub path: String,
+    pub tls: Option<ringfan::runtime::TlsDial>,
+}
+
+impl Endpoint {
+    /// A ws:// endpoint (no TLS).
+    pub fn ws(addr: SocketAddr, path: &str) -> Self {
+        Endpoint {
+            addr,
+            path: path.into(),
+            tls: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub scenario: Scenario,
-    pub target: SocketAddr,
-    pub path: String,
+    /// The brokers (`--url`, one or more): subscribers and echo connections
+    /// are spread over them round-robin, in their order in the plan.
+    pub endpoints: Vec<Endpoint>,
+    /// Where publishers connect (`--publish-url`), round-robin by
+    /// publisher index; empty: over `endpoints` as the others.
+    pub publish_endpoints: Vec<Endpoint>,
     pub topics: Vec<String>,
     /// Subscribers per topic; subscriber k (in topic order) is connection k.
     pub subs_per_topic: Vec<u64>,
@@ -154,8 +178,6 @@ pub struct Plan {
     /// The token each connection presents, if any (--token, --token-file,
     /// --mint-secret-file).
     pub auth: crate::auth::Auth,
-    /// wss://: the client TLS configuration and the name to check.
-    pub tls: Option<ringfan::runtime::TlsDial>,
     /// Running sum of `subs_per_topic` (see [`Plan::seal`]).
     pub prefix: Vec<u64>,
 }
@@ -200,8 +222,55 @@ impl Plan {
         }
     }
 
+    /// The broker connection `i` dials (and redials: a storm's reconnection
+    /// goes back to the same one): subscriber `k` to endpoint `k % n`, so
+    /// each topic's subscribers are spread evenly over the brokers;
+    /// publisher and echo connection `j` to the `j % n`-th of theirs.
+    pub fn endpoint_of(&self, i: u64) -> &Endpoint {
+        match self.kind(i) {
+            Kind::Subscriber { .. } => pick(&self.endpoints, i),
+            Kind::Publisher { index } => self.publisher_endpoint(index),
+            Kind::Echo { index } => pick(&self.endpoints, u64::from(index)),
+        }
+    }
+
+    /// Where publisher `index` (a WebSocket or an HTTP one) connects.
+    pub fn publisher_endpoint(&self, index: u32) -> &Endpoint {
+        if self.publish_endpoints.is_empty() {
+            pick(&self.endpoints, u64::from(index))
+        } else {
+            pick(&self.publish_endpoints, u64::from(index))
+        }
+    }
+
+    /// The first broker, for messages that name one.
+    pub fn target(&self) -> SocketAddr {
+        self.endpoints[0].addr
+    }
+
+    /// Every broker address, as `a, b, c`, for messages.
+    pub fn targets(&self) -> String {
+        self.brokers()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The distinct broker addresses, in the order first named.
+    pub fn brokers(&self) -> Vec<SocketAddr> {
+        let mut all = Vec::new();
+        for e in self.endpoints.iter().chain(&self.publish_endpoints) {
+            if !all.contains(&e.addr) {
+                all.push(e.addr);
+            }
+        }
+        all
+    }
+
     /// Compute what follows from the fields; call once they are set.
     pub fn seal(&mut self) {
+        assert!(!self.endpoints.is_empty(), "a plan needs a broker");
         let mut sum = 0;
         self.prefix = self
             .subs_per_topic
@@ -308,6 +377,10 @@ impl Plan {
     }
 }
 
+fn pick(endpoints: &[Endpoint], k: u64) -> &Endpoint {
+    &endpoints[(k % endpoints.len() as u64) as usize]
+}
+
 /// Subscribers per topic for `subscribers` spread over `topics` by Zipf
 /// exponent `s` (0: uniform), exactly summing to `subscribers`.
 pub fn spread(subscribers: u64, topics: usize, s: f64) -> Result<Vec<u64>, String> {
@@ -329,8 +402,8 @@ mod tests {
     fn plan(subs: Vec<u64>, publishers: u64) -> Plan {
         let mut p = Plan {
             scenario: Scenario::Fanout,
-            target: "127.0.0.1:1".parse().unwrap(),
-            path: "/ws".into(),
+            endpoints: vec![Endpoint::ws("127.0.0.1:1".parse().unwrap(), "/ws")],
+            publish_endpoints: Vec::new(),
             topics: (0..subs.len()).map(|i| format!("t.{i}")).collect(),
             subs_per_topic: subs,
             subscribers: 0,
@@ -357,7 +430,6 @@ mod tests {
             snapshot: false,
             storm: None,
             auth: Default::default(),
-            tls: None,
             prefix: Vec::new(),
         };
         p.seal();
@@ -397,6 +469,32 @@ mod tests {
         assert_eq!(q.bind_of(4, 1), Some("127.0.0.2:40004".parse().unwrap()));
         assert_eq!(q.bind_of(4, 3), Some("127.0.0.2:40000".parse().unwrap()));
         assert_eq!(p.rate_each(), 50.0);
+    }
+
+    #[test]
+    fn connections_spread_round_robin_over_the_brokers() {
+        let at = |port: u16| Endpoint::ws(SocketAddr::from(([127, 0, 0, 1], port)), "/ws");
+        // Two topics of 3 and 4 subscribers, 3 publishers, over 3 brokers.
+        let mut p = plan(vec![3, 4], 3);
+        p.endpoints = vec![at(1), at(2), at(3)];
+        let port = |p: &Plan, i| p.endpoint_of(i).addr.port();
+        let subs: Vec<u16> = (0..7).map(|i| port(&p, i)).collect();
+        assert_eq!(subs, [1, 2, 3, 1, 2, 3, 1]);
+        // Topic 1 (connections 3..7) has subscribers on every broker.
+        let pubs: Vec<u16> = (7..10).map(|i| port(&p, i)).collect();
+        assert_eq!(pubs, [1, 2, 3], "publishers counted from their own index");
+        // --publish-url: publishers only there; subscribers unchanged.
+        p.publish_endpoints = vec![at(9)];
+        assert_eq!((port(&p, 7), port(&p, 9), port(&p, 2)), (9, 9, 3));
+        assert_eq!(p.publisher_endpoint(5).addr.port(), 9);
+        assert_eq!(
+            p.targets(),
+            "127.0.0.1:1, 127.0.0.1:2, 127.0.0.1:3, 127.0.0.1:9"
+        );
+        // One broker: everyone on it, as before.
+        let one = plan(vec![2, 2], 2);
+        assert!((0..6).all(|i| port(&one, i) == 1));
+        assert_eq!(one.targets(), "127.0.0.1:1");
     }
 
     #[test]

@@ -462,7 +462,7 @@ fn assemble(
             &report.counts,
             &m.failures,
             connected,
-            plan.target,
+            &plan.targets(),
         ));
     }
     if let Some(share) = report.extra.get("client_cpu_share").copied() {
@@ -506,7 +506,7 @@ fn no_connection(
     c: &Counts,
     failures: &BTreeMap<String, u64>,
     connected: &Connected,
-    target: std::net::SocketAddr,
+    target: &str,
 ) -> String {
     let Some((why, _)) = failures.iter().max_by_key(|(_, n)| **n) else {
         return format!(
@@ -533,9 +533,19 @@ fn server_figures(
     notes: &mut Vec<String>,
 ) -> BTreeMap<String, f64> {
     let mut extra = BTreeMap::new();
+    // --server-pid names one process; with several brokers it serves only
+    // some of the connections and does only its share of the deliveries.
+    let several = plan.brokers().len() > 1;
+    if several && s.server_start.is_some() {
+        notes.push(format!(
+            "--server-pid measures one process of {} brokers: server_cpu_us_per_delivery divides its CPU time by every broker's deliveries, and memory per connection is left out",
+            plan.brokers().len()
+        ));
+    }
     if let (Some(before), Some(after)) = (s.server_start, s.server_connected) {
         extra.insert("server_rss_bytes".into(), after.rss as f64);
         match rss_per_conn(before.rss, after.rss, connected.opened) {
+            _ if several => {}
             Some(Ok(per_conn)) => {
                 extra.insert("server_rss_per_conn_bytes".into(), per_conn);
             }

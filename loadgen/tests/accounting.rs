@@ -6,7 +6,7 @@
 mod fake_broker;
 mod real_broker;
 
-use loadgen::plan::{Data, Plan, Publishing, Scenario, Via};
+use loadgen::plan::{Data, Endpoint, Plan, Publishing, Scenario, Via};
 use loadgen::run::{self, Options};
 use real_broker::ringfan;
 use std::net::{SocketAddr, TcpListener};
@@ -22,8 +22,8 @@ fn plan(
 ) -> Plan {
     let mut p = Plan {
         scenario,
-        target,
-        path: "/ws".into(),
+        endpoints: vec![Endpoint::ws(target, "/ws")],
+        publish_endpoints: Vec::new(),
         topics: (0..subs_per_topic.len())
             .map(|i| format!("acct.{i}"))
             .collect(),
@@ -52,7 +52,6 @@ fn plan(
         snapshot: false,
         storm: None,
         auth: Default::default(),
-        tls: None,
         prefix: Vec::new(),
     };
     p.seal();
@@ -213,7 +212,7 @@ fn connections_that_fail_are_counted_with_the_reason() {
         0.0,
         Duration::from_millis(100),
     );
-    p.path = "/nope".into();
+    p.endpoints[0].path = "/nope".into();
     p.grace = Duration::from_millis(100);
     let r = run::run(p, opts(addr)).expect("run");
     server.shutdown();
