@@ -198,6 +198,19 @@ impl Cluster {
         self.resend_interest();
     }
 
+    /// The tick: interest the bridge refused goes again, and past `cap`
+    /// topics the idle ones are forgotten (nothing in flight or waiting):
+    /// a forgotten topic's next publish reads its last message again (one
+    /// round trip), so the map stays bounded like the owner's topics
+    /// (`--max-topics-per-shard`) whatever the number of topics seen.
+    pub(super) fn tick(&mut self, cap: usize) {
+        self.resend_interest();
+        if self.topics.len() > cap {
+            self.topics
+                .retain(|_, st| st.asking || st.inflight.is_some() || !st.waiting.is_empty());
+        }
+    }
+
     pub(super) fn resend_interest(&mut self) {
         while let Some(m) = self.interest.front() {
             if !(self.sink)(m.clone()) {

@@ -24,6 +24,8 @@ struct Stream {
     /// Interest per node: pattern → shards holding it.
     interest: Vec<FxHashMap<Box<str>, usize>>,
     down: bool,
+    /// Last-message reads served.
+    lasts: usize,
 }
 
 struct Nodes {
@@ -33,6 +35,10 @@ struct Nodes {
 }
 
 fn nodes(n: usize, shards: usize) -> Nodes {
+    nodes_with(n, shards, Default::default())
+}
+
+fn nodes_with(n: usize, shards: usize, config: super::BrokerConfig) -> Nodes {
     let mut out = Vec::new();
     let nodes = (0..n)
         .map(|node| {
@@ -44,9 +50,8 @@ fn nodes(n: usize, shards: usize) -> Nodes {
                     o.lock().unwrap().push((shard, m));
                     true
                 });
-                let broker =
-                    std::mem::replace(b, super::Broker::new(Default::default(), b.stats.clone()));
-                *b = broker.with_cluster(Link::new(sink, node as u64));
+                let fresh = super::Broker::new(config.clone(), b.stats.clone());
+                *b = fresh.with_cluster(Link::new(sink, node as u64));
             }
             out.push(o);
             c
@@ -101,6 +106,7 @@ impl Nodes {
                 }
             }
             ClusterOut::Last { token, topic } => {
+                self.stream.lasts += 1;
                 let found = self
                     .stream
                     .last
@@ -277,4 +283,34 @@ fn a_batch_waits_for_the_stream_and_gets_its_seqs() {
         done[0].1.refused.is_some_and(|r| r.contains("cluster")),
         "{done:?}"
     );
+}
+
+#[test]
+fn idle_topics_past_the_cap_are_forgotten_and_read_again() {
+    let config = super::BrokerConfig {
+        max_topics: 2,
+        ..Default::default()
+    };
+    let mut n = nodes_with(1, 1, config);
+    let p = n.nodes[0].connect(0);
+    for round in 0..2 {
+        for t in ["a", "b", "c"] {
+            n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": round, "id": 1}));
+            n.settle();
+        }
+    }
+    assert_eq!(n.stream.lasts, 3, "numbering kept while under the cap");
+    n.nodes[0].tick(0);
+    n.settle();
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "a", "data": 2, "id": 1}));
+    n.settle();
+    let got = summary(&n.nodes[0].received(p));
+    assert_eq!(
+        n.stream.lasts, 4,
+        "forgotten at the tick, read again: {got:?}"
+    );
+    assert_eq!(n.stream.last["a"].1, 3, "and numbered on from the stream");
+    assert!(summary(&n.nodes[0].received(p))
+        .iter()
+        .all(|m| m == "ack 1"));
 }

@@ -144,7 +144,7 @@ impl Broker {
     /// some subscribers drop the state they no longer need.
     pub fn tick<H: Host>(&mut self, io: &mut H) {
         if let Some(c) = self.cluster.as_mut() {
-            c.resend_interest();
+            c.tick(self.config.max_topics);
         }
         self.scan_tick(io);
         self.tidy_some(io.now_ms());
