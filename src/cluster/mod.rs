@@ -14,7 +14,7 @@
 //! loops free of it (docs/cluster.md §7).
 
 mod task;
-mod wire;
+pub mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -195,6 +195,8 @@ pub struct BridgeStats {
     pub interest_errors: AtomicU64,
     /// Slow-consumer events from async-nats (messages dropped client-side).
     pub slow_consumers: AtomicU64,
+    /// The version the first NATS server connected to reported.
+    pub server_version: std::sync::OnceLock<String>,
 }
 
 impl BridgeStats {
