@@ -32,8 +32,11 @@ fn nats_server_bin() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     from_path.or_else(|| {
-        let p = PathBuf::from("/usr/bin/nats-server");
-        p.is_file().then_some(p)
+        // Debian installs it in /usr/sbin, which a non-root PATH lacks.
+        ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
     })
 }
 
