@@ -73,6 +73,9 @@ pub const UNAVAILABLE: &str = "the cluster could not confirm a message (NATS unr
 /// Cluster mode: the seq a `Numbered` carries for a message the cluster
 /// could not confirm (0 is "no room").
 pub(super) const UNAVAILABLE_SEQ: u64 = u64::MAX;
+/// Cluster mode: the seq a `Numbered` carries for a message refused as
+/// overload (its topic's queue or shard behind, or contended).
+pub(super) const OVERLOADED_SEQ: u64 = u64::MAX - 1;
 
 impl Broker {
     /// Whether `topic` and `data` (JSON, verbatim) may be published at
@@ -209,6 +212,8 @@ impl Broker {
                 p.outcome.refused.get_or_insert(NO_ROOM);
             } else if seq == UNAVAILABLE_SEQ {
                 p.outcome.refused.get_or_insert(UNAVAILABLE);
+            } else if seq == OVERLOADED_SEQ {
+                p.outcome.refused.get_or_insert(OVERLOADED);
             } else {
                 *s = Some(seq);
             }

@@ -130,9 +130,15 @@ pub enum Origin {
 /// takes ~3,000 publishes/s per node, so 1,024 is a third of a second.
 const MAX_WAITING: usize = 1024;
 
+/// Times a publish is numbered again after conflicts before its publisher
+/// is told the topic is contended (docs/cluster.md §3): two nodes taking
+/// turns on one topic conflict at most once a round each.
+const MAX_CONFLICTS: u8 = 8;
+
 struct Pending {
     data: Bytes,
     origin: Origin,
+    conflicts: u8,
 }
 
 /// A topic's numbering as this node knows it.
@@ -141,15 +147,17 @@ struct TopicSeq {
     /// `stream`/`seq` are the stream's word (from an ack, a copy or a
     /// read); until then the next publish asks for the last message.
     known: bool,
-    asking: bool,
+    /// A last-message read on its way since (shard clock, ms).
+    asking: Option<u64>,
     /// Stream sequence and seq of the topic's last stored message.
     stream: u64,
     seq: u64,
     /// Highest stream sequence delivered here (copies at or below it are
     /// duplicates).
     delivered: u64,
-    /// The publish in flight: its token, its seq, itself.
-    inflight: Option<(u64, u64, Pending)>,
+    /// The publish in flight: its token, its seq, itself, and when it
+    /// was sent (shard clock, ms).
+    inflight: Option<(u64, u64, Pending, u64)>,
     waiting: VecDeque<Pending>,
 }
 
@@ -161,7 +169,9 @@ pub struct Cluster {
     /// Request token → its topic.
     tokens: FxHashMap<u64, Box<str>>,
     next: u64,
-    connected: bool,
+    /// A request older than this (ms) gets no answer any more: the bridge
+    /// gave up on it (its own publish timeout, plus slack).
+    deadline_ms: u64,
     /// Interest the bridge's full queue refused, resent in order (a lost
     /// one would be a subscription that silently never delivers).
     interest: VecDeque<ClusterOut>,
@@ -171,14 +181,18 @@ impl Cluster {
     /// `node` tells this node's message ids from other nodes' (random at
     /// start: a restarted node must not reuse the ids of its last life
     /// within the stream's 2-minute duplicate window).
-    pub fn new(sink: ClusterSink, node: u64) -> Self {
+    /// `deadline` bounds how long a request may wait for the bridge's
+    /// answer: its publish timeout plus slack (an answer the bridge could
+    /// not hand over, a shard inbox full for that long, must not leave the
+    /// topic's publishers waiting for ever).
+    pub fn new(sink: ClusterSink, node: u64, deadline: std::time::Duration) -> Self {
         Self {
             sink,
             node,
             topics: FxHashMap::default(),
             tokens: FxHashMap::default(),
             next: 0,
-            connected: true,
+            deadline_ms: deadline.as_millis() as u64,
             interest: VecDeque::new(),
         }
     }
@@ -206,9 +220,33 @@ impl Cluster {
     pub(super) fn tick(&mut self, cap: usize) {
         self.resend_interest();
         if self.topics.len() > cap {
-            self.topics
-                .retain(|_, st| st.asking || st.inflight.is_some() || !st.waiting.is_empty());
+            self.topics.retain(|_, st| {
+                st.asking.is_some() || st.inflight.is_some() || !st.waiting.is_empty()
+            });
         }
+    }
+
+    /// Topics whose request waited past the deadline at `now_ms`: their
+    /// tokens are forgotten (a late answer is ignored) and their numbering
+    /// is read again.
+    fn expired(&mut self, now_ms: u64) -> Vec<Box<str>> {
+        let late = |at: u64| now_ms.saturating_sub(at) > self.deadline_ms;
+        let topics: Vec<Box<str>> = self
+            .topics
+            .iter()
+            .filter(|(_, st)| {
+                st.asking.is_some_and(late) || st.inflight.as_ref().is_some_and(|f| late(f.3))
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        self.tokens.retain(|_, t| !topics.contains(t));
+        for t in &topics {
+            if let Some(st) = self.topics.get_mut(t) {
+                st.asking = None;
+                st.known = false;
+            }
+        }
+        topics
     }
 
     pub(super) fn resend_interest(&mut self) {
@@ -222,6 +260,20 @@ impl Cluster {
 }
 
 impl Broker {
+    /// The tick, cluster mode: refused interest again, idle topics past
+    /// the cap forgotten, requests past their deadline failed.
+    pub(super) fn cluster_tick<H: Host>(&mut self, io: &mut H) {
+        let cap = self.config.max_topics;
+        let now = io.now_ms();
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        c.tick(cap);
+        for topic in c.expired(now) {
+            self.cluster_fail_all(io, &topic);
+        }
+    }
+
     /// Cluster mode: a publish checked here goes to its topic's owner
     /// shard on this node (by mail when that is another shard), which
     /// numbers it through the stream and answers `origin`.
@@ -259,13 +311,12 @@ impl Broker {
         data: Bytes,
         origin: Origin,
     ) {
+        // While NATS is unreachable the bridge answers `Unavailable` at
+        // once; the shard does not keep its own copy of the link's state
+        // (a missed change would leave it refusing with NATS back).
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        if !c.connected {
-            inc(&self.stats[io.shard()].cluster_unavailable_total, 1);
-            return self.cluster_answer(io, origin, Err(ErrCode::Unavailable));
-        }
         let st = match c.topics.get_mut(topic) {
             Some(st) => st,
             None => c.topics.entry(topic.into()).or_default(),
@@ -274,7 +325,11 @@ impl Broker {
             inc(&self.stats[io.shard()].publishes_refused_total, 1);
             return self.cluster_answer(io, origin, Err(ErrCode::RateLimited));
         }
-        st.waiting.push_back(Pending { data, origin });
+        st.waiting.push_back(Pending {
+            data,
+            origin,
+            conflicts: 0,
+        });
         inc(&self.stats[io.shard()].cluster_waiting, 1);
         self.cluster_pump(io, topic);
     }
@@ -283,17 +338,18 @@ impl Broker {
     /// its last message first when its numbering is not known.
     fn cluster_pump<H: Host>(&mut self, io: &mut H, topic: &str) {
         let me = io.shard();
+        let now = io.now_ms();
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
         let Some(st) = c.topics.get_mut(topic) else {
             return;
         };
-        if st.inflight.is_some() || st.asking || st.waiting.is_empty() {
+        if st.inflight.is_some() || st.asking.is_some() || st.waiting.is_empty() {
             return;
         }
         if !st.known {
-            st.asking = true;
+            st.asking = Some(now);
             let token = c.token(topic);
             let ask = ClusterOut::Last {
                 token,
@@ -302,7 +358,7 @@ impl Broker {
             if !(c.sink)(ask) {
                 c.tokens.remove(&token);
                 if let Some(st) = c.topics.get_mut(topic) {
-                    st.asking = false;
+                    st.asking = None;
                 }
                 return self.cluster_fail_all(io, topic);
             }
@@ -328,7 +384,7 @@ impl Broker {
             payload,
         };
         if let Some(st) = c.topics.get_mut(topic) {
-            st.inflight = Some((token, seq, p));
+            st.inflight = Some((token, seq, p, now));
         }
         if !(c.sink)(out) {
             c.tokens.remove(&token);
@@ -337,18 +393,23 @@ impl Broker {
         inc(&self.stats[me].cluster_publishes_total, 1);
     }
 
-    /// The bridge cannot take requests: every publish of `topic` here,
-    /// in flight or waiting, is answered `unavailable`.
+    /// Every publish of `topic` here, in flight or waiting, is answered
+    /// `unavailable` (the bridge cannot take requests, gave no answer in
+    /// time, or could not confirm the one before: a later one stored
+    /// before it is retried would break its publisher's order).
     fn cluster_fail_all<H: Host>(&mut self, io: &mut H, topic: &str) {
-        let Some(st) = self.cluster.as_mut().and_then(|c| c.topics.get_mut(topic)) else {
+        let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        let mut failed: Vec<Origin> = st
-            .inflight
-            .take()
-            .map(|(_, _, p)| p.origin)
-            .into_iter()
-            .collect();
+        let Some(st) = c.topics.get_mut(topic) else {
+            return;
+        };
+        st.known = false;
+        let inflight = st.inflight.take();
+        if let Some((token, ..)) = &inflight {
+            c.tokens.remove(token);
+        }
+        let mut failed: Vec<Origin> = inflight.map(|(_, _, p, _)| p.origin).into_iter().collect();
         failed.extend(st.waiting.drain(..).map(|p| p.origin));
         let me = io.shard();
         inc(
@@ -375,17 +436,14 @@ impl Broker {
                         .as_mut()
                         .and_then(|c| c.topics.get_mut(&*topic))
                     {
-                        st.asking = false;
+                        st.asking = None;
                     }
                     self.cluster_fail_all(io, &topic);
                 }
             }
             ClusterIn::Connected(up) => {
-                if let Some(c) = self.cluster.as_mut() {
-                    c.connected = up;
-                    if up {
-                        c.resend_interest();
-                    }
+                if let Some(c) = self.cluster.as_mut().filter(|_| up) {
+                    c.resend_interest();
                 }
             }
         }
@@ -402,7 +460,7 @@ impl Broker {
         let Some(st) = c.topics.get_mut(&*topic) else {
             return;
         };
-        let Some((_, seq, p)) = st.inflight.take_if(|(t, _, _)| *t == token) else {
+        let Some((_, seq, mut p, _)) = st.inflight.take_if(|(t, ..)| *t == token) else {
             return;
         };
         match result {
@@ -415,20 +473,28 @@ impl Broker {
                 dec(&self.stats[me].cluster_waiting, 1);
                 self.cluster_answer(io, p.origin, Ok(seq));
             }
-            PublishResult::Conflict => {
+            PublishResult::Conflict if p.conflicts < MAX_CONFLICTS => {
                 // Another node published the topic: learn its last
                 // message, then number this one again.
                 st.known = false;
+                p.conflicts += 1;
                 st.waiting.push_front(p);
                 inc(&self.stats[me].cluster_conflicts_total, 1);
             }
+            PublishResult::Conflict => {
+                st.known = false;
+                dec(&self.stats[me].cluster_waiting, 1);
+                inc(&self.stats[me].cluster_conflicts_total, 1);
+                self.cluster_answer(io, p.origin, Err(ErrCode::RateLimited));
+            }
             PublishResult::Unavailable => {
                 // Perhaps stored, perhaps not: the next one must not
-                // assume either.
-                st.known = false;
+                // assume either, and the ones waiting behind it must not
+                // overtake a retry of it.
                 dec(&self.stats[me].cluster_waiting, 1);
                 inc(&self.stats[me].cluster_unavailable_total, 1);
                 self.cluster_answer(io, p.origin, Err(ErrCode::Unavailable));
+                return self.cluster_fail_all(io, &topic);
             }
         }
         self.cluster_pump(io, &topic);
@@ -444,8 +510,16 @@ impl Broker {
         let Some(st) = c.topics.get_mut(&*topic) else {
             return;
         };
-        st.asking = false;
+        st.asking = None;
         let (stream, seq) = found.map_or((0, 0), |f| (f.stream_seq, f.rf_seq));
+        if stream < st.delivered {
+            // The stream's last is older than what was delivered here:
+            // the stream was recreated (memory storage and a restart, or
+            // an operator's purge). Its copies start again low, and seq 1
+            // is the reset subscribers are told of (protocol.md).
+            st.delivered = 0;
+            st.stream = 0;
+        }
         if !st.known || stream >= st.stream {
             (st.known, st.stream, st.seq) = (true, stream, seq);
         }
@@ -524,7 +598,11 @@ impl Broker {
                 batch,
                 index,
             } => {
-                let seq = r.unwrap_or(super::batch::UNAVAILABLE_SEQ);
+                let seq = match r {
+                    Ok(seq) => seq,
+                    Err(ErrCode::RateLimited) => super::batch::OVERLOADED_SEQ,
+                    Err(_) => super::batch::UNAVAILABLE_SEQ,
+                };
                 if shard == me {
                     self.numbered(batch, index, seq);
                 } else {
@@ -537,7 +615,7 @@ impl Broker {
 
 fn unavailable_text(code: ErrCode) -> &'static str {
     match code {
-        ErrCode::RateLimited => "broker overloaded: too many publishes of this topic waiting for the cluster, or its shard is behind; retry later",
+        ErrCode::RateLimited => "broker overloaded: too many publishes of this topic waiting for the cluster, the topic contended by other nodes, or its shard behind; retry later",
         _ => "the cluster could not confirm this publish (NATS unreachable or no stream leader); it may or may not have been published",
     }
 }

@@ -24,6 +24,10 @@ struct Stream {
     /// Interest per node: pattern → shards holding it.
     interest: Vec<FxHashMap<Box<str>, usize>>,
     down: bool,
+    /// Publishes taken and never answered (an answer lost on its way).
+    silent: bool,
+    /// Every publish conflicts (another node always first).
+    contended: bool,
     /// Last-message reads served.
     lasts: usize,
 }
@@ -51,7 +55,11 @@ fn nodes_with(n: usize, shards: usize, config: super::BrokerConfig) -> Nodes {
                     true
                 });
                 let fresh = super::Broker::new(config.clone(), b.stats.clone());
-                *b = fresh.with_cluster(Link::new(sink, node as u64));
+                *b = fresh.with_cluster(Link::new(
+                    sink,
+                    node as u64,
+                    std::time::Duration::from_secs(12),
+                ));
             }
             out.push(o);
             c
@@ -123,9 +131,12 @@ impl Nodes {
                 ..
             } => {
                 let last = self.stream.last.get(&topic).map_or(0, |l| l.0);
+                if self.stream.silent {
+                    return;
+                }
                 let result = if self.stream.down {
                     PublishResult::Unavailable
-                } else if last != expected_last {
+                } else if last != expected_last || self.stream.contended {
                     PublishResult::Conflict
                 } else {
                     self.stream.seq += 1;
@@ -313,4 +324,60 @@ fn idle_topics_past_the_cap_are_forgotten_and_read_again() {
     assert!(summary(&n.nodes[0].received(p))
         .iter()
         .all(|m| m == "ack 1"));
+}
+
+#[test]
+fn a_lost_answer_fails_its_publishers_at_the_deadline_and_the_topic_goes_on() {
+    let mut n = nodes(1, 1);
+    let p = n.nodes[0].connect(0);
+    n.stream.silent = true;
+    for id in 1..=3 {
+        n.nodes[0].send(p, json!({"op": "pub", "topic": "t", "data": id, "id": id}));
+    }
+    n.settle();
+    assert!(n.nodes[0].received(p).is_empty(), "waiting for the stream");
+    n.nodes[0].hosts[0].now_ms += 11_000;
+    n.nodes[0].tick(0);
+    n.settle();
+    assert!(n.nodes[0].received(p).is_empty(), "not before the deadline");
+    n.nodes[0].hosts[0].now_ms += 2_000;
+    n.nodes[0].tick(0);
+    n.settle();
+    let got = n.nodes[0].received(p);
+    let codes: Vec<_> = got
+        .iter()
+        .map(|m| (m["id"].clone(), m["code"].clone()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (json!(1), json!("unavailable")),
+            (json!(2), json!("unavailable")),
+            (json!(3), json!("unavailable"))
+        ]
+    );
+    n.stream.silent = false;
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "t", "data": 4, "id": 4}));
+    n.settle();
+    assert_eq!(summary(&n.nodes[0].received(p)), ["ack 4"]);
+    let waiting = n.nodes[0].brokers[0].stats()[0]
+        .cluster_waiting
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(waiting, 0);
+}
+
+#[test]
+fn a_publish_that_keeps_conflicting_is_refused_after_eight_rounds() {
+    let mut n = nodes(1, 1);
+    let p = n.nodes[0].connect(0);
+    n.stream.contended = true;
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "t", "data": 1, "id": 1}));
+    n.settle();
+    let got = n.nodes[0].received(p);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["code"], "rate_limited", "{got:?}");
+    let conflicts = n.nodes[0].brokers[0].stats()[0]
+        .cluster_conflicts_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(conflicts, 9);
 }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cluster;
 pub mod config;
 pub mod engine;
+mod fanout;
 pub mod host;
 mod limits;
 mod log_events;

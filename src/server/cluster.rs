@@ -17,9 +17,20 @@ use std::sync::Arc;
 
 /// Shard `shard`'s cluster state, sending through `sender`. `node` tells
 /// this process's message ids from every other's.
-pub fn broker_link(sender: BridgeSender, shard: usize, node: u64) -> Cluster {
+pub fn broker_link(
+    sender: BridgeSender,
+    shard: usize,
+    node: u64,
+    publish_timeout: std::time::Duration,
+) -> Cluster {
     let sink = Box::new(move |m: ClusterOut| sender.send(to_bridge(shard, m)).is_ok());
-    Cluster::new(sink, node)
+    // The bridge answers within its publish timeout or hands the shard
+    // `Unavailable`; past it and 2 s of slack, the shard stops waiting.
+    Cluster::new(
+        sink,
+        node,
+        publish_timeout + std::time::Duration::from_secs(2),
+    )
 }
 
 /// Where the bridge hands what it hears: each shard's external inbox.
@@ -142,7 +153,7 @@ impl Collector for BridgeCounts {
             ("cluster_publish_retries", "Publishes resent with the same message id after 250 ms without an answer.", &s.publish_retries),
             ("cluster_copies_shed", "Copies dropped because their shard's inbox was full (its subscribers see a seq gap).", &s.copies_shed),
             ("cluster_nats_bad_messages", "NATS messages without the headers or subject of a stored copy (dropped).", &s.copies_bad),
-            ("cluster_answers_dropped", "Answers a shard did not take in time (its publisher times out).", &s.answers_dropped),
+            ("cluster_answers_dropped", "Answers a shard did not take in time (the shard answers its publisher unavailable at its own deadline).", &s.answers_dropped),
             ("cluster_slow_consumers", "NATS client slow-consumer events (messages dropped before the bridge saw them).", &s.slow_consumers),
         ];
         for (name, help, v) in counters {

@@ -318,7 +318,14 @@ impl App for Node {
         match msg.kind {
             MessageKind::Binary => self.broker.binary(io, client(conn)),
             MessageKind::Text => match std::str::from_utf8(msg.payload) {
-                Ok(text) => self.broker.text(io, client(conn), text),
+                Ok(text) => {
+                    self.broker.text(io, client(conn), text);
+                    // Cluster mode: a refusal there may complete another
+                    // request's HTTP batch (its topic's publishes failed).
+                    if self.broker.has_batches() {
+                        self.finish_publishes(io);
+                    }
+                }
                 // The frame layer validated it; this cannot happen.
                 Err(_) => self.broker.binary(io, client(conn)),
             },
@@ -379,5 +386,9 @@ impl App for Node {
         // Snapshot scans for local subscribers whose last step sent
         // nothing (no `writable` follows it) go on here.
         self.broker.tick(io);
+        // Cluster mode: requests past their deadline are failed by the tick.
+        if self.broker.has_batches() {
+            self.finish_publishes(io);
+        }
     }
 }

@@ -63,6 +63,8 @@ pub struct Joined {
     /// This process's id in message ids (random: a restarted node must not
     /// reuse its last life's ids within the stream's duplicate window).
     pub node: u64,
+    /// `--cluster-publish-timeout`: how long shards wait for the bridge.
+    pub publish_timeout: Duration,
 }
 
 /// Connect to NATS and start the bridge, or say why not (None: no
@@ -113,5 +115,6 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
         sender,
         inboxes,
         node: fastrand::u64(..),
+        publish_timeout: Duration::from_secs(args.cluster_publish_timeout.max(1)),
     }))
 }
