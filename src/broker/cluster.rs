@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use super::engine::{owner_of, Broker};
 use super::host::{Client, Host};
 use super::mail::Mail;
+use super::topic::check_topic;
 use super::wire::{self, ErrCode};
 use crate::metrics::{dec, inc};
 
@@ -549,7 +550,10 @@ impl Broker {
             (st.known, st.stream, st.seq) = (true, copy.stream_seq, copy.rf_seq);
         }
         inc(&self.stats[me].cluster_copies_total, 1);
-        let Some(framed) = wire::frame_copy(&copy.topic, &copy.payload) else {
+        let framed = check_topic(&copy.topic)
+            .ok()
+            .and_then(|_| wire::frame_copy(&copy.topic, copy.rf_seq, &copy.payload));
+        let Some(framed) = framed else {
             inc(&self.stats[me].cluster_bad_copies_total, 1);
             return;
         };

@@ -395,13 +395,18 @@ pub fn msg(topic: &str, seq: u64, data: &[u8], snapshot: bool) -> (Bytes, TopicA
 /// carried by NATS) as this node's frame, checked first: it came over the
 /// network. Returns the frame, where its topic sits and where its data
 /// starts (for the snapshot frame); `None` when it is not the `msg` of
-/// `topic` with a seq, or not UTF-8 (a WebSocket text frame must be).
-pub fn frame_copy(topic: &str, payload: &[u8]) -> Option<(Bytes, TopicAt, u32)> {
+/// `topic` with seq `seq`, or not UTF-8 (a WebSocket text frame must be).
+pub fn frame_copy(topic: &str, seq: u64, payload: &[u8]) -> Option<(Bytes, TopicAt, u32)> {
     const HEAD: &[u8] = b"{\"op\":\"msg\",\"topic\":\"";
     let rest = payload.strip_prefix(HEAD)?;
     let rest = rest.strip_prefix(topic.as_bytes())?;
     let rest = rest.strip_prefix(b"\",\"seq\":".as_slice())?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    // The seq in the text is the one the stream's header carries (a
+    // snapshot of it is numbered from the header).
+    if rest.get(..digits) != Some(itoa::Buffer::new().format(seq).as_bytes()) {
+        return None;
+    }
     let data = rest.get(digits..)?.strip_prefix(b",\"data\":".as_slice())?;
     if digits == 0 || data.len() < 2 || payload.last() != Some(&b'}') {
         return None;
@@ -691,7 +696,8 @@ mod tests {
     fn a_copy_from_another_node_is_checked_then_framed_as_here() {
         let (f, at) = msg("md.A", 7, br#"{"bid":1}"#, false);
         let h = frame::parse_header(&f).unwrap().unwrap();
-        let (g, at2, data_at) = frame_copy("md.A", &f[h.len..]).unwrap();
+        let (g, at2, data_at) = frame_copy("md.A", 7, &f[h.len..]).unwrap();
+        assert!(frame_copy("md.A", 8, &f[h.len..]).is_none(), "another seq");
         assert_eq!((g, at2), (f.clone(), at));
         assert_eq!(&f[data_at as usize..f.len() - 1], br#"{"bid":1}"#);
         for bad in [
@@ -703,7 +709,7 @@ mod tests {
             b"",
         ] {
             assert!(
-                frame_copy("md.A", bad).is_none(),
+                frame_copy("md.A", 7, bad).is_none(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
