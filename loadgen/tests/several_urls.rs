@@ -211,7 +211,9 @@ impl ClusterNode {
             ..Config::default()
         };
         let server = Server::start_with_inboxes(config, boxes, move |shard| {
-            let link = ringfan::server::cluster::broker_link(sender.clone(), shard, node);
+            // The bridge's default publish timeout (10 s).
+            let timeout = std::time::Duration::from_secs(10);
+            let link = ringfan::server::cluster::broker_link(sender.clone(), shard, node, timeout);
             Node::new(
                 Broker::new(broker.clone(), stats.clone()).with_cluster(link),
                 Routes::default(),
