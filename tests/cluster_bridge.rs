@@ -2,7 +2,7 @@
 //! loopback port with a temporary store (issue #18, docs/cluster.md §9).
 //!
 //! Without nats-server these tests print a loud skip note and pass, unless
-//! RINGFAN_REQUIRE_NATS=1 (tests/run.sh sets it, after installing
+//! NATS_SERVER_REQUIRED=1 (tests/run.sh sets it, after installing
 //! Debian's nats-server). Every wait is bounded by a generous deadline;
 //! nothing asserts a duration.
 
@@ -44,15 +44,15 @@ fn nats_server_bin() -> Option<PathBuf> {
 fn need_nats(test: &str) -> Option<PathBuf> {
     let bin = nats_server_bin();
     if bin.is_none() {
-        if std::env::var("RINGFAN_REQUIRE_NATS").as_deref() == Ok("1") {
+        if std::env::var("NATS_SERVER_REQUIRED").as_deref() == Ok("1") {
             panic!(
-                "{test}: nats-server not found and RINGFAN_REQUIRE_NATS=1 \
+                "{test}: nats-server not found and NATS_SERVER_REQUIRED=1 \
                  (Debian: apt-get install nats-server)"
             );
         }
         eprintln!(
             "\n!!!!! SKIPPED {test}: nats-server not found (apt-get install nats-server; \
-             RINGFAN_REQUIRE_NATS=1 makes this a failure) !!!!!\n"
+             NATS_SERVER_REQUIRED=1 makes this a failure) !!!!!\n"
         );
     }
     bin

@@ -7,7 +7,7 @@
 //! (publisher on A, subscribers on B and C: every delivery crosses NATS).
 //!
 //! Without nats-server the cluster test prints a loud skip note and
-//! passes, unless RINGFAN_REQUIRE_NATS=1 (as the broker's own tests).
+//! passes, unless NATS_SERVER_REQUIRED=1 (as the broker's own tests).
 
 mod bounded;
 mod real_broker;
@@ -130,9 +130,9 @@ fn nats_server_bin() -> Option<PathBuf> {
     });
     if bin.is_none() {
         assert_ne!(
-            std::env::var("RINGFAN_REQUIRE_NATS").as_deref(),
+            std::env::var("NATS_SERVER_REQUIRED").as_deref(),
             Ok("1"),
-            "nats-server not found and RINGFAN_REQUIRE_NATS=1"
+            "nats-server not found and NATS_SERVER_REQUIRED=1"
         );
         eprintln!("\n!!!!! SKIPPED: nats-server not found (apt-get install nats-server) !!!!!\n");
     }

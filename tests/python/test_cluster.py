@@ -32,7 +32,7 @@ def nats_binary() -> str | None:
     # Debian installs it in /usr/sbin, which a non-root PATH lacks.
     found = shutil.which("nats-server") or next(
         (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).exists()), None)
-    if found is None and os.environ.get("RINGFAN_REQUIRE_NATS") == "1":
+    if found is None and os.environ.get("NATS_SERVER_REQUIRED") == "1":
         pytest.fail("nats-server is not installed (tests/run.sh installs Debian's nats-server)")
     return found
 
