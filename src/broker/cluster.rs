@@ -198,6 +198,14 @@ impl Cluster {
         }
     }
 
+    /// The topic a request's answer is for (its token forgotten), and its
+    /// state; `None` for an answer no longer waited for.
+    fn answered(&mut self, token: u64) -> Option<(Box<str>, &mut TopicSeq)> {
+        let topic = self.tokens.remove(&token)?;
+        let st = self.topics.get_mut(&*topic)?;
+        Some((topic, st))
+    }
+
     fn token(&mut self, topic: &str) -> u64 {
         self.next += 1;
         self.tokens.insert(self.next, topic.into());
@@ -452,13 +460,7 @@ impl Broker {
 
     fn cluster_published<H: Host>(&mut self, io: &mut H, token: u64, result: PublishResult) {
         let me = io.shard();
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        let Some(topic) = c.tokens.remove(&token) else {
-            return;
-        };
-        let Some(st) = c.topics.get_mut(&*topic) else {
+        let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
         let Some((_, seq, mut p, _)) = st.inflight.take_if(|(t, ..)| *t == token) else {
@@ -502,13 +504,7 @@ impl Broker {
     }
 
     fn cluster_last<H: Host>(&mut self, io: &mut H, token: u64, found: Option<Copy>) {
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        let Some(topic) = c.tokens.remove(&token) else {
-            return;
-        };
-        let Some(st) = c.topics.get_mut(&*topic) else {
+        let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
         st.asking = None;
