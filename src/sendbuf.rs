@@ -114,8 +114,8 @@ pub struct Shared {
     /// When the published message arrived, in [`crate::metrics::clock`]
     /// nanoseconds; `None` when not known.
     arrived: Option<NonZeroU64>,
-    /// The process-wide cell of the compressed variant (`None`: made here,
-    /// for this shard only).
+    /// The process-wide cell of the compressed variant (`None`: deflate is
+    /// off, no connection can have agreed to it).
     packed: Option<Packed>,
     /// The same message compressed (permessage-deflate), taken from
     /// `packed` (made there if no shard did yet) the first time a
@@ -144,12 +144,14 @@ impl SendBuf {
     }
 
     /// A share of `frame`, a message that arrived at `arrived_ns`
-    /// ([`crate::metrics::clock`] nanoseconds; 0: not known).
+    /// ([`crate::metrics::clock`] nanoseconds; 0: not known), with a
+    /// compressed-variant cell of its own (benches and tests; the broker
+    /// shares a publish's cell across shards with [`SendBuf::framed`]).
     pub fn local_at(frame: Bytes, arrived_ns: u64) -> Self {
         Self::Local(Rc::new(Shared::new(
             frame,
             NonZeroU64::new(arrived_ns),
-            None,
+            Some(Packed::default()),
         )))
     }
 
@@ -172,14 +174,8 @@ impl SendBuf {
             return None;
         };
         let variant = rc.deflated.get_or_init(|| {
-            let packed = match &rc.packed {
-                Some(p) => p.get(&rc.frame, min, compressed),
-                None => {
-                    *compressed = true;
-                    deflate_frame(&rc.frame, min)
-                }
-            };
-            packed.map(|f| Rc::new(Shared::new(f, rc.arrived, None)))
+            let packed = rc.packed.as_ref()?.get(&rc.frame, min, compressed)?;
+            Some(Rc::new(Shared::new(packed, rc.arrived, None)))
         });
         match variant {
             // A message no longer than the window obeys it however it was

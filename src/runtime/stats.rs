@@ -14,7 +14,7 @@ counters! { ShardStats {
     messages_received_total: counter, "Complete WebSocket messages received.";
     bytes_received_total: counter, "Bytes received from clients.";
     frames_sent_total: counter, "WebSocket frames (and HTTP responses) sent.";
-    deflate_compressions_total: counter, "Fan-out messages compressed for permessage-deflate: at most one per publish per shard, whatever the number of subscribers (including those found not to pay).";
+    deflate_compressions_total: counter, "Fan-out messages compressed for permessage-deflate, counted on the shard that did it: at most one per publish in the process (and one per snapshot value), whatever the number of shards and subscribers (including those found not to pay).";
     deflate_frames_total: counter, "Fan-out frames queued compressed, to connections that agreed to permessage-deflate.";
     bytes_sent_total: counter, "Bytes sent to clients.";
     sends_total: counter, "Send operations submitted (each may carry many frames).";
