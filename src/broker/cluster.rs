@@ -148,17 +148,16 @@ struct TopicSeq {
     /// `stream`/`seq` are the stream's word (from an ack, a copy or a
     /// read); until then the next publish asks for the last message.
     known: bool,
-    /// A last-message read on its way since (shard clock, ms).
-    asking: Option<u64>,
+    /// A last-message read is on its way.
+    asking: bool,
     /// Stream sequence and seq of the topic's last stored message.
     stream: u64,
     seq: u64,
     /// Highest stream sequence delivered here (copies at or below it are
     /// duplicates).
     delivered: u64,
-    /// The publish in flight: its token, its seq, itself, and when it
-    /// was sent (shard clock, ms).
-    inflight: Option<(u64, u64, Pending, u64)>,
+    /// The publish in flight: its token, its seq, itself.
+    inflight: Option<(u64, u64, Pending)>,
     waiting: VecDeque<Pending>,
 }
 
@@ -167,8 +166,10 @@ pub struct Cluster {
     sink: ClusterSink,
     node: u64,
     topics: FxHashMap<Box<str>, TopicSeq>,
-    /// Request token → its topic.
-    tokens: FxHashMap<u64, Box<str>>,
+    /// Request token → its topic and when it was sent (shard clock, ms):
+    /// every request waiting for the bridge, so the deadline looks at
+    /// these, not at every topic.
+    tokens: FxHashMap<u64, (Box<str>, u64)>,
     next: u64,
     /// A request older than this (ms) gets no answer any more: the bridge
     /// gave up on it (its own publish timeout, plus slack).
@@ -201,14 +202,14 @@ impl Cluster {
     /// The topic a request's answer is for (its token forgotten), and its
     /// state; `None` for an answer no longer waited for.
     fn answered(&mut self, token: u64) -> Option<(Box<str>, &mut TopicSeq)> {
-        let topic = self.tokens.remove(&token)?;
+        let (topic, _) = self.tokens.remove(&token)?;
         let st = self.topics.get_mut(&*topic)?;
         Some((topic, st))
     }
 
-    fn token(&mut self, topic: &str) -> u64 {
+    fn token(&mut self, topic: &str, now_ms: u64) -> u64 {
         self.next += 1;
-        self.tokens.insert(self.next, topic.into());
+        self.tokens.insert(self.next, (topic.into(), now_ms));
         self.next
     }
 
@@ -229,9 +230,8 @@ impl Cluster {
     pub(super) fn tick(&mut self, cap: usize) {
         self.resend_interest();
         if self.topics.len() > cap {
-            self.topics.retain(|_, st| {
-                st.asking.is_some() || st.inflight.is_some() || !st.waiting.is_empty()
-            });
+            self.topics
+                .retain(|_, st| st.asking || st.inflight.is_some() || !st.waiting.is_empty());
         }
     }
 
@@ -239,19 +239,18 @@ impl Cluster {
     /// tokens are forgotten (a late answer is ignored) and their numbering
     /// is read again.
     fn expired(&mut self, now_ms: u64) -> Vec<Box<str>> {
-        let late = |at: u64| now_ms.saturating_sub(at) > self.deadline_ms;
-        let topics: Vec<Box<str>> = self
-            .topics
-            .iter()
-            .filter(|(_, st)| {
-                st.asking.is_some_and(late) || st.inflight.as_ref().is_some_and(|f| late(f.3))
-            })
-            .map(|(t, _)| t.clone())
-            .collect();
-        self.tokens.retain(|_, t| !topics.contains(t));
+        let deadline = self.deadline_ms;
+        let mut topics = Vec::new();
+        self.tokens.retain(|_, (topic, at)| {
+            let late = now_ms.saturating_sub(*at) > deadline;
+            if late {
+                topics.push(std::mem::take(topic));
+            }
+            !late
+        });
         for t in &topics {
             if let Some(st) = self.topics.get_mut(t) {
-                st.asking = None;
+                st.asking = false;
                 st.known = false;
             }
         }
@@ -354,12 +353,12 @@ impl Broker {
         let Some(st) = c.topics.get_mut(topic) else {
             return;
         };
-        if st.inflight.is_some() || st.asking.is_some() || st.waiting.is_empty() {
+        if st.inflight.is_some() || st.asking || st.waiting.is_empty() {
             return;
         }
         if !st.known {
-            st.asking = Some(now);
-            let token = c.token(topic);
+            st.asking = true;
+            let token = c.token(topic, now);
             let ask = ClusterOut::Last {
                 token,
                 topic: topic.into(),
@@ -367,7 +366,7 @@ impl Broker {
             if !(c.sink)(ask) {
                 c.tokens.remove(&token);
                 if let Some(st) = c.topics.get_mut(topic) {
-                    st.asking = None;
+                    st.asking = false;
                 }
                 return self.cluster_fail_all(io, topic);
             }
@@ -382,7 +381,7 @@ impl Broker {
         let (frame, _) = wire::msg(topic, seq, &p.data, false);
         let header = frame.len() - wire_payload_len(&frame);
         let payload = frame.slice(header..);
-        let token = c.token(topic);
+        let token = c.token(topic, now);
         let msg_id = format!("{:x}-{me}-{token}", c.node).into_boxed_str();
         let out = ClusterOut::Publish {
             token,
@@ -393,7 +392,7 @@ impl Broker {
             payload,
         };
         if let Some(st) = c.topics.get_mut(topic) {
-            st.inflight = Some((token, seq, p, now));
+            st.inflight = Some((token, seq, p));
         }
         if !(c.sink)(out) {
             c.tokens.remove(&token);
@@ -418,7 +417,7 @@ impl Broker {
         if let Some((token, ..)) = &inflight {
             c.tokens.remove(token);
         }
-        let mut failed: Vec<Origin> = inflight.map(|(_, _, p, _)| p.origin).into_iter().collect();
+        let mut failed: Vec<Origin> = inflight.map(|(_, _, p)| p.origin).into_iter().collect();
         failed.extend(st.waiting.drain(..).map(|p| p.origin));
         let me = io.shard();
         inc(
@@ -438,15 +437,9 @@ impl Broker {
             ClusterIn::Copy(copy) => self.cluster_copy(io, copy),
             ClusterIn::Last { token, found } => self.cluster_last(io, token, found),
             ClusterIn::LastFailed { token } => {
-                let topic = self.cluster.as_mut().and_then(|c| c.tokens.remove(&token));
-                if let Some(topic) = topic {
-                    if let Some(st) = self
-                        .cluster
-                        .as_mut()
-                        .and_then(|c| c.topics.get_mut(&*topic))
-                    {
-                        st.asking = None;
-                    }
+                let answered = self.cluster.as_mut().and_then(|c| c.answered(token));
+                if let Some((topic, st)) = answered {
+                    st.asking = false;
                     self.cluster_fail_all(io, &topic);
                 }
             }
@@ -463,7 +456,7 @@ impl Broker {
         let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
-        let Some((_, seq, mut p, _)) = st.inflight.take_if(|(t, ..)| *t == token) else {
+        let Some((_, seq, mut p)) = st.inflight.take_if(|(t, ..)| *t == token) else {
             return;
         };
         match result {
@@ -507,7 +500,7 @@ impl Broker {
         let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
-        st.asking = None;
+        st.asking = false;
         let (stream, seq) = found.map_or((0, 0), |f| (f.stream_seq, f.rf_seq));
         if stream < st.delivered {
             // The stream's last is older than what was delivered here:
@@ -533,6 +526,14 @@ impl Broker {
         if owner_of(&copy.topic, io.shards()) != me {
             return;
         }
+        // Checked before it counts for anything: it came over the network.
+        let framed = check_topic(&copy.topic)
+            .ok()
+            .and_then(|_| wire::frame_copy(&copy.topic, copy.rf_seq, &copy.payload));
+        let Some(framed) = framed else {
+            inc(&self.stats[me].cluster_bad_copies_total, 1);
+            return;
+        };
         let st = match c.topics.get_mut(&*copy.topic) {
             Some(st) => st,
             None => c.topics.entry(copy.topic.clone()).or_default(),
@@ -546,13 +547,6 @@ impl Broker {
             (st.known, st.stream, st.seq) = (true, copy.stream_seq, copy.rf_seq);
         }
         inc(&self.stats[me].cluster_copies_total, 1);
-        let framed = check_topic(&copy.topic)
-            .ok()
-            .and_then(|_| wire::frame_copy(&copy.topic, copy.rf_seq, &copy.payload));
-        let Some(framed) = framed else {
-            inc(&self.stats[me].cluster_bad_copies_total, 1);
-            return;
-        };
         let arrived = io.now_ns();
         let now = io.now_ms();
         let Some(p) = self

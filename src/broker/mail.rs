@@ -148,8 +148,7 @@ impl Broker {
             } => {
                 let n = topic_len as usize;
                 if let Some(topic) = buf.get(..n).and_then(|t| std::str::from_utf8(t).ok()) {
-                    let topic: Box<str> = topic.into();
-                    self.cluster_publish(io, &topic, buf.slice(n..), origin);
+                    self.cluster_publish(io, topic, buf.slice(n..), origin);
                 }
             }
             Mail::Reply { conn, frame } => self.answer(io, conn, frame),
