@@ -14,7 +14,7 @@
 //! loops free of it (docs/cluster.md §7).
 
 mod task;
-pub mod wire;
+mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -195,8 +195,6 @@ pub struct BridgeStats {
     pub interest_errors: AtomicU64,
     /// Slow-consumer events from async-nats (messages dropped client-side).
     pub slow_consumers: AtomicU64,
-    /// The version the first NATS server connected to reported.
-    pub server_version: std::sync::OnceLock<String>,
 }
 
 impl BridgeStats {
@@ -249,6 +247,7 @@ impl BridgeSender {
 pub struct Bridge {
     tx: mpsc::Sender<ToBridge>,
     stats: Arc<BridgeStats>,
+    notes: Vec<String>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -289,9 +288,10 @@ impl Bridge {
             .recv_timeout(bound)
             .unwrap_or_else(|e| Err(ClusterError::Thread(format!("no start-up report: {e}"))));
         match ready {
-            Ok(()) => Ok(Bridge {
+            Ok(notes) => Ok(Bridge {
                 tx,
                 stats,
+                notes,
                 stop: Some(stop_tx),
                 thread: Some(thread),
             }),
@@ -312,6 +312,11 @@ impl Bridge {
         BridgeSender {
             tx: self.tx.clone(),
         }
+    }
+
+    /// What start-up found worth telling the operator (one line each).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     pub fn stats(&self) -> Arc<BridgeStats> {

@@ -32,7 +32,8 @@ pub(crate) struct Shared {
     pub stats: Arc<BridgeStats>,
 }
 
-type Ready = std::sync::mpsc::Sender<Result<(), ClusterError>>;
+/// Start-up's outcome: the notes for the operator, or why it failed.
+type Ready = std::sync::mpsc::Sender<Result<Vec<String>, ClusterError>>;
 
 /// The thread's body: build the runtime, connect, ensure the stream,
 /// report to [`super::Bridge::start`], then serve until stopped.
@@ -69,15 +70,14 @@ pub(crate) fn thread_main(
                 return;
             }
         };
+        let mut notes = Vec::new();
         let version = client.server_info().version;
-        let _ = sh.stats.server_version.set(version.clone());
-        if sh.cfg.replicas > 1
-            && !wire::version_at_least(&version, wire::REPLICATED_EXPECTED_SEQ_FIXED)
+        let replicas = sh.cfg.replicas;
+        if replicas > 1 && !wire::version_at_least(&version, wire::REPLICATED_EXPECTED_SEQ_FIXED)
         {
-            tracing::warn!(
-                version = %version,
-                "cluster: nats-server before 2.9.21 may store two concurrent publishes of one topic with one seq on a replicated stream (nats-server issue 4320)"
-            );
+            notes.push(format!(
+                "nats-server {version} with {replicas} stream replicas: before 2.9.21 a replicated stream may store two publishes of one topic made at once on two nodes with the same seq (nats-server issue 4320); use nats-server 2.9.21 or later, or publish each topic from one node"
+            ));
         }
         let mut js = jetstream::new(client.clone());
         // A fresh NATS cluster may not answer JetStream requests for a
@@ -103,7 +103,7 @@ pub(crate) fn thread_main(
         // Bounds JetStream API calls (stream info, MSG.GET); each publish
         // attempt has its own shorter bound (retry_every).
         js.set_timeout(sh.cfg.publish_timeout);
-        if ready.send(Ok(())).is_err() {
+        if ready.send(Ok(notes)).is_err() {
             return; // start() gave up waiting: nobody holds a Bridge
         }
         run(sh, client, js, rx, stop, ev_rx).await;

@@ -73,7 +73,6 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
     if args.cluster.is_empty() {
         return Ok(None);
     }
-    let cfg_replicas = args.cluster_replicas.max(1);
     let cfg = ClusterConfig {
         urls: args.cluster.clone(),
         credentials: args.cluster_credentials.clone(),
@@ -94,21 +93,8 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
     let sink = ringfan::server::cluster::bridge_sink(senders);
     let bridge = Bridge::start(cfg, owner, shards, sink).map_err(|e| format!("--cluster: {e}"))?;
     let sender = bridge.sender();
-    let version = bridge
-        .stats()
-        .server_version
-        .get()
-        .cloned()
-        .unwrap_or_default();
-    if cfg_replicas > 1
-        && !ringfan::cluster::wire::version_at_least(
-            &version,
-            ringfan::cluster::wire::REPLICATED_EXPECTED_SEQ_FIXED,
-        )
-    {
-        println!(
-            "ringfan: note: nats-server {version} with --cluster-replicas {cfg_replicas}: before 2.9.21 a replicated stream may store two publishes of one topic made at once on two nodes with the same seq (nats-server issue 4320); use nats-server 2.9.21 or later, or publish each topic from one node"
-        );
+    for note in bridge.notes() {
+        println!("ringfan: note: {note}");
     }
     Ok(Some(Joined {
         bridge,
