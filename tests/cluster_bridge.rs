@@ -466,6 +466,7 @@ fn last_reads_a_known_and_an_unknown_topic() {
             shard: 3,
             token: 50,
             topic: "k.v".into(),
+            fence: false,
         },
     );
     let (shard, found) = last(&mut inbox, 50);
@@ -481,9 +482,31 @@ fn last_reads_a_known_and_an_unknown_topic() {
             shard: 1,
             token: 51,
             topic: "k.none".into(),
+            fence: false,
         },
     );
     assert_eq!(last(&mut inbox, 51), (1, None));
+    // A snapshot's read waits for the subscription asked for just before
+    // it (docs/cluster.md §5), then answers like any other.
+    send(
+        &b,
+        ToBridge::Interest {
+            pattern: "k.v".into(),
+            add: true,
+        },
+    );
+    send(
+        &b,
+        ToBridge::Last {
+            shard: 2,
+            token: 52,
+            topic: "k.v".into(),
+            fence: true,
+        },
+    );
+    let (shard, found) = last(&mut inbox, 52);
+    assert_eq!(shard, 2);
+    assert_eq!(found.map(|f| f.rf_seq), Some(42));
     b.shutdown();
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
@@ -526,6 +549,7 @@ fn nats_restart_is_unavailable_then_recovers_with_last_values() {
             shard: 0,
             token: 3,
             topic: "r.a".into(),
+            fence: false,
         },
     );
     inbox.take("last unavailable", |_, m| {
@@ -542,6 +566,7 @@ fn nats_restart_is_unavailable_then_recovers_with_last_values() {
             shard: 2,
             token: 4,
             topic: "r.a".into(),
+            fence: false,
         },
     );
     let found = inbox.take("last after restart", |_, m| match m {

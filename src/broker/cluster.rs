@@ -56,7 +56,14 @@ pub enum ClusterOut {
     /// subscription per pattern with any.
     Interest { pattern: Box<str>, add: bool },
     /// The stream's last message of `topic` (its stream sequence and seq).
-    Last { token: u64, topic: Box<str> },
+    /// `fence`: read it only once every NATS subscription asked for before
+    /// it is in force (a snapshot read, `cluster_snapshot.rs`: whatever is
+    /// stored after the read then reaches this node as a copy).
+    Last {
+        token: u64,
+        topic: Box<str>,
+        fence: bool,
+    },
 }
 
 /// How a [`ClusterOut::Publish`] ended.
@@ -144,7 +151,7 @@ struct Pending {
 
 /// A topic's numbering as this node knows it.
 #[derive(Default)]
-struct TopicSeq {
+pub(super) struct TopicSeq {
     /// `stream`/`seq` are the stream's word (from an ack, a copy or a
     /// read); until then the next publish asks for the last message.
     known: bool,
@@ -155,21 +162,39 @@ struct TopicSeq {
     seq: u64,
     /// Highest stream sequence delivered here (copies at or below it are
     /// duplicates).
-    delivered: u64,
+    pub(super) delivered: u64,
     /// The publish in flight: its token, its seq, itself.
     inflight: Option<(u64, u64, Pending)>,
     waiting: VecDeque<Pending>,
+    /// The interest epoch (`Cluster::epoch`) in which this node's last
+    /// value of the topic was known current: a copy arrived while the
+    /// node held interest in it, or a snapshot read answered. Equal to
+    /// the cluster's epoch: a snapshot is served from the local value
+    /// (`cluster_snapshot.rs`); 0: never, or the interest lapsed since.
+    pub(super) fresh: u32,
+    /// A snapshot read is on its way, and the subscriptions (connection,
+    /// request) waiting for it.
+    pub(super) reading: bool,
+    pub(super) readers: Vec<(super::snapshots::ConnKey, u32)>,
+}
+
+/// A request waiting for the bridge's answer.
+struct Request {
+    topic: Box<str>,
+    /// When it was sent (shard clock, ms).
+    at: u64,
+    /// A snapshot read (`cluster_snapshot.rs`), sent in this epoch.
+    read: Option<u32>,
 }
 
 /// The cluster state of a shard.
 pub struct Cluster {
     sink: ClusterSink,
     node: u64,
-    topics: FxHashMap<Box<str>, TopicSeq>,
-    /// Request token → its topic and when it was sent (shard clock, ms):
-    /// every request waiting for the bridge, so the deadline looks at
-    /// these, not at every topic.
-    tokens: FxHashMap<u64, (Box<str>, u64)>,
+    pub(super) topics: FxHashMap<Box<str>, TopicSeq>,
+    /// Request token → what it asked: every request waiting for the
+    /// bridge, so the deadline looks at these, not at every topic.
+    tokens: FxHashMap<u64, Request>,
     next: u64,
     /// A request older than this (ms) gets no answer any more: the bridge
     /// gave up on it (its own publish timeout, plus slack).
@@ -177,6 +202,13 @@ pub struct Cluster {
     /// Interest the bridge's full queue refused, resent in order (a lost
     /// one would be a subscription that silently never delivers).
     interest: VecDeque<ClusterOut>,
+    /// Bumped whenever this node may have missed copies of topics it did
+    /// not mark one by one: a wildcard's interest lapsed here, or the
+    /// NATS link went down or came back. Starts at 1 (0 = never fresh).
+    pub(super) epoch: u32,
+    /// The link as the bridge last said (copies mark a topic fresh only
+    /// while it is up).
+    pub(super) connected: bool,
 }
 
 impl Cluster {
@@ -196,21 +228,41 @@ impl Cluster {
             next: 0,
             deadline_ms: deadline.as_millis() as u64,
             interest: VecDeque::new(),
+            epoch: 1,
+            connected: true,
         }
     }
 
-    /// The topic a request's answer is for (its token forgotten), and its
-    /// state; `None` for an answer no longer waited for.
-    fn answered(&mut self, token: u64) -> Option<(Box<str>, &mut TopicSeq)> {
-        let (topic, _) = self.tokens.remove(&token)?;
-        let st = self.topics.get_mut(&*topic)?;
-        Some((topic, st))
+    /// The topic a request's answer is for (its token forgotten), whether
+    /// it was a snapshot read (and in which epoch), and the topic's state;
+    /// `None` for an answer no longer waited for.
+    fn answered(&mut self, token: u64) -> Option<(Box<str>, Option<u32>, &mut TopicSeq)> {
+        let r = self.tokens.remove(&token)?;
+        let st = self.topics.get_mut(&*r.topic)?;
+        Some((r.topic, r.read, st))
     }
 
     fn token(&mut self, topic: &str, now_ms: u64) -> u64 {
+        self.request(topic, now_ms, None)
+    }
+
+    pub(super) fn request(&mut self, topic: &str, now_ms: u64, read: Option<u32>) -> u64 {
         self.next += 1;
-        self.tokens.insert(self.next, (topic.into(), now_ms));
+        let r = Request {
+            topic: topic.into(),
+            at: now_ms,
+            read,
+        };
+        self.tokens.insert(self.next, r);
         self.next
+    }
+
+    pub(super) fn forget_token(&mut self, token: u64) {
+        self.tokens.remove(&token);
+    }
+
+    pub(super) fn send(&mut self, m: ClusterOut) -> bool {
+        (self.sink)(m)
     }
 
     /// Tell the bridge of interest, in order, holding what it refuses.
@@ -230,26 +282,27 @@ impl Cluster {
     pub(super) fn tick(&mut self, cap: usize) {
         self.resend_interest();
         if self.topics.len() > cap {
-            self.topics
-                .retain(|_, st| st.asking || st.inflight.is_some() || !st.waiting.is_empty());
+            self.topics.retain(|_, st| {
+                st.asking || st.reading || st.inflight.is_some() || !st.waiting.is_empty()
+            });
         }
     }
 
-    /// Topics whose request waited past the deadline at `now_ms`: their
-    /// tokens are forgotten (a late answer is ignored) and their numbering
-    /// is read again.
-    fn expired(&mut self, now_ms: u64) -> Vec<Box<str>> {
+    /// Topics whose request waited past the deadline at `now_ms`, and
+    /// whether it was a snapshot read: their tokens are forgotten (a late
+    /// answer is ignored) and their numbering is read again.
+    fn expired(&mut self, now_ms: u64) -> Vec<(Box<str>, bool)> {
         let deadline = self.deadline_ms;
         let mut topics = Vec::new();
-        self.tokens.retain(|_, (topic, at)| {
-            let late = now_ms.saturating_sub(*at) > deadline;
+        self.tokens.retain(|_, r| {
+            let late = now_ms.saturating_sub(r.at) > deadline;
             if late {
-                topics.push(std::mem::take(topic));
+                topics.push((std::mem::take(&mut r.topic), r.read.is_some()));
             }
             !late
         });
-        for t in &topics {
-            if let Some(st) = self.topics.get_mut(t) {
+        for (t, read) in &topics {
+            if let Some(st) = self.topics.get_mut(t).filter(|_| !read) {
                 st.asking = false;
                 st.known = false;
             }
@@ -277,8 +330,12 @@ impl Broker {
             return;
         };
         c.tick(cap);
-        for topic in c.expired(now) {
-            self.cluster_fail_all(io, &topic);
+        for (topic, read) in c.expired(now) {
+            if read {
+                self.snapshot_read_failed(io, &topic);
+            } else {
+                self.cluster_fail_all(io, &topic);
+            }
         }
     }
 
@@ -362,6 +419,7 @@ impl Broker {
             let ask = ClusterOut::Last {
                 token,
                 topic: topic.into(),
+                fence: false,
             };
             if !(c.sink)(ask) {
                 c.tokens.remove(&token);
@@ -438,14 +496,24 @@ impl Broker {
             ClusterIn::Last { token, found } => self.cluster_last(io, token, found),
             ClusterIn::LastFailed { token } => {
                 let answered = self.cluster.as_mut().and_then(|c| c.answered(token));
-                if let Some((topic, st)) = answered {
-                    st.asking = false;
-                    self.cluster_fail_all(io, &topic);
+                match answered {
+                    Some((topic, Some(_), _)) => self.snapshot_read_failed(io, &topic),
+                    Some((topic, None, st)) => {
+                        st.asking = false;
+                        self.cluster_fail_all(io, &topic);
+                    }
+                    None => {}
                 }
             }
             ClusterIn::Connected(up) => {
-                if let Some(c) = self.cluster.as_mut().filter(|_| up) {
-                    c.resend_interest();
+                if let Some(c) = self.cluster.as_mut() {
+                    // Copies may have been missed (down), or the link is
+                    // new (up): no local value is known current now.
+                    c.connected = up;
+                    c.epoch = c.epoch.wrapping_add(1).max(1);
+                    if up {
+                        c.resend_interest();
+                    }
                 }
             }
         }
@@ -453,7 +521,7 @@ impl Broker {
 
     fn cluster_published<H: Host>(&mut self, io: &mut H, token: u64, result: PublishResult) {
         let me = io.shard();
-        let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
+        let Some((topic, _, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
         let Some((_, seq, mut p)) = st.inflight.take_if(|(t, ..)| *t == token) else {
@@ -497,9 +565,12 @@ impl Broker {
     }
 
     fn cluster_last<H: Host>(&mut self, io: &mut H, token: u64, found: Option<Copy>) {
-        let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
+        let Some((topic, read, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
+        if let Some(epoch) = read {
+            return self.snapshot_read_answered(io, &topic, epoch, found);
+        }
         st.asking = false;
         let (stream, seq) = found.map_or((0, 0), |f| (f.stream_seq, f.rf_seq));
         if stream < st.delivered {
@@ -519,6 +590,15 @@ impl Broker {
     /// A stored message for this node's subscribers: framed once, kept as
     /// the topic's last value, fanned out to the interested shards.
     fn cluster_copy<H: Host>(&mut self, io: &mut H, copy: Copy) {
+        let epoch = self.cluster.as_ref().map_or(0, |c| c.epoch);
+        self.take_copy(io, copy, epoch);
+    }
+
+    /// As [`Self::cluster_copy`], for a copy or a snapshot read's answer
+    /// (`cluster_snapshot.rs`) that came in `epoch`: the topic's value is
+    /// known current if it still is that epoch, the link is up and this
+    /// node holds interest in the topic (its later copies come here).
+    pub(super) fn take_copy<H: Host>(&mut self, io: &mut H, copy: Copy, epoch: u32) {
         let me = io.shard();
         let Some(c) = self.cluster.as_mut() else {
             return;
@@ -562,6 +642,12 @@ impl Broker {
         inc(&s.frames_built_total, 1);
         if p.created {
             inc(&s.topics, 1);
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            let current = c.connected && c.epoch == epoch && p.shards != 0;
+            if let Some(st) = c.topics.get_mut(&*copy.topic).filter(|_| current) {
+                st.fresh = epoch;
+            }
         }
         self.fan_out(io, &p, arrived);
     }

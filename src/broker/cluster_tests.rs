@@ -24,7 +24,8 @@ struct Stream {
     /// Interest per node: pattern → shards holding it.
     interest: Vec<FxHashMap<Box<str>, usize>>,
     down: bool,
-    /// Publishes taken and never answered (an answer lost on its way).
+    /// Publishes and reads taken and never answered (an answer lost on
+    /// its way).
     silent: bool,
     /// Every publish conflicts (another node always first).
     contended: bool,
@@ -113,7 +114,10 @@ impl Nodes {
                     *n -= 1;
                 }
             }
-            ClusterOut::Last { token, topic } => {
+            ClusterOut::Last { token, topic, .. } => {
+                if self.stream.silent {
+                    return;
+                }
                 self.stream.lasts += 1;
                 let found = self
                     .stream
@@ -380,4 +384,159 @@ fn a_publish_that_keeps_conflicting_is_refused_after_eight_rounds() {
         .cluster_conflicts_total
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(conflicts, 9);
+}
+
+fn snapshot_reads(n: &Nodes, node: usize) -> u64 {
+    let c = &n.nodes[node];
+    (0..c.brokers.len())
+        .map(|s| {
+            c.brokers[s].stats()[s]
+                .cluster_snapshot_reads_total
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
+}
+
+fn msgs(n: &mut Nodes, node: usize, peer: super::sim::Peer) -> Vec<String> {
+    summary(&n.nodes[node].received(peer))
+        .into_iter()
+        .filter(|m| !m.starts_with("ack"))
+        .collect()
+}
+
+#[test]
+fn a_snapshot_of_a_topic_only_another_node_delivered_is_read_from_the_stream() {
+    let mut n = nodes(2, 2);
+    let t = topic_owned_by(1, 2, "q");
+    let p = n.nodes[0].connect(0);
+    for i in 1..=3 {
+        n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": i, "id": i}));
+        n.settle();
+    }
+    // Node 1 never held interest in it: nothing of it here.
+    let s = n.nodes[1].connect(0);
+    n.nodes[1].send(
+        s,
+        json!({"op": "sub", "topic": t, "snapshot": true, "id": 9}),
+    );
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s), [format!("snap {t} 3")]);
+    assert_eq!(snapshot_reads(&n, 1), 1);
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 4, "id": 4}));
+    n.settle();
+    assert_eq!(
+        msgs(&mut n, 1, s),
+        [format!("msg {t} 4")],
+        "then live, no gap"
+    );
+    // Held since, with copies arriving: the next snapshot is served here.
+    let s2 = n.nodes[1].connect(1);
+    n.nodes[1].send(
+        s2,
+        json!({"op": "sub", "topic": t, "snapshot": true, "id": 9}),
+    );
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s2), [format!("snap {t} 4")]);
+    assert_eq!(snapshot_reads(&n, 1), 1, "no second read");
+}
+
+#[test]
+fn a_snapshot_after_the_interest_lapsed_is_not_the_stale_value() {
+    let mut n = nodes(2, 1);
+    let p = n.nodes[0].connect(0);
+    let s = n.nodes[1].connect(0);
+    n.nodes[1].send(s, json!({"op": "sub", "topic": "a.b", "id": 1}));
+    n.settle();
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "a.b", "data": 1, "id": 1}));
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s), ["msg a.b 1"]);
+    n.nodes[1].send(s, json!({"op": "unsub", "topic": "a.b", "id": 2}));
+    n.settle();
+    for i in 2..=3 {
+        n.nodes[0].send(p, json!({"op": "pub", "topic": "a.b", "data": i, "id": i}));
+        n.settle();
+    }
+    n.nodes[1].send(
+        s,
+        json!({"op": "sub", "topic": "a.b", "snapshot": true, "id": 3}),
+    );
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s), ["snap a.b 3"], "not the stale 1");
+    // A wildcard's lapse voids every local value; so does a link blip.
+    let w = n.nodes[1].connect(0);
+    n.nodes[1].send(w, json!({"op": "sub", "topic": "x.*", "id": 1}));
+    n.settle();
+    n.nodes[1].send(w, json!({"op": "unsub", "topic": "x.*", "id": 2}));
+    n.settle();
+    let before = snapshot_reads(&n, 1);
+    let s2 = n.nodes[1].connect(0);
+    n.nodes[1].send(
+        s2,
+        json!({"op": "sub", "topic": "a.b", "snapshot": true, "id": 1}),
+    );
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s2), ["snap a.b 3"]);
+    assert_eq!(snapshot_reads(&n, 1), before + 1, "read again after x.*");
+    n.tell(1, 0, ClusterIn::Connected(false));
+    n.tell(1, 0, ClusterIn::Connected(true));
+    let s3 = n.nodes[1].connect(0);
+    n.nodes[1].send(
+        s3,
+        json!({"op": "sub", "topic": "a.b", "snapshot": true, "id": 1}),
+    );
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s3), ["snap a.b 3"]);
+    assert_eq!(snapshot_reads(&n, 1), before + 2, "read again after a blip");
+}
+
+#[test]
+fn copies_still_on_their_way_when_the_read_answered_are_not_delivered_again() {
+    let mut n = nodes(2, 1);
+    let p = n.nodes[0].connect(0);
+    for i in 1..=3 {
+        n.nodes[0].send(p, json!({"op": "pub", "topic": "k", "data": i, "id": i}));
+        n.settle();
+    }
+    // A storm of subscribers to one quiet topic: one read for all.
+    let subs: Vec<_> = (0..3).map(|_| n.nodes[1].connect(0)).collect();
+    for s in &subs {
+        n.nodes[1].send(
+            *s,
+            json!({"op": "sub", "topic": "k", "snapshot": true, "id": 1}),
+        );
+    }
+    n.settle();
+    assert_eq!(snapshot_reads(&n, 1), 1);
+    // Copies of messages stored before the read, arriving after it
+    // (the read and the copies take different ways through NATS).
+    let (s2, q2, d2) = (
+        2,
+        2,
+        Bytes::from(r#"{"op":"msg","topic":"k","seq":2,"data":2}"#),
+    );
+    n.tell(1, 0, ClusterIn::Copy(copy("k", s2, q2, &d2)));
+    let (s3, q3, p3) = n.stream.last["k"].clone();
+    n.tell(1, 0, ClusterIn::Copy(copy("k", s3, q3, &p3)));
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "k", "data": 4, "id": 4}));
+    n.settle();
+    for s in subs {
+        assert_eq!(msgs(&mut n, 1, s), ["snap k 3", "msg k 4"]);
+    }
+}
+
+#[test]
+fn a_snapshot_read_that_fails_serves_what_is_here() {
+    let mut n = nodes(1, 1);
+    let s = n.nodes[0].connect(0);
+    n.stream.silent = true;
+    n.nodes[0].send(
+        s,
+        json!({"op": "sub", "topic": "z", "snapshot": true, "id": 1}),
+    );
+    n.settle();
+    assert!(n.nodes[0].received(s).is_empty(), "waiting for the read");
+    n.nodes[0].hosts[0].now_ms += 13_000;
+    n.nodes[0].tick(0);
+    n.settle();
+    assert_eq!(summary(&n.nodes[0].received(s)), ["ack 1"]);
 }

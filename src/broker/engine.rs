@@ -685,7 +685,7 @@ impl Broker {
         let me = io.shard();
         for o in owners(pattern, io.shards()) {
             if o == me {
-                self.owned.interest(pattern, me as u16, add);
+                self.owner_interest(pattern, me, add);
             } else {
                 io.post(
                     o,

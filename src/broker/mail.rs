@@ -122,7 +122,7 @@ impl Broker {
             Mail::Numbered { batch, index, seq } => self.numbered(batch, index, seq),
             Mail::Created { conn } => self.created(io, conn),
             Mail::Deliver { frame, at, arrived } => self.deliver(io, from, &frame, at, arrived),
-            Mail::Interest { pattern, add } => self.owned.interest(&pattern, from as u16, add),
+            Mail::Interest { pattern, add } => self.owner_interest(&pattern, from, add),
             Mail::SubRequest {
                 conn,
                 req,

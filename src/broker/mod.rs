@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod batch;
 pub mod cluster;
+mod cluster_snapshot;
 pub mod config;
 pub mod engine;
 mod fanout;

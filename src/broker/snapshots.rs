@@ -48,6 +48,16 @@ pub(super) struct Served {
     active: Option<Active>,
     /// Requests that came after it, in order.
     queued: VecDeque<Queued>,
+    /// Cluster mode: the request whose snapshot waits for reads of the
+    /// stream before its scan starts (`cluster_snapshot.rs`).
+    pub(super) reading: Option<Reading>,
+}
+
+/// A snapshot request waiting for `left` snapshot reads.
+pub(super) struct Reading {
+    pub(super) req: u32,
+    pub(super) patterns: Vec<Box<str>>,
+    pub(super) left: usize,
 }
 
 struct Active {
@@ -119,6 +129,20 @@ impl Broker {
         if !snapshot {
             return self.owner_reply(io, key, req, Vec::new(), false);
         }
+        if self.snapshot_reads(io, key, req, patterns) {
+            return; // the scan starts once the stream answered
+        }
+        self.start_scan(io, key, req, patterns);
+    }
+
+    /// The first step of a snapshot's scan.
+    pub(super) fn start_scan<H: Host>(
+        &mut self,
+        io: &mut H,
+        key: ConnKey,
+        req: u32,
+        patterns: &[Box<str>],
+    ) {
         let scan = self.owned.scan(patterns);
         self.served.entry(key).or_default().active = Some(Active {
             req,

@@ -36,5 +36,6 @@ counters! { BrokerStats {
     cluster_unavailable_total: counter, "Cluster mode: publishes answered unavailable (NATS unreachable, no stream leader, no answer in time).";
     cluster_copies_total: counter, "Cluster mode: stored messages received from NATS and delivered on this node (framed once each).";
     cluster_duplicates_total: counter, "Cluster mode: copies dropped as already delivered (overlapping subscriptions).";
+    cluster_snapshot_reads_total: counter, "Cluster mode: reads of a topic's last message from the stream for snapshots this node could not serve as current (one per topic however many subscribers wait on it).";
     cluster_bad_copies_total: counter, "Cluster mode: copies that were not a msg of their topic (dropped).";
 }}

@@ -98,11 +98,14 @@ pub enum ToBridge {
     /// Counted across senders: SUB on 0 → 1, UNSUB on 1 → 0.
     Interest { pattern: Box<str>, add: bool },
     /// The topic's last stored message, read from the stream leader
-    /// (`STREAM.MSG.GET` `last_by_subj`).
+    /// (`STREAM.MSG.GET` `last_by_subj`). `fence`: sent only once every
+    /// subscription asked for before it is in force (a snapshot's read:
+    /// whatever is stored after it is then republished to this node).
     Last {
         shard: u16,
         token: u64,
         topic: Box<str>,
+        fence: bool,
     },
 }
 

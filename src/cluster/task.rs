@@ -4,7 +4,7 @@
 //! spawned tasks, so a disconnected client (whose command channel stops
 //! draining while it reconnects) can never stall the loop.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, Context};
 use async_nats::{Client, ConnectOptions, Event, HeaderValue, Message, ServerAddr};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
 use super::wire::{self, RF_SEQ};
@@ -193,6 +193,48 @@ struct Held {
     _stop: oneshot::Sender<()>,
 }
 
+/// Subscriptions asked for (by number, in order) and not yet handed to
+/// the client. A fenced read waits until none asked before it is left:
+/// the client then writes our SUB before the read's request on the one
+/// connection, and the server (and, in a NATS cluster, its one route to
+/// the stream leader's server) takes them in that order, so everything
+/// the stream stores after answering the read is republished to us
+/// (docs/cluster.md §5).
+struct Fence {
+    next: u64,
+    pending: Arc<watch::Sender<BTreeSet<u64>>>,
+}
+
+impl Fence {
+    fn new() -> Self {
+        Self {
+            next: 0,
+            pending: Arc::new(watch::Sender::new(BTreeSet::new())),
+        }
+    }
+
+    /// A subscription is about to be asked for: its number.
+    fn enter(&mut self) -> (u64, Arc<watch::Sender<BTreeSet<u64>>>) {
+        let id = self.next;
+        self.next += 1;
+        self.pending.send_modify(|p| {
+            p.insert(id);
+        });
+        (id, self.pending.clone())
+    }
+
+    /// Resolves once every subscription asked for so far is handed over.
+    fn passed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let before = self.next;
+        let mut rx = self.pending.subscribe();
+        async move {
+            let _ = rx
+                .wait_for(|p| p.first().is_none_or(|&id| id >= before))
+                .await;
+        }
+    }
+}
+
 async fn run(
     sh: Arc<Shared>,
     client: Client,
@@ -204,6 +246,7 @@ async fn run(
     let stats = sh.stats.clone();
     let mut connected = true;
     let mut held: HashMap<Box<str>, Held> = HashMap::new();
+    let mut fence = Fence::new();
     stats.connected.store(true, Ordering::Relaxed);
     // Connected(bool) goes through one task per shard, in order, so a
     // shard with a full inbox still sees false before true (a blip
@@ -275,7 +318,7 @@ async fn run(
                 other => tracing::warn!("cluster: NATS: {other}"),
             },
             cmd = rx.recv() => match cmd {
-                Some(cmd) => command(&sh, &client, &js, &mut held, cmd),
+                Some(cmd) => command(&sh, &client, &js, &mut held, &mut fence, cmd),
                 None => break,
             },
             _ = tick.tick() => {
@@ -311,6 +354,7 @@ fn command(
     client: &Client,
     js: &Context,
     held: &mut HashMap<Box<str>, Held>,
+    fence: &mut Fence,
     cmd: ToBridge,
 ) {
     let stats = &sh.stats;
@@ -356,7 +400,14 @@ fn command(
                     h.count += 1;
                 } else {
                     let (stop_tx, stop_rx) = oneshot::channel();
-                    let task = hold(sh.clone(), client.clone(), pattern.clone(), stop_rx);
+                    let entered = fence.enter();
+                    let task = hold(
+                        sh.clone(),
+                        client.clone(),
+                        pattern.clone(),
+                        stop_rx,
+                        entered,
+                    );
                     tokio::spawn(task);
                     held.insert(
                         pattern,
@@ -385,6 +436,7 @@ fn command(
             shard,
             token,
             topic,
+            fence: fenced,
         } => {
             if client.connection_state() != State::Connected {
                 let reason = "NATS not connected".into();
@@ -395,8 +447,16 @@ fn command(
                 );
                 return;
             }
+            let passed = fenced.then(|| fence.passed());
             let (sh, client, js) = (sh.clone(), client.clone(), js.clone());
             tokio::spawn(async move {
+                if let Some(passed) = passed {
+                    if timeout(sh.cfg.publish_timeout, passed).await.is_err() {
+                        let reason = "subscriptions not in force in time".into();
+                        let msg = FromBridge::LastUnavailable { token, reason };
+                        return answer(&sh, shard.into(), msg).await;
+                    }
+                }
                 let msg = last(&sh, &client, &js, token, topic).await;
                 answer(&sh, shard.into(), msg).await;
             });
@@ -526,9 +586,20 @@ async fn last(
 /// Owns one NATS subscription (`{prefix}.d.{pattern}`) and hands each
 /// copy to the topic's owner shard, until `stop` resolves (its sender
 /// dropped). Dropping the subscriber unsubscribes.
-async fn hold(sh: Arc<Shared>, client: Client, pattern: Box<str>, mut stop: oneshot::Receiver<()>) {
+async fn hold(
+    sh: Arc<Shared>,
+    client: Client,
+    pattern: Box<str>,
+    mut stop: oneshot::Receiver<()>,
+    (id, fence): (u64, Arc<watch::Sender<BTreeSet<u64>>>),
+) {
     let subject = wire::copy_subject(&sh.cfg.prefix, &pattern);
-    let mut sub = match client.subscribe(subject).await {
+    let subscribed = client.subscribe(subject).await;
+    // Handed to the client (or refused): fenced reads may go.
+    fence.send_modify(|p| {
+        p.remove(&id);
+    });
+    let mut sub = match subscribed {
         Ok(s) => s,
         Err(e) => {
             BridgeStats::inc(&sh.stats.interest_errors);

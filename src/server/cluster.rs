@@ -68,10 +68,15 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
             payload,
         },
         ClusterOut::Interest { pattern, add } => ToBridge::Interest { pattern, add },
-        ClusterOut::Last { token, topic } => ToBridge::Last {
+        ClusterOut::Last {
+            token,
+            topic,
+            fence,
+        } => ToBridge::Last {
             shard,
             token,
             topic,
+            fence,
         },
     }
 }

@@ -292,3 +292,70 @@ def test_nats_down_means_unavailable_then_everything_recovers_by_itself(start_se
     assert a.metric("ringfan_cluster_unavailable_total") >= 1
     assert a.metric("ringfan_cluster_reconnects_total") >= 1
     assert a.metric("ringfan_cluster_connected") == 1
+
+
+def test_a_snapshot_on_a_node_that_never_held_the_topic_is_exact_while_publishing(start_server, nats):
+    """Node B holds no interest in the topic (or held it and let go) while
+    node A publishes it: a snapshot on B reads the stream, and the seam is
+    exact: the snapshot's seq, then exactly the next one live."""
+    a, b = nodes(start_server, nats, 2)
+
+    async def go():
+        async with connect(a.url("/ws")) as pub:
+            for i in range(5):
+                await acked(pub, op="pub", topic="s.AAPL", data=i, id=i)
+            stop = asyncio.Event()
+
+            async def publisher():
+                i = 100
+                while not stop.is_set():
+                    await pub.send(json.dumps({"op": "pub", "topic": "s.AAPL", "data": i, "id": i}))
+                    i += 1
+                    await asyncio.sleep(0.003)
+
+            async def acks():
+                while not stop.is_set():
+                    try:
+                        m = await recv_json(pub, timeout=0.5)
+                    except asyncio.TimeoutError:
+                        continue
+                    assert m["op"] == "ack", m
+
+            tasks = [asyncio.create_task(publisher()), asyncio.create_task(acks())]
+            seen = []
+            held = None
+            for round in range(6):
+                sub = await connect(b.url("/ws"))
+                await sub.send(json.dumps(
+                    {"op": "sub", "topic": "s.AAPL", "snapshot": True, "id": 1}))
+                got = []
+                while len(got) < 25:
+                    m = await recv_json(sub)
+                    if m["op"] == "msg":
+                        got.append(m)
+                first = got[0]
+                assert first.get("snapshot") is True, (round, first)
+                n = first["seq"]
+                assert n >= 5, first
+                assert [m["seq"] for m in got] == list(range(n, n + 25)), (round, got)
+                assert not any(m.get("snapshot") for m in got[1:]), got
+                seen.append(n)
+                # Rounds 0-2: the subscriber goes (the interest lapses, the
+                # next snapshot reads again); later ones keep one held, so
+                # B's own value is current and serves the next.
+                if round < 3:
+                    await sub.close()
+                    await asyncio.sleep(0.2)
+                elif held is None:
+                    held = sub
+                else:
+                    await sub.close()
+            stop.set()
+            await asyncio.gather(*tasks)
+            assert seen == sorted(seen) and len(set(seen)) == len(seen), seen
+            if held:
+                await held.close()
+
+    run(go(), timeout=60)
+    reads = b.metric("ringfan_cluster_snapshot_reads_total")
+    assert 4 <= reads <= 5, f"a read per round after a lapse, then none while held: {reads}"

@@ -1,0 +1,192 @@
+//! Cluster mode: snapshots of topics this node has not been delivering
+//! (issue #18, docs/cluster.md §5).
+//!
+//! A node keeps a topic's last value only from the stream's copies, and
+//! copies reach it only while it holds a NATS subscription that matches
+//! the topic. So the owner shard's value is current only if the node has
+//! held such interest without a break since the value came. Otherwise a
+//! snapshot served from it would be missing (a topic only other nodes'
+//! subscribers followed) or stale (interest lapsed, and other nodes
+//! published since), and the subscriber would see its first live message
+//! after a jump it cannot resync from.
+//!
+//! What is current, per exact topic, is an epoch mark (`TopicSeq::fresh`):
+//! set when a copy arrives while the link is up and the owner knows of
+//! interest in the topic, or when a snapshot read answers; cleared when
+//! the topic's own exact interest lapses on this owner; and every mark is
+//! void at once (the cluster's epoch bumped) when a wildcard's interest
+//! lapses here or the link goes down or comes back. A hot topic marks
+//! itself again with its next copy, so the reads are for quiet topics.
+//!
+//! A snapshot of an exact topic that is not current waits for a read of
+//! the stream's last message (`ClusterOut::Last` with `fence`: the bridge
+//! sends it only once every subscription asked for before it is in force
+//! on NATS, so whatever is stored after the read reaches this node as a
+//! copy). The answer is taken like a copy when it is newer than what was
+//! delivered here (kept as the last value, fanned out, its stream
+//! sequence the new floor), then the scan starts as on a single node:
+//! copies stored before the read and still on their way are dropped as
+//! duplicates, later ones go out live after the snapshot, and the seam is
+//! exact by the single-node argument (`snapshots.rs`). Reads of one topic
+//! are shared: a storm of subscribers to one quiet topic costs one read.
+//!
+//! Cost and limits: one stream round trip before such a snapshot's ack
+//! (0.1-0.5 ms measured, docs/cluster.md §1). A subscriber of the topic
+//! already here when the read answers with messages still on their way
+//! sees them as one explicit gap (it gets the newest at once); this needs
+//! a read while copies of the same topic are in flight, i.e. a hot topic
+//! in the moment between an epoch bump and its next copy. Wildcard
+//! snapshots are served from the local values (what this node's interest
+//! has delivered): the stream has no batched last-per-subject read on
+//! 2.9 (docs/cluster.md §5, not built yet). A read that fails (NATS down)
+//! or gets no answer by the deadline serves the local value, as before.
+
+use super::cluster::{ClusterOut, Copy};
+use super::engine::Broker;
+use super::host::Host;
+use super::snapshots::{ConnKey, Reading};
+use super::topic::is_pattern;
+use crate::metrics::inc;
+
+impl Broker {
+    /// On the owner, cluster mode: start a read of the stream for each
+    /// exact topic of `patterns` whose local value is not known current,
+    /// and park request `req` of `key` until they answer. False: none
+    /// needed (or not in cluster mode), scan now.
+    pub(super) fn snapshot_reads<H: Host>(
+        &mut self,
+        io: &mut H,
+        key: ConnKey,
+        req: u32,
+        patterns: &[Box<str>],
+    ) -> bool {
+        let now = io.now_ms();
+        let me = io.shard();
+        let Some(c) = self.cluster.as_mut() else {
+            return false;
+        };
+        let mut left = 0;
+        for topic in patterns.iter().filter(|p| !is_pattern(p)) {
+            let (epoch, up) = (c.epoch, c.connected);
+            let st = match c.topics.get_mut(&**topic) {
+                Some(st) => st,
+                None => c.topics.entry(topic.clone()).or_default(),
+            };
+            if up && st.fresh == epoch {
+                continue;
+            }
+            if !up {
+                // The read would fail at once: serve what is here.
+                continue;
+            }
+            st.readers.push((key, req));
+            left += 1;
+            if st.reading {
+                continue; // one read of a topic serves every waiter
+            }
+            st.reading = true;
+            let token = c.request(topic, now, Some(epoch));
+            let ask = ClusterOut::Last {
+                token,
+                topic: topic.clone(),
+                fence: true,
+            };
+            if !c.send(ask) {
+                // The bridge's queue is full: serve the local value.
+                c.forget_token(token);
+                if let Some(st) = c.topics.get_mut(&**topic) {
+                    st.reading = false;
+                    st.readers.clear();
+                }
+                left -= 1;
+                continue;
+            }
+            inc(&self.stats[me].cluster_snapshot_reads_total, 1);
+        }
+        if left == 0 {
+            return false;
+        }
+        self.served.entry(key).or_default().reading = Some(Reading {
+            req,
+            patterns: patterns.to_vec(),
+            left,
+        });
+        true
+    }
+
+    /// The stream's last message of `topic`, read in `epoch` for the
+    /// snapshots waiting on it.
+    pub(super) fn snapshot_read_answered<H: Host>(
+        &mut self,
+        io: &mut H,
+        topic: &str,
+        epoch: u32,
+        found: Option<Copy>,
+    ) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let current = c.connected && c.epoch == epoch;
+        let Some(st) = c.topics.get_mut(topic) else {
+            return;
+        };
+        let delivered = st.delivered;
+        if current && found.as_ref().is_none_or(|f| f.stream_seq <= delivered) {
+            st.fresh = epoch;
+        }
+        if let Some(copy) = found.filter(|f| f.stream_seq > delivered) {
+            // Newer than anything delivered here: it is the value now, and
+            // its copy (if it comes) a duplicate.
+            self.take_copy(io, copy, epoch);
+        }
+        self.snapshot_read_done(io, topic);
+    }
+
+    /// A snapshot read of `topic` could not be answered (NATS down, or no
+    /// answer by the deadline): its snapshots are served from here.
+    pub(super) fn snapshot_read_failed<H: Host>(&mut self, io: &mut H, topic: &str) {
+        self.snapshot_read_done(io, topic);
+    }
+
+    /// `topic`'s read is over: each request waiting on it has one read
+    /// fewer to wait for, and starts its scan after its last.
+    fn snapshot_read_done<H: Host>(&mut self, io: &mut H, topic: &str) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let Some(st) = c.topics.get_mut(topic) else {
+            return;
+        };
+        st.reading = false;
+        for (key, req) in std::mem::take(&mut st.readers) {
+            let Some(s) = self.served.get_mut(&key) else {
+                continue; // the connection closed meanwhile
+            };
+            let Some(r) = s.reading.as_mut().filter(|r| r.req == req) else {
+                continue;
+            };
+            r.left -= 1;
+            if r.left > 0 {
+                continue;
+            }
+            if let Some(r) = s.reading.take() {
+                self.start_scan(io, key, r.req, &r.patterns);
+            }
+        }
+    }
+
+    /// On the owner: shard `from` gained its first (or lost its last)
+    /// subscriber of `pattern`. Cluster mode: a lapse ends the right to
+    /// serve the topics it covered from here (their copies may stop).
+    pub(super) fn owner_interest(&mut self, pattern: &str, from: usize, add: bool) {
+        self.owned.interest(pattern, from as u16, add);
+        let Some(c) = self.cluster.as_mut().filter(|_| !add) else {
+            return;
+        };
+        if is_pattern(pattern) {
+            c.epoch = c.epoch.wrapping_add(1).max(1);
+        } else if let Some(st) = c.topics.get_mut(pattern) {
+            st.fresh = 0;
+        }
+    }
+}
