@@ -171,6 +171,13 @@ impl Inbox {
         })
     }
 
+    fn last(&mut self, token: u64) -> (usize, Option<Copy>) {
+        self.take("last answer", |s, m| match m {
+            FromBridge::Last { token: t, found } if *t == token => Some((s, found.clone())),
+            _ => None,
+        })
+    }
+
     fn copy_of(&mut self, topic: &str) -> (usize, Copy) {
         self.take(&format!("copy of {topic}"), |s, m| match m {
             FromBridge::Copy(c) if &*c.topic == topic => Some((s, c.clone())),
@@ -454,12 +461,6 @@ fn last_reads_a_known_and_an_unknown_topic() {
         PublishResult::Stored { stream_seq: 3, .. }
     ));
 
-    let last = |inbox: &mut Inbox, token: u64| {
-        inbox.take("last answer", |s, m| match m {
-            FromBridge::Last { token: t, found } if *t == token => Some((s, found.clone())),
-            _ => None,
-        })
-    };
     send(
         &b,
         ToBridge::Last {
@@ -469,7 +470,7 @@ fn last_reads_a_known_and_an_unknown_topic() {
             fence: false,
         },
     );
-    let (shard, found) = last(&mut inbox, 50);
+    let (shard, found) = inbox.last(50);
     assert_eq!(shard, 3);
     let found = found.expect("k.v is stored");
     assert_eq!((found.stream_seq, found.rf_seq), (3, 42));
@@ -485,7 +486,7 @@ fn last_reads_a_known_and_an_unknown_topic() {
             fence: false,
         },
     );
-    assert_eq!(last(&mut inbox, 51), (1, None));
+    assert_eq!(inbox.last(51), (1, None));
     // A snapshot's read waits for the subscription asked for just before
     // it (docs/cluster.md §5), then answers like any other.
     send(
@@ -504,7 +505,7 @@ fn last_reads_a_known_and_an_unknown_topic() {
             fence: true,
         },
     );
-    let (shard, found) = last(&mut inbox, 52);
+    let (shard, found) = inbox.last(52);
     assert_eq!(shard, 2);
     assert_eq!(found.map(|f| f.rf_seq), Some(42));
     b.shutdown();
@@ -659,6 +660,139 @@ fn tls_to_nats_with_a_ca_file() {
         start(no_ca).is_err(),
         "a TLS-only server took a plain client"
     );
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TCP relay in front of nats-server that can cut this node's link
+/// alone (a network blip between one node and NATS) while other clients
+/// keep theirs: every relayed connection is shut down, new ones are
+/// refused until `resume`.
+struct Relay {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    live: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: u16) -> Relay {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
+        let port = l.local_addr().expect("relay addr").port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let live: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, lv) = (cut.clone(), live.clone());
+        std::thread::spawn(move || {
+            for down in l.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused while cut
+                }
+                let Ok(up) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                let (Ok(d2), Ok(u2), Ok(d3), Ok(u3)) = (
+                    down.try_clone(),
+                    up.try_clone(),
+                    down.try_clone(),
+                    up.try_clone(),
+                ) else {
+                    continue;
+                };
+                lv.lock().expect("relay list").extend([d3, u3]);
+                pipe(down, u2);
+                pipe(up, d2);
+            }
+        });
+        Relay { port, cut, live }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.live.lock().expect("relay list").drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn resume(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_node_cut_off_catches_up_on_what_was_stored_meanwhile() {
+    let Some(bin) = need_nats("a_node_cut_off_catches_up_on_what_was_stored_meanwhile") else {
+        return;
+    };
+    let dir = temp_dir("catchup");
+    let nats = Nats::start(&bin, free_port(), &dir);
+    let relay = Relay::start(nats.port);
+    let (a, mut inbox) = start(config(&relay.url())).expect("bridge behind the relay");
+    let (b, mut b_inbox) = start(config(&nats.url())).expect("publishing bridge");
+    inbox.connected_everywhere(true);
+    let stats = a.stats();
+    send(&a, interest("c.>", true));
+    // A fenced read answers only after node A's SUB reached the server
+    // (it goes first on the same connection): then B's publish reaches A.
+    send(
+        &a,
+        ToBridge::Last {
+            shard: 0,
+            token: 9,
+            topic: "c.x".into(),
+            fence: true,
+        },
+    );
+    assert_eq!(inbox.last(9), (0, None));
+    send(&b, publish(1, "c.x", 0, 1, "c-1"));
+    let stored = |r: PublishResult| match r {
+        PublishResult::Stored { stream_seq, .. } => stream_seq,
+        other => panic!("not stored: {other:?}"),
+    };
+    let s1 = stored(b_inbox.published(1).1);
+    assert_eq!(inbox.copy_of("c.x").1.stream_seq, s1);
+
+    relay.cut();
+    inbox.connected_everywhere(false);
+    // Stored while node A is away: two of c.x (the stream keeps the
+    // newest), one of c.y, one A has no interest in.
+    let s2 = {
+        send(&b, publish(2, "c.x", s1, 2, "c-2"));
+        stored(b_inbox.published(2).1)
+    };
+    send(&b, publish(3, "c.x", s2, 3, "c-3"));
+    let s3 = stored(b_inbox.published(3).1);
+    send(&b, publish(4, "c.y", 0, 1, "c-4"));
+    let s4 = stored(b_inbox.published(4).1);
+    send(&b, publish(5, "d.z", 0, 1, "c-5"));
+    stored(b_inbox.published(5).1);
+
+    relay.resume();
+    inbox.connected_everywhere(true);
+    let (shard, x) = inbox.copy_of("c.x");
+    assert_eq!((shard, x.stream_seq, x.rf_seq), (owner("c.x"), s3, 3));
+    let (shard, y) = inbox.copy_of("c.y");
+    assert_eq!((shard, y.stream_seq, y.rf_seq), (owner("c.y"), s4, 1));
+    eventually("catch-up counted", || {
+        stats.catchups.load(Ordering::Relaxed) == 1 && stats.caught_up.load(Ordering::Relaxed) == 2
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(m) = inbox.rx.try_recv() {
+        inbox.seen.push(m);
+    }
+    assert_eq!(inbox.copies_seen("d.z"), 0, "no interest in d.z");
+    assert_eq!(inbox.copies_seen("c.x"), 0, "only the newest of c.x");
+    assert_eq!(stats.catchup_errors.load(Ordering::Relaxed), 0);
+    a.shutdown();
+    b.shutdown();
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
 }

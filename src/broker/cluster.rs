@@ -110,6 +110,8 @@ pub enum ClusterIn {
         token: u64,
     },
     Connected(bool),
+    /// The stream was made anew: every topic's numbering starts again.
+    StreamReset,
 }
 
 /// Where the broker's requests to the bridge go; false: not taken (the
@@ -505,6 +507,17 @@ impl Broker {
                     None => {}
                 }
             }
+            ClusterIn::StreamReset => {
+                if let Some(c) = self.cluster.as_mut() {
+                    // Its copies start again at stream sequence 1: what
+                    // was delivered here must not make them duplicates,
+                    // and the next publish reads the (new) last message.
+                    c.epoch = c.epoch.wrapping_add(1).max(1);
+                    for st in c.topics.values_mut() {
+                        (st.known, st.stream, st.seq, st.delivered) = (false, 0, 0, 0);
+                    }
+                }
+            }
             ClusterIn::Connected(up) => {
                 if let Some(c) = self.cluster.as_mut() {
                     // Copies may have been missed (down), or the link is
@@ -572,15 +585,10 @@ impl Broker {
             return self.snapshot_read_answered(io, &topic, epoch, found);
         }
         st.asking = false;
+        // Older than what this node knows (a copy of a later message came
+        // first): the later one stands. A stream made anew is told
+        // explicitly (`ClusterIn::StreamReset`), not guessed from here.
         let (stream, seq) = found.map_or((0, 0), |f| (f.stream_seq, f.rf_seq));
-        if stream < st.delivered {
-            // The stream's last is older than what was delivered here:
-            // the stream was recreated (memory storage and a restart, or
-            // an operator's purge). Its copies start again low, and seq 1
-            // is the reset subscribers are told of (protocol.md).
-            st.delivered = 0;
-            st.stream = 0;
-        }
         if !st.known || stream >= st.stream {
             (st.known, st.stream, st.seq) = (true, stream, seq);
         }

@@ -540,3 +540,28 @@ fn a_snapshot_read_that_fails_serves_what_is_here() {
     n.settle();
     assert_eq!(summary(&n.nodes[0].received(s)), ["ack 1"]);
 }
+
+#[test]
+fn a_stream_made_anew_numbers_from_one_and_its_copies_are_delivered() {
+    let mut n = nodes(1, 1);
+    let s = n.nodes[0].connect(0);
+    n.nodes[0].send(s, json!({"op": "sub", "topic": "r", "id": 1}));
+    let p = n.nodes[0].connect(0);
+    for i in 1..=3 {
+        n.nodes[0].send(p, json!({"op": "pub", "topic": "r", "data": i, "id": i}));
+        n.settle();
+    }
+    assert_eq!(msgs(&mut n, 0, s), ["msg r 1", "msg r 2", "msg r 3"]);
+    // The server came back without the (memory) stream: the bridge made
+    // it again and says so.
+    n.stream.last.clear();
+    n.stream.seq = 0;
+    n.tell(0, 0, ClusterIn::StreamReset);
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "r", "data": 4, "id": 4}));
+    n.settle();
+    assert_eq!(
+        msgs(&mut n, 0, s),
+        ["msg r 1"],
+        "the reset, told as protocol.md says, not dropped as old"
+    );
+}

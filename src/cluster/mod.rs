@@ -13,6 +13,7 @@
 //! current-thread runtime on one extra thread keeps the shards' io_uring
 //! loops free of it (docs/cluster.md §7).
 
+mod catchup;
 mod task;
 mod wire;
 
@@ -158,6 +159,10 @@ pub enum FromBridge {
     },
     /// To every shard on each change of the NATS connection.
     Connected(bool),
+    /// To every shard, after a reconnect found the stream made anew (its
+    /// creation time changed): every topic's numbering starts again, and
+    /// what a node delivered before says nothing about the new stream.
+    StreamReset,
 }
 
 /// Maps a topic to its owner shard on this node.
@@ -198,6 +203,15 @@ pub struct BridgeStats {
     pub interest_errors: AtomicU64,
     /// Slow-consumer events from async-nats (messages dropped client-side).
     pub slow_consumers: AtomicU64,
+    /// Catch-ups run after a reconnect (one per reconnect).
+    pub catchups: AtomicU64,
+    /// Stored messages handed to shards by catch-up (missed while away).
+    pub caught_up: AtomicU64,
+    /// Catch-ups that failed part-way (their patterns' topics stay as
+    /// they were until their next message).
+    pub catchup_errors: AtomicU64,
+    /// Reconnects that found the stream made anew.
+    pub stream_resets: AtomicU64,
 }
 
 impl BridgeStats {
@@ -282,6 +296,7 @@ impl Bridge {
             shards,
             sink,
             stats: stats.clone(),
+            heard: AtomicU64::new(0),
         };
         let thread = std::thread::Builder::new()
             .name("ringfan-nats".into())

@@ -30,6 +30,11 @@ pub(crate) struct Shared {
     pub shards: usize,
     pub sink: Sink,
     pub stats: Arc<BridgeStats>,
+    /// The highest stream sequence this node has heard of (copies, acks,
+    /// the stream's last at start). The stream hands out republished
+    /// copies and acks in its order on one route to us, so after a
+    /// reconnect everything we may have missed is above it (catch-up).
+    pub heard: std::sync::atomic::AtomicU64,
 }
 
 /// Start-up's outcome: the notes for the operator, or why it failed.
@@ -88,7 +93,7 @@ pub(crate) fn thread_main(
         let deadline = Instant::now() + bound;
         let ensured = loop {
             match ensure_stream(&js, &sh.cfg).await {
-                Ok(()) => break Ok(()),
+                Ok(found) => break Ok(found),
                 Err(e) if wrong_shape(&e) || Instant::now() >= deadline => break Err(e),
                 Err(e) => {
                     tracing::info!("cluster: stream not ready yet ({e}); asking again");
@@ -96,17 +101,22 @@ pub(crate) fn thread_main(
                 }
             }
         };
-        if let Err(e) = ensured {
-            let _ = ready.send(Err(e));
-            return;
-        }
+        let found = match ensured {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        sh.heard.fetch_max(found.last_seq, Ordering::Relaxed);
         // Bounds JetStream API calls (stream info, MSG.GET); each publish
         // attempt has its own shorter bound (retry_every).
         js.set_timeout(sh.cfg.publish_timeout);
         if ready.send(Ok(notes)).is_err() {
             return; // start() gave up waiting: nobody holds a Bridge
         }
-        run(sh, client, js, rx, stop, ev_rx).await;
+        let created = Arc::new(std::sync::Mutex::new(found.created));
+        run(sh, client, js, rx, stop, ev_rx, created).await;
     });
 }
 
@@ -157,10 +167,13 @@ fn wrong_shape(e: &ClusterError) -> bool {
 /// Creates the stream, or checks an existing one has the shape the bridge
 /// needs. Creating with an identical config is idempotent on the server,
 /// so every node (and every reconnect) runs this.
-async fn ensure_stream(js: &Context, cfg: &ClusterConfig) -> Result<(), ClusterError> {
+pub(super) async fn ensure_stream(
+    js: &Context,
+    cfg: &ClusterConfig,
+) -> Result<StreamFound, ClusterError> {
     let want = wire::stream_config(cfg);
     let created = match js.create_stream(want.clone()).await {
-        Ok(_) => return Ok(()),
+        Ok(s) => return Ok(StreamFound::of(s.cached_info())),
         Err(e) => e,
     };
     // Typically 10058 "stream name already in use with a different
@@ -176,13 +189,32 @@ async fn ensure_stream(js: &Context, cfg: &ClusterConfig) -> Result<(), ClusterE
             stream = %cfg.stream,
             "cluster: using the existing stream (its tunables differ from ours: {created})"
         );
-        Ok(())
+        Ok(StreamFound::of(stream.cached_info()))
     } else {
         Err(ClusterError::Stream(format!(
             "{} exists with another shape: {}",
             cfg.stream,
             diff.join("; ")
         )))
+    }
+}
+
+/// What the bridge learns of the stream when it makes sure of it.
+pub(super) struct StreamFound {
+    /// When it was created: another value after a reconnect means it was
+    /// made anew (a memory stream on a restarted server, an operator's
+    /// delete), and every topic's numbering starts again.
+    pub created: String,
+    /// Its last stream sequence: nothing before it is missed at start.
+    pub last_seq: u64,
+}
+
+impl StreamFound {
+    fn of(info: &jetstream::stream::Info) -> Self {
+        Self {
+            created: info.created.to_string(),
+            last_seq: info.state.last_sequence,
+        }
     }
 }
 
@@ -242,6 +274,7 @@ async fn run(
     mut rx: mpsc::Receiver<ToBridge>,
     mut stop: oneshot::Receiver<()>,
     mut events: mpsc::UnboundedReceiver<Event>,
+    created: Arc<std::sync::Mutex<String>>,
 ) {
     let stats = sh.stats.clone();
     let mut connected = true;
@@ -296,14 +329,18 @@ async fn run(
                         BridgeStats::inc(&stats.reconnects);
                         stats.connected.store(true, Ordering::Relaxed);
                         broadcast(true);
-                        // A memory stream vanishes with a restarted server
-                        // (measured on 2.9.10): recreate it.
-                        let (js, sh) = (js.clone(), sh.clone());
-                        tokio::spawn(async move {
-                            if let Err(e) = ensure_stream(&js, &sh.cfg).await {
-                                tracing::warn!("cluster: after reconnect: {e}");
-                            }
-                        });
+                        // The stream made sure of again (a memory stream
+                        // vanishes with a restarted server, measured on
+                        // 2.9.10), then what was stored meanwhile caught
+                        // up for every pattern held.
+                        let patterns: Vec<Box<str>> = held.keys().cloned().collect();
+                        let task = super::catchup::after_reconnect(
+                            sh.clone(),
+                            js.clone(),
+                            patterns,
+                            created.clone(),
+                        );
+                        tokio::spawn(task);
                     }
                 }
                 Event::Disconnected | Event::Closed => {
@@ -497,10 +534,11 @@ async fn publish(
             match timeout_at(tick_end, attempt).await {
                 Err(_) => continue, // no ack in time: resend
                 Ok(Ok(ack)) => {
+                    sh.heard.fetch_max(ack.sequence, Ordering::Relaxed);
                     return PublishResult::Stored {
                         stream_seq: ack.sequence,
                         duplicate: ack.duplicate,
-                    }
+                    };
                 }
                 Ok(Err(e)) => match e.kind() {
                     PublishErrorKind::WrongLastSequence => {
@@ -618,7 +656,7 @@ async fn hold(
     }
 }
 
-fn on_copy(sh: &Shared, m: Message) {
+pub(super) fn on_copy(sh: &Shared, m: Message) {
     let stats = &sh.stats;
     let Some(topic) = wire::topic_of_copy(&sh.cfg.prefix, m.subject.as_str()) else {
         BridgeStats::inc(&stats.copies_bad);
@@ -629,6 +667,7 @@ fn on_copy(sh: &Shared, m: Message) {
         return;
     };
     BridgeStats::inc(&stats.messages_in);
+    sh.heard.fetch_max(stream_seq, Ordering::Relaxed);
     let shard = (sh.owner)(topic) % sh.shards;
     let copy = Copy {
         topic: topic.into(),
@@ -661,7 +700,7 @@ fn answer_now(sh: &Arc<Shared>, shard: usize, msg: FromBridge) {
 /// Delivers a control answer, retrying a full inbox with backoff (1 ms
 /// doubling to 50 ms) for up to `publish_timeout`; then counts it dropped
 /// rather than hold a task forever.
-async fn answer(sh: &Shared, shard: usize, mut msg: FromBridge) {
+pub(super) async fn answer(sh: &Shared, shard: usize, mut msg: FromBridge) {
     let give_up = Instant::now() + sh.cfg.publish_timeout;
     let mut wait = Duration::from_millis(1);
     loop {

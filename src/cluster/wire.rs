@@ -43,6 +43,13 @@ pub fn topic_of_copy<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
     (!rest.is_empty()).then_some(rest)
 }
 
+/// The topic of a stored message's own subject (as read back from the
+/// stream), `None` when it is not under `{prefix}.t.`.
+pub fn topic_of_publish<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix(".t.")?;
+    (!rest.is_empty()).then_some(rest)
+}
+
 /// A header's value as a `u64`; `None` when missing or not a number.
 pub fn header_u64(headers: Option<&HeaderMap>, name: &str) -> Option<u64> {
     headers?.get(name)?.as_str().trim().parse().ok()

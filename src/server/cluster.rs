@@ -114,6 +114,7 @@ fn from_bridge(m: &FromBridge) -> ClusterIn {
         },
         FromBridge::LastUnavailable { token, .. } => ClusterIn::LastFailed { token: *token },
         FromBridge::Connected(up) => ClusterIn::Connected(*up),
+        FromBridge::StreamReset => ClusterIn::StreamReset,
     }
 }
 
@@ -151,7 +152,7 @@ impl Collector for BridgeCounts {
                 MetricType::Gauge,
             )?
             .encode_gauge(&rtt)?;
-        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 8] = [
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 12] = [
             ("cluster_reconnects", "NATS reconnections after the first connection.", &s.reconnects),
             ("cluster_nats_publishes", "Publishes sent to the stream by the bridge (first attempts).", &s.messages_out),
             ("cluster_nats_copies", "Stored messages received from NATS (handed to shards, or shed).", &s.messages_in),
@@ -160,6 +161,10 @@ impl Collector for BridgeCounts {
             ("cluster_nats_bad_messages", "NATS messages without the headers or subject of a stored copy (dropped).", &s.copies_bad),
             ("cluster_answers_dropped", "Answers a shard did not take in time (the shard answers its publisher unavailable at its own deadline).", &s.answers_dropped),
             ("cluster_slow_consumers", "NATS client slow-consumer events (messages dropped before the bridge saw them).", &s.slow_consumers),
+            ("cluster_catchups", "Catch-ups after a NATS reconnect: the stream read from the first message this node may have missed, for every pattern held.", &s.catchups),
+            ("cluster_caught_up", "Stored messages handed to shards by catch-up (missed while the link was down; the newest of each topic that changed).", &s.caught_up),
+            ("cluster_catchup_errors", "Catch-ups (or their patterns) that failed; those topics stay as they were until their next message.", &s.catchup_errors),
+            ("cluster_stream_resets", "Reconnects that found the stream made anew (every topic's seq starts again).", &s.stream_resets),
         ];
         for (name, help, v) in counters {
             encoder
