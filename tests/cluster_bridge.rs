@@ -762,8 +762,8 @@ fn a_node_cut_off_catches_up_on_what_was_stored_meanwhile() {
 
     relay.cut();
     inbox.connected_everywhere(false);
-    // Stored while node A is away: two of c.x (the stream keeps the
-    // newest), one of c.y, one A has no interest in.
+    // Stored while node A is away: two of c.x, one of c.y, one A has no
+    // interest in.
     let s2 = {
         send(&b, publish(2, "c.x", s1, 2, "c-2"));
         stored(b_inbox.published(2).1)
@@ -777,10 +777,60 @@ fn a_node_cut_off_catches_up_on_what_was_stored_meanwhile() {
 
     relay.resume();
     inbox.connected_everywhere(true);
+    // Every message missed, in order (the stream keeps 16 per topic by
+    // default): no gap at all.
+    let (shard, x) = inbox.copy_of("c.x");
+    assert_eq!((shard, x.stream_seq, x.rf_seq), (owner("c.x"), s2, 2));
     let (shard, x) = inbox.copy_of("c.x");
     assert_eq!((shard, x.stream_seq, x.rf_seq), (owner("c.x"), s3, 3));
     let (shard, y) = inbox.copy_of("c.y");
     assert_eq!((shard, y.stream_seq, y.rf_seq), (owner("c.y"), s4, 1));
+    eventually("catch-up counted", || {
+        stats.catchups.load(Ordering::Relaxed) == 1 && stats.caught_up.load(Ordering::Relaxed) == 3
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(m) = inbox.rx.try_recv() {
+        inbox.seen.push(m);
+    }
+    assert_eq!(inbox.copies_seen("d.z"), 0, "no interest in d.z");
+    assert_eq!(inbox.copies_seen("c.x"), 0, "each once");
+    assert_eq!(stats.catchup_errors.load(Ordering::Relaxed), 0);
+    a.shutdown();
+    b.shutdown();
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_node_holding_many_patterns_catches_up_through_one_filtered_read() {
+    let Some(bin) = need_nats("a_node_holding_many_patterns_catches_up_through_one_filtered_read")
+    else {
+        return;
+    };
+    let dir = temp_dir("catchup-many");
+    let nats = Nats::start(&bin, free_port(), &dir);
+    let relay = Relay::start(nats.port);
+    let (a, mut inbox) = start(config(&relay.url())).expect("bridge behind the relay");
+    let (b, mut b_inbox) = start(config(&nats.url())).expect("publishing bridge");
+    inbox.connected_everywhere(true);
+    let stats = a.stats();
+    // More patterns than one consumer each is worth (64).
+    for i in 0..70 {
+        send(&a, interest(&format!("m.{i}"), true));
+    }
+    relay.cut();
+    inbox.connected_everywhere(false);
+    for (token, topic) in [(1, "m.5"), (2, "m.69"), (3, "m.x"), (4, "n.5")] {
+        send(&b, publish(token, topic, 0, 1, &format!("many-{token}")));
+        assert!(matches!(
+            b_inbox.published(token).1,
+            PublishResult::Stored { .. }
+        ));
+    }
+    relay.resume();
+    inbox.connected_everywhere(true);
+    inbox.copy_of("m.5");
+    inbox.copy_of("m.69");
     eventually("catch-up counted", || {
         stats.catchups.load(Ordering::Relaxed) == 1 && stats.caught_up.load(Ordering::Relaxed) == 2
     });
@@ -788,10 +838,69 @@ fn a_node_cut_off_catches_up_on_what_was_stored_meanwhile() {
     while let Ok(m) = inbox.rx.try_recv() {
         inbox.seen.push(m);
     }
-    assert_eq!(inbox.copies_seen("d.z"), 0, "no interest in d.z");
-    assert_eq!(inbox.copies_seen("c.x"), 0, "only the newest of c.x");
+    assert_eq!(inbox.copies_seen("m.x") + inbox.copies_seen("n.5"), 0);
     assert_eq!(stats.catchup_errors.load(Ordering::Relaxed), 0);
     a.shutdown();
+    b.shutdown();
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_wildcard_read_hands_each_shard_its_topics_at_their_newest() {
+    let Some(bin) = need_nats("a_wildcard_read_hands_each_shard_its_topics_at_their_newest") else {
+        return;
+    };
+    let dir = temp_dir("lastall");
+    let nats = Nats::start(&bin, free_port(), &dir);
+    let (b, mut inbox) = start(config(&nats.url())).expect("bridge");
+    inbox.connected_everywhere(true);
+    let topics = ["l.a", "l.b", "l.c", "l.dd", "m.a"];
+    let mut token = 0;
+    for t in topics {
+        let mut last = 0;
+        for rf in 1..=2 {
+            token += 1;
+            send(&b, publish(token, t, last, rf, &format!("la-{token}")));
+            match inbox.published(token).1 {
+                PublishResult::Stored { stream_seq, .. } => last = stream_seq,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let shard = owner("l.a");
+    send(&b, interest("l.*", true));
+    send(
+        &b,
+        ToBridge::LastAll {
+            shard: shard as u16,
+            token: 77,
+            pattern: "l.*".into(),
+        },
+    );
+    inbox.take("LastAll done", |s, m| {
+        matches!(m, FromBridge::LastAll { token: 77 } if s == shard).then_some(())
+    });
+    let mut got: Vec<(String, u64)> = inbox
+        .seen
+        .iter()
+        .filter_map(|(s, m)| match m {
+            FromBridge::Copy(c) => {
+                assert_eq!(*s, shard, "only the asking shard's topics");
+                Some((c.topic.to_string(), c.rf_seq))
+            }
+            _ => None,
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64)> = ["l.a", "l.b", "l.c", "l.dd"]
+        .into_iter()
+        .filter(|t| owner(t) == shard)
+        .map(|t| (t.to_string(), 2))
+        .collect();
+    want.sort();
+    assert!(!want.is_empty());
+    assert_eq!(got, want, "each of its topics once, at the newest");
     b.shutdown();
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);

@@ -55,6 +55,10 @@ pub enum ClusterOut {
     /// `pattern`: the bridge counts shards per pattern and holds one NATS
     /// subscription per pattern with any.
     Interest { pattern: Box<str>, add: bool },
+    /// Every topic of `pattern` at its last message, each handed over as a
+    /// copy to this shard when it owns the topic, then `ClusterIn::LastAll`
+    /// (fenced, as a snapshot's `Last`).
+    LastAll { token: u64, pattern: Box<str> },
     /// The stream's last message of `topic` (its stream sequence and seq).
     /// `fence`: read it only once every NATS subscription asked for before
     /// it is in force (a snapshot read, `cluster_snapshot.rs`: whatever is
@@ -112,6 +116,11 @@ pub enum ClusterIn {
     Connected(bool),
     /// The stream was made anew: every topic's numbering starts again.
     StreamReset,
+    /// A [`ClusterOut::LastAll`] is done: this shard's topics of it came
+    /// before this, as copies.
+    LastAll {
+        token: u64,
+    },
 }
 
 /// Where the broker's requests to the bridge go; false: not taken (the
@@ -180,13 +189,38 @@ pub(super) struct TopicSeq {
     pub(super) readers: Vec<(super::snapshots::ConnKey, u32)>,
 }
 
+/// A wildcard's snapshot reads on this shard (`cluster_snapshot.rs`).
+#[derive(Default)]
+pub(super) struct WildRead {
+    /// The epoch in which this node's values of its topics were known
+    /// current (a read answered; the node's interest in the wildcard
+    /// held since, or the epoch would have moved).
+    pub(super) fresh: u32,
+    pub(super) reading: bool,
+    pub(super) readers: Vec<(super::snapshots::ConnKey, u32)>,
+}
+
+/// What a request to the bridge was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// The topic's last message, to number its next publish.
+    Numbering,
+    /// A publish.
+    Publish,
+    /// A snapshot's read of an exact topic (`cluster_snapshot.rs`), sent
+    /// in this epoch.
+    Read(u32),
+    /// A snapshot's read of a wildcard's topics, sent in this epoch.
+    Wild(u32),
+}
+
 /// A request waiting for the bridge's answer.
 struct Request {
+    /// Its topic (or pattern, for `Kind::Wild`).
     topic: Box<str>,
     /// When it was sent (shard clock, ms).
     at: u64,
-    /// A snapshot read (`cluster_snapshot.rs`), sent in this epoch.
-    read: Option<u32>,
+    kind: Kind,
 }
 
 /// The cluster state of a shard.
@@ -194,6 +228,8 @@ pub struct Cluster {
     sink: ClusterSink,
     node: u64,
     pub(super) topics: FxHashMap<Box<str>, TopicSeq>,
+    /// Wildcard patterns snapshotted here: their reads and freshness.
+    pub(super) wild: FxHashMap<Box<str>, WildRead>,
     /// Request token → what it asked: every request waiting for the
     /// bridge, so the deadline looks at these, not at every topic.
     tokens: FxHashMap<u64, Request>,
@@ -226,6 +262,7 @@ impl Cluster {
             sink,
             node,
             topics: FxHashMap::default(),
+            wild: FxHashMap::default(),
             tokens: FxHashMap::default(),
             next: 0,
             deadline_ms: deadline.as_millis() as u64,
@@ -235,25 +272,27 @@ impl Cluster {
         }
     }
 
-    /// The topic a request's answer is for (its token forgotten), whether
-    /// it was a snapshot read (and in which epoch), and the topic's state;
-    /// `None` for an answer no longer waited for.
-    fn answered(&mut self, token: u64) -> Option<(Box<str>, Option<u32>, &mut TopicSeq)> {
+    /// The topic a request's answer is for (its token forgotten) and what
+    /// it asked; `None` for an answer no longer waited for.
+    fn answered(&mut self, token: u64) -> Option<(Box<str>, Kind)> {
         let r = self.tokens.remove(&token)?;
-        let st = self.topics.get_mut(&*r.topic)?;
-        Some((r.topic, r.read, st))
+        Some((r.topic, r.kind))
     }
 
-    fn token(&mut self, topic: &str, now_ms: u64) -> u64 {
-        self.request(topic, now_ms, None)
+    /// As [`Self::answered`], for a numbering or publish answer, with the
+    /// topic's state.
+    fn answered_topic(&mut self, token: u64) -> Option<(Box<str>, &mut TopicSeq)> {
+        let (topic, _) = self.answered(token)?;
+        let st = self.topics.get_mut(&*topic)?;
+        Some((topic, st))
     }
 
-    pub(super) fn request(&mut self, topic: &str, now_ms: u64, read: Option<u32>) -> u64 {
+    pub(super) fn request(&mut self, topic: &str, now_ms: u64, kind: Kind) -> u64 {
         self.next += 1;
         let r = Request {
             topic: topic.into(),
             at: now_ms,
-            read,
+            kind,
         };
         self.tokens.insert(self.next, r);
         self.next
@@ -283,6 +322,8 @@ impl Cluster {
     /// (`--max-topics-per-shard`) whatever the number of topics seen.
     pub(super) fn tick(&mut self, cap: usize) {
         self.resend_interest();
+        let epoch = self.epoch;
+        self.wild.retain(|_, w| w.reading || w.fresh == epoch);
         if self.topics.len() > cap {
             self.topics.retain(|_, st| {
                 st.asking || st.reading || st.inflight.is_some() || !st.waiting.is_empty()
@@ -290,25 +331,18 @@ impl Cluster {
         }
     }
 
-    /// Topics whose request waited past the deadline at `now_ms`, and
-    /// whether it was a snapshot read: their tokens are forgotten (a late
-    /// answer is ignored) and their numbering is read again.
-    fn expired(&mut self, now_ms: u64) -> Vec<(Box<str>, bool)> {
+    /// Requests that waited past the deadline at `now_ms` (their topic
+    /// and kind): their tokens are forgotten (a late answer is ignored).
+    fn expired(&mut self, now_ms: u64) -> Vec<(Box<str>, Kind)> {
         let deadline = self.deadline_ms;
         let mut topics = Vec::new();
         self.tokens.retain(|_, r| {
             let late = now_ms.saturating_sub(r.at) > deadline;
             if late {
-                topics.push((std::mem::take(&mut r.topic), r.read.is_some()));
+                topics.push((std::mem::take(&mut r.topic), r.kind));
             }
             !late
         });
-        for (t, read) in &topics {
-            if let Some(st) = self.topics.get_mut(t).filter(|_| !read) {
-                st.asking = false;
-                st.known = false;
-            }
-        }
         topics
     }
 
@@ -332,12 +366,8 @@ impl Broker {
             return;
         };
         c.tick(cap);
-        for (topic, read) in c.expired(now) {
-            if read {
-                self.snapshot_read_failed(io, &topic);
-            } else {
-                self.cluster_fail_all(io, &topic);
-            }
+        for (topic, kind) in c.expired(now) {
+            self.cluster_no_answer(io, &topic, kind);
         }
     }
 
@@ -417,7 +447,7 @@ impl Broker {
         }
         if !st.known {
             st.asking = true;
-            let token = c.token(topic, now);
+            let token = c.request(topic, now, Kind::Numbering);
             let ask = ClusterOut::Last {
                 token,
                 topic: topic.into(),
@@ -441,7 +471,7 @@ impl Broker {
         let (frame, _) = wire::msg(topic, seq, &p.data, false);
         let header = frame.len() - wire_payload_len(&frame);
         let payload = frame.slice(header..);
-        let token = c.token(topic, now);
+        let token = c.request(topic, now, Kind::Publish);
         let msg_id = format!("{:x}-{me}-{token}", c.node).into_boxed_str();
         let out = ClusterOut::Publish {
             token,
@@ -497,14 +527,14 @@ impl Broker {
             ClusterIn::Copy(copy) => self.cluster_copy(io, copy),
             ClusterIn::Last { token, found } => self.cluster_last(io, token, found),
             ClusterIn::LastFailed { token } => {
+                if let Some((topic, kind)) = self.cluster.as_mut().and_then(|c| c.answered(token)) {
+                    self.cluster_no_answer(io, &topic, kind);
+                }
+            }
+            ClusterIn::LastAll { token } => {
                 let answered = self.cluster.as_mut().and_then(|c| c.answered(token));
-                match answered {
-                    Some((topic, Some(_), _)) => self.snapshot_read_failed(io, &topic),
-                    Some((topic, None, st)) => {
-                        st.asking = false;
-                        self.cluster_fail_all(io, &topic);
-                    }
-                    None => {}
+                if let Some((pattern, Kind::Wild(epoch))) = answered {
+                    self.wild_read_done(io, &pattern, Some(epoch));
                 }
             }
             ClusterIn::StreamReset => {
@@ -534,7 +564,7 @@ impl Broker {
 
     fn cluster_published<H: Host>(&mut self, io: &mut H, token: u64, result: PublishResult) {
         let me = io.shard();
-        let Some((topic, _, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
+        let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered_topic(token)) else {
             return;
         };
         let Some((_, seq, mut p)) = st.inflight.take_if(|(t, ..)| *t == token) else {
@@ -577,13 +607,35 @@ impl Broker {
         self.cluster_pump(io, &topic);
     }
 
+    /// A request of `topic` got no answer (the bridge could not, or the
+    /// deadline passed).
+    fn cluster_no_answer<H: Host>(&mut self, io: &mut H, topic: &str, kind: Kind) {
+        match kind {
+            Kind::Read(_) => self.snapshot_read_failed(io, topic),
+            Kind::Wild(_) => self.wild_read_done(io, topic, None),
+            Kind::Numbering | Kind::Publish => {
+                if let Some(st) = self.cluster.as_mut().and_then(|c| c.topics.get_mut(topic)) {
+                    st.asking = false;
+                }
+                self.cluster_fail_all(io, topic);
+            }
+        }
+    }
+
     fn cluster_last<H: Host>(&mut self, io: &mut H, token: u64, found: Option<Copy>) {
-        let Some((topic, read, st)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
+        let Some((topic, kind)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };
-        if let Some(epoch) = read {
+        if let Kind::Read(epoch) = kind {
             return self.snapshot_read_answered(io, &topic, epoch, found);
         }
+        let Some(st) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.topics.get_mut(&*topic))
+        else {
+            return;
+        };
         st.asking = false;
         // Older than what this node knows (a copy of a later message came
         // first): the later one stands. A stream made anew is told

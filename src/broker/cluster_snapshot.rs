@@ -35,13 +35,17 @@
 //! already here when the read answers with messages still on their way
 //! sees them as one explicit gap (it gets the newest at once); this needs
 //! a read while copies of the same topic are in flight, i.e. a hot topic
-//! in the moment between an epoch bump and its next copy. Wildcard
-//! snapshots are served from the local values (what this node's interest
-//! has delivered): the stream has no batched last-per-subject read on
-//! 2.9 (docs/cluster.md §5, not built yet). A read that fails (NATS down)
-//! or gets no answer by the deadline serves the local value, as before.
+//! in the moment between an epoch bump and its next copy. A read that
+//! fails (NATS down) or gets no answer by the deadline serves the local
+//! value.
+//!
+//! Wildcards: the same with a mark per pattern (`WildRead::fresh`, voided
+//! by the epoch) and `ClusterOut::LastAll`, which the bridge serves with
+//! a `last_per_subject` consumer (2.9 has no batched last-value read),
+//! handing this shard its topics of the pattern as copies, then
+//! `ClusterIn::LastAll`.
 
-use super::cluster::{ClusterOut, Copy};
+use super::cluster::{ClusterOut, Copy, Kind};
 use super::engine::Broker;
 use super::host::Host;
 use super::snapshots::{ConnKey, Reading};
@@ -66,6 +70,37 @@ impl Broker {
             return false;
         };
         let mut left = 0;
+        for pattern in patterns.iter().filter(|p| is_pattern(p)) {
+            let (epoch, up) = (c.epoch, c.connected);
+            let w = match c.wild.get_mut(&**pattern) {
+                Some(w) => w,
+                None => c.wild.entry(pattern.clone()).or_default(),
+            };
+            if !up || w.fresh == epoch {
+                continue; // current, or a read would fail at once
+            }
+            w.readers.push((key, req));
+            left += 1;
+            if w.reading {
+                continue;
+            }
+            w.reading = true;
+            let token = c.request(pattern, now, Kind::Wild(epoch));
+            let ask = ClusterOut::LastAll {
+                token,
+                pattern: pattern.clone(),
+            };
+            if !c.send(ask) {
+                c.forget_token(token);
+                if let Some(w) = c.wild.get_mut(&**pattern) {
+                    w.reading = false;
+                    left -= w.readers.len().min(left);
+                    w.readers.clear();
+                }
+                continue;
+            }
+            inc(&self.stats[me].cluster_snapshot_reads_total, 1);
+        }
         for topic in patterns.iter().filter(|p| !is_pattern(p)) {
             let (epoch, up) = (c.epoch, c.connected);
             let st = match c.topics.get_mut(&**topic) {
@@ -85,7 +120,7 @@ impl Broker {
                 continue; // one read of a topic serves every waiter
             }
             st.reading = true;
-            let token = c.request(topic, now, Some(epoch));
+            let token = c.request(topic, now, Kind::Read(epoch));
             let ask = ClusterOut::Last {
                 token,
                 topic: topic.clone(),
@@ -158,7 +193,37 @@ impl Broker {
             return;
         };
         st.reading = false;
-        for (key, req) in std::mem::take(&mut st.readers) {
+        let readers = std::mem::take(&mut st.readers);
+        self.readers_done(io, readers);
+    }
+
+    /// A wildcard read of `pattern` is over: answered in `epoch` (its
+    /// topics on this shard came before, as copies), or failed (`None`).
+    pub(super) fn wild_read_done<H: Host>(
+        &mut self,
+        io: &mut H,
+        pattern: &str,
+        epoch: Option<u32>,
+    ) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        let current = epoch.filter(|&e| c.connected && c.epoch == e);
+        let Some(w) = c.wild.get_mut(pattern) else {
+            return;
+        };
+        w.reading = false;
+        if let Some(e) = current {
+            w.fresh = e;
+        }
+        let readers = std::mem::take(&mut w.readers);
+        self.readers_done(io, readers);
+    }
+
+    /// Each request in `readers` has one read fewer to wait for, and
+    /// starts its scan after its last.
+    fn readers_done<H: Host>(&mut self, io: &mut H, readers: Vec<(ConnKey, u32)>) {
+        for (key, req) in readers {
             let Some(s) = self.served.get_mut(&key) else {
                 continue; // the connection closed meanwhile
             };

@@ -126,6 +126,26 @@ impl Nodes {
                     .map(|(s, q, p)| copy(&topic, *s, *q, p));
                 self.tell(node, shard, ClusterIn::Last { token, found });
             }
+            ClusterOut::LastAll { token, pattern } => {
+                if self.stream.silent {
+                    return;
+                }
+                self.stream.lasts += 1;
+                let shards = self.nodes[node].hosts.len();
+                let mut mine: Vec<Copy> = self
+                    .stream
+                    .last
+                    .iter()
+                    .filter(|(t, _)| matches(&pattern, t))
+                    .filter(|(t, _)| super::engine::owner_of(t, shards) == shard)
+                    .map(|(t, (s, q, p))| copy(t, *s, *q, p))
+                    .collect();
+                mine.sort_by_key(|c| c.stream_seq);
+                for c in mine {
+                    self.tell(node, shard, ClusterIn::Copy(c));
+                }
+                self.tell(node, shard, ClusterIn::LastAll { token });
+            }
             ClusterOut::Publish {
                 token,
                 topic,
@@ -564,4 +584,42 @@ fn a_stream_made_anew_numbers_from_one_and_its_copies_are_delivered() {
         ["msg r 1"],
         "the reset, told as protocol.md says, not dropped as old"
     );
+}
+
+#[test]
+fn a_wildcard_snapshot_on_a_node_that_never_held_it_reads_each_shards_topics() {
+    let mut n = nodes(2, 2);
+    let p = n.nodes[0].connect(0);
+    let topics: Vec<String> = (0..6).map(|i| format!("w.{i}")).collect();
+    for (i, t) in topics.iter().enumerate() {
+        for d in 0..=i {
+            n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": d, "id": 1}));
+            n.settle();
+        }
+    }
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "v.0", "data": 1, "id": 1}));
+    n.settle();
+    let s = n.nodes[1].connect(1);
+    n.nodes[1].send(
+        s,
+        json!({"op": "sub", "topic": "w.*", "snapshot": true, "id": 9}),
+    );
+    n.settle();
+    let mut got = msgs(&mut n, 1, s);
+    got.sort();
+    let want: Vec<String> = (0..6).map(|i| format!("snap w.{i} {}", i + 1)).collect();
+    assert_eq!(got, want);
+    assert_eq!(snapshot_reads(&n, 1), 2, "one read per owner shard");
+    n.nodes[0].send(p, json!({"op": "pub", "topic": "w.3", "data": 9, "id": 1}));
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s), ["msg w.3 5"], "then live, no gap");
+    // Held since: the next one is served from here.
+    let s2 = n.nodes[1].connect(0);
+    n.nodes[1].send(
+        s2,
+        json!({"op": "sub", "topic": "w.*", "snapshot": true, "id": 9}),
+    );
+    n.settle();
+    assert_eq!(msgs(&mut n, 1, s2).len(), 6);
+    assert_eq!(snapshot_reads(&n, 1), 2);
 }

@@ -7,15 +7,22 @@
 //! explicit gap), but a topic published during the outage and quiet since
 //! would stay stale with nothing to show for it.
 //!
-//! So after every reconnect, for each pattern held, an ephemeral pull
-//! consumer reads the stream from the first sequence this node may have
-//! missed (`Shared::heard` + 1), filtered by the pattern. The stream keeps
-//! one message per topic, so what comes back is exactly the topics that
-//! changed meanwhile, each at its newest value: the cost is proportional
-//! to them, not to the topics held. Each goes to its owner shard as an
-//! ordinary copy: one also delivered live meanwhile (or through a second
-//! matching pattern) is dropped there by its stream sequence, and
-//! subscribers see one explicit gap, then the newest value.
+//! So after every reconnect, for each pattern held (or, past 64 of them,
+//! once for everything, filtered here), an ephemeral pull consumer reads
+//! the stream from the first sequence this node may have missed (where
+//! `Shared::heard` stood when the link went down). The stream keeps the
+//! newest `--cluster-history` messages of each topic (16 by default), so
+//! what comes back is what changed meanwhile: every message of a topic
+//! that had at most that many (no gap at all), else its newest ones (one
+//! explicit gap). The cost is proportional to the topics changed, not to
+//! those held. Each goes to its owner shard as an ordinary copy: one also
+//! delivered live (or through a second matching pattern) is dropped
+//! there by its stream sequence. Live copies wait behind catch-up for at
+//! most [`HOLD_FOR`], so a newer one cannot overtake the older ones
+//! being read back and turn them into duplicates.
+//!
+//! Also here: a snapshot's read of every topic of a wildcard
+//! ([`last_all`]), the same kind of consumer from each topic's newest.
 //!
 //! A stream made anew (another creation time) is a reset instead: every
 //! shard is told (`FromBridge::StreamReset`) and catch-up starts from the
@@ -25,17 +32,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
-use async_nats::jetstream::{self, Context};
-use futures_util::StreamExt;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::Context;
 
-use super::task::{answer, ensure_stream, Shared};
-use super::wire::{self, RF_SEQ};
+use super::reader::Reader;
+use super::task::{answer, ensure_stream, hand, Shared};
+use super::wire;
 use super::{BridgeStats, Copy, FromBridge};
-
-/// Messages asked for per fetch: 1,024 copies of ~150 B is ~150 KB a
-/// round trip, and a shard's inbox (65,536) takes several fetches.
-const FETCH: usize = 1024;
+use crate::broker::topic::matches;
 
 /// Make sure of the stream again, then catch up `patterns` (those held
 /// when the link came back; ones added since subscribe after the
@@ -46,12 +50,25 @@ pub(super) async fn after_reconnect(
     patterns: Vec<Box<str>>,
     created: Arc<Mutex<String>>,
 ) {
-    let found = match ensure_stream(&js, &sh.cfg).await {
-        Ok(f) => f,
-        Err(e) => {
-            BridgeStats::inc(&sh.stats.catchup_errors);
-            tracing::warn!("cluster: after reconnect: {e}");
-            return;
+    // Live copies wait behind catch-up only briefly: during a stream
+    // leader's failover (5.0-7.7 s measured) the stream answers nothing,
+    // and fresh messages must not wait for old ones that long (a topic
+    // caught up after its newer live copy shows one explicit gap).
+    let timer = sh.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(HOLD_FOR).await;
+        release(&timer);
+    });
+    let give_up = tokio::time::Instant::now() + sh.cfg.publish_timeout * 3;
+    let found = loop {
+        match ensure_stream(&js, &sh.cfg).await {
+            Ok(f) => break f,
+            Err(e) if tokio::time::Instant::now() >= give_up => {
+                BridgeStats::inc(&sh.stats.catchup_errors);
+                tracing::warn!("cluster: after reconnect, no catch-up: {e}");
+                return release(&sh);
+            }
+            Err(_) => tokio::time::sleep(RETRY).await,
         }
     };
     let renewed = match created.lock() {
@@ -70,92 +87,169 @@ pub(super) async fn after_reconnect(
         }
         1
     } else {
-        sh.heard.load(Ordering::Relaxed) + 1
+        sh.catch_from.load(Ordering::Relaxed)
     };
     BridgeStats::inc(&sh.stats.catchups);
-    for pattern in patterns {
-        if let Err(e) = catch_up(&sh, &js, &pattern, from).await {
-            BridgeStats::inc(&sh.stats.catchup_errors);
-            tracing::warn!("cluster: catch-up of {pattern:?} from {from}: {e}");
+    // Each filter is read again until it went through (a read repeated
+    // from the same sequence only repeats copies the shards drop).
+    let mut left: Vec<(String, Option<&[Box<str>]>)> = if patterns.len() <= PER_PATTERN {
+        patterns
+            .iter()
+            .map(|p| (wire::publish_subject(&sh.cfg.prefix, p), None))
+            .collect()
+    } else {
+        // One consumer over every topic, each message kept if a held
+        // pattern matches it: one consumer instead of thousands.
+        vec![(
+            wire::publish_subject(&sh.cfg.prefix, ">"),
+            Some(&patterns[..]),
+        )]
+    };
+    loop {
+        let mut failed = Vec::new();
+        for (filter, only) in left {
+            if !catch_up(&sh, &js, &filter, from, only).await {
+                failed.push((filter, only));
+            }
         }
+        left = failed;
+        if left.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= give_up {
+            BridgeStats::inc(&sh.stats.catchup_errors);
+            break;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+    release(&sh);
+}
+
+/// Live copies wait behind catch-up at most this long after a reconnect.
+const HOLD_FOR: Duration = Duration::from_secs(1);
+
+/// A catch-up step that failed (the stream without a leader, a timeout)
+/// is tried again after this, for up to three publish timeouts.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Patterns held past this many are caught up by one consumer over the
+/// whole stream, filtered here: creating a consumer took 5-16 ms
+/// (docs/cluster.md §5), so 10,000 exact topics held one by one would
+/// hold live copies back for minutes.
+const PER_PATTERN: usize = 64;
+
+/// Held back at most: past it, live copies go on (a topic caught up
+/// after its newer live copy shows one explicit gap).
+const HOLD_BACK: usize = 65_536;
+
+/// The link went down: live copies wait from now until catch-up is done.
+pub(super) fn hold_back(sh: &Shared) {
+    if let Ok(mut h) = sh.held_back.lock() {
+        h.get_or_insert_with(Vec::new);
     }
 }
 
-/// The stream's messages of `pattern` from sequence `from` on, each to its
-/// topic's owner shard as a copy.
+/// A live copy: `None` when it waits behind catch-up, else handed back
+/// to go on now.
+pub(super) fn held(c: (usize, Copy), sh: &Shared) -> Option<(usize, Copy)> {
+    let Ok(mut h) = sh.held_back.lock() else {
+        return Some(c);
+    };
+    match h.as_mut() {
+        Some(v) if v.len() < HOLD_BACK => {
+            v.push(c);
+            None
+        }
+        _ => Some(c),
+    }
+}
+
+/// Catch-up is over (or failed): what waited goes on, in order.
+fn release(sh: &Shared) {
+    let waited = sh.held_back.lock().ok().and_then(|mut h| h.take());
+    for (shard, copy) in waited.unwrap_or_default() {
+        hand(sh, shard, copy);
+    }
+}
+
+/// The stream's messages under `filter` from sequence `from` on (only
+/// those a pattern of `only` matches, if given), each to its topic's owner
+/// shard as a copy. False: it failed (logged).
 async fn catch_up(
     sh: &Shared,
     js: &Context,
-    pattern: &str,
+    filter: &str,
     from: u64,
+    only: Option<&[Box<str>]>,
+) -> bool {
+    match read_from(sh, js, filter, from, only).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("cluster: catch-up of {filter:?} from {from}: {e}");
+            false
+        }
+    }
+}
+
+async fn read_from(
+    sh: &Shared,
+    js: &Context,
+    filter: &str,
+    from: u64,
+    only: Option<&[Box<str>]>,
 ) -> Result<(), async_nats::Error> {
-    let stream = js.get_stream_no_info(&sh.cfg.stream).await?;
-    let config = pull::Config {
-        deliver_policy: DeliverPolicy::ByStartSequence {
-            start_sequence: from,
-        },
-        ack_policy: AckPolicy::None,
-        filter_subject: wire::publish_subject(&sh.cfg.prefix, pattern),
-        // Ephemeral, in memory, on the leader only: gone by itself 30 s
-        // after its last fetch if the delete below never arrives.
-        inactive_threshold: Duration::from_secs(30),
-        memory_storage: true,
-        num_replicas: 1,
-        ..Default::default()
+    let policy = DeliverPolicy::ByStartSequence {
+        start_sequence: from,
     };
-    let mut consumer = stream.create_consumer(config).await?;
-    let name = consumer.info().await?.name.clone();
-    let result = drain(sh, &consumer).await;
-    let _ = stream.delete_consumer(&name).await;
+    let mut reader = Reader::open(sh, js, filter, policy).await?;
+    let result = async {
+        while let Some(batch) = reader.next(sh).await? {
+            for (shard, copy) in batch {
+                if only.is_some_and(|ps| !ps.iter().any(|p| matches(p, &copy.topic))) {
+                    continue;
+                }
+                BridgeStats::inc(&sh.stats.caught_up);
+                // Data, as live copies are: shed when the shard's inbox
+                // is full (its next copy shows the gap).
+                hand(sh, shard, copy);
+            }
+        }
+        Ok(())
+    }
+    .await;
+    reader.close().await;
     result
 }
 
-/// Fetch until the consumer has nothing pending.
-async fn drain(
-    sh: &Shared,
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-) -> Result<(), async_nats::Error> {
-    loop {
-        let mut batch = consumer.fetch().max_messages(FETCH).messages().await?;
-        let (mut got, mut pending) = (0usize, 0u64);
-        while let Some(m) = batch.next().await {
-            let m = m?;
-            got += 1;
-            let (stream_seq, left) = {
-                let info = m.info()?;
-                (info.stream_sequence, info.pending)
-            };
-            pending = left;
-            hand_over(sh, m.message, stream_seq);
+/// A snapshot's read of every topic of `pattern` at its last message
+/// (docs/cluster.md §5): those `shard` owns go to it as copies, never
+/// shed (a snapshot must not miss one), then `LastAll`; or
+/// `LastUnavailable` when the read failed part-way (the shard then serves
+/// what it has).
+pub(super) async fn last_all(sh: &Shared, js: &Context, shard: usize, token: u64, pattern: &str) {
+    let filter = wire::publish_subject(&sh.cfg.prefix, pattern);
+    let read = async {
+        let mut reader = Reader::open(sh, js, &filter, DeliverPolicy::LastPerSubject).await?;
+        let result: Result<(), async_nats::Error> = async {
+            while let Some(batch) = reader.next(sh).await? {
+                for (owner, copy) in batch {
+                    if owner == shard {
+                        answer(sh, shard, FromBridge::Copy(copy)).await;
+                    }
+                }
+            }
+            Ok(())
         }
-        if got == 0 || pending == 0 {
-            return Ok(());
-        }
-    }
-}
-
-/// A stored message read back (subject `{prefix}.t.{topic}`, its own
-/// headers) to its topic's owner shard as a copy. Data, as live copies
-/// are: shed when the shard's inbox is full (its next copy shows the gap).
-fn hand_over(sh: &Shared, m: async_nats::Message, stream_seq: u64) {
-    let stats = &sh.stats;
-    let topic = wire::topic_of_publish(&sh.cfg.prefix, m.subject.as_str());
-    let rf_seq = wire::header_u64(m.headers.as_ref(), RF_SEQ);
-    let (Some(topic), Some(rf_seq)) = (topic, rf_seq) else {
-        BridgeStats::inc(&stats.copies_bad);
-        return;
+        .await;
+        reader.close().await;
+        result
     };
-    sh.heard.fetch_max(stream_seq, Ordering::Relaxed);
-    BridgeStats::inc(&stats.caught_up);
-    let shard = (sh.owner)(topic) % sh.shards;
-    let copy = Copy {
-        topic: topic.into(),
-        stream_seq,
-        last_stream_seq: 0,
-        rf_seq,
-        payload: m.payload,
+    let msg = match read.await {
+        Ok(()) => FromBridge::LastAll { token },
+        Err(e) => FromBridge::LastUnavailable {
+            token,
+            reason: e.to_string().into(),
+        },
     };
-    if (sh.sink)(shard, FromBridge::Copy(copy)).is_err() {
-        BridgeStats::inc(&stats.copies_shed);
-    }
+    answer(sh, shard, msg).await;
 }

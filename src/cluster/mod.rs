@@ -14,6 +14,7 @@
 //! loops free of it (docs/cluster.md §7).
 
 mod catchup;
+mod reader;
 mod task;
 mod wire;
 
@@ -49,6 +50,10 @@ pub struct ClusterConfig {
     pub stream: String,
     /// Stream replicas: 3 on a 3-server NATS, 1 on a single server.
     pub replicas: usize,
+    /// Messages kept per topic (`max_msgs_per_subject`): the newest is
+    /// every snapshot's; the others let a node that was cut off catch up
+    /// without a gap (docs/cluster.md §4).
+    pub history: i64,
     /// File storage (true): a memory stream vanished, config included, when
     /// a single 2.9.10 server restarted (measured, docs/cluster.md §2).
     pub storage_file: bool,
@@ -71,6 +76,7 @@ impl Default for ClusterConfig {
             prefix: "rf".into(),
             stream: "RINGFAN".into(),
             replicas: 1,
+            history: 16,
             storage_file: true,
             publish_timeout: Duration::from_secs(10),
             retry_every: Duration::from_millis(250),
@@ -98,6 +104,16 @@ pub enum ToBridge {
     /// A shard's first holder of `pattern` (add) or its last one gone.
     /// Counted across senders: SUB on 0 → 1, UNSUB on 1 → 0.
     Interest { pattern: Box<str>, add: bool },
+    /// Every topic of `pattern` at its last stored message (a consumer
+    /// with `last_per_subject`), fenced as a snapshot's `Last`: those that
+    /// `shard` owns are handed to it as copies (never shed), then
+    /// [`FromBridge::LastAll`]; [`FromBridge::LastUnavailable`] if the
+    /// read failed part-way.
+    LastAll {
+        shard: u16,
+        token: u64,
+        pattern: Box<str>,
+    },
     /// The topic's last stored message, read from the stream leader
     /// (`STREAM.MSG.GET` `last_by_subj`). `fence`: sent only once every
     /// subscription asked for before it is in force (a snapshot's read:
@@ -163,6 +179,11 @@ pub enum FromBridge {
     /// creation time changed): every topic's numbering starts again, and
     /// what a node delivered before says nothing about the new stream.
     StreamReset,
+    /// A [`ToBridge::LastAll`] is done: the shard's topics of it came
+    /// before this, as copies.
+    LastAll {
+        token: u64,
+    },
 }
 
 /// Maps a topic to its owner shard on this node.
@@ -297,6 +318,8 @@ impl Bridge {
             sink,
             stats: stats.clone(),
             heard: AtomicU64::new(0),
+            catch_from: AtomicU64::new(1),
+            held_back: std::sync::Mutex::new(None),
         };
         let thread = std::thread::Builder::new()
             .name("ringfan-nats".into())

@@ -35,6 +35,14 @@ pub(crate) struct Shared {
     /// copies and acks in its order on one route to us, so after a
     /// reconnect everything we may have missed is above it (catch-up).
     pub heard: std::sync::atomic::AtomicU64,
+    /// Taken from `heard` when the link goes down: where the catch-up
+    /// after the reconnect starts (acks and copies that come after the
+    /// reconnect must not move it past what was missed).
+    pub catch_from: std::sync::atomic::AtomicU64,
+    /// While the link is down and until catch-up is done, live copies wait
+    /// here (so a newer live copy cannot overtake the caught-up one of
+    /// the same topic and turn it into a duplicate); `None` otherwise.
+    pub held_back: std::sync::Mutex<Option<Vec<(usize, Copy)>>>,
 }
 
 /// Start-up's outcome: the notes for the operator, or why it failed.
@@ -346,6 +354,9 @@ async fn run(
                 Event::Disconnected | Event::Closed => {
                     if connected {
                         connected = false;
+                        let from = sh.heard.load(Ordering::Relaxed) + 1;
+                        sh.catch_from.store(from, Ordering::Relaxed);
+                        super::catchup::hold_back(&sh);
                         rtt_sent = None;
                         stats.connected.store(false, Ordering::Relaxed);
                         broadcast(false);
@@ -468,6 +479,28 @@ fn command(
             }
             let n = u64::try_from(held.len()).unwrap_or(u64::MAX);
             stats.subscriptions.store(n, Ordering::Relaxed);
+        }
+        ToBridge::LastAll {
+            shard,
+            token,
+            pattern,
+        } => {
+            if client.connection_state() != State::Connected {
+                let reason = "NATS not connected".into();
+                let msg = FromBridge::LastUnavailable { token, reason };
+                return answer_now(sh, shard.into(), msg);
+            }
+            // Fenced as a snapshot's exact read (see `Fence`).
+            let passed = fence.passed();
+            let (sh, js) = (sh.clone(), js.clone());
+            tokio::spawn(async move {
+                if timeout(sh.cfg.publish_timeout, passed).await.is_err() {
+                    let reason = "subscriptions not in force in time".into();
+                    let msg = FromBridge::LastUnavailable { token, reason };
+                    return answer(&sh, shard.into(), msg).await;
+                }
+                super::catchup::last_all(&sh, &js, shard.into(), token, &pattern).await;
+            });
         }
         ToBridge::Last {
             shard,
@@ -667,7 +700,6 @@ pub(super) fn on_copy(sh: &Shared, m: Message) {
         return;
     };
     BridgeStats::inc(&stats.messages_in);
-    sh.heard.fetch_max(stream_seq, Ordering::Relaxed);
     let shard = (sh.owner)(topic) % sh.shards;
     let copy = Copy {
         topic: topic.into(),
@@ -676,9 +708,17 @@ pub(super) fn on_copy(sh: &Shared, m: Message) {
         rf_seq,
         payload: m.payload,
     };
-    // Data: shed when full. The shard's seq chain shows the gap.
+    if let Some((shard, copy)) = super::catchup::held((shard, copy), sh) {
+        hand(sh, shard, copy);
+    }
+}
+
+/// A copy to its owner shard. Data: shed when the inbox is full (the
+/// shard's seq chain shows the gap).
+pub(super) fn hand(sh: &Shared, shard: usize, copy: Copy) {
+    sh.heard.fetch_max(copy.stream_seq, Ordering::Relaxed);
     if (sh.sink)(shard, FromBridge::Copy(copy)).is_err() {
-        BridgeStats::inc(&stats.copies_shed);
+        BridgeStats::inc(&sh.stats.copies_shed);
     }
 }
 

@@ -121,7 +121,7 @@ pub fn stream_config(cfg: &ClusterConfig) -> Config {
         },
         num_replicas: cfg.replicas.max(1),
         retention: RetentionPolicy::Limits,
-        max_messages_per_subject: 1,
+        max_messages_per_subject: cfg.history.max(1),
         discard: DiscardPolicy::Old,
         allow_direct: true,
         duplicate_window: DUPLICATE_WINDOW,
@@ -145,9 +145,11 @@ pub fn stream_mismatches(want: &Config, have: &Config) -> Vec<String> {
             have.subjects, want.subjects
         ));
     }
-    if have.max_messages_per_subject != 1 {
+    // How many it keeps per topic is a tunable (the newest is what
+    // snapshots read); none kept, or no bound, is another shape.
+    if have.max_messages_per_subject < 1 {
         out.push(format!(
-            "max_msgs_per_subject {} (want 1: the last value only)",
+            "max_msgs_per_subject {} (want at least 1 and a bound: the newest of each topic)",
             have.max_messages_per_subject
         ));
     }
@@ -230,8 +232,9 @@ mod tests {
         let mut have = want.clone();
         have.num_replicas = 3;
         have.storage = StorageType::Memory;
+        have.max_messages_per_subject = 1; // history is a tunable too
         assert!(stream_mismatches(&want, &have).is_empty());
-        have.max_messages_per_subject = 10;
+        have.max_messages_per_subject = -1; // unbounded is not
         have.republish = None;
         assert_eq!(stream_mismatches(&want, &have).len(), 2);
     }

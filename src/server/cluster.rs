@@ -68,6 +68,11 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
             payload,
         },
         ClusterOut::Interest { pattern, add } => ToBridge::Interest { pattern, add },
+        ClusterOut::LastAll { token, pattern } => ToBridge::LastAll {
+            shard,
+            token,
+            pattern,
+        },
         ClusterOut::Last {
             token,
             topic,
@@ -115,6 +120,7 @@ fn from_bridge(m: &FromBridge) -> ClusterIn {
         FromBridge::LastUnavailable { token, .. } => ClusterIn::LastFailed { token: *token },
         FromBridge::Connected(up) => ClusterIn::Connected(*up),
         FromBridge::StreamReset => ClusterIn::StreamReset,
+        FromBridge::LastAll { token } => ClusterIn::LastAll { token: *token },
     }
 }
 

@@ -359,3 +359,49 @@ def test_a_snapshot_on_a_node_that_never_held_the_topic_is_exact_while_publishin
     run(go(), timeout=60)
     reads = b.metric("ringfan_cluster_snapshot_reads_total")
     assert 4 <= reads <= 5, f"a read per round after a lapse, then none while held: {reads}"
+
+
+def test_a_wildcard_snapshot_on_another_node_is_every_topic_then_live(start_server, nats):
+    """Node A published 40 topics; one keeps going. A `ws.*` snapshot on
+    node B (which never held them) has each topic once at its newest, and
+    the busy one then goes on live from exactly the next seq."""
+    a, b = nodes(start_server, nats, 2)
+
+    async def go():
+        async with connect(a.url("/ws")) as pub:
+            for i in range(40):
+                for d in range(1 + i % 3):
+                    await acked(pub, op="pub", topic=f"ws.{i}", data=d, id=i)
+            stop = asyncio.Event()
+
+            async def publisher():
+                i = 1000
+                while not stop.is_set():
+                    await pub.send(json.dumps({"op": "pub", "topic": "ws.7", "data": i, "id": i}))
+                    i += 1
+                    await asyncio.sleep(0.003)
+
+            task = asyncio.create_task(publisher())
+            await asyncio.sleep(0.1)
+            async with connect(b.url("/ws")) as sub:
+                await sub.send(json.dumps({"op": "sub", "topic": "ws.*", "snapshot": True, "id": 1}))
+                snap, live = {}, []
+                while len(live) < 20:
+                    m = await recv_json(sub)
+                    if m["op"] != "msg":
+                        continue
+                    if m.get("snapshot"):
+                        assert m["topic"] not in snap, m
+                        snap[m["topic"]] = m["seq"]
+                    else:
+                        assert m["topic"] == "ws.7", m
+                        live.append(m["seq"])
+                stop.set()
+                await task
+            assert sorted(snap) == sorted(f"ws.{i}" for i in range(40)), sorted(snap)
+            assert all(snap[f"ws.{i}"] == 1 + i % 3 for i in range(40) if i != 7), snap
+            n = snap["ws.7"]
+            assert live == list(range(n + 1, n + 21)), (n, live)
+
+    run(go(), timeout=60)
+    assert b.metric("ringfan_cluster_snapshot_reads_total") >= 1

@@ -45,14 +45,13 @@ import os
 import pytest
 from websockets.asyncio.client import connect
 
-# Not in tests/run.sh yet: two known gaps of issue #18 make (i) fail about
-# one run in eight (a node that reconnects to another NATS server misses
-# the copies stored meanwhile: an explicit gap, no catch-up built yet) and
-# a ringfan node's start-up on a fresh 3-server cluster once timed out.
-# Run by hand: RINGFAN_NATS3=1 .venv/bin/python -m pytest tests/python/test_cluster_nats3.py
+# In tests/run.sh since session 13, when catch-up after a reconnect was
+# built (before, (i) failed about one run in eight: a node that
+# reconnected to another NATS server missed the copies stored meanwhile).
+# ~35 s. Set NATS3_SKIP=1 to leave it out of a quick local run.
 pytestmark = pytest.mark.skipif(
-    os.environ.get("RINGFAN_NATS3") != "1",
-    reason="3-server NATS cluster tests run by hand (RINGFAN_NATS3=1) until issue #18's catch-up is built",
+    os.environ.get("NATS3_SKIP") == "1",
+    reason="NATS3_SKIP=1: the 3-server NATS cluster tests were left out",
 )
 
 from test_cluster import acked, free_port, nats_binary, recv_json

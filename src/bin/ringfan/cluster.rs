@@ -36,6 +36,15 @@ pub struct ClusterArgs {
     /// stream: every topic resets).
     #[arg(long, value_enum, default_value_t = Storage::File)]
     pub cluster_storage: Storage,
+    /// Messages the stream keeps per topic (its newest): a node cut off
+    /// from NATS for a moment (its NATS server restarted, a network blip)
+    /// reads what it missed back from them, so its subscribers see no gap
+    /// when a topic had at most this many meanwhile (past it, one explicit
+    /// gap). Snapshots use the newest only. Applies when the stream is
+    /// created; an existing stream keeps its own.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(i64).range(1..=4096))]
+    pub cluster_history: i64,
     /// Subject prefix, so several ringfan clusters can share one NATS.
     #[arg(long, value_name = "PREFIX", default_value = "rf")]
     pub cluster_prefix: String,
@@ -80,6 +89,7 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
         prefix: args.cluster_prefix.clone(),
         stream: args.cluster_stream.clone(),
         replicas: args.cluster_replicas.max(1),
+        history: args.cluster_history,
         storage_file: args.cluster_storage == Storage::File,
         publish_timeout: Duration::from_secs(args.cluster_publish_timeout.max(1)),
         ..ClusterConfig::default()
