@@ -16,6 +16,7 @@
 mod catchup;
 mod reader;
 mod task;
+mod view;
 mod wire;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use view::{LinkView, StreamView};
 pub use wire::{copy_subject, parse_conflict, publish_subject, RF_SEQ};
 
 /// Commands a burst may queue before [`BridgeSender::send`] reports the
@@ -44,6 +46,9 @@ pub struct ClusterConfig {
     pub credentials: Option<PathBuf>,
     /// A PEM CA to verify the servers with; set, TLS is required.
     pub tls_ca: Option<PathBuf>,
+    /// This node in heartbeats and the admin view (the process's random
+    /// id).
+    pub node_name: String,
     /// Subject prefix, so several ringfan clusters can share one NATS: "rf".
     pub prefix: String,
     /// The JetStream stream: "RINGFAN".
@@ -73,6 +78,7 @@ impl Default for ClusterConfig {
             urls: vec!["nats://127.0.0.1:4222".into()],
             credentials: None,
             tls_ca: None,
+            node_name: String::new(),
             prefix: "rf".into(),
             stream: "RINGFAN".into(),
             replicas: 1,
@@ -233,6 +239,10 @@ pub struct BridgeStats {
     pub catchup_errors: AtomicU64,
     /// Reconnects that found the stream made anew.
     pub stream_resets: AtomicU64,
+    /// Leader elections of the stream seen (its advisories).
+    pub leader_changes: AtomicU64,
+    /// What `/admin/cluster` shows, kept fresh by the bridge.
+    pub view: std::sync::Mutex<LinkView>,
 }
 
 impl BridgeStats {
@@ -358,6 +368,14 @@ impl Bridge {
     /// What start-up found worth telling the operator (one line each).
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Where this node's clients reach it, told to the other nodes in
+    /// its heartbeats (their admin view).
+    pub fn advertise(&self, addr: String) {
+        if let Ok(mut v) = self.stats.view.lock() {
+            v.advertise = addr;
+        }
     }
 
     pub fn stats(&self) -> Arc<BridgeStats> {

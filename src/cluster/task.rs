@@ -316,6 +316,7 @@ async fn run(
             None
         }
     };
+    tokio::spawn(super::view::watch(sh.clone(), client.clone(), js.clone()));
     let mut rtt_sent: Option<Instant> = None;
     let mut tick = tokio::time::interval(sh.cfg.ping_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -267,8 +267,16 @@ fn limit_of(query: Option<&str>) -> Result<usize, String> {
 /// What an `/admin/...` request asks for, checked.
 pub enum Ask {
     Conns(Listing),
-    Topics { prefix: Box<str>, limit: usize },
-    Disconnect { shard: usize, conn: ConnId },
+    Topics {
+        prefix: Box<str>,
+        limit: usize,
+    },
+    Disconnect {
+        shard: usize,
+        conn: ConnId,
+    },
+    /// `--cluster`: the NATS link and the stream (no shard to ask).
+    Cluster,
 }
 
 /// Route and check an `/admin/...` request: what to gather, or the
@@ -307,6 +315,7 @@ pub fn ask(request: &Request, token: Option<&AdminToken>, head: bool) -> Result<
                 limit,
             }))
         }
+        ("/admin/cluster", "GET" | "HEAD") => Ok(Ask::Cluster),
         ("/admin/topics", "GET" | "HEAD") => Ok(Ask::Topics {
             prefix: param(query, "prefix").unwrap_or("").into(),
             limit: limit_of(query).map_err(bad)?,
@@ -320,7 +329,7 @@ pub fn ask(request: &Request, token: Option<&AdminToken>, head: bool) -> Result<
                 ))),
             }
         }
-        ("/admin/connections" | "/admin/topics", _) => Err(json_reply(
+        ("/admin/connections" | "/admin/topics" | "/admin/cluster", _) => Err(json_reply(
             405,
             &json!({"error": "bad_op", "message": "use GET"}),
             head,

@@ -37,6 +37,17 @@ impl Node {
             "/publish" => self.publish(io, conn, request, body),
             p if p.starts_with("/admin/") => {
                 match admin::ask(request, self.admin.token.as_deref(), head) {
+                    Ok(Ask::Cluster) => match &self.cluster {
+                        Some(link) => {
+                            let view = super::cluster::admin_view(link);
+                            admin::json_reply(200, &view, head)
+                        }
+                        None => {
+                            let body = serde_json::json!({"error": "not_found",
+                                "message": "not in cluster mode (start ringfan with --cluster)"});
+                            admin::json_reply(404, &body, head)
+                        }
+                    },
                     Ok(ask) => self.start_gather(io, conn, head, ask),
                     Err(reply) => reply,
                 }
@@ -75,6 +86,10 @@ impl Node {
                 });
             }
             Ask::Disconnect { shard, .. } => (Gathering::Disconnect { ok: false }, vec![*shard]),
+            // Answered in `admin_http`, never gathered.
+            Ask::Cluster => {
+                return HttpReply::Close(http::error(404, &[], "no such admin endpoint"));
+            }
         };
         let req = self.admin.gathers.insert(Gather {
             conn,
@@ -96,6 +111,7 @@ impl Node {
                     limit: limit + 1,
                 },
                 Ask::Disconnect { conn, .. } => AdminMail::Disconnect { req, conn: *conn },
+                Ask::Cluster => continue, // no shard is asked (see above)
             };
             self.admin_send(io, shard, query);
         }

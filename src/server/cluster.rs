@@ -158,7 +158,7 @@ impl Collector for BridgeCounts {
                 MetricType::Gauge,
             )?
             .encode_gauge(&rtt)?;
-        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 12] = [
+        let counters: [(&str, &str, &std::sync::atomic::AtomicU64); 13] = [
             ("cluster_reconnects", "NATS reconnections after the first connection.", &s.reconnects),
             ("cluster_nats_publishes", "Publishes sent to the stream by the bridge (first attempts).", &s.messages_out),
             ("cluster_nats_copies", "Stored messages received from NATS (handed to shards, or shed).", &s.messages_in),
@@ -170,6 +170,7 @@ impl Collector for BridgeCounts {
             ("cluster_catchups", "Catch-ups after a NATS reconnect: the stream read from the first message this node may have missed, for every pattern held.", &s.catchups),
             ("cluster_caught_up", "Stored messages handed to shards by catch-up (missed while the link was down; the newest of each topic that changed).", &s.caught_up),
             ("cluster_catchup_errors", "Catch-ups (or their patterns) that failed; those topics stay as they were until their next message.", &s.catchup_errors),
+            ("cluster_leader_changes", "Leader elections of the stream seen (JetStream advisories): with the stream as the only sequencer, its leader is the one owner that changes; publishes stall during one (5-8 s measured).", &s.leader_changes),
             ("cluster_stream_resets", "Reconnects that found the stream made anew (every topic's seq starts again).", &s.stream_resets),
         ];
         for (name, help, v) in counters {
@@ -179,4 +180,57 @@ impl Collector for BridgeCounts {
         }
         Ok(())
     }
+}
+
+/// `GET /admin/cluster`: the link, the stream and the nodes heard
+/// (docs/operations.md "Several nodes").
+pub fn admin_view(s: &BridgeStats) -> serde_json::Value {
+    use serde_json::json;
+    let view = s.view.lock().map(|v| v.clone()).unwrap_or_default();
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let stream = view.stream.as_ref().map(|st| {
+        let replicas: Vec<_> = st
+            .replicas
+            .iter()
+            .map(|(name, current, offline, lag, active)| {
+                json!({"server": name, "current": current, "offline": offline,
+                       "lag": lag, "last_seen_ms": ms(*active)})
+            })
+            .collect();
+        json!({
+            "name": st.name,
+            "leader": st.leader,
+            "replicas": replicas,
+            "messages": st.messages,
+            "bytes": st.bytes,
+            "last_seq": st.last_seq,
+            "history_per_topic": st.history,
+            "read_ms_ago": st.read_at.map(|t| ms(t.elapsed())),
+        })
+    });
+    let nodes: Vec<_> = view
+        .live_nodes()
+        .into_iter()
+        .map(|(node, addr, ago)| json!({"node": node, "advertise": addr, "heard_ms_ago": ms(ago)}))
+        .collect();
+    json!({
+        "connected": s.connected.load(Relaxed),
+        "server": {"name": view.server, "version": view.server_version,
+                   "cluster": view.nats_cluster},
+        "rtt_ms": s.rtt_ns_last.load(Relaxed) as f64 / 1e6,
+        "stream": stream,
+        "stream_error": view.stream_error,
+        "leader_changes": s.leader_changes.load(Relaxed),
+        "last_leader_elected": view.last_leader_elected,
+        "nodes": nodes,
+        "subscriptions": s.subscriptions.load(Relaxed),
+        "reconnects": s.reconnects.load(Relaxed),
+        "nats_publishes": s.messages_out.load(Relaxed),
+        "nats_copies": s.messages_in.load(Relaxed),
+        "unavailable": s.unavailable.load(Relaxed),
+        "conflicts": s.conflicts.load(Relaxed),
+        "catchups": s.catchups.load(Relaxed),
+        "caught_up": s.caught_up.load(Relaxed),
+        "copies_shed": s.copies_shed.load(Relaxed),
+    })
 }

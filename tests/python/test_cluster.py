@@ -405,3 +405,38 @@ def test_a_wildcard_snapshot_on_another_node_is_every_topic_then_live(start_serv
 
     run(go(), timeout=60)
     assert b.metric("ringfan_cluster_snapshot_reads_total") >= 1
+
+
+def test_the_admin_view_shows_the_stream_the_link_and_every_node(start_server, nats, tmp_path):
+    from test_admin import TOKEN, admin_port, call
+    tok = tmp_path / "admin.token"
+    tok.write_text(TOKEN + "\n")
+    ns = [start_server("--cluster", nats.url, "--admin-listen", "127.0.0.1:0",
+                       "--admin-token-file", str(tok)) for _ in range(2)]
+    ports = [admin_port(n) for n in ns]
+    plain = start_server("--admin-listen", "127.0.0.1:0", "--admin-token-file", str(tok))
+    status, _, body = call(admin_port(plain), "GET", "/admin/cluster")
+    assert status == 404 and "--cluster" in body["message"], body
+
+    async def go():
+        async with connect(ns[0].url("/ws")) as pub:
+            await acked(pub, op="pub", topic="adm.a", data=1, id=1)
+
+    run(go())
+    # Heartbeats every second; the stream info is read as often.
+    deadline = time.monotonic() + 10
+    while True:
+        status, _, body = call(ports[1], "GET", "/admin/cluster")
+        assert status == 200, body
+        if len(body["nodes"]) == 2 and body["stream"] and body["stream"]["last_seq"] >= 1:
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    assert body["connected"] is True
+    assert body["stream"]["name"] == "RINGFAN"
+    assert body["stream"]["history_per_topic"] == 16
+    assert body["server"]["version"], body
+    addrs = sorted(n["advertise"] for n in body["nodes"])
+    assert addrs == sorted(f"127.0.0.1:{n.port}" for n in ns), (addrs, body)
+    assert call(ports[1], "GET", "/admin/cluster", token=None)[0] == 401
+    assert call(ports[1], "POST", "/admin/cluster")[0] == 405

@@ -471,6 +471,10 @@ def test_a_killed_stream_leader_stalls_publishes_then_they_resume_with_nothing_l
     check_delivery(run_)
     new_leader = nats3.stream_leader()
     assert new_leader != leader
+    # Every node saw the election ("topic ownership changes", the
+    # stream's leader being the one owner there is).
+    for n in ns:
+        assert n.metric("ringfan_cluster_leader_changes_total") >= 1, n.log_text()[-2000:]
     # Resumed within ~20 s (measured 5.0-7.7 s on an idle machine).
     assert run_.ack_stall() < 20, report("stall", run_)
     # Acked late, never refused for want of an answer: the only

@@ -82,7 +82,9 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
     if args.cluster.is_empty() {
         return Ok(None);
     }
+    let node = fastrand::u64(..);
     let cfg = ClusterConfig {
+        node_name: format!("{node:016x}"),
         urls: args.cluster.clone(),
         credentials: args.cluster_credentials.clone(),
         tls_ca: args.cluster_ca.clone(),
@@ -110,7 +112,7 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
         bridge,
         sender,
         inboxes,
-        node: fastrand::u64(..),
+        node,
         publish_timeout: Duration::from_secs(args.cluster_publish_timeout.max(1)),
     }))
 }

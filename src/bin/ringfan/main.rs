@@ -404,7 +404,11 @@ fn main() {
     if let Some(addr) = server.admin_addr() {
         println!("ringfan: admin listening on {addr}");
     }
-    if bridge.is_some() {
+    if let Some(b) = &bridge {
+        // What the other nodes' admin view shows for this one: the bound
+        // address (a `:0` flag has its port only now).
+        let addr = server.local_addr().or(server.tls_addr());
+        b.advertise(addr.map(|a| a.to_string()).unwrap_or_default());
         println!(
             "ringfan: cluster joined through NATS {}",
             args.cluster.cluster.join(",")
