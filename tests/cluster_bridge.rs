@@ -222,6 +222,7 @@ fn publish(token: u64, topic: &str, expected_last: u64, rf_seq: u64, id: &str) -
         rf_seq,
         msg_id: id.into(),
         payload: Bytes::from(format!("{{\"seq\":{rf_seq}}}")),
+        lens: Vec::new(),
     }
 }
 
@@ -901,6 +902,59 @@ fn a_wildcard_read_hands_each_shard_its_topics_at_their_newest() {
     want.sort();
     assert!(!want.is_empty());
     assert_eq!(got, want, "each of its topics once, at the newest");
+    b.shutdown();
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bundle_travels_with_its_lengths_to_copies_and_reads() {
+    let Some(bin) = need_nats("a_bundle_travels_with_its_lengths_to_copies_and_reads") else {
+        return;
+    };
+    let dir = temp_dir("bundle");
+    let nats = Nats::start(&bin, free_port(), &dir);
+    let (b, mut inbox) = start(config(&nats.url())).expect("bridge");
+    inbox.connected_everywhere(true);
+    send(&b, interest("bu.>", true));
+    send(
+        &b,
+        ToBridge::Last {
+            shard: 0,
+            token: 1,
+            topic: "bu.x".into(),
+            fence: true,
+        },
+    );
+    assert_eq!(inbox.last(1), (0, None));
+    send(
+        &b,
+        ToBridge::Publish {
+            shard: 1,
+            token: 2,
+            topic: "bu.x".into(),
+            expected_last: 0,
+            rf_seq: 1,
+            msg_id: "bundle-1".into(),
+            payload: Bytes::from_static(b"abcdefghij"),
+            lens: vec![3, 3, 4],
+        },
+    );
+    assert!(matches!(inbox.published(2).1, PublishResult::Stored { .. }));
+    let (_, copy) = inbox.copy_of("bu.x");
+    assert_eq!((copy.rf_seq, copy.lens.clone()), (1, vec![3, 3, 4]));
+    assert_eq!(&copy.payload[..], b"abcdefghij");
+    send(
+        &b,
+        ToBridge::Last {
+            shard: 3,
+            token: 3,
+            topic: "bu.x".into(),
+            fence: false,
+        },
+    );
+    let found = inbox.last(3).1.expect("stored");
+    assert_eq!((found.rf_seq, found.lens), (1, vec![3, 3, 4]));
     b.shutdown();
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);

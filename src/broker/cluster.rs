@@ -29,10 +29,9 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
-use super::engine::{owner_of, Broker};
+use super::engine::Broker;
 use super::host::{Client, Host};
 use super::mail::Mail;
-use super::topic::check_topic;
 use super::wire::{self, ErrCode};
 use crate::metrics::{dec, inc};
 
@@ -50,6 +49,9 @@ pub enum ClusterOut {
         rf_seq: u64,
         msg_id: Box<str>,
         payload: Bytes,
+        /// A bundle (`stream_message.rs`): the lengths of its `msg`s, the
+        /// first numbered `rf_seq`; empty for one.
+        lens: Vec<u32>,
     },
     /// This shard gained its first (or lost its last) subscriber of
     /// `pattern`: the bridge counts shards per pattern and holds one NATS
@@ -89,9 +91,12 @@ pub struct Copy {
     pub stream_seq: u64,
     /// The same topic's previous stream sequence (0: none).
     pub last_stream_seq: u64,
+    /// The seq of its (first) `msg`.
     pub rf_seq: u64,
-    /// The `msg`'s JSON text.
+    /// The `msg`'s JSON text (a bundle's, one after the other).
     pub payload: Bytes,
+    /// A bundle's `msg` lengths; empty for one `msg`.
+    pub lens: Vec<u32>,
 }
 
 /// What the bridge tells a shard.
@@ -154,8 +159,8 @@ const MAX_WAITING: usize = 1024;
 /// turns on one topic conflict at most once a round each.
 const MAX_CONFLICTS: u8 = 8;
 
-struct Pending {
-    data: Bytes,
+pub(super) struct Pending {
+    pub(super) data: Bytes,
     origin: Origin,
     conflicts: u8,
 }
@@ -165,17 +170,18 @@ struct Pending {
 pub(super) struct TopicSeq {
     /// `stream`/`seq` are the stream's word (from an ack, a copy or a
     /// read); until then the next publish asks for the last message.
-    known: bool,
+    pub(super) known: bool,
     /// A last-message read is on its way.
     asking: bool,
     /// Stream sequence and seq of the topic's last stored message.
-    stream: u64,
-    seq: u64,
+    pub(super) stream: u64,
+    pub(super) seq: u64,
     /// Highest stream sequence delivered here (copies at or below it are
     /// duplicates).
     pub(super) delivered: u64,
-    /// The publish in flight: its token, its seq, itself.
-    inflight: Option<(u64, u64, Pending)>,
+    /// The stream message in flight: its token, its first seq, and its
+    /// publishes (a bundle, `stream_message.rs`).
+    inflight: Option<(u64, u64, Vec<Pending>)>,
     waiting: VecDeque<Pending>,
     /// The interest epoch (`Cluster::epoch`) in which this node's last
     /// value of the topic was known current: a copy arrived while the
@@ -462,15 +468,16 @@ impl Broker {
             }
             return;
         }
-        let Some(p) = st.waiting.pop_front() else {
+        // Every publish waiting goes in one stream message (up to a
+        // bundle's bounds): a hot topic costs a round trip per bundle.
+        let bundle = super::stream_message::take_bundle(&mut st.waiting);
+        if bundle.is_empty() {
             return;
-        };
+        }
         let (stream, seq) = (st.stream, st.seq + 1);
         // Framed once, here; the JSON text after the WebSocket header is
         // what every node (this one too) frames again from the copy.
-        let (frame, _) = wire::msg(topic, seq, &p.data, false);
-        let header = frame.len() - wire_payload_len(&frame);
-        let payload = frame.slice(header..);
+        let (payload, lens) = super::stream_message::frame(topic, seq, &bundle);
         let token = c.request(topic, now, Kind::Publish);
         let msg_id = format!("{:x}-{me}-{token}", c.node).into_boxed_str();
         let out = ClusterOut::Publish {
@@ -480,15 +487,20 @@ impl Broker {
             rf_seq: seq,
             msg_id,
             payload,
+            lens,
         };
+        let k = bundle.len() as u64;
         if let Some(st) = c.topics.get_mut(topic) {
-            st.inflight = Some((token, seq, p));
+            st.inflight = Some((token, seq, bundle));
         }
         if !(c.sink)(out) {
             c.tokens.remove(&token);
             return self.cluster_fail_all(io, topic);
         }
         inc(&self.stats[me].cluster_publishes_total, 1);
+        if k > 1 {
+            inc(&self.stats[me].cluster_bundled_total, k);
+        }
     }
 
     /// Every publish of `topic` here, in flight or waiting, is answered
@@ -507,7 +519,10 @@ impl Broker {
         if let Some((token, ..)) = &inflight {
             c.tokens.remove(token);
         }
-        let mut failed: Vec<Origin> = inflight.map(|(_, _, p)| p.origin).into_iter().collect();
+        let mut failed: Vec<Origin> = inflight
+            .into_iter()
+            .flat_map(|(_, _, b)| b.into_iter().map(|p| p.origin))
+            .collect();
         failed.extend(st.waiting.drain(..).map(|p| p.origin));
         let me = io.shard();
         inc(
@@ -567,42 +582,56 @@ impl Broker {
         let Some((topic, st)) = self.cluster.as_mut().and_then(|c| c.answered_topic(token)) else {
             return;
         };
-        let Some((_, seq, mut p)) = st.inflight.take_if(|(t, ..)| *t == token) else {
+        let Some((_, first, bundle)) = st.inflight.take_if(|(t, ..)| *t == token) else {
             return;
         };
+        let k = bundle.len() as u64;
+        let mut answers: Vec<(Origin, Result<u64, ErrCode>)> = Vec::new();
+        let mut fail_all = false;
         match result {
             PublishResult::Stored { stream_seq } => {
                 // Its copy may have come first (the ack and the copy take
                 // different ways through NATS): it said the same then.
                 if stream_seq >= st.stream {
-                    (st.stream, st.seq) = (stream_seq, seq);
+                    (st.stream, st.seq) = (stream_seq, first + k - 1);
                 }
-                dec(&self.stats[me].cluster_waiting, 1);
-                self.cluster_answer(io, p.origin, Ok(seq));
-            }
-            PublishResult::Conflict if p.conflicts < MAX_CONFLICTS => {
-                // Another node published the topic: learn its last
-                // message, then number this one again.
-                st.known = false;
-                p.conflicts += 1;
-                st.waiting.push_front(p);
-                inc(&self.stats[me].cluster_conflicts_total, 1);
+                let seqs = first..;
+                answers.extend(bundle.into_iter().zip(seqs).map(|(p, q)| (p.origin, Ok(q))));
             }
             PublishResult::Conflict => {
+                // Another node published the topic: learn its last
+                // message, then number these again, in their order (one
+                // numbered again too often is refused: contended).
                 st.known = false;
-                dec(&self.stats[me].cluster_waiting, 1);
                 inc(&self.stats[me].cluster_conflicts_total, 1);
-                self.cluster_answer(io, p.origin, Err(ErrCode::RateLimited));
+                for mut p in bundle.into_iter().rev() {
+                    if p.conflicts < MAX_CONFLICTS {
+                        p.conflicts += 1;
+                        st.waiting.push_front(p);
+                    } else {
+                        answers.push((p.origin, Err(ErrCode::RateLimited)));
+                    }
+                }
             }
             PublishResult::Unavailable => {
                 // Perhaps stored, perhaps not: the next one must not
                 // assume either, and the ones waiting behind it must not
                 // overtake a retry of it.
-                dec(&self.stats[me].cluster_waiting, 1);
-                inc(&self.stats[me].cluster_unavailable_total, 1);
-                self.cluster_answer(io, p.origin, Err(ErrCode::Unavailable));
-                return self.cluster_fail_all(io, &topic);
+                inc(&self.stats[me].cluster_unavailable_total, k);
+                answers.extend(
+                    bundle
+                        .into_iter()
+                        .map(|p| (p.origin, Err(ErrCode::Unavailable))),
+                );
+                fail_all = true;
             }
+        }
+        dec(&self.stats[me].cluster_waiting, answers.len() as u64);
+        for (origin, r) in answers {
+            self.cluster_answer(io, origin, r);
+        }
+        if fail_all {
+            return self.cluster_fail_all(io, &topic);
         }
         self.cluster_pump(io, &topic);
     }
@@ -640,76 +669,11 @@ impl Broker {
         // Older than what this node knows (a copy of a later message came
         // first): the later one stands. A stream made anew is told
         // explicitly (`ClusterIn::StreamReset`), not guessed from here.
-        let (stream, seq) = found.map_or((0, 0), |f| (f.stream_seq, f.rf_seq));
+        let (stream, seq) = found.map_or((0, 0), |f| (f.stream_seq, f.last_seq()));
         if !st.known || stream >= st.stream {
             (st.known, st.stream, st.seq) = (true, stream, seq);
         }
         self.cluster_pump(io, &topic);
-    }
-
-    /// A stored message for this node's subscribers: framed once, kept as
-    /// the topic's last value, fanned out to the interested shards.
-    fn cluster_copy<H: Host>(&mut self, io: &mut H, copy: Copy) {
-        let epoch = self.cluster.as_ref().map_or(0, |c| c.epoch);
-        self.take_copy(io, copy, epoch);
-    }
-
-    /// As [`Self::cluster_copy`], for a copy or a snapshot read's answer
-    /// (`cluster_snapshot.rs`) that came in `epoch`: the topic's value is
-    /// known current if it still is that epoch, the link is up and this
-    /// node holds interest in the topic (its later copies come here).
-    pub(super) fn take_copy<H: Host>(&mut self, io: &mut H, copy: Copy, epoch: u32) {
-        let me = io.shard();
-        let Some(c) = self.cluster.as_mut() else {
-            return;
-        };
-        if owner_of(&copy.topic, io.shards()) != me {
-            return;
-        }
-        // Checked before it counts for anything: it came over the network.
-        let framed = check_topic(&copy.topic)
-            .ok()
-            .and_then(|_| wire::frame_copy(&copy.topic, copy.rf_seq, &copy.payload));
-        let Some(framed) = framed else {
-            inc(&self.stats[me].cluster_bad_copies_total, 1);
-            return;
-        };
-        let st = match c.topics.get_mut(&*copy.topic) {
-            Some(st) => st,
-            None => c.topics.entry(copy.topic.clone()).or_default(),
-        };
-        if copy.stream_seq <= st.delivered {
-            inc(&self.stats[me].cluster_duplicates_total, 1);
-            return;
-        }
-        st.delivered = copy.stream_seq;
-        if copy.stream_seq > st.stream {
-            (st.known, st.stream, st.seq) = (true, copy.stream_seq, copy.rf_seq);
-        }
-        inc(&self.stats[me].cluster_copies_total, 1);
-        let arrived = io.now_ns();
-        let now = io.now_ms();
-        let Some(p) = self
-            .owned
-            .record_copy(&copy.topic, copy.rf_seq, framed, now)
-        else {
-            self.count_forgotten(io);
-            inc(&self.stats[me].topics_refused_total, 1);
-            return;
-        };
-        self.count_forgotten(io);
-        let s = self.my_stats(io);
-        inc(&s.frames_built_total, 1);
-        if p.created {
-            inc(&s.topics, 1);
-        }
-        if let Some(c) = self.cluster.as_mut() {
-            let current = c.connected && c.epoch == epoch && p.shards != 0;
-            if let Some(st) = c.topics.get_mut(&*copy.topic).filter(|_| current) {
-                st.fresh = epoch;
-            }
-        }
-        self.fan_out(io, &p, arrived);
     }
 
     /// Answer a publish: its seq, or why it was not published.
@@ -758,12 +722,4 @@ fn unavailable_text(code: ErrCode) -> &'static str {
         ErrCode::RateLimited => "broker overloaded: too many publishes of this topic waiting for the cluster, the topic contended by other nodes, or its shard behind; retry later",
         _ => "the cluster could not confirm this publish (NATS unreachable or no stream leader); it may or may not have been published",
     }
-}
-
-/// The payload length of a server frame (unmasked).
-fn wire_payload_len(frame: &Bytes) -> usize {
-    crate::ws::frame::parse_header(frame)
-        .ok()
-        .flatten()
-        .map_or(0, |h| frame.len() - h.len)
 }

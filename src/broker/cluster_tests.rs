@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex};
 
 type Outbox = Arc<Mutex<Vec<(usize, ClusterOut)>>>;
 
-/// The stream: per topic its last (stream seq, seq, payload).
+/// The stream: per topic its last (stream seq, seq, payload, bundle lens).
 #[derive(Default)]
 struct Stream {
     seq: u64,
-    last: FxHashMap<Box<str>, (u64, u64, Bytes)>,
+    last: FxHashMap<Box<str>, (u64, u64, Bytes, Vec<u32>)>,
+    /// Lengths of every stream message stored (a bundle's `msg` count).
+    stored: Vec<usize>,
     /// Interest per node: pattern → shards holding it.
     interest: Vec<FxHashMap<Box<str>, usize>>,
     down: bool,
@@ -123,7 +125,7 @@ impl Nodes {
                     .stream
                     .last
                     .get(&topic)
-                    .map(|(s, q, p)| copy(&topic, *s, *q, p));
+                    .map(|(s, q, p, l)| bundle(&topic, *s, *q, p, l));
                 self.tell(node, shard, ClusterIn::Last { token, found });
             }
             ClusterOut::LastAll { token, pattern } => {
@@ -138,7 +140,7 @@ impl Nodes {
                     .iter()
                     .filter(|(t, _)| matches(&pattern, t))
                     .filter(|(t, _)| super::engine::owner_of(t, shards) == shard)
-                    .map(|(t, (s, q, p))| copy(t, *s, *q, p))
+                    .map(|(t, (s, q, p, l))| bundle(t, *s, *q, p, l))
                     .collect();
                 mine.sort_by_key(|c| c.stream_seq);
                 for c in mine {
@@ -152,6 +154,7 @@ impl Nodes {
                 expected_last,
                 rf_seq,
                 payload,
+                lens,
                 ..
             } => {
                 let last = self.stream.last.get(&topic).map_or(0, |l| l.0);
@@ -165,9 +168,10 @@ impl Nodes {
                 } else {
                     self.stream.seq += 1;
                     let s = self.stream.seq;
+                    self.stream.stored.push(lens.len().max(1));
                     self.stream
                         .last
-                        .insert(topic.clone(), (s, rf_seq, payload.clone()));
+                        .insert(topic.clone(), (s, rf_seq, payload.clone(), lens.clone()));
                     PublishResult::Stored { stream_seq: s }
                 };
                 let stored = matches!(result, PublishResult::Stored { .. });
@@ -188,7 +192,7 @@ impl Nodes {
     /// One copy per matching subscription (as NATS does), to the topic's
     /// owner shard on each interested node.
     fn republish(&mut self, topic: &str) {
-        let (s, q, p) = self.stream.last[topic].clone();
+        let (s, q, p, l) = self.stream.last[topic].clone();
         for node in 0..self.nodes.len() {
             let subs: Vec<usize> = self.stream.interest[node]
                 .iter()
@@ -197,19 +201,24 @@ impl Nodes {
                 .collect();
             let owner = super::engine::owner_of(topic, self.nodes[node].hosts.len());
             for _ in subs {
-                self.tell(node, owner, ClusterIn::Copy(copy(topic, s, q, &p)));
+                self.tell(node, owner, ClusterIn::Copy(bundle(topic, s, q, &p, &l)));
             }
         }
     }
 }
 
 fn copy(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes) -> Copy {
+    bundle(topic, stream_seq, rf_seq, payload, &[])
+}
+
+fn bundle(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes, lens: &[u32]) -> Copy {
     Copy {
         topic: topic.into(),
         stream_seq,
         last_stream_seq: 0,
         rf_seq,
         payload: payload.clone(),
+        lens: lens.to_vec(),
     }
 }
 
@@ -535,7 +544,7 @@ fn copies_still_on_their_way_when_the_read_answered_are_not_delivered_again() {
         Bytes::from(r#"{"op":"msg","topic":"k","seq":2,"data":2}"#),
     );
     n.tell(1, 0, ClusterIn::Copy(copy("k", s2, q2, &d2)));
-    let (s3, q3, p3) = n.stream.last["k"].clone();
+    let (s3, q3, p3, _) = n.stream.last["k"].clone();
     n.tell(1, 0, ClusterIn::Copy(copy("k", s3, q3, &p3)));
     n.nodes[0].send(p, json!({"op": "pub", "topic": "k", "data": 4, "id": 4}));
     n.settle();
@@ -622,4 +631,123 @@ fn a_wildcard_snapshot_on_a_node_that_never_held_it_reads_each_shards_topics() {
     n.settle();
     assert_eq!(msgs(&mut n, 1, s2).len(), 6);
     assert_eq!(snapshot_reads(&n, 1), 2);
+}
+
+#[test]
+fn publishes_waiting_behind_one_in_flight_go_as_one_bundle_numbered_in_order() {
+    let mut n = nodes(2, 2);
+    let t = topic_owned_by(0, 2, "hot");
+    let subs = [n.nodes[0].connect(1), n.nodes[1].connect(0)];
+    for (i, s) in subs.iter().enumerate() {
+        n.nodes[i].send(*s, json!({"op": "sub", "topic": t, "id": 1}));
+    }
+    n.settle();
+    let pubs = [n.nodes[0].connect(0), n.nodes[1].connect(1)];
+    // Ten from node 0 at once: they wait for the topic's numbering (a
+    // last-message read) and go as one stream message. Ten more, the
+    // numbering known: the first goes at once, the nine behind it wait
+    // for its answer and go together.
+    for id in 1..=10 {
+        n.nodes[0].send(
+            pubs[0],
+            json!({"op": "pub", "topic": t, "data": id, "id": id}),
+        );
+    }
+    n.settle();
+    assert_eq!(n.stream.stored, [10]);
+    for id in 11..=20 {
+        n.nodes[0].send(
+            pubs[0],
+            json!({"op": "pub", "topic": t, "data": id, "id": id}),
+        );
+    }
+    n.settle();
+    assert_eq!(n.stream.stored, [10, 1, 9]);
+    n.stream.stored.clear();
+    let acks: Vec<String> = (1..=20).map(|i| format!("ack {i}")).collect();
+    assert_eq!(summary(&n.nodes[0].received(pubs[0])), acks);
+    // Both nodes at once, five each: bundles conflict, are numbered again
+    // whole, and every subscriber sees one gapless order.
+    for id in 11..=15 {
+        for (i, p) in pubs.iter().enumerate() {
+            let id = id * 10 + i as u64;
+            n.nodes[i].send(*p, json!({"op": "pub", "topic": t, "data": id, "id": id}));
+        }
+    }
+    n.settle();
+    let mut orders = Vec::new();
+    for (i, s) in subs.iter().enumerate() {
+        let got = n.nodes[i].received(*s);
+        let seqs: Vec<u64> = got
+            .iter()
+            .filter(|m| m["op"] == "msg")
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=30).collect::<Vec<_>>(), "node {i}");
+        let data: Vec<u64> = got
+            .iter()
+            .filter(|m| m["op"] == "msg")
+            .map(|m| m["data"].as_u64().unwrap())
+            .collect();
+        orders.push(data);
+    }
+    assert_eq!(orders[0], orders[1], "one order on every node");
+    let from = |node: usize| -> Vec<u64> {
+        orders[0][20..]
+            .iter()
+            .copied()
+            .filter(|d| d % 10 == node as u64)
+            .collect()
+    };
+    assert_eq!(
+        from(0),
+        [110, 120, 130, 140, 150],
+        "each publisher's order kept"
+    );
+    assert_eq!(from(1), [111, 121, 131, 141, 151]);
+    assert!(
+        n.stream.stored.len() < 2 + 10,
+        "bundled: {:?}",
+        n.stream.stored
+    );
+    // The last value is a bundle's last msg: a snapshot elsewhere reads it.
+    let late = n.nodes[1].connect(0);
+    let last = n.stream.last[t.as_str()].clone();
+    n.nodes[1].send(
+        late,
+        json!({"op": "sub", "topic": t, "snapshot": true, "id": 1}),
+    );
+    n.settle();
+    assert_eq!(
+        msgs(&mut n, 1, late),
+        [format!("snap {t} 30")],
+        "{:?}",
+        last.3
+    );
+}
+
+#[test]
+fn a_bundle_whose_lengths_do_not_add_up_is_dropped_whole() {
+    let mut n = nodes(1, 1);
+    let s = n.nodes[0].connect(0);
+    n.nodes[0].send(s, json!({"op": "sub", "topic": "b", "id": 1}));
+    n.settle();
+    let one = r#"{"op":"msg","topic":"b","seq":1,"data":1}"#;
+    let two = r#"{"op":"msg","topic":"b","seq":2,"data":2}"#;
+    let payload = Bytes::from(format!("{one}{two}"));
+    let l1 = one.len() as u32;
+    for lens in [vec![l1, 5], vec![l1 + 1, two.len() as u32 - 1], vec![l1]] {
+        n.tell(0, 0, ClusterIn::Copy(bundle("b", 1, 1, &payload, &lens)));
+    }
+    assert!(msgs(&mut n, 0, s).is_empty());
+    let bad = n.nodes[0].brokers[0].stats()[0]
+        .cluster_bad_copies_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(bad, 3);
+    n.tell(
+        0,
+        0,
+        ClusterIn::Copy(bundle("b", 1, 1, &payload, &[l1, two.len() as u32])),
+    );
+    assert_eq!(msgs(&mut n, 0, s), ["msg b 1", "msg b 2"]);
 }

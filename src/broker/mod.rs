@@ -19,6 +19,7 @@ pub mod permissions;
 pub mod sim;
 mod snapshots;
 pub mod stats;
+mod stream_message;
 mod subscriber;
 pub mod topic;
 pub mod topic_index;

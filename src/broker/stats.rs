@@ -30,12 +30,13 @@ counters! { BrokerStats {
     auth_revoked_total: counter, "Subscriptions removed because a fresh token no longer covered them.";
     auth_expired_total: counter, "Connections closed 4002: their token expired.";
     auth_denied_total: counter, "Connections closed 4004: their token ID was denied by a reload.";
-    cluster_publishes_total: counter, "Cluster mode: publishes sent to the stream (one per attempt: a conflict sends again).";
+    cluster_publishes_total: counter, "Cluster mode: stream messages sent (one per attempt: a conflict sends again; a bundle of publishes is one).";
     cluster_waiting: gauge, "Cluster mode: publishes waiting for the stream (in flight, or behind one of the same topic).";
     cluster_conflicts_total: counter, "Cluster mode: publishes the stream refused because another node published the topic first (numbered again and resent).";
     cluster_unavailable_total: counter, "Cluster mode: publishes answered unavailable (NATS unreachable, no stream leader, no answer in time).";
     cluster_copies_total: counter, "Cluster mode: stored messages received from NATS and delivered on this node (framed once each).";
     cluster_duplicates_total: counter, "Cluster mode: copies dropped as already delivered (overlapping subscriptions).";
+    cluster_bundled_total: counter, "Cluster mode: publishes that went to the stream bundled with others of their topic (those that waited behind one in flight).";
     cluster_snapshot_reads_total: counter, "Cluster mode: reads of a topic's last message from the stream for snapshots this node could not serve as current (one per topic however many subscribers wait on it).";
     cluster_bad_copies_total: counter, "Cluster mode: copies that were not a msg of their topic (dropped).";
 }}

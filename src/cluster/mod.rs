@@ -106,6 +106,8 @@ pub enum ToBridge {
         /// `Nats-Msg-Id`: unique per publish, kept across retries.
         msg_id: Box<str>,
         payload: bytes::Bytes,
+        /// A bundle's `msg` lengths (header `Rf-Lens`); empty for one.
+        lens: Vec<u32>,
     },
     /// A shard's first holder of `pattern` (add) or its last one gone.
     /// Counted across senders: SUB on 0 → 1, UNSUB on 1 → 0.
@@ -156,6 +158,8 @@ pub struct Copy {
     pub last_stream_seq: u64,
     pub rf_seq: u64,
     pub payload: bytes::Bytes,
+    /// A bundle's `msg` lengths (`Rf-Lens`); empty for one `msg`.
+    pub lens: Vec<u32>,
 }
 
 /// What the bridge hands a shard.

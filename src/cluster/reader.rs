@@ -79,7 +79,8 @@ impl Reader {
             let m = m.message;
             let topic = wire::topic_of_publish(&sh.cfg.prefix, m.subject.as_str());
             let rf_seq = wire::header_u64(m.headers.as_ref(), RF_SEQ);
-            let (Some(topic), Some(rf_seq)) = (topic, rf_seq) else {
+            let lens = wire::lens_of(m.headers.as_ref());
+            let (Some(topic), Some(rf_seq), Some(lens)) = (topic, rf_seq, lens) else {
                 BridgeStats::inc(&sh.stats.copies_bad);
                 continue;
             };
@@ -90,6 +91,7 @@ impl Reader {
                 last_stream_seq: 0,
                 rf_seq,
                 payload: m.payload,
+                lens,
             };
             out.push((shard, copy));
         }

@@ -416,6 +416,7 @@ fn command(
             rf_seq,
             msg_id,
             payload,
+            lens,
         } => {
             // async-nats would queue a publish silently while it
             // reconnects (docs/cluster.md §3): answer now, send nothing.
@@ -426,11 +427,14 @@ fn command(
                 return;
             }
             BridgeStats::inc(&stats.messages_out);
-            let msg = PublishMessage::build()
+            let mut msg = PublishMessage::build()
                 .payload(payload)
                 .message_id(&*msg_id)
                 .expected_last_subject_sequence(expected_last)
                 .header(RF_SEQ, HeaderValue::from(rf_seq));
+            if !lens.is_empty() {
+                msg = msg.header(wire::RF_LENS, wire::lens_header(&lens).as_str());
+            }
             let subject = wire::publish_subject(&sh.cfg.prefix, &topic);
             let (sh, client, js) = (sh.clone(), client.clone(), js.clone());
             tokio::spawn(async move {
@@ -627,8 +631,10 @@ async fn last(
             match timeout_at(tick_end, get).await {
                 Err(_) => continue,
                 Ok(Ok(m)) => {
-                    let Some(rf_seq) = wire::header_u64(Some(&m.headers), RF_SEQ) else {
-                        return unavailable("stored message without Rf-Seq".into());
+                    let rf_seq = wire::header_u64(Some(&m.headers), RF_SEQ);
+                    let lens = wire::lens_of(Some(&m.headers));
+                    let (Some(rf_seq), Some(lens)) = (rf_seq, lens) else {
+                        return unavailable("stored message without a good Rf-Seq/Rf-Lens".into());
                     };
                     let found = Copy {
                         topic,
@@ -636,6 +642,7 @@ async fn last(
                         last_stream_seq: 0,
                         rf_seq,
                         payload: m.payload,
+                        lens,
                     };
                     return FromBridge::Last {
                         token,
@@ -696,7 +703,9 @@ pub(super) fn on_copy(sh: &Shared, m: Message) {
         BridgeStats::inc(&stats.copies_bad);
         return;
     };
-    let Some((stream_seq, last_stream_seq, rf_seq)) = wire::copy_numbers(m.headers.as_ref()) else {
+    let numbers = wire::copy_numbers(m.headers.as_ref());
+    let lens = wire::lens_of(m.headers.as_ref());
+    let (Some((stream_seq, last_stream_seq, rf_seq)), Some(lens)) = (numbers, lens) else {
         BridgeStats::inc(&stats.copies_bad);
         return;
     };
@@ -708,6 +717,7 @@ pub(super) fn on_copy(sh: &Shared, m: Message) {
         last_stream_seq,
         rf_seq,
         payload: m.payload,
+        lens,
     };
     if let Some((shard, copy)) = super::catchup::held((shard, copy), sh) {
         hand(sh, shard, copy);

@@ -14,6 +14,9 @@ use super::ClusterConfig;
 /// Our per-topic sequence rides in this header (docs/cluster.md §3): JetStream
 /// has no per-subject counter of its own.
 pub const RF_SEQ: &str = "Rf-Seq";
+/// A bundle's `msg` lengths, comma-separated (docs/cluster.md §3): its
+/// `msg`s are numbered `Rf-Seq` on. Absent: one `msg`.
+pub const RF_LENS: &str = "Rf-Lens";
 /// The republished copy's stream sequence (set by the server).
 pub const NATS_SEQUENCE: &str = "Nats-Sequence";
 /// The same subject's previous stream sequence (set by the server; 0 when
@@ -48,6 +51,32 @@ pub fn topic_of_copy<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
 pub fn topic_of_publish<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix(".t.")?;
     (!rest.is_empty()).then_some(rest)
+}
+
+/// A bundle's lengths: `Some(empty)` without the header (one `msg`),
+/// `None` when it is there and not a list of 2 to 256 numbers.
+pub fn lens_of(headers: Option<&HeaderMap>) -> Option<Vec<u32>> {
+    let Some(v) = headers.and_then(|h| h.get(RF_LENS)) else {
+        return Some(Vec::new());
+    };
+    let lens: Vec<u32> = v
+        .as_str()
+        .split(',')
+        .map(|n| n.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    (2..=256).contains(&lens.len()).then_some(lens)
+}
+
+/// The lengths as the header carries them.
+pub fn lens_header(lens: &[u32]) -> String {
+    let mut s = String::with_capacity(lens.len() * 4);
+    for (i, l) in lens.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(itoa::Buffer::new().format(*l));
+    }
+    s
 }
 
 /// A header's value as a `u64`; `None` when missing or not a number.

@@ -58,6 +58,7 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
             rf_seq,
             msg_id,
             payload,
+            lens,
         } => ToBridge::Publish {
             shard,
             token,
@@ -66,6 +67,7 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
             rf_seq,
             msg_id,
             payload,
+            lens,
         },
         ClusterOut::Interest { pattern, add } => ToBridge::Interest { pattern, add },
         ClusterOut::LastAll { token, pattern } => ToBridge::LastAll {
@@ -93,6 +95,7 @@ fn copy(c: &bridge::Copy) -> Copy {
         last_stream_seq: c.last_stream_seq,
         rf_seq: c.rf_seq,
         payload: c.payload.clone(),
+        lens: c.lens.clone(),
     }
 }
 

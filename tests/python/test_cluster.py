@@ -440,3 +440,28 @@ def test_the_admin_view_shows_the_stream_the_link_and_every_node(start_server, n
     assert addrs == sorted(f"127.0.0.1:{n.port}" for n in ns), (addrs, body)
     assert call(ports[1], "GET", "/admin/cluster", token=None)[0] == 401
     assert call(ports[1], "POST", "/admin/cluster")[0] == 405
+
+
+def test_a_hot_topic_goes_to_the_stream_in_bundles_and_stays_gapless(start_server, nats):
+    a, b = nodes(start_server, nats, 2)
+    n = 1000  # under the 1,024 a topic may have waiting
+
+    async def go():
+        async with connect(b.url("/ws")) as sub, connect(a.url("/ws")) as pub:
+            await acked(sub, op="sub", topic="hot.q", id=1)
+            await asyncio.sleep(0.3)
+            # All at once, no waiting for acks: they queue behind the one
+            # in flight and go in bundles.
+            for i in range(n):
+                await pub.send(json.dumps({"op": "pub", "topic": "hot.q", "data": i, "id": i}))
+            acks = [await recv_json(pub) for _ in range(n)]
+            assert [m["id"] for m in acks] == list(range(n)), acks[:5]
+            assert all(m["op"] == "ack" for m in acks), [m for m in acks if m["op"] != "ack"][:3]
+            got = await msgs(sub, n, timeout=20)
+            assert [m["seq"] for m in got] == list(range(1, n + 1))
+            assert [m["data"] for m in got] == list(range(n))
+
+    run(go(), timeout=60)
+    bundled = a.metric("ringfan_cluster_bundled_total")
+    sent = a.metric("ringfan_cluster_publishes_total")
+    assert bundled > n // 2 and sent < n // 2, (bundled, sent)
