@@ -187,8 +187,11 @@ export interface Stats {
 }
 
 export class Ringfan {
-  constructor(url: string, options?: RingfanOptions);
+  /** One broker URL, or several (the nodes of a cluster): each retry goes to the next. */
+  constructor(url: string | string[], options?: RingfanOptions);
+  /** The URL the current (or next) connection attempt uses. */
   readonly url: string;
+  readonly urls: readonly string[];
   readonly state: ConnectionState;
   readonly stats: Stats;
   on<K extends keyof RingfanEvents>(event: K, fn: (value: RingfanEvents[K]) => void): this;

@@ -245,3 +245,29 @@ test("a silent connection (a sub unanswered for requestTimeoutMs) is replaced", 
     await b.stop();
   }
 });
+
+test("several URLs (a cluster's nodes): a client whose node dies moves to the next and resubscribes", async () => {
+  const a = await Broker.start();
+  const b = await Broker.start();
+  const rf = new Ringfan([a.url, b.url], { reconnect: { initialMs: 20, maxMs: 50 } });
+  const t = uid();
+  const got = [];
+  const pub = new Ringfan(b.url);
+  try {
+    assert.deepEqual(rf.urls, [a.url, b.url]);
+    assert.equal(rf.url, a.url);
+    await rf.subscribe(t, (m) => got.push(m.data)).ready;
+    await a.stop();
+    await until(() => rf.stats.reconnects === 1 && rf.state === "open" && rf.stats.inFlight === 0, 5000, "on the other node");
+    assert.equal(rf.url, b.url);
+    await pub.publish(t, "on b");
+    await until(() => got.length === 1, 3000, "a message through the other node");
+    assert.deepEqual(got, ["on b"]);
+    assert.throws(() => new Ringfan([]), TypeError);
+  } finally {
+    rf.close();
+    pub.close();
+    await a.stop();
+    await b.stop();
+  }
+});

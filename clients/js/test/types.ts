@@ -58,4 +58,10 @@ export async function usage(): Promise<void> {
   rf.on("nope", () => {});
   // Node 20 without --experimental-websocket: pass the constructor.
   new Ringfan("ws://127.0.0.1:1/ws", { WebSocket: globalThis.WebSocket, queueWhileDisconnected: 0 });
+  // A cluster's nodes: each retry goes to the next.
+  const many = new Ringfan(["ws://a.test/ws", "ws://b.test/ws"]);
+  const first: string = many.url;
+  const all: readonly string[] = many.urls;
+  void first;
+  void all;
 }

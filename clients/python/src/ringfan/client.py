@@ -18,7 +18,7 @@ import inspect
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
@@ -62,6 +62,11 @@ class _Pub:
 class Client:
     """A ringfan connection that stays up.
 
+    `url`: the broker's `ws://…/ws`, or a list of them (the nodes of a
+    cluster, `--cluster`): after a failed attempt or a dropped connection
+    the next one is tried, so clients of a node that died move to another
+    and resubscribe with snapshots there (seq is cluster-wide).
+
     `token`: an optional callable returning the JWT (a coroutine function or
     a plain one), called before each connection attempt (the token goes in
     `Authorization: Bearer`) and when the broker says `expiring` (the fresh
@@ -84,7 +89,7 @@ class Client:
     `ssl`, `ping_interval`, ...).
     """
 
-    def __init__(self, url: str, *, token: TokenProvider | None = None,
+    def __init__(self, url: str | Sequence[str], *, token: TokenProvider | None = None,
                  reconnect: Backoff | None = None, request_timeout: float = 10.0,
                  queue_while_disconnected: int = 1000, max_outgoing: int = 1000,
                  max_buffered: int = 1 << 20, max_queue: int = 1000,
@@ -92,7 +97,14 @@ class Client:
                  websocket_options: Mapping[str, Any] | None = None) -> None:
         if queue_while_disconnected < 0 or max_outgoing < 1:
             raise ValueError("queue_while_disconnected >= 0 and max_outgoing >= 1")
-        self.url = url
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls or not all(isinstance(u, str) for u in urls):
+            raise ValueError("url: a ws:// URL, or a non-empty list of them")
+        # Several nodes of one cluster (docs/cluster.md): each attempt after
+        # a failure or a drop goes to the next, so a dead node's clients
+        # move on; seq is cluster-wide, so resync works across them.
+        self.urls: list[str] = urls
+        self._url_at = 0
         self._token = token
         self._backoff = reconnect or Backoff()
         self._request_timeout = request_timeout
@@ -581,6 +593,14 @@ class Client:
         options.update(self._ws_options)
         return await connect(self.url, **options)
 
+    @property
+    def url(self) -> str:
+        """The URL the current (or next) connection attempt uses."""
+        return self.urls[self._url_at]
+
+    def _next_url(self) -> None:
+        self._url_at = (self._url_at + 1) % len(self.urls)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         attempt = 0  # attempts since the last stable connection
@@ -595,6 +615,7 @@ class Client:
                 raise
             except Exception as e:  # noqa: BLE001 - refused, unreachable, bad token: retry
                 self._emit("error", e)
+                self._next_url()
                 delay = self._backoff.delay(attempt)
                 attempt += 1
                 change = StateChange("reconnecting", attempt, delay, error=e)
@@ -613,6 +634,7 @@ class Client:
                     "disconnected", "the connection went down before the reply"))
             if loop.time() - opened_at >= self._backoff.stable:
                 attempt = 0
+            self._next_url()
             delay = self._backoff.delay(attempt)
             attempt += 1
             rcvd = ws.protocol.close_rcvd  # the broker's close frame, if it sent one
