@@ -95,11 +95,10 @@ impl Broker {
             let msg = format!("data nests deeper than {max} arrays/objects (--max-json-depth)");
             return Err((ErrCode::BadJson, msg));
         }
-        if data.len() + topic.len() + ENVELOPE > self.config.max_message {
-            let max = self.config.max_message;
-            let msg = format!(
-                "message too large to deliver (limit {max} bytes with its envelope, --max-message)"
-            );
+        let (max, by) = self.max_publish();
+        if data.len() + topic.len() + ENVELOPE > max {
+            let msg =
+                format!("message too large to deliver (limit {max} bytes with its envelope, {by})");
             return Err((ErrCode::TooLarge, msg));
         }
         Ok(())

@@ -253,7 +253,14 @@ pub struct Cluster {
     /// The link as the bridge last said (copies mark a topic fresh only
     /// while it is up).
     pub(super) connected: bool,
+    /// The NATS server's `max_payload` (bytes, headers included).
+    max_payload: usize,
 }
+
+/// Bytes a stream message's headers take at most, besides a bundle's
+/// lengths (`Nats-Msg-Id`, `Nats-Expected-Last-Subject-Sequence`,
+/// `Rf-Seq` and the status line: under 200 measured; 1 KiB to spare).
+const NATS_HEADROOM: usize = 1024;
 
 impl Cluster {
     /// `node` tells this node's message ids from other nodes' (random at
@@ -275,7 +282,31 @@ impl Cluster {
             interest: VecDeque::new(),
             epoch: 1,
             connected: true,
+            max_payload: 1 << 20, // nats-server's default
         }
+    }
+
+    /// The NATS server's `max_payload`: a publish's `msg` larger than it
+    /// (less the headers) is refused `too_large` before it is numbered,
+    /// and bundles keep to half of it.
+    pub fn with_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    #[cfg(test)]
+    pub(super) fn set_max_payload(&mut self, bytes: usize) {
+        self.max_payload = bytes;
+    }
+
+    /// The largest `msg` (JSON text) one stream message can carry.
+    pub(super) fn max_msg(&self) -> usize {
+        self.max_payload.saturating_sub(NATS_HEADROOM)
+    }
+
+    /// A bundle's data at most.
+    pub(super) fn bundle_bytes(&self) -> usize {
+        super::stream_message::BUNDLE_BYTES.min(self.max_payload / 2)
     }
 
     /// The topic a request's answer is for (its token forgotten) and what
@@ -363,6 +394,19 @@ impl Cluster {
 }
 
 impl Broker {
+    /// The largest `msg` (data with its envelope) a publish may make, and
+    /// what sets it: `--max-message`, or in cluster mode what one stream
+    /// message can carry if that is less (a larger one would only be
+    /// refused by NATS after it was numbered).
+    pub(super) fn max_publish(&self) -> (usize, &'static str) {
+        match &self.cluster {
+            Some(c) if c.max_msg() < self.config.max_message => {
+                (c.max_msg(), "the cluster's NATS max_payload")
+            }
+            _ => (self.config.max_message, "--max-message"),
+        }
+    }
+
     /// The tick, cluster mode: refused interest again, idle topics past
     /// the cap forgotten, requests past their deadline failed.
     pub(super) fn cluster_tick<H: Host>(&mut self, io: &mut H) {
@@ -470,7 +514,11 @@ impl Broker {
         }
         // Every publish waiting goes in one stream message (up to a
         // bundle's bounds): a hot topic costs a round trip per bundle.
-        let bundle = super::stream_message::take_bundle(&mut st.waiting);
+        let cap = c.bundle_bytes();
+        let Some(st) = c.topics.get_mut(topic) else {
+            return;
+        };
+        let bundle = super::stream_message::take_bundle(&mut st.waiting, cap);
         if bundle.is_empty() {
             return;
         }

@@ -751,3 +751,50 @@ fn a_bundle_whose_lengths_do_not_add_up_is_dropped_whole() {
     );
     assert_eq!(msgs(&mut n, 0, s), ["msg b 1", "msg b 2"]);
 }
+
+#[test]
+fn a_publish_larger_than_a_nats_message_is_too_large_and_bundles_keep_under_it() {
+    let mut n = nodes(1, 1);
+    for b in n.nodes[0].brokers.iter_mut() {
+        if let Some(c) = b.cluster.as_mut() {
+            c.set_max_payload(8 * 1024);
+        }
+    }
+    let s = n.nodes[0].connect(0);
+    n.nodes[0].send(s, json!({"op": "sub", "topic": "big", "id": 1}));
+    let p = n.nodes[0].connect(0);
+    let big = "x".repeat(7 * 1024);
+    n.nodes[0].send(
+        p,
+        json!({"op": "pub", "topic": "big", "data": big, "id": 2}),
+    );
+    n.settle();
+    let got = n.nodes[0].received(p);
+    assert_eq!(got[0]["code"], "too_large", "{got:?}");
+    assert!(
+        got[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NATS max_payload"),
+        "{got:?}"
+    );
+    assert!(n.stream.stored.is_empty(), "nothing numbered or sent");
+    // Forty of 500 bytes: bundles of at most half the 8 KiB each.
+    let half = "y".repeat(500);
+    for id in 0..40 {
+        n.nodes[0].send(
+            p,
+            json!({"op": "pub", "topic": "big", "data": half, "id": id}),
+        );
+    }
+    n.settle();
+    assert_eq!(n.stream.stored.iter().sum::<usize>(), 40);
+    assert!(
+        n.stream.stored.iter().all(|&k| k <= 8),
+        "{:?}",
+        n.stream.stored
+    );
+    let seqs: Vec<String> = msgs(&mut n, 0, s);
+    assert_eq!(seqs.len(), 40);
+    assert_eq!(seqs[39], "msg big 40");
+}

@@ -318,15 +318,13 @@ impl Broker {
             let msg = format!("data nests deeper than {max} arrays/objects (--max-json-depth)");
             return self.reply(io, conn, id, ErrCode::BadJson, &msg);
         }
-        // The msg envelope around the data must still fit subscribers.
-        if data.len() + topic.len() + ENVELOPE > self.config.max_message {
-            return self.reply(
-                io,
-                conn,
-                id,
-                ErrCode::TooLarge,
-                "message too large to deliver",
-            );
+        // The msg envelope around the data must still fit subscribers
+        // (and, in cluster mode, one stream message).
+        let (max, by) = self.max_publish();
+        if data.len() + topic.len() + ENVELOPE > max {
+            let msg =
+                format!("message too large to deliver (limit {max} bytes with its envelope, {by})");
+            return self.reply(io, conn, id, ErrCode::TooLarge, &msg);
         }
         let cap = self.config.max_new_topics_per_conn;
         let now = io.now_ms();

@@ -36,12 +36,12 @@ pub const BUNDLE_BYTES: usize = 256 * 1024;
 
 /// The publishes of the next stream message: the first waiting, and those
 /// after it while the bundle's bounds allow.
-pub(super) fn take_bundle(waiting: &mut VecDeque<Pending>) -> Vec<Pending> {
+pub(super) fn take_bundle(waiting: &mut VecDeque<Pending>, cap: usize) -> Vec<Pending> {
     let mut out = Vec::new();
     let mut bytes = 0;
     while let Some(p) = waiting.front() {
         let more = bytes + p.data.len();
-        if !out.is_empty() && (out.len() >= MAX_BUNDLE || more > BUNDLE_BYTES) {
+        if !out.is_empty() && (out.len() >= MAX_BUNDLE || more > cap) {
             break;
         }
         bytes = more;

@@ -300,6 +300,7 @@ pub struct Bridge {
     tx: mpsc::Sender<ToBridge>,
     stats: Arc<BridgeStats>,
     notes: Vec<String>,
+    max_payload: usize,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -343,7 +344,8 @@ impl Bridge {
             .recv_timeout(bound)
             .unwrap_or_else(|e| Err(ClusterError::Thread(format!("no start-up report: {e}"))));
         match ready {
-            Ok(notes) => Ok(Bridge {
+            Ok((notes, max_payload)) => Ok(Bridge {
+                max_payload,
                 tx,
                 stats,
                 notes,
@@ -367,6 +369,12 @@ impl Bridge {
         BridgeSender {
             tx: self.tx.clone(),
         }
+    }
+
+    /// The largest message the NATS server takes (its `max_payload`, 1 MiB
+    /// by default), headers included.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
     /// What start-up found worth telling the operator (one line each).

@@ -46,7 +46,7 @@ pub(crate) struct Shared {
 }
 
 /// Start-up's outcome: the notes for the operator, or why it failed.
-type Ready = std::sync::mpsc::Sender<Result<Vec<String>, ClusterError>>;
+type Ready = std::sync::mpsc::Sender<Result<(Vec<String>, usize), ClusterError>>;
 
 /// The thread's body: build the runtime, connect, ensure the stream,
 /// report to [`super::Bridge::start`], then serve until stopped.
@@ -120,7 +120,8 @@ pub(crate) fn thread_main(
         // Bounds JetStream API calls (stream info, MSG.GET); each publish
         // attempt has its own shorter bound (retry_every).
         js.set_timeout(sh.cfg.publish_timeout);
-        if ready.send(Ok(notes)).is_err() {
+        let max_payload = client.server_info().max_payload;
+        if ready.send(Ok((notes, max_payload))).is_err() {
             return; // start() gave up waiting: nobody holds a Bridge
         }
         let created = Arc::new(std::sync::Mutex::new(found.created));

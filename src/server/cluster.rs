@@ -15,22 +15,29 @@ use prometheus_client::metrics::MetricType;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-/// Shard `shard`'s cluster state, sending through `sender`. `node` tells
-/// this process's message ids from every other's.
-pub fn broker_link(
-    sender: BridgeSender,
-    shard: usize,
-    node: u64,
-    publish_timeout: std::time::Duration,
-) -> Cluster {
+/// What every shard's cluster state is made from.
+#[derive(Clone)]
+pub struct Link {
+    pub sender: BridgeSender,
+    /// Tells this process's message ids from every other's.
+    pub node: u64,
+    pub publish_timeout: std::time::Duration,
+    /// The NATS server's `max_payload`.
+    pub max_payload: usize,
+}
+
+/// Shard `shard`'s cluster state, sending through the link's bridge.
+pub fn broker_link(link: &Link, shard: usize) -> Cluster {
+    let sender = link.sender.clone();
     let sink = Box::new(move |m: ClusterOut| sender.send(to_bridge(shard, m)).is_ok());
     // The bridge answers within its publish timeout or hands the shard
     // `Unavailable`; past it and 2 s of slack, the shard stops waiting.
     Cluster::new(
         sink,
-        node,
-        publish_timeout + std::time::Duration::from_secs(2),
+        link.node,
+        link.publish_timeout + std::time::Duration::from_secs(2),
     )
+    .with_max_payload(link.max_payload)
 }
 
 /// Where the bridge hands what it hears: each shard's external inbox.

@@ -76,6 +76,18 @@ pub struct Joined {
     pub publish_timeout: Duration,
 }
 
+impl Joined {
+    /// What each shard's cluster state is made with.
+    pub fn link(&self) -> ringfan::server::cluster::Link {
+        ringfan::server::cluster::Link {
+            sender: self.sender.clone(),
+            node: self.node,
+            publish_timeout: self.publish_timeout,
+            max_payload: self.bridge.max_payload(),
+        }
+    }
+}
+
 /// Connect to NATS and start the bridge, or say why not (None: no
 /// `--cluster`).
 pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String> {

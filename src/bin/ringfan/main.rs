@@ -315,28 +315,17 @@ fn main() {
         Ok(j) => j,
         Err(e) => logging::fatal(2, format_args!("{e}")),
     };
-    let link = joined.as_ref().map(|j| {
-        (
-            j.sender.clone(),
-            (j.node, j.publish_timeout),
-            j.bridge.stats(),
-        )
-    });
+    let link = joined.as_ref().map(|j| (j.link(), j.bridge.stats()));
     let gate = auth_gate(args.auth);
     let stats: Arc<[BrokerStats]> = (0..shards).map(|_| BrokerStats::default()).collect();
     let (shard_gate, shard_keys, shard_files) = (gate.clone(), keys.clone(), files.clone());
     let make = move |shard| {
         let mut b = Broker::new(broker.clone(), stats.clone());
-        if let Some((sender, (node, timeout), _)) = &link {
-            b = b.with_cluster(ringfan::server::cluster::broker_link(
-                sender.clone(),
-                shard,
-                *node,
-                *timeout,
-            ));
+        if let Some((l, _)) = &link {
+            b = b.with_cluster(ringfan::server::cluster::broker_link(l, shard));
         }
         let mut node = Node::new(b, routes.clone());
-        if let Some((_, _, bridge_stats)) = &link {
+        if let Some((_, bridge_stats)) = &link {
             node = node.with_cluster_stats(bridge_stats.clone());
         }
         if let Some(g) = &shard_gate {
