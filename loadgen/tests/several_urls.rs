@@ -196,8 +196,13 @@ impl ClusterNode {
         let owner = Arc::new(move |t: &str| ringfan::broker::engine::owner_of(t, shards));
         let sink = ringfan::server::cluster::bridge_sink(senders);
         let bridge = Bridge::start(cfg, owner, shards, sink).expect("joins NATS");
-        let sender = bridge.sender();
-        let node = fastrand::u64(..);
+        let link = ringfan::server::cluster::Link {
+            sender: bridge.sender(),
+            node: fastrand::u64(..),
+            // The bridge's default publish timeout (10 s).
+            publish_timeout: std::time::Duration::from_secs(10),
+            max_payload: bridge.max_payload(),
+        };
         let broker = BrokerConfig {
             policy: SlowPolicy::Disconnect,
             max_queued: 8 << 20,
@@ -211,9 +216,7 @@ impl ClusterNode {
             ..Config::default()
         };
         let server = Server::start_with_inboxes(config, boxes, move |shard| {
-            // The bridge's default publish timeout (10 s).
-            let timeout = std::time::Duration::from_secs(10);
-            let link = ringfan::server::cluster::broker_link(sender.clone(), shard, node, timeout);
+            let link = ringfan::server::cluster::broker_link(&link, shard);
             Node::new(
                 Broker::new(broker.clone(), stats.clone()).with_cluster(link),
                 Routes::default(),
