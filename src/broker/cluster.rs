@@ -407,6 +407,18 @@ impl Broker {
         }
     }
 
+    /// Draining: whether no publish of this process waits for the stream
+    /// any more. The gauge is every shard's, so a shard about to close its
+    /// connections also knows whether another shard (a topic's owner)
+    /// still owes one of them an answer.
+    pub fn settled(&self) -> bool {
+        self.cluster.is_none()
+            || self
+                .stats
+                .iter()
+                .all(|s| s.cluster_waiting.load(std::sync::atomic::Ordering::Relaxed) == 0)
+    }
+
     /// The tick, cluster mode: refused interest again, idle topics past
     /// the cap forgotten, requests past their deadline failed.
     pub(super) fn cluster_tick<H: Host>(&mut self, io: &mut H) {
@@ -432,6 +444,12 @@ impl Broker {
         data: &str,
         origin: Origin,
     ) {
+        // Shutting down: the connections close once the publishes taken
+        // are answered (`Broker::settled`); new ones would hold that up.
+        if io.draining() {
+            inc(&self.stats[io.shard()].publishes_refused_total, 1);
+            return self.cluster_answer_text(io, origin, Err(ErrCode::Unavailable), DRAINING);
+        }
         if owner == io.shard() {
             let data = Bytes::copy_from_slice(data.as_bytes());
             return self.cluster_publish(io, topic, data, origin);
@@ -726,6 +744,18 @@ impl Broker {
 
     /// Answer a publish: its seq, or why it was not published.
     fn cluster_answer<H: Host>(&mut self, io: &mut H, origin: Origin, r: Result<u64, ErrCode>) {
+        let text = r.err().map_or("", unavailable_text);
+        self.cluster_answer_text(io, origin, r, text);
+    }
+
+    /// As [`Self::cluster_answer`], an error saying `text`.
+    fn cluster_answer_text<H: Host>(
+        &mut self,
+        io: &mut H,
+        origin: Origin,
+        r: Result<u64, ErrCode>,
+        text: &str,
+    ) {
         let me = io.shard();
         match origin {
             Origin::Conn { shard, conn, id } => {
@@ -736,7 +766,7 @@ impl Broker {
                     },
                     Err(code) => {
                         inc(&self.stats[me].errors_total, 1);
-                        wire::err(id, code, unavailable_text(code))
+                        wire::err(id, code, text)
                     }
                 };
                 if shard == me {
@@ -764,6 +794,8 @@ impl Broker {
         }
     }
 }
+
+const DRAINING: &str = "this node is shutting down: not published; publish through another node";
 
 fn unavailable_text(code: ErrCode) -> &'static str {
     match code {

@@ -79,4 +79,10 @@ pub trait Host {
     fn peer(&mut self, _to: Client) -> Option<std::net::SocketAddr> {
         None
     }
+
+    /// The process is shutting down (its connections are about to get
+    /// 1001): work that would outlive them is refused.
+    fn draining(&self) -> bool {
+        false
+    }
 }

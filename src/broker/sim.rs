@@ -42,6 +42,8 @@ pub struct FakeHost {
     pub waiting: ShardMask,
     /// Shards whose ring is full: `try_post` to them fails.
     pub full_rings: ShardMask,
+    /// The process is shutting down.
+    pub draining: bool,
 }
 
 impl Host for FakeHost {
@@ -55,6 +57,10 @@ impl Host for FakeHost {
 
     fn mail_waiting(&self, to: usize) -> bool {
         self.waiting & 1 << to != 0
+    }
+
+    fn draining(&self) -> bool {
+        self.draining
     }
 
     fn send(&mut self, to: Client, frame: Bytes) -> bool {
@@ -152,6 +158,7 @@ impl Cluster {
                     closes: Vec::new(),
                     waiting: 0,
                     full_rings: 0,
+                    draining: false,
                 })
                 .collect(),
             rings: FxHashMap::default(),

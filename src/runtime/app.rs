@@ -101,4 +101,13 @@ pub trait App: 'static {
     /// applications that schedule their own work (a load generator's
     /// send schedule).
     fn tick(&mut self, _io: &mut Io<'_, Self::Mail>) {}
+
+    /// Draining: may the open connections get their close now? False
+    /// while the application still owes them answers it is waiting for
+    /// elsewhere (a cluster node's publishes waiting for the stream's
+    /// ack). Asked when the drain begins and on every tick after, until
+    /// true or until one second before the drain deadline.
+    fn settled(&mut self, _io: &mut Io<'_, Self::Mail>) -> bool {
+        true
+    }
 }

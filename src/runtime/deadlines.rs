@@ -63,6 +63,10 @@ impl<M> Shard<M> {
         if !self.table.draining && self.draining_flag.load(Ordering::Relaxed) {
             self.begin_drain();
         }
+        if self.drain_closes_owed && (app.settled(&mut self.io()) || self.drain_late(now)) {
+            self.drain_closes_owed = false;
+            self.close_for_drain();
+        }
         let table_full = self.table.conns.len() >= self.table_size as usize;
         if self.accept_paused && !self.accepting() && !table_full {
             // ENFILE/EMFILE may be system-wide, not ours: try again. But not
@@ -135,11 +139,25 @@ impl<M> Shard<M> {
         }
     }
 
-    /// Shutdown began: every open connection gets 1001 after what it has
-    /// queued, and the drain deadline starts.
+    /// Shutdown began: the drain deadline starts, and every open
+    /// connection gets 1001 after what it has queued once the application
+    /// is settled (`App::settled`, asked from this tick on).
     fn begin_drain(&mut self) {
         self.table.draining = true;
         self.drain_deadline = Some(self.table.now + ticks(self.config.drain_timeout).max(1));
+        self.drain_closes_owed = true;
+    }
+
+    /// One second before the drain deadline (or at once, for a deadline
+    /// shorter than that): close whatever the application still waits on.
+    fn drain_late(&self, now: Ticks) -> bool {
+        self.drain_deadline
+            .is_none_or(|d| now + ticks(std::time::Duration::from_secs(1)) >= d)
+    }
+
+    /// Every open connection gets 1001 after what it has queued; idle
+    /// keep-alive HTTP connections end.
+    fn close_for_drain(&mut self) {
         let open: Vec<u32> = self
             .table
             .conns

@@ -78,6 +78,9 @@ pub struct Shard<M> {
     pub(super) config: Arc<Config>,
     pub(super) draining_flag: Arc<AtomicBool>,
     pub(super) drain_deadline: Option<Ticks>,
+    /// Draining: the 1001s still to be sent once the application is
+    /// settled (`App::settled`).
+    pub(super) drain_closes_owed: bool,
     /// Accepting stopped: the descriptor table is full.
     pub(super) accept_paused: bool,
     /// Which listener `arm_accept` serves first (rotates).
@@ -225,6 +228,7 @@ impl<M> Shard<M> {
             config: config.clone(),
             draining_flag: draining,
             drain_deadline: None,
+            drain_closes_owed: false,
             accept_paused: false,
             accept_turn: 0,
             tick: Box::new(Timespec::from(config.tick)),

@@ -75,4 +75,8 @@ impl Host for Io<'_, Mail> {
     fn peer(&mut self, to: Client) -> Option<std::net::SocketAddr> {
         Io::peer(self, conn(to))
     }
+
+    fn draining(&self) -> bool {
+        Io::draining(self)
+    }
 }

@@ -382,6 +382,10 @@ impl App for Node {
         }
     }
 
+    fn settled(&mut self, _io: &mut Io<'_, Self::Mail>) -> bool {
+        self.broker.settled()
+    }
+
     fn tick(&mut self, io: &mut Io<'_, Self::Mail>) {
         // Snapshot scans for local subscribers whose last step sent
         // nothing (no `writable` follows it) go on here.

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 TIMEOUT = 30
 
@@ -465,3 +467,35 @@ def test_a_hot_topic_goes_to_the_stream_in_bundles_and_stays_gapless(start_serve
     bundled = a.metric("ringfan_cluster_bundled_total")
     sent = a.metric("ringfan_cluster_publishes_total")
     assert bundled > n // 2 and sent < n // 2, (bundled, sent)
+
+
+def test_a_drained_node_answers_the_publishes_it_took_before_it_closes(start_server, nats):
+    """SIGTERM while publishes wait for the stream (nats-server paused):
+    the node keeps their connections open until the stream answers, so
+    each publisher gets its ack before the 1001; new publishes meanwhile
+    are refused as the node shutting down, not left in doubt."""
+    (a,) = nodes(start_server, nats, 1)
+
+    async def go():
+        async with connect(a.url("/ws")) as pub:
+            await acked(pub, op="pub", topic="dr.a", data=0, id=0)
+            nats.proc.send_signal(signal.SIGSTOP)
+            try:
+                for i in range(1, 4):
+                    await pub.send(json.dumps({"op": "pub", "topic": "dr.a", "data": i, "id": i}))
+                await asyncio.sleep(0.3)
+                a.terminate()
+                await asyncio.sleep(0.5)
+                await pub.send(json.dumps({"op": "pub", "topic": "dr.b", "data": 9, "id": 9}))
+                late = await recv_json(pub, timeout=5)
+            finally:
+                nats.proc.send_signal(signal.SIGCONT)
+            assert late["op"] == "err" and late["id"] == 9 and "shutting down" in late["message"], late
+            got = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    got.append(await recv_json(pub, timeout=10))
+            assert got == [{"op": "ack", "id": i} for i in range(1, 4)], got
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
+
+    run(go(), timeout=60)
