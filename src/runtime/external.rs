@@ -75,11 +75,30 @@ pub type Inboxes<M> = (Vec<ExternalSender<M>>, Vec<ExternalInbox<M>>);
 ///
 /// [`Server::start_with_inboxes`]: super::Server::start_with_inboxes
 pub fn inboxes<M: Send>(shards: usize, capacity: usize) -> io::Result<Inboxes<M>> {
+    inboxes_weighed(shards, capacity, usize::MAX, |_| 0)
+}
+
+/// As [`inboxes`], each queue also holding at most `max_bytes` of what
+/// `weigh` says its messages hold (a message that weighs 0 is bounded by
+/// the count alone): a count bound alone lets a queue of large messages
+/// grow to `capacity` times the largest (a cluster bridge's copies are up
+/// to 256 KiB each).
+pub fn inboxes_weighed<M: Send>(
+    shards: usize,
+    capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&M) -> usize,
+) -> io::Result<Inboxes<M>> {
     let mut senders = Vec::with_capacity(shards);
     let mut inboxes = Vec::with_capacity(shards);
     for shard in 0..shards {
         let inner = Arc::new(Inner {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+            }),
+            max_bytes,
+            weigh,
             capacity: capacity.max(1),
             pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -114,8 +133,10 @@ fn eventfd() -> io::Result<File> {
 /// What a shard's senders and its inbox share. The eventfd closes when
 /// the last of them drops (`File`'s drop).
 struct Inner<M> {
-    queue: Mutex<VecDeque<M>>,
+    queue: Mutex<Queue<M>>,
     capacity: usize,
+    max_bytes: usize,
+    weigh: fn(&M) -> usize,
     /// The shard has been told (or will look): senders write the eventfd
     /// only when they set this from clear. See the module's doc.
     pending: AtomicBool,
@@ -124,8 +145,14 @@ struct Inner<M> {
     bell: File,
 }
 
+/// The queue and the weight of what it holds.
+struct Queue<M> {
+    items: VecDeque<M>,
+    bytes: usize,
+}
+
 impl<M> Inner<M> {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<M>> {
+    fn lock(&self) -> MutexGuard<'_, Queue<M>> {
         // A panic while the lock was held (only in `VecDeque::push_back`'s
         // allocation, or in `mem::swap`) leaves the queue whole: keep using it.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
@@ -166,11 +193,14 @@ impl<M> ExternalSender<M> {
             return Err(mail);
         }
         {
+            let w = (self.inner.weigh)(&mail);
             let mut q = self.inner.lock();
-            if q.len() >= self.inner.capacity {
+            let heavy = w > 0 && q.bytes.saturating_add(w) > self.inner.max_bytes;
+            if q.items.len() >= self.inner.capacity || heavy {
                 return Err(mail);
             }
-            q.push_back(mail);
+            q.bytes += w;
+            q.items.push_back(mail);
         }
         // After the message is queued (see the module's doc). Only the
         // sender that sets the flag writes: one syscall per burst.
@@ -192,7 +222,7 @@ impl<M> ExternalSender<M> {
     /// Messages waiting in the queue now (not those the shard took and is
     /// still handing to the application).
     pub fn queued(&self) -> usize {
-        self.inner.lock().len()
+        self.inner.lock().items.len()
     }
 
     /// The shard will take no more mail: its server stopped (or was never
@@ -248,7 +278,11 @@ impl<M> ExternalInbox<M> {
         // after the take finds the flag clear and wakes us again.
         self.inner.pending.store(false, SeqCst);
         let mut batch = std::mem::take(&mut self.spare);
-        std::mem::swap(&mut *self.inner.lock(), &mut batch);
+        {
+            let mut q = self.inner.lock();
+            std::mem::swap(&mut q.items, &mut batch);
+            q.bytes = 0;
+        }
         Some(batch)
     }
 }
@@ -258,7 +292,9 @@ impl<M> Drop for ExternalInbox<M> {
         self.inner.closed.store(true, SeqCst);
         // Free what waits now; a racing sender's message may stay in the
         // queue until the last sender drops.
-        self.inner.lock().clear();
+        let mut q = self.inner.lock();
+        q.items.clear();
+        q.bytes = 0;
     }
 }
 
@@ -385,6 +421,27 @@ mod tests {
         assert_eq!(count(&x), 1);
         assert_eq!(x.take().unwrap().into_iter().collect::<Vec<_>>(), [5]);
         assert_eq!(count(&x), 0);
+    }
+
+    #[test]
+    fn a_queue_is_bounded_by_weight_too_and_weightless_mail_by_count_only() {
+        // Strings weigh their length; "" weighs nothing.
+        let (tx, mut rx) = inboxes_weighed::<String>(1, 8, 10, |m| m.len()).unwrap();
+        let mut x = rx.pop().unwrap();
+        assert_eq!(tx[0].send("abcdef".into()), Ok(()));
+        assert_eq!(
+            tx[0].send("ghijk".into()),
+            Err("ghijk".into()),
+            "11 > 10 bytes"
+        );
+        assert_eq!(tx[0].send("ghij".into()), Ok(()), "exactly 10");
+        for _ in 0..6 {
+            assert_eq!(tx[0].send(String::new()), Ok(()), "weightless");
+        }
+        assert_eq!(tx[0].send(String::new()), Err(String::new()), "8 by count");
+        assert_eq!(x.take().map(|b| b.len()), Some(8));
+        // Taken: the weight is free again.
+        assert_eq!(tx[0].send("0123456789".into()), Ok(()));
     }
 
     #[test]

@@ -69,7 +69,7 @@ mod write_delay;
 pub use app::{Accepted, App, ConnId, HttpReply};
 pub use config::{Config, StartError, TlsListen};
 pub use dial::{errno_text, Dial, TlsDial};
-pub use external::{inboxes, ExternalInbox, ExternalSender};
+pub use external::{inboxes, inboxes_weighed, ExternalInbox, ExternalSender};
 pub use io::{ConnInfo, Io};
 pub use server::{raise_fd_limit, restrict_cpus, Server};
 pub use stats::ShardStats;

@@ -40,6 +40,20 @@ pub fn broker_link(link: &Link, shard: usize) -> Cluster {
     .with_max_payload(link.max_payload)
 }
 
+/// Bytes of copies a shard's external inbox holds at most (64 MiB: ~450,000
+/// quotes, or 256 bundles of the largest size).
+pub const COPY_BYTES: usize = 64 << 20;
+
+/// What a message in a shard's external inbox weighs: a copy its payload
+/// (and a little for its envelope), everything else nothing (answers
+/// are few and small, bounded by count).
+pub fn copy_weight(m: &Mail) -> usize {
+    match m {
+        Mail::Cluster(ClusterIn::Copy(c)) => c.payload.len() + 64,
+        _ => 0,
+    }
+}
+
 /// Where the bridge hands what it hears: each shard's external inbox.
 /// A full inbox hands the message back (the bridge counts a shed copy,
 /// and retries answers).

@@ -4,7 +4,7 @@
 
 use ringfan::broker::Mail;
 use ringfan::cluster::{Bridge, BridgeSender, ClusterConfig};
-use ringfan::runtime::{inboxes, ExternalInbox};
+use ringfan::runtime::{inboxes_weighed, ExternalInbox};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,10 +109,17 @@ pub fn join(args: &ClusterArgs, shards: usize) -> Result<Option<Joined>, String>
         ..ClusterConfig::default()
     };
     // A copy waits here while its shard is busy: 65,536 a shard is ~10 MB
-    // of 150-byte messages, seconds of a busy topic set; past it copies
-    // are shed (a gap the seq shows) rather than grow without bound.
-    let (senders, inboxes) =
-        inboxes::<Mail>(shards, 65_536).map_err(|e| format!("--cluster: {e}"))?;
+    // of 150-byte messages, seconds of a busy topic set, and at most
+    // COPY_BYTES of them whatever their size (a bundle is up to 256 KiB);
+    // past either, copies are shed (a gap the seq shows) rather than grow
+    // without bound.
+    let (senders, inboxes) = inboxes_weighed::<Mail>(
+        shards,
+        65_536,
+        ringfan::server::cluster::COPY_BYTES,
+        ringfan::server::cluster::copy_weight,
+    )
+    .map_err(|e| format!("--cluster: {e}"))?;
     let owner = Arc::new(move |topic: &str| ringfan::broker::engine::owner_of(topic, shards));
     let sink = ringfan::server::cluster::bridge_sink(senders);
     let bridge = Bridge::start(cfg, owner, shards, sink).map_err(|e| format!("--cluster: {e}"))?;
