@@ -674,27 +674,48 @@ async fn hold(
     (id, fence): (u64, Arc<watch::Sender<BTreeSet<u64>>>),
 ) {
     let subject = wire::copy_subject(&sh.cfg.prefix, &pattern);
-    let subscribed = client.subscribe(subject).await;
-    // Handed to the client (or refused): fenced reads may go.
-    fence.send_modify(|p| {
-        p.remove(&id);
-    });
-    let mut sub = match subscribed {
-        Ok(s) => s,
-        Err(e) => {
-            BridgeStats::inc(&sh.stats.interest_errors);
-            tracing::warn!("cluster: cannot subscribe {pattern:?}: {e}");
-            return;
-        }
-    };
+    let mut first = true;
+    let mut wait = Duration::from_millis(50);
+    // A subscription refused, or ended under us, is asked for again (with
+    // backoff to 5 s) for as long as the pattern is held: a pattern
+    // counted as held with no subscription behind it would deliver
+    // nothing, silently.
     loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            m = sub.next() => match m {
-                Some(m) => on_copy(&sh, m),
-                None => break,
-            },
+        let subscribed = tokio::select! {
+            _ = &mut stop => return,
+            r = client.subscribe(subject.clone()) => r,
+        };
+        if std::mem::take(&mut first) {
+            // Handed to the client (or refused): fenced reads may go.
+            fence.send_modify(|p| {
+                p.remove(&id);
+            });
         }
+        let mut sub = match subscribed {
+            Ok(s) => s,
+            Err(e) => {
+                BridgeStats::inc(&sh.stats.interest_errors);
+                tracing::warn!("cluster: cannot subscribe {pattern:?} (again in {wait:?}): {e}");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        wait = Duration::from_millis(50);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return, // dropping `sub` unsubscribes
+                m = sub.next() => match m {
+                    Some(m) => on_copy(&sh, m),
+                    None => break,
+                },
+            }
+        }
+        BridgeStats::inc(&sh.stats.interest_errors);
+        tracing::warn!("cluster: the subscription of {pattern:?} ended; subscribing again");
     }
 }
 
