@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringfan::cluster::{
-    Bridge, ClusterConfig, ClusterError, Copy, FromBridge, PublishResult, ToBridge,
+    Bridge, ClusterConfig, ClusterError, FromBridge, PublishResult, Stored, ToBridge,
 };
 
 const SHARDS: usize = 4;
@@ -171,14 +171,14 @@ impl Inbox {
         })
     }
 
-    fn last(&mut self, token: u64) -> (usize, Option<Copy>) {
+    fn last(&mut self, token: u64) -> (usize, Option<Stored>) {
         self.take("last answer", |s, m| match m {
             FromBridge::Last { token: t, found } if *t == token => Some((s, found.clone())),
             _ => None,
         })
     }
 
-    fn copy_of(&mut self, topic: &str) -> (usize, Copy) {
+    fn copy_of(&mut self, topic: &str) -> (usize, Stored) {
         self.take(&format!("copy of {topic}"), |s, m| match m {
             FromBridge::Copy(c) if &*c.topic == topic => Some((s, c.clone())),
             _ => None,

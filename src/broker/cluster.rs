@@ -86,7 +86,7 @@ pub enum PublishResult {
 
 /// A message the stream stored, as the bridge hands it over.
 #[derive(Debug, Clone)]
-pub struct Copy {
+pub struct Stored {
     pub topic: Box<str>,
     pub stream_seq: u64,
     /// The same topic's previous stream sequence (0: none).
@@ -108,10 +108,10 @@ pub enum ClusterIn {
     },
     /// A stored message of a topic this node has interest in, to its owner
     /// shard.
-    Copy(Copy),
+    Copy(Stored),
     Last {
         token: u64,
-        found: Option<Copy>,
+        found: Option<Stored>,
     },
     /// The last message could not be read (NATS unreachable): unknown,
     /// not absent.
@@ -717,7 +717,7 @@ impl Broker {
         }
     }
 
-    fn cluster_last<H: Host>(&mut self, io: &mut H, token: u64, found: Option<Copy>) {
+    fn cluster_last<H: Host>(&mut self, io: &mut H, token: u64, found: Option<Stored>) {
         let Some((topic, kind)) = self.cluster.as_mut().and_then(|c| c.answered(token)) else {
             return;
         };

@@ -45,7 +45,7 @@
 //! handing this shard its topics of the pattern as copies, then
 //! `ClusterIn::LastAll`.
 
-use super::cluster::{ClusterOut, Copy, Kind};
+use super::cluster::{ClusterOut, Kind, Stored};
 use super::engine::Broker;
 use super::host::Host;
 use super::snapshots::{ConnKey, Reading};
@@ -156,7 +156,7 @@ impl Broker {
         io: &mut H,
         topic: &str,
         epoch: u32,
-        found: Option<Copy>,
+        found: Option<Stored>,
     ) {
         let Some(c) = self.cluster.as_mut() else {
             return;

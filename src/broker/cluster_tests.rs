@@ -5,7 +5,7 @@
 //! tests/python/test_cluster.py; this checks the broker's state machine
 //! step by step, including orders the real one rarely shows.
 
-use super::cluster::{Cluster as Link, ClusterIn, ClusterOut, Copy, PublishResult};
+use super::cluster::{Cluster as Link, ClusterIn, ClusterOut, PublishResult, Stored};
 use super::sim::{summary, topic_owned_by, Cluster};
 use super::topic::matches;
 use super::Mail;
@@ -134,7 +134,7 @@ impl Nodes {
                 }
                 self.stream.lasts += 1;
                 let shards = self.nodes[node].hosts.len();
-                let mut mine: Vec<Copy> = self
+                let mut mine: Vec<Stored> = self
                     .stream
                     .last
                     .iter()
@@ -207,12 +207,12 @@ impl Nodes {
     }
 }
 
-fn copy(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes) -> Copy {
+fn copy(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes) -> Stored {
     bundle(topic, stream_seq, rf_seq, payload, &[])
 }
 
-fn bundle(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes, lens: &[u32]) -> Copy {
-    Copy {
+fn bundle(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes, lens: &[u32]) -> Stored {
+    Stored {
         topic: topic.into(),
         stream_seq,
         last_stream_seq: 0,

@@ -19,7 +19,7 @@
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
-use super::cluster::{Copy, Pending};
+use super::cluster::{Pending, Stored};
 use super::engine::{owner_of, Broker};
 use super::host::Host;
 use super::topic::check_topic;
@@ -85,7 +85,7 @@ fn payload_len(frame: &Bytes) -> usize {
 /// A stored message's `msg`s, each checked and framed (with where its
 /// topic and data sit); `None` when any is not the `msg` of its topic
 /// and seq, or the lengths do not add up.
-fn parts(copy: &Copy) -> Option<Vec<(Bytes, TopicAt, u32)>> {
+fn parts(copy: &Stored) -> Option<Vec<(Bytes, TopicAt, u32)>> {
     check_topic(&copy.topic).ok()?;
     if copy.lens.is_empty() {
         return Some(vec![wire::frame_copy(
@@ -108,7 +108,7 @@ fn parts(copy: &Copy) -> Option<Vec<(Bytes, TopicAt, u32)>> {
     Some(out)
 }
 
-impl Copy {
+impl Stored {
     /// The seq of its last `msg` (a bundle's last).
     pub fn last_seq(&self) -> u64 {
         self.rf_seq + (self.lens.len().max(1) as u64 - 1)
@@ -118,7 +118,7 @@ impl Copy {
 impl Broker {
     /// A stored message for this node's subscribers: framed once, kept as
     /// the topic's last value, fanned out to the interested shards.
-    pub(super) fn cluster_copy<H: Host>(&mut self, io: &mut H, copy: Copy) {
+    pub(super) fn cluster_copy<H: Host>(&mut self, io: &mut H, copy: Stored) {
         let epoch = self.cluster.as_ref().map_or(0, |c| c.epoch);
         self.take_copy(io, copy, epoch);
     }
@@ -127,7 +127,7 @@ impl Broker {
     /// (`cluster_snapshot.rs`) that came in `epoch`: the topic's value is
     /// known current if it still is that epoch, the link is up and this
     /// node holds interest in the topic (its later copies come here).
-    pub(super) fn take_copy<H: Host>(&mut self, io: &mut H, copy: Copy, epoch: u32) {
+    pub(super) fn take_copy<H: Host>(&mut self, io: &mut H, copy: Stored, epoch: u32) {
         let me = io.shard();
         if self.cluster.is_none() || owner_of(&copy.topic, io.shards()) != me {
             return;

@@ -38,7 +38,7 @@ use async_nats::jetstream::Context;
 use super::reader::Reader;
 use super::task::{answer, ensure_stream, hand, Shared};
 use super::wire;
-use super::{BridgeStats, Copy, FromBridge};
+use super::{BridgeStats, FromBridge, Stored};
 use crate::broker::topic::matches;
 
 /// Make sure of the stream again, then catch up `patterns` (those held
@@ -151,7 +151,7 @@ pub(super) fn hold_back(sh: &Shared) {
 
 /// A live copy: `None` when it waits behind catch-up, else handed back
 /// to go on now.
-pub(super) fn held(c: (usize, Copy), sh: &Shared) -> Option<(usize, Copy)> {
+pub(super) fn held(c: (usize, Stored), sh: &Shared) -> Option<(usize, Stored)> {
     let Ok(mut h) = sh.held_back.lock() else {
         return Some(c);
     };

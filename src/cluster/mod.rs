@@ -150,7 +150,7 @@ pub enum PublishResult {
 
 /// A stored message of a topic, as republished (or read back by `Last`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Copy {
+pub struct Stored {
     pub topic: Box<str>,
     pub stream_seq: u64,
     /// The topic's previous stream seq (`Nats-Last-Sequence`; 0 = first).
@@ -171,11 +171,11 @@ pub enum FromBridge {
     },
     /// A republished copy, to the topic's owner shard. Data: shed when the
     /// shard's inbox is full (counted; the seq chain shows the gap).
-    Copy(Copy),
+    Copy(Stored),
     /// The answer to [`ToBridge::Last`]: `None` = no such topic stored.
     Last {
         token: u64,
-        found: Option<Copy>,
+        found: Option<Stored>,
     },
     /// [`ToBridge::Last`] could not be answered (not connected, timeout,
     /// a stored message without `Rf-Seq`): unknown, not "absent".

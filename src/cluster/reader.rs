@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use super::task::Shared;
 use super::wire::{self, RF_SEQ};
-use super::{BridgeStats, Copy};
+use super::{BridgeStats, Stored};
 
 /// Messages asked for per fetch: 1,024 copies of ~150 B is ~150 KB a
 /// round trip, and a shard's inbox (65,536) takes many fetches.
@@ -61,7 +61,7 @@ impl Reader {
     pub(super) async fn next(
         &mut self,
         sh: &Shared,
-    ) -> Result<Option<Vec<(usize, Copy)>>, async_nats::Error> {
+    ) -> Result<Option<Vec<(usize, Stored)>>, async_nats::Error> {
         if self.done {
             return Ok(None);
         }
@@ -85,7 +85,7 @@ impl Reader {
                 continue;
             };
             let shard = (sh.owner)(topic) % sh.shards;
-            let copy = Copy {
+            let copy = Stored {
                 topic: topic.into(),
                 stream_seq,
                 last_stream_seq: 0,

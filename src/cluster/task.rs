@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
 use super::wire::{self, RF_SEQ};
-use super::{BridgeStats, ClusterConfig, ClusterError, Copy, FromBridge, Owner, PublishResult};
+use super::{BridgeStats, ClusterConfig, ClusterError, FromBridge, Owner, PublishResult, Stored};
 use super::{Sink, ToBridge};
 
 /// What every task of the bridge shares.
@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     /// While the link is down and until catch-up is done, live copies wait
     /// here (so a newer live copy cannot overtake the caught-up one of
     /// the same topic and turn it into a duplicate); `None` otherwise.
-    pub held_back: std::sync::Mutex<Option<Vec<(usize, Copy)>>>,
+    pub held_back: std::sync::Mutex<Option<Vec<(usize, Stored)>>>,
 }
 
 /// Start-up's outcome: the notes for the operator, or why it failed.
@@ -637,7 +637,7 @@ async fn last(
                     let (Some(rf_seq), Some(lens)) = (rf_seq, lens) else {
                         return unavailable("stored message without a good Rf-Seq/Rf-Lens".into());
                     };
-                    let found = Copy {
+                    let found = Stored {
                         topic,
                         stream_seq: m.sequence,
                         last_stream_seq: 0,
@@ -733,7 +733,7 @@ pub(super) fn on_copy(sh: &Shared, m: Message) {
     };
     BridgeStats::inc(&stats.messages_in);
     let shard = (sh.owner)(topic) % sh.shards;
-    let copy = Copy {
+    let copy = Stored {
         topic: topic.into(),
         stream_seq,
         last_stream_seq,
@@ -748,7 +748,7 @@ pub(super) fn on_copy(sh: &Shared, m: Message) {
 
 /// A copy to its owner shard. Data: shed when the inbox is full (the
 /// shard's seq chain shows the gap).
-pub(super) fn hand(sh: &Shared, shard: usize, copy: Copy) {
+pub(super) fn hand(sh: &Shared, shard: usize, copy: Stored) {
     sh.heard.fetch_max(copy.stream_seq, Ordering::Relaxed);
     if (sh.sink)(shard, FromBridge::Copy(copy)).is_err() {
         BridgeStats::inc(&sh.stats.copies_shed);

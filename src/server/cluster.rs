@@ -5,7 +5,7 @@
 //! broker knows no NATS, the bridge no broker); this is where one becomes
 //! the other.
 
-use crate::broker::cluster::{Cluster, ClusterIn, ClusterOut, Copy, PublishResult};
+use crate::broker::cluster::{Cluster, ClusterIn, ClusterOut, PublishResult, Stored};
 use crate::broker::Mail;
 use crate::cluster::{self as bridge, BridgeSender, BridgeStats, FromBridge, ToBridge};
 use crate::runtime::ExternalSender;
@@ -109,8 +109,8 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
     }
 }
 
-fn copy(c: &bridge::Copy) -> Copy {
-    Copy {
+fn copy(c: &bridge::Stored) -> Stored {
+    Stored {
         topic: c.topic.clone(),
         stream_seq: c.stream_seq,
         last_stream_seq: c.last_stream_seq,
