@@ -29,10 +29,11 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
+use super::cluster_answer::DRAINING;
 use super::engine::Broker;
 use super::host::{Client, Host};
 use super::mail::Mail;
-use super::wire::{self, ErrCode};
+use super::wire::ErrCode;
 use crate::metrics::{dec, inc};
 
 /// What the broker asks of the NATS bridge.
@@ -126,6 +127,9 @@ pub enum ClusterIn {
     LastAll {
         token: u64,
     },
+    /// A NATS subscription of this node was refused or ended: copies may
+    /// have been missed, no local value is known current.
+    Lapsed,
 }
 
 /// Where the broker's requests to the bridge go; false: not taken (the
@@ -193,6 +197,12 @@ pub(super) struct TopicSeq {
     /// request) waiting for it.
     pub(super) reading: bool,
     pub(super) readers: Vec<(super::snapshots::ConnKey, u32)>,
+    /// The topic's interest lapsed while the read was on its way: it was
+    /// fenced before any interest since, so it neither makes the value
+    /// current nor serves subscribers who came after; those wait in
+    /// `next_readers` for a read of their own.
+    pub(super) read_stale: bool,
+    pub(super) next_readers: Vec<(super::snapshots::ConnKey, u32)>,
 }
 
 /// A wildcard's snapshot reads on this shard (`cluster_snapshot.rs`).
@@ -394,31 +404,6 @@ impl Cluster {
 }
 
 impl Broker {
-    /// The largest `msg` (data with its envelope) a publish may make, and
-    /// what sets it: `--max-message`, or in cluster mode what one stream
-    /// message can carry if that is less (a larger one would only be
-    /// refused by NATS after it was numbered).
-    pub(super) fn max_publish(&self) -> (usize, &'static str) {
-        match &self.cluster {
-            Some(c) if c.max_msg() < self.config.max_message => {
-                (c.max_msg(), "the cluster's NATS max_payload")
-            }
-            _ => (self.config.max_message, "--max-message"),
-        }
-    }
-
-    /// Draining: whether no publish of this process waits for the stream
-    /// any more. The gauge is every shard's, so a shard about to close its
-    /// connections also knows whether another shard (a topic's owner)
-    /// still owes one of them an answer.
-    pub fn settled(&self) -> bool {
-        self.cluster.is_none()
-            || self
-                .stats
-                .iter()
-                .all(|s| s.cluster_waiting.load(std::sync::atomic::Ordering::Relaxed) == 0)
-    }
-
     /// The tick, cluster mode: refused interest again, idle topics past
     /// the cap forgotten, requests past their deadline failed.
     pub(super) fn cluster_tick<H: Host>(&mut self, io: &mut H) {
@@ -444,8 +429,14 @@ impl Broker {
         data: &str,
         origin: Origin,
     ) {
+        // Owed to the connection until the answer is back on this shard:
+        // a drain closes connections only when nothing is owed anywhere
+        // (`Broker::settled`), mail in flight included.
+        if matches!(origin, Origin::Conn { .. }) {
+            inc(&self.stats[io.shard()].cluster_owed, 1);
+        }
         // Shutting down: the connections close once the publishes taken
-        // are answered (`Broker::settled`); new ones would hold that up.
+        // are answered; new ones would hold that up.
         if io.draining() {
             inc(&self.stats[io.shard()].publishes_refused_total, 1);
             return self.cluster_answer_text(io, origin, Err(ErrCode::Unavailable), DRAINING);
@@ -536,7 +527,12 @@ impl Broker {
         let Some(st) = c.topics.get_mut(topic) else {
             return;
         };
-        let bundle = super::stream_message::take_bundle(&mut st.waiting, cap);
+        // A seq this near the end came from the network (no topic gets
+        // there by publishing): refuse rather than overflow.
+        if st.seq > u64::MAX - (super::stream_message::MAX_BUNDLE as u64 + 1) {
+            return self.cluster_fail_all(io, topic);
+        }
+        let bundle = super::stream_message::take_bundle(&mut st.waiting, cap, topic.len());
         if bundle.is_empty() {
             return;
         }
@@ -616,6 +612,11 @@ impl Broker {
                 let answered = self.cluster.as_mut().and_then(|c| c.answered(token));
                 if let Some((pattern, Kind::Wild(epoch))) = answered {
                     self.wild_read_done(io, &pattern, Some(epoch));
+                }
+            }
+            ClusterIn::Lapsed => {
+                if let Some(c) = self.cluster.as_mut() {
+                    c.epoch = c.epoch.wrapping_add(1).max(1);
                 }
             }
             ClusterIn::StreamReset => {
@@ -740,66 +741,5 @@ impl Broker {
             (st.known, st.stream, st.seq) = (true, stream, seq);
         }
         self.cluster_pump(io, &topic);
-    }
-
-    /// Answer a publish: its seq, or why it was not published.
-    fn cluster_answer<H: Host>(&mut self, io: &mut H, origin: Origin, r: Result<u64, ErrCode>) {
-        let text = r.err().map_or("", unavailable_text);
-        self.cluster_answer_text(io, origin, r, text);
-    }
-
-    /// As [`Self::cluster_answer`], an error saying `text`.
-    fn cluster_answer_text<H: Host>(
-        &mut self,
-        io: &mut H,
-        origin: Origin,
-        r: Result<u64, ErrCode>,
-        text: &str,
-    ) {
-        let me = io.shard();
-        match origin {
-            Origin::Conn { shard, conn, id } => {
-                let frame = match r {
-                    Ok(_) => match id {
-                        Some(id) => wire::ack(id),
-                        None => return,
-                    },
-                    Err(code) => {
-                        inc(&self.stats[me].errors_total, 1);
-                        wire::err(id, code, text)
-                    }
-                };
-                if shard == me {
-                    self.answer(io, conn, frame);
-                } else {
-                    io.post(shard, Mail::Reply { conn, frame });
-                }
-            }
-            Origin::Batch {
-                shard,
-                batch,
-                index,
-            } => {
-                let seq = match r {
-                    Ok(seq) => seq,
-                    Err(ErrCode::RateLimited) => super::batch::OVERLOADED_SEQ,
-                    Err(_) => super::batch::UNAVAILABLE_SEQ,
-                };
-                if shard == me {
-                    self.numbered(batch, index, seq);
-                } else {
-                    io.post(shard, Mail::Numbered { batch, index, seq });
-                }
-            }
-        }
-    }
-}
-
-const DRAINING: &str = "this node is shutting down: not published; publish through another node";
-
-fn unavailable_text(code: ErrCode) -> &'static str {
-    match code {
-        ErrCode::RateLimited => "broker overloaded: too many publishes of this topic waiting for the cluster, the topic contended by other nodes, or its shard behind; retry later",
-        _ => "the cluster could not confirm this publish (NATS unreachable or no stream leader); it may or may not have been published",
     }
 }

@@ -63,6 +63,7 @@ impl Broker {
         key: ConnKey,
         req: u32,
         patterns: &[Box<str>],
+        new_interest: bool,
     ) -> bool {
         let now = io.now_ms();
         let me = io.shard();
@@ -76,7 +77,7 @@ impl Broker {
                 Some(w) => w,
                 None => c.wild.entry(pattern.clone()).or_default(),
             };
-            if !up || w.fresh == epoch {
+            if !up || (w.fresh == epoch && !new_interest) {
                 continue; // current, or a read would fail at once
             }
             w.readers.push((key, req));
@@ -107,33 +108,24 @@ impl Broker {
                 Some(st) => st,
                 None => c.topics.entry(topic.clone()).or_default(),
             };
-            if up && st.fresh == epoch {
+            if !up || (st.fresh == epoch && !new_interest) {
+                // Current, or a read would fail at once: serve what is here.
                 continue;
             }
-            if !up {
-                // The read would fail at once: serve what is here.
+            left += 1;
+            if st.reading && !st.read_stale {
+                st.readers.push((key, req));
+                continue; // one read of a topic serves every waiter
+            }
+            if st.reading {
+                // The read on its way was fenced before this subscriber's
+                // interest (the topic's lapsed since): the next one.
+                st.next_readers.push((key, req));
                 continue;
             }
             st.readers.push((key, req));
-            left += 1;
-            if st.reading {
-                continue; // one read of a topic serves every waiter
-            }
-            st.reading = true;
-            let token = c.request(topic, now, Kind::Read(epoch));
-            let ask = ClusterOut::Last {
-                token,
-                topic: topic.clone(),
-                fence: true,
-            };
-            if !c.send(ask) {
-                // The bridge's queue is full: serve the local value.
-                c.forget_token(token);
-                if let Some(st) = c.topics.get_mut(&**topic) {
-                    st.reading = false;
-                    st.readers.clear();
-                }
-                left -= 1;
+            if !read_topic(c, topic, now) {
+                left -= 1; // the bridge's queue is full: serve what is here
                 continue;
             }
             inc(&self.stats[me].cluster_snapshot_reads_total, 1);
@@ -150,7 +142,10 @@ impl Broker {
     }
 
     /// The stream's last message of `topic`, read in `epoch` for the
-    /// snapshots waiting on it.
+    /// snapshots waiting on it. It makes the node's value current only if
+    /// the node still holds interest in the topic and has held it since
+    /// the read went out (`read_stale`: a lapse between, and later copies
+    /// may not come).
     pub(super) fn snapshot_read_answered<H: Host>(
         &mut self,
         io: &mut H,
@@ -161,10 +156,12 @@ impl Broker {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
-        let current = c.connected && c.epoch == epoch;
+        let held = self.owned.wanted(topic);
+        let current = c.connected && c.epoch == epoch && held;
         let Some(st) = c.topics.get_mut(topic) else {
             return;
         };
+        let current = current && !st.read_stale;
         let delivered = st.delivered;
         if current && found.as_ref().is_none_or(|f| f.stream_seq <= delivered) {
             st.fresh = epoch;
@@ -193,7 +190,23 @@ impl Broker {
             return;
         };
         st.reading = false;
+        st.read_stale = false;
         let readers = std::mem::take(&mut st.readers);
+        let next = std::mem::take(&mut st.next_readers);
+        if !next.is_empty() {
+            // Those that came after a lapse get a read of their own.
+            let now = io.now_ms();
+            let me = io.shard();
+            if let Some(st) = c.topics.get_mut(topic) {
+                st.readers = next;
+            }
+            if read_topic(c, topic, now) {
+                inc(&self.stats[me].cluster_snapshot_reads_total, 1);
+            } else if let Some(st) = c.topics.get_mut(topic) {
+                let failed = std::mem::take(&mut st.readers);
+                self.readers_done(io, failed);
+            }
+        }
         self.readers_done(io, readers);
     }
 
@@ -252,6 +265,33 @@ impl Broker {
             c.epoch = c.epoch.wrapping_add(1).max(1);
         } else if let Some(st) = c.topics.get_mut(pattern) {
             st.fresh = 0;
+            // A read on its way was fenced before any new interest.
+            st.read_stale |= st.reading;
         }
     }
+}
+
+/// Send a fenced read of `topic` for the readers already in its state;
+/// false when the bridge's queue is full (the state is left not reading).
+fn read_topic(c: &mut super::cluster::Cluster, topic: &str, now: u64) -> bool {
+    let epoch = c.epoch;
+    let token = c.request(topic, now, Kind::Read(epoch));
+    let ask = ClusterOut::Last {
+        token,
+        topic: topic.into(),
+        fence: true,
+    };
+    if let Some(st) = c.topics.get_mut(topic) {
+        st.reading = true;
+        st.read_stale = false;
+    }
+    if c.send(ask) {
+        return true;
+    }
+    c.forget_token(token);
+    if let Some(st) = c.topics.get_mut(topic) {
+        st.reading = false;
+        st.readers.clear();
+    }
+    false
 }

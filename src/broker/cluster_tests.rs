@@ -18,30 +18,30 @@ type Outbox = Arc<Mutex<Vec<(usize, ClusterOut)>>>;
 
 /// The stream: per topic its last (stream seq, seq, payload, bundle lens).
 #[derive(Default)]
-struct Stream {
-    seq: u64,
-    last: FxHashMap<Box<str>, (u64, u64, Bytes, Vec<u32>)>,
+pub(super) struct Stream {
+    pub(super) seq: u64,
+    pub(super) last: FxHashMap<Box<str>, (u64, u64, Bytes, Vec<u32>)>,
     /// Lengths of every stream message stored (a bundle's `msg` count).
-    stored: Vec<usize>,
+    pub(super) stored: Vec<usize>,
     /// Interest per node: pattern → shards holding it.
     interest: Vec<FxHashMap<Box<str>, usize>>,
     down: bool,
     /// Publishes and reads taken and never answered (an answer lost on
     /// its way).
-    silent: bool,
+    pub(super) silent: bool,
     /// Every publish conflicts (another node always first).
     contended: bool,
     /// Last-message reads served.
     lasts: usize,
 }
 
-struct Nodes {
-    nodes: Vec<Cluster>,
+pub(super) struct Nodes {
+    pub(super) nodes: Vec<Cluster>,
     out: Vec<Outbox>,
-    stream: Stream,
+    pub(super) stream: Stream,
 }
 
-fn nodes(n: usize, shards: usize) -> Nodes {
+pub(super) fn nodes(n: usize, shards: usize) -> Nodes {
     nodes_with(n, shards, Default::default())
 }
 
@@ -79,14 +79,14 @@ fn nodes_with(n: usize, shards: usize, config: super::BrokerConfig) -> Nodes {
 }
 
 impl Nodes {
-    fn tell(&mut self, node: usize, shard: usize, m: ClusterIn) {
+    pub(super) fn tell(&mut self, node: usize, shard: usize, m: ClusterIn) {
         let c = &mut self.nodes[node];
         c.external(shard, Mail::Cluster(m));
         c.settle();
     }
 
     /// Play the stream until nothing is asked of it, settling every node.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         loop {
             for n in &mut self.nodes {
                 n.settle();
@@ -207,11 +207,17 @@ impl Nodes {
     }
 }
 
-fn copy(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes) -> Stored {
+pub(super) fn copy(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes) -> Stored {
     bundle(topic, stream_seq, rf_seq, payload, &[])
 }
 
-fn bundle(topic: &str, stream_seq: u64, rf_seq: u64, payload: &Bytes, lens: &[u32]) -> Stored {
+pub(super) fn bundle(
+    topic: &str,
+    stream_seq: u64,
+    rf_seq: u64,
+    payload: &Bytes,
+    lens: &[u32],
+) -> Stored {
     Stored {
         topic: topic.into(),
         stream_seq,
@@ -415,7 +421,7 @@ fn a_publish_that_keeps_conflicting_is_refused_after_eight_rounds() {
     assert_eq!(conflicts, 9);
 }
 
-fn snapshot_reads(n: &Nodes, node: usize) -> u64 {
+pub(super) fn snapshot_reads(n: &Nodes, node: usize) -> u64 {
     let c = &n.nodes[node];
     (0..c.brokers.len())
         .map(|s| {
@@ -426,211 +432,11 @@ fn snapshot_reads(n: &Nodes, node: usize) -> u64 {
         .sum()
 }
 
-fn msgs(n: &mut Nodes, node: usize, peer: super::sim::Peer) -> Vec<String> {
+pub(super) fn msgs(n: &mut Nodes, node: usize, peer: super::sim::Peer) -> Vec<String> {
     summary(&n.nodes[node].received(peer))
         .into_iter()
         .filter(|m| !m.starts_with("ack"))
         .collect()
-}
-
-#[test]
-fn a_snapshot_of_a_topic_only_another_node_delivered_is_read_from_the_stream() {
-    let mut n = nodes(2, 2);
-    let t = topic_owned_by(1, 2, "q");
-    let p = n.nodes[0].connect(0);
-    for i in 1..=3 {
-        n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": i, "id": i}));
-        n.settle();
-    }
-    // Node 1 never held interest in it: nothing of it here.
-    let s = n.nodes[1].connect(0);
-    n.nodes[1].send(
-        s,
-        json!({"op": "sub", "topic": t, "snapshot": true, "id": 9}),
-    );
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s), [format!("snap {t} 3")]);
-    assert_eq!(snapshot_reads(&n, 1), 1);
-    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 4, "id": 4}));
-    n.settle();
-    assert_eq!(
-        msgs(&mut n, 1, s),
-        [format!("msg {t} 4")],
-        "then live, no gap"
-    );
-    // Held since, with copies arriving: the next snapshot is served here.
-    let s2 = n.nodes[1].connect(1);
-    n.nodes[1].send(
-        s2,
-        json!({"op": "sub", "topic": t, "snapshot": true, "id": 9}),
-    );
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s2), [format!("snap {t} 4")]);
-    assert_eq!(snapshot_reads(&n, 1), 1, "no second read");
-}
-
-#[test]
-fn a_snapshot_after_the_interest_lapsed_is_not_the_stale_value() {
-    let mut n = nodes(2, 1);
-    let p = n.nodes[0].connect(0);
-    let s = n.nodes[1].connect(0);
-    n.nodes[1].send(s, json!({"op": "sub", "topic": "a.b", "id": 1}));
-    n.settle();
-    n.nodes[0].send(p, json!({"op": "pub", "topic": "a.b", "data": 1, "id": 1}));
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s), ["msg a.b 1"]);
-    n.nodes[1].send(s, json!({"op": "unsub", "topic": "a.b", "id": 2}));
-    n.settle();
-    for i in 2..=3 {
-        n.nodes[0].send(p, json!({"op": "pub", "topic": "a.b", "data": i, "id": i}));
-        n.settle();
-    }
-    n.nodes[1].send(
-        s,
-        json!({"op": "sub", "topic": "a.b", "snapshot": true, "id": 3}),
-    );
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s), ["snap a.b 3"], "not the stale 1");
-    // A wildcard's lapse voids every local value; so does a link blip.
-    let w = n.nodes[1].connect(0);
-    n.nodes[1].send(w, json!({"op": "sub", "topic": "x.*", "id": 1}));
-    n.settle();
-    n.nodes[1].send(w, json!({"op": "unsub", "topic": "x.*", "id": 2}));
-    n.settle();
-    let before = snapshot_reads(&n, 1);
-    let s2 = n.nodes[1].connect(0);
-    n.nodes[1].send(
-        s2,
-        json!({"op": "sub", "topic": "a.b", "snapshot": true, "id": 1}),
-    );
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s2), ["snap a.b 3"]);
-    assert_eq!(snapshot_reads(&n, 1), before + 1, "read again after x.*");
-    n.tell(1, 0, ClusterIn::Connected(false));
-    n.tell(1, 0, ClusterIn::Connected(true));
-    let s3 = n.nodes[1].connect(0);
-    n.nodes[1].send(
-        s3,
-        json!({"op": "sub", "topic": "a.b", "snapshot": true, "id": 1}),
-    );
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s3), ["snap a.b 3"]);
-    assert_eq!(snapshot_reads(&n, 1), before + 2, "read again after a blip");
-}
-
-#[test]
-fn copies_still_on_their_way_when_the_read_answered_are_not_delivered_again() {
-    let mut n = nodes(2, 1);
-    let p = n.nodes[0].connect(0);
-    for i in 1..=3 {
-        n.nodes[0].send(p, json!({"op": "pub", "topic": "k", "data": i, "id": i}));
-        n.settle();
-    }
-    // A storm of subscribers to one quiet topic: one read for all.
-    let subs: Vec<_> = (0..3).map(|_| n.nodes[1].connect(0)).collect();
-    for s in &subs {
-        n.nodes[1].send(
-            *s,
-            json!({"op": "sub", "topic": "k", "snapshot": true, "id": 1}),
-        );
-    }
-    n.settle();
-    assert_eq!(snapshot_reads(&n, 1), 1);
-    // Copies of messages stored before the read, arriving after it
-    // (the read and the copies take different ways through NATS).
-    let (s2, q2, d2) = (
-        2,
-        2,
-        Bytes::from(r#"{"op":"msg","topic":"k","seq":2,"data":2}"#),
-    );
-    n.tell(1, 0, ClusterIn::Copy(copy("k", s2, q2, &d2)));
-    let (s3, q3, p3, _) = n.stream.last["k"].clone();
-    n.tell(1, 0, ClusterIn::Copy(copy("k", s3, q3, &p3)));
-    n.nodes[0].send(p, json!({"op": "pub", "topic": "k", "data": 4, "id": 4}));
-    n.settle();
-    for s in subs {
-        assert_eq!(msgs(&mut n, 1, s), ["snap k 3", "msg k 4"]);
-    }
-}
-
-#[test]
-fn a_snapshot_read_that_fails_serves_what_is_here() {
-    let mut n = nodes(1, 1);
-    let s = n.nodes[0].connect(0);
-    n.stream.silent = true;
-    n.nodes[0].send(
-        s,
-        json!({"op": "sub", "topic": "z", "snapshot": true, "id": 1}),
-    );
-    n.settle();
-    assert!(n.nodes[0].received(s).is_empty(), "waiting for the read");
-    n.nodes[0].hosts[0].now_ms += 13_000;
-    n.nodes[0].tick(0);
-    n.settle();
-    assert_eq!(summary(&n.nodes[0].received(s)), ["ack 1"]);
-}
-
-#[test]
-fn a_stream_made_anew_numbers_from_one_and_its_copies_are_delivered() {
-    let mut n = nodes(1, 1);
-    let s = n.nodes[0].connect(0);
-    n.nodes[0].send(s, json!({"op": "sub", "topic": "r", "id": 1}));
-    let p = n.nodes[0].connect(0);
-    for i in 1..=3 {
-        n.nodes[0].send(p, json!({"op": "pub", "topic": "r", "data": i, "id": i}));
-        n.settle();
-    }
-    assert_eq!(msgs(&mut n, 0, s), ["msg r 1", "msg r 2", "msg r 3"]);
-    // The server came back without the (memory) stream: the bridge made
-    // it again and says so.
-    n.stream.last.clear();
-    n.stream.seq = 0;
-    n.tell(0, 0, ClusterIn::StreamReset);
-    n.nodes[0].send(p, json!({"op": "pub", "topic": "r", "data": 4, "id": 4}));
-    n.settle();
-    assert_eq!(
-        msgs(&mut n, 0, s),
-        ["msg r 1"],
-        "the reset, told as protocol.md says, not dropped as old"
-    );
-}
-
-#[test]
-fn a_wildcard_snapshot_on_a_node_that_never_held_it_reads_each_shards_topics() {
-    let mut n = nodes(2, 2);
-    let p = n.nodes[0].connect(0);
-    let topics: Vec<String> = (0..6).map(|i| format!("w.{i}")).collect();
-    for (i, t) in topics.iter().enumerate() {
-        for d in 0..=i {
-            n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": d, "id": 1}));
-            n.settle();
-        }
-    }
-    n.nodes[0].send(p, json!({"op": "pub", "topic": "v.0", "data": 1, "id": 1}));
-    n.settle();
-    let s = n.nodes[1].connect(1);
-    n.nodes[1].send(
-        s,
-        json!({"op": "sub", "topic": "w.*", "snapshot": true, "id": 9}),
-    );
-    n.settle();
-    let mut got = msgs(&mut n, 1, s);
-    got.sort();
-    let want: Vec<String> = (0..6).map(|i| format!("snap w.{i} {}", i + 1)).collect();
-    assert_eq!(got, want);
-    assert_eq!(snapshot_reads(&n, 1), 2, "one read per owner shard");
-    n.nodes[0].send(p, json!({"op": "pub", "topic": "w.3", "data": 9, "id": 1}));
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s), ["msg w.3 5"], "then live, no gap");
-    // Held since: the next one is served from here.
-    let s2 = n.nodes[1].connect(0);
-    n.nodes[1].send(
-        s2,
-        json!({"op": "sub", "topic": "w.*", "snapshot": true, "id": 9}),
-    );
-    n.settle();
-    assert_eq!(msgs(&mut n, 1, s2).len(), 6);
-    assert_eq!(snapshot_reads(&n, 1), 2);
 }
 
 #[test]
@@ -797,4 +603,49 @@ fn a_publish_larger_than_a_nats_message_is_too_large_and_bundles_keep_under_it()
     let seqs: Vec<String> = msgs(&mut n, 0, s);
     assert_eq!(seqs.len(), 40);
     assert_eq!(seqs[39], "msg big 40");
+}
+
+/// Publishes of a node's connections still owed an answer, over its shards.
+fn owed(n: &Nodes, node: usize) -> u64 {
+    let c = &n.nodes[node];
+    (0..c.brokers.len())
+        .map(|s| {
+            c.brokers[s].stats()[s]
+                .cluster_owed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
+}
+
+#[test]
+fn a_node_is_settled_only_once_every_publish_it_took_is_answered() {
+    let mut n = nodes(1, 2);
+    let t = topic_owned_by(1, 2, "d");
+    let p = n.nodes[0].connect(0);
+    assert!(n.nodes[0].brokers[0].settled());
+    n.stream.silent = true;
+    // One with an id, one without: both are owed an answer until it is
+    // back on the publisher's shard (the owner is the other shard).
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 1, "id": 1}));
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 2}));
+    n.settle();
+    assert_eq!(owed(&n, 0), 2);
+    assert!(!n.nodes[0].brokers[0].settled() && !n.nodes[0].brokers[1].settled());
+    n.stream.silent = false;
+    n.nodes[0].hosts[1].now_ms += 13_000;
+    n.nodes[0].tick(1);
+    n.settle();
+    assert_eq!(owed(&n, 0), 0);
+    assert!(n.nodes[0].brokers[0].settled());
+    // Draining: a new publish is refused at once as the node shutting down.
+    n.nodes[0].hosts[0].draining = true;
+    n.nodes[0].send(p, json!({"op": "pub", "topic": t, "data": 3, "id": 3}));
+    n.settle();
+    let got = n.nodes[0].received(p);
+    let last = got.last().unwrap();
+    assert!(
+        last["message"].as_str().unwrap().contains("shutting down"),
+        "{got:?}"
+    );
+    assert_eq!(owed(&n, 0), 0);
 }

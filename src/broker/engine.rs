@@ -583,6 +583,7 @@ impl Broker {
             }
         }
         let mut new: Vec<Box<str>> = Vec::new();
+        let mut new_interest = false;
         for t in topics {
             let Some(st) = live(&mut self.conns, conn) else {
                 return;
@@ -600,6 +601,7 @@ impl Broker {
                 // Interest first: the owner must know of us before it
                 // answers the sub request behind it on the same ring.
                 self.announce(io, t, true);
+                new_interest = true;
             }
         }
         if new.is_empty() {
@@ -643,7 +645,13 @@ impl Broker {
                 continue;
             }
             if o == me {
-                self.owner_request(io, me, conn, req, patterns, snapshot);
+                let ask = super::snapshots::SubAsk {
+                    req,
+                    patterns,
+                    snapshot,
+                    new_interest,
+                };
+                self.owner_request(io, me, conn, ask);
             } else {
                 io.post(
                     o,
@@ -652,6 +660,7 @@ impl Broker {
                         req,
                         patterns,
                         snapshot,
+                        new_interest,
                     },
                 );
             }

@@ -51,6 +51,10 @@ pub enum Mail {
         req: u32,
         patterns: Vec<Box<str>>,
         snapshot: bool,
+        /// Cluster mode: some pattern of it is new on that shard (its first
+        /// holder there): the owner's values of its topics may have missed
+        /// copies while nobody held it, so they are read again.
+        new_interest: bool,
     },
     /// From the owner: one step of a snapshot (`more`: others follow,
     /// each once this shard asked with `SnapMore`), or the answer.
@@ -73,8 +77,8 @@ pub enum Mail {
         origin: Origin,
     },
     /// Cluster mode, from a topic's owner: the answer to a publish of
-    /// `conn` (an `ack` or `err` frame).
-    Reply { conn: Client, frame: Bytes },
+    /// `conn` (an `ack` or `err` frame; none for an ack without an id).
+    Reply { conn: Client, frame: Option<Bytes> },
     /// From the NATS bridge (not a shard).
     Cluster(ClusterIn),
     /// Mail of the application around the broker (the admin API's
@@ -128,7 +132,16 @@ impl Broker {
                 req,
                 patterns,
                 snapshot,
-            } => self.owner_request(io, from, conn, req, patterns, snapshot),
+                new_interest,
+            } => {
+                let ask = super::snapshots::SubAsk {
+                    req,
+                    patterns,
+                    snapshot,
+                    new_interest,
+                };
+                self.owner_request(io, from, conn, ask)
+            }
             Mail::SubReply {
                 conn,
                 req,
@@ -151,7 +164,7 @@ impl Broker {
                     self.cluster_publish(io, topic, buf.slice(n..), origin);
                 }
             }
-            Mail::Reply { conn, frame } => self.answer(io, conn, frame),
+            Mail::Reply { conn, frame } => self.cluster_replied(io, conn, frame),
             Mail::Cluster(m) => self.cluster_in(io, m),
             Mail::Host(_) => {}
         }

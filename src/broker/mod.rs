@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod batch;
 pub mod cluster;
+mod cluster_answer;
 mod cluster_snapshot;
 pub mod config;
 pub mod engine;
@@ -32,6 +33,8 @@ pub mod within;
 mod auth_tests;
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod cluster_snapshot_tests;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]

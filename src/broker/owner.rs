@@ -218,6 +218,11 @@ impl Owned {
         }
     }
 
+    /// Does some shard hold interest in `topic` (as this owner knows)?
+    pub fn wanted(&self, topic: &str) -> bool {
+        has_interest(&self.interest, topic)
+    }
+
     /// Would a publish to `topic` be taken (it exists, or there is room
     /// for it, made by forgetting topics nobody is interested in)?
     pub fn admits(&mut self, topic: &str) -> bool {

@@ -47,7 +47,7 @@ pub(super) struct Served {
     /// The request whose snapshot is being scanned, if any.
     active: Option<Active>,
     /// Requests that came after it, in order.
-    queued: VecDeque<Queued>,
+    queued: VecDeque<SubAsk>,
     /// Cluster mode: the request whose snapshot waits for reads of the
     /// stream before its scan starts (`cluster_snapshot.rs`).
     pub(super) reading: Option<Reading>,
@@ -86,10 +86,12 @@ pub(super) struct Parked {
     ticks: u32,
 }
 
-struct Queued {
-    req: u32,
-    patterns: Vec<Box<str>>,
-    snapshot: bool,
+/// A subscription request as its owner takes it (see `Mail::SubRequest`).
+pub(super) struct SubAsk {
+    pub(super) req: u32,
+    pub(super) patterns: Vec<Box<str>>,
+    pub(super) snapshot: bool,
+    pub(super) new_interest: bool,
 }
 
 impl Broker {
@@ -100,20 +102,21 @@ impl Broker {
         io: &mut H,
         from: usize,
         conn: Client,
-        req: u32,
-        patterns: Vec<Box<str>>,
-        snapshot: bool,
+        ask: SubAsk,
     ) {
         let key = (from, conn);
         if let Some(s) = self.served.get_mut(&key) {
-            s.queued.push_back(Queued {
-                req,
-                patterns,
-                snapshot,
-            });
+            s.queued.push_back(ask);
             return;
         }
-        self.serve(io, key, req, &patterns, snapshot);
+        self.serve(
+            io,
+            key,
+            ask.req,
+            &ask.patterns,
+            ask.snapshot,
+            ask.new_interest,
+        );
     }
 
     /// Answer a request now: at once without snapshot, else the scan's
@@ -125,11 +128,12 @@ impl Broker {
         req: u32,
         patterns: &[Box<str>],
         snapshot: bool,
+        new_interest: bool,
     ) {
         if !snapshot {
             return self.owner_reply(io, key, req, Vec::new(), false);
         }
-        if self.snapshot_reads(io, key, req, patterns) {
+        if self.snapshot_reads(io, key, req, patterns, new_interest) {
             return; // the scan starts once the stream answered
         }
         self.start_scan(io, key, req, patterns);
@@ -200,7 +204,7 @@ impl Broker {
             };
             if q.snapshot {
                 // Its first step now; the rest wait their turn.
-                return self.serve(io, key, q.req, &q.patterns, true);
+                return self.serve(io, key, q.req, &q.patterns, true, q.new_interest);
             }
             self.owner_reply(io, key, q.req, Vec::new(), false);
         }

@@ -31,6 +31,7 @@ counters! { BrokerStats {
     auth_expired_total: counter, "Connections closed 4002: their token expired.";
     auth_denied_total: counter, "Connections closed 4004: their token ID was denied by a reload.";
     cluster_publishes_total: counter, "Cluster mode: stream messages sent (one per attempt: a conflict sends again; a bundle of publishes is one).";
+    cluster_owed: gauge, "Cluster mode: publishes of this shard's connections not answered yet (a drain closes connections once none is owed).";
     cluster_waiting: gauge, "Cluster mode: publishes waiting for the stream (in flight, or behind one of the same topic).";
     cluster_conflicts_total: counter, "Cluster mode: publishes the stream refused because another node published the topic first (numbered again and resent).";
     cluster_unavailable_total: counter, "Cluster mode: publishes answered unavailable (NATS unreachable, no stream leader, no answer in time).";

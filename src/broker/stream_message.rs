@@ -35,12 +35,19 @@ pub const MAX_BUNDLE: usize = 256;
 pub const BUNDLE_BYTES: usize = 256 * 1024;
 
 /// The publishes of the next stream message: the first waiting, and those
-/// after it while the bundle's bounds allow.
-pub(super) fn take_bundle(waiting: &mut VecDeque<Pending>, cap: usize) -> Vec<Pending> {
+/// after it while the bundle's bounds allow. Each counts as what it puts
+/// in the stream message: its data, the `msg` envelope around it with
+/// the topic, and its length in `Rf-Lens` (a long topic's 256 envelopes
+/// are tens of KB).
+pub(super) fn take_bundle(
+    waiting: &mut VecDeque<Pending>,
+    cap: usize,
+    topic_len: usize,
+) -> Vec<Pending> {
     let mut out = Vec::new();
     let mut bytes = 0;
     while let Some(p) = waiting.front() {
-        let more = bytes + p.data.len();
+        let more = bytes + p.data.len() + topic_len + super::engine::ENVELOPE + 8;
         if !out.is_empty() && (out.len() >= MAX_BUNDLE || more > cap) {
             break;
         }
@@ -100,6 +107,8 @@ fn parts(copy: &Stored) -> Option<Vec<(Bytes, TopicAt, u32)>> {
     }
     let mut at = 0;
     let mut out = Vec::with_capacity(copy.lens.len());
+    // The last seq must not overflow (the numbers came over the network).
+    copy.rf_seq.checked_add(copy.lens.len() as u64)?;
     for (i, &len) in copy.lens.iter().enumerate() {
         let text = copy.payload.get(at..at + len as usize)?;
         at += len as usize;
@@ -111,7 +120,8 @@ fn parts(copy: &Stored) -> Option<Vec<(Bytes, TopicAt, u32)>> {
 impl Stored {
     /// The seq of its last `msg` (a bundle's last).
     pub fn last_seq(&self) -> u64 {
-        self.rf_seq + (self.lens.len().max(1) as u64 - 1)
+        self.rf_seq
+            .saturating_add(self.lens.len().max(1) as u64 - 1)
     }
 }
 

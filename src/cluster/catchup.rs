@@ -36,7 +36,8 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::Context;
 
 use super::reader::Reader;
-use super::task::{answer, ensure_stream, hand, Shared};
+use super::subscriptions::hand;
+use super::task::{answer, ensure_stream, Shared};
 use super::wire;
 use super::{BridgeStats, FromBridge, Stored};
 use crate::broker::topic::matches;
@@ -54,10 +55,11 @@ pub(super) async fn after_reconnect(
     // leader's failover (5.0-7.7 s measured) the stream answers nothing,
     // and fresh messages must not wait for old ones that long (a topic
     // caught up after its newer live copy shows one explicit gap).
+    let mine = outage(&sh);
     let timer = sh.clone();
     tokio::spawn(async move {
         tokio::time::sleep(HOLD_FOR).await;
-        release(&timer);
+        release(&timer, mine);
     });
     let give_up = tokio::time::Instant::now() + sh.cfg.publish_timeout * 3;
     let found = loop {
@@ -66,7 +68,7 @@ pub(super) async fn after_reconnect(
             Err(e) if tokio::time::Instant::now() >= give_up => {
                 BridgeStats::inc(&sh.stats.catchup_errors);
                 tracing::warn!("cluster: after reconnect, no catch-up: {e}");
-                return release(&sh);
+                return release(&sh, mine);
             }
             Err(_) => tokio::time::sleep(RETRY).await,
         }
@@ -122,7 +124,7 @@ pub(super) async fn after_reconnect(
         }
         tokio::time::sleep(RETRY).await;
     }
-    release(&sh);
+    release(&sh, mine);
 }
 
 /// Live copies wait behind catch-up at most this long after a reconnect.
@@ -142,11 +144,26 @@ const PER_PATTERN: usize = 64;
 /// after its newer live copy shows one explicit gap).
 const HOLD_BACK: usize = 65_536;
 
-/// The link went down: live copies wait from now until catch-up is done.
+/// Live copies waiting behind catch-up, and which outage holds them (a
+/// release of an earlier one's catch-up must not let them go).
+#[derive(Default)]
+pub(crate) struct HeldBack {
+    outage: u64,
+    copies: Option<Vec<(usize, Stored)>>,
+}
+
+/// The link went down: live copies wait from now until this outage's
+/// catch-up is done.
 pub(super) fn hold_back(sh: &Shared) {
     if let Ok(mut h) = sh.held_back.lock() {
-        h.get_or_insert_with(Vec::new);
+        h.outage += 1;
+        h.copies.get_or_insert_with(Vec::new);
     }
+}
+
+/// The outage whose copies wait now.
+fn outage(sh: &Shared) -> u64 {
+    sh.held_back.lock().map_or(0, |h| h.outage)
 }
 
 /// A live copy: `None` when it waits behind catch-up, else handed back
@@ -155,7 +172,7 @@ pub(super) fn held(c: (usize, Stored), sh: &Shared) -> Option<(usize, Stored)> {
     let Ok(mut h) = sh.held_back.lock() else {
         return Some(c);
     };
-    match h.as_mut() {
+    match h.copies.as_mut() {
         Some(v) if v.len() < HOLD_BACK => {
             v.push(c);
             None
@@ -164,9 +181,16 @@ pub(super) fn held(c: (usize, Stored), sh: &Shared) -> Option<(usize, Stored)> {
     }
 }
 
-/// Catch-up is over (or failed): what waited goes on, in order.
-fn release(sh: &Shared) {
-    let waited = sh.held_back.lock().ok().and_then(|mut h| h.take());
+/// `outage`'s catch-up is over (or failed, or waited long enough): what
+/// waited goes on, in order, unless a later outage holds it now.
+fn release(sh: &Shared, outage: u64) {
+    let waited = sh.held_back.lock().ok().and_then(|mut h| {
+        if h.outage == outage {
+            h.copies.take()
+        } else {
+            None
+        }
+    });
     for (shard, copy) in waited.unwrap_or_default() {
         hand(sh, shard, copy);
     }
@@ -233,8 +257,10 @@ pub(super) async fn last_all(sh: &Shared, js: &Context, shard: usize, token: u64
         let result: Result<(), async_nats::Error> = async {
             while let Some(batch) = reader.next(sh).await? {
                 for (owner, copy) in batch {
-                    if owner == shard {
-                        answer(sh, shard, FromBridge::Copy(copy)).await;
+                    // One the shard never took would leave its snapshot
+                    // (and the pattern's mark as current) without it.
+                    if owner == shard && !answer(sh, shard, FromBridge::Copy(copy)).await {
+                        return Err("a copy was not taken in time".into());
                     }
                 }
             }

@@ -15,6 +15,7 @@
 
 mod catchup;
 mod reader;
+mod subscriptions;
 mod task;
 mod view;
 mod wire;
@@ -194,6 +195,9 @@ pub enum FromBridge {
     LastAll {
         token: u64,
     },
+    /// To every shard: a held pattern's NATS subscription was refused or
+    /// ended (and is asked for again): copies may have been missed.
+    Lapsed,
 }
 
 /// Maps a topic to its owner shard on this node.
@@ -334,7 +338,7 @@ impl Bridge {
             stats: stats.clone(),
             heard: AtomicU64::new(0),
             catch_from: AtomicU64::new(1),
-            held_back: std::sync::Mutex::new(None),
+            held_back: std::sync::Mutex::default(),
         };
         let thread = std::thread::Builder::new()
             .name("ringfan-nats".into())

@@ -4,7 +4,7 @@
 //! spawned tasks, so a disconnected client (whose command channel stops
 //! draining while it reconnects) can never stall the loop.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,11 +14,12 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, Context};
-use async_nats::{Client, ConnectOptions, Event, HeaderValue, Message, ServerAddr};
+use async_nats::{Client, ConnectOptions, Event, HeaderValue, ServerAddr};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, timeout, timeout_at};
 
+use super::subscriptions::{hold, Fence};
 use super::wire::{self, RF_SEQ};
 use super::{BridgeStats, ClusterConfig, ClusterError, FromBridge, Owner, PublishResult, Stored};
 use super::{Sink, ToBridge};
@@ -41,8 +42,8 @@ pub(crate) struct Shared {
     pub catch_from: std::sync::atomic::AtomicU64,
     /// While the link is down and until catch-up is done, live copies wait
     /// here (so a newer live copy cannot overtake the caught-up one of
-    /// the same topic and turn it into a duplicate); `None` otherwise.
-    pub held_back: std::sync::Mutex<Option<Vec<(usize, Stored)>>>,
+    /// the same topic and turn it into a duplicate), tagged with their outage.
+    pub held_back: std::sync::Mutex<super::catchup::HeldBack>,
 }
 
 /// Start-up's outcome: the notes for the operator, or why it failed.
@@ -232,48 +233,6 @@ impl StreamFound {
 struct Held {
     count: usize,
     _stop: oneshot::Sender<()>,
-}
-
-/// Subscriptions asked for (by number, in order) and not yet handed to
-/// the client. A fenced read waits until none asked before it is left:
-/// the client then writes our SUB before the read's request on the one
-/// connection, and the server (and, in a NATS cluster, its one route to
-/// the stream leader's server) takes them in that order, so everything
-/// the stream stores after answering the read is republished to us
-/// (docs/cluster.md §5).
-struct Fence {
-    next: u64,
-    pending: Arc<watch::Sender<BTreeSet<u64>>>,
-}
-
-impl Fence {
-    fn new() -> Self {
-        Self {
-            next: 0,
-            pending: Arc::new(watch::Sender::new(BTreeSet::new())),
-        }
-    }
-
-    /// A subscription is about to be asked for: its number.
-    fn enter(&mut self) -> (u64, Arc<watch::Sender<BTreeSet<u64>>>) {
-        let id = self.next;
-        self.next += 1;
-        self.pending.send_modify(|p| {
-            p.insert(id);
-        });
-        (id, self.pending.clone())
-    }
-
-    /// Resolves once every subscription asked for so far is handed over.
-    fn passed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let before = self.next;
-        let mut rx = self.pending.subscribe();
-        async move {
-            let _ = rx
-                .wait_for(|p| p.first().is_none_or(|&id| id >= before))
-                .await;
-        }
-    }
 }
 
 async fn run(
@@ -503,7 +462,8 @@ fn command(
                 if timeout(sh.cfg.publish_timeout, passed).await.is_err() {
                     let reason = "subscriptions not in force in time".into();
                     let msg = FromBridge::LastUnavailable { token, reason };
-                    return answer(&sh, shard.into(), msg).await;
+                    answer(&sh, shard.into(), msg).await;
+                    return;
                 }
                 super::catchup::last_all(&sh, &js, shard.into(), token, &pattern).await;
             });
@@ -530,7 +490,8 @@ fn command(
                     if timeout(sh.cfg.publish_timeout, passed).await.is_err() {
                         let reason = "subscriptions not in force in time".into();
                         let msg = FromBridge::LastUnavailable { token, reason };
-                        return answer(&sh, shard.into(), msg).await;
+                        answer(&sh, shard.into(), msg).await;
+                        return;
                     }
                 }
                 let msg = last(&sh, &client, &js, token, topic).await;
@@ -663,98 +624,6 @@ async fn last(
     }
 }
 
-/// Owns one NATS subscription (`{prefix}.d.{pattern}`) and hands each
-/// copy to the topic's owner shard, until `stop` resolves (its sender
-/// dropped). Dropping the subscriber unsubscribes.
-async fn hold(
-    sh: Arc<Shared>,
-    client: Client,
-    pattern: Box<str>,
-    mut stop: oneshot::Receiver<()>,
-    (id, fence): (u64, Arc<watch::Sender<BTreeSet<u64>>>),
-) {
-    let subject = wire::copy_subject(&sh.cfg.prefix, &pattern);
-    let mut first = true;
-    let mut wait = Duration::from_millis(50);
-    // A subscription refused, or ended under us, is asked for again (with
-    // backoff to 5 s) for as long as the pattern is held: a pattern
-    // counted as held with no subscription behind it would deliver
-    // nothing, silently.
-    loop {
-        let subscribed = tokio::select! {
-            _ = &mut stop => return,
-            r = client.subscribe(subject.clone()) => r,
-        };
-        if std::mem::take(&mut first) {
-            // Handed to the client (or refused): fenced reads may go.
-            fence.send_modify(|p| {
-                p.remove(&id);
-            });
-        }
-        let mut sub = match subscribed {
-            Ok(s) => s,
-            Err(e) => {
-                BridgeStats::inc(&sh.stats.interest_errors);
-                tracing::warn!("cluster: cannot subscribe {pattern:?} (again in {wait:?}): {e}");
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        wait = Duration::from_millis(50);
-        loop {
-            tokio::select! {
-                _ = &mut stop => return, // dropping `sub` unsubscribes
-                m = sub.next() => match m {
-                    Some(m) => on_copy(&sh, m),
-                    None => break,
-                },
-            }
-        }
-        BridgeStats::inc(&sh.stats.interest_errors);
-        tracing::warn!("cluster: the subscription of {pattern:?} ended; subscribing again");
-    }
-}
-
-pub(super) fn on_copy(sh: &Shared, m: Message) {
-    let stats = &sh.stats;
-    let Some(topic) = wire::topic_of_copy(&sh.cfg.prefix, m.subject.as_str()) else {
-        BridgeStats::inc(&stats.copies_bad);
-        return;
-    };
-    let numbers = wire::copy_numbers(m.headers.as_ref());
-    let lens = wire::lens_of(m.headers.as_ref());
-    let (Some((stream_seq, last_stream_seq, rf_seq)), Some(lens)) = (numbers, lens) else {
-        BridgeStats::inc(&stats.copies_bad);
-        return;
-    };
-    BridgeStats::inc(&stats.messages_in);
-    let shard = (sh.owner)(topic) % sh.shards;
-    let copy = Stored {
-        topic: topic.into(),
-        stream_seq,
-        last_stream_seq,
-        rf_seq,
-        payload: m.payload,
-        lens,
-    };
-    if let Some((shard, copy)) = super::catchup::held((shard, copy), sh) {
-        hand(sh, shard, copy);
-    }
-}
-
-/// A copy to its owner shard. Data: shed when the inbox is full (the
-/// shard's seq chain shows the gap).
-pub(super) fn hand(sh: &Shared, shard: usize, copy: Stored) {
-    sh.heard.fetch_max(copy.stream_seq, Ordering::Relaxed);
-    if (sh.sink)(shard, FromBridge::Copy(copy)).is_err() {
-        BridgeStats::inc(&sh.stats.copies_shed);
-    }
-}
-
 async fn tell_connected(sh: Arc<Shared>, shard: usize, mut rx: mpsc::UnboundedReceiver<bool>) {
     while let Some(up) = rx.recv().await {
         answer(&sh, shard, FromBridge::Connected(up)).await;
@@ -763,7 +632,7 @@ async fn tell_connected(sh: Arc<Shared>, shard: usize, mut rx: mpsc::UnboundedRe
 
 /// Control answers are never shed on the first try: try once here, and
 /// if the inbox is full, keep trying in a task of its own.
-fn answer_now(sh: &Arc<Shared>, shard: usize, msg: FromBridge) {
+pub(super) fn answer_now(sh: &Arc<Shared>, shard: usize, msg: FromBridge) {
     if let Err(msg) = (sh.sink)(shard, msg) {
         let sh = sh.clone();
         tokio::spawn(async move { answer(&sh, shard, msg).await });
@@ -773,12 +642,12 @@ fn answer_now(sh: &Arc<Shared>, shard: usize, msg: FromBridge) {
 /// Delivers a control answer, retrying a full inbox with backoff (1 ms
 /// doubling to 50 ms) for up to `publish_timeout`; then counts it dropped
 /// rather than hold a task forever.
-pub(super) async fn answer(sh: &Shared, shard: usize, mut msg: FromBridge) {
+pub(super) async fn answer(sh: &Shared, shard: usize, mut msg: FromBridge) -> bool {
     let give_up = Instant::now() + sh.cfg.publish_timeout;
     let mut wait = Duration::from_millis(1);
     loop {
         match (sh.sink)(shard, msg) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(back) => msg = back,
         }
         if Instant::now() >= give_up {
@@ -787,7 +656,7 @@ pub(super) async fn answer(sh: &Shared, shard: usize, mut msg: FromBridge) {
                 "cluster: shard {shard} took no answer for {:?}",
                 sh.cfg.publish_timeout
             );
-            return;
+            return false;
         }
         sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(50));

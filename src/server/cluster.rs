@@ -145,6 +145,7 @@ fn from_bridge(m: &FromBridge) -> ClusterIn {
         FromBridge::Connected(up) => ClusterIn::Connected(*up),
         FromBridge::StreamReset => ClusterIn::StreamReset,
         FromBridge::LastAll { token } => ClusterIn::LastAll { token: *token },
+        FromBridge::Lapsed => ClusterIn::Lapsed,
     }
 }
 

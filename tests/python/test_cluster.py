@@ -360,7 +360,10 @@ def test_a_snapshot_on_a_node_that_never_held_the_topic_is_exact_while_publishin
 
     run(go(), timeout=60)
     reads = b.metric("ringfan_cluster_snapshot_reads_total")
-    assert 4 <= reads <= 5, f"a read per round after a lapse, then none while held: {reads}"
+    # A read per round after a lapse (rounds 0-3); while one is held, a
+    # subscriber on its shard is served from the node's value, one on the
+    # other shard (its first holder there) reads again.
+    assert 4 <= reads <= 6, f"reads: {reads}"
 
 
 def test_a_wildcard_snapshot_on_another_node_is_every_topic_then_live(start_server, nats):
