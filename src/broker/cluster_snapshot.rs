@@ -12,11 +12,18 @@
 //!
 //! What is current, per exact topic, is an epoch mark (`TopicSeq::fresh`):
 //! set when a copy arrives while the link is up and the owner knows of
-//! interest in the topic, or when a snapshot read answers; cleared when
-//! the topic's own exact interest lapses on this owner; and every mark is
-//! void at once (the cluster's epoch bumped) when a wildcard's interest
-//! lapses here or the link goes down or comes back. A hot topic marks
-//! itself again with its next copy, so the reads are for quiet topics.
+//! interest in the topic, or when a snapshot read answers and the
+//! interest held all along; cleared when the topic's own exact interest
+//! lapses on this owner; and every mark is void at once (the cluster's
+//! epoch bumped) when a wildcard's interest lapses here, the link goes
+//! down or comes back, or one of the node's NATS subscriptions is refused
+//! or ends. A hot topic marks itself again with its next copy, so the
+//! reads are for quiet topics. A request whose patterns are new on the
+//! subscriber's shard reads regardless: another shard's lapse may still
+//! be on its way to the owner while the bridge already dropped the NATS
+//! subscription in between. A read on its way when the topic's interest
+//! lapses was fenced before any interest since: it makes nothing current,
+//! and subscribers who come after it wait for a read of their own.
 //!
 //! A snapshot of an exact topic that is not current waits for a read of
 //! the stream's last message (`ClusterOut::Last` with `fence`: the bridge
