@@ -105,11 +105,20 @@ class Subscription {
 
 export class Ringfan {
   /**
-   * @param {string} url ws:// or wss:// URL of the broker's /ws
+   * @param {string|string[]} url ws:// or wss:// URL of the broker's /ws,
+   *   or several (a cluster's nodes): each retry goes to the next
    * @param {object} [options] see ringfan.d.ts
    */
   constructor(url, options = {}) {
-    this.url = url;
+    const urls = Array.isArray(url) ? [...url] : [url];
+    if (urls.length === 0 || urls.some((u) => typeof u !== "string")) {
+      throw new TypeError("url: a ws:// URL, or a non-empty array of them");
+    }
+    // Several nodes of one cluster: after a failed attempt or a drop the
+    // next one is tried, so a dead node's clients move on, and resync
+    // there (seq is cluster-wide).
+    this.urls = urls;
+    this._urlAt = 0;
     this.options = { ...DEFAULTS, ...options, reconnect: { ...DEFAULTS.reconnect, ...options.reconnect } };
     this._WS = this.options.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WS !== "function") {
@@ -317,9 +326,13 @@ export class Ringfan {
     this._retry(this._conn, code, reason);
   }
 
+  /** The URL the current (or next) connection attempt uses. */
+  get url() { return this.urls[this._urlAt]; }
+
   _retry(conn, code, reason) {
     if (conn !== this._conn || this._final) return;
     this._ws = null;
+    this._urlAt = (this._urlAt + 1) % this.urls.length;
     this._attempt++;
     const delayMs = backoffDelay(this._attempt, this.options.reconnect);
     this._setState("reconnecting", { delayMs, code, reason });
