@@ -245,6 +245,7 @@ impl Harness {
             send_ns: None,
             stats,
             draining: setup.draining,
+            stopping: Arc::default(),
             max_backlog: setup.max_backlog,
             max_backlog_read: setup.max_backlog_read,
             deflate_min: crate::sendbuf::DEFLATE_MIN,

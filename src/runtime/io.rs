@@ -269,5 +269,9 @@ impl<M> Io<'_, M> {
     /// The server is shutting down (health checks should fail).
     pub fn draining(&self) -> bool {
         self.table.draining
+            || self
+                .table
+                .stopping
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -211,6 +211,7 @@ impl<M> Shard<M> {
                 send_ns: None,
                 stats,
                 draining: false,
+                stopping: draining.clone(),
                 max_backlog: config.max_backlog,
                 max_backlog_read: config.max_backlog_read,
                 deflate_min: config.deflate_min,

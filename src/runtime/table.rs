@@ -39,6 +39,10 @@ pub struct ConnTable {
     pub send_ns: Option<u64>,
     pub stats: Arc<[ShardStats]>,
     pub draining: bool,
+    /// The process-wide shutdown flag this shard's tick turns into
+    /// `draining`; read directly by `Io::draining`, so a health check on
+    /// a shard whose tick has not come yet already says so.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Most bytes one connection may have queued (see `Config`).
     pub max_backlog: usize,
     /// Past this backlog a connection's input is no longer parsed (see
