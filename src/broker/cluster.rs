@@ -707,7 +707,7 @@ impl Broker {
     /// deadline passed).
     fn cluster_no_answer<H: Host>(&mut self, io: &mut H, topic: &str, kind: Kind) {
         match kind {
-            Kind::Read(_) => self.snapshot_read_failed(io, topic),
+            Kind::Read(_) => self.snapshot_read_done(io, topic),
             Kind::Wild(_) => self.wild_read_done(io, topic, None),
             Kind::Numbering | Kind::Publish => {
                 if let Some(st) = self.cluster.as_mut().and_then(|c| c.topics.get_mut(topic)) {

@@ -100,11 +100,13 @@ impl Broker {
             };
             if !c.send(ask) {
                 c.forget_token(token);
+                // Its readers were only this one (none wait while no read
+                // is on its way).
                 if let Some(w) = c.wild.get_mut(&**pattern) {
                     w.reading = false;
-                    left -= w.readers.len().min(left);
                     w.readers.clear();
                 }
+                left -= 1;
                 continue;
             }
             inc(&self.stats[me].cluster_snapshot_reads_total, 1);
@@ -181,15 +183,11 @@ impl Broker {
         self.snapshot_read_done(io, topic);
     }
 
-    /// A snapshot read of `topic` could not be answered (NATS down, or no
-    /// answer by the deadline): its snapshots are served from here.
-    pub(super) fn snapshot_read_failed<H: Host>(&mut self, io: &mut H, topic: &str) {
-        self.snapshot_read_done(io, topic);
-    }
-
-    /// `topic`'s read is over: each request waiting on it has one read
-    /// fewer to wait for, and starts its scan after its last.
-    fn snapshot_read_done<H: Host>(&mut self, io: &mut H, topic: &str) {
+    /// `topic`'s read is over (answered, or it could not be: NATS down, no
+    /// answer by the deadline, and then snapshots are served from here):
+    /// each request waiting on it has one read fewer to wait for, and
+    /// starts its scan after its last.
+    pub(super) fn snapshot_read_done<H: Host>(&mut self, io: &mut H, topic: &str) {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };

@@ -89,17 +89,18 @@ fn payload_len(frame: &Bytes) -> usize {
         .map_or(0, |h| frame.len() - h.len)
 }
 
-/// A stored message's `msg`s, each checked and framed (with where its
-/// topic and data sit); `None` when any is not the `msg` of its topic
-/// and seq, or the lengths do not add up.
-fn parts(copy: &Stored) -> Option<Vec<(Bytes, TopicAt, u32)>> {
+/// A framed `msg`, with where its topic and data sit.
+type Part = (Bytes, TopicAt, u32);
+
+/// A stored message's `msg`s, each checked and framed: the first, and the
+/// rest of a bundle (empty, so no allocation, for the common single
+/// `msg`); `None` when any is not the `msg` of its topic and seq, or the
+/// lengths do not add up.
+fn parts(copy: &Stored) -> Option<(Part, Vec<Part>)> {
     check_topic(&copy.topic).ok()?;
     if copy.lens.is_empty() {
-        return Some(vec![wire::frame_copy(
-            &copy.topic,
-            copy.rf_seq,
-            &copy.payload,
-        )?]);
+        let one = wire::frame_copy(&copy.topic, copy.rf_seq, &copy.payload)?;
+        return Some((one, Vec::new()));
     }
     let total: usize = copy.lens.iter().map(|&l| l as usize).sum();
     if copy.lens.len() > MAX_BUNDLE || total != copy.payload.len() {
@@ -114,7 +115,9 @@ fn parts(copy: &Stored) -> Option<Vec<(Bytes, TopicAt, u32)>> {
         at += len as usize;
         out.push(wire::frame_copy(&copy.topic, copy.rf_seq + i as u64, text)?);
     }
-    Some(out)
+    let mut rest = out.into_iter();
+    let first = rest.next()?;
+    Some((first, rest.collect()))
 }
 
 impl Stored {
@@ -143,7 +146,7 @@ impl Broker {
             return;
         }
         // Checked before it counts for anything: it came over the network.
-        let Some(parts) = parts(&copy) else {
+        let Some((first, rest)) = parts(&copy) else {
             inc(&self.stats[me].cluster_bad_copies_total, 1);
             return;
         };
@@ -165,7 +168,7 @@ impl Broker {
         let arrived = io.now_ns();
         let now = io.now_ms();
         let mut interest = false;
-        for (i, framed) in parts.into_iter().enumerate() {
+        for (i, framed) in std::iter::once(first).chain(rest).enumerate() {
             inc(&self.stats[me].cluster_copies_total, 1);
             let seq = copy.rf_seq + i as u64;
             let Some(p) = self.owned.record_copy(&copy.topic, seq, framed, now) else {
