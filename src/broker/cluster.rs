@@ -71,6 +71,15 @@ pub enum ClusterOut {
         topic: Box<str>,
         fence: bool,
     },
+    /// The stored messages of `topic` after stream sequence `after` and
+    /// before `until`, oldest first (`cluster_fill.rs`: a copy showed this
+    /// node missed them), answered by `ClusterIn::Filled`.
+    Fill {
+        token: u64,
+        topic: Box<str>,
+        after: u64,
+        until: u64,
+    },
 }
 
 /// How a [`ClusterOut::Publish`] ended.
@@ -130,6 +139,12 @@ pub enum ClusterIn {
     /// A NATS subscription of this node was refused or ended: copies may
     /// have been missed, no local value is known current.
     Lapsed,
+    /// The answer to a [`ClusterOut::Fill`]: the messages found, oldest
+    /// first; `None`: they could not be read.
+    Filled {
+        token: u64,
+        found: Option<Vec<Stored>>,
+    },
 }
 
 /// Where the broker's requests to the bridge go; false: not taken (the
@@ -203,6 +218,9 @@ pub(super) struct TopicSeq {
     /// `next_readers` for a read of their own.
     pub(super) read_stale: bool,
     pub(super) next_readers: Vec<(super::snapshots::ConnKey, u32)>,
+    /// A fill is on its way (`cluster_fill.rs`): the copies that came
+    /// since, the one that showed the hole first, in stream order.
+    pub(super) held: Option<super::cluster_fill::Held>,
 }
 
 /// A wildcard's snapshot reads on this shard (`cluster_snapshot.rs`).
@@ -228,6 +246,8 @@ pub(super) enum Kind {
     Read(u32),
     /// A snapshot's read of a wildcard's topics, sent in this epoch.
     Wild(u32),
+    /// Messages a copy showed were missed (`cluster_fill.rs`).
+    Fill,
 }
 
 /// A request waiting for the bridge's answer.
@@ -373,20 +393,25 @@ impl Cluster {
         self.wild.retain(|_, w| w.reading || w.fresh == epoch);
         if self.topics.len() > cap {
             self.topics.retain(|_, st| {
-                st.asking || st.reading || st.inflight.is_some() || !st.waiting.is_empty()
+                st.asking
+                    || st.reading
+                    || st.held.is_some()
+                    || st.inflight.is_some()
+                    || !st.waiting.is_empty()
             });
         }
     }
 
-    /// Requests that waited past the deadline at `now_ms` (their topic
-    /// and kind): their tokens are forgotten (a late answer is ignored).
-    fn expired(&mut self, now_ms: u64) -> Vec<(Box<str>, Kind)> {
+    /// Requests that waited past the deadline at `now_ms` (their token,
+    /// topic and kind): their tokens are forgotten (a late answer is
+    /// ignored).
+    fn expired(&mut self, now_ms: u64) -> Vec<(u64, Box<str>, Kind)> {
         let deadline = self.deadline_ms;
         let mut topics = Vec::new();
-        self.tokens.retain(|_, r| {
+        self.tokens.retain(|token, r| {
             let late = now_ms.saturating_sub(r.at) > deadline;
             if late {
-                topics.push((std::mem::take(&mut r.topic), r.kind));
+                topics.push((*token, std::mem::take(&mut r.topic), r.kind));
             }
             !late
         });
@@ -413,8 +438,8 @@ impl Broker {
             return;
         };
         c.tick(cap);
-        for (topic, kind) in c.expired(now) {
-            self.cluster_no_answer(io, &topic, kind);
+        for (token, topic, kind) in c.expired(now) {
+            self.cluster_no_answer(io, token, &topic, kind);
         }
     }
 
@@ -605,13 +630,19 @@ impl Broker {
             ClusterIn::Last { token, found } => self.cluster_last(io, token, found),
             ClusterIn::LastFailed { token } => {
                 if let Some((topic, kind)) = self.cluster.as_mut().and_then(|c| c.answered(token)) {
-                    self.cluster_no_answer(io, &topic, kind);
+                    self.cluster_no_answer(io, token, &topic, kind);
                 }
             }
             ClusterIn::LastAll { token } => {
                 let answered = self.cluster.as_mut().and_then(|c| c.answered(token));
                 if let Some((pattern, Kind::Wild(epoch))) = answered {
                     self.wild_read_done(io, &pattern, Some(epoch));
+                }
+            }
+            ClusterIn::Filled { token, found } => {
+                let answered = self.cluster.as_mut().and_then(|c| c.answered(token));
+                if let Some((topic, Kind::Fill)) = answered {
+                    self.fill_answered(io, &topic, token, found);
                 }
             }
             ClusterIn::Lapsed => {
@@ -627,6 +658,9 @@ impl Broker {
                     c.epoch = c.epoch.wrapping_add(1).max(1);
                     for st in c.topics.values_mut() {
                         (st.known, st.stream, st.seq, st.delivered) = (false, 0, 0, 0);
+                        // Copies of the old stream (a fill's answer, too,
+                        // is ignored: its token is not held any more).
+                        st.held = None;
                     }
                 }
             }
@@ -705,10 +739,11 @@ impl Broker {
 
     /// A request of `topic` got no answer (the bridge could not, or the
     /// deadline passed).
-    fn cluster_no_answer<H: Host>(&mut self, io: &mut H, topic: &str, kind: Kind) {
+    fn cluster_no_answer<H: Host>(&mut self, io: &mut H, token: u64, topic: &str, kind: Kind) {
         match kind {
             Kind::Read(_) => self.snapshot_read_done(io, topic),
             Kind::Wild(_) => self.wild_read_done(io, topic, None),
+            Kind::Fill => self.fill_answered(io, topic, token, None),
             Kind::Numbering | Kind::Publish => {
                 if let Some(st) = self.cluster.as_mut().and_then(|c| c.topics.get_mut(topic)) {
                     st.asking = false;

@@ -170,6 +170,7 @@ fn a_stream_made_anew_numbers_from_one_and_its_copies_are_delivered() {
     // The server came back without the (memory) stream: the bridge made
     // it again and says so.
     n.stream.last.clear();
+    n.stream.history.clear();
     n.stream.seq = 0;
     n.tell(0, 0, ClusterIn::StreamReset);
     n.nodes[0].send(p, json!({"op": "pub", "topic": "r", "data": 4, "id": 4}));

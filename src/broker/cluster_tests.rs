@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 
 type Outbox = Arc<Mutex<Vec<(usize, ClusterOut)>>>;
 
+/// A stored message: (stream seq, seq, payload, bundle lens).
+pub(super) type Msg = (u64, u64, Bytes, Vec<u32>);
+
 /// The stream: per topic its last (stream seq, seq, payload, bundle lens).
 #[derive(Default)]
 pub(super) struct Stream {
@@ -33,6 +36,15 @@ pub(super) struct Stream {
     contended: bool,
     /// Last-message reads served.
     lasts: usize,
+    /// Every stored message per topic, oldest first: (stream seq, seq,
+    /// payload, bundle lens), for copies' previous sequence and fills.
+    pub(super) history: FxHashMap<Box<str>, Vec<Msg>>,
+    /// Copies to each node that are lost on the way (the next ones).
+    pub(super) lose: Vec<usize>,
+    /// Fills asked for: (node, topic, after, until, token).
+    pub(super) fills: Vec<(usize, Box<str>, u64, u64, u64)>,
+    /// Fills are taken and not answered.
+    pub(super) fills_silent: bool,
 }
 
 pub(super) struct Nodes {
@@ -73,6 +85,7 @@ fn nodes_with(n: usize, shards: usize, config: super::BrokerConfig) -> Nodes {
         out,
         stream: Stream {
             interest: vec![FxHashMap::default(); n],
+            lose: vec![0; n],
             ..Default::default()
         },
     }
@@ -128,6 +141,27 @@ impl Nodes {
                     .map(|(s, q, p, l)| bundle(&topic, *s, *q, p, l));
                 self.tell(node, shard, ClusterIn::Last { token, found });
             }
+            ClusterOut::Fill {
+                token,
+                topic,
+                after,
+                until,
+            } => {
+                self.stream
+                    .fills
+                    .push((node, topic.clone(), after, until, token));
+                if self.stream.fills_silent {
+                    return;
+                }
+                let found = self.stream.history.get(&topic).map(|h| {
+                    h.iter()
+                        .filter(|(s, ..)| after < *s && *s < until)
+                        .map(|(s, q, p, l)| bundle(&topic, *s, *q, p, l))
+                        .collect()
+                });
+                let found = Some(found.unwrap_or_default());
+                self.tell(node, shard, ClusterIn::Filled { token, found });
+            }
             ClusterOut::LastAll { token, pattern } => {
                 if self.stream.silent {
                     return;
@@ -169,9 +203,10 @@ impl Nodes {
                     self.stream.seq += 1;
                     let s = self.stream.seq;
                     self.stream.stored.push(lens.len().max(1));
-                    self.stream
-                        .last
-                        .insert(topic.clone(), (s, rf_seq, payload.clone(), lens.clone()));
+                    let stored = (s, rf_seq, payload.clone(), lens.clone());
+                    self.stream.last.insert(topic.clone(), stored.clone());
+                    let h = self.stream.history.entry(topic.clone()).or_default();
+                    h.push(stored);
                     PublishResult::Stored { stream_seq: s }
                 };
                 let stored = matches!(result, PublishResult::Stored { .. });
@@ -193,6 +228,10 @@ impl Nodes {
     /// owner shard on each interested node.
     fn republish(&mut self, topic: &str) {
         let (s, q, p, l) = self.stream.last[topic].clone();
+        // `Nats-Last-Sequence`: the topic's stored message before this one.
+        let prev = self.stream.history.get(topic).map_or(0, |h| {
+            h.iter().rev().map(|m| m.0).find(|&x| x < s).unwrap_or(0)
+        });
         for node in 0..self.nodes.len() {
             let subs: Vec<usize> = self.stream.interest[node]
                 .iter()
@@ -201,7 +240,13 @@ impl Nodes {
                 .collect();
             let owner = super::engine::owner_of(topic, self.nodes[node].hosts.len());
             for _ in subs {
-                self.tell(node, owner, ClusterIn::Copy(bundle(topic, s, q, &p, &l)));
+                if self.stream.lose[node] > 0 {
+                    self.stream.lose[node] -= 1;
+                    continue;
+                }
+                let mut c = bundle(topic, s, q, &p, &l);
+                c.last_stream_seq = prev;
+                self.tell(node, owner, ClusterIn::Copy(c));
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod batch;
 pub mod cluster;
 mod cluster_answer;
+mod cluster_fill;
 mod cluster_snapshot;
 pub mod config;
 pub mod engine;
@@ -33,6 +34,8 @@ pub mod within;
 mod auth_tests;
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod cluster_fill_tests;
 #[cfg(test)]
 mod cluster_snapshot_tests;
 #[cfg(test)]

@@ -39,5 +39,8 @@ counters! { BrokerStats {
     cluster_duplicates_total: counter, "Cluster mode: copies dropped as already delivered (overlapping subscriptions).";
     cluster_bundled_total: counter, "Cluster mode: publishes that went to the stream bundled with others of their topic (those that waited behind one in flight).";
     cluster_snapshot_reads_total: counter, "Cluster mode: reads of a topic's last message from the stream for snapshots this node could not serve as current (one per topic however many subscribers wait on it).";
+    cluster_fills_total: counter, "Cluster mode: reads of messages a copy showed this node missed (its topic's previous stream sequence was not the last delivered here), delivered before it.";
+    cluster_filled_total: counter, "Cluster mode: missed messages those reads found and delivered.";
+    cluster_fill_failures_total: counter, "Cluster mode: reads of missed messages that failed or were given up (the copies behind went out; subscribers see an explicit gap).";
     cluster_bad_copies_total: counter, "Cluster mode: copies that were not a msg of their topic (dropped).";
 }}

@@ -141,10 +141,19 @@ impl Broker {
     /// known current if it still is that epoch, the link is up and this
     /// node holds interest in the topic (its later copies come here).
     pub(super) fn take_copy<H: Host>(&mut self, io: &mut H, copy: Stored, epoch: u32) {
-        let me = io.shard();
-        if self.cluster.is_none() || owner_of(&copy.topic, io.shards()) != me {
+        if self.cluster.is_none() || owner_of(&copy.topic, io.shards()) != io.shard() {
             return;
         }
+        // Copies before it missed: read first, this one waits (`cluster_fill.rs`).
+        if let Some(copy) = self.fill_gate(io, copy, epoch) {
+            self.deliver_copy(io, copy, epoch);
+        }
+    }
+
+    /// A copy of a topic owned here, past the fill gate: delivered unless
+    /// it is a duplicate or not a `msg` of its topic.
+    pub(super) fn deliver_copy<H: Host>(&mut self, io: &mut H, copy: Stored, epoch: u32) {
+        let me = io.shard();
         // Checked before it counts for anything: it came over the network.
         let Some((first, rest)) = parts(&copy) else {
             inc(&self.stats[me].cluster_bad_copies_total, 1);

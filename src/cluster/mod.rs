@@ -14,6 +14,7 @@
 //! loops free of it (docs/cluster.md §7).
 
 mod catchup;
+mod fill;
 mod reader;
 mod subscriptions;
 mod task;
@@ -123,6 +124,16 @@ pub enum ToBridge {
         token: u64,
         pattern: Box<str>,
     },
+    /// The stored messages of `topic` after stream sequence `after` and
+    /// before `until` (a copy showed `shard` missed them), oldest first,
+    /// read from any replica (`fill.rs`): [`FromBridge::Filled`].
+    Fill {
+        shard: u16,
+        token: u64,
+        topic: Box<str>,
+        after: u64,
+        until: u64,
+    },
     /// The topic's last stored message, read from the stream leader
     /// (`STREAM.MSG.GET` `last_by_subj`). `fence`: sent only once every
     /// subscription asked for before it is in force (a snapshot's read:
@@ -198,6 +209,11 @@ pub enum FromBridge {
     /// To every shard: a held pattern's NATS subscription was refused or
     /// ended (and is asked for again): copies may have been missed.
     Lapsed,
+    /// The answer to [`ToBridge::Fill`]; `None`: not read in time.
+    Filled {
+        token: u64,
+        found: Option<Vec<Stored>>,
+    },
 }
 
 /// Maps a topic to its owner shard on this node.

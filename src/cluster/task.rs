@@ -468,6 +468,19 @@ fn command(
                 super::catchup::last_all(&sh, &js, shard.into(), token, &pattern).await;
             });
         }
+        ToBridge::Fill {
+            shard,
+            token,
+            topic,
+            after,
+            until,
+        } => {
+            let (sh, client, js) = (sh.clone(), client.clone(), js.clone());
+            tokio::spawn(async move {
+                let found = super::fill::fill(&sh, &client, &js, &topic, after, until).await;
+                answer(&sh, shard.into(), FromBridge::Filled { token, found }).await;
+            });
+        }
         ToBridge::Last {
             shard,
             token,

@@ -96,6 +96,18 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
             token,
             pattern,
         },
+        ClusterOut::Fill {
+            token,
+            topic,
+            after,
+            until,
+        } => ToBridge::Fill {
+            shard,
+            token,
+            topic,
+            after,
+            until,
+        },
         ClusterOut::Last {
             token,
             topic,
@@ -146,6 +158,10 @@ fn from_bridge(m: &FromBridge) -> ClusterIn {
         FromBridge::StreamReset => ClusterIn::StreamReset,
         FromBridge::LastAll { token } => ClusterIn::LastAll { token: *token },
         FromBridge::Lapsed => ClusterIn::Lapsed,
+        FromBridge::Filled { token, found } => ClusterIn::Filled {
+            token: *token,
+            found: found.as_ref().map(|v| v.iter().map(copy).collect()),
+        },
     }
 }
 
