@@ -218,6 +218,14 @@ pub(super) struct TopicSeq {
     /// `next_readers` for a read of their own.
     pub(super) read_stale: bool,
     pub(super) next_readers: Vec<(super::snapshots::ConnKey, u32)>,
+    /// `Cluster::lapses` when the last copy delivered here found local
+    /// interest in the topic; 0 when it found none or the interest lapsed
+    /// since. Equal to `lapses`: the node has followed the topic without a
+    /// break since `delivered`, so a copy whose previous stream sequence
+    /// is above `delivered` shows a copy missed (`cluster_fill.rs`).
+    /// Unlike `fresh`, a link blip does not end it: the copies missed
+    /// across one are filled the same way when catch-up did not bring them.
+    pub(super) followed: u32,
     /// A fill is on its way (`cluster_fill.rs`): the copies that came
     /// since, the one that showed the hole first, in stream order.
     pub(super) held: Option<super::cluster_fill::Held>,
@@ -280,6 +288,10 @@ pub struct Cluster {
     /// not mark one by one: a wildcard's interest lapsed here, or the
     /// NATS link went down or came back. Starts at 1 (0 = never fresh).
     pub(super) epoch: u32,
+    /// Bumped whenever a wildcard's interest lapses here (a topic's exact
+    /// lapse clears its own `TopicSeq::followed`): what `followed` is
+    /// compared with. Starts at 1 (0 = not followed).
+    pub(super) lapses: u32,
     /// The link as the bridge last said (copies mark a topic fresh only
     /// while it is up).
     pub(super) connected: bool,
@@ -311,6 +323,7 @@ impl Cluster {
             deadline_ms: deadline.as_millis() as u64,
             interest: VecDeque::new(),
             epoch: 1,
+            lapses: 1,
             connected: true,
             max_payload: 1 << 20, // nats-server's default
         }

@@ -3,13 +3,15 @@
 //! "Holes").
 //!
 //! Every copy carries its topic's previous stream sequence
-//! (`Nats-Last-Sequence`). While a node holds interest in a topic and its
-//! link stays up (the topic is current, `TopicSeq::fresh`), that is the
-//! last one it delivered, unless a copy never came: the stream leader died
+//! (`Nats-Last-Sequence`). While a node holds interest in a topic without
+//! a break (`TopicSeq::followed`), that is the last one it delivered,
+//! unless a copy never came: the stream leader died
 //! between storing a message and republishing it to this node's server
 //! (seen with a three-server NATS cluster: two acked publishes sent within
-//! 2 ms of the leader's kill never reached a node on another server), or
-//! the shard's inbox was full and the bridge shed it. Without this, the
+//! 2 ms of the leader's kill never reached a node on another server), the
+//! shard's inbox was full and the bridge shed it, or catch-up after a
+//! reconnect started past it (also seen in that test: a node whose NATS
+//! server was killed missed two publishes sent 8 ms after). Without this, the
 //! topic's subscribers would see an explicit gap; with it, the missing
 //! messages (the stream keeps `--cluster-history`, 16, per topic) are
 //! read and delivered first, and the copy and every later one wait for
@@ -71,8 +73,7 @@ impl Broker {
         let me = io.shard();
         let now = io.now_ms();
         let c = self.cluster.as_mut()?;
-        let up = c.connected;
-        let current = c.epoch;
+        let lapses = c.lapses;
         let Some(st) = c.topics.get_mut(&*copy.topic) else {
             return Some(copy);
         };
@@ -93,13 +94,16 @@ impl Broker {
             self.fill_release(io, held);
             return self.fill_gate(io, copy, epoch);
         }
-        // Only a topic current since its last copy tells a hole: after a
-        // lapse of interest, a link change or a wildcard's lapse the node
-        // may have missed copies on purpose (no interest) or catch-up
-        // brings them (`catchup.rs` in the bridge); a topic not delivered
-        // here has no "before" for its subscribers.
-        let missed =
-            up && st.fresh == current && st.delivered > 0 && copy.last_stream_seq > st.delivered;
+        // Only a topic followed without a break since its last copy tells
+        // a hole: after a lapse of interest the node missed copies on
+        // purpose (its next subscribers are not owed them; a snapshot
+        // reads the newest), and a topic not delivered here has no
+        // "before" for its subscribers. A link blip does not count: the
+        // bridge's catch-up brings what was stored meanwhile, and what it
+        // did not bring (taken from too late a sequence, or still on its
+        // way after `HOLD_FOR`) is filled here.
+        let followed = st.followed != 0 && st.followed == lapses;
+        let missed = followed && st.delivered > 0 && copy.last_stream_seq > st.delivered;
         if !missed {
             return Some(copy);
         }

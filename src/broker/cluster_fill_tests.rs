@@ -188,3 +188,51 @@ fn copies_held_behind_a_fill_go_out_after_what_it_found() {
     );
     assert_eq!(msgs(&mut n, 1, s), seqs(&t, 2..=5), "in order, no gap");
 }
+
+#[test]
+fn a_hole_across_a_link_blip_is_filled_too() {
+    let t = topic_owned_by(1, 2, "md");
+    let (mut n, p, s) = two_nodes(&t);
+    publish(&mut n, p, &t, 1);
+    // Node 1's NATS server died and it reconnected elsewhere; catch-up
+    // (the bridge's) did not bring 2.
+    for shard in 0..2 {
+        n.tell(1, shard, ClusterIn::Connected(false));
+        n.tell(1, shard, ClusterIn::Connected(true));
+    }
+    n.stream.lose[1] = 1;
+    publish(&mut n, p, &t, 2);
+    publish(&mut n, p, &t, 3);
+    assert_eq!(msgs(&mut n, 1, s), seqs(&t, 1..=3));
+    assert_eq!(n.stream.fills.len(), 1);
+}
+
+#[test]
+fn a_wildcard_lapse_on_the_owner_ends_the_following() {
+    let t = topic_owned_by(1, 2, "md");
+    let (mut n, p, s) = two_nodes(&t);
+    publish(&mut n, p, &t, 1);
+    // Another connection's wildcard comes and goes on node 1. The exact
+    // subscription still holds, but the owner does not tell which topics
+    // a wildcard's lapse left without interest, so it treats none as
+    // followed until its next copy: a hole then is an explicit gap.
+    let w = n.nodes[1].connect(1);
+    n.nodes[1].send(w, json!({"op": "sub", "topic": "zz.>", "id": 1}));
+    n.settle();
+    n.nodes[1].send(w, json!({"op": "unsub", "topic": "zz.>", "id": 2}));
+    n.settle();
+    n.stream.lose[1] = 1;
+    publish(&mut n, p, &t, 2);
+    publish(&mut n, p, &t, 3);
+    assert_eq!(
+        msgs(&mut n, 1, s),
+        [seqs(&t, 1..=1), seqs(&t, 3..=3)].concat()
+    );
+    assert!(n.stream.fills.is_empty());
+    // Followed again from 3's copy on.
+    n.stream.lose[1] = 1;
+    publish(&mut n, p, &t, 4);
+    publish(&mut n, p, &t, 5);
+    assert_eq!(msgs(&mut n, 1, s), seqs(&t, 4..=5));
+    assert_eq!(n.stream.fills.len(), 1);
+}

@@ -268,8 +268,10 @@ impl Broker {
         };
         if is_pattern(pattern) {
             c.epoch = c.epoch.wrapping_add(1).max(1);
+            c.lapses = c.lapses.wrapping_add(1).max(1);
         } else if let Some(st) = c.topics.get_mut(pattern) {
             st.fresh = 0;
+            st.followed = 0;
             // A read on its way was fenced before any new interest.
             st.read_stale |= st.reading;
         }

@@ -196,8 +196,12 @@ impl Broker {
         }
         if let Some(c) = self.cluster.as_mut() {
             let current = c.connected && c.epoch == epoch && interest;
-            if let Some(st) = c.topics.get_mut(&*copy.topic).filter(|_| current) {
-                st.fresh = epoch;
+            let lapses = c.lapses;
+            if let Some(st) = c.topics.get_mut(&*copy.topic) {
+                st.followed = if interest { lapses } else { 0 };
+                if current {
+                    st.fresh = epoch;
+                }
             }
         }
     }

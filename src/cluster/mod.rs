@@ -354,6 +354,7 @@ impl Bridge {
             stats: stats.clone(),
             heard: AtomicU64::new(0),
             catch_from: AtomicU64::new(1),
+            link_up: std::sync::atomic::AtomicBool::new(true),
             held_back: std::sync::Mutex::default(),
         };
         let thread = std::thread::Builder::new()

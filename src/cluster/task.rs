@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// after the reconnect starts (acks and copies that come after the
     /// reconnect must not move it past what was missed).
     pub catch_from: std::sync::atomic::AtomicU64,
+    /// The link as the client's event callback last said: `catch_from`
+    /// is taken once per outage, as the loss is reported.
+    pub link_up: std::sync::atomic::AtomicBool,
     /// While the link is down and until catch-up is done, live copies wait
     /// here (so a newer live copy cannot overtake the caught-up one of
     /// the same topic and turn it into a duplicate), tagged with their outage.
@@ -71,7 +74,7 @@ pub(crate) fn thread_main(
         let sh = Arc::new(sh);
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let bound = sh.cfg.publish_timeout;
-        let client = match timeout(bound, connect(&sh.cfg, ev_tx)).await {
+        let client = match timeout(bound, connect(&sh, ev_tx)).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 let _ = ready.send(Err(e));
@@ -131,9 +134,11 @@ pub(crate) fn thread_main(
 }
 
 async fn connect(
-    cfg: &ClusterConfig,
+    sh: &Arc<Shared>,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<Client, ClusterError> {
+    let cfg = &sh.cfg;
+    let shared = sh.clone();
     let addrs = cfg
         .urls
         .iter()
@@ -148,8 +153,23 @@ async fn connect(
         .connection_timeout(cfg.publish_timeout)
         .request_timeout(Some(cfg.publish_timeout))
         .event_callback(move |ev| {
-            let events = events.clone();
+            let (events, sh) = (events.clone(), shared.clone());
             async move {
+                // Where catch-up starts is taken here, as the client
+                // reports the loss, not when the bridge's loop gets to the
+                // event: the loop may be busy for up to `retry_every`, and
+                // copies and acks on the next connection (a reconnect took
+                // ~3 ms) must not move it past what was missed.
+                match ev {
+                    Event::Disconnected | Event::Closed
+                        if sh.link_up.swap(false, Ordering::SeqCst) =>
+                    {
+                        let from = sh.heard.load(Ordering::SeqCst) + 1;
+                        sh.catch_from.store(from, Ordering::SeqCst);
+                    }
+                    Event::Connected => sh.link_up.store(true, Ordering::SeqCst),
+                    _ => {}
+                }
                 let _ = events.send(ev);
             }
         });
@@ -315,8 +335,7 @@ async fn run(
                 Event::Disconnected | Event::Closed => {
                     if connected {
                         connected = false;
-                        let from = sh.heard.load(Ordering::Relaxed) + 1;
-                        sh.catch_from.store(from, Ordering::Relaxed);
+                        // `catch_from` was taken by the event callback.
                         super::catchup::hold_back(&sh);
                         rtt_sent = None;
                         stats.connected.store(false, Ordering::Relaxed);
