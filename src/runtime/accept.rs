@@ -8,10 +8,11 @@ use super::shard::Shard;
 use super::timer;
 use super::token::{self, Op};
 use crate::metrics::inc;
-use io_uring::types::Fd;
+use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// Free descriptor slots at or below which accepts go one at a time: a
 /// multishot accept takes every queued connection in one go, and each one
@@ -132,6 +133,45 @@ impl<M> Shard<M> {
                 self.push(e);
             }
         }
+    }
+
+    /// At exit, after the last turn: every armed accept cancelled and its
+    /// last completion awaited (100 ms at most), then the listening
+    /// sockets closed. An accept in flight holds its socket until the
+    /// ring's teardown, which the kernel finishes after the process is
+    /// gone: a successor binding the port at once found it still in use,
+    /// for up to 11 ms, after 21 of 30 exits measured
+    /// (tests/upgrade_handover.rs failed once on it).
+    pub(super) fn stop_accepting(&mut self) {
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].armed {
+                let e = opcode::AsyncCancel::new(token::encode(Op::Accept, i as u32, 0))
+                    .build()
+                    .user_data(token::encode(Op::Cancel, 0, 0));
+                self.push(e);
+            }
+        }
+        let end = Instant::now() + Duration::from_millis(100);
+        while self.listeners.iter().any(|l| l.armed) && Instant::now() < end {
+            let ts = Timespec::from(Duration::from_millis(10));
+            let args = SubmitArgs::new().timespec(&ts);
+            // ETIME, EINTR: look again until the bound.
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            let done: Vec<(u64, u32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.flags()))
+                .collect();
+            for (ud, flags) in done {
+                // A connection accepted meanwhile is closed with the ring.
+                if let Some((Op::Accept, i, _)) = token::decode(ud) {
+                    if let Some(l) = self.listeners.get_mut(i as usize) {
+                        l.armed &= cqueue::more(flags);
+                    }
+                }
+            }
+        }
+        self.listeners.clear();
     }
 
     /// A completion of listener `which`'s accept: a new connection in

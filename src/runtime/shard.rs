@@ -329,6 +329,7 @@ impl<M> Shard<M> {
             self.wait();
         }
         crate::logs::drain_ended(self.table.me);
+        self.stop_accepting();
         self.bufs.unregister(&self.ring.submitter());
         // Sends still in flight (the drain deadline passed) may be read by
         // the kernel until the ring's teardown cancels them: leak their
