@@ -281,8 +281,10 @@ pub struct Cluster {
     /// A request older than this (ms) gets no answer any more: the bridge
     /// gave up on it (its own publish timeout, plus slack).
     deadline_ms: u64,
-    /// Interest the bridge's full queue refused, resent in order (a lost
-    /// one would be a subscription that silently never delivers).
+    /// Interest the bridge refused, resent in order (a lost one would be a
+    /// subscription that silently never delivers). The bridge takes
+    /// interest whatever its command queue holds (`BridgeSender::send`),
+    /// so this is for a bridge that is gone or stopping.
     interest: VecDeque<ClusterOut>,
     /// Bumped whenever this node may have missed copies of topics it did
     /// not mark one by one: a wildcard's interest lapsed here, or the

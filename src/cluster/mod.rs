@@ -305,12 +305,24 @@ impl std::error::Error for ClusterError {}
 #[derive(Clone, Debug)]
 pub struct BridgeSender {
     tx: mpsc::Sender<ToBridge>,
+    interest: mpsc::UnboundedSender<ToBridge>,
 }
 
 impl BridgeSender {
     /// Queues a command; `Err` gives it back when the bridge is full
-    /// ([`COMMAND_CAPACITY`]) or gone.
+    /// ([`COMMAND_CAPACITY`]) or gone. `Interest` is never refused for
+    /// want of room: it has a queue of its own, which the bridge empties
+    /// before it takes each other command. A snapshot's fenced read sent
+    /// by the topic's owner shard must find the subscription it is for
+    /// already asked for (the fence counts subscriptions asked before the
+    /// read), and that subscription is another shard's `Interest`, sent
+    /// before it mailed the owner: a refused one, resent at its next
+    /// tick, came after the read. Its size is bounded by the distinct
+    /// patterns per shard (0 → 1 and 1 → 0 changes only).
     pub fn send(&self, m: ToBridge) -> Result<(), ToBridge> {
+        if matches!(m, ToBridge::Interest { .. }) {
+            return self.interest.send(m).map_err(|e| e.0);
+        }
         self.tx.try_send(m).map_err(|e| e.into_inner())
     }
 }
@@ -318,6 +330,7 @@ impl BridgeSender {
 /// The running bridge: its thread, command queue and counters.
 pub struct Bridge {
     tx: mpsc::Sender<ToBridge>,
+    interest: mpsc::UnboundedSender<ToBridge>,
     stats: Arc<BridgeStats>,
     notes: Vec<String>,
     max_payload: usize,
@@ -340,6 +353,7 @@ impl Bridge {
         let shards = shards.max(1);
         let stats = Arc::new(BridgeStats::default());
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (interest, interest_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         // The thread reports readiness itself; this bound only catches a
@@ -359,7 +373,7 @@ impl Bridge {
         };
         let thread = std::thread::Builder::new()
             .name("ringfan-nats".into())
-            .spawn(move || task::thread_main(ctx, rx, stop_rx, ready_tx))
+            .spawn(move || task::thread_main(ctx, (rx, interest_rx), stop_rx, ready_tx))
             .map_err(|e| ClusterError::Thread(e.to_string()))?;
         let ready = ready_rx
             .recv_timeout(bound)
@@ -368,6 +382,7 @@ impl Bridge {
             Ok((notes, max_payload)) => Ok(Bridge {
                 max_payload,
                 tx,
+                interest,
                 stats,
                 notes,
                 stop: Some(stop_tx),
@@ -389,6 +404,7 @@ impl Bridge {
     pub fn sender(&self) -> BridgeSender {
         BridgeSender {
             tx: self.tx.clone(),
+            interest: self.interest.clone(),
         }
     }
 
@@ -430,5 +446,35 @@ impl Drop for Bridge {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_is_taken_when_the_command_queue_is_full() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let (interest, mut irx) = mpsc::unbounded_channel();
+        let s = BridgeSender { tx, interest };
+        let last = |token| ToBridge::Last {
+            shard: 0,
+            token,
+            topic: "t".into(),
+            fence: true,
+        };
+        assert!(s.send(last(1)).is_ok());
+        assert!(s.send(last(2)).is_err(), "full");
+        for i in 0..100 {
+            let add = ToBridge::Interest {
+                pattern: format!("p.{i}").into(),
+                add: true,
+            };
+            assert!(s.send(add).is_ok(), "interest {i} refused");
+        }
+        assert!(matches!(rx.try_recv(), Ok(ToBridge::Last { token: 1, .. })));
+        let got = std::iter::from_fn(|| irx.try_recv().ok()).count();
+        assert_eq!(got, 100);
     }
 }

@@ -49,17 +49,16 @@ pub(crate) struct Shared {
     pub held_back: std::sync::Mutex<super::catchup::HeldBack>,
 }
 
+/// The shards' commands, and their `Interest` on a queue of its own
+/// (`BridgeSender::send`).
+pub(crate) type Commands = (mpsc::Receiver<ToBridge>, mpsc::UnboundedReceiver<ToBridge>);
+
 /// Start-up's outcome: the notes for the operator, or why it failed.
 type Ready = std::sync::mpsc::Sender<Result<(Vec<String>, usize), ClusterError>>;
 
 /// The thread's body: build the runtime, connect, ensure the stream,
 /// report to [`super::Bridge::start`], then serve until stopped.
-pub(crate) fn thread_main(
-    sh: Shared,
-    rx: mpsc::Receiver<ToBridge>,
-    stop: oneshot::Receiver<()>,
-    ready: Ready,
-) {
+pub(crate) fn thread_main(sh: Shared, rx: Commands, stop: oneshot::Receiver<()>, ready: Ready) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -259,7 +258,7 @@ async fn run(
     sh: Arc<Shared>,
     client: Client,
     js: Context,
-    mut rx: mpsc::Receiver<ToBridge>,
+    (mut rx, mut interest): Commands,
     mut stop: oneshot::Receiver<()>,
     mut events: mpsc::UnboundedReceiver<Event>,
     created: Arc<std::sync::Mutex<String>>,
@@ -345,8 +344,16 @@ async fn run(
                 Event::SlowConsumer(_) => BridgeStats::inc(&stats.slow_consumers),
                 other => tracing::warn!("cluster: NATS: {other}"),
             },
+            Some(cmd) = interest.recv() => command(&sh, &client, &js, &mut held, &mut fence, cmd),
             cmd = rx.recv() => match cmd {
-                Some(cmd) => command(&sh, &client, &js, &mut held, &mut fence, cmd),
+                Some(cmd) => {
+                    // Interest first: any a shard sent before it mailed
+                    // the shard that sent this is queued by now.
+                    while let Ok(i) = interest.try_recv() {
+                        command(&sh, &client, &js, &mut held, &mut fence, i);
+                    }
+                    command(&sh, &client, &js, &mut held, &mut fence, cmd)
+                }
                 None => break,
             },
             _ = tick.tick() => {
