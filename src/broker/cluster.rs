@@ -294,6 +294,10 @@ pub struct Cluster {
     /// lapse clears its own `TopicSeq::followed`): what `followed` is
     /// compared with. Starts at 1 (0 = not followed).
     pub(super) lapses: u32,
+    /// Fills on their way, and the bytes of copies held behind them, over
+    /// every topic of this shard (`cluster_fill.rs` bounds both).
+    pub(super) fills: usize,
+    pub(super) held_bytes: usize,
     /// The link as the bridge last said (copies mark a topic fresh only
     /// while it is up).
     pub(super) connected: bool,
@@ -326,6 +330,8 @@ impl Cluster {
             interest: VecDeque::new(),
             epoch: 1,
             lapses: 1,
+            fills: 0,
+            held_bytes: 0,
             connected: true,
             max_payload: 1 << 20, // nats-server's default
         }
@@ -666,6 +672,9 @@ impl Broker {
                 }
             }
             ClusterIn::StreamReset => {
+                // Copies held behind fills came from the old stream and
+                // were delivered on other nodes: out first, as they are.
+                self.fill_flush_all(io);
                 if let Some(c) = self.cluster.as_mut() {
                     // Its copies start again at stream sequence 1: what
                     // was delivered here must not make them duplicates,
@@ -673,9 +682,6 @@ impl Broker {
                     c.epoch = c.epoch.wrapping_add(1).max(1);
                     for st in c.topics.values_mut() {
                         (st.known, st.stream, st.seq, st.delivered) = (false, 0, 0, 0);
-                        // Copies of the old stream (a fill's answer, too,
-                        // is ignored: its token is not held any more).
-                        st.held = None;
                     }
                 }
             }

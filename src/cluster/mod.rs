@@ -317,8 +317,9 @@ impl BridgeSender {
     /// already asked for (the fence counts subscriptions asked before the
     /// read), and that subscription is another shard's `Interest`, sent
     /// before it mailed the owner: a refused one, resent at its next
-    /// tick, came after the read. Its size is bounded by the distinct
-    /// patterns per shard (0 → 1 and 1 → 0 changes only).
+    /// tick, came after the read. It holds a shard's 0 → 1 and 1 → 0
+    /// changes of a pattern not yet taken: as many as the bridge is behind
+    /// (the refused ones queued on the shard before were no fewer).
     pub fn send(&self, m: ToBridge) -> Result<(), ToBridge> {
         if matches!(m, ToBridge::Interest { .. }) {
             return self.interest.send(m).map_err(|e| e.0);
@@ -369,6 +370,7 @@ impl Bridge {
             heard: AtomicU64::new(0),
             catch_from: AtomicU64::new(1),
             link_up: std::sync::atomic::AtomicBool::new(true),
+            fill_slots: tokio::sync::Semaphore::new(fill::FILLS_AT_ONCE),
             held_back: std::sync::Mutex::default(),
         };
         let thread = std::thread::Builder::new()

@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     /// The link as the client's event callback last said: `catch_from`
     /// is taken once per outage, as the loss is reported.
     pub link_up: std::sync::atomic::AtomicBool,
+    /// Fills read at once, at most (`fill.rs`): a node shedding copies of
+    /// thousands of topics must not flood the stream with reads.
+    pub fill_slots: tokio::sync::Semaphore,
     /// While the link is down and until catch-up is done, live copies wait
     /// here (so a newer live copy cannot overtake the caught-up one of
     /// the same topic and turn it into a duplicate), tagged with their outage.
@@ -165,6 +168,8 @@ async fn connect(
                     {
                         let from = sh.heard.load(Ordering::SeqCst) + 1;
                         sh.catch_from.store(from, Ordering::SeqCst);
+                        // Live copies wait behind catch-up from now on.
+                        super::catchup::hold_back(&sh);
                     }
                     Event::Connected => sh.link_up.store(true, Ordering::SeqCst),
                     _ => {}
@@ -334,8 +339,8 @@ async fn run(
                 Event::Disconnected | Event::Closed => {
                     if connected {
                         connected = false;
-                        // `catch_from` was taken by the event callback.
-                        super::catchup::hold_back(&sh);
+                        // `catch_from` was taken, and live copies held
+                        // back, by the event callback.
                         rtt_sent = None;
                         stats.connected.store(false, Ordering::Relaxed);
                         broadcast(false);

@@ -197,6 +197,11 @@ pub fn stream_mismatches(want: &Config, have: &Config) -> Vec<String> {
     if have.retention != RetentionPolicy::Limits {
         out.push(format!("retention {:?} (want limits)", have.retention));
     }
+    // Fills read missed messages from any replica (direct get): without
+    // it every one would wait its whole 2 s for no answer.
+    if !have.allow_direct {
+        out.push("allow_direct false (want true: missed messages are read by direct get)".into());
+    }
     out
 }
 
@@ -265,7 +270,8 @@ mod tests {
         assert!(stream_mismatches(&want, &have).is_empty());
         have.max_messages_per_subject = -1; // unbounded is not
         have.republish = None;
-        assert_eq!(stream_mismatches(&want, &have).len(), 2);
+        have.allow_direct = false;
+        assert_eq!(stream_mismatches(&want, &have).len(), 3);
     }
 
     #[test]

@@ -45,11 +45,16 @@ pub fn broker_link(link: &Link, shard: usize) -> Cluster {
 pub const COPY_BYTES: usize = 64 << 20;
 
 /// What a message in a shard's external inbox weighs: a copy its payload
-/// (and a little for its envelope), everything else nothing (answers
-/// are few and small, bounded by count).
+/// (and a little for its envelope), a fill's answer its copies,
+/// everything else nothing (answers are few and small, bounded by count).
 pub fn copy_weight(m: &Mail) -> usize {
     match m {
         Mail::Cluster(ClusterIn::Copy(c)) => c.payload.len() + 64,
+        // A fill's answer carries copies too (up to 1,024); an answer is
+        // never shed, the bridge tries it again while the inbox is full.
+        Mail::Cluster(ClusterIn::Filled {
+            found: Some(found), ..
+        }) => found.iter().map(|c| c.payload.len() + 64).sum(),
         _ => 0,
     }
 }
