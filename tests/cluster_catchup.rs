@@ -245,14 +245,18 @@ fn a_fill_reads_what_a_copy_shows_missed_from_the_stream() {
             after,
             until,
         };
+        let asked = std::time::Instant::now();
         send(&a, m);
-        inbox.take("fill answer", |s, m| match m {
+        let found = inbox.take("fill answer", |s, m| match m {
             FromBridge::Filled { token: t, found } if *t == token => {
                 assert_eq!(s, 2, "to the asking shard");
                 Some(found.clone())
             }
             _ => None,
-        })
+        });
+        // For docs/cluster.md's figure (not asserted): a fill's round trip.
+        eprintln!("fill {token}: answered in {:?}", asked.elapsed());
+        found
     };
     let numbers = |v: Option<Vec<Stored>>| {
         v.map(|v| {

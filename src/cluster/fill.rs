@@ -25,7 +25,7 @@ use super::{BridgeStats, Stored};
 
 /// A fill gives up after this (or the publish timeout, if shorter): the
 /// shard holds the topic's live copies behind it meanwhile, and a read
-/// from a live replica takes ~1 ms (so 2 s is a NATS cluster that cannot
+/// from a live replica takes ~0.2 ms (so 2 s is a NATS cluster that cannot
 /// answer, and the subscribers are better served by the gap).
 const FILL_FOR: Duration = Duration::from_secs(2);
 
