@@ -429,7 +429,11 @@ fn command(
             let subject = wire::publish_subject(&sh.cfg.prefix, &topic);
             let (sh, client, js) = (sh.clone(), client.clone(), js.clone());
             tokio::spawn(async move {
-                let result = publish(&sh, &client, &js, subject, msg).await;
+                let mine = Mine {
+                    expected_last,
+                    msg_id,
+                };
+                let result = publish(&sh, &client, &js, subject, msg, mine).await;
                 match &result {
                     PublishResult::Unavailable => BridgeStats::inc(&sh.stats.unavailable),
                     PublishResult::Conflict { .. } => BridgeStats::inc(&sh.stats.conflicts),
@@ -545,6 +549,13 @@ fn command(
     }
 }
 
+/// What tells a publish's own stored message: the topic's last stream
+/// sequence it was sent against, and its `Nats-Msg-Id`.
+struct Mine {
+    expected_last: u64,
+    msg_id: Box<str>,
+}
+
 /// One publish to its outcome (docs/cluster.md §3): resend the same
 /// message every `retry_every` without an ack, while connected, until
 /// `publish_timeout`.
@@ -554,6 +565,7 @@ async fn publish(
     js: &Context,
     subject: String,
     msg: PublishMessage,
+    mine: Mine,
 ) -> PublishResult {
     let cfg = &sh.cfg;
     let deadline = tokio::time::Instant::now() + cfg.publish_timeout;
@@ -586,6 +598,21 @@ async fn publish(
                 }
                 Ok(Err(e)) => match e.kind() {
                     PublishErrorKind::WrongLastSequence => {
+                        // An earlier attempt of this same message may be
+                        // what the stream holds after `expected_last`, its
+                        // ack lost: a stream leader killed just after
+                        // storing it (the 3-server test saw the resend
+                        // refused so, not deduplicated by its id, and the
+                        // message numbered again: stored twice).
+                        if attempts > 1 {
+                            if let Some(seq) = own_message(sh, js, &subject, &mine).await {
+                                sh.heard.fetch_max(seq, Ordering::Relaxed);
+                                return PublishResult::Stored {
+                                    stream_seq: seq,
+                                    duplicate: true,
+                                };
+                            }
+                        }
                         let text = e.to_string();
                         return match wire::parse_conflict(&text) {
                             Some(last) => PublishResult::Conflict { last },
@@ -604,6 +631,22 @@ async fn publish(
         }
         sleep_until(tick_end).await;
     }
+}
+
+/// The stream sequence of this publish's own message, when the topic's
+/// next message after `expected_last` is it (same `Nats-Msg-Id`). Read
+/// from the leader, which refused the resend so has that message; `None`
+/// when it is another's or cannot be read (then it is a conflict).
+async fn own_message(sh: &Shared, js: &Context, subject: &str, mine: &Mine) -> Option<u64> {
+    let stream = js.get_stream_no_info(&sh.cfg.stream).await.ok()?;
+    let get = stream
+        .raw_message_builder()
+        .next_by_subject(subject)
+        .sequence(mine.expected_last.checked_add(1)?)
+        .send();
+    let m = timeout(sh.cfg.retry_every, get).await.ok()?.ok()?;
+    let id = m.headers.get("Nats-Msg-Id")?;
+    (id.as_str() == &*mine.msg_id).then_some(m.sequence)
 }
 
 /// The topic's last stored message from the stream leader, retried like a
