@@ -15,10 +15,12 @@ use ringfan::cluster::{FromBridge, PublishResult, Stored, ToBridge};
 /// A TCP relay in front of nats-server that can cut this node's link
 /// alone (a network blip between one node and NATS) while other clients
 /// keep theirs: every relayed connection is shut down, new ones are
-/// refused until `resume`.
+/// refused until `resume`. It can also hold what the server sends (acks
+/// late, everything kept in order) while what the node sends goes on.
 struct Relay {
     port: u16,
     cut: Arc<std::sync::atomic::AtomicBool>,
+    hold: Arc<std::sync::atomic::AtomicBool>,
     live: Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
@@ -27,8 +29,9 @@ impl Relay {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind the relay");
         let port = l.local_addr().expect("relay addr").port();
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let live: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
-        let (c, lv) = (cut.clone(), live.clone());
+        let (c, h, lv) = (cut.clone(), hold.clone(), live.clone());
         std::thread::spawn(move || {
             for down in l.incoming().flatten() {
                 if c.load(Ordering::SeqCst) {
@@ -37,9 +40,20 @@ impl Relay {
                 let Ok(up) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
-                let pipe = |mut from: TcpStream, mut to: TcpStream| {
+                let pipe = |mut from: TcpStream, mut to: TcpStream, hold: Option<Arc<_>>| {
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            while hold.as_ref().is_some_and(
+                                |h: &Arc<std::sync::atomic::AtomicBool>| h.load(Ordering::SeqCst),
+                            ) {
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 };
@@ -52,11 +66,21 @@ impl Relay {
                     continue;
                 };
                 lv.lock().expect("relay list").extend([d3, u3]);
-                pipe(down, u2);
-                pipe(up, d2);
+                pipe(down, u2, None);
+                pipe(up, d2, Some(h.clone()));
             }
         });
-        Relay { port, cut, live }
+        Relay {
+            port,
+            cut,
+            hold,
+            live,
+        }
+    }
+
+    /// Hold (or release) what the server sends to the node.
+    fn hold(&self, on: bool) {
+        self.hold.store(on, Ordering::SeqCst);
     }
 
     fn url(&self) -> String {
@@ -277,6 +301,71 @@ fn a_fill_reads_what_a_copy_shows_missed_from_the_stream() {
     assert_eq!(numbers(fill(13, "f.z", 0, x3 + 100)), None);
     a.shutdown();
     b.shutdown();
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_resent_publish_refused_for_its_own_stored_message_is_taken_as_stored() {
+    let Some(bin) =
+        need_nats("a_resent_publish_refused_for_its_own_stored_message_is_taken_as_stored")
+    else {
+        return;
+    };
+    let dir = temp_dir("own");
+    let nats = Nats::start(&bin, free_port(), &dir);
+    // The stream made first, with a duplicate window of 100 ms (a tunable
+    // the bridge accepts): a resend 250 ms later is then not deduplicated
+    // by its id but refused for the message it is itself, as a resend
+    // across a stream leader's failover was on 2.9.10.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let subjects = ringfan::cluster::publish_subject("rf", ">");
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "RINGFAN".into(),
+            subjects: vec![subjects.clone()],
+            max_messages_per_subject: 16,
+            allow_direct: true,
+            duplicate_window: Duration::from_millis(100),
+            republish: Some(async_nats::jetstream::stream::Republish {
+                source: subjects,
+                destination: ringfan::cluster::copy_subject("rf", ">"),
+                headers_only: false,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+    });
+    let relay = Relay::start(nats.port);
+    let (a, mut inbox) = start(config(&relay.url())).expect("bridge behind the relay");
+    inbox.connected_everywhere(true);
+    // The first attempt is stored; its ack waits in the relay past the
+    // bridge's 250 ms, so it sends the message again, and the stream
+    // refuses that: its last is now 1, not 0.
+    relay.hold(true);
+    send(&a, publish(1, "o.x", 0, 1, "own-1"));
+    std::thread::sleep(Duration::from_millis(400));
+    relay.hold(false);
+    let (_, result) = inbox.published(1);
+    assert_eq!(
+        result,
+        PublishResult::Stored {
+            stream_seq: 1,
+            duplicate: true
+        },
+        "its own message, not a conflict (numbered again, it would be stored twice)"
+    );
+    assert!(
+        a.stats().publish_retries.load(Ordering::Relaxed) >= 1,
+        "it was resent"
+    );
+    a.shutdown();
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
 }
