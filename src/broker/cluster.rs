@@ -99,7 +99,9 @@ pub enum PublishResult {
 pub struct Stored {
     pub topic: Box<str>,
     pub stream_seq: u64,
-    /// The same topic's previous stream sequence (0: none).
+    /// The same topic's previous stream sequence (0: none; `u64::MAX`:
+    /// not known, as for catch-up's first message of a topic: a shard
+    /// following the topic fills from what it delivered).
     pub last_stream_seq: u64,
     /// The seq of its (first) `msg`.
     pub rf_seq: u64,

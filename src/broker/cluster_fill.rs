@@ -141,7 +141,11 @@ impl Broker {
             return Some(copy);
         }
         if fills >= SHARD_FILLS {
-            inc(&self.stats[me].cluster_fill_failures_total, 1);
+            // A previous not known (catch-up's first of a topic) was most
+            // likely no hole at all: not counted as one left open.
+            if copy.last_stream_seq != u64::MAX {
+                inc(&self.stats[me].cluster_fill_failures_total, 1);
+            }
             return Some(copy);
         }
         let after = st.delivered;

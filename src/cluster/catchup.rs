@@ -226,12 +226,19 @@ async fn read_from(
         start_sequence: from,
     };
     let mut reader = Reader::open(sh, js, filter, policy).await?;
+    // Every message of the filter from `from` on comes, in order: a
+    // topic's message read before is its previous one; the first has
+    // none known (a hole before it is the shard's to fill).
+    let mut previous: std::collections::HashMap<Box<str>, u64> = Default::default();
     let result = async {
         while let Some(batch) = reader.next(sh).await? {
-            for (shard, copy) in batch {
+            for (shard, mut copy) in batch {
                 if only.is_some_and(|ps| !ps.iter().any(|p| matches(p, &copy.topic))) {
                     continue;
                 }
+                copy.last_stream_seq = previous
+                    .insert(copy.topic.clone(), copy.stream_seq)
+                    .unwrap_or(super::UNKNOWN_PREVIOUS);
                 BridgeStats::inc(&sh.stats.caught_up);
                 // Data, as live copies are: shed when the shard's inbox
                 // is full (its next copy shows the gap).

@@ -166,13 +166,21 @@ pub struct Stored {
     pub topic: Box<str>,
     pub stream_seq: u64,
     /// The topic's previous stream seq (`Nats-Last-Sequence`; 0 = first).
-    /// A `Last` read does not carry it: 0 there.
+    /// A `Last` read does not carry it: 0 there. Catch-up's first message
+    /// of a topic: [`UNKNOWN_PREVIOUS`] (its reader sees only what it
+    /// read), its later ones the one read before.
     pub last_stream_seq: u64,
     pub rf_seq: u64,
     pub payload: bytes::Bytes,
     /// A bundle's `msg` lengths (`Rf-Lens`); empty for one `msg`.
     pub lens: Vec<u32>,
 }
+
+/// `Stored::last_stream_seq` of a message whose topic's previous stream
+/// sequence is not known (catch-up's first of a topic): above anything
+/// delivered, so a shard following the topic fills from what it
+/// delivered (`broker/cluster_fill.rs`), and a hole before it is seen.
+pub const UNKNOWN_PREVIOUS: u64 = u64::MAX;
 
 /// What the bridge hands a shard.
 #[derive(Debug)]
