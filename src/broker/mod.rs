@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cluster;
 mod cluster_answer;
 mod cluster_fill;
+mod cluster_mail;
 mod cluster_snapshot;
 pub mod config;
 pub mod engine;
