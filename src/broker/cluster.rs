@@ -36,7 +36,9 @@ use super::mail::Mail;
 use super::wire::ErrCode;
 use crate::metrics::{dec, inc};
 
-pub use super::cluster_mail::{ClusterIn, ClusterOut, ClusterSink, Origin, PublishResult, Stored};
+pub use super::cluster_mail::{
+    ClusterIn, ClusterOut, ClusterSink, Origin, PublishResult, Stored, UNKNOWN_PREVIOUS,
+};
 
 /// Publishes of one topic waiting behind the one in flight, at most: past
 /// it a publisher gets `rate_limited`. At ~0.3 ms a round trip a topic

@@ -143,7 +143,7 @@ impl Broker {
         if fills >= SHARD_FILLS {
             // A previous not known (catch-up's first of a topic) was most
             // likely no hole at all: not counted as one left open.
-            if copy.last_stream_seq != u64::MAX {
+            if copy.last_stream_seq != super::cluster::UNKNOWN_PREVIOUS {
                 inc(&self.stats[me].cluster_fill_failures_total, 1);
             }
             return Some(copy);

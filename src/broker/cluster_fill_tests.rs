@@ -36,6 +36,17 @@ fn publish(n: &mut Nodes, p: super::sim::Peer, t: &str, i: u64) {
     n.settle();
 }
 
+/// Fills go unanswered from now on, node 1 loses the next `lost` copies,
+/// and node 0 publishes 2..=`last`: the copy after the lost ones shows
+/// the hole, and it and every later one wait for a read that never comes.
+fn hole_unanswered(n: &mut Nodes, p: super::sim::Peer, t: &str, lost: usize, last: u64) {
+    n.stream.fills_silent = true;
+    n.stream.lose[1] = lost;
+    for i in 2..=last {
+        publish(n, p, t, i);
+    }
+}
+
 #[test]
 fn copies_a_node_missed_are_read_before_the_next_one_and_seq_stays_contiguous() {
     let t = topic_owned_by(1, 2, "md");
@@ -67,11 +78,7 @@ fn copies_wait_behind_a_fill_in_order_and_a_fill_that_fails_is_one_explicit_gap(
     let t = topic_owned_by(0, 2, "md");
     let (mut n, p, s) = two_nodes(&t);
     publish(&mut n, p, &t, 1);
-    n.stream.fills_silent = true;
-    n.stream.lose[1] = 1;
-    for i in 2..=5 {
-        publish(&mut n, p, &t, i);
-    }
+    hole_unanswered(&mut n, p, &t, 1, 5);
     // 3's copy showed the hole; it, 4 and 5 wait for the read.
     assert_eq!(msgs(&mut n, 1, s), seqs(&t, 1..=1));
     assert_eq!(n.stream.fills.len(), 1);
@@ -96,10 +103,7 @@ fn a_late_answer_to_a_fill_given_up_is_ignored() {
     let t = topic_owned_by(0, 2, "md");
     let (mut n, p, s) = two_nodes(&t);
     publish(&mut n, p, &t, 1);
-    n.stream.fills_silent = true;
-    n.stream.lose[1] = 1;
-    publish(&mut n, p, &t, 2);
-    publish(&mut n, p, &t, 3);
+    hole_unanswered(&mut n, p, &t, 1, 3);
     n.nodes[1].hosts[0].now_ms += 13_000;
     n.nodes[1].tick(0);
     n.settle();
@@ -148,11 +152,7 @@ fn past_1024_copies_held_the_fill_is_given_up_and_everything_goes_out() {
     let t = topic_owned_by(0, 2, "md");
     let (mut n, p, s) = two_nodes(&t);
     publish(&mut n, p, &t, 1);
-    n.stream.fills_silent = true;
-    n.stream.lose[1] = 1;
-    for i in 2..=1100 {
-        publish(&mut n, p, &t, i);
-    }
+    hole_unanswered(&mut n, p, &t, 1, 1100);
     // 1 delivered, 2 lost, 3..=1026 held (1,024), 1027 overflows them.
     let got = msgs(&mut n, 1, s);
     assert_eq!(got, [seqs(&t, 1..=1), seqs(&t, 3..=1100)].concat());
@@ -165,11 +165,7 @@ fn copies_held_behind_a_fill_go_out_after_what_it_found() {
     let t = topic_owned_by(0, 2, "md");
     let (mut n, p, s) = two_nodes(&t);
     publish(&mut n, p, &t, 1);
-    n.stream.fills_silent = true;
-    n.stream.lose[1] = 1;
-    for i in 2..=5 {
-        publish(&mut n, p, &t, i);
-    }
+    hole_unanswered(&mut n, p, &t, 1, 5);
     assert_eq!(msgs(&mut n, 1, s), seqs(&t, 1..=1));
     let (_, _, after, until, token) = n.stream.fills[0].clone();
     let found = n.stream.history[&*t]
@@ -242,11 +238,7 @@ fn a_stream_made_anew_delivers_the_copies_held_behind_a_fill() {
     let t = topic_owned_by(0, 2, "md");
     let (mut n, p, s) = two_nodes(&t);
     publish(&mut n, p, &t, 1);
-    n.stream.fills_silent = true;
-    n.stream.lose[1] = 1;
-    for i in 2..=4 {
-        publish(&mut n, p, &t, i);
-    }
+    hole_unanswered(&mut n, p, &t, 1, 4);
     assert_eq!(msgs(&mut n, 1, s), seqs(&t, 1..=1));
     // They came from the old stream and other nodes delivered them: out
     // as they are (the hole a gap), not dropped with the old numbering.
@@ -260,12 +252,8 @@ fn an_older_copy_held_behind_a_fill_that_fails_goes_out_without_asking_again() {
     let t = topic_owned_by(0, 2, "md");
     let (mut n, p, s) = two_nodes(&t);
     publish(&mut n, p, &t, 1);
-    n.stream.fills_silent = true;
     // Node 1 misses 2, 3 and 4; 5's copy shows the hole.
-    n.stream.lose[1] = 3;
-    for i in 2..=5 {
-        publish(&mut n, p, &t, i);
-    }
+    hole_unanswered(&mut n, p, &t, 3, 5);
     assert_eq!(n.stream.fills.len(), 1);
     // 3's copy comes late after all (a second subscription's, say): it is
     // held before 5, in stream order.
@@ -304,7 +292,7 @@ fn catch_ups_first_copy_of_a_topic_fills_from_what_was_delivered() {
     }
     let (s3, q3, p3, _) = n.stream.history[&*t][2].clone();
     let mut caught = super::cluster_tests::copy(&t, s3, q3, &p3);
-    caught.last_stream_seq = u64::MAX;
+    caught.last_stream_seq = super::cluster::UNKNOWN_PREVIOUS;
     n.tell(1, 1, ClusterIn::Copy(caught));
     n.settle();
     assert_eq!(msgs(&mut n, 1, s), seqs(&t, 1..=3), "2 read back first");
@@ -320,7 +308,7 @@ fn catch_ups_first_copy_of_a_topic_fills_from_what_was_delivered() {
         n.stream.history[&*t][4].clone()
     };
     let mut caught = super::cluster_tests::copy(&t, s5, q5, &p5);
-    caught.last_stream_seq = u64::MAX;
+    caught.last_stream_seq = super::cluster::UNKNOWN_PREVIOUS;
     n.tell(1, 1, ClusterIn::Copy(caught));
     n.settle();
     assert_eq!(msgs(&mut n, 1, s), seqs(&t, 5..=5));

@@ -64,14 +64,19 @@ pub enum PublishResult {
     Unavailable,
 }
 
+/// `Stored::last_stream_seq` not known: above anything delivered, so the
+/// fill gate reads from what was delivered (the bridge's value, which
+/// `server/cluster.rs` passes through unchanged).
+pub const UNKNOWN_PREVIOUS: u64 = u64::MAX;
+
 /// A message the stream stored, as the bridge hands it over.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub topic: Box<str>,
     pub stream_seq: u64,
-    /// The same topic's previous stream sequence (0: none; `u64::MAX`:
-    /// not known, as for catch-up's first message of a topic: a shard
-    /// following the topic fills from what it delivered).
+    /// The same topic's previous stream sequence (0: none;
+    /// [`UNKNOWN_PREVIOUS`]: not known, as for catch-up's first message of
+    /// a topic: a shard following the topic fills from what it delivered).
     pub last_stream_seq: u64,
     /// The seq of its (first) `msg`.
     pub rf_seq: u64,

@@ -126,6 +126,10 @@ fn to_bridge(shard: usize, m: ClusterOut) -> ToBridge {
     }
 }
 
+// A copy's previous stream sequence passes through as it is: "not known"
+// must mean the same on both sides.
+const _: () = assert!(bridge::UNKNOWN_PREVIOUS == crate::broker::cluster::UNKNOWN_PREVIOUS);
+
 fn copy(c: &bridge::Stored) -> Stored {
     Stored {
         topic: c.topic.clone(),
