@@ -114,6 +114,46 @@ async fn client_close_is_echoed_then_eof() {
     .await;
 }
 
+/// A completed close handshake releases the connection at once: the
+/// server closes its socket after its close frame without waiting for the
+/// client's EOF (RFC 6455 §7.1.1: the server closes first). A close after a
+/// protocol violation still half-closes and reads on until the client's
+/// EOF, so input the client had in flight cannot turn it into a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_close_handshake_releases_without_the_clients_eof() {
+    let args = &["--shards", "2", "--echo", "--close-timeout", "30"];
+    with_broker(args, 30, |addr| async move {
+        let mut done = Vec::new();
+        for code in [1000u16, 1001] {
+            let mut ws = RawWs::connect(addr, "/echo").await;
+            raw_roundtrip(&mut ws, "hi").await;
+            ws.send(&masked(OP_CLOSE, &close_body(code, ""))).await;
+            ws.expect_close(code).await;
+            // Kept open on our side: no FIN from us.
+            done.push(ws);
+        }
+        // Only the /metrics request itself, long before --close-timeout.
+        wsraw::wait_metric(addr, "ringfan_connections_open", 1, Duration::from_secs(5)).await;
+        // A violation's close lingers until our EOF.
+        let mut bad = RawWs::connect(addr, "/echo").await;
+        raw_roundtrip(&mut bad, "before").await;
+        bad.send(&masked(0x3, b"reserved opcode")).await;
+        let f = bad.frame().await;
+        assert_eq!((f.opcode, f.close_code()), (OP_CLOSE, Some(1002)), "{f:?}");
+        bad.expect_eof().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            wsraw::metric(addr, "ringfan_connections_open").await,
+            2,
+            "the failed connection waits for our EOF"
+        );
+        drop(bad);
+        wsraw::wait_metric(addr, "ringfan_connections_open", 1, Duration::from_secs(5)).await;
+        drop(done);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_close_payloads() {
     with_broker(ARGS, 30, |addr| async move {

@@ -128,6 +128,10 @@ pub struct Connection {
     /// whatever its size, so a connection that sent one compressed message
     /// (a browser's subscribe) keeps no buffer for its life.
     inflated_delivered: bool,
+    /// The peer's Close frame was read: once ours is out too, the close
+    /// handshake is complete and the transport can simply be closed
+    /// (nothing more may come; see `handshake_closed`).
+    peer_closed: bool,
 }
 
 impl Connection {
@@ -144,6 +148,7 @@ impl Connection {
             deflate: None,
             compressed: false,
             inflated_delivered: false,
+            peer_closed: false,
         }
     }
 
@@ -171,6 +176,15 @@ impl Connection {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Closed by the close handshake (both Close frames exchanged: the
+    /// peer's was read, ours was queued as its echo or before it), not by
+    /// a failure. The peer may send nothing after its Close (RFC 6455
+    /// §5.5.1), so once ours is written the transport can be closed at
+    /// once, without a half-close and a wait for the peer's EOF.
+    pub fn handshake_closed(&self) -> bool {
+        self.state == State::Closed && self.peer_closed
     }
 
     /// Frame `payload` for sending from this end (masked when we are the
@@ -484,6 +498,7 @@ impl Connection {
                     _ => None,
                 };
                 self.state = State::Closed;
+                self.peer_closed = true;
                 Event::Close { body, reply }
             }
         };

@@ -415,6 +415,7 @@ fn close_echoes_code_and_finishes() {
         )]
     );
     assert_eq!(conn.state(), State::Closed);
+    assert!(conn.handshake_closed(), "the peer's close, echoed");
     // Anything after the close handshake is ignored.
     assert_eq!(feed(&mut conn, &c(true, 1, b"late")), vec![]);
 }
@@ -432,6 +433,10 @@ fn empty_close_gets_empty_close() {
 fn close_with_one_byte_is_1002() {
     let mut conn = Connection::server();
     assert_close_sent(&feed(&mut conn, &c(true, 8, b"\x03")), 1002);
+    // A failure, not a handshake: the transport is half-closed and
+    // drained before it closes (unread input would turn it into a reset).
+    assert_eq!(conn.state(), State::Closed);
+    assert!(!conn.handshake_closed());
 }
 
 #[test]
@@ -471,6 +476,10 @@ fn server_initiated_close_handshake() {
     assert_eq!(&frame[..4], &[0x88, 12, 0x03, 0xe9]);
     assert_eq!(conn.state(), State::CloseSent);
     assert_eq!(conn.close(1000, "again"), None);
+    assert!(
+        !conn.handshake_closed(),
+        "ours sent, the peer's not read yet"
+    );
     // Data still arriving is checked but not delivered; pings get no pong.
     let mut s = c(true, 1, b"in flight");
     s.extend(c(true, 9, b"p"));
@@ -483,6 +492,7 @@ fn server_initiated_close_handshake() {
         ]
     );
     assert_eq!(conn.state(), State::Closed);
+    assert!(conn.handshake_closed());
 }
 
 #[test]
