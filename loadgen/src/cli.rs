@@ -409,9 +409,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
     let total = subscribers + ws_publishers + echoers;
     // Each shard's ring can hold RLIMIT_NOFILE connections (the kernel caps
     // a direct descriptor table there), less some headroom.
-    let per_ring = ringfan::runtime::raise_fd_limit()
-        .saturating_sub(256)
-        .max(1);
+    let per_ring = per_ring();
     let mut shards = c.shards.max(1);
     let needed = total.div_ceil(per_ring) as usize;
     if needed > shards {
@@ -477,11 +475,20 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
             .max(Duration::from_micros(10)),
         snapshot,
         storm: None,
+        held_apart: false,
         auth,
         prefix: Vec::new(),
     };
     p.seal();
     Ok(p)
+}
+
+/// Connections one client shard's ring can hold: RLIMIT_NOFILE (the
+/// kernel caps a direct descriptor table there), less some headroom.
+pub fn per_ring() -> u64 {
+    ringfan::runtime::raise_fd_limit()
+        .saturating_sub(256)
+        .max(1)
 }
 
 /// Restrict this process (and the shards it starts, which pin themselves

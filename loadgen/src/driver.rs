@@ -116,9 +116,13 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Called on the shard's own thread (`Server::start`'s factory).
     pub fn new(plan: Arc<Plan>, ctl: Arc<Control>, me: usize) -> Self {
+        if plan.held_apart() && me != 0 {
+            yield_to_held();
+        }
         Self {
-            next: me as u64,
+            next: 0,
             me,
             conns: Vec::new(),
             dialing: 0,
@@ -154,8 +158,10 @@ impl Driver {
         let total = self.plan.connections();
         while self.dialing < self.plan.connect_window && self.next < total {
             let i = self.next;
-            self.next += self.plan.shards as u64;
-            self.dial(io, i, 0, Rejoin::No);
+            self.next += 1;
+            if self.plan.shard_of(i) == self.me {
+                self.dial(io, i, 0, Rejoin::No);
+            }
         }
     }
 
@@ -190,10 +196,8 @@ impl Driver {
         self.storm.dropped = self.redial.len() as u64;
         // The plan's dropped subscribers of this shard that were not open
         // (failed at the start, closed since) will not come back.
-        let shards = self.plan.shards as u64;
-        let planned = (self.me as u64..self.plan.subscribers)
-            .step_by(shards as usize)
-            .filter(|&i| self.plan.dropped(i))
+        let planned = (0..self.plan.subscribers)
+            .filter(|&i| self.plan.dropped(i) && self.plan.shard_of(i) == self.me)
             .count() as u64;
         self.ctl
             .storm_resolved(planned.saturating_sub(self.storm.dropped));
@@ -730,4 +734,17 @@ impl App for Driver {
                 .report(self.me, Report::Interval { hist: Box::new(h) });
         }
     }
+}
+
+/// A storm's reconnecting shard lowers its own scheduling priority (nice
+/// 10, which needs no privilege) so that the shard driving the held
+/// subscribers runs as soon as their deliveries arrive when both share a
+/// core: the generator measures the broker's delay, not its own storm
+/// work (on the 2-core VM the held p50 during a 15,000-connection storm
+/// went from ~1 ms to 0.2-0.3 ms with it). Best effort: a refusal leaves
+/// the default priority.
+fn yield_to_held() {
+    // Linux schedules threads one by one: a thread id names this thread.
+    let me = rustix::thread::gettid();
+    let _ = rustix::process::setpriority_process(Some(me), 10);
 }

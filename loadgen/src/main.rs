@@ -379,6 +379,25 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                 drop: a.drop,
                 at: a.drop_at,
             });
+            // Two or more shards: the held subscribers and the publishers
+            // on shard 0, the dropped ones on the others (`held_apart`),
+            // when the held fit one ring; the dropped get the rings they
+            // need.
+            let per_ring = cli::per_ring();
+            let held = p.connections() - p.subscribers.min(a.drop);
+            if p.shards >= 2 && a.drop > 0 && held <= per_ring {
+                p.held_apart = true;
+                let needed = 1 + a.drop.div_ceil(per_ring) as usize;
+                if needed > p.shards {
+                    eprintln!(
+                        "ringfan-loadgen: {} dropped connections need {} shards besides the held ones' at RLIMIT_NOFILE {}; using {needed}",
+                        a.drop,
+                        needed - 1,
+                        per_ring + 256
+                    );
+                    p.shards = needed;
+                }
+            }
             (p, a.common)
         }
     })

@@ -51,6 +51,7 @@ fn plan(
         tick: Duration::from_millis(1),
         snapshot: false,
         storm: None,
+        held_apart: false,
         auth: Default::default(),
         prefix: Vec::new(),
     };

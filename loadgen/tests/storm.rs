@@ -81,6 +81,9 @@ fn a_storm_of_100_of_300_comes_back_whole_and_reports_both_windows() {
     assert_eq!(fig("storm_reconnect_failures"), 0.0, "{stdout}");
     // Every topic had a last value by the drop, so each came back with it.
     assert_eq!(fig("storm_snapshots"), 100.0, "{stdout}");
+    // Two shards: the held and the publisher on one, the dropped on the
+    // other.
+    assert_eq!(fig("storm_held_apart"), 1.0, "{stdout}");
     let reconnect = fig("storm_reconnect_s");
     assert!(
         reconnect > 0.0 && reconnect < 3.0,

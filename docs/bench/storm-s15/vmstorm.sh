@@ -8,8 +8,8 @@ set -u
 OUT=$1; CONNS=${2:-22000}; DROP=${3:-20000}; TOPICS=${4:-2000}; RATE=${5:-2000}
 BIN=${BIN:-target/release}
 PORT=${PORT:-18080}
-mkdir -p "$OUT/scrape"
-taskset -c 0 "$BIN/ringfan" --shards 2 --listen 127.0.0.1:$PORT ${BROKER_ARGS:-} > "$OUT/broker.log" 2>&1 &
+rm -rf "$OUT/scrape"; mkdir -p "$OUT/scrape"
+taskset -c 0 "$BIN/ringfan" --shards ${BROKER_SHARDS:-2} --listen 127.0.0.1:$PORT ${BROKER_ARGS:-} > "$OUT/broker.log" 2>&1 &
 pid=$!
 sleep 1
 ( while kill -0 $pid 2>/dev/null; do

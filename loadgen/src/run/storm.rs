@@ -23,6 +23,13 @@ pub(super) fn storm_figures(
     e.insert("storm_snapshots".into(), s.snapshots as f64);
     e.insert("storm_resubscribe_retries".into(), s.retried as f64);
     e.insert("storm_unheld_deliveries".into(), s.unheld_deliveries as f64);
+    // 1: the held subscribers and the publishers ran on a client shard of
+    // their own (`Plan::held_apart`); 0: mixed with the reconnections, so
+    // their latency includes the generator's own storm work.
+    e.insert(
+        "storm_held_apart".into(),
+        f64::from(u8::from(plan.held_apart())),
+    );
     for (name, h) in [("during", &s.during), ("outside", &s.outside)] {
         e.insert(format!("held_{name}_storm_count"), h.len() as f64);
         if !h.is_empty() {
