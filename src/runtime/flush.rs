@@ -11,6 +11,7 @@ use super::write_delay::Queue;
 use crate::metrics::inc;
 use io_uring::opcode;
 use io_uring::types::Fixed;
+use std::collections::VecDeque;
 
 /// Frames per sendmsg (IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
@@ -23,6 +24,27 @@ const MAX_IOV: usize = 512;
 /// in line (up to R). A slice costs an io_uring_enter or two, ~1-2 us,
 /// against 64 sends.
 const SENDS_PER_TURN: usize = 64;
+
+/// Fan-out line picks in a row before one from the other line, while both
+/// wait (see `flush`): deliveries get three quarters of a busy turn.
+const FANOUT_RUN: usize = 3;
+
+/// The next connection for the flush: from the fan-out line, except that
+/// after FANOUT_RUN of those in a row (`run` counts them) the other line
+/// gets one if it has any.
+fn next_in_line(
+    fanout: &mut VecDeque<u32>,
+    dirty: &mut VecDeque<u32>,
+    run: &mut usize,
+) -> Option<u32> {
+    let first = if *run < FANOUT_RUN || dirty.is_empty() {
+        fanout.pop_front()
+    } else {
+        None
+    };
+    *run = if first.is_some() { *run + 1 } else { 0 };
+    first.or_else(|| dirty.pop_front())
+}
 
 impl<M> Shard<M> {
     /// For each connection in line (up to SENDS_PER_TURN sends), tell the
@@ -42,9 +64,13 @@ impl<M> Shard<M> {
             self.table.mark(key);
         }
         // At most SENDS_PER_TURN sends, then the turn ends and new input is
-        // taken in; the rest wait their turn, first come, first served.
-        // Handling one connection can dirty others (an app callback that
-        // sends): they join the end of the line. A write delay's release
+        // taken in; the rest wait their turn, first come, first served
+        // within each line. Handling one connection can dirty others (an
+        // app callback that sends): they join the end of a line. The
+        // fan-out line goes first, FANOUT_RUN picks to one of the other
+        // line while both wait: a storm's replies (upgrades, snapshots,
+        // closes) cannot hold deliveries back, and a steady fan-out cannot
+        // starve them either. A write delay's release
         // must go out in one pass (the next turn would hold them again),
         // and latency is not its point anyway.
         let budget = if self.write_delay.enabled() {
@@ -53,8 +79,10 @@ impl<M> Shard<M> {
             SENDS_PER_TURN
         };
         let mut sends = 0;
+        let mut run = 0;
         while sends < budget {
-            let Some(key) = self.table.dirty.pop_front() else {
+            let t = &mut self.table;
+            let Some(key) = next_in_line(&mut t.fanout, &mut t.dirty, &mut run) else {
                 break;
             };
             if let Some(c) = self.table.conns.get_mut(key as usize) {
@@ -351,4 +379,32 @@ impl<M> Shard<M> {
 /// The clock a turn's send submissions are timed by (read once a flush).
 pub(super) fn send_clock() -> u64 {
     crate::metrics::clock::nanos(std::time::Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(fanout: &[u32], dirty: &[u32]) -> Vec<u32> {
+        let (mut f, mut d) = (
+            VecDeque::from(fanout.to_vec()),
+            VecDeque::from(dirty.to_vec()),
+        );
+        let mut run = 0;
+        std::iter::from_fn(|| next_in_line(&mut f, &mut d, &mut run)).collect()
+    }
+
+    #[test]
+    fn fan_out_goes_first_three_to_one_and_nothing_is_skipped() {
+        // A storm's replies (1..) queued before a delivery (100..): the
+        // deliveries go first, three for every one of the others.
+        assert_eq!(
+            drain(&[100, 101, 102, 103, 104], &[1, 2, 3]),
+            [100, 101, 102, 1, 103, 104, 2, 3]
+        );
+        // Either line alone: in its order.
+        assert_eq!(drain(&[], &[1, 2, 3]), [1, 2, 3]);
+        assert_eq!(drain(&[7, 8, 9, 10, 11], &[]), [7, 8, 9, 10, 11]);
+        assert_eq!(drain(&[], &[]), Vec::<u32>::new());
+    }
 }

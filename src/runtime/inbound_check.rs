@@ -240,6 +240,7 @@ impl Harness {
             me: 0,
             conns: Slab::new(),
             dirty: VecDeque::new(),
+            fanout: VecDeque::new(),
             now: 0,
             turn_ns: 0,
             send_ns: None,

@@ -87,7 +87,11 @@ impl<M> Io<'_, M> {
             inc(&stats.deflate_compressions_total, u64::from(compressed));
             inc(&stats.deflate_frames_total, u64::from(was_deflated));
         }
-        self.table.mark(id.key);
+        if frame.arrived_ns().is_some() {
+            self.table.mark_fanout(id.key);
+        } else {
+            self.table.mark(id.key);
+        }
         Offered::Sent
     }
 

@@ -29,6 +29,11 @@ pub struct ConnTable {
     /// Connections with something for the flush step, in the order they
     /// got it: the flush serves them first come, first served.
     pub dirty: VecDeque<u32>,
+    /// Connections a fan-out frame made dirty (`mark_fanout`): a line of
+    /// its own that the flush serves ahead of `dirty`, so a subscriber's
+    /// delivery never waits behind a storm's handshake, snapshot and close
+    /// replies (issue #11).
+    pub fanout: VecDeque<u32>,
     pub now: Ticks,
     /// `metrics::clock` nanoseconds at the top of this loop turn: when
     /// what the turn reads arrived (`Io::now_ns`).
@@ -106,6 +111,22 @@ impl ConnTable {
                 self.dirty.push_back(key);
             }
         }
+    }
+
+    /// `mark`, for a connection a fan-out frame was queued on: into the
+    /// fan-out line, unless it already waits in either line.
+    pub fn mark_fanout(&mut self, key: u32) {
+        if let Some(c) = self.conns.get_mut(key as usize) {
+            if !c.dirty() {
+                c.set_dirty(true);
+                self.fanout.push_back(key);
+            }
+        }
+    }
+
+    /// Nothing waits for the flush step.
+    pub fn clean(&self) -> bool {
+        self.dirty.is_empty() && self.fanout.is_empty()
     }
 
     pub fn my_stats(&self) -> &ShardStats {
