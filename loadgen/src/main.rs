@@ -40,6 +40,11 @@ enum Cmd {
     /// Open N connections (handshake + one subscription each), hold them, broadcast once.
     Conns(Conns),
     /// Hold N subscribers under a feed, drop M of them at once, reconnect them with snapshots.
+    ///
+    /// With --shards 2 or more, the held subscribers and the publishers run on
+    /// shard 0 and the dropped ones on the others, at a lower priority (nice
+    /// 10), so the held latency is the broker's, not the generator's own storm
+    /// work (the report's storm_held_apart).
     Storm(Storm),
 }
 
