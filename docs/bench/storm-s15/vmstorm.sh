@@ -30,7 +30,7 @@ if [ -n "${PERF:-}" ]; then
 fi
 taskset -c 1 timeout 200 "$BIN/ringfan-loadgen" storm --url ws://127.0.0.1:$PORT/ws \
     --connections "$CONNS" --drop "$DROP" --topics "$TOPICS" --rate "$RATE" \
-    --warmup 3s --duration 20s --drop-at 5s --shards 2 --cpus 1 --server-pid $pid \
+    --warmup 3s --duration 20s --drop-at 5s --shards ${LG_SHARDS:-2} --cpus 1 --server-pid $pid \
     --json "$OUT/storm.json" > "$OUT/storm.log" 2>&1
 echo "rc=$?"
 kill $pid; wait $pid 2>/dev/null; kill $spid 2>/dev/null; wait
