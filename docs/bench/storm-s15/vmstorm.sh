@@ -13,14 +13,21 @@ taskset -c 0 "$BIN/ringfan" --shards ${BROKER_SHARDS:-2} --listen 127.0.0.1:$POR
 pid=$!
 sleep 1
 ( while kill -0 $pid 2>/dev/null; do
-    ts=$(date +%s.%N)
     exec 3<>/dev/tcp/127.0.0.1/$PORT || break
     printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
-    cat <&3 > "$OUT/scrape/$ts.txt"; exec 3>&-
+    cat <&3 > "$OUT/scrape/next"; exec 3>&-
+    # stamped when the answer is in (a busy broker answers late), next
+    # to the CPU samples below
+    ts=$(date +%s.%N); mv "$OUT/scrape/next" "$OUT/scrape/$ts.txt"
     # thread name, utime, stime (clock ticks) of every broker thread
     for t in /proc/$pid/task/*; do
       echo "$(cat $t/comm 2>/dev/null) $(cut -d' ' -f14,15 $t/stat 2>/dev/null)"
     done > "$OUT/scrape/$ts.threads"
+    # core 0 as a whole (user nice system idle iowait irq softirq), and
+    # ksoftirqd/0, which takes loopback's receive work past softirq's
+    # budget: CPU the broker's core spends outside the broker's threads
+    grep '^cpu0 ' /proc/stat > "$OUT/scrape/$ts.cpu0"
+    cut -d' ' -f14,15 /proc/$(pgrep -x ksoftirqd/0)/stat >> "$OUT/scrape/$ts.cpu0"
     sleep 0.4
   done ) &
 spid=$!
