@@ -303,6 +303,18 @@ impl Plan {
         (i + 1) * m / n > i * m / n
     }
 
+    /// How many of the subscribers before `i` the storm drops.
+    fn dropped_before(&self, i: u64) -> u64 {
+        let (Some(s), n) = (self.storm, self.subscribers) else {
+            return 0;
+        };
+        if n == 0 {
+            return 0;
+        }
+        let m = u128::from(s.drop.min(n));
+        (u128::from(i.min(n)) * m / u128::from(n)) as u64
+    }
+
     /// Nanoseconds (on the run's clock) at which the storm drops its
     /// connections, given when publishing started.
     pub fn storm_at_ns(&self, start_ns: u64) -> Option<u64> {
@@ -317,7 +329,9 @@ impl Plan {
         if !self.held_apart() {
             (i % n) as usize
         } else if self.dropped(i) {
-            (1 + i % (n - 1)) as usize
+            // By its rank among the dropped (they are spaced evenly, so
+            // `i` itself can fall on one residue for all of them).
+            (1 + self.dropped_before(i) % (n - 1)) as usize
         } else {
             0
         }
@@ -585,6 +599,22 @@ mod tests {
         assert_eq!(per_shard[0], 201);
         assert!((45..=55).contains(&per_shard[1]), "{per_shard:?}");
         assert_eq!(per_shard[1] + per_shard[2], 100);
+        // Dropped every other subscriber, two shards for them: even
+        // indices are never dropped, so `i` alone would put them all on
+        // one; by rank they split evenly (the review's 20,000 / 10,000 /
+        // 3 shards).
+        let mut p2 = plan(vec![10_000, 10_000], 1);
+        p2.shards = 3;
+        p2.held_apart = true;
+        p2.storm = Some(Storm {
+            drop: 10_000,
+            at: Duration::from_secs(1),
+        });
+        let mut per = [0u64; 3];
+        for i in 0..p2.connections() {
+            per[p2.shard_of(i)] += 1;
+        }
+        assert_eq!(per, [10_001, 5_000, 5_000]);
         // One shard cannot hold them apart.
         p.shards = 1;
         assert!(!p.held_apart());

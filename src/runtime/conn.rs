@@ -208,6 +208,13 @@ impl SendQueue {
         self.frames.push_back(frame);
     }
 
+    /// The newest frame queued is a fan-out share (it carries its
+    /// publish's arrival time): the connection belongs in the flush's
+    /// first line (`ConnTable::first`).
+    pub fn newest_is_fanout(&self) -> bool {
+        self.frames.back().is_some_and(|f| f.arrived_ns().is_some())
+    }
+
     /// Queue ahead of data, after earlier control frames.
     pub fn push_control(&mut self, frame: Bytes) {
         self.bytes = add32(self.bytes, cost(frame.len()));

@@ -25,25 +25,26 @@ const MAX_IOV: usize = 512;
 /// against 64 sends.
 const SENDS_PER_TURN: usize = 64;
 
-/// Fan-out line picks in a row before one from the other line, while both
-/// wait (see `flush`): deliveries get three quarters of a busy turn.
-const FANOUT_RUN: usize = 3;
+/// Picks in a row from the first line (`ConnTable::first`) before one
+/// from the other, while both wait (see `flush`): deliveries get three
+/// quarters of a busy turn.
+const FIRST_RUN: usize = 3;
 
-/// The next connection for the flush: from the fan-out line, except that
-/// after FANOUT_RUN of those in a row (`run` counts them) the other line
+/// The next connection for the flush: from the first line, except that
+/// after FIRST_RUN of those in a row (`run` counts them) the other line
 /// gets one if it has any.
 fn next_in_line(
-    fanout: &mut VecDeque<u32>,
+    first: &mut VecDeque<u32>,
     dirty: &mut VecDeque<u32>,
     run: &mut usize,
 ) -> Option<u32> {
-    let first = if *run < FANOUT_RUN || dirty.is_empty() {
-        fanout.pop_front()
+    let picked = if *run < FIRST_RUN || dirty.is_empty() {
+        first.pop_front()
     } else {
         None
     };
-    *run = if first.is_some() { *run + 1 } else { 0 };
-    first.or_else(|| dirty.pop_front())
+    *run = if picked.is_some() { *run + 1 } else { 0 };
+    picked.or_else(|| dirty.pop_front())
 }
 
 impl<M> Shard<M> {
@@ -67,10 +68,10 @@ impl<M> Shard<M> {
         // taken in; the rest wait their turn, first come, first served
         // within each line. Handling one connection can dirty others (an
         // app callback that sends): they join the end of a line. The
-        // fan-out line goes first, FANOUT_RUN picks to one of the other
-        // line while both wait: a storm's replies (upgrades, snapshots,
-        // closes) cannot hold deliveries back, and a steady fan-out cannot
-        // starve them either. A write delay's release
+        // first line (fan-out frames, receive re-arms) goes first,
+        // FIRST_RUN picks to one of the other line while both wait: a
+        // storm's replies (upgrades, snapshots, closes) cannot hold
+        // deliveries back, and a steady fan-out cannot starve them either. A write delay's release
         // must go out in one pass (the next turn would hold them again),
         // and latency is not its point anyway.
         let budget = if self.write_delay.enabled() {
@@ -82,7 +83,7 @@ impl<M> Shard<M> {
         let mut run = 0;
         while sends < budget {
             let t = &mut self.table;
-            let Some(key) = next_in_line(&mut t.fanout, &mut t.dirty, &mut run) else {
+            let Some(key) = next_in_line(&mut t.first, &mut t.dirty, &mut run) else {
                 break;
             };
             if let Some(c) = self.table.conns.get_mut(key as usize) {
@@ -219,17 +220,25 @@ impl<M> Shard<M> {
             sent = self.submit_send(key, op);
         } else if closing {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
-                if c.ws.handshake_closed() {
+                if c.ws.handshake_closed() && !c.tls() {
                     // The close handshake is complete: the peer may send
-                    // nothing more, so a close cannot become a reset, and
-                    // the server closing first is what RFC 6455 §7.1.1
-                    // asks (TIME_WAIT stays on our side). No half-close:
-                    // IORING_OP_SHUTDOWN always goes to an io-wq worker,
-                    // and in a storm of 100,000 clean closes those
-                    // workers took 42-63 ms of every 200 ms of the
-                    // shards' core (issue #11, session 12).
-                    c.phase = Phase::Dead;
-                    self.table.mark(key);
+                    // nothing more, so a close cannot become a reset. No
+                    // half-close: IORING_OP_SHUTDOWN always goes to an
+                    // io-wq worker, and in a storm of 100,000 clean closes
+                    // those workers took 42-63 ms of every 200 ms of the
+                    // shards' core (issue #11, session 12). RFC 6455
+                    // §7.1.1: the server closes first (TIME_WAIT stays on
+                    // its side), a client waits for it (until the close
+                    // timeout). (TLS keeps the half-close: the peer's
+                    // close_notify may still come and must be read.)
+                    if c.outbound() {
+                        c.phase = Phase::Lingering;
+                        c.since = now;
+                        self.reschedule(key, now + close_t);
+                    } else {
+                        c.phase = Phase::Dead;
+                        self.table.mark(key);
+                    }
                     return sent;
                 }
                 // Everything is out: half-close, then wait for the peer's
@@ -385,9 +394,9 @@ pub(super) fn send_clock() -> u64 {
 mod tests {
     use super::*;
 
-    fn drain(fanout: &[u32], dirty: &[u32]) -> Vec<u32> {
+    fn drain(first: &[u32], dirty: &[u32]) -> Vec<u32> {
         let (mut f, mut d) = (
-            VecDeque::from(fanout.to_vec()),
+            VecDeque::from(first.to_vec()),
             VecDeque::from(dirty.to_vec()),
         );
         let mut run = 0;

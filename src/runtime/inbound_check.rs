@@ -240,7 +240,7 @@ impl Harness {
             me: 0,
             conns: Slab::new(),
             dirty: VecDeque::new(),
-            fanout: VecDeque::new(),
+            first: VecDeque::new(),
             now: 0,
             turn_ns: 0,
             send_ns: None,

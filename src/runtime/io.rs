@@ -88,7 +88,7 @@ impl<M> Io<'_, M> {
             inc(&stats.deflate_frames_total, u64::from(was_deflated));
         }
         if frame.arrived_ns().is_some() {
-            self.table.mark_fanout(id.key);
+            self.table.mark_first(id.key);
         } else {
             self.table.mark(id.key);
         }

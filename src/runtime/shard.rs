@@ -206,7 +206,7 @@ impl<M> Shard<M> {
                 // doubling a slab leaves the outgrown blocks resident.
                 conns: Slab::with_capacity(table_size as usize),
                 dirty: VecDeque::new(),
-                fanout: VecDeque::new(),
+                first: VecDeque::new(),
                 now: 0,
                 turn_ns: 0,
                 send_ns: None,
@@ -581,7 +581,9 @@ impl<M> Shard<M> {
                     let n = self.bufs.offered().max(16);
                     self.bufs.grow(n);
                 }
-                self.table.mark(key);
+                // A receive to re-arm: the first line (a publisher's next
+                // message waits on it).
+                self.table.mark_first(key);
                 return;
             }
             if res == -libc::ECANCELED && (c.recv_armed() || cancelled) {
@@ -678,7 +680,7 @@ impl<M> Shard<M> {
             self.reschedule(key, at);
         }
         if rearm {
-            self.table.mark(key);
+            self.table.mark_first(key);
         }
         self.check_backpressure(key);
     }
@@ -714,8 +716,27 @@ impl<M> Shard<M> {
                 // Idle again: hold no send buffer at all.
                 c.tx.release();
             }
+            // An open connection with nothing queued, reading, and nothing
+            // asked of it has no step for the flush: leave it out of the
+            // lines, so that a fan-out frame queued next puts it in the
+            // first line (a mark here would have left it behind a storm's
+            // replies in the other). What was queued meanwhile goes by its
+            // newest frame.
+            let idle = drained
+                && c.ws.state() == crate::ws::State::Open
+                && c.recv_armed()
+                && !c.recv_cancelling()
+                && !c.read_paused()
+                && !c.tls()
+                && !c.has_close_req()
+                && !c.delayed();
+            let first = c.phase == Phase::Open && c.tx.newest_is_fanout();
             self.pool_return(op);
-            self.table.mark(key);
+            if first {
+                self.table.mark_first(key);
+            } else if !idle {
+                self.table.mark(key);
+            }
             drained
         } else {
             // A short write: send the rest at once, topped up with

@@ -29,11 +29,12 @@ pub struct ConnTable {
     /// Connections with something for the flush step, in the order they
     /// got it: the flush serves them first come, first served.
     pub dirty: VecDeque<u32>,
-    /// Connections a fan-out frame made dirty (`mark_fanout`): a line of
-    /// its own that the flush serves ahead of `dirty`, so a subscriber's
-    /// delivery never waits behind a storm's handshake, snapshot and close
-    /// replies (issue #11).
-    pub fanout: VecDeque<u32>,
+    /// Connections whose next step an established peer waits on: a
+    /// fan-out frame to send, a receive to re-arm (`mark_first`). The
+    /// flush serves this line ahead of `dirty`, so a subscriber's delivery
+    /// or a publisher's next read never waits behind a storm's handshake,
+    /// snapshot and close replies (issue #11).
+    pub first: VecDeque<u32>,
     pub now: Ticks,
     /// `metrics::clock` nanoseconds at the top of this loop turn: when
     /// what the turn reads arrived (`Io::now_ns`).
@@ -113,20 +114,20 @@ impl ConnTable {
         }
     }
 
-    /// `mark`, for a connection a fan-out frame was queued on: into the
-    /// fan-out line, unless it already waits in either line.
-    pub fn mark_fanout(&mut self, key: u32) {
+    /// `mark`, into the first line (see `first`), unless the connection
+    /// already waits in either line.
+    pub fn mark_first(&mut self, key: u32) {
         if let Some(c) = self.conns.get_mut(key as usize) {
             if !c.dirty() {
                 c.set_dirty(true);
-                self.fanout.push_back(key);
+                self.first.push_back(key);
             }
         }
     }
 
     /// Nothing waits for the flush step.
     pub fn clean(&self) -> bool {
-        self.dirty.is_empty() && self.fanout.is_empty()
+        self.dirty.is_empty() && self.first.is_empty()
     }
 
     pub fn my_stats(&self) -> &ShardStats {
