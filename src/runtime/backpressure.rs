@@ -8,15 +8,19 @@
 //! Stopping a multishot receive takes a cancel; what the kernel delivered
 //! before the cancel landed is kept in `Conn::rx` unparsed (whole frames
 //! included, which the buffer contract of `ws::connection` allows: they
-//! are simply more bytes after the front) and parsed on resume.
+//! are simply more bytes after the front) and parsed on resume. A dead
+//! connection's receive is ended by a cancel too (`flush_dead`); a cancel's
+//! own completion is `on_cancel`.
 
 use super::app::App;
 use super::conn::Phase;
 use super::inbound;
 use super::shard::Shard;
+use super::table::live;
 use super::token::{self, Op};
 use crate::metrics::inc;
 use io_uring::opcode;
+use io_uring::types::Fixed;
 
 impl<M> Shard<M> {
     /// After input was parsed: stop reading a connection whose backlog is
@@ -92,5 +96,30 @@ impl<M> Shard<M> {
             self.reschedule(key, at);
         }
         self.table.mark(key);
+    }
+}
+
+impl<M> Shard<M> {
+    /// A cancel's own completion. Only one that found nothing to cancel
+    /// needs anything: a dead connection whose receive we still count as
+    /// armed would never be released, so its teardown falls back to the
+    /// shutdown (`flush_dead`), which ends the receive whatever state it
+    /// is in. (Accept cancels carry key 0, gen 0; on a connection they
+    /// happened to match this is one harmless shutdown of a dead socket.)
+    pub(super) fn on_cancel(&mut self, key: u32, gen: u32, res: i32) {
+        if res != -libc::ENOENT {
+            return;
+        }
+        let Some(c) = live(&mut self.table.conns, key, gen) else {
+            return;
+        };
+        if c.phase == Phase::Dead && c.recv_armed() && c.recv_cancelling() && !c.shut() {
+            c.set_shut(true);
+            c.set_shutting(true);
+            let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_RDWR)
+                .build()
+                .user_data(token::encode(Op::Shutdown, key, gen));
+            self.push(e);
+        }
     }
 }

@@ -514,29 +514,6 @@ impl<M> Shard<M> {
         }
     }
 
-    /// A cancel's own completion. Only one that found nothing to cancel
-    /// needs anything: a dead connection whose receive we still count as
-    /// armed would never be released, so its teardown falls back to the
-    /// shutdown (`flush_dead`), which ends the receive whatever state it
-    /// is in. (Accept cancels carry key 0, gen 0; on a connection they
-    /// happened to match this is one harmless shutdown of a dead socket.)
-    fn on_cancel(&mut self, key: u32, gen: u32, res: i32) {
-        if res != -libc::ENOENT {
-            return;
-        }
-        let Some(c) = live(&mut self.table.conns, key, gen) else {
-            return;
-        };
-        if c.phase == Phase::Dead && c.recv_armed() && c.recv_cancelling() && !c.shut() {
-            c.set_shut(true);
-            c.set_shutting(true);
-            let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_RDWR)
-                .build()
-                .user_data(token::encode(Op::Shutdown, key, gen));
-            self.push(e);
-        }
-    }
-
     pub(super) fn arm_recv(&mut self, key: u32) {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
             return;
