@@ -278,13 +278,18 @@ impl<M> Shard<M> {
             && !c.shut()
             && !c.shutting()
             && !c.connecting()
+            && c.ws.handshake_closed()
+            && !c.tls()
         {
-            // Only the receive is left: cancel it. The cancel is done
-            // inline, where a shutdown would go to an io-wq worker; what
-            // closing the slot then does to the socket is the same (a
-            // FIN, or a reset if unread input is left). Its end comes as
-            // ECANCELED (`on_recv`); a cancel that finds nothing falls
-            // back to the shutdown (`on_cancel`).
+            // A completed close handshake with only the receive left:
+            // cancel it. The cancel is done inline, where a shutdown would
+            // go to an io-wq worker, and the peer may send nothing more,
+            // so closing the slot then sends a FIN. (Any other dead
+            // connection keeps the shutdown: input it still sends would
+            // turn a close into a reset, and a reset throws away what the
+            // peer has not read yet: a slow consumer's last messages.)
+            // Its end comes as ECANCELED (`on_recv`); a cancel that finds
+            // nothing falls back to the shutdown (`on_cancel`).
             if !c.recv_cancelling() {
                 c.set_recv_cancelling(true);
                 let e = opcode::AsyncCancel::new(token::encode(Op::Recv, key, c.gen))
