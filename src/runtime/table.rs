@@ -106,21 +106,27 @@ impl ConnTable {
     }
 
     pub fn mark(&mut self, key: u32) {
-        if let Some(c) = self.conns.get_mut(key as usize) {
-            if !c.dirty() {
-                c.set_dirty(true);
-                self.dirty.push_back(key);
-            }
-        }
+        self.queue(key, false);
     }
 
     /// `mark`, into the first line (see `first`), unless the connection
     /// already waits in either line.
     pub fn mark_first(&mut self, key: u32) {
+        self.queue(key, true);
+    }
+
+    /// Put a connection in line for the flush once (`Conn::dirty` says it
+    /// waits in one of the two).
+    fn queue(&mut self, key: u32, first: bool) {
         if let Some(c) = self.conns.get_mut(key as usize) {
             if !c.dirty() {
                 c.set_dirty(true);
-                self.first.push_back(key);
+                let line = if first {
+                    &mut self.first
+                } else {
+                    &mut self.dirty
+                };
+                line.push_back(key);
             }
         }
     }
