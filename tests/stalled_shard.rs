@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::wsraw::{bounded, masked, RawWs, OP_PING, OP_PONG};
+use common::wsraw::{bounded, masked, metric, RawWs, OP_PING, OP_PONG, OP_TEXT};
 use common::Broker;
 use std::time::Duration;
 
@@ -41,5 +41,42 @@ async fn a_pong_sent_while_the_shard_stalled_is_read_before_its_deadline() {
         (OP_PONG, &b"alive"[..]),
         "closed although the pong arrived in time (close code {:?})",
         f.close_code()
+    );
+}
+
+/// Input that piled up while the shard could not run (here: 300 messages
+/// sent while the process was stopped) is more than the kernel runs in
+/// one enter under DEFER_TASKRUN (20 deferred items): the shard enters
+/// again within the turn to run the rest (`drain_deferred`), and every
+/// message is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pile_of_input_is_run_past_the_kernels_batch_of_20() {
+    let b = Broker::start(&["--shards", "1", "--echo"]);
+    let pid = b.child.id();
+    let mut clients = Vec::new();
+    for _ in 0..300 {
+        clients.push(RawWs::connect(b.addr, "/echo").await);
+    }
+    let before = metric(b.addr, "ringfan_deferred_work_enters_total").await;
+    signal(pid, libc::SIGSTOP);
+    for (i, ws) in clients.iter_mut().enumerate() {
+        ws.send(&masked(OP_TEXT, format!("piled {i}").as_bytes()))
+            .await;
+    }
+    // Let loopback deliver all of it while the shard is stopped.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(pid, libc::SIGCONT);
+    for (i, ws) in clients.iter_mut().enumerate() {
+        let f = bounded(10, "the echo", ws.frame()).await;
+        assert_eq!(
+            (f.opcode, &f.payload[..]),
+            (OP_TEXT, format!("piled {i}").as_bytes()),
+            "client {i}"
+        );
+    }
+    let after = metric(b.addr, "ringfan_deferred_work_enters_total").await;
+    assert!(
+        after > before,
+        "300 piled-up receives were run without an extra enter ({before} -> {after})"
     );
 }

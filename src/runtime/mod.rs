@@ -41,6 +41,7 @@ mod close_reason;
 pub mod config;
 mod conn;
 mod deadlines;
+mod deferred;
 mod dial;
 pub mod external;
 mod flush;

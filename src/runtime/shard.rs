@@ -305,6 +305,7 @@ impl<M> Shard<M> {
             if !self.table.deferred.is_empty() {
                 self.run_deferred(&mut app);
             }
+            self.drain_deferred();
             self.complete_all(&mut app);
             if self.tick_due {
                 // Deadlines judge what peers sent: after a long turn (a
@@ -360,7 +361,7 @@ impl<M> Shard<M> {
     /// One enter that submits what is queued and, since DEFER_TASKRUN runs
     /// completion work only when events are asked for, GETEVENTS without
     /// waiting: completions of work that arrived meanwhile are posted.
-    fn submit_and_poll(&mut self) -> std::io::Result<usize> {
+    pub(super) fn submit_and_poll(&mut self) -> std::io::Result<usize> {
         let pending = self.ring.submission().len() as u32;
         // SAFETY: no argument struct is passed; every queued entry's
         // buffers stay alive until its completion (see `push`).
