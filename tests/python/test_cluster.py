@@ -27,6 +27,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from ports import free_port
+
 TIMEOUT = 30
 
 
@@ -37,12 +39,6 @@ def nats_binary() -> str | None:
     if found is None and os.environ.get("NATS_SERVER_REQUIRED") == "1":
         pytest.fail("nats-server is not installed (tests/run.sh installs Debian's nats-server)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nats:

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ports import free_port
 from ringfan_proc import metric_sum
 from wsclient import STEP, ack, bounded, connect, j, msg, recv, run, uid
 
@@ -45,12 +46,6 @@ OPEN = "ringfan_connections_open"
 def find(name: str) -> str | None:
     return shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Proxy:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from collections.abc import Coroutine, Iterator
@@ -26,6 +25,7 @@ import websockets.version
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.append(str(REPO / "tests" / "python"))
+from ports import free_port  # noqa: E402
 from ringfan_proc import RingfanProcess, metric_sum  # noqa: E402
 
 TEST_TIMEOUT = 30.0  # seconds, a whole test's coroutine
@@ -35,14 +35,6 @@ STEP = 5.0  # seconds, one awaited step
 def ringfan_bin() -> Path:
     path = Path(os.environ.get("RINGFAN_BIN", "target/release/ringfan"))
     return path if path.is_absolute() else REPO / path
-
-
-def free_port() -> int:
-    """A port nothing listens on now (for a broker that must come back on
-    the same port after a restart, and for "nobody there")."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(coro: Coroutine[Any, Any, Any], timeout: float = TEST_TIMEOUT) -> Any:
