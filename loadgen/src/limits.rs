@@ -252,20 +252,28 @@ pub fn check(
             n(total)
         )
     };
-    if let Some(backlog) = read_u64(SOMAXCONN) {
-        if loopback && in_flight > backlog {
-            line.push_str(&format!(
-                "; {} handshakes in flight exceed net.core.somaxconn {}: a broker listening with one queue drops the SYNs past it (retried after 1 s, 3 s, ...), lower --connect-window or raise net.core.somaxconn",
-                n(in_flight),
-                n(backlog)
-            ));
-        }
+    if let Some(note) = backlog_note(in_flight, loopback) {
+        line.push_str("; ");
+        line.push_str(&note);
     }
     Verdict {
         line,
         fatal: false,
         slow: total > fast,
     }
+}
+
+/// What the listen backlog says of `in_flight` handshakes at once to a
+/// loopback broker, when they exceed it.
+pub fn backlog_note(in_flight: u64, loopback: bool) -> Option<String> {
+    let backlog = read_u64(SOMAXCONN)?;
+    (loopback && in_flight > backlog).then(|| {
+        format!(
+            "{} handshakes in flight exceed net.core.somaxconn {}: a broker listening with one queue drops the SYNs past it (retried after 1 s, 3 s, ...), lower --connect-window or raise net.core.somaxconn",
+            crate::report::fmt_count(in_flight),
+            crate::report::fmt_count(backlog)
+        )
+    })
 }
 
 /// Files the system still lets open (fs.file-max less those open).
@@ -288,6 +296,17 @@ fn read_u64(path: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backlog_note_names_somaxconn_only_past_it_and_only_on_loopback() {
+        let Some(backlog) = read_u64(SOMAXCONN) else {
+            return; // no /proc here: nothing to compare with
+        };
+        let note = backlog_note(backlog + 1, true).expect("past somaxconn on loopback");
+        assert!(note.contains("net.core.somaxconn"), "{note}");
+        assert_eq!(backlog_note(backlog, true), None);
+        assert_eq!(backlog_note(backlog + 1, false), None);
+    }
     use crate::plan::loopback_sources;
 
     #[test]

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::cli::{self, Load};
 use loadgen::plan::{self, Data, Plan, Publishing, Scenario};
 use loadgen::report::{self, RunReport};
-use loadgen::{feed, run};
+use loadgen::{feed, limits, run};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
@@ -401,6 +401,15 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                         per_ring + 256
                     );
                     p.shards = needed;
+                    // The limits check ran with fewer shards: the connect
+                    // window is per shard, so more are in flight now.
+                    let in_flight = (p.shards * p.connect_window) as u64;
+                    let loopback = (p.endpoints.iter())
+                        .chain(&p.publish_endpoints)
+                        .all(|e| e.addr.ip().is_loopback() && e.addr.is_ipv4());
+                    if let Some(note) = limits::backlog_note(in_flight, loopback) {
+                        eprintln!("ringfan-loadgen: {note}");
+                    }
                 }
             }
             (p, a.common)
