@@ -6,7 +6,7 @@ use clap::Args;
 use ringfan::runtime::TlsDial;
 use ringfan::tls::ServerName;
 use ringfan::tls::Trust;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -424,10 +424,7 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         None => Ports::Kernel(PortRange::read()?),
     };
     // Loopback sources only when every broker is on IPv4 loopback.
-    let loopback = targets
-        .iter()
-        .chain(&publish_targets)
-        .all(|t| t.addr.ip().is_loopback() && matches!(t.addr.ip(), IpAddr::V4(_)));
+    let loopback = plan::all_loopback(targets.iter().chain(&publish_targets));
     let sources = if c.sources > 0 {
         plan::loopback_sources(c.sources)
     } else if loopback {

@@ -296,6 +296,7 @@ fn read_u64(path: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::loopback_sources;
 
     #[test]
     fn the_backlog_note_names_somaxconn_only_past_it_and_only_on_loopback() {
@@ -307,7 +308,6 @@ mod tests {
         assert_eq!(backlog_note(backlog, true), None);
         assert_eq!(backlog_note(backlog + 1, false), None);
     }
-    use crate::plan::loopback_sources;
 
     #[test]
     fn the_stock_range_has_14116_fast_ports() {

@@ -404,9 +404,8 @@ fn build(cmd: Cmd) -> Result<(Plan, cli::Common), String> {
                     // The limits check ran with fewer shards: the connect
                     // window is per shard, so more are in flight now.
                     let in_flight = (p.shards * p.connect_window) as u64;
-                    let loopback = (p.endpoints.iter())
-                        .chain(&p.publish_endpoints)
-                        .all(|e| e.addr.ip().is_loopback() && e.addr.is_ipv4());
+                    let loopback =
+                        plan::all_loopback(p.endpoints.iter().chain(&p.publish_endpoints));
                     if let Some(note) = limits::backlog_note(in_flight, loopback) {
                         eprintln!("ringfan-loadgen: {note}");
                     }

@@ -126,6 +126,15 @@ impl Endpoint {
     }
 }
 
+/// Every endpoint is on IPv4 loopback: the generator may then spread its
+/// connections over source addresses of 127.0.0.0/8, and the listen
+/// backlog it meets is this machine's.
+pub fn all_loopback<'a>(endpoints: impl IntoIterator<Item = &'a Endpoint>) -> bool {
+    endpoints
+        .into_iter()
+        .all(|e| e.addr.ip().is_loopback() && e.addr.is_ipv4())
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub scenario: Scenario,

@@ -8,8 +8,10 @@ use crate::metrics::inc;
 /// to 20 deferred items: 640 in all), and an enter that brings fewer
 /// completions than `DRAIN_BATCH` ends it (the kernel's work list is empty
 /// or nearly). On this VM's 20,000-connection storm the held subscribers'
-/// p99 went from 144-183 ms to 62-97 ms with it and the fan-out line
-/// (docs/benchmarks.md, session 15).
+/// p99 during the storm went from 122-144 ms to 99-114 ms with it
+/// (docs/benchmarks.md, session 16); 16,384 completions a turn instead
+/// (enters up to the completion queue's half) measured 97-116 ms: longer
+/// turns, a later flush.
 const DRAIN_ENTERS: usize = 32;
 const DRAIN_BATCH: usize = 16;
 
