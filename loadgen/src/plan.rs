@@ -300,19 +300,11 @@ impl Plan {
     /// `drop` of the subscribers, spread evenly over them (and so over the
     /// topics, which group them).
     pub fn dropped(&self, i: u64) -> bool {
-        let Some(s) = self.storm else {
-            return false;
-        };
-        let n = self.subscribers;
-        if i >= n || s.drop == 0 {
-            return false;
-        }
-        let m = u128::from(s.drop.min(n));
-        let (i, n) = (u128::from(i), u128::from(n));
-        (i + 1) * m / n > i * m / n
+        self.dropped_before(i.saturating_add(1)) > self.dropped_before(i)
     }
 
-    /// How many of the subscribers before `i` the storm drops.
+    /// How many of the subscribers before `i` the storm drops: the
+    /// spacing `dropped` follows (its rank, for `shard_of`).
     fn dropped_before(&self, i: u64) -> u64 {
         let (Some(s), n) = (self.storm, self.subscribers) else {
             return 0;

@@ -97,9 +97,7 @@ impl<M> Shard<M> {
         }
         self.table.mark(key);
     }
-}
 
-impl<M> Shard<M> {
     /// A cancel's own completion. Only one that found nothing to cancel
     /// needs anything: a dead connection whose receive we still count as
     /// armed would never be released, so its teardown falls back to the

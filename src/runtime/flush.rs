@@ -71,9 +71,10 @@ impl<M> Shard<M> {
         // first line (fan-out frames, receive re-arms) goes first,
         // FIRST_RUN picks to one of the other line while both wait: a
         // storm's replies (upgrades, snapshots, closes) cannot hold
-        // deliveries back, and a steady fan-out cannot starve them either. A write delay's release
-        // must go out in one pass (the next turn would hold them again),
-        // and latency is not its point anyway.
+        // deliveries back, and a steady fan-out cannot starve them
+        // either. A write delay's release must go out in one pass (the
+        // next turn would hold them again), and latency is not its point
+        // anyway.
         let budget = if self.write_delay.enabled() {
             usize::MAX
         } else {

@@ -22,19 +22,19 @@ import socket
 LOWEST = 10_000
 
 
-def ephemeral_range() -> tuple[int, int]:
+def ephemeral_start() -> int:
+    """The first port of `net.ipv4.ip_local_port_range`."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            lo, hi = (int(x) for x in f.read().split())
-            return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
     """A loopback TCP port nothing is bound to now, outside the ephemeral
     range where possible (see the module's docs)."""
-    lo, _ = ephemeral_range()
+    lo = ephemeral_start()
     if lo - LOWEST >= 1000:
         for _ in range(200):
             port = random.randrange(LOWEST, lo)
