@@ -8,7 +8,7 @@
 mod common;
 
 use common::wsraw::{
-    bounded, close_body, masked, metric, RawWs, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
+    bounded, close_body, masked, metric, wait_metric, RawWs, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
 };
 use common::Broker;
 use std::time::Duration;
@@ -101,6 +101,51 @@ async fn a_pile_of_input_is_run_past_the_kernels_batch_of_20() {
         after > before,
         "300 piled-up receives were run without an extra enter ({before} -> {after})"
     );
+}
+
+/// A storm of closes (here: 400 clients gone while the shard was stopped,
+/// so that their EOFs arrive together) is torn down a budget at a time,
+/// counted with the flush's sends: a close is the kernel's tcp_close, and
+/// 20,000 of them in one flush were one enter of ~100 ms that every
+/// publish waited for (issue #11). The turns end with connections still
+/// in line, and every connection is released in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_closes_is_torn_down_a_budget_at_a_time() {
+    let b = Broker::start(&["--shards", "1", "--echo"]);
+    let pid = b.child.id();
+    let mut clients = Vec::new();
+    for _ in 0..400 {
+        clients.push(RawWs::connect(b.addr, "/echo").await);
+    }
+    // Every one upgraded (an echo answered) before the stop.
+    for ws in clients.iter_mut() {
+        ws.send(&masked(OP_TEXT, b"up")).await;
+        let f = bounded(10, "the echo", ws.frame()).await;
+        assert_eq!(f.opcode, OP_TEXT);
+    }
+    let before = metric(b.addr, "ringfan_flush_budget_spent_total").await;
+    stop(pid).await;
+    drop(clients);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(pid, libc::SIGCONT);
+    // The /metrics request's own connection is the one left.
+    wait_metric(
+        b.addr,
+        "ringfan_connections_open",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let after = metric(b.addr, "ringfan_flush_budget_spent_total").await;
+    assert!(
+        after > before,
+        "400 closes went out in one flush: no turn spent its budget ({before} -> {after})"
+    );
+    // Still serving.
+    let mut ws = RawWs::connect(b.addr, "/echo").await;
+    ws.send(&masked(OP_TEXT, b"after")).await;
+    let f = bounded(10, "the echo", ws.frame()).await;
+    assert_eq!((f.opcode, &f.payload[..]), (OP_TEXT, &b"after"[..]));
 }
 
 /// A close that arrives while the shard is stalled is answered, even when

@@ -1,7 +1,7 @@
 //! The flush step of a shard's turn: connections with something to do,
 //! first come first served, each get at most one send, one re-armed
-//! receive, or one step of their teardown, until the turn's send budget is
-//! spent (the rest wait for the next turn).
+//! receive, or one step of their teardown, until the turn's budget of
+//! sends and teardown steps is spent (the rest wait for the next turn).
 
 use super::app::{App, ConnId};
 use super::conn::{Phase, SendOp, NO_SLOT};
@@ -16,14 +16,25 @@ use std::collections::VecDeque;
 /// Frames per sendmsg (IOV_MAX is 1024).
 const MAX_IOV: usize = 512;
 
-/// Sends a turn submits before it takes in new input. A round of sends to
-/// every subscriber takes R (1,000 sends of ~4-7 us here); submitted in one
-/// go, a message that arrives during it waits for the round to end and then
-/// for its subscriber's place in the next (up to 2R, p99 ~1.9R). In slices,
-/// it is queued at once, and each subscriber picks it up at its next place
-/// in line (up to R). A slice costs an io_uring_enter or two, ~1-2 us,
-/// against 64 sends.
-const SENDS_PER_TURN: usize = 64;
+/// Sends and teardown steps a turn submits before it takes in new input.
+/// A round of sends to every subscriber takes R (1,000 sends of ~4-7 us
+/// here); submitted in one go, a message that arrives during it waits for
+/// the round to end and then for its subscriber's place in the next (up to
+/// 2R, p99 ~1.9R). In slices, it is queued at once, and each subscriber
+/// picks it up at its next place in line (up to R). A slice costs an
+/// io_uring_enter or two, ~1-2 us, against 64 sends.
+///
+/// A teardown step (a receive's cancel, a shutdown, a close) counts as a
+/// send: a close is the kernel's tcp_close (its FIN, and on loopback the
+/// peer's side of it too), 23 % of the broker's CPU in a reconnect storm's
+/// first seconds (session 17's perf). Uncounted, a shard's share of the
+/// connections a storm drops (10,000 of 20,000 on 2 shards) was torn down
+/// in one flush, one long enter that every publish arriving meanwhile
+/// waited for: the held subscribers' p99 during the storm was 80-108 ms
+/// on this VM, 15-20 ms counted; at the issue's size (100,000 dropped, 8
+/// shards) 446-575 ms against 82-88 ms (docs/benchmarks.md, "Closes in
+/// the flush's budget").
+const STEPS_PER_TURN: usize = 64;
 
 /// Picks in a row from the first line (`ConnTable::first`) before one
 /// from the other, while both wait (see `flush`): deliveries get three
@@ -48,9 +59,9 @@ fn next_in_line(
 }
 
 impl<M> Shard<M> {
-    /// For each connection in line (up to SENDS_PER_TURN sends), tell the
-    /// application about closes, then submit at most one of each: send,
-    /// receive re-arm, shutdown, close. A key left in line whose connection
+    /// For each connection in line (up to STEPS_PER_TURN sends and
+    /// teardown steps), tell the application about closes, then submit at
+    /// most one of each: send, receive re-arm, shutdown, close. A key left in line whose connection
     /// closed meanwhile, even one whose slot a new connection took, only
     /// costs that connection an idle look.
     pub(super) fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
@@ -64,7 +75,7 @@ impl<M> Shard<M> {
             }
             self.table.mark(key);
         }
-        // At most SENDS_PER_TURN sends, then the turn ends and new input is
+        // At most STEPS_PER_TURN steps, then the turn ends and new input is
         // taken in; the rest wait their turn, first come, first served
         // within each line. Handling one connection can dirty others (an
         // app callback that sends): they join the end of a line. The
@@ -78,11 +89,11 @@ impl<M> Shard<M> {
         let budget = if self.write_delay.enabled() {
             usize::MAX
         } else {
-            SENDS_PER_TURN
+            STEPS_PER_TURN
         };
-        let mut sends = 0;
+        let mut steps = 0;
         let mut run = 0;
-        while sends < budget {
+        while steps < budget {
             let t = &mut self.table;
             let Some(key) = next_in_line(&mut t.first, &mut t.dirty, &mut run) else {
                 break;
@@ -90,7 +101,10 @@ impl<M> Shard<M> {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
                 c.set_dirty(false);
             }
-            sends += usize::from(self.flush_one(app, key));
+            steps += usize::from(self.flush_one(app, key));
+        }
+        if steps >= budget && !self.table.clean() {
+            inc(&self.table.my_stats().flush_budget_spent_total, 1);
         }
         self.write_delay.end_flush();
         // Connects last, a budgeted batch of them (`DIALS_PER_TURN`): a
@@ -101,7 +115,8 @@ impl<M> Shard<M> {
         self.start_dials();
     }
 
-    /// One connection's step. Returns whether a send was submitted.
+    /// One connection's step. Returns whether it submitted a send or a
+    /// teardown step (what the turn's budget counts).
     fn flush_one<A: App<Mail = M>>(&mut self, app: &mut A, key: u32) -> bool {
         self.settle(app, key);
         self.resume_read(app, key);
@@ -123,10 +138,7 @@ impl<M> Shard<M> {
                 }
                 false
             }
-            Phase::Dead => {
-                self.flush_dead(key);
-                false
-            }
+            Phase::Dead => self.flush_dead(key),
         }
     }
 
@@ -185,7 +197,8 @@ impl<M> Shard<M> {
     /// A connection whose socket works: send what is queued (or hold it
     /// for the write delay), half-close once a closing one is flushed, and
     /// keep its receive armed. A connection that sends must still get its
-    /// receive re-armed (it stops on ENOBUFS, or without MORE).
+    /// receive re-armed (it stops on ENOBUFS, or without MORE). Returns
+    /// whether it submitted a send or a shutdown.
     fn flush_live(&mut self, key: u32) -> bool {
         let now = self.table.now;
         let close_t = self.periods.keepalive.close;
@@ -253,6 +266,7 @@ impl<M> Shard<M> {
                     .user_data(token::encode(Op::Shutdown, key, c.gen));
                 self.push(e);
                 self.reschedule(key, now + close_t);
+                sent = true;
             }
         }
         if self
@@ -267,13 +281,15 @@ impl<M> Shard<M> {
     }
 
     /// A connection whose transport is gone: end what is in flight, then
-    /// close the slot (or, with no slot, forget it at once).
-    fn flush_dead(&mut self, key: u32) {
+    /// close the slot (or, with no slot, forget it at once). Returns
+    /// whether it submitted a step (cancel, shutdown or close).
+    fn flush_dead(&mut self, key: u32) -> bool {
         let Some(c) = self.table.conns.get_mut(key as usize) else {
-            return;
+            return false;
         };
         if c.slot == NO_SLOT {
             self.release(key);
+            false
         } else if c.recv_armed()
             && c.sending.is_none()
             && !c.shut()
@@ -291,28 +307,33 @@ impl<M> Shard<M> {
             // peer has not read yet: a slow consumer's last messages.)
             // Its end comes as ECANCELED (`on_recv`); a cancel that finds
             // nothing falls back to the shutdown (`on_cancel`).
-            if !c.recv_cancelling() {
-                c.set_recv_cancelling(true);
-                let e = opcode::AsyncCancel::new(token::encode(Op::Recv, key, c.gen))
-                    .build()
-                    .user_data(token::encode(Op::Cancel, key, c.gen));
-                self.push(e);
+            if c.recv_cancelling() {
+                return false;
             }
+            c.set_recv_cancelling(true);
+            let e = opcode::AsyncCancel::new(token::encode(Op::Recv, key, c.gen))
+                .build()
+                .user_data(token::encode(Op::Cancel, key, c.gen));
+            self.push(e);
+            true
         } else if c.recv_armed() || c.sending.is_some() || c.shutting() || c.connecting() {
-            if !c.shut() && !c.shutting() {
-                c.set_shut(true);
-                c.set_shutting(true);
-                let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_RDWR)
-                    .build()
-                    .user_data(token::encode(Op::Shutdown, key, c.gen));
-                self.push(e);
+            if c.shut() || c.shutting() {
+                return false;
             }
+            c.set_shut(true);
+            c.set_shutting(true);
+            let e = opcode::Shutdown::new(Fixed(c.slot), libc::SHUT_RDWR)
+                .build()
+                .user_data(token::encode(Op::Shutdown, key, c.gen));
+            self.push(e);
+            true
         } else {
             c.phase = Phase::Releasing;
             let e = opcode::Close::new(Fixed(c.slot))
                 .build()
                 .user_data(token::encode(Op::Close, key, c.gen));
             self.push(e);
+            true
         }
     }
 
