@@ -61,9 +61,9 @@ fn next_in_line(
 impl<M> Shard<M> {
     /// For each connection in line (up to STEPS_PER_TURN sends and
     /// teardown steps), tell the application about closes, then submit at
-    /// most one of each: send, receive re-arm, shutdown, close. A key left in line whose connection
-    /// closed meanwhile, even one whose slot a new connection took, only
-    /// costs that connection an idle look.
+    /// most one of each: send, receive re-arm, shutdown, close. A key left
+    /// in line whose connection closed meanwhile, even one whose slot a new
+    /// connection took, only costs that connection an idle look.
     pub(super) fn flush<A: App<Mail = M>>(&mut self, app: &mut A) {
         // The turn's input and mail took their time: the submissions below
         // read the clock afresh (once, and only if one carries a fan-out).

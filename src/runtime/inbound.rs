@@ -401,21 +401,8 @@ fn read_frames<A: App>(
                     }
                     Event::Ping { pong: None, .. } | Event::Pong(_) => {}
                     Event::Close { reply, body } => {
-                        let now = table.now;
                         if let Some(c) = table.conn(id) {
                             c.close_code = body.code.unwrap_or(1005);
-                            // The close clock starts now. Until the flush
-                            // settles it (phase Flushing, `since` = then),
-                            // a deadline that fires judges the close by
-                            // `since`, which was the upgrade: one that fell
-                            // in between (a storm's closes waiting in line
-                            // for the flush's budget while the entry of the
-                            // upgrade's handshake deadline fired) closed it
-                            // as timed out and threw away the reply: 10-17 %
-                            // of the 100,000 clean closes in the issue's
-                            // storm were counted in timeouts_total and got
-                            // no close frame (issue #11, session 17).
-                            c.since = now;
                             // Answers already queued still go out first:
                             // a client that sends and then closes gets its
                             // replies.

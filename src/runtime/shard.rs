@@ -5,9 +5,9 @@
 //! connections with something to do, first come first served, get at most
 //! one send, one re-armed receive, or one step of their teardown, until
 //! the turn's budget of sends and teardown steps is spent (the rest wait
-//! for the next turn). One
-//! `io_uring_enter` submits it all, completes what arrived meanwhile, and
-//! waits for the next completion only when nothing is left to do.
+//! for the next turn). One `io_uring_enter` submits it all, completes
+//! what arrived meanwhile, and waits for the next completion only when
+//! nothing is left to do.
 
 use super::accept::Listening;
 use super::app::{App, ConnId};

@@ -22,7 +22,7 @@ counters! { ShardStats {
     timeouts_total: counter, "Connections closed by a handshake, pong or close deadline.";
     recv_enobufs_total: counter, "Receives stopped because the buffer ring was empty.";
     deferred_work_enters_total: counter, "Extra io_uring enters a loop turn made to run the kernel's deferred completion work past its 20-item batch, each after one that brought 16 or more completions (a burst of input waiting: a reconnect storm, a stalled shard).";
-    flush_budget_spent_total: counter, "Loop turns whose flush spent its budget (64 sends and teardown steps: a receive's cancel, a shutdown, a close) with connections still in line; they go on in the next turn, after its input (a storm of closes, a broadcast's sends).";
+    flush_budget_spent_total: counter, "Loop turns whose flush spent its budget (64 sends and teardown steps: a receive's cancel, a shutdown, a close; no budget under --write-delay-ms) with connections still in line; they go on in the next turn, after its input (a storm of closes, a broadcast's sends).";
     accept_table_full_total: counter, "Accepts paused because the direct descriptor table was full.";
     upgrades_refused_full_total: counter, "WebSocket upgrades answered 503: the shard's table is down to its HTTP reserve.";
     recv_paused_total: counter, "Times reading from a connection stopped because its own send backlog was over --max-backlog-read.";
