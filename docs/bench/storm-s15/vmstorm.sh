@@ -3,13 +3,16 @@
 # generator on core 1, /metrics scraped every 0.4 s and the broker's
 # threads' CPU (shards vs io_uring's io-wq workers, "iou-wrk-*") sampled
 # with each scrape. Usage: vmstorm.sh OUTDIR [CONNS DROP TOPICS RATE]
-# Binaries from target/release (or $BIN).
+# Binaries from target/release (or $BIN). For storm-s17/netstorm.sh:
+# LISTEN (the broker's --listen), LG_WRAP (a command the generator runs
+# under, e.g. `ip netns exec NS`), LG_TARGET (its --url and source
+# options); PERF_AT (seconds from the start to the 3 s perf record).
 set -u
 OUT=$1; CONNS=${2:-22000}; DROP=${3:-20000}; TOPICS=${4:-2000}; RATE=${5:-2000}
 BIN=${BIN:-target/release}
 PORT=${PORT:-18080}
 rm -rf "$OUT/scrape"; mkdir -p "$OUT/scrape"
-taskset -c 0 "$BIN/ringfan" --shards ${BROKER_SHARDS:-2} --listen 127.0.0.1:$PORT ${BROKER_ARGS:-} > "$OUT/broker.log" 2>&1 &
+taskset -c 0 "$BIN/ringfan" --shards ${BROKER_SHARDS:-2} --listen ${LISTEN:-127.0.0.1:$PORT} ${BROKER_ARGS:-} > "$OUT/broker.log" 2>&1 &
 pid=$!
 sleep 1
 ( while kill -0 $pid 2>/dev/null; do
@@ -33,9 +36,9 @@ sleep 1
 spid=$!
 if [ -n "${PERF:-}" ]; then
   # the storm's seconds only: connect ~1 s, warm-up 3 s, drop at 5 s
-  ( sleep 8.5; perf record -F 1999 -g -p $pid -o "$OUT/perf.data" -- sleep 3 > /dev/null 2>&1 ) &
+  ( sleep ${PERF_AT:-8.5}; perf record -F 1999 -g -p $pid -o "$OUT/perf.data" -- sleep 3 > /dev/null 2>&1 ) &
 fi
-taskset -c 1 timeout 200 "$BIN/ringfan-loadgen" storm --url ws://127.0.0.1:$PORT/ws \
+${LG_WRAP:-} taskset -c 1 timeout 200 "$BIN/ringfan-loadgen" storm ${LG_TARGET:---url ws://127.0.0.1:$PORT/ws} \
     --connections "$CONNS" --drop "$DROP" --topics "$TOPICS" --rate "$RATE" \
     --warmup 3s --duration 20s --drop-at 5s --shards ${LG_SHARDS:-2} --cpus 1 --server-pid $pid \
     --json "$OUT/storm.json" > "$OUT/storm.log" 2>&1
