@@ -222,7 +222,7 @@ impl<M> Shard<M> {
         let waits = tls && self.table.tls.handshaking(key);
         let has_tx = !c.tx.is_empty() && !waits;
         let notify = tls && closing && !tls_out && self.tls_close_notify(key);
-        let mut sent = false;
+        let mut stepped = false;
         if idle && has_tx && !tls_out && self.write_delay.holds(queue, draining) {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
                 let mut delayed = c.delayed();
@@ -231,7 +231,7 @@ impl<M> Shard<M> {
             }
         } else if idle && (has_tx || tls_out || notify) {
             let op = self.pool.pop().unwrap_or_else(SendOp::new);
-            sent = self.submit_send(key, op);
+            stepped = self.submit_send(key, op);
         } else if closing {
             if let Some(c) = self.table.conns.get_mut(key as usize) {
                 if c.ws.handshake_closed() && !c.tls() {
@@ -253,7 +253,7 @@ impl<M> Shard<M> {
                         c.phase = Phase::Dead;
                         self.table.mark(key);
                     }
-                    return sent;
+                    return stepped;
                 }
                 // Everything is out: half-close, then wait for the peer's
                 // EOF so unread input cannot turn our close into a reset
@@ -266,7 +266,7 @@ impl<M> Shard<M> {
                     .user_data(token::encode(Op::Shutdown, key, c.gen));
                 self.push(e);
                 self.reschedule(key, now + close_t);
-                sent = true;
+                stepped = true;
             }
         }
         if self
@@ -277,7 +277,7 @@ impl<M> Shard<M> {
         {
             self.arm_recv(key);
         }
-        sent
+        stepped
     }
 
     /// A connection whose transport is gone: end what is in flight, then
