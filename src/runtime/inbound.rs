@@ -62,7 +62,12 @@ pub(super) fn delivered_plain<A: App>(
         c.rx.extend_from_slice(data);
         return false;
     }
-    if c.phase == Phase::Handshake && !c.outbound() && (c.deferred() || table.handshake_budget == 0)
+    // The admin listener's requests are never deferred: a storm's heads
+    // must not keep a probe waiting (see `ConnTable::queue`).
+    if c.phase == Phase::Handshake
+        && !c.outbound()
+        && !c.admin()
+        && (c.deferred() || table.handshake_budget == 0)
     {
         // This turn's handshakes are spent: keep the bytes for the next.
         c.rx.extend_from_slice(data);
