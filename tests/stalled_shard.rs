@@ -111,15 +111,26 @@ async fn a_pile_of_input_is_run_past_the_kernels_batch_of_20() {
     );
 }
 
-/// A storm of closes (here: 400 clients gone while the shard was stopped,
-/// so that their ends arrive together) is torn down a budget at a time,
-/// counted with the flush's sends: a close is the kernel's tcp_close, and
-/// a shard's 10,000 of them in one flush were one long enter that every
-/// publish waited for (issue #11). The turns end with connections still
-/// in line, and every connection is released in the end. `reset`: the
-/// clients reset their connections (a dead connection: its slot closed,
-/// no shutdown) rather than close them (EOF: a half-close first).
-async fn torn_down_a_budget_at_a_time(reset: bool) {
+/// How the clients of `torn_down_a_budget_at_a_time` end.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// The close handshake (the issue's storm): the reply is a send, then
+    /// the receive's cancel and the close, each a step.
+    Close,
+    /// EOF: the broker half-closes first (a shutdown step).
+    Eof,
+    /// A reset: a dead connection, its slot closed, no shutdown.
+    Reset,
+}
+
+/// A storm of closes (here: 400 clients ending while the shard was
+/// stopped, so that their ends arrive together) is torn down a budget at a
+/// time, counted with the flush's sends: a close is the kernel's
+/// tcp_close, and a shard's 10,000 of them in one flush were one long
+/// enter that every publish waited for (issue #11). The turns end with
+/// connections still in line, every close frame is answered, and every
+/// connection is released in the end.
+async fn torn_down_a_budget_at_a_time(end: End) {
     let b = Broker::start(&["--shards", "1", "--echo"]);
     let pid = b.child.id();
     let mut clients = Vec::new();
@@ -131,15 +142,25 @@ async fn torn_down_a_budget_at_a_time(reset: bool) {
         ws.send(&masked(OP_TEXT, b"up")).await;
         let f = bounded(10, "the echo", ws.frame()).await;
         assert_eq!(f.opcode, OP_TEXT);
-        if reset {
+        if end == End::Reset {
             ws.stream.set_zero_linger().expect("SO_LINGER 0");
         }
     }
     let before = metric(b.addr, "ringfan_flush_budget_spent_total").await;
     stop(pid).await;
-    drop(clients);
+    if end == End::Close {
+        for ws in clients.iter_mut() {
+            ws.send(&masked(OP_CLOSE, &close_body(1000, "bye"))).await;
+        }
+    } else {
+        clients.clear();
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     signal(pid, libc::SIGCONT);
+    for ws in clients.iter_mut() {
+        bounded(10, "the close reply", ws.expect_close(1000)).await;
+    }
+    drop(clients);
     // The /metrics request's own connection is the one left.
     wait_metric(
         b.addr,
@@ -161,20 +182,25 @@ async fn torn_down_a_budget_at_a_time(reset: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_close_handshakes_is_answered_a_budget_at_a_time() {
+    torn_down_a_budget_at_a_time(End::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_closes_is_torn_down_a_budget_at_a_time() {
-    torn_down_a_budget_at_a_time(false).await;
+    torn_down_a_budget_at_a_time(End::Eof).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_resets_is_torn_down_a_budget_at_a_time() {
-    torn_down_a_budget_at_a_time(true).await;
+    torn_down_a_budget_at_a_time(End::Reset).await;
 }
 
 /// What a stalled shard reads in the turn where a deadline of the
 /// connection's fires is answered, not timed out: `input` (sent while the
 /// broker is stopped) ends the connection with `code`, and the flush has
 /// not settled it when the deadline looks. Here the upgrade's handshake
-/// deadline (2 s) fires in the turn that reads it, 2.5 s after the
+/// deadline (3 s) fires in the turn that reads it, 3.5 s after the
 /// upgrade, past the close timeout (1 s) counted from it. (The deadline
 /// judged such a connection by its close clock from the upgrade, counted a
 /// timeout and dropped the close frame queued for it: in the issue's storm
@@ -185,17 +211,26 @@ async fn answered_though_a_deadline_is_due(input: Vec<u8>, code: u16) {
         "1",
         "--echo",
         "--handshake-timeout",
-        "2",
+        "3",
         "--close-timeout",
         "1",
     ]);
     let pid = b.child.id();
+    let connecting = std::time::Instant::now();
     let mut ws = RawWs::connect(b.addr, "/echo").await;
     ws.send(&masked(OP_TEXT, b"up")).await;
     assert_eq!(bounded(5, "the echo", ws.frame()).await.opcode, OP_TEXT);
     stop(pid).await;
+    // The case needs the handshake deadline still ahead at the stop: had
+    // it fired while the connection was open, the next one would be the
+    // idle ping's, 30 s on, and the close would be flushed as usual.
+    let stopped = connecting.elapsed();
+    assert!(
+        stopped < Duration::from_millis(2_500),
+        "the stop came {stopped:?} after the connect, too late for the case"
+    );
     ws.send(&input).await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
     signal(pid, libc::SIGCONT);
     bounded(5, "the close frame", ws.expect_close(code)).await;
     assert_eq!(
