@@ -200,7 +200,9 @@ impl<M> Shard<M> {
         conn.wheel_at = now + self.periods.handshake;
         conn.set_tls(tls);
         conn.set_admin(admin);
-        conn.set_awaiting_proxy(self.config.proxy.protocol);
+        // The admin listener is the operator's direct way in (probes and
+        // scrapers that do not go through the proxy): no PROXY header.
+        conn.set_awaiting_proxy(self.config.proxy.protocol && !admin);
         let key = self.table.conns.insert(conn) as u32;
         if tls {
             self.tls_accepted(key);

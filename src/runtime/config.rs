@@ -98,7 +98,9 @@ pub struct Config {
     pub handshake_timeout_busy: Duration,
     /// Most request heads a shard parses in one loop turn; the rest wait,
     /// their bytes kept, for the next turns. A storm of new connections
-    /// then cannot make one turn long enough to delay fan-out.
+    /// then cannot make one turn long enough to delay fan-out. The admin
+    /// listener's heads are parsed past it (they count in it while it
+    /// lasts): probes must not wait behind a storm.
     pub handshakes_per_turn: usize,
     /// Most connections open from one client address (an IPv4 address, or
     /// an IPv6 /64), over all shards; past it a new one is answered 429.

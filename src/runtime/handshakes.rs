@@ -38,13 +38,16 @@ impl<M> Shard<M> {
             } else {
                 self.table.handshake_budget
             };
-            if budget == 0 {
-                rest.push(key);
-                continue;
-            }
             let Some(c) = self.table.conns.get_mut(key as usize) else {
                 continue;
             };
+            // The admin listener's requests (a pipelined one waits here
+            // behind an answer given `Later`) do not wait for the budget:
+            // see `ConnTable::queue`.
+            if budget == 0 && !c.admin() {
+                rest.push(key);
+                continue;
+            }
             if !c.deferred() {
                 // Its slot's earlier connection's entry, or handled.
                 continue;

@@ -28,7 +28,7 @@ counters! { ShardStats {
     recv_paused_total: counter, "Times reading from a connection stopped because its own send backlog was over --max-backlog-read.";
     recv_too_slow_total: counter, "Connections closed 1008 for holding an unfinished message while sending under --min-recv-rate.";
     handshakes_shed_total: counter, "Connections in their HTTP handshake closed to keep slots free (--max-handshakes-per-shard, or a busy table).";
-    handshakes_deferred_total: counter, "Request heads left for a later loop turn: the turn had parsed --handshakes-per-turn already.";
+    handshakes_deferred_total: counter, "Request heads left for a later loop turn: the turn had parsed --handshakes-per-turn already (the admin listener's never wait).";
     peer_connections_refused_total: counter, "Connections answered 429: their address already had --max-connections-per-ip open.";
     peer_rate_refused_total: counter, "Connections answered 429: their address opened more than --max-handshakes-per-ip a second.";
     peer_addresses_tracked: summed_gauge, "Client addresses (IPv4, or IPv6 /64) counted by the per-address limits.";

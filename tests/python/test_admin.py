@@ -215,6 +215,19 @@ def test_probes_head_publish_and_refusals(admin):
     conn.close()
 
 
+def test_the_admin_listener_takes_no_proxy_header(admin):
+    """Under --proxy-protocol the public port wants a PROXY header first,
+    but probes and scrapers reach the admin listener directly (a
+    Kubernetes httpGet probe sends none): it answers them as they are."""
+    s, port = admin("--proxy-protocol")
+    assert call(port, "GET", "/healthz", token=None)[0::2] == (200, b"ok\n")
+    assert call(port, "GET", "/metrics", token=None)[2].startswith(b"# HELP")
+    # The public port still closes a request without one, unanswered.
+    with socket.create_connection(("127.0.0.1", s.port), timeout=STEP) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.recv(4096) == b""
+
+
 def test_readyz_fails_while_draining(admin):
     s, port = admin("--drain-timeout", "5", "--close-timeout", "5")
 

@@ -282,7 +282,8 @@ pub struct Args {
     pub handshake_timeout_busy_ms: u64,
     /// Most request heads a shard parses in one loop turn; the rest wait,
     /// their bytes kept, for the next turns, so that a storm of new
-    /// connections cannot hold up fan-out.
+    /// connections cannot hold up fan-out. The admin listener's requests
+    /// are not held back.
     #[arg(long, default_value_t = rt().handshakes_per_turn)]
     pub handshakes_per_turn: usize,
     /// Most connections open from one client address (IPv4, or IPv6 /64),
