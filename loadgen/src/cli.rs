@@ -53,6 +53,7 @@ pub struct Common {
     /// 1024-65535), instead of letting the kernel pick from its ephemeral
     /// range: every port of the range is as fast as the first, and the
     /// range is not the kernel's. A port another socket holds is skipped.
+    /// Each port carries one connection per broker address (--url).
     #[arg(long, value_parser = crate::limits::parse_ports, value_name = "LO-HI")]
     #[serde(skip)]
     pub source_ports: Option<(u16, u16)>,
@@ -433,7 +434,8 @@ pub fn plan(c: &Common, load: Load) -> Result<Plan, String> {
         Vec::new()
     };
     let in_flight = (shards * c.connect_window.max(1)) as u64;
-    let verdict = limits::check(total, &sources, &ports, in_flight, loopback);
+    let share = plan::port_share(sources.len(), &targets);
+    let verdict = limits::check(total, &sources, &ports, share, in_flight, loopback);
     if verdict.fatal {
         return Err(verdict.line);
     }

@@ -162,21 +162,31 @@ pub struct Verdict {
 
 /// Check `total` connections over `sources` source addresses (none: the
 /// kernel picks the source too, one address) against the port settings,
-/// the system-wide file limit and the listen backlog.
+/// the system-wide file limit and the listen backlog. `share`: how many
+/// connections one port of --source-ports carries (`plan::port_share`:
+/// one per broker address; the sources count, 1 for none, when there is
+/// one broker address).
 pub fn check(
     total: u64,
     sources: &[IpAddr],
     ports: &Ports,
+    share: u64,
     in_flight: u64,
     loopback: bool,
 ) -> Verdict {
-    let k = sources.len().max(1) as u64;
+    let n_src = sources.len().max(1) as u64;
+    let explicit = matches!(ports, Ports::Explicit { .. });
+    // The kernel's own port choice is counted per source (measured so).
+    let k = if explicit { share.max(n_src) } else { n_src };
     let n = crate::report::fmt_count;
-    let src = if k == 1 {
+    let mut src = if n_src == 1 {
         "1 source address".to_string()
     } else {
-        format!("{k} source addresses")
+        format!("{n_src} source addresses")
     };
+    if k > n_src {
+        src = format!("{k} pairs of {src} and the broker addresses");
+    }
     let need_sources = |per: u64| total.div_ceil(per.max(1));
     let (fast, hard, setting) = match ports {
         Ports::Kernel(r) => (
@@ -345,7 +355,7 @@ mod tests {
     #[test]
     fn the_verdict_names_the_setting_and_the_ceiling() {
         let stock = Ports::Kernel(PortRange::parse("32768 60999", "").unwrap());
-        let v = check(250_000, &loopback_sources(13), &stock, 256, true);
+        let v = check(250_000, &loopback_sources(13), &stock, 13, 256, true);
         assert!(!v.fatal && v.slow, "{v:?}");
         assert!(
             v.line.starts_with("250,000 connections exceed the fast-connect ceiling of 183,508 = 13 source addresses × net.ipv4.ip_local_port_range 32768-60999"),
@@ -353,10 +363,10 @@ mod tests {
             v.line
         );
         assert!(v.line.contains("--sources 20"), "{}", v.line);
-        let v = check(400_000, &loopback_sources(13), &stock, 256, true);
+        let v = check(400_000, &loopback_sources(13), &stock, 13, 256, true);
         assert!(v.fatal, "{v:?}");
         assert!(v.line.contains("port ceiling of 367,016"), "{}", v.line);
-        let v = check(250_000, &loopback_sources(20), &stock, 256, true);
+        let v = check(250_000, &loopback_sources(20), &stock, 20, 256, true);
         assert!(!v.slow && !v.fatal, "{v:?}");
         assert!(
             v.line.starts_with("ceiling 282,320 connections"),
@@ -364,10 +374,23 @@ mod tests {
             v.line
         );
         let mine = Ports::Explicit { lo: 2000, hi: 2999 };
-        let v = check(1_001, &[], &mine, 1, false);
+        let v = check(1_001, &[], &mine, 1, 1, false);
         assert!(
             v.fatal && v.line.contains("--source-ports 2000-2999"),
             "{v:?}"
+        );
+        // Two broker addresses: each port carries two.
+        let v = check(2_000, &[], &mine, 2, 1, false);
+        assert!(!v.fatal, "{v:?}");
+        assert!(v.line.starts_with("ceiling 2,000 connections (2 pairs of 1 source address and the broker addresses × --source-ports"), "{}", v.line);
+        let v = check(2_001, &[], &mine, 2, 1, false);
+        assert!(v.fatal, "{v:?}");
+        // The kernel's choice stays counted per source.
+        let v = check(250_000, &loopback_sources(20), &stock, 40, 256, true);
+        assert!(
+            v.line.starts_with("ceiling 282,320 connections"),
+            "{}",
+            v.line
         );
     }
 

@@ -359,14 +359,14 @@ impl Plan {
 
     /// The address connection `i` binds on its `attempt`-th try: its
     /// source with port 0 (the kernel picks), or with --source-ports the
-    /// `i / sources`-th port of the range; a retry (the port was taken by
-    /// another socket) moves past the ports the plan itself uses.
+    /// `i / port_share`-th port of the range; a retry (the port was taken
+    /// by another socket) moves past the ports the plan itself uses.
     pub fn bind_of(&self, i: u64, attempt: u32) -> Option<SocketAddr> {
         let ip = self.source_of(i);
         let Some((lo, hi)) = self.source_ports else {
             return ip.map(|ip| SocketAddr::new(ip, 0));
         };
-        let k = self.sources.len().max(1) as u64;
+        let k = port_share(self.sources.len(), &self.endpoints);
         let span = u64::from(hi - lo) + 1;
         let stride = self.connections().div_ceil(k).max(1);
         let at = (i / k + u64::from(attempt) * stride) % span;
@@ -412,6 +412,33 @@ impl Plan {
             self.rate / n as f64
         }
     }
+}
+
+/// How many connections one bound (source address, source port) carries
+/// under --source-ports: one per broker address they reach, since a TCP
+/// connection is its four-tuple (two broker addresses behind one source
+/// give 2 x 64,512, as `bench/storm-s17/netstorm.sh` needs). Subscriber
+/// `i` goes from source `i % k` to endpoint `i % E`, and any lcm(k, E)
+/// consecutive `i` differ in that pair, so port `i / lcm(k, E)` is never
+/// bound twice for one pair. Endpoints that repeat an address count once
+/// for all (only the sources then). Publishers choose their endpoint by
+/// index: a clash of theirs is a retry (`bind_of`).
+pub fn port_share(sources: usize, endpoints: &[Endpoint]) -> u64 {
+    let k = sources.max(1) as u64;
+    let mut addrs: Vec<SocketAddr> = endpoints.iter().map(|e| e.addr).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    if addrs.len() < endpoints.len() || endpoints.len() < 2 {
+        return k;
+    }
+    let e = endpoints.len() as u64;
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    k / gcd(k, e) * e
 }
 
 fn pick(endpoints: &[Endpoint], k: u64) -> &Endpoint {
@@ -507,6 +534,33 @@ mod tests {
         assert_eq!(q.bind_of(4, 1), Some("127.0.0.2:40004".parse().unwrap()));
         assert_eq!(q.bind_of(4, 3), Some("127.0.0.2:40000".parse().unwrap()));
         assert_eq!(p.rate_each(), 50.0);
+    }
+
+    #[test]
+    fn a_source_port_carries_one_connection_per_broker_address() {
+        let at = |a: u8| Endpoint::ws(SocketAddr::from(([10, 77, 0, a], 8080)), "/ws");
+        let mut p = plan(vec![9, 3], 0);
+        p.sources = Vec::new();
+        p.source_ports = Some((1024, 1029));
+        // One source, two broker addresses: 12 connections on 6 ports.
+        p.endpoints = vec![at(1), at(2)];
+        assert_eq!(port_share(0, &p.endpoints), 2);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..12 {
+            let bind = p.bind_of(i, 0).unwrap();
+            assert!(bind.port() <= 1029, "{bind}");
+            assert!(
+                seen.insert((bind, p.endpoint_of(i).addr)),
+                "{i} reuses {bind}"
+            );
+        }
+        // Sources and brokers of a common factor: lcm(2, 4) = 4 a port.
+        let four = vec![at(1), at(2), at(3), at(4)];
+        assert_eq!(port_share(2, &four), 4);
+        assert_eq!(port_share(3, &four), 12);
+        // The same address twice is one destination.
+        assert_eq!(port_share(1, &[at(1), at(1)]), 1);
+        assert_eq!(port_share(3, &[at(1)]), 3);
     }
 
     #[test]

@@ -21,10 +21,15 @@ trap cleanup EXIT
 ip netns add $NS
 ip link add rfb0 type veth peer name rfg0
 ip link set rfg0 netns $NS
-# two broker addresses: a (source address, port) pair reaches each one,
-# so --source-ports 1024-65535 gives 2 x 64,512 connections
-ip addr add 10.77.0.1/24 dev rfb0
-ip addr add 10.77.0.2/24 dev rfb0
+# ADDRS broker addresses (2 unless said): a (source address, port) pair
+# reaches each one, so --source-ports 1024-65535 gives ADDRS x 64,512
+# connections. A storm needs room for the dropped ones' TIME_WAIT too:
+# the issue's 110,000 with 100,000 reconnecting need ADDRS=4.
+urls=""
+for a in $(seq 1 ${ADDRS:-2}); do
+  ip addr add 10.77.0.$a/24 dev rfb0
+  urls="$urls --url ws://10.77.0.$a:$PORT/ws"
+done
 ip link set rfb0 up
 ip netns exec $NS ip addr add 10.77.0.11/24 dev rfg0
 ip netns exec $NS ip link set rfg0 up
@@ -35,5 +40,5 @@ if [ "${RPS:-1}" = 1 ]; then
 fi
 # The broker on every address (/metrics is scraped on 127.0.0.1).
 LISTEN=0.0.0.0:$PORT LG_WRAP="ip netns exec $NS" \
-  LG_TARGET="--url ws://10.77.0.1:$PORT/ws --url ws://10.77.0.2:$PORT/ws --source-ports 1024-65535" \
+  LG_TARGET="$urls --source-ports 1024-65535" \
   PORT=$PORT bash "$(dirname "$0")/../storm-s15/vmstorm.sh" "$@"
