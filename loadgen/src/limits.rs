@@ -185,7 +185,7 @@ pub fn check(
         format!("{n_src} source addresses")
     };
     if k > n_src {
-        src = format!("{k} pairs of {src} and the broker addresses");
+        src = format!("{k} (source, broker) address pairs");
     }
     let need_sources = |per: u64| total.div_ceil(per.max(1));
     let (fast, hard, setting) = match ports {
@@ -382,7 +382,13 @@ mod tests {
         // Two broker addresses: each port carries two.
         let v = check(2_000, &[], &mine, 2, 1, false);
         assert!(!v.fatal, "{v:?}");
-        assert!(v.line.starts_with("ceiling 2,000 connections (2 pairs of 1 source address and the broker addresses × --source-ports"), "{}", v.line);
+        assert!(
+            v.line.starts_with(
+                "ceiling 2,000 connections (2 (source, broker) address pairs × --source-ports"
+            ),
+            "{}",
+            v.line
+        );
         let v = check(2_001, &[], &mine, 2, 1, false);
         assert!(v.fatal, "{v:?}");
         // The kernel's choice stays counted per source.
