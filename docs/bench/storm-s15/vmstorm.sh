@@ -7,16 +7,20 @@
 # LISTEN (the broker's --listen), LG_WRAP (a command the generator runs
 # under, e.g. `ip netns exec NS`), LG_TARGET (its --url and source
 # options); PERF_AT (seconds from the start to the 3 s perf record).
+# /metrics is scraped on the admin listener (ADMIN_PORT, 18091), whose
+# answers go ahead of a storm's (session 18; before, the public port's
+# scrapes came 1-2 s late in the storm and its windows were uneven).
 set -u
 OUT=$1; CONNS=${2:-22000}; DROP=${3:-20000}; TOPICS=${4:-2000}; RATE=${5:-2000}
 BIN=${BIN:-target/release}
 PORT=${PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-18091}
 rm -rf "$OUT/scrape"; mkdir -p "$OUT/scrape"
-taskset -c 0 "$BIN/ringfan" --shards ${BROKER_SHARDS:-2} --listen ${LISTEN:-127.0.0.1:$PORT} ${BROKER_ARGS:-} > "$OUT/broker.log" 2>&1 &
+taskset -c 0 "$BIN/ringfan" --shards ${BROKER_SHARDS:-2} --listen ${LISTEN:-127.0.0.1:$PORT} --admin-listen 127.0.0.1:$ADMIN_PORT ${BROKER_ARGS:-} > "$OUT/broker.log" 2>&1 &
 pid=$!
 sleep 1
 ( while kill -0 $pid 2>/dev/null; do
-    exec 3<>/dev/tcp/127.0.0.1/$PORT || break
+    exec 3<>/dev/tcp/127.0.0.1/$ADMIN_PORT || break
     printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
     cat <&3 > "$OUT/scrape/next"; exec 3>&-
     # stamped when the answer is in (a busy broker answers late), next

@@ -1,6 +1,6 @@
 #!/bin/bash
-# An operator's probes through a storm: storm-s15/vmstorm.sh with the
-# admin listener on, and probe.py (on the generator's core) timing a
+# An operator's probes through a storm: storm-s15/vmstorm.sh (which turns
+# the admin listener on, port 18091), and probe.py (on the generator's core) timing a
 # GET every 0.2 s of /healthz on the public port, /healthz and /metrics
 # on the admin listener. Usage: probestorm.sh OUTDIR [vmstorm.sh's
 # CONNS DROP TOPICS RATE]; BIN, BROKER_SHARDS, LG_SHARDS as for it.
@@ -12,8 +12,7 @@ mkdir -p "$OUT"
     public=127.0.0.1:18080/healthz admin=127.0.0.1:18091/healthz \
     admin-metrics=127.0.0.1:18091/metrics ) &
 ppid=$!
-BROKER_ARGS="--admin-listen 127.0.0.1:18091 ${BROKER_ARGS:-}" \
-    bash "$here/../storm-s15/vmstorm.sh" "$OUT" "$@" > "$OUT/vmstorm.txt" 2>&1
+bash "$here/../storm-s15/vmstorm.sh" "$OUT" "$@" > "$OUT/vmstorm.txt" 2>&1
 wait $ppid
 grep -E "rc=|opened|anomalies|held_(during|outside)_storm_p(50|99)" "$OUT/vmstorm.txt"
 python3 "$here/probes.py" "$OUT/probe.csv"
