@@ -42,9 +42,10 @@ impl<M> Shard<M> {
                 continue;
             };
             // The admin listener's requests (a pipelined one waits here
-            // behind an answer given `Later`) do not wait for the budget:
+            // behind an answer given `Later`, or one past its own budget)
+            // do not wait for the handshake budget while theirs lasts:
             // see `ConnTable::queue`.
-            if budget == 0 && !c.admin() {
+            if budget == 0 && !(c.admin() && self.table.admin_budget > 0) {
                 rest.push(key);
                 continue;
             }

@@ -62,11 +62,12 @@ pub(super) fn delivered_plain<A: App>(
         c.rx.extend_from_slice(data);
         return false;
     }
-    // The admin listener's requests are never deferred: a storm's heads
-    // must not keep a probe waiting (see `ConnTable::queue`).
+    // The admin listener's requests, up to their own budget, are not
+    // deferred: a storm's heads must not keep a probe waiting (see
+    // `ConnTable::queue`).
     if c.phase == Phase::Handshake
         && !c.outbound()
-        && !c.admin()
+        && !(c.admin() && table.admin_budget > 0)
         && (c.deferred() || table.handshake_budget == 0)
     {
         // This turn's handshakes are spent: keep the bytes for the next.
@@ -236,7 +237,13 @@ fn server_handshake<A: App>(
         return Step::Wait;
     }
     if !matches!(outcome, Outcome::Partial) {
-        table.handshake_budget = table.handshake_budget.saturating_sub(1);
+        let admin = table.conns.get(key as usize).is_some_and(|c| c.admin());
+        let budget = if admin && table.admin_budget > 0 {
+            &mut table.admin_budget
+        } else {
+            &mut table.handshake_budget
+        };
+        *budget = budget.saturating_sub(1);
     }
     if let Outcome::Upgrade { consumed, .. } | Outcome::Http { consumed, .. } = outcome {
         // Behind a trusted proxy the client is known (and counted) now.

@@ -258,6 +258,7 @@ impl Harness {
             // The harness parses every head at once; the per-turn budget
             // is the shard's (`handshakes.rs`).
             handshake_budget: usize::MAX,
+            admin_budget: super::table::ADMIN_HEADS_PER_TURN,
             deferred: Vec::new(),
             tls: Default::default(),
             peers: super::peer::PeerLimits::new(0, 0),
@@ -398,9 +399,9 @@ mod tests {
     use super::*;
 
     /// A request head read when the turn's handshake budget is spent, on
-    /// the main listener and on the admin listener: `(answered, in the
-    /// first line, deferred)`.
-    fn head_when_the_budget_is_spent(admin: bool) -> (bool, bool, bool) {
+    /// the main listener and on the admin listener (with `admin_budget`
+    /// of its own left): `(answered, in the first line, deferred)`.
+    fn head_when_the_budget_is_spent(admin: bool, admin_budget: usize) -> (bool, bool, bool) {
         let setup = Setup {
             max_message: 1 << 20,
             max_backlog_read: 1 << 20,
@@ -411,6 +412,7 @@ mod tests {
         let mut h = Harness::new(&setup);
         h.conn().set_admin(admin);
         h.table.handshake_budget = 0;
+        h.table.admin_budget = admin_budget;
         h.deliver(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
         let answered = h.app.seen.iter().any(|s| {
             matches!(s, Seen::Http { path, response, .. }
@@ -428,10 +430,16 @@ mod tests {
     fn the_admin_listeners_requests_skip_a_storms_line() {
         // A storm's heads wait for the next turn's budget, and their
         // answers join the regular line behind the storm's other replies.
-        assert_eq!(head_when_the_budget_is_spent(false), (false, false, true));
+        assert_eq!(
+            head_when_the_budget_is_spent(false, 16),
+            (false, false, true)
+        );
         // A probe on the admin listener is parsed at once and its answer
         // goes out in the first line (issue #11: /healthz 1.0-1.9 s late
         // through the storm before).
-        assert_eq!(head_when_the_budget_is_spent(true), (true, true, false));
+        assert_eq!(head_when_the_budget_is_spent(true, 16), (true, true, false));
+        // Past the admin listener's own budget (a flood of requests there)
+        // its heads wait like the storm's.
+        assert_eq!(head_when_the_budget_is_spent(true, 0), (false, false, true));
     }
 }

@@ -222,6 +222,7 @@ impl<M> Shard<M> {
                 gen: 0,
                 outbound: FxHashMap::default(),
                 handshake_budget: config.handshakes_per_turn,
+                admin_budget: super::table::ADMIN_HEADS_PER_TURN,
                 deferred: Vec::new(),
                 tls: Default::default(),
                 peers,
@@ -301,6 +302,7 @@ impl<M> Shard<M> {
             self.grew_this_turn = false;
             self.bufs.end_turn();
             self.table.handshake_budget = self.config.handshakes_per_turn.max(1);
+            self.table.admin_budget = super::table::ADMIN_HEADS_PER_TURN;
             self.table.tls.budget = self.config.tls_handshakes_per_turn.max(1);
             // Heads left over from earlier turns go first.
             if !self.table.deferred.is_empty() {

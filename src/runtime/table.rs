@@ -22,6 +22,14 @@ pub fn live(conns: &mut Slab<Conn>, key: u32, gen: u32) -> Option<&mut Conn> {
     conns.get_mut(key as usize).filter(|c| c.gen == gen)
 }
 
+/// The admin listener's request heads a turn parses even when its
+/// `handshake_budget` is spent (`inbound::delivered_plain`,
+/// `Shard::run_deferred`); past them they wait like any other. Probes and
+/// scrapers send a few a second; the cap keeps a flood of them, from
+/// whoever reaches the listener, from taking a storm's turns and the
+/// flush's first line (`ConnTable::queue`) without bound.
+pub const ADMIN_HEADS_PER_TURN: usize = 16;
+
 /// Connection state the application may touch through [`super::io::Io`].
 pub struct ConnTable {
     pub me: usize,
@@ -69,6 +77,9 @@ pub struct ConnTable {
     pub outbound: FxHashMap<u32, Box<Outbound>>,
     /// Request heads this turn may still parse (`Config::handshakes_per_turn`).
     pub handshake_budget: usize,
+    /// The admin listener's request heads this turn may still parse past
+    /// `handshake_budget` ([`ADMIN_HEADS_PER_TURN`]).
+    pub admin_budget: usize,
     /// Connections whose request head waits, in `rx`, for a later turn's
     /// budget, in arrival order (TLS ones also for their handshake's).
     pub deferred: Vec<u32>,
