@@ -468,6 +468,24 @@ def test_a_hot_topic_goes_to_the_stream_in_bundles_and_stays_gapless(start_serve
     assert bundled > n // 2 and sent < n // 2, (bundled, sent)
 
 
+def stop_process(pid: int) -> None:
+    """SIGSTOP, and wait until every thread of `pid` is stopped: kill(2)
+    returns before they are, and a publish sent in between could still be
+    answered (a nats-server thread acked one in a loaded full run)."""
+    os.kill(pid, signal.SIGSTOP)
+
+    def stopped(task: Path) -> bool:
+        try:
+            return task.joinpath("stat").read_text().rsplit(") ", 1)[1].startswith("T")
+        except (OSError, IndexError):
+            return True  # the thread is gone
+
+    deadline = time.monotonic() + 5
+    while not all(stopped(t) for t in Path(f"/proc/{pid}/task").iterdir()):
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.002)
+
+
 def test_a_drained_node_answers_the_publishes_it_took_before_it_closes(start_server, nats):
     """SIGTERM while publishes wait for the stream (nats-server paused):
     the node keeps their connections open until the stream answers, so
@@ -478,7 +496,7 @@ def test_a_drained_node_answers_the_publishes_it_took_before_it_closes(start_ser
     async def go():
         async with connect(a.url("/ws")) as pub:
             await acked(pub, op="pub", topic="dr.a", data=0, id=0)
-            nats.proc.send_signal(signal.SIGSTOP)
+            stop_process(nats.proc.pid)
             try:
                 for i in range(1, 4):
                     await pub.send(json.dumps({"op": "pub", "topic": "dr.a", "data": i, "id": i}))
