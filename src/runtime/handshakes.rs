@@ -41,11 +41,12 @@ impl<M> Shard<M> {
             let Some(c) = self.table.conns.get_mut(key as usize) else {
                 continue;
             };
-            // The admin listener's requests (a pipelined one waits here
-            // behind an answer given `Later`, or one past its own budget)
-            // do not wait for the handshake budget while theirs lasts:
-            // see `ConnTable::queue`.
-            if budget == 0 && !(c.admin() && self.table.admin_budget > 0) {
+            // Past the budget only the admin listener's requests go on (a
+            // pipelined one waits here behind an answer given `Later`, or
+            // one past its own budget).
+            if budget == 0
+                && !super::table::ConnTable::head_skips_budget(c.admin(), self.table.admin_budget)
+            {
                 rest.push(key);
                 continue;
             }

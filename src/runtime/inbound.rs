@@ -62,12 +62,9 @@ pub(super) fn delivered_plain<A: App>(
         c.rx.extend_from_slice(data);
         return false;
     }
-    // The admin listener's requests, up to their own budget, are not
-    // deferred: a storm's heads must not keep a probe waiting (see
-    // `ConnTable::queue`).
     if c.phase == Phase::Handshake
         && !c.outbound()
-        && !(c.admin() && table.admin_budget > 0)
+        && !ConnTable::head_skips_budget(c.admin(), table.admin_budget)
         && (c.deferred() || table.handshake_budget == 0)
     {
         // This turn's handshakes are spent: keep the bytes for the next.
@@ -238,12 +235,7 @@ fn server_handshake<A: App>(
     }
     if !matches!(outcome, Outcome::Partial) {
         let admin = table.conns.get(key as usize).is_some_and(|c| c.admin());
-        let budget = if admin && table.admin_budget > 0 {
-            &mut table.admin_budget
-        } else {
-            &mut table.handshake_budget
-        };
-        *budget = budget.saturating_sub(1);
+        table.spend_head(admin);
     }
     if let Outcome::Upgrade { consumed, .. } | Outcome::Http { consumed, .. } = outcome {
         // Behind a trusted proxy the client is known (and counted) now.

@@ -116,6 +116,25 @@ impl ConnTable {
         true
     }
 
+    /// Whether a request head goes past a spent `handshake_budget`: the
+    /// admin listener's do while `admin_budget` lasts
+    /// ([`ADMIN_HEADS_PER_TURN`] a turn), so that a storm's heads cannot
+    /// keep a probe waiting (see `queue`). Takes the budget, not `self`,
+    /// so callers holding a connection borrowed from `conns` can ask.
+    pub fn head_skips_budget(admin: bool, admin_budget: usize) -> bool {
+        admin && admin_budget > 0
+    }
+
+    /// A request head was parsed: count it in the budget it drew on.
+    pub fn spend_head(&mut self, admin: bool) {
+        let budget = if Self::head_skips_budget(admin, self.admin_budget) {
+            &mut self.admin_budget
+        } else {
+            &mut self.handshake_budget
+        };
+        *budget = budget.saturating_sub(1);
+    }
+
     pub fn mark(&mut self, key: u32) {
         self.queue(key, false);
     }
